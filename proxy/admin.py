@@ -1,0 +1,256 @@
+"""The admin listener: ``/metrics``, ``/healthz``, ``/readyz`` and the ``/admin/*`` JSON API.
+
+SPEC.md "Admin listener". ``/admin/*`` needs ``Authorization: Bearer <[admin] token>``,
+compared in constant time; with no admin token configured the API is closed (401). No key,
+secret or token hash is ever returned; a newly issued token is shown once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from . import tokens
+from .config import ConfigError, parse_duration
+from .errors import BadRequest, NotFound, ProxyError, Unauthorized, imsx_body
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+GATEWAY = web.AppKey("gateway", web.Application)
+METRICS_TEXT = web.AppKey("metrics_text", Callable[[], bytes])
+
+
+def create_admin_app(
+    gateway: web.Application, *, metrics_text: Callable[[], bytes] | None = None
+) -> web.Application:
+    """The admin app, reading the gateway's services (same process, same runtime)."""
+    from .app import SERVICES
+
+    app = web.Application(middlewares=[_admin_errors])
+    app[GATEWAY] = gateway
+    services = gateway[SERVICES]
+    app[METRICS_TEXT] = metrics_text or (lambda: generate_latest(services.metrics.registry))
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/admin/connections", connections)
+    app.router.add_get("/admin/connections/{app_id}", connection)
+    app.router.add_post("/admin/connections/{app_id}/check", check_connection)
+    app.router.add_get("/admin/vendors/{vendor}/tokens", list_tokens)
+    app.router.add_post("/admin/vendors/{vendor}/tokens", issue_token)
+    app.router.add_post("/admin/vendors/{vendor}/tokens/rotate", rotate_tokens)
+    app.router.add_delete("/admin/tokens/{token_id}", revoke_token)
+    app.router.add_post("/admin/reload", reload)
+    return app
+
+
+@web.middleware
+async def _admin_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        if request.path.startswith("/admin/"):
+            _authorize(request)
+        return await handler(request)
+    except ProxyError as err:
+        response = web.Response(status=err.status, body=err.body(), content_type="application/json")
+        response.headers.update(err.headers())
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.Response(
+            status=exc.status, body=imsx_body(exc.reason, "invaliddata"),
+            content_type="application/json",
+        )
+
+
+def _services(request: web.Request) -> Any:
+    from .app import SERVICES
+
+    return request.app[GATEWAY][SERVICES]
+
+
+def _authorize(request: web.Request) -> None:
+    expected = _services(request).runtime.current.config.admin.token
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    # SECURITY: constant-time comparison; no admin token configured means no admin API.
+    if (
+        expected is None
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(value.strip().encode(), expected.encode())
+    ):
+        raise Unauthorized("admin token required")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    services = _services(request)
+    await refresh_token_gauge(services)
+    body = request.app[METRICS_TEXT]()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def refresh_token_gauge(services: Any) -> None:
+    """``tokens_active{vendor}`` is read from the store at scrape time, not per request."""
+    try:
+        counts = await services.store.count_active(datetime.now(UTC))
+    except ProxyError:
+        return
+    gauge = services.metrics.tokens_active
+    for vendor in services.runtime.current.config.vendors:
+        counts.setdefault(vendor, 0)
+    for vendor, count in counts.items():
+        gauge.labels(vendor).set(count)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    services = _services(request)
+    try:
+        await services.store.ping()
+    except ProxyError as err:
+        return web.json_response({"status": "unavailable", "store": err.description}, status=503)
+    if services.runtime.current is None:
+        return web.json_response({"status": "unavailable", "config": "not loaded"}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+def connection_view(conn: Any, now: datetime) -> dict[str, Any]:
+    cfg = conn.config
+    return {
+        "appId": cfg.app_id,
+        "vendor": cfg.vendor,
+        "district": conn.district.name,
+        "base_url": conn.district.base_url,
+        "auth": conn.district.auth,
+        "signature_method": conn.district.signature_method if conn.district.auth == "oauth1" else None,
+        "scopes": sorted(cfg.scopes),
+        "enabled": cfg.enabled,
+        "expires": cfg.expires.isoformat() if cfg.expires else None,
+        "expired": cfg.expired(now),
+        "vendor_authorization": conn.vendor_header is not None,
+        "max_connections": conn.district.max_connections,
+        "rate_limit": None,
+    }
+
+
+async def connections(request: web.Request) -> web.Response:
+    services = _services(request)
+    now = datetime.now(UTC)
+    runtime = services.runtime.current
+    views = []
+    for app_id in sorted(runtime.connections):
+        view = connection_view(runtime.connections[app_id], now)
+        view["circuit"] = services.limits.circuit_state(runtime.connections[app_id].district)
+        views.append(view)
+    return web.json_response({"connections": views})
+
+
+async def connection(request: web.Request) -> web.Response:
+    services = _services(request)
+    conn = services.runtime.current.connections.get(request.match_info["app_id"])
+    if conn is None:
+        raise NotFound("unknown application")
+    view = connection_view(conn, datetime.now(UTC))
+    view["circuit"] = services.limits.circuit_state(conn.district)
+    return web.json_response(view)
+
+
+async def check_connection(request: web.Request) -> web.Response:
+    from .check import run_check
+
+    services = _services(request)
+    runtime = services.runtime.current
+    app_id = request.match_info["app_id"]
+    if app_id not in runtime.connections:
+        raise NotFound("unknown application")
+    report = await run_check(runtime.config, app_id, session=services.session)
+    return web.json_response(report.as_json())
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    if not request.body_exists:
+        return {}
+    try:
+        value = json.loads(await request.read() or b"{}")
+    except ValueError as exc:
+        raise BadRequest("the body must be JSON") from exc
+    if not isinstance(value, dict):
+        raise BadRequest("the body must be a JSON object")
+    return value
+
+
+def _duration(body: dict[str, Any], name: str) -> timedelta | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    try:
+        return timedelta(seconds=parse_duration(value))
+    except ValueError as exc:
+        raise BadRequest(f"{name}: {exc}") from exc
+
+
+def _vendor(request: web.Request) -> str:
+    vendor = request.match_info["vendor"]
+    if vendor not in _services(request).runtime.current.config.vendors:
+        raise NotFound(f"unknown vendor {vendor!r}")
+    return vendor
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    services = _services(request)
+    records = await services.store.list_tokens(_vendor(request))
+    return web.json_response([tokens.listing(r) for r in records])
+
+
+async def issue_token(request: web.Request) -> web.Response:
+    services = _services(request)
+    vendor = _vendor(request)
+    body = await _json(request)
+    issued = await tokens.issue(services.store, vendor, ttl=_duration(body, "ttl"), interface="admin")
+    return web.json_response({**tokens.listing(issued.record), "token": issued.token}, status=201)
+
+
+async def rotate_tokens(request: web.Request) -> web.Response:
+    services = _services(request)
+    vendor = _vendor(request)
+    body = await _json(request)
+    grace = _duration(body, "grace") or timedelta(0)
+    issued, ending = await tokens.rotate(services.store, vendor, grace=grace, interface="admin")
+    if grace == timedelta(0):
+        for token_id in ending:
+            services.authenticator.forget(token_id)
+    return web.json_response(
+        {**tokens.listing(issued.record), "token": issued.token, "ending": ending}, status=201
+    )
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    services = _services(request)
+    token_id = request.match_info["token_id"]
+    record = await tokens.revoke(services.store, token_id, interface="admin")
+    if record is None:
+        raise NotFound("unknown token id")
+    services.authenticator.forget(token_id)
+    fresh = await services.store.get_token(token_id)
+    return web.json_response(tokens.listing(fresh or record))
+
+
+async def reload(request: web.Request) -> web.Response:
+    from .server import reload_config
+
+    gateway = request.app[GATEWAY]
+    try:
+        config = await reload_config(gateway, interface="admin")
+    except ConfigError as err:
+        return web.json_response({"ok": False, "errors": err.problems}, status=400)
+    return web.json_response(
+        {"ok": True, "connections": len(config.connections), "warnings": list(config.warnings)}
+    )

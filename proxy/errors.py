@@ -1,0 +1,168 @@
+"""The one exception hierarchy of oneroster-proxy, and its imsx rendering.
+
+Every refusal the proxy makes itself is a ``ProxyError`` subclass; each class knows its HTTP
+status and its imsx ``codeMinor`` value (OneRoster 1.1 §3.3 / 1.2 REST binding §3.3 status
+codes). ``imsx_body`` renders the payload that SPEC.md prescribes for proxy-made errors, and a
+single middleware (``proxy.app``) turns any ``ProxyError`` into that response.
+
+    ProxyError
+     ├── ConfigError            (not an HTTP error: a config with problems; carries every line)
+     ├── BadRequest        400
+     │    └── PathRefused  400
+     ├── Unauthorized      401  (WWW-Authenticate: Bearer)
+     ├── Forbidden         403
+     ├── NotFound          404
+     ├── PayloadTooLarge   413
+     ├── URITooLong        414
+     ├── TooManyRequests   429  (Retry-After)
+     ├── HeadersTooLarge   431
+     ├── UpstreamError     502
+     │    ├── UpstreamConnectError
+     │    ├── UpstreamResetError
+     │    ├── UpstreamBadResponse
+     │    └── UpstreamTokenError
+     ├── ServiceUnavailable 503 (Retry-After)
+     │    └── StoreUnavailable
+     └── UpstreamTimeout   504
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, ClassVar
+
+
+class ProxyError(Exception):
+    """Base of every error the proxy reports itself."""
+
+    status: ClassVar[int] = 500
+    code_minor: ClassVar[str] = "internal_server_error"
+
+    def __init__(self, description: str, *, retry_after: float | None = None) -> None:
+        super().__init__(description)
+        self.description = description
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        return headers
+
+    def body(self) -> bytes:
+        return imsx_body(self.description, self.code_minor)
+
+
+class ConfigError(ProxyError):
+    """A configuration that does not validate; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class BadRequest(ProxyError):
+    status = 400
+    code_minor = "invaliddata"
+
+
+class PathRefused(BadRequest):
+    """A path that decodes or normalises outside ``/ims/oneroster/``."""
+
+
+class Unauthorized(ProxyError):
+    status = 401
+    code_minor = "unauthorisedrequest"
+
+    def headers(self) -> dict[str, str]:
+        headers = super().headers()
+        headers["WWW-Authenticate"] = 'Bearer realm="oneroster-proxy"'
+        return headers
+
+
+class Forbidden(ProxyError):
+    status = 403
+    code_minor = "forbidden"
+
+
+class NotFound(ProxyError):
+    status = 404
+    code_minor = "unknownobject"
+
+
+class PayloadTooLarge(ProxyError):
+    status = 413
+    code_minor = "invaliddata"
+
+
+class URITooLong(ProxyError):
+    status = 414
+    code_minor = "invaliddata"
+
+
+class TooManyRequests(ProxyError):
+    status = 429
+    code_minor = "server_busy"
+
+
+class HeadersTooLarge(ProxyError):
+    status = 431
+    code_minor = "invaliddata"
+
+
+class UpstreamError(ProxyError):
+    """The district could not be used: unreachable, reset, unusable answer."""
+
+    status = 502
+    code_minor = "server_busy"
+    kind: ClassVar[str] = "connect"
+
+
+class UpstreamConnectError(UpstreamError):
+    kind = "connect"
+
+
+class UpstreamResetError(UpstreamError):
+    kind = "reset"
+
+
+class UpstreamBadResponse(UpstreamError):
+    kind = "reset"
+
+
+class UpstreamTokenError(UpstreamError):
+    kind = "token"
+
+
+class ServiceUnavailable(ProxyError):
+    status = 503
+    code_minor = "server_busy"
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The token store cannot be reached and the token is not cached."""
+
+
+class UpstreamTimeout(ProxyError):
+    status = 504
+    code_minor = "server_busy"
+    kind: ClassVar[str] = "timeout"
+
+
+def imsx_body(description: str, code_minor: str) -> bytes:
+    """The imsx failure payload of SPEC.md for a proxy-made error."""
+    payload: dict[str, Any] = {
+        "imsx_codeMajor": "failure",
+        "imsx_severity": "error",
+        "imsx_description": description,
+        "imsx_CodeMinor": {
+            "imsx_codeMinorField": [
+                {
+                    "imsx_codeMinorFieldName": "TargetEndSystem",
+                    "imsx_codeMinorFieldValue": code_minor,
+                }
+            ]
+        },
+    }
+    return json.dumps(payload).encode()

@@ -1,0 +1,204 @@
+"""The upstream exchange: send the signed request to the district, stream its answer back.
+
+SPEC.md "Gateway listener": method, query and body are forwarded byte for byte, the answer of
+every status reaches the vendor unchanged but for rewritten ``Link``s, bodies stream with
+backpressure both ways, ``upstream_timeout`` bounds the wait for the response head and each
+idle read (``sock_read``), never the whole transfer.
+
+aiohttp client errors are translated to ``proxy.errors`` in exactly one place,
+``upstream_errors``. Traps of this stack handled here:
+
+* yarl re-quotes URLs unless built with ``encoded=True``; the query sent must be the query
+  signed, so every upstream URL is built that way.
+* aiohttp's client re-sends a request once when a reused keep-alive connection turns out to be
+  closed, for PUT and DELETE too. Writes must never be sent twice, so the session's
+  persistent-connection retry is switched off (``disable_connection_retry``) and only our own
+  GET retry policy (``_send_with_retries``) re-sends anything.
+* the client's default 8 KB limit on a response header line is met by a district that echoes a
+  long filter into four ``Link`` URLs; the limits are raised, and anything still over them is
+  a 502, never a 500.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from .errors import (
+    PayloadTooLarge,
+    UpstreamBadResponse,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamResetError,
+    UpstreamTimeout,
+)
+
+# Response head limits for the district's answer (one header line, e.g. a Link with a long
+# filter echoed in four URLs, and the number of header lines).
+MAX_RESPONSE_LINE = 64 * 1024
+MAX_RESPONSE_FIELD = 64 * 1024
+MAX_RESPONSE_HEADERS = 256
+CHUNK = 64 * 1024
+# Retry-After values a GET retry will wait out (SPEC: "a few seconds at most").
+MAX_RETRY_AFTER = 5.0
+MAX_ATTEMPTS = 3
+
+
+def new_session(*, fresh_connections: bool = False) -> aiohttp.ClientSession:
+    """An upstream client session. Reads share pooled keep-alive connections; writes use a
+    session with ``fresh_connections``, so a PUT/POST/DELETE never meets a pooled connection
+    that the district closed meanwhile (which could only end in a 502, since writes are never
+    re-sent)."""
+    connector = aiohttp.TCPConnector(
+        limit=0,
+        ttl_dns_cache=60,
+        enable_cleanup_closed=True,
+        keepalive_timeout=15,
+        force_close=fresh_connections,
+    )
+    session = aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+        max_line_size=MAX_RESPONSE_LINE,
+        max_field_size=MAX_RESPONSE_FIELD,
+        max_headers=MAX_RESPONSE_HEADERS,
+        timeout=aiohttp.ClientTimeout(total=None),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+    )
+    disable_connection_retry(session)
+    return session
+
+
+def disable_connection_retry(session: aiohttp.ClientSession) -> None:
+    """Switch off aiohttp's silent re-send on a stale keep-alive connection.
+
+    aiohttp exposes no public switch (its own test client sets this attribute); a test
+    (``tests/test_forward_writes.py``) proves no PUT/POST/DELETE is ever received twice, so a
+    future aiohttp that renames it fails loudly there.
+    """
+    if not hasattr(session, "_retry_connection"):
+        raise RuntimeError("aiohttp changed: cannot disable the persistent-connection retry")
+    session._retry_connection = False
+
+
+@contextlib.contextmanager
+def upstream_errors() -> Iterator[None]:
+    """Translate aiohttp client errors into the proxy's 502/504 errors (the one place)."""
+    try:
+        yield
+    except UpstreamError:
+        raise
+    except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError, TimeoutError) as exc:
+        raise UpstreamTimeout("the district did not answer in time") from exc
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise UpstreamConnectError("the district's TLS certificate was not accepted") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamConnectError("the district could not be reached") from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise UpstreamResetError("the district closed the connection") from exc
+    except aiohttp.ClientResponseError as exc:
+        raise UpstreamBadResponse("the district sent an unusable response") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise UpstreamResetError("the district broke off its response") from exc
+    except aiohttp.ClientOSError as exc:
+        raise UpstreamResetError("the district connection failed") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamBadResponse("the district exchange failed") from exc
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One upstream request; ``headers`` are rebuilt per attempt by ``sign`` (new nonce)."""
+
+    method: str
+    url: str  # absolute, raw (already encoded exactly as the vendor sent it)
+    base_headers: list[tuple[str, str]]
+    body: bytes | AsyncIterator[bytes] | None
+
+
+async def counted_body(
+    stream: aiohttp.StreamReader, limit: int
+) -> AsyncIterator[bytes]:
+    """Stream a request body upstream, refusing it once it passes ``limit`` bytes."""
+    seen = 0
+    async for chunk in stream.iter_chunked(CHUNK):
+        seen += len(chunk)
+        if seen > limit:
+            raise PayloadTooLarge(f"request body over {limit} bytes")
+        yield chunk
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    out: Outgoing,
+    headers: list[tuple[str, str]],
+    timeout: float,
+) -> aiohttp.ClientResponse:
+    """One attempt; errors translated."""
+    client_timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=timeout, sock_read=timeout, connect=timeout
+    )
+    with upstream_errors():
+        return await session.request(
+            out.method,
+            URL(out.url, encoded=True),
+            headers=headers,
+            data=out.body,
+            allow_redirects=False,
+            timeout=client_timeout,
+            compress=None,
+            chunked=None,
+        )
+
+
+def retry_delay(attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter, at least any Retry-After the district gave."""
+    backoff = random.uniform(0, min(2.0, 0.1 * (2**attempt)))
+    return max(backoff, retry_after or 0.0)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    return None  # an HTTP-date Retry-After is a long wait: not worth retrying within a request
+
+
+def should_retry(method: str, response: aiohttp.ClientResponse) -> float | None:
+    """Seconds to wait before retrying a GET the district pushed back on, or None."""
+    if method != "GET" or response.status not in (429, 503):
+        return None
+    after = parse_retry_after(response.headers.get("Retry-After"))
+    if after is None or after > MAX_RETRY_AFTER:
+        return None
+    return after
+
+
+async def stream_back(
+    upstream: aiohttp.ClientResponse,
+    downstream: web.StreamResponse,
+    request: web.Request,
+    on_bytes: Callable[[int], None],
+) -> None:
+    """Copy the district's body to the vendor chunk by chunk; ``write`` awaits the vendor's
+    socket draining, which is the backpressure that keeps memory flat."""
+    with upstream_errors():
+        async for chunk in upstream.content.iter_any():
+            await downstream.write(chunk)
+            on_bytes(len(chunk))
+    await downstream.write_eof()
+
+
+def monotonic() -> float:
+    return time.monotonic()

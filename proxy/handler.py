@@ -1,0 +1,305 @@
+"""The gateway handler: authenticate -> connection -> scope -> sign -> forward -> rewrite.
+
+SPEC.md "Gateway listener". Each step removes one concern and raises a ``proxy.errors``
+exception to refuse; ``proxy.app``'s error middleware renders the imsx payload. Nothing here
+reaches the district before every check has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+from . import forward
+from .errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    ProxyError,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamResetError,
+    UpstreamTimeout,
+)
+from .paths import parse_target
+from .rewrite import public_base, request_headers, response_headers
+from .scopes import Route, classify
+
+if TYPE_CHECKING:
+    from .app import Services
+    from .runtime import Connection, Runtime
+
+FORM = "application/x-www-form-urlencoded"
+# Bodies up to this size are read before sending, so that a GET may be retried and an OAuth2
+# district's 401 may be answered with a fresh token; larger ones stream and are sent once.
+BUFFER_LIMIT = 1024 * 1024
+
+
+@dataclass(slots=True)
+class Exchange:
+    """Everything one request learns on its way through; read by metrics and the access log."""
+
+    request_id: str
+    started: float
+    method: str
+    vendor: str = "-"
+    district: str = "-"
+    app_id: str = "-"
+    resource: str = "other"
+    status: int = 0
+    upstream_status: int | None = None
+    bytes_out: int = 0
+    token_id: str | None = None
+    error: str | None = None
+    query_names: list[str] = field(default_factory=list)
+    path: str = ""
+
+
+EXCHANGE = web.RequestKey("exchange", Exchange)
+
+
+class Gateway:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        services = self.services
+        runtime = services.runtime.current
+        config = runtime.config
+        ex = request[EXCHANGE]
+
+        principal = await services.authenticator.authenticate(
+            request.headers.get("Authorization"), config.vendors, config.server.jwt_keys
+        )
+        ex.vendor = principal.vendor
+        ex.token_id = principal.token_id
+        await services.limits.vendor(config.vendors[principal.vendor])
+
+        target = parse_target(request.raw_path.partition("?")[0])
+        ex.app_id = target.app_id
+        conn = runtime.connections.get(target.app_id)
+        # SECURITY: another vendor's appId gets exactly the unknown-appId answer, so appIds
+        # cannot be probed across vendors.
+        if conn is None or conn.config.vendor != principal.vendor:
+            ex.app_id = "-"
+            raise NotFound(f"unknown application {target.app_id!r}")
+        ex.district = conn.district.name
+        if not conn.config.enabled:
+            raise Forbidden("this district connection is disabled")
+        if conn.config.expired(datetime.now(UTC)):
+            raise Forbidden("this district connection has expired")
+
+        route = classify(target.rest, request.method)
+        ex.resource = route.resource
+        allowed = route.scopes & conn.config.scopes
+        if principal.scopes is not None:
+            allowed &= principal.scopes
+        if not allowed:
+            if not route.scopes:
+                raise Forbidden(f"{request.method} /{target.rest} is not a OneRoster operation")
+            raise Forbidden(
+                f"{request.method} /{target.rest} needs one of the scopes "
+                f"{', '.join(sorted(route.scopes))}, which this connection does not share"
+            )
+
+        return await self._forward(request, runtime, conn, route, target.raw_rest, ex)
+
+    async def _forward(
+        self,
+        request: web.Request,
+        runtime: Runtime,
+        conn: Connection,
+        route: Route,
+        raw_rest: str,
+        ex: Exchange,
+    ) -> web.StreamResponse:
+        services = self.services
+        server = runtime.config.server
+        query = request.raw_path.partition("?")[2]
+        url = conn.upstream_prefix + raw_rest + (f"?{query}" if query else "")
+
+        body, content_type = await self._body(request, server.max_body)
+        base = request_headers(request.headers)
+        base.append(("X-Request-Id", ex.request_id))
+        if route.gradebook and conn.vendor_header is not None:
+            base.append(("x-vendor-authorization", conn.vendor_header))
+        out = forward.Outgoing(request.method, url, base, body)
+
+        async with services.limits.district(conn.district):
+            upstream = await self._exchange(conn, out, content_type, server.upstream_timeout)
+            try:
+                return await self._respond(request, runtime, conn, upstream, ex)
+            finally:
+                upstream.release()
+
+    async def _body(
+        self, request: web.Request, max_body: int
+    ) -> tuple[bytes | AsyncIterator[bytes] | None, str | None]:
+        """The request body to send: bytes when it must be signed (form) or may be re-sent,
+        a counted stream otherwise. 413 before reading anything when Content-Length is over."""
+        if not request.body_exists:
+            return None, None
+        length = request.content_length
+        if length is not None and length > max_body:
+            raise PayloadTooLarge(f"request body of {length} bytes is over the {max_body} limit")
+        content_type = request.headers.get("Content-Type")
+        mime = (content_type or "").partition(";")[0].strip().lower()
+        if mime == FORM or (length is not None and length <= BUFFER_LIMIT):
+            return await _read_limited(request.content, max_body), content_type
+        return forward.counted_body(request.content, max_body), content_type
+
+    def _sign(
+        self, conn: Connection, out: forward.Outgoing, content_type: str | None, token: str | None
+    ) -> list[tuple[str, str]]:
+        headers = list(out.base_headers)
+        if conn.signer is not None:
+            body = out.body if isinstance(out.body, bytes) else None
+            headers.append(
+                ("Authorization", conn.signer.authorization(
+                    out.method, out.url, body=body, content_type=content_type))
+            )
+        elif token is not None:
+            headers.append(("Authorization", f"Bearer {token}"))
+        return headers
+
+    async def _exchange(
+        self, conn: Connection, out: forward.Outgoing, content_type: str | None, timeout: float
+    ) -> aiohttp.ClientResponse:
+        """Send, retrying GETs on connect failures and short 429/503 pushback, and any
+        replayable request once with a fresh token after an OAuth2 district's 401."""
+        services = self.services
+        metrics = services.metrics
+        district = conn.district.name
+        deadline = forward.monotonic() + timeout
+        replayable = not isinstance(out.body, AsyncIterator)
+        retry_get = out.method == "GET" and replayable
+        refreshed = False
+        attempt = 0
+        if content_type is not None:
+            out.base_headers.append(("Content-Type", content_type))
+        while True:
+            attempt += 1
+            token = None
+            if conn.token_source is not None:
+                try:
+                    token = await conn.token_source.token()
+                except UpstreamError:
+                    metrics.upstream_errors.labels(district, "token").inc()
+                    raise
+            headers = self._sign(conn, out, content_type, token)
+            remaining = deadline - forward.monotonic()
+            if remaining <= 0:
+                metrics.upstream_errors.labels(district, "timeout").inc()
+                raise UpstreamTimeout("the district did not answer in time")
+            started = forward.monotonic()
+            try:
+                await services.limits.before_send(conn.district)
+                session = services.session if out.method == "GET" else services.write_session
+                response = await forward.send(session, out, headers, remaining)
+            except (UpstreamConnectError, UpstreamResetError) as exc:
+                services.limits.record_failure(conn.district)
+                if retry_get and attempt < forward.MAX_ATTEMPTS:
+                    delay = forward.retry_delay(attempt, None)
+                    if forward.monotonic() + delay < deadline:
+                        await asyncio.sleep(delay)
+                        continue
+                metrics.upstream_errors.labels(district, exc.kind).inc()
+                raise
+            except UpstreamTimeout:
+                services.limits.record_failure(conn.district)
+                metrics.upstream_errors.labels(district, "timeout").inc()
+                raise
+            except UpstreamError as exc:
+                metrics.upstream_errors.labels(district, exc.kind).inc()
+                raise
+            metrics.upstream_duration.labels(district).observe(forward.monotonic() - started)
+            services.limits.record_success(conn.district)
+
+            if (response.status == 401 and conn.token_source is not None and token is not None
+                    and replayable and not refreshed):
+                response.release()
+                refreshed = True
+                await conn.token_source.invalidate(token)
+                continue
+            wait = forward.should_retry(out.method, response) if retry_get else None
+            if wait is not None and attempt < forward.MAX_ATTEMPTS:
+                delay = forward.retry_delay(attempt, wait)
+                if forward.monotonic() + delay < deadline:
+                    response.release()
+                    await asyncio.sleep(delay)
+                    continue
+            return response
+
+    async def _respond(
+        self,
+        request: web.Request,
+        runtime: Runtime,
+        conn: Connection,
+        upstream: aiohttp.ClientResponse,
+        ex: Exchange,
+    ) -> web.StreamResponse:
+        server = runtime.config.server
+        ex.upstream_status = upstream.status
+        base = public_base(
+            request.scheme,
+            request.host,
+            request.headers.get("X-Forwarded-Proto"),
+            request.headers.get("X-Forwarded-Host"),
+            trust_forwarded=server.trust_forwarded,
+            public_url=server.public_url,
+        )
+        headers = response_headers(
+            upstream.headers,
+            upstream_prefix=conn.upstream_prefix,
+            public_prefix=f"{base}/{conn.app_id}/ims/oneroster/",
+        )
+        downstream = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for name, value in headers:
+            downstream.headers.add(name, value)
+        await downstream.prepare(request)
+        district = conn.district.name
+        counter = self.services.metrics.response_bytes.labels(district)
+
+        def on_bytes(n: int) -> None:
+            ex.bytes_out += n
+            counter.inc(n)
+
+        try:
+            await forward.stream_back(upstream, downstream, request, on_bytes)
+        except UpstreamError as exc:
+            # SECURITY: the head is already sent; a vendor must see a broken transfer, never a
+            # complete-looking 200 with half of the district's body.
+            self.services.metrics.upstream_errors.labels(district, exc.kind).inc()
+            ex.error = exc.description
+            if request.transport is not None:
+                request.transport.abort()
+            raise BrokenTransfer(exc.description) from exc
+        except (ConnectionResetError, asyncio.CancelledError):
+            ex.error = "vendor disconnected"
+            raise
+        return downstream
+
+
+class BrokenTransfer(Exception):
+    """The district's body broke off after the head was sent; the vendor connection is cut."""
+
+
+async def _read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    seen = 0
+    async for chunk in stream.iter_chunked(forward.CHUNK):
+        seen += len(chunk)
+        if seen > limit:
+            raise PayloadTooLarge(f"request body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+__all__ = ["EXCHANGE", "BadRequest", "BrokenTransfer", "Exchange", "Gateway", "ProxyError"]

@@ -1,0 +1,186 @@
+"""Vendor authentication: ``Authorization: Bearer`` -> the vendor behind it.
+
+Two kinds of bearer are accepted on the gateway (SPEC.md "Gateway listener"): opaque
+``orp_<id>_<secret>`` tokens looked up in the store, and HS256 JWTs issued by
+``POST /oauth/token`` and verified with any of ``[server] jwt_keys``.
+
+Store lookups are cached for ``[store] cache_ttl``: the hot path does no I/O for a token seen
+recently, revocation reaches every replica within that bound, and a store outage is survived
+by cached tokens until their entry lapses (then 503). Concurrent misses for one token share a
+single store lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import jwt
+from cachetools import TTLCache
+
+from . import tokens
+from .config import VendorConfig
+from .errors import StoreUnavailable, Unauthorized
+from .scopes import SCOPES
+from .store.base import Store, TokenRecord
+
+log = logging.getLogger("oneroster_proxy")
+
+JWT_ISSUER = "oneroster-proxy"
+JWT_AUDIENCE = "oneroster-proxy"
+JWT_ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the vendor, the token id (opaque) or subject (JWT), and for a JWT the
+    scopes it was issued for (None: no narrowing)."""
+
+    vendor: str
+    token_id: str
+    scopes: frozenset[str] | None = None
+
+
+def bearer(header: str | None) -> str:
+    if not header:
+        raise Unauthorized("missing bearer token")
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value:
+        raise Unauthorized("expected Authorization: Bearer <token>")
+    return value
+
+
+class Authenticator:
+    """Turns bearer tokens into principals; one per app, shared across config reloads."""
+
+    def __init__(self, store: Store, cache_ttl: float, *, maxsize: int = 100_000) -> None:
+        self.store = store
+        # token id -> record (or None for unknown ids); the secret is checked on every request.
+        self._cache: TTLCache[str, TokenRecord | None] = TTLCache(maxsize=maxsize, ttl=cache_ttl)
+        self._pending: dict[str, asyncio.Future[TokenRecord | None]] = {}
+        self.last_used: dict[str, datetime] = {}
+
+    def set_ttl(self, cache_ttl: float) -> None:
+        if cache_ttl != self._cache.ttl:
+            self._cache = TTLCache(maxsize=self._cache.maxsize, ttl=cache_ttl)
+
+    def forget(self, token_id: str | None = None) -> None:
+        """Drop cached lookups (all, or one id) after a local revoke, so it applies at once."""
+        if token_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(token_id, None)
+
+    async def authenticate(
+        self,
+        header: str | None,
+        vendors: Mapping[str, VendorConfig],
+        jwt_keys: tuple[str, ...],
+        now: datetime | None = None,
+    ) -> Principal:
+        value = bearer(header)
+        now = now or datetime.now(UTC)
+        if value.startswith(tokens.PREFIX):
+            principal = await self._opaque(value, now)
+        elif value.count(".") == 2 and jwt_keys:
+            principal = decode_jwt(value, jwt_keys)
+        else:
+            raise Unauthorized("unknown token")
+        # SECURITY: a token of a vendor that is no longer configured reaches nothing.
+        if principal.vendor not in vendors:
+            raise Unauthorized("unknown token")
+        return principal
+
+    async def _opaque(self, value: str, now: datetime) -> Principal:
+        parsed = tokens.parse_token(value)
+        if parsed is None:
+            raise Unauthorized("unknown token")
+        token_id, secret = parsed
+        record = await self._lookup(token_id)
+        if record is None or not tokens.secret_matches(record, secret):
+            raise Unauthorized("unknown token")
+        if record.revoked is not None and record.revoked <= now:
+            raise Unauthorized("token revoked")
+        if record.expires is not None and now >= record.expires:
+            raise Unauthorized("token expired")
+        self.last_used[token_id] = now
+        return Principal(vendor=record.vendor, token_id=token_id)
+
+    async def _lookup(self, token_id: str) -> TokenRecord | None:
+        try:
+            return self._cache[token_id]
+        except KeyError:
+            pass
+        pending = self._pending.get(token_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[TokenRecord | None] = asyncio.get_running_loop().create_future()
+        self._pending[token_id] = future
+        try:
+            record = await self.store.get_token(token_id)
+        except StoreUnavailable as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        else:
+            self._cache[token_id] = record
+            future.set_result(record)
+            return record
+        finally:
+            del self._pending[token_id]
+
+    async def flush_last_used(self) -> None:
+        """Write batched last-use times; called periodically, never per request."""
+        if not self.last_used:
+            return
+        batch, self.last_used = self.last_used, {}
+        try:
+            await self.store.touch(batch)
+        except StoreUnavailable:
+            for key, value in batch.items():
+                self.last_used.setdefault(key, value)
+            raise
+
+
+def encode_jwt(
+    vendor: str, scopes: frozenset[str], key: str, *, ttl: float, now: datetime | None = None
+) -> str:
+    issued = int((now or datetime.now(UTC)).timestamp())
+    claims = {
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
+        "sub": vendor,
+        "iat": issued,
+        "exp": issued + int(ttl),
+        "scope": " ".join(sorted(scopes)),
+    }
+    return jwt.encode(claims, key, algorithm=JWT_ALGORITHM)
+
+
+def decode_jwt(value: str, keys: tuple[str, ...]) -> Principal:
+    """Verify with each configured key in turn (rotation); HS256 only."""
+    for key in keys:
+        try:
+            claims = jwt.decode(
+                value,
+                key,
+                # SECURITY: the algorithm is pinned; "none" and RS/HS confusion are refused.
+                algorithms=[JWT_ALGORITHM],
+                audience=JWT_AUDIENCE,
+                issuer=JWT_ISSUER,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("token expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized("invalid token") from exc
+        scope_claim = claims.get("scope", "")
+        scopes = frozenset(s for s in str(scope_claim).split() if s in SCOPES)
+        return Principal(vendor=str(claims["sub"]), token_id="jwt", scopes=scopes)
+    raise Unauthorized("invalid token")

@@ -1,0 +1,93 @@
+"""A loaded configuration, precomputed for the hot path, swapped atomically on reload.
+
+A ``Runtime`` is immutable once built: a request takes the current one at its start and keeps
+it to its end, so a SIGHUP reload never changes a request in flight (SPEC.md ``serve``). Per
+connection it holds the OAuth1 signer (HMAC key precomputed), or the OAuth2 token source, the
+upstream URL prefix and the vendor-authorization header value. OAuth2 token sources are carried
+over from the previous runtime when their credentials are unchanged, so a reload does not make
+every district issue a new token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from .config import Config, ConnectionConfig, DistrictConfig, VendorConfig
+from .signing.oauth1 import OAuth1Signer
+from .signing.oauth2 import OAuth2TokenSource
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    config: ConnectionConfig
+    district: DistrictConfig
+    vendor: VendorConfig
+    upstream_prefix: str  # "<base_url>/ims/oneroster/"
+    signer: OAuth1Signer | None
+    token_source: OAuth2TokenSource | None
+    vendor_header: str | None  # value of x-vendor-authorization on gradebook endpoints
+
+    @property
+    def app_id(self) -> str:
+        return self.config.app_id
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    config: Config
+    connections: Mapping[str, Connection]
+    token_sources: Mapping[tuple[str, ...], OAuth2TokenSource] = field(default_factory=dict)
+
+    @property
+    def vendors(self) -> Mapping[str, VendorConfig]:
+        return self.config.vendors
+
+
+TokenSourceFactory = Callable[[DistrictConfig, ConnectionConfig, list[str], float], OAuth2TokenSource]
+
+
+def build_runtime(
+    config: Config,
+    token_source_factory: TokenSourceFactory,
+    previous: Runtime | None = None,
+) -> Runtime:
+    connections: dict[str, Connection] = {}
+    sources: dict[tuple[str, ...], OAuth2TokenSource] = {}
+    old_sources = previous.token_sources if previous is not None else {}
+    for app_id, conn in config.connections.items():
+        district = config.districts[conn.district]
+        vendor = config.vendors[conn.vendor]
+        signer: OAuth1Signer | None = None
+        source: OAuth2TokenSource | None = None
+        if district.auth == "oauth1":
+            signer = OAuth1Signer(conn.key, conn.secret, district.signature_method)
+        else:
+            version = "v1p2" if "v1p2" in district.versions else "v1p1"
+            scopes = conn.scope_uris(version)
+            source_key = (district.name, district.token_url or "", conn.key, conn.secret, *scopes)
+            source = sources.get(source_key) or old_sources.get(source_key)
+            if source is None:
+                source = token_source_factory(
+                    district, conn, scopes, config.server.upstream_timeout
+                )
+            sources[source_key] = source
+        vendor_header = None
+        if district.vendor_authorization and vendor.vendor_authorization:
+            vendor_header = vendor.vendor_authorization
+        connections[app_id] = Connection(
+            config=conn,
+            district=district,
+            vendor=vendor,
+            upstream_prefix=district.upstream_prefix,
+            signer=signer,
+            token_source=source,
+            vendor_header=vendor_header,
+        )
+    return Runtime(config=config, connections=connections, token_sources=sources)
+
+
+def retired_sources(old: Runtime, new: Runtime) -> list[OAuth2TokenSource]:
+    """Token sources of ``old`` that ``new`` no longer uses (to close once drained)."""
+    kept = {id(s) for s in new.token_sources.values()}
+    return [s for s in old.token_sources.values() if id(s) not in kept]

@@ -1,0 +1,177 @@
+"""Running the proxy: the gateway and admin listeners, SIGHUP reload, SIGTERM drain.
+
+SPEC.md ``serve``: SIGTERM stops accepting, lets in-flight requests (long streams included)
+finish within ``[server] drain_timeout``, closes upstream sessions and exits 0. SIGHUP (and
+``POST /admin/reload``) validates the config file again; a valid one is swapped in atomically,
+an invalid one is logged and the old one kept, and ``config_reloads_total{result}`` counts both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from . import config as config_mod
+from .admin import create_admin_app
+from .app import SERVICES, create_app, swap_runtime
+from .config import Config, Listen
+from .errors import ConfigError, ProxyError
+from .store import open_store
+from .store.base import AuditEvent
+from .tokens import now_utc
+
+log = logging.getLogger("oneroster_proxy")
+_RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
+
+
+async def reload_config(gateway: web.Application, *, interface: str) -> Config:
+    """Validate the config file again and swap it in; ConfigError leaves the old one."""
+    services = gateway[SERVICES]
+    lock = gateway.get(_RELOAD_LOCK)
+    if lock is None:
+        lock = gateway[_RELOAD_LOCK] = asyncio.Lock()
+    async with lock:
+        source = services.runtime.current.config.source
+        try:
+            if source is None:
+                raise ConfigError(["this proxy was not started from a config file"])
+            new = await asyncio.to_thread(config_mod.load, source)
+        except ConfigError as err:
+            services.metrics.config_reloads.labels("error").inc()
+            log.error(
+                "config reload refused; keeping the running config",
+                extra={"fields": {"event": "config.reload", "interface": interface,
+                                  "result": "error", "problems": err.problems}},
+            )
+            await _audit(gateway, interface, "error", {"problems": err.problems})
+            raise
+        swap_runtime(gateway, new)
+        services.metrics.config_reloads.labels("ok").inc()
+        log.info(
+            "config reloaded",
+            extra={"fields": {"event": "config.reload", "interface": interface, "result": "ok",
+                              "connections": len(new.connections)}},
+        )
+        for warning in new.warnings:
+            log.warning("config warning: %s", warning)
+        await _audit(gateway, interface, "ok", {"connections": len(new.connections)})
+        return new
+
+
+async def _audit(gateway: web.Application, interface: str, result: str, detail: dict) -> None:
+    try:
+        await gateway[SERVICES].store.add_audit(
+            AuditEvent(at=now_utc(), action="config.reload", interface=interface,
+                       detail={"result": result, **detail})
+        )
+    except ProxyError as exc:
+        log.warning("could not record the reload in the audit trail: %s", exc.description)
+
+
+def bind_socket(listen: Listen, *, reuse_port: bool = False) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((listen.host, listen.port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass
+class Running:
+    gateway: web.Application
+    gateway_runner: web.AppRunner
+    admin_runner: web.AppRunner | None
+    gateway_port: int
+    admin_port: int | None
+
+    async def stop(self, drain_timeout: float) -> None:
+        # AppRunner.cleanup stops listening first, then waits for handlers up to the
+        # shutdown_timeout given to the runner (drain_timeout), then closes the app.
+        if self.admin_runner is not None:
+            await self.admin_runner.cleanup()
+        await self.gateway_runner.cleanup()
+
+
+async def start(
+    config: Config,
+    *,
+    gateway_sock: socket.socket | None = None,
+    admin_sock: socket.socket | None = None,
+    metrics_text: object = None,
+) -> Running:
+    """Start both listeners for ``config`` (sockets may be pre-bound, e.g. by --workers)."""
+    store = open_store(config.store.url)
+    gateway = create_app(config, store)
+    runner = web.AppRunner(
+        gateway,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=config.server.drain_timeout,
+        handler_cancellation=True,
+    )
+    await runner.setup()
+    sock = gateway_sock or bind_socket(config.server.listen)
+    site = web.SockSite(runner, sock, shutdown_timeout=config.server.drain_timeout)
+    await site.start()
+    gateway_port = sock.getsockname()[1]
+
+    admin_runner = None
+    admin_port = None
+    admin = create_admin_app(gateway, metrics_text=metrics_text)  # type: ignore[arg-type]
+    admin_runner = web.AppRunner(admin, access_log=None, handle_signals=False)
+    await admin_runner.setup()
+    asock = admin_sock or bind_socket(config.admin.listen)
+    await web.SockSite(admin_runner, asock).start()
+    admin_port = asock.getsockname()[1]
+    return Running(gateway, runner, admin_runner, gateway_port, admin_port)
+
+
+async def serve(config: Config, *, ready: asyncio.Event | None = None, **kwargs: object) -> int:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit code."""
+    running = await start(config, **kwargs)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_hup() -> None:
+        task = loop.create_task(_reload_quietly(running.gateway))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    log.info(
+        "oneroster-proxy listening",
+        extra={"fields": {"gateway": f"{config.server.listen.host}:{running.gateway_port}",
+                          "admin": f"{config.admin.listen.host}:{running.admin_port}",
+                          "connections": len(config.connections)}},
+    )
+    for warning in config.warnings:
+        log.warning("config warning: %s", warning)
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("draining", extra={"fields": {"drain_timeout": config.server.drain_timeout}})
+    drain = running.gateway[SERVICES].runtime.current.config.server.drain_timeout
+    await running.stop(drain)
+    log.info("stopped")
+    return 0
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+async def _reload_quietly(gateway: web.Application) -> None:
+    try:
+        await reload_config(gateway, interface="signal")
+    except ConfigError:
+        pass  # logged and counted by reload_config; the old config stays

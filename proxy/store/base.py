@@ -1,0 +1,123 @@
+"""The store interface: vendor tokens, rotation grace, revocation and the audit trail.
+
+Two backends implement it: ``SqliteStore`` (embedded, the default, one host) and
+``RedisStore`` (several replicas). One conformance suite (``tests/store/``) runs unchanged
+against both. The gateway never calls the store per request for a token it has seen within
+``[store] cache_ttl``: see ``proxy.inbound``.
+
+Every backend failure (file unreadable, connection refused, timeout) is raised as
+``proxy.errors.StoreUnavailable`` so the gateway answers 503, never 500.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """One vendor token as stored: never the secret, only its hash."""
+
+    id: str
+    vendor: str
+    secret_hash: str
+    prefix: str
+    created: datetime
+    expires: datetime | None = None
+    revoked: datetime | None = None
+    last_used: datetime | None = None
+
+    def active_at(self, now: datetime) -> bool:
+        if self.revoked is not None and self.revoked <= now:
+            return False
+        return self.expires is None or now < self.expires
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One operator action: token issue/rotate/revoke, config reload."""
+
+    at: datetime
+    action: str  # "token.issue", "token.rotate", "token.revoke", "token.revoke_all", "config.reload"
+    interface: str  # "cli", "admin", "signal"
+    vendor: str | None = None
+    token_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """What the proxy needs from a store. All times are timezone-aware UTC datetimes."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the backend answers."""
+
+    async def add_token(self, record: TokenRecord) -> None: ...
+
+    async def get_token(self, token_id: str) -> TokenRecord | None: ...
+
+    async def list_tokens(self, vendor: str | None = None) -> list[TokenRecord]:
+        """Every token (or every token of ``vendor``), oldest first, revoked ones included."""
+
+    async def revoke_token(self, token_id: str, at: datetime) -> bool:
+        """Mark revoked at ``at``; False if no such token (or already revoked)."""
+
+    async def revoke_vendor(self, vendor: str, at: datetime) -> list[str]:
+        """Revoke every unrevoked token of ``vendor``; returns their ids."""
+
+    async def expire_vendor(self, vendor: str, at: datetime, keep: str) -> list[str]:
+        """Rotation grace: every other active token of ``vendor`` expires at ``at`` at the
+        latest (an earlier expiry stays). ``keep`` is the new token's id. Returns the ids.
+
+        The ids returned are those whose expiry moved: unrevoked tokens that would otherwise
+        have lived past ``at``, oldest first."""
+
+    async def touch(self, last_used: dict[str, datetime]) -> None:
+        """Record last use of tokens, batched by the gateway (never per request)."""
+
+    async def count_active(self, at: datetime) -> dict[str, int]:
+        """Unexpired, unrevoked tokens per vendor (``tokens_active`` metric). A vendor whose
+        tokens are all revoked or expired maps to 0, so its gauge falls rather than going stale."""
+
+    async def add_audit(self, event: AuditEvent) -> None: ...
+
+    async def list_audit(self, limit: int = 1000) -> list[AuditEvent]:
+        """Newest last."""
+
+    # Shared limiter state (issue 7): kept in the store so that every worker and replica
+    # using the same store enforces one limit, not one limit each.
+
+    async def take_tokens(self, key: str, rate: float, burst: float, cost: float = 1.0) -> float:
+        """Token bucket ``key`` (``rate`` tokens per second, at most ``burst``, full when new):
+        take ``cost`` tokens and return 0.0, or take nothing and return the seconds until
+        ``cost`` tokens will be there. ``cost > burst`` or ``rate <= 0`` is a ValueError."""
+
+    async def acquire_slot(self, key: str, limit: int, holder: str, ttl: float) -> bool:
+        """Semaphore ``key`` with ``limit`` slots: take one for ``holder`` (or renew the one it
+        holds) for ``ttl`` seconds; False if all are held. A holder that never releases (a
+        crashed process) loses its slot after ``ttl``. ``limit < 1`` or ``ttl <= 0`` is a
+        ValueError."""
+
+    async def release_slot(self, key: str, holder: str) -> None:
+        """Give back ``holder``'s slot of ``key``; nothing happens if it holds none."""
+
+
+def validate_bucket(rate: float, burst: float, cost: float) -> None:
+    """The ValueError of ``Store.take_tokens`` for arguments no bucket can serve."""
+    if rate <= 0:
+        raise ValueError(f"token bucket rate must be positive, got {rate}")
+    if cost <= 0 or cost > burst:
+        raise ValueError(f"token bucket cost must be in (0, burst={burst}], got {cost}")
+
+
+def validate_slot(limit: int, ttl: float) -> None:
+    """The ValueError of ``Store.acquire_slot`` for a limit or ttl that makes no semaphore."""
+    if limit < 1:
+        raise ValueError(f"slot limit must be at least 1, got {limit}")
+    if ttl <= 0:
+        raise ValueError(f"slot ttl must be positive, got {ttl}")

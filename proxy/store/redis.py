@@ -1,0 +1,428 @@
+"""The shared store: tokens, audit and limiter state in Redis, for several replicas.
+
+SPEC.md "Config" (``[store] url = "redis://host:6379/0"`` for several replicas); issue 6 parts
+1 and 3 (one interface with the sqlite store; an outage is a quick 503, and the store recovers
+by itself when redis returns).
+
+Layout (``orp:`` is the default prefix):
+
+    orp:token:<id>       hash: vendor, secret_hash, prefix, created, expires, revoked, last_used
+    orp:tokens           sorted set of every token id, scored by creation time
+    orp:vendor:<vendor>  sorted set of the vendor's token ids, scored by creation time
+    orp:active:<vendor>  sorted set of the vendor's token ids, scored by the end of their life
+                         (earlier of expiry and revocation, +inf if none): count_active is ZCOUNT
+    orp:vendors          set of vendor names that have tokens
+    orp:audit            list of JSON events, newest last, capped
+    orp:bucket:<key>     hash: tokens, updated (token bucket, server time)
+    orp:slots:<key>      sorted set of holders scored by their slot's expiry (server time, ms)
+
+Times are integer microseconds since the epoch: exact as Lua numbers and as sorted-set scores,
+so scripts compare them without parsing. Every change that touches more than one key is one
+Lua script, so replicas never see half of it. Scripts derive some key names themselves, so
+this store wants a single Redis (or a primary with replicas), not Redis Cluster; ``ZADD LT``
+needs Redis >= 6.2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from ..errors import StoreUnavailable
+from .base import AuditEvent, TokenRecord, validate_bucket, validate_slot
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_ADD_TOKEN = """
+-- KEYS: token hash, all index, vendor index, active index, vendors set
+-- ARGV: id, vendor, created, end of life (or +inf), then hash field/value pairs
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+redis.call('SADD', KEYS[5], ARGV[2])
+return 1
+"""
+
+_REVOKE_TOKEN = """
+-- KEYS: token hash.  ARGV: key prefix, id, revoked
+local vendor = redis.call('HGET', KEYS[1], 'vendor')
+if not vendor or redis.call('HEXISTS', KEYS[1], 'revoked') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'revoked', ARGV[3])
+redis.call('ZADD', ARGV[1] .. 'active:' .. vendor, 'LT', ARGV[3], ARGV[2])
+return 1
+"""
+
+_REVOKE_VENDOR = """
+-- KEYS: vendor index, active index.  ARGV: key prefix, revoked
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local key = ARGV[1] .. 'token:' .. id
+  if redis.call('HEXISTS', key, 'revoked') == 0 then
+    redis.call('HSET', key, 'revoked', ARGV[2])
+    redis.call('ZADD', KEYS[2], 'LT', ARGV[2], id)
+    out[#out + 1] = id
+  end
+end
+return out
+"""
+
+_EXPIRE_VENDOR = """
+-- KEYS: vendor index, active index.  ARGV: key prefix, at, id to keep
+local at = tonumber(ARGV[2])
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local key = ARGV[1] .. 'token:' .. id
+  if id ~= ARGV[3] and redis.call('HEXISTS', key, 'revoked') == 0 then
+    local expires = redis.call('HGET', key, 'expires')
+    if not expires or tonumber(expires) > at then
+      redis.call('HSET', key, 'expires', ARGV[2])
+      redis.call('ZADD', KEYS[2], 'LT', ARGV[2], id)
+      out[#out + 1] = id
+    end
+  end
+end
+return out
+"""
+
+_TOUCH = """
+-- KEYS: token hashes.  ARGV: last use of each.  The latest use wins, whichever replica is last.
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    local current = redis.call('HGET', key, 'last_used')
+    if not current or tonumber(current) < tonumber(ARGV[i]) then
+      redis.call('HSET', key, 'last_used', ARGV[i])
+    end
+  end
+end
+return 0
+"""
+
+# Server TIME, not each replica's clock: replicas with skewed clocks still share one bucket.
+# Numbers go back as strings because Redis truncates a Lua number reply to an integer.
+_TAKE_TOKENS = """
+-- KEYS: bucket hash.  ARGV: rate per second, burst, cost
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated')
+local tokens, updated = tonumber(state[1]), tonumber(state[2])
+if not tokens or not updated then tokens, updated = burst, now end
+tokens = math.min(burst, tokens + math.max(0, now - updated) * rate)
+if tokens + 1e-9 < cost then return string.format('%.17g', (cost - tokens) / rate) end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', math.max(0, tokens - cost)),
+           'updated', string.format('%.17g', now))
+-- A bucket left alone refills completely; then it is the same as no bucket at all.
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return '0'
+"""
+
+_ACQUIRE_SLOT = """
+-- KEYS: slots sorted set.  ARGV: limit, holder, ttl in ms
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+-- Holders that crashed without releasing lose their slot here, once their ttl has passed.
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[2])
+   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+"""
+
+
+def _us(value: datetime) -> int:
+    """Microseconds since the epoch, exactly (a float timestamp can be off by one)."""
+    if value.tzinfo is None:
+        raise ValueError("the store keeps timezone-aware UTC datetimes, got a naive one")
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else _EPOCH + timedelta(microseconds=int(text))
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _display(url: str) -> str:
+    """The URL without user or password, for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class RedisStore:
+    """``Store`` on one Redis server, shared by every replica and worker.
+
+    ``open()`` does not contact Redis: a proxy starts while Redis is down (``/readyz`` says
+    503) and works as soon as it is back. A failed call raises ``StoreUnavailable`` within
+    about ``timeout`` seconds; the next call reconnects.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 1.0,
+        prefix: str = "orp:",
+        audit_max: int = 10_000,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(f"redis store: URL must start with redis:// or rediss://, got {parts.scheme}://")
+        self.url_display = _display(url)
+        self._password = parts.password
+        self._prefix = prefix
+        self._audit_max = audit_max
+        self._client: aioredis.Redis = aioredis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # One immediate retry on a connection error: after Redis restarts, the first
+            # command meets a pooled connection that is dead, and a fresh one works. No retry
+            # on timeouts: a hung Redis must become a 503 after one ``timeout``, not several.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            client_name="oneroster-proxy",
+        )
+        register = self._client.register_script
+        self._add_token = register(_ADD_TOKEN)
+        self._revoke_token = register(_REVOKE_TOKEN)
+        self._revoke_vendor = register(_REVOKE_VENDOR)
+        self._expire_vendor = register(_EXPIRE_VENDOR)
+        self._touch = register(_TOUCH)
+        self._take_tokens = register(_TAKE_TOKENS)
+        self._acquire_slot = register(_ACQUIRE_SLOT)
+
+    async def __aenter__(self) -> RedisStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _unavailable(self, operation: str) -> Iterator[None]:
+        """The one place where redis-py's errors become ``StoreUnavailable``."""
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            detail = f"{type(exc).__name__}: {exc}"
+            if self._password:
+                # SECURITY: the URL's password never reaches a message, a log or a response.
+                detail = detail.replace(self._password, "***")
+            raise StoreUnavailable(
+                f"redis store {self.url_display} unavailable ({operation}): {detail}"
+            ) from exc
+
+    def _key(self, kind: str, name: str = "") -> str:
+        return f"{self._prefix}{kind}{':' if name else ''}{name}"
+
+    def _add_token_call(self, record: TokenRecord) -> tuple[list[str], list[str | int]]:
+        """Keys and arguments of the add-token script for ``record``."""
+        fields: dict[str, str | int] = {
+            "vendor": record.vendor,
+            "secret_hash": record.secret_hash,
+            "prefix": record.prefix,
+            "created": _us(record.created),
+        }
+        for name, value in (
+            ("expires", record.expires),
+            ("revoked", record.revoked),
+            ("last_used", record.last_used),
+        ):
+            if value is not None:
+                fields[name] = _us(value)
+        ends = [_us(v) for v in (record.expires, record.revoked) if v is not None]
+        keys = [
+            self._key("token", record.id),
+            self._key("tokens"),
+            self._key("vendor", record.vendor),
+            self._key("active", record.vendor),
+            self._key("vendors"),
+        ]
+        args: list[str | int] = [
+            record.id,
+            record.vendor,
+            fields["created"],
+            min(ends) if ends else "+inf",
+        ]
+        for name, value in fields.items():
+            args += [name, value]
+        return keys, args
+
+    def _record(self, token_id: str, fields: dict[str, str]) -> TokenRecord:
+        created = _time(fields["created"])
+        assert created is not None
+        return TokenRecord(
+            id=token_id,
+            vendor=fields["vendor"],
+            secret_hash=fields["secret_hash"],
+            prefix=fields["prefix"],
+            created=created,
+            expires=_time(fields.get("expires")),
+            revoked=_time(fields.get("revoked")),
+            last_used=_time(fields.get("last_used")),
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Nothing to do: connections are made on first use (and remade after an outage)."""
+
+    async def close(self) -> None:
+        with self._unavailable("close"):
+            await self._client.aclose()
+
+    async def ping(self) -> None:
+        with self._unavailable("ping"):
+            await self._client.ping()
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    async def add_token(self, record: TokenRecord) -> None:
+        keys, args = self._add_token_call(record)
+        with self._unavailable("add_token"):
+            added = await self._add_token(keys=keys, args=args)
+        if not added:
+            raise ValueError(f"token id {record.id!r} already exists")
+
+    async def get_token(self, token_id: str) -> TokenRecord | None:
+        with self._unavailable("get_token"):
+            fields = await self._client.hgetall(self._key("token", token_id))
+        return self._record(token_id, fields) if fields else None
+
+    async def list_tokens(self, vendor: str | None = None) -> list[TokenRecord]:
+        index = self._key("tokens") if vendor is None else self._key("vendor", vendor)
+        with self._unavailable("list_tokens"):
+            # Sorted by (score, member): creation time, then id, as the sqlite store orders.
+            ids = await self._client.zrange(index, 0, -1)
+            pipe = self._client.pipeline(transaction=False)
+            for token_id in ids:
+                pipe.hgetall(self._key("token", token_id))
+            rows = await pipe.execute() if ids else []
+        return [self._record(i, fields) for i, fields in zip(ids, rows, strict=True) if fields]
+
+    async def revoke_token(self, token_id: str, at: datetime) -> bool:
+        with self._unavailable("revoke_token"):
+            done = await self._revoke_token(
+                keys=[self._key("token", token_id)], args=[self._prefix, token_id, _us(at)]
+            )
+        return bool(done)
+
+    async def revoke_vendor(self, vendor: str, at: datetime) -> list[str]:
+        keys = [self._key("vendor", vendor), self._key("active", vendor)]
+        with self._unavailable("revoke_vendor"):
+            ids = await self._revoke_vendor(keys=keys, args=[self._prefix, _us(at)])
+        return list(ids)
+
+    async def expire_vendor(self, vendor: str, at: datetime, keep: str) -> list[str]:
+        keys = [self._key("vendor", vendor), self._key("active", vendor)]
+        with self._unavailable("expire_vendor"):
+            ids = await self._expire_vendor(keys=keys, args=[self._prefix, _us(at), keep])
+        return list(ids)
+
+    async def touch(self, last_used: dict[str, datetime]) -> None:
+        if not last_used:
+            return
+        keys = [self._key("token", token_id) for token_id in last_used]
+        args = [_us(at) for at in last_used.values()]
+        with self._unavailable("touch"):
+            await self._touch(keys=keys, args=args)
+
+    async def count_active(self, at: datetime) -> dict[str, int]:
+        after = f"({_us(at)}"  # exclusive: a token whose life ends exactly at ``at`` is over
+        with self._unavailable("count_active"):
+            vendors = sorted(await self._client.smembers(self._key("vendors")))
+            pipe = self._client.pipeline(transaction=False)
+            for vendor in vendors:
+                pipe.zcount(self._key("active", vendor), after, "+inf")
+            counts = await pipe.execute() if vendors else []
+        return {vendor: int(n) for vendor, n in zip(vendors, counts, strict=True)}
+
+    # -- audit --------------------------------------------------------------------------------
+
+    async def add_audit(self, event: AuditEvent) -> None:
+        entry = json.dumps(
+            {
+                "at": _iso(event.at),
+                "action": event.action,
+                "interface": event.interface,
+                "vendor": event.vendor,
+                "token_id": event.token_id,
+                "detail": event.detail,
+            },
+            separators=(",", ":"),
+        )
+        key = self._key("audit")
+        with self._unavailable("add_audit"):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.rpush(key, entry)
+            pipe.ltrim(key, -self._audit_max, -1)
+            await pipe.execute()
+
+    async def list_audit(self, limit: int = 1000) -> list[AuditEvent]:
+        if limit <= 0:
+            return []
+        with self._unavailable("list_audit"):
+            entries = await self._client.lrange(self._key("audit"), -limit, -1)
+        events = []
+        for entry in entries:
+            data: dict[str, Any] = json.loads(entry)
+            events.append(
+                AuditEvent(
+                    at=datetime.fromisoformat(data["at"]).astimezone(UTC),
+                    action=data["action"],
+                    interface=data["interface"],
+                    vendor=data["vendor"],
+                    token_id=data["token_id"],
+                    detail=data["detail"],
+                )
+            )
+        return events
+
+    # -- limiter state ------------------------------------------------------------------------
+
+    async def take_tokens(self, key: str, rate: float, burst: float, cost: float = 1.0) -> float:
+        validate_bucket(rate, burst, cost)
+        with self._unavailable("take_tokens"):
+            wait = await self._take_tokens(
+                keys=[self._key("bucket", key)], args=[repr(rate), repr(burst), repr(cost)]
+            )
+        return float(wait)
+
+    async def acquire_slot(self, key: str, limit: int, holder: str, ttl: float) -> bool:
+        validate_slot(limit, ttl)
+        ttl_ms = max(1, math.ceil(ttl * 1000))
+        with self._unavailable("acquire_slot"):
+            got = await self._acquire_slot(
+                keys=[self._key("slots", key)], args=[limit, holder, ttl_ms]
+            )
+        return bool(got)
+
+    async def release_slot(self, key: str, holder: str) -> None:
+        with self._unavailable("release_slot"):
+            await self._client.zrem(self._key("slots", key), holder)

@@ -1,0 +1,478 @@
+"""The embedded store: one sqlite file shared by the running proxy and the CLI.
+
+SPEC.md "Config" (``[store] url = "sqlite:///var/lib/oneroster-proxy/store.db"``, the default)
+and "Install and commands" (``tokens issue`` works before ``serve`` starts and while it runs,
+same store). Another process writes the same file a running proxy reads, so the file is in WAL
+mode (readers never wait for the writer) and every connection has a ``busy_timeout`` (a writer
+waits for the other writer instead of failing at once).
+
+``sqlite3`` blocks, and a connection must stay on the thread that made it, so every call runs
+on one dedicated thread: that thread also serialises this process's calls without a lock.
+
+Times are stored as ISO-8601 UTC text with microseconds (``2026-01-31T12:00:00.000000+00:00``):
+fixed width, so SQL compares them as times, and readable with the ``sqlite3`` shell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import StoreUnavailable
+from .base import AuditEvent, TokenRecord, validate_bucket, validate_slot
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+# Migration n takes a file at schema n-1 to schema n; applied in order in one transaction.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE tokens (
+            id          TEXT PRIMARY KEY,
+            vendor      TEXT NOT NULL,
+            secret_hash TEXT NOT NULL,
+            prefix      TEXT NOT NULL,
+            created     TEXT NOT NULL,
+            expires     TEXT,
+            revoked     TEXT,
+            last_used   TEXT
+        )""",
+        "CREATE INDEX tokens_by_created ON tokens (created, id)",
+        "CREATE INDEX tokens_by_vendor ON tokens (vendor, created, id)",
+        """CREATE TABLE audit (
+            seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+            at        TEXT NOT NULL,
+            action    TEXT NOT NULL,
+            interface TEXT NOT NULL,
+            vendor    TEXT,
+            token_id  TEXT,
+            detail    TEXT NOT NULL
+        )""",
+        # Limiter state (token buckets, semaphore slots): times are epoch seconds from the
+        # host clock, which every process on this host shares.
+        """CREATE TABLE buckets (
+            key     TEXT PRIMARY KEY,
+            tokens  REAL NOT NULL,
+            updated REAL NOT NULL
+        )""",
+        """CREATE TABLE slots (
+            key     TEXT NOT NULL,
+            holder  TEXT NOT NULL,
+            expires REAL NOT NULL,
+            PRIMARY KEY (key, holder)
+        )""",
+    ),
+}
+
+_TOKEN_COLUMNS = "id, vendor, secret_hash, prefix, created, expires, revoked, last_used"
+
+# Float error in the refill arithmetic must not turn "exactly enough" into a tiny wait.
+_EPSILON = 1e-9
+
+
+def _iso(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("the store keeps timezone-aware UTC datetimes, got a naive one")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _iso_or_none(value: datetime | None) -> str | None:
+    return None if value is None else _iso(value)
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _token_row(record: TokenRecord) -> tuple[str | None, ...]:
+    """The ``tokens`` row of a record, columns in ``_TOKEN_COLUMNS`` order."""
+    return (
+        record.id,
+        record.vendor,
+        record.secret_hash,
+        record.prefix,
+        _iso(record.created),
+        _iso_or_none(record.expires),
+        _iso_or_none(record.revoked),
+        _iso_or_none(record.last_used),
+    )
+
+
+def _record(row: tuple[Any, ...]) -> TokenRecord:
+    created = _time(row[4])
+    assert created is not None  # NOT NULL column
+    return TokenRecord(
+        id=row[0],
+        vendor=row[1],
+        secret_hash=row[2],
+        prefix=row[3],
+        created=created,
+        expires=_time(row[5]),
+        revoked=_time(row[6]),
+        last_used=_time(row[7]),
+    )
+
+
+@contextmanager
+def _write(conn: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front: a read that later upgrades to a write can fail
+    # with SQLITE_BUSY at once, without waiting out busy_timeout.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+class SqliteStore:
+    """``Store`` on one sqlite file; any number of processes on one host may share it."""
+
+    def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
+        if not path:
+            raise ValueError("sqlite store: empty path")
+        self.path = path
+        self._busy_timeout = busy_timeout
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orp-sqlite")
+        # Both used only on the executor's thread. Token and audit writes are fsynced
+        # (synchronous=FULL: a revocation must survive a power cut); limiter writes happen per
+        # request and are cheap to lose, so they go through a second connection that skips it.
+        self._conn: sqlite3.Connection | None = None
+        self._limits: sqlite3.Connection | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> SqliteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _connect(self, synchronous: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self._busy_timeout,
+            isolation_level=None,  # autocommit; transactions are explicit (_write)
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL (got {mode})")
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        with _write(conn):
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            if current > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"{self.path} has schema version {current}, newer than this proxy's "
+                    f"{SCHEMA_VERSION}; upgrade oneroster-proxy"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(statement)
+            if current < SCHEMA_VERSION:
+                conn.execute("DELETE FROM schema_version")
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+    def _ensure_open(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+        if self._conn is None or self._limits is None:
+            self._drop()
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = self._connect("FULL")
+            try:
+                self._migrate(conn)
+                limits = self._connect("NORMAL")
+            except BaseException:
+                conn.close()
+                raise
+            self._conn, self._limits = conn, limits
+        return self._conn, self._limits
+
+    def _drop(self) -> None:
+        for conn in (self._conn, self._limits):
+            if conn is not None:
+                conn.close()
+        self._conn = self._limits = None
+
+    def _call(self, fn: Callable[[sqlite3.Connection, sqlite3.Connection], T]) -> T:
+        conn, limits = self._ensure_open()
+        try:
+            return fn(conn, limits)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error:
+            # Reopen on the next call: after an I/O error or a file replaced under us, the old
+            # connection may never work again. A merely busy file costs one reconnect.
+            self._drop()
+            raise
+
+    async def _run(self, fn: Callable[[sqlite3.Connection, sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise RuntimeError("sqlite store used after close()")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._call, fn)
+        except sqlite3.IntegrityError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"sqlite store {self.path} unavailable: {exc}") from exc
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the file and schema if needed; StoreUnavailable if the path is unusable."""
+        await self._run(lambda conn, limits: None)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._drop)
+        self._executor.shutdown(wait=False)
+
+    async def ping(self) -> None:
+        await self._run(lambda conn, limits: conn.execute("SELECT 1").fetchone())
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    async def add_token(self, record: TokenRecord) -> None:
+        row = _token_row(record)
+
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
+            conn.execute(f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", row)
+
+        try:
+            await self._run(op)
+        except sqlite3.IntegrityError as exc:
+            raise ValueError(f"token id {record.id!r} already exists") from exc
+
+    async def get_token(self, token_id: str) -> TokenRecord | None:
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> TokenRecord | None:
+            row = conn.execute(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,)
+            ).fetchone()
+            return None if row is None else _record(row)
+
+        return await self._run(op)
+
+    async def list_tokens(self, vendor: str | None = None) -> list[TokenRecord]:
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> list[TokenRecord]:
+            if vendor is None:
+                rows = conn.execute(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created, id")
+            else:
+                rows = conn.execute(
+                    f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE vendor = ? ORDER BY created, id",
+                    (vendor,),
+                )
+            return [_record(row) for row in rows]
+
+        return await self._run(op)
+
+    async def revoke_token(self, token_id: str, at: datetime) -> bool:
+        when = _iso(at)
+
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked IS NULL", (when, token_id)
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(op)
+
+    async def revoke_vendor(self, vendor: str, at: datetime) -> list[str]:
+        when = _iso(at)
+
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> list[str]:
+            with _write(conn):
+                ids = [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT id FROM tokens WHERE vendor = ? AND revoked IS NULL "
+                        "ORDER BY created, id",
+                        (vendor,),
+                    )
+                ]
+                conn.execute(
+                    "UPDATE tokens SET revoked = ? WHERE vendor = ? AND revoked IS NULL",
+                    (when, vendor),
+                )
+            return ids
+
+        return await self._run(op)
+
+    async def expire_vendor(self, vendor: str, at: datetime, keep: str) -> list[str]:
+        when = _iso(at)
+        where = (
+            "vendor = ? AND id != ? AND revoked IS NULL AND (expires IS NULL OR expires > ?)"
+        )
+
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> list[str]:
+            with _write(conn):
+                ids = [
+                    row[0]
+                    for row in conn.execute(
+                        f"SELECT id FROM tokens WHERE {where} ORDER BY created, id",
+                        (vendor, keep, when),
+                    )
+                ]
+                conn.execute(f"UPDATE tokens SET expires = ? WHERE {where}", (when, vendor, keep, when))
+            return ids
+
+        return await self._run(op)
+
+    async def touch(self, last_used: dict[str, datetime]) -> None:
+        if not last_used:
+            return
+        rows = [(_iso(at), token_id, _iso(at)) for token_id, at in last_used.items()]
+
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
+            with _write(conn):
+                # Several processes touch the same token: the latest use wins, whoever is last.
+                conn.executemany(
+                    "UPDATE tokens SET last_used = ? "
+                    "WHERE id = ? AND (last_used IS NULL OR last_used < ?)",
+                    rows,
+                )
+
+        await self._run(op)
+
+    async def count_active(self, at: datetime) -> dict[str, int]:
+        when = _iso(at)
+
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(
+                "SELECT vendor, sum((expires IS NULL OR expires > ?) "
+                "AND (revoked IS NULL OR revoked > ?)) FROM tokens GROUP BY vendor",
+                (when, when),
+            )
+            return {vendor: int(count) for vendor, count in rows}
+
+        return await self._run(op)
+
+    # -- audit --------------------------------------------------------------------------------
+
+    async def add_audit(self, event: AuditEvent) -> None:
+        row = (
+            _iso(event.at),
+            event.action,
+            event.interface,
+            event.vendor,
+            event.token_id,
+            json.dumps(event.detail, separators=(",", ":")),
+        )
+
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO audit (at, action, interface, vendor, token_id, detail) "
+                "VALUES (?,?,?,?,?,?)",
+                row,
+            )
+
+        await self._run(op)
+
+    async def list_audit(self, limit: int = 1000) -> list[AuditEvent]:
+        if limit <= 0:
+            return []
+
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> list[AuditEvent]:
+            rows = conn.execute(
+                "SELECT at, action, interface, vendor, token_id, detail FROM audit "
+                "ORDER BY seq DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            events = []
+            for at, action, interface, vendor, token_id, detail in reversed(rows):
+                when = _time(at)
+                assert when is not None  # NOT NULL column
+                events.append(
+                    AuditEvent(
+                        at=when, action=action, interface=interface, vendor=vendor,
+                        token_id=token_id, detail=json.loads(detail),
+                    )
+                )
+            return events
+
+        return await self._run(op)
+
+    # -- limiter state ------------------------------------------------------------------------
+
+    async def take_tokens(self, key: str, rate: float, burst: float, cost: float = 1.0) -> float:
+        """Token bucket in the ``buckets`` table, one row per key updated in one transaction,
+        so every process using this file (``serve --workers N``) shares it. Time is this
+        host's clock: a sqlite file is only ever shared on one host."""
+        validate_bucket(rate, burst, cost)
+
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> float:
+            with _write(limits):
+                now = time.time()  # read under the write lock: callers are then in time order
+                row = limits.execute(
+                    "SELECT tokens, updated FROM buckets WHERE key = ?", (key,)
+                ).fetchone()
+                tokens, updated = (burst, now) if row is None else row
+                # max(0, ...): a clock stepped backwards must not drain the bucket.
+                tokens = min(burst, tokens + max(0.0, now - updated) * rate)
+                if tokens + _EPSILON < cost:
+                    return (cost - tokens) / rate
+                limits.execute(
+                    "INSERT INTO buckets (key, tokens, updated) VALUES (?, ?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, "
+                    "updated = excluded.updated",
+                    (key, max(0.0, tokens - cost), now),
+                )
+                return 0.0
+
+        return await self._run(op)
+
+    async def acquire_slot(self, key: str, limit: int, holder: str, ttl: float) -> bool:
+        validate_slot(limit, ttl)
+
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> bool:
+            with _write(limits):
+                now = time.time()
+                limits.execute("DELETE FROM slots WHERE key = ? AND expires <= ?", (key, now))
+                renewed = limits.execute(
+                    "UPDATE slots SET expires = ? WHERE key = ? AND holder = ?",
+                    (now + ttl, key, holder),
+                ).rowcount
+                if renewed:
+                    return True
+                (held,) = limits.execute(
+                    "SELECT count(*) FROM slots WHERE key = ?", (key,)
+                ).fetchone()
+                if held >= limit:
+                    return False
+                limits.execute(
+                    "INSERT INTO slots (key, holder, expires) VALUES (?, ?, ?)",
+                    (key, holder, now + ttl),
+                )
+                return True
+
+        return await self._run(op)
+
+    async def release_slot(self, key: str, holder: str) -> None:
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
+            limits.execute("DELETE FROM slots WHERE key = ? AND holder = ?", (key, holder))
+
+        await self._run(op)
+

@@ -1,0 +1,152 @@
+"""Vendor access tokens: ``orp_<id>_<secret>``, stored as a hash of the secret.
+
+SPEC.md "Token format": ``<id>`` is 12 characters of ``[a-z0-9]``, ``<secret>`` at least 32
+random bytes in base64url. The store keeps SHA-256 of the secret: the secret has 256 bits of
+entropy, so a slow password hash would add latency and no strength.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from .store.base import AuditEvent, Store, TokenRecord
+
+PREFIX = "orp_"
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+_TOKEN_RE = re.compile(r"orp_([a-z0-9]{12})_([A-Za-z0-9_-]{43,128})")
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    record: TokenRecord
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_token(token: str) -> tuple[str, str] | None:
+    """``(id, secret)`` of a well-formed opaque token, else None."""
+    match = _TOKEN_RE.fullmatch(token)
+    if match is None:
+        return None
+    return match.group(1), match.group(2)
+
+
+def secret_matches(record: TokenRecord, secret: str) -> bool:
+    # SECURITY: constant-time comparison of hashes; the id alone must never authenticate.
+    return hmac.compare_digest(record.secret_hash, hash_secret(secret))
+
+
+def new_token(vendor: str, *, ttl: timedelta | None = None, at: datetime | None = None) -> IssuedToken:
+    at = at or now_utc()
+    token_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
+    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    token = f"{PREFIX}{token_id}_{secret}"
+    record = TokenRecord(
+        id=token_id,
+        vendor=vendor,
+        secret_hash=hash_secret(secret),
+        prefix=f"{PREFIX}{token_id}_{secret[:4]}",
+        created=at,
+        expires=at + ttl if ttl is not None else None,
+    )
+    return IssuedToken(token=token, record=record)
+
+
+async def issue(
+    store: Store, vendor: str, *, ttl: timedelta | None, interface: str
+) -> IssuedToken:
+    issued = new_token(vendor, ttl=ttl)
+    await store.add_token(issued.record)
+    await store.add_audit(
+        AuditEvent(
+            at=issued.record.created,
+            action="token.issue",
+            interface=interface,
+            vendor=vendor,
+            token_id=issued.record.id,
+            detail={"ttl_seconds": ttl.total_seconds() if ttl else None},
+        )
+    )
+    return issued
+
+
+async def rotate(
+    store: Store, vendor: str, *, grace: timedelta, interface: str
+) -> tuple[IssuedToken, list[str]]:
+    issued = new_token(vendor)
+    await store.add_token(issued.record)
+    ended = await store.expire_vendor(vendor, issued.record.created + grace, keep=issued.record.id)
+    await store.add_audit(
+        AuditEvent(
+            at=issued.record.created,
+            action="token.rotate",
+            interface=interface,
+            vendor=vendor,
+            token_id=issued.record.id,
+            detail={"grace_seconds": grace.total_seconds(), "ending": ended},
+        )
+    )
+    return issued, ended
+
+
+async def revoke(store: Store, token_id: str, *, interface: str) -> TokenRecord | None:
+    record = await store.get_token(token_id)
+    if record is None:
+        return None
+    at = now_utc()
+    await store.revoke_token(token_id, at)
+    await store.add_audit(
+        AuditEvent(
+            at=at, action="token.revoke", interface=interface, vendor=record.vendor,
+            token_id=token_id,
+        )
+    )
+    return record
+
+
+async def revoke_all(store: Store, vendor: str, *, interface: str) -> list[str]:
+    at = now_utc()
+    ids = await store.revoke_vendor(vendor, at)
+    await store.add_audit(
+        AuditEvent(
+            at=at, action="token.revoke_all", interface=interface, vendor=vendor,
+            detail={"token_ids": ids},
+        )
+    )
+    return ids
+
+
+def listing(record: TokenRecord) -> dict[str, str | None]:
+    """The fields of ``tokens list --json`` and the admin API: never the secret or its hash."""
+
+    def iso(value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+    expires = record.expires
+    if record.revoked is not None and (expires is None or record.revoked < expires):
+        expires = record.revoked
+    return {
+        "id": record.id,
+        "vendor": record.vendor,
+        "prefix": record.prefix,
+        "created": iso(record.created),
+        "expires": iso(expires),
+        "revoked": iso(record.revoked),
+        "last_used": iso(record.last_used),
+    }

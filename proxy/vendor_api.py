@@ -1,0 +1,165 @@
+"""Vendor-facing endpoints beside the gateway: ``GET /applications`` and ``POST /oauth/token``.
+
+SPEC.md "Gateway listener": discovery of a vendor's own connections, and the OAuth2
+client-credentials grant (RFC 6749 §4.4) that issues HS256 JWTs accepted on the gateway like
+opaque tokens. Errors of the token endpoint follow RFC 6749 §5.2, not the imsx shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, unquote_plus
+
+from aiohttp import web
+
+from .errors import BadRequest
+from .handler import EXCHANGE
+from .inbound import encode_jwt
+from .rewrite import public_base
+from .scopes import SCOPES, parse_scope
+
+_VERSION_NAMES = {"v1p1": "1.1", "v1p2": "1.2"}
+_MAX_TOKEN_FORM = 8 * 1024
+
+
+def add_vendor_routes(app: web.Application) -> None:
+    app.router.add_get("/applications", applications)
+    app.router.add_post("/oauth/token", token)
+
+
+async def applications(request: web.Request) -> web.Response:
+    from .app import SERVICES
+
+    services = request.app[SERVICES]
+    runtime = services.runtime.current
+    config = runtime.config
+    principal = await services.authenticator.authenticate(
+        request.headers.get("Authorization"), config.vendors, config.server.jwt_keys
+    )
+    request[EXCHANGE].vendor = principal.vendor
+    base = public_base(
+        request.scheme,
+        request.host,
+        request.headers.get("X-Forwarded-Proto"),
+        request.headers.get("X-Forwarded-Host"),
+        trust_forwarded=config.server.trust_forwarded,
+        public_url=config.server.public_url,
+    )
+    now = datetime.now(UTC)
+    apps = []
+    for app_id, conn in sorted(runtime.connections.items()):
+        if conn.config.vendor != principal.vendor:
+            continue
+        scopes = conn.config.scopes
+        if principal.scopes is not None:
+            scopes = scopes & principal.scopes
+        apps.append(
+            {
+                "appId": app_id,
+                "district": conn.district.name,
+                "versions": [_VERSION_NAMES[v] for v in conn.district.versions],
+                "scopes": sorted(scopes),
+                "enabled": conn.config.enabled,
+                "expired": conn.config.expired(now),
+                "expires": conn.config.expires.isoformat() if conn.config.expires else None,
+                "base_url": f"{base}/{app_id}/ims/oneroster",
+            }
+        )
+    return web.json_response({"applications": apps})
+
+
+def _oauth_error(status: int, error: str, description: str) -> web.Response:
+    response = web.json_response(
+        {"error": error, "error_description": description}, status=status
+    )
+    response.headers["Cache-Control"] = "no-store"
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="oneroster-proxy"'
+    return response
+
+
+def _basic(header: str | None) -> tuple[str, str] | None:
+    if not header or not header[:6].lower() == "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        return None
+    return client_id, secret
+
+
+async def token(request: web.Request) -> web.Response:
+    """RFC 6749 §4.4 client credentials; client id = vendor name."""
+    from .app import SERVICES
+
+    services = request.app[SERVICES]
+    config = services.runtime.current.config
+    if request.content_length is not None and request.content_length > _MAX_TOKEN_FORM:
+        raise BadRequest("token request too large")
+    raw = await request.content.read(_MAX_TOKEN_FORM + 1)
+    if len(raw) > _MAX_TOKEN_FORM:
+        raise BadRequest("token request too large")
+    try:
+        form = dict(parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=False))
+    except UnicodeDecodeError:
+        return _oauth_error(400, "invalid_request", "the form must be UTF-8")
+
+    candidates: list[tuple[str, str]] = []
+    basic = _basic(request.headers.get("Authorization"))
+    if basic is not None:
+        # RFC 6749 §2.3.1 says client id and secret are form-encoded inside Basic; many clients
+        # skip that, so try the credentials as sent first, then form-decoded.
+        candidates.append(basic)
+        decoded = (unquote_plus(basic[0]), unquote_plus(basic[1]))
+        if decoded != basic:
+            candidates.append(decoded)
+    elif "client_id" in form:
+        candidates.append((form.get("client_id", ""), form.get("client_secret", "")))
+
+    vendor = None
+    for client_id, secret in candidates:
+        cfg = config.vendors.get(client_id)
+        # SECURITY: constant-time comparison; a vendor without client_secret has no grant.
+        if cfg is not None and cfg.client_secret is not None and hmac.compare_digest(
+            cfg.client_secret.encode(), secret.encode()
+        ):
+            vendor = cfg
+            break
+    if vendor is None:
+        request[EXCHANGE].error = "invalid_client"
+        return _oauth_error(401, "invalid_client", "unknown client or wrong secret")
+    request[EXCHANGE].vendor = vendor.name
+
+    grant = form.get("grant_type")
+    if grant != "client_credentials":
+        return _oauth_error(
+            400, "unsupported_grant_type", "only grant_type=client_credentials is supported"
+        )
+    granted = frozenset(SCOPES)
+    requested = form.get("scope", "").split()
+    if requested:
+        names = [parse_scope(s) for s in requested]
+        if any(n is None for n in names):
+            bad = next(s for s, n in zip(requested, names, strict=True) if n is None)
+            return _oauth_error(400, "invalid_scope", f"unknown scope {bad!r}")
+        granted = frozenset(n for n in names if n is not None)
+    if not config.server.jwt_keys:
+        return _oauth_error(400, "unsupported_grant_type", "this proxy issues no JWTs")
+    ttl = config.server.jwt_ttl
+    access_token = encode_jwt(vendor.name, granted, config.server.jwt_keys[0], ttl=ttl)
+    response = web.json_response(
+        {
+            "access_token": access_token,
+            "token_type": "bearer",
+            "expires_in": int(ttl),
+            "scope": " ".join(sorted(granted)),
+        }
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,411 @@
+"""One suite, run unchanged on every store backend (sqlite file, real redis-server): the
+``Store`` contract of ``proxy/store/base.py`` that tokens, rotation, revocation, the audit trail
+and the limiters rely on."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from proxy.store import AuditEvent, Store, TokenRecord
+from proxy.tokens import hash_secret, issue, new_token, rotate
+
+from .conftest import Backend
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123457, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def record(token_id: str, vendor: str = "acme", created: datetime = T0, **fields: object) -> TokenRecord:
+    assert len(token_id) == 12
+    return TokenRecord(
+        id=token_id,
+        vendor=vendor,
+        secret_hash=hash_secret(token_id),
+        prefix=f"orp_{token_id}_abcd",
+        created=created,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+# -- tokens -------------------------------------------------------------------------------------
+
+
+async def test_add_then_get_returns_the_same_record(store: Store) -> None:
+    full = record(
+        "full00000001",
+        expires=T0 + timedelta(days=30),
+        last_used=T0 + timedelta(minutes=5, microseconds=1),
+    )
+    bare = record("bare00000001", vendor="globex")
+    await store.add_token(full)
+    await store.add_token(bare)
+
+    assert await store.get_token("full00000001") == full
+    assert await store.get_token("bare00000001") == bare
+    got = await store.get_token("full00000001")
+    assert got is not None and got.created.tzinfo is UTC and got.created.microsecond == 123457
+
+
+async def test_times_in_other_zones_come_back_as_the_same_instant_in_utc(store: Store) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    await store.add_token(record("zone00000001", created=T0.astimezone(plus_two)))
+    got = await store.get_token("zone00000001")
+    assert got is not None and got.created == T0 and got.created.utcoffset() == timedelta(0)
+
+
+async def test_get_of_an_unknown_id_is_none(store: Store) -> None:
+    assert await store.get_token("nope00000000") is None
+
+
+async def test_duplicate_id_is_refused_and_the_first_record_stays(store: Store) -> None:
+    first = record("dupe00000001")
+    await store.add_token(first)
+    with pytest.raises(ValueError, match="already exists"):
+        await store.add_token(replace(first, vendor="globex"))
+    assert await store.get_token("dupe00000001") == first
+    assert [r.id for r in await store.list_tokens("globex")] == []
+
+
+async def test_naive_datetimes_are_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        await store.add_token(record("naiv00000001", created=datetime(2026, 1, 1)))
+    assert await store.get_token("naiv00000001") is None
+
+
+async def test_list_is_oldest_first_ties_by_id_revoked_included(store: Store) -> None:
+    await store.add_token(record("c00000000003", created=T0 + 2 * SECOND))
+    await store.add_token(record("b00000000002", created=T0))
+    await store.add_token(record("x00000000009", vendor="globex", created=T0 + SECOND))
+    await store.add_token(record("a00000000001", created=T0))  # same instant as b: id decides
+    await store.add_token(record("d00000000004", created=T0 + 3 * SECOND, revoked=T0))
+
+    everything = [r.id for r in await store.list_tokens()]
+    assert everything == ["a00000000001", "b00000000002", "x00000000009", "c00000000003", "d00000000004"]
+    acme = [r.id for r in await store.list_tokens("acme")]
+    assert acme == ["a00000000001", "b00000000002", "c00000000003", "d00000000004"]
+    assert [r.id for r in await store.list_tokens("globex")] == ["x00000000009"]
+    assert await store.list_tokens("nobody") == []
+
+
+async def test_revoke_token(store: Store) -> None:
+    await store.add_token(record("rev000000001"))
+    await store.add_token(record("keep00000001"))
+
+    assert await store.revoke_token("rev000000001", T0 + SECOND) is True
+    revoked = await store.get_token("rev000000001")
+    assert revoked is not None and revoked.revoked == T0 + SECOND
+    assert not revoked.active_at(T0 + SECOND) and revoked.active_at(T0)
+
+    # Already revoked: False, and the first revocation time stays.
+    assert await store.revoke_token("rev000000001", T0 + 5 * SECOND) is False
+    again = await store.get_token("rev000000001")
+    assert again is not None and again.revoked == T0 + SECOND
+
+    assert await store.revoke_token("nope00000000", T0) is False
+    assert await store.get_token("nope00000000") is None
+    kept = await store.get_token("keep00000001")
+    assert kept is not None and kept.revoked is None
+
+
+async def test_revoke_vendor_revokes_every_unrevoked_token_of_that_vendor_only(store: Store) -> None:
+    await store.add_token(record("b00000000002", created=T0 + SECOND))
+    await store.add_token(record("a00000000001", created=T0))
+    await store.add_token(record("old000000001", created=T0 - SECOND, revoked=T0 - SECOND))
+    await store.add_token(record("exp000000001", created=T0 + 2 * SECOND, expires=T0))
+    await store.add_token(record("oth000000001", vendor="globex"))
+    at = T0 + 10 * SECOND
+
+    assert await store.revoke_vendor("acme", at) == ["a00000000001", "b00000000002", "exp000000001"]
+
+    by_id = {r.id: r for r in await store.list_tokens()}
+    assert by_id["a00000000001"].revoked == at
+    assert by_id["exp000000001"].revoked == at
+    assert by_id["old000000001"].revoked == T0 - SECOND  # its own time stays
+    assert by_id["oth000000001"].revoked is None
+    assert await store.revoke_vendor("acme", at) == []
+    assert await store.revoke_vendor("nobody", at) == []
+
+
+async def test_expire_vendor_is_rotation_grace(store: Store) -> None:
+    grace_end = T0 + timedelta(hours=1)
+    await store.add_token(record("forever00001", created=T0 - 4 * SECOND))
+    await store.add_token(record("later0000001", created=T0 - 3 * SECOND, expires=T0 + timedelta(days=1)))
+    await store.add_token(record("sooner000001", created=T0 - 2 * SECOND, expires=T0 + timedelta(minutes=5)))
+    await store.add_token(record("exactly00001", created=T0 - 2 * SECOND, expires=grace_end))
+    await store.add_token(record("revoked00001", created=T0 - SECOND, revoked=T0 - SECOND))
+    await store.add_token(record("newtoken0001", created=T0))
+    await store.add_token(record("globex000001", vendor="globex", created=T0 - 5 * SECOND))
+
+    ended = await store.expire_vendor("acme", grace_end, keep="newtoken0001")
+
+    assert ended == ["forever00001", "later0000001"]
+    by_id = {r.id: r for r in await store.list_tokens()}
+    assert by_id["forever00001"].expires == grace_end
+    assert by_id["later0000001"].expires == grace_end
+    assert by_id["sooner000001"].expires == T0 + timedelta(minutes=5)  # earlier expiry stays
+    assert by_id["exactly00001"].expires == grace_end
+    assert by_id["revoked00001"].expires is None and by_id["revoked00001"].revoked == T0 - SECOND
+    assert by_id["newtoken0001"].expires is None and by_id["newtoken0001"].revoked is None
+    assert by_id["globex000001"].expires is None
+    # Old tokens work until the grace ends, then stop; the new one goes on.
+    assert by_id["forever00001"].active_at(grace_end - SECOND)
+    assert not by_id["forever00001"].active_at(grace_end)
+    assert by_id["newtoken0001"].active_at(grace_end + timedelta(days=365))
+    # A second rotation with a later end leaves the first grace alone.
+    assert await store.expire_vendor("acme", grace_end + timedelta(hours=1), keep="other0000001") == [
+        "newtoken0001"
+    ]
+    still = await store.get_token("forever00001")
+    assert still is not None and still.expires == grace_end
+
+
+async def test_rotate_and_issue_through_proxy_tokens(store: Store) -> None:
+    old = await issue(store, "acme", ttl=None, interface="cli")
+    new, ended = await rotate(store, "acme", grace=timedelta(0), interface="admin")
+    assert ended == [old.record.id]
+    now = datetime.now(UTC) + SECOND
+    assert (await store.count_active(now)) == {"acme": 1}
+    actions = [(e.action, e.interface, e.token_id) for e in await store.list_audit()]
+    assert actions == [
+        ("token.issue", "cli", old.record.id),
+        ("token.rotate", "admin", new.record.id),
+    ]
+
+
+async def test_touch_records_the_latest_use_only(store: Store) -> None:
+    await store.add_token(record("used00000001"))
+    await store.add_token(record("used00000002"))
+    later = T0 + timedelta(minutes=10)
+
+    await store.touch({"used00000001": later, "used00000002": T0 + SECOND, "gone00000000": later})
+    await store.touch({"used00000001": T0 + timedelta(minutes=1)})  # older: ignored
+    await store.touch({})
+
+    one, two = await store.get_token("used00000001"), await store.get_token("used00000002")
+    assert one is not None and one.last_used == later
+    assert two is not None and two.last_used == T0 + SECOND
+    assert await store.get_token("gone00000000") is None  # touch never creates a token
+    assert len(await store.list_tokens()) == 2
+
+
+async def test_count_active(store: Store) -> None:
+    at = T0 + timedelta(hours=1)
+    await store.add_token(record("live00000001"))
+    await store.add_token(record("live00000002", expires=at + SECOND))
+    await store.add_token(record("ends00000001", expires=at))  # ends exactly now: not active
+    await store.add_token(record("expd00000001", expires=T0))
+    await store.add_token(record("revd00000001"))
+    await store.add_token(record("later0000001", revoked=at + timedelta(days=1)))  # revoked later
+    await store.add_token(record("glbx00000001", vendor="globex"))
+    await store.revoke_token("revd00000001", T0)
+    await store.revoke_vendor("globex", T0)
+
+    assert await store.count_active(at) == {"acme": 3, "globex": 0}
+    assert await store.count_active(T0 - SECOND) == {"acme": 6, "globex": 1}
+    await store.expire_vendor("acme", at, keep="live00000001")
+    # live00000001 is kept; later0000001 has a revocation of its own, which rotation leaves be.
+    assert await store.count_active(at) == {"acme": 2, "globex": 0}
+    assert await store.count_active(at - SECOND) == {"acme": 4, "globex": 0}
+
+
+async def test_empty_store(store: Store) -> None:
+    assert await store.list_tokens() == []
+    assert await store.count_active(T0) == {}
+    assert await store.list_audit() == []
+    await store.ping()
+
+
+# -- audit --------------------------------------------------------------------------------------
+
+
+async def test_audit_is_listed_newest_last_with_a_limit(store: Store) -> None:
+    events = [
+        AuditEvent(at=T0, action="token.issue", interface="cli", vendor="acme", token_id="a00000000001",
+                   detail={"ttl_seconds": None}),
+        AuditEvent(at=T0 + SECOND, action="token.rotate", interface="admin", vendor="acme",
+                   token_id="b00000000002", detail={"grace_seconds": 3600.0, "ending": ["a00000000001"]}),
+        AuditEvent(at=T0 + 2 * SECOND, action="config.reload", interface="signal",
+                   detail={"ok": True, "nested": {"n": 1, "s": "é"}}),
+        AuditEvent(at=T0 + 3 * SECOND, action="token.revoke_all", interface="admin", vendor="acme",
+                   detail={"token_ids": []}),
+    ]
+    for event in events:
+        await store.add_audit(event)
+
+    assert await store.list_audit() == events
+    assert await store.list_audit(limit=2) == events[2:]
+    assert await store.list_audit(limit=0) == []
+    listed = await store.list_audit(limit=1)
+    assert listed[0].at.tzinfo is UTC and listed[0].at == T0 + 3 * SECOND
+
+
+# -- limiters -----------------------------------------------------------------------------------
+
+
+async def test_token_bucket_allows_a_burst_then_says_how_long_to_wait(store: Store) -> None:
+    assert [await store.take_tokens("vendor:acme", rate=1.0, burst=3) for _ in range(3)] == [0.0] * 3
+    wait = await store.take_tokens("vendor:acme", rate=1.0, burst=3)
+    assert 0.8 < wait <= 1.0
+    # Refused: nothing was taken, so asking again says (about) the same.
+    again = await store.take_tokens("vendor:acme", rate=1.0, burst=3)
+    assert 0.7 < again <= wait
+    # Another key has its own bucket.
+    assert await store.take_tokens("district:springfield", rate=1.0, burst=3) == 0.0
+
+
+async def test_token_bucket_refills_at_rate_and_retry_after_is_accurate(store: Store) -> None:
+    assert await store.take_tokens("k", rate=20.0, burst=1) == 0.0
+    wait = await store.take_tokens("k", rate=20.0, burst=1)
+    assert 0.0 < wait <= 0.05
+    await asyncio.sleep(wait + 0.01)  # a client that honours Retry-After gets in
+    assert await store.take_tokens("k", rate=20.0, burst=1) == 0.0
+    # Waiting a third of the time is not enough.
+    wait = await store.take_tokens("k", rate=20.0, burst=1)
+    await asyncio.sleep(wait / 3)
+    assert await store.take_tokens("k", rate=20.0, burst=1) > 0.0
+
+
+async def test_token_bucket_cost_and_bad_arguments(store: Store) -> None:
+    assert await store.take_tokens("c", rate=10.0, burst=5, cost=5) == 0.0
+    wait = await store.take_tokens("c", rate=10.0, burst=5, cost=5)
+    assert 0.4 < wait <= 0.5
+    with pytest.raises(ValueError):
+        await store.take_tokens("c", rate=10.0, burst=5, cost=6)
+    with pytest.raises(ValueError):
+        await store.take_tokens("c", rate=0.0, burst=5)
+
+
+async def test_token_bucket_never_holds_more_than_burst(store: Store) -> None:
+    assert await store.take_tokens("idle", rate=100.0, burst=2) == 0.0
+    await asyncio.sleep(0.1)  # would refill 10 tokens without the cap
+    results = [await store.take_tokens("idle", rate=100.0, burst=2) for _ in range(3)]
+    assert results[:2] == [0.0, 0.0] and results[2] > 0.0
+
+
+async def test_slots_hold_the_limit_and_release(store: Store) -> None:
+    key = "district:springfield"
+    assert await store.acquire_slot(key, 2, "req-a", ttl=30) is True
+    assert await store.acquire_slot(key, 2, "req-b", ttl=30) is True
+    assert await store.acquire_slot(key, 2, "req-c", ttl=30) is False
+    assert await store.acquire_slot(key, 2, "req-a", ttl=30) is True  # renewing is not a 3rd slot
+    assert await store.acquire_slot(key, 2, "req-c", ttl=30) is False
+    assert await store.acquire_slot("district:other", 2, "req-c", ttl=30) is True
+
+    await store.release_slot(key, "req-a")
+    await store.release_slot(key, "never-held")  # no-op
+    assert await store.acquire_slot(key, 2, "req-c", ttl=30) is True
+    assert await store.acquire_slot(key, 2, "req-d", ttl=30) is False
+    with pytest.raises(ValueError):
+        await store.acquire_slot(key, 0, "req-e", ttl=30)
+    with pytest.raises(ValueError):
+        await store.acquire_slot(key, 2, "req-e", ttl=0)
+
+
+async def test_slots_of_crashed_holders_free_after_ttl(store: Store) -> None:
+    assert await store.acquire_slot("s", 1, "crashed", ttl=0.2) is True
+    assert await store.acquire_slot("s", 1, "waiting", ttl=5) is False
+    await asyncio.sleep(0.3)  # "crashed" never releases
+    assert await store.acquire_slot("s", 1, "waiting", ttl=5) is True
+    assert await store.acquire_slot("s", 1, "crashed", ttl=0.2) is False
+
+
+async def test_slot_limit_holds_under_concurrency(store: Store, backend: Backend) -> None:
+    others = [backend.make() for _ in range(3)]
+    try:
+        stores = [store, *others]
+        results = await asyncio.gather(
+            *(stores[i % 4].acquire_slot("busy", 5, f"h{i}", ttl=30) for i in range(40))
+        )
+        assert sum(results) == 5
+    finally:
+        for other in others:
+            await other.close()
+
+
+# -- many instances on one store ----------------------------------------------------------------
+
+
+async def test_two_instances_see_each_others_writes(store: Store, backend: Backend) -> None:
+    other = backend.make()
+    await other.open()
+    try:
+        issued = new_token("acme")
+        await store.add_token(issued.record)
+        assert await other.get_token(issued.record.id) == issued.record
+
+        assert await other.revoke_token(issued.record.id, T0) is True
+        seen = await store.get_token(issued.record.id)
+        assert seen is not None and seen.revoked == T0
+
+        await other.add_audit(AuditEvent(at=T0, action="config.reload", interface="signal"))
+        assert [e.action for e in await store.list_audit()] == ["config.reload"]
+
+        # One bucket and one semaphore, whichever instance asks.
+        assert await store.take_tokens("shared", rate=1.0, burst=1) == 0.0
+        assert await other.take_tokens("shared", rate=1.0, burst=1) > 0.5
+        assert await store.acquire_slot("shared", 1, "first", ttl=30) is True
+        assert await other.acquire_slot("shared", 1, "second", ttl=30) is False
+        await other.release_slot("shared", "first")
+        assert await other.acquire_slot("shared", 1, "second", ttl=30) is True
+    finally:
+        await other.close()
+
+
+async def test_another_process_writes_while_this_one_writes(store: Store, backend: Backend) -> None:
+    """The CLI's ``tokens issue`` in one process while a proxy writes in another."""
+    url = f"sqlite://{backend.target}" if backend.name == "sqlite" else backend.target
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from proxy.store import open_store
+        from proxy.tokens import issue
+
+        async def main():
+            store = open_store({url!r})
+            await store.open()
+            for _ in range(40):
+                await issue(store, "child", ttl=None, interface="cli")
+            await store.close()
+
+        asyncio.run(main())
+        """
+    )
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stderr=subprocess.PIPE)
+    for _ in range(40):
+        await issue(store, "parent", ttl=None, interface="admin")
+        await asyncio.sleep(0)
+    _, stderr = await asyncio.wait_for(child.communicate(), timeout=60)
+    assert child.returncode == 0, stderr.decode()
+
+    assert await store.count_active(datetime.now(UTC) + SECOND) == {"child": 40, "parent": 40}
+    assert len(await store.list_audit()) == 80
+
+
+# -- scale --------------------------------------------------------------------------------------
+
+
+async def test_100k_tokens_lookup_by_id(store: Store, backend: Backend) -> None:
+    records = [
+        record(f"t{i:011d}", vendor=f"v{i % 50}", created=T0 + timedelta(microseconds=i))
+        for i in range(100_000)
+    ]
+    await backend.bulk_add(store, records)
+
+    for i in (0, 1, 49_999, 99_999):
+        assert await store.get_token(f"t{i:011d}") == records[i]
+    assert await store.get_token("t00000100000") is None
+    counts = await store.count_active(T0)
+    assert sum(counts.values()) == 100_000 and len(counts) == 50
+    # The index answers per vendor, in order, without the other 98,000.
+    v7 = await store.list_tokens("v7")
+    assert len(v7) == 2_000 and v7[0].id == "t00000000007" and v7[-1].id == "t00000099957"
