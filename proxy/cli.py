@@ -225,12 +225,22 @@ def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 
 
 def _validate(path: str) -> int:
-    config = config_mod.load(path)
+    """``config validate PATH``: every problem on its own line (key path first) and exit 1, or
+    ``PATH: ok (...)`` and exit 0; warnings go to stderr either way and never fail."""
+    try:
+        config = config_mod.load(path)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        count = len(err.problems)
+        print(f"{path}: invalid ({count} problem{'s' if count != 1 else ''})", file=sys.stderr)
+        return 1
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(
         f"{path}: ok ({len(config.vendors)} vendors, {len(config.districts)} districts, "
-        f"{len(config.connections)} connections)"
+        f"{len(config.connections)} connections"
+        + (f", {len(config.warnings)} warnings)" if config.warnings else ")")
     )
     return 0
 

@@ -38,6 +38,7 @@ _IC_KEY_RE = re.compile(
     r"-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12})$"
 )
 EXPIRY_WARNING = timedelta(days=30)
+DEFAULT_VERSIONS: tuple[str, ...] = ("v1p1", "v1p2")
 
 
 def parse_duration(value: str) -> float:
@@ -154,7 +155,7 @@ class DistrictConfig:
     max_connections: int | None = None
     max_wait: float = 10.0
     rate_limit: Rate | None = None
-    versions: tuple[str, ...] = ("v1p1", "v1p2")
+    versions: tuple[str, ...] = DEFAULT_VERSIONS
     tls_verify: bool = True
 
     @property
@@ -210,6 +211,10 @@ _SCHEMA: dict[str, set[str]] = {
     "connection": {"vendor", "district", "key", "secret", "scopes", "enabled", "expires"},
 }
 _TOP = {"server", "admin", "store", "vendors", "districts", "connections"}
+# Defaults read from instances: with ``slots=True`` a dataclass's class attribute of a field is
+# a slot descriptor, not the default value (``AdminConfig.listen`` is not a ``Listen``).
+_ADMIN_DEFAULTS = AdminConfig()
+_STORE_DEFAULTS = StoreConfig()
 
 
 class _Reader:
@@ -366,7 +371,7 @@ def validate(
     adm = _Reader(problems, env, "admin", raw.get("admin", {}))
     adm.unknown(_SCHEMA["admin"])
     admin = AdminConfig(
-        listen=adm.parsed("listen", AdminConfig.listen, parse_listen),
+        listen=adm.parsed("listen", _ADMIN_DEFAULTS.listen, parse_listen),
         token=adm.string("token"),
     )
     if admin.token is not None and len(admin.token) < 16:
@@ -374,11 +379,13 @@ def validate(
 
     sto = _Reader(problems, env, "store", raw.get("store", {}))
     sto.unknown(_SCHEMA["store"])
-    store_url = sto.string("url", StoreConfig.url) or StoreConfig.url
+    store_url = sto.string("url", _STORE_DEFAULTS.url) or _STORE_DEFAULTS.url
     if urlsplit(store_url).scheme not in ("sqlite", "redis", "rediss", "unix"):
         problems.append(f'store.url: unsupported store "{urlsplit(store_url).scheme}" '
                         '(use sqlite:///path or redis://host:6379/0)')
-    store = StoreConfig(url=store_url, cache_ttl=sto.parsed("cache_ttl", 2.0, parse_duration))
+    store = StoreConfig(
+        url=store_url, cache_ttl=sto.parsed("cache_ttl", _STORE_DEFAULTS.cache_ttl, parse_duration)
+    )
 
     vendors = _tables(problems, raw, "vendors")
     districts_raw = _tables(problems, raw, "districts")
@@ -424,7 +431,7 @@ def validate(
         if auth == "oauth1" and "token_url" in r.table:
             problems.append(f"{path}.token_url: only used with auth = \"oauth2\"")
         versions_raw = r.raw("versions")
-        versions: tuple[str, ...] = DistrictConfig.versions
+        versions: tuple[str, ...] = DEFAULT_VERSIONS
         if versions_raw is not None:
             normalised = []
             if not isinstance(versions_raw, list) or not versions_raw:
@@ -437,10 +444,10 @@ def validate(
                     else:
                         normalised.append(mapped)
                 versions = tuple(dict.fromkeys(normalised)) or versions
-        if base_url and base_url.startswith("http://"):
-            host = urlsplit(base_url).hostname or ""
-            if host not in ("localhost", "127.0.0.1", "::1"):
-                warnings.append(f"{path}.base_url: plain HTTP; student data would cross the network unencrypted")
+        if base_url and _plain_http(base_url):
+            warnings.append(f"{path}.base_url: plain HTTP; student data would cross the network unencrypted")
+        if token_url and _plain_http(token_url):
+            warnings.append(f"{path}.token_url: plain HTTP; the key and secret would cross the network unencrypted")
         district_cfgs[name] = DistrictConfig(
             name=name,
             base_url=base_url or "",
@@ -487,6 +494,16 @@ def validate(
                 expires = expires_raw.date()
             elif isinstance(expires_raw, date):
                 expires = expires_raw
+            elif isinstance(expires_raw, str):
+                # A quoted date (or one from ${ENV}) is what many people write; accept it.
+                text = r.string("expires")
+                if text is not None:
+                    try:
+                        expires = date.fromisoformat(text.strip())
+                    except ValueError:
+                        problems.append(
+                            f'{path}.expires: invalid date "{text}" (write e.g. 2027-06-30)'
+                        )
             else:
                 problems.append(f"{path}.expires: must be a TOML date such as 2027-06-30")
         conn = ConnectionConfig(
@@ -500,8 +517,17 @@ def validate(
             expires=expires,
         )
         connection_cfgs[app_id] = conn
+        vendor_cfg = vendor_cfgs.get(conn.vendor)
+        district_cfg = district_cfgs.get(conn.district)
+        gradebook = conn.scopes & {"gradebook.readonly", "gradebook.createput", "gradebook.delete"}
+        if (gradebook and district_cfg is not None and district_cfg.vendor_authorization
+                and vendor_cfg is not None and vendor_cfg.vendor_authorization is None):
+            warnings.append(
+                f"{path}: district {conn.district} wants x-vendor-authorization on gradebook calls "
+                f"but vendors.{conn.vendor}.vendor_authorization is not set"
+            )
         if expires is not None:
-            left = expires - now.date()
+            left = expires - now.astimezone(UTC).date()
             if left.days < 0:
                 warnings.append(f"{path}.expires: expired on {expires.isoformat()}")
             elif left <= EXPIRY_WARNING:
@@ -519,6 +545,12 @@ def validate(
         warnings=tuple(warnings),
         source=source,
     )
+
+
+def _plain_http(url: str) -> bool:
+    """An ``http://`` URL to anything but this machine (loopback is a sandbox or a sidecar)."""
+    parts = urlsplit(url)
+    return parts.scheme == "http" and (parts.hostname or "") not in ("localhost", "127.0.0.1", "::1")
 
 
 def _tables(problems: list[str], raw: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -60,7 +60,7 @@ def new_session(*, fresh_connections: bool = False) -> aiohttp.ClientSession:
         limit=0,
         ttl_dns_cache=60,
         enable_cleanup_closed=True,
-        keepalive_timeout=15,
+        keepalive_timeout=None if fresh_connections else 15,
         force_close=fresh_connections,
     )
     session = aiohttp.ClientSession(

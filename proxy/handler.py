@@ -89,7 +89,7 @@ class Gateway:
         # cannot be probed across vendors.
         if conn is None or conn.config.vendor != principal.vendor:
             ex.app_id = "-"
-            raise NotFound(f"unknown application {target.app_id!r}")
+            raise NotFound("unknown application")
         ex.district = conn.district.name
         if not conn.config.enabled:
             raise Forbidden("this district connection is disabled")
@@ -182,8 +182,6 @@ class Gateway:
         retry_get = out.method == "GET" and replayable
         refreshed = False
         attempt = 0
-        if content_type is not None:
-            out.base_headers.append(("Content-Type", content_type))
         while True:
             attempt += 1
             token = None
@@ -257,7 +255,7 @@ class Gateway:
         )
         headers = response_headers(
             upstream.headers,
-            upstream_prefix=conn.upstream_prefix,
+            upstream_prefix=conn.link_prefix,
             public_prefix=f"{base}/{conn.app_id}/ims/oneroster/",
         )
         downstream = web.StreamResponse(status=upstream.status, reason=upstream.reason)

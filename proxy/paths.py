@@ -84,17 +84,19 @@ def parse_target(raw_path: str) -> Target:
 def check_rest(raw_rest: str) -> str:
     """The decoded form of ``raw_rest`` (the raw path after ``/ims/oneroster/``); raises
     PathRefused if any reading of it could leave ``/ims/oneroster/``."""
+    if _FAST_REST.fullmatch(raw_rest):
+        # The common case: nothing to decode, so only empty segments (all but a trailing one)
+        # and dot-like segments (here: made of "." and "+" only, so starting with one) can hurt.
+        if "//" in raw_rest or raw_rest.startswith("/"):
+            raise PathRefused("empty path segment")
+        slashed = "/" + raw_rest
+        if "/." in slashed or "/+" in slashed:
+            for segment in raw_rest.split("/"):
+                if segment and _dot_like(segment):
+                    raise PathRefused("dot-segment in path")
+        return raw_rest
     segments = raw_rest.split("/")
     last = len(segments) - 1
-    if _FAST_REST.fullmatch(raw_rest):
-        # The common case: nothing to decode, so only empty and dot-like segments can hurt.
-        for i, segment in enumerate(segments):
-            if segment == "":
-                if i != last:
-                    raise PathRefused("empty path segment")
-            elif _dot_like(segment):
-                raise PathRefused("dot-segment in path")
-        return raw_rest
     decoded: list[str] = []
     for i, segment in enumerate(segments):
         if segment == "":

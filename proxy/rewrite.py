@@ -173,9 +173,7 @@ def _prefix(upstream_prefix: str | UpstreamPrefix) -> UpstreamPrefix:
     return UpstreamPrefix.parse(upstream_prefix)
 
 
-def rewrite_link(
-    value: str, upstream_prefix: str | UpstreamPrefix, public_prefix: str
-) -> str:
+def rewrite_link(value: str, upstream_prefix: str | UpstreamPrefix, public_prefix: str) -> str:
     """Rewrite every target of an RFC 8288 ``Link`` header value that points under
     ``upstream_prefix`` (``<district.base_url>/ims/oneroster/``) to ``public_prefix``
     (``<public base>/<appId>/ims/oneroster/``). Everything else is kept byte for byte."""

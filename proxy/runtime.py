@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .config import Config, ConnectionConfig, DistrictConfig, VendorConfig
+from .rewrite import UpstreamPrefix, upstream_prefix
 from .signing.oauth1 import OAuth1Signer
 from .signing.oauth2 import OAuth2TokenSource
 
@@ -24,6 +25,7 @@ class Connection:
     district: DistrictConfig
     vendor: VendorConfig
     upstream_prefix: str  # "<base_url>/ims/oneroster/"
+    link_prefix: UpstreamPrefix  # the same, parsed once for Link rewriting
     signer: OAuth1Signer | None
     token_source: OAuth2TokenSource | None
     vendor_header: str | None  # value of x-vendor-authorization on gradebook endpoints
@@ -54,6 +56,7 @@ def build_runtime(
 ) -> Runtime:
     connections: dict[str, Connection] = {}
     sources: dict[tuple[str, ...], OAuth2TokenSource] = {}
+    link_prefixes: dict[str, UpstreamPrefix] = {}
     old_sources = previous.token_sources if previous is not None else {}
     for app_id, conn in config.connections.items():
         district = config.districts[conn.district]
@@ -80,6 +83,7 @@ def build_runtime(
             district=district,
             vendor=vendor,
             upstream_prefix=district.upstream_prefix,
+            link_prefix=link_prefixes.setdefault(district.name, upstream_prefix(district.base_url)),
             signer=signer,
             token_source=source,
             vendor_header=vendor_header,

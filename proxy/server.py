@@ -120,7 +120,7 @@ async def start(
     )
     await runner.setup()
     sock = gateway_sock or bind_socket(config.server.listen)
-    site = web.SockSite(runner, sock, shutdown_timeout=config.server.drain_timeout)
+    site = web.SockSite(runner, sock)
     await site.start()
     gateway_port = sock.getsockname()[1]
 

@@ -169,7 +169,8 @@ def auth(token: str) -> dict[str, str]:
 async def get_json(
     session: aiohttp.ClientSession, url: str, token: str, **kw: Any
 ) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
-    async with session.get(url, headers=auth(token), **kw) as resp:
+    headers = {**auth(token), **kw.pop("headers", {})}
+    async with session.get(url, headers=headers, **kw) as resp:
         body = await resp.read()
         try:
             data = json.loads(body) if body else None

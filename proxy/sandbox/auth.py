@@ -38,7 +38,7 @@ _SUPPORTED_METHODS = ("HMAC-SHA1", "HMAC-SHA256")
 # raw (``>``, ``|``, ``"``); a district decodes them as themselves, so percent-encoding them
 # first changes nothing that is signed (§3.4.1.3.1 decodes before normalising) while letting
 # oauthlib parse the query.
-_OAUTHLIB_QUERY_SAFE = "".join(sorted(oauth_common.urlencoded - {"%"}))
+_OAUTHLIB_QUERY_SAFE = "".join(sorted(oauth_common.urlencoded))
 
 
 class AuthError(Exception):

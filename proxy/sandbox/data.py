@@ -16,6 +16,8 @@ binding, OneRoster 1.2 REST/JSON binding): a key written ``"v11:name"`` exists o
 
 from __future__ import annotations
 
+import functools
+import json
 import random
 import unicodedata
 import uuid
@@ -625,7 +627,18 @@ class _Gen:
 
 
 def build_dataset(seed: int, base_path: str) -> Dataset:
-    """The sample district for ``seed``, rendered for both versions under ``base_path``."""
+    """The sample district for ``seed``, rendered for both versions under ``base_path``.
+
+    Each call returns fresh, independently mutable records (a district's writes stay its own).
+    """
+    frozen, no_account = _frozen_dataset(seed, base_path)
+    return Dataset(views=json.loads(frozen), no_account=no_account)
+
+
+@functools.lru_cache(maxsize=8)
+def _frozen_dataset(seed: int, base_path: str) -> tuple[str, frozenset[str]]:
+    # Generation is a pure function of (seed, base_path) and costs ~0.3 s; tests start hundreds
+    # of districts, so the rendered result is kept as immutable JSON text and decoded per app.
     gen = _Gen(seed)
     gen.build()
     views: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
@@ -635,7 +648,7 @@ def build_dataset(seed: int, base_path: str) -> Dataset:
             for store, records in gen.stores.items()
             if not (version == V1P1 and store in V1P2_ONLY_STORES)
         }
-    return Dataset(views=views, no_account=frozenset(gen.no_account))
+    return json.dumps(views, ensure_ascii=False), frozenset(gen.no_account)
 
 
 # ---------------------------------------------------------------------------------------------

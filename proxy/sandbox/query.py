@@ -51,24 +51,32 @@ class Filter:
 # value may itself hold quotes (familyName='O'Brien').
 _PREDICATE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(!=|>=|<=|=|>|<|~)\s*'(.*)'\s*$", re.S)
 _CONJUNCTION = re.compile(r"'\s+(AND|OR)\s+", re.I)
+# A value that holds a closing quote followed by a word and another predicate was not one value
+# but a second (or third) clause: "a='1' AND b='2' AND c='3'", "a='1' XOR b='2'".
+_SMUGGLED = re.compile(r"'\s+\w+\s+[A-Za-z_][\w.]*\s*(?:!=|>=|<=|=|>|<|~)\s*'")
+
+
+def _predicate(text: str) -> Predicate | None:
+    match = _PREDICATE.match(text)
+    if match is None or _SMUGGLED.search("'" + match.group(3) + "'"):
+        return None
+    return Predicate(*match.groups())
 
 
 def parse_filter(text: str) -> Filter:
     """Parse a OneRoster filter expression; ``QueryError`` if it is not one."""
     for match in _CONJUNCTION.finditer(text):
-        left = _PREDICATE.match(text[: match.start() + 1])
-        right = _PREDICATE.match(text[match.end() :])
+        left = _predicate(text[: match.start() + 1])
+        right = _predicate(text[match.end() :])
         if left and right:
-            return Filter(
-                Predicate(*left.groups()), match.group(1).upper(), Predicate(*right.groups())
-            )
-    single = _PREDICATE.match(text)
-    if not single:
+            return Filter(left, match.group(1).upper(), right)
+    single = _predicate(text)
+    if single is None:
         raise QueryError(
             "invalid_filter_field",
             f"The filter {text!r} is not of the form field op 'value' [AND|OR field op 'value'].",
         )
-    return Filter(Predicate(*single.groups()))
+    return Filter(single)
 
 
 def _leaves(value: Any, path: list[str]) -> list[Any]:
@@ -96,8 +104,6 @@ def _scalar(value: Any) -> str:
             if key in value:
                 return str(value[key])
         return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(value)
     return str(value)
 
 

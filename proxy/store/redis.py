@@ -30,7 +30,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -190,7 +190,9 @@ class RedisStore:
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"redis store: URL must start with redis:// or rediss://, got {parts.scheme}://")
+            raise ValueError(
+                f"redis store: URL must start with redis:// or rediss://, got {parts.scheme}://"
+            )
         self.url_display = _display(url)
         self._password = parts.password
         self._prefix = prefix
@@ -241,22 +243,31 @@ class RedisStore:
     def _key(self, kind: str, name: str = "") -> str:
         return f"{self._prefix}{kind}{':' if name else ''}{name}"
 
-    def _add_token_call(self, record: TokenRecord) -> tuple[list[str], list[str | int]]:
-        """Keys and arguments of the add-token script for ``record``."""
+    def _token_fields(self, record: TokenRecord) -> dict[str, str | int]:
+        """The hash of ``record``; unset times are absent fields."""
         fields: dict[str, str | int] = {
             "vendor": record.vendor,
             "secret_hash": record.secret_hash,
             "prefix": record.prefix,
             "created": _us(record.created),
         }
-        for name, value in (
-            ("expires", record.expires),
-            ("revoked", record.revoked),
-            ("last_used", record.last_used),
-        ):
-            if value is not None:
-                fields[name] = _us(value)
-        ends = [_us(v) for v in (record.expires, record.revoked) if v is not None]
+        if record.expires is not None:
+            fields["expires"] = _us(record.expires)
+        if record.revoked is not None:
+            fields["revoked"] = _us(record.revoked)
+        if record.last_used is not None:
+            fields["last_used"] = _us(record.last_used)
+        return fields
+
+    @staticmethod
+    def _life_end(fields: dict[str, str | int]) -> int | str:
+        """The ``active:<vendor>`` score: the earlier of expiry and revocation, or +inf."""
+        ends = [int(fields[name]) for name in ("expires", "revoked") if name in fields]
+        return min(ends) if ends else "+inf"
+
+    def _add_token_call(self, record: TokenRecord) -> tuple[list[str], list[str | int]]:
+        """Keys and arguments of the add-token script for ``record``."""
+        fields = self._token_fields(record)
         keys = [
             self._key("token", record.id),
             self._key("tokens"),
@@ -268,7 +279,7 @@ class RedisStore:
             record.id,
             record.vendor,
             fields["created"],
-            min(ends) if ends else "+inf",
+            self._life_end(fields),
         ]
         for name, value in fields.items():
             args += [name, value]
@@ -312,14 +323,17 @@ class RedisStore:
 
     async def get_token(self, token_id: str) -> TokenRecord | None:
         with self._unavailable("get_token"):
-            fields = await self._client.hgetall(self._key("token", token_id))
+            # decode_responses=True: redis-py's bytes-or-str types are always str here.
+            fields = cast(
+                "dict[str, str]", await self._client.hgetall(self._key("token", token_id))
+            )
         return self._record(token_id, fields) if fields else None
 
     async def list_tokens(self, vendor: str | None = None) -> list[TokenRecord]:
         index = self._key("tokens") if vendor is None else self._key("vendor", vendor)
         with self._unavailable("list_tokens"):
             # Sorted by (score, member): creation time, then id, as the sqlite store orders.
-            ids = await self._client.zrange(index, 0, -1)
+            ids = cast("list[str]", await self._client.zrange(index, 0, -1))
             pipe = self._client.pipeline(transaction=False)
             for token_id in ids:
                 pipe.hgetall(self._key("token", token_id))
@@ -356,7 +370,7 @@ class RedisStore:
     async def count_active(self, at: datetime) -> dict[str, int]:
         after = f"({_us(at)}"  # exclusive: a token whose life ends exactly at ``at`` is over
         with self._unavailable("count_active"):
-            vendors = sorted(await self._client.smembers(self._key("vendors")))
+            vendors = sorted(cast("set[str]", await self._client.smembers(self._key("vendors"))))
             pipe = self._client.pipeline(transaction=False)
             for vendor in vendors:
                 pipe.zcount(self._key("active", vendor), after, "+inf")

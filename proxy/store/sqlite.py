@@ -75,6 +75,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 
 _TOKEN_COLUMNS = "id, vendor, secret_hash, prefix, created, expires, revoked, last_used"
 
+# SQLITE_BUSY and SQLITE_LOCKED (primary result codes, the low byte of extended ones):
+# another connection holds the lock.
+_BUSY_CODES = frozenset({5, 6})
+
 # Float error in the refill arithmetic must not turn "exactly enough" into a tiny wait.
 _EPSILON = 1e-9
 
@@ -177,16 +181,27 @@ class SqliteStore:
             raise
         return conn
 
+    def _schema_version(self, conn: sqlite3.Connection) -> int:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        if exists is None:
+            return 0
+        return int(conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0)
+
     def _migrate(self, conn: sqlite3.Connection) -> None:
+        # Checked with a read first: a file at the current schema opens (and reopens) while
+        # another process holds the write lock.
+        if self._schema_version(conn) == SCHEMA_VERSION:
+            return
         with _write(conn):
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-            current = row[0] or 0
+            current = self._schema_version(conn)  # another process may have migrated meanwhile
             if current > SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(
                     f"{self.path} has schema version {current}, newer than this proxy's "
                     f"{SCHEMA_VERSION}; upgrade oneroster-proxy"
                 )
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[version]:
                     conn.execute(statement)
@@ -220,10 +235,12 @@ class SqliteStore:
             return fn(conn, limits)
         except sqlite3.IntegrityError:
             raise
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
             # Reopen on the next call: after an I/O error or a file replaced under us, the old
-            # connection may never work again. A merely busy file costs one reconnect.
-            self._drop()
+            # connection may never work again. A busy file is no reason: it keeps working.
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is None or code & 0xFF not in _BUSY_CODES:
+                self._drop()
             raise
 
     async def _run(self, fn: Callable[[sqlite3.Connection, sqlite3.Connection], T]) -> T:
@@ -323,9 +340,7 @@ class SqliteStore:
 
     async def expire_vendor(self, vendor: str, at: datetime, keep: str) -> list[str]:
         when = _iso(at)
-        where = (
-            "vendor = ? AND id != ? AND revoked IS NULL AND (expires IS NULL OR expires > ?)"
-        )
+        where = "vendor = ? AND id != ? AND revoked IS NULL AND (expires IS NULL OR expires > ?)"
 
         def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> list[str]:
             with _write(conn):
@@ -336,7 +351,9 @@ class SqliteStore:
                         (vendor, keep, when),
                     )
                 ]
-                conn.execute(f"UPDATE tokens SET expires = ? WHERE {where}", (when, vendor, keep, when))
+                conn.execute(
+                    f"UPDATE tokens SET expires = ? WHERE {where}", (when, vendor, keep, when)
+                )
             return ids
 
         return await self._run(op)
@@ -407,8 +424,12 @@ class SqliteStore:
                 assert when is not None  # NOT NULL column
                 events.append(
                     AuditEvent(
-                        at=when, action=action, interface=interface, vendor=vendor,
-                        token_id=token_id, detail=json.loads(detail),
+                        at=when,
+                        action=action,
+                        interface=interface,
+                        vendor=vendor,
+                        token_id=token_id,
+                        detail=json.loads(detail),
                     )
                 )
             return events
@@ -475,4 +496,3 @@ class SqliteStore:
             limits.execute("DELETE FROM slots WHERE key = ? AND holder = ?", (key, holder))
 
         await self._run(op)
-

@@ -24,7 +24,9 @@ SECOND = timedelta(seconds=1)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def record(token_id: str, vendor: str = "acme", created: datetime = T0, **fields: object) -> TokenRecord:
+def record(
+    token_id: str, vendor: str = "acme", created: datetime = T0, **fields: object
+) -> TokenRecord:
     assert len(token_id) == 12
     return TokenRecord(
         id=token_id,
@@ -89,7 +91,13 @@ async def test_list_is_oldest_first_ties_by_id_revoked_included(store: Store) ->
     await store.add_token(record("d00000000004", created=T0 + 3 * SECOND, revoked=T0))
 
     everything = [r.id for r in await store.list_tokens()]
-    assert everything == ["a00000000001", "b00000000002", "x00000000009", "c00000000003", "d00000000004"]
+    assert everything == [
+        "a00000000001",
+        "b00000000002",
+        "x00000000009",
+        "c00000000003",
+        "d00000000004",
+    ]
     acme = [r.id for r in await store.list_tokens("acme")]
     assert acme == ["a00000000001", "b00000000002", "c00000000003", "d00000000004"]
     assert [r.id for r in await store.list_tokens("globex")] == ["x00000000009"]
@@ -116,7 +124,9 @@ async def test_revoke_token(store: Store) -> None:
     assert kept is not None and kept.revoked is None
 
 
-async def test_revoke_vendor_revokes_every_unrevoked_token_of_that_vendor_only(store: Store) -> None:
+async def test_revoke_vendor_revokes_every_unrevoked_token_of_that_vendor_only(
+    store: Store,
+) -> None:
     await store.add_token(record("b00000000002", created=T0 + SECOND))
     await store.add_token(record("a00000000001", created=T0))
     await store.add_token(record("old000000001", created=T0 - SECOND, revoked=T0 - SECOND))
@@ -138,8 +148,12 @@ async def test_revoke_vendor_revokes_every_unrevoked_token_of_that_vendor_only(s
 async def test_expire_vendor_is_rotation_grace(store: Store) -> None:
     grace_end = T0 + timedelta(hours=1)
     await store.add_token(record("forever00001", created=T0 - 4 * SECOND))
-    await store.add_token(record("later0000001", created=T0 - 3 * SECOND, expires=T0 + timedelta(days=1)))
-    await store.add_token(record("sooner000001", created=T0 - 2 * SECOND, expires=T0 + timedelta(minutes=5)))
+    await store.add_token(
+        record("later0000001", created=T0 - 3 * SECOND, expires=T0 + timedelta(days=1))
+    )
+    await store.add_token(
+        record("sooner000001", created=T0 - 2 * SECOND, expires=T0 + timedelta(minutes=5))
+    )
     await store.add_token(record("exactly00001", created=T0 - 2 * SECOND, expires=grace_end))
     await store.add_token(record("revoked00001", created=T0 - SECOND, revoked=T0 - SECOND))
     await store.add_token(record("newtoken0001", created=T0))
@@ -161,9 +175,9 @@ async def test_expire_vendor_is_rotation_grace(store: Store) -> None:
     assert not by_id["forever00001"].active_at(grace_end)
     assert by_id["newtoken0001"].active_at(grace_end + timedelta(days=365))
     # A second rotation with a later end leaves the first grace alone.
-    assert await store.expire_vendor("acme", grace_end + timedelta(hours=1), keep="other0000001") == [
-        "newtoken0001"
-    ]
+    assert await store.expire_vendor(
+        "acme", grace_end + timedelta(hours=1), keep="other0000001"
+    ) == ["newtoken0001"]
     still = await store.get_token("forever00001")
     assert still is not None and still.expires == grace_end
 
@@ -229,14 +243,35 @@ async def test_empty_store(store: Store) -> None:
 
 async def test_audit_is_listed_newest_last_with_a_limit(store: Store) -> None:
     events = [
-        AuditEvent(at=T0, action="token.issue", interface="cli", vendor="acme", token_id="a00000000001",
-                   detail={"ttl_seconds": None}),
-        AuditEvent(at=T0 + SECOND, action="token.rotate", interface="admin", vendor="acme",
-                   token_id="b00000000002", detail={"grace_seconds": 3600.0, "ending": ["a00000000001"]}),
-        AuditEvent(at=T0 + 2 * SECOND, action="config.reload", interface="signal",
-                   detail={"ok": True, "nested": {"n": 1, "s": "é"}}),
-        AuditEvent(at=T0 + 3 * SECOND, action="token.revoke_all", interface="admin", vendor="acme",
-                   detail={"token_ids": []}),
+        AuditEvent(
+            at=T0,
+            action="token.issue",
+            interface="cli",
+            vendor="acme",
+            token_id="a00000000001",
+            detail={"ttl_seconds": None},
+        ),
+        AuditEvent(
+            at=T0 + SECOND,
+            action="token.rotate",
+            interface="admin",
+            vendor="acme",
+            token_id="b00000000002",
+            detail={"grace_seconds": 3600.0, "ending": ["a00000000001"]},
+        ),
+        AuditEvent(
+            at=T0 + 2 * SECOND,
+            action="config.reload",
+            interface="signal",
+            detail={"ok": True, "nested": {"n": 1, "s": "é"}},
+        ),
+        AuditEvent(
+            at=T0 + 3 * SECOND,
+            action="token.revoke_all",
+            interface="admin",
+            vendor="acme",
+            detail={"token_ids": []},
+        ),
     ]
     for event in events:
         await store.add_audit(event)
@@ -252,7 +287,9 @@ async def test_audit_is_listed_newest_last_with_a_limit(store: Store) -> None:
 
 
 async def test_token_bucket_allows_a_burst_then_says_how_long_to_wait(store: Store) -> None:
-    assert [await store.take_tokens("vendor:acme", rate=1.0, burst=3) for _ in range(3)] == [0.0] * 3
+    assert [await store.take_tokens("vendor:acme", rate=1.0, burst=3) for _ in range(3)] == [
+        0.0
+    ] * 3
     wait = await store.take_tokens("vendor:acme", rate=1.0, burst=3)
     assert 0.8 < wait <= 1.0
     # Refused: nothing was taken, so asking again says (about) the same.
@@ -380,7 +417,9 @@ async def test_another_process_writes_while_this_one_writes(store: Store, backen
         asyncio.run(main())
         """
     )
-    child = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stderr=subprocess.PIPE)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stderr=subprocess.PIPE
+    )
     for _ in range(40):
         await issue(store, "parent", ttl=None, interface="admin")
         await asyncio.sleep(0)

@@ -1,0 +1,62 @@
+"""The ceiling of our stack: a bare aiohttp pass-through forwarder (issue 3 part 14).
+
+No auth, no scope check, no signing, no metrics, no log: an aiohttp server whose one handler
+sends each request to the upstream with an aiohttp ``ClientSession`` and streams the answer
+back chunk by chunk, as ``proxy/forward.py`` does. Whatever the proxy costs beyond this is the
+price of its own work. ``/<appId>/ims/oneroster/...`` goes to ``<upstream>/ims/oneroster/...``.
+
+    python bench/bare_forwarder.py --port 8081 --upstream http://127.0.0.1:8090
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+       "upgrade", "host", "content-length"}
+
+
+def create_app(upstream: str) -> web.Application:
+    async def forward(request: web.Request) -> web.StreamResponse:
+        rest = request.raw_path.split("/", 2)[2]  # drop the appId segment
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP]
+        body = request.content if request.body_exists else None
+        async with session.request(request.method, URL(f"{upstream}/{rest}", encoded=True),
+                                   headers=headers, data=body, allow_redirects=False) as up:
+            response = web.StreamResponse(status=up.status, reason=up.reason)
+            for name, value in up.headers.items():
+                if name.lower() not in HOP or name.lower() == "content-length":
+                    response.headers.add(name, value)
+            await response.prepare(request)
+            async for chunk in up.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+
+    async def client(app: web.Application):  # type: ignore[no-untyped-def]
+        nonlocal session
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=30),
+        )
+        yield
+        await session.close()
+
+    session: aiohttp.ClientSession
+    app = web.Application()
+    app.cleanup_ctx.append(client)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    return app
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:8090")
+    args = parser.parse_args()
+    web.run_app(create_app(args.upstream.rstrip("/")), host="127.0.0.1", port=args.port,
+                access_log=None, print=None)

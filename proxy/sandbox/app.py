@@ -1,0 +1,509 @@
+"""The sandbox district's HTTP face: ``create_sandbox_app(options)``.
+
+Implements SPEC.md "The sandbox district" over HTTP. A request flows top to bottom:
+
+    record (RECORDED)  ->  faults (FAULTS)  ->  imsx errors  ->  dispatch:
+        base path  ->  /oauth2/token | /ims/oneroster/...  ->  authenticate (401)
+        ->  endpoint (404/405)  ->  scope (403)  ->  Infinite Campus vendor header (401)
+        ->  list / get / put / delete / post
+
+Everything hangs off the app under typed ``web.AppKey``s, so tests run several districts side
+by side and change faults or read what a district received while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import socket
+import struct
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from .auth import AuthError, OAuth1Verifier, TokenRequestError, TokenStore, token_response
+from .data import V1P1, synthetic_index, synthetic_user
+from .district import District, DistrictError
+from .endpoints import COLLECTIONS, Match, is_gradebook_path, match, required_scopes
+from .options import Faults, SandboxOptions
+from .query import Query, QueryError, compile_filter, link_header, parse_query
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the district received it."""
+
+    method: str
+    path: str  # path and query exactly as sent (the raw request target), base path included
+    headers: list[tuple[str, str]]
+    body: bytes
+    verified: bool = False  # authentication succeeded
+    status: int | None = None  # status answered (None: never answered)
+
+    @property
+    def raw_path(self) -> str:
+        return self.path
+
+    def header(self, name: str) -> list[str]:
+        """Every value of header ``name`` (case-insensitive), in the order received."""
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+
+@dataclass
+class _Context:
+    """Per-request state of the sandbox."""
+
+    entry: RecordedRequest
+    scopes: frozenset[str] = field(default_factory=frozenset)
+
+
+OPTIONS = web.AppKey("sandbox_options", SandboxOptions)
+DISTRICT = web.AppKey("sandbox_district", District)
+FAULTS = web.AppKey("sandbox_faults", Faults)
+RECORDED = web.AppKey("sandbox_recorded", list)  # list[RecordedRequest]
+TOKENS = web.AppKey("sandbox_tokens", TokenStore)
+_VERIFIER = web.AppKey("sandbox_oauth1_verifier", OAuth1Verifier)
+_CONTEXT = web.RequestKey("sandbox_context", _Context)
+
+_JSON = "application/json"
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def imsx_response(
+    status: int, code_minor: str, description: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """The OneRoster imsx failure payload a district answers errors with."""
+    payload = {
+        "imsx_codeMajor": "failure",
+        "imsx_severity": "error",
+        "imsx_description": description,
+        "imsx_CodeMinor": {
+            "imsx_codeMinorField": [
+                {"imsx_codeMinorFieldName": "TargetEndSystem", "imsx_codeMinorFieldValue": code_minor}
+            ]
+        },
+    }
+    return web.Response(status=status, body=_dumps(payload), content_type=_JSON, headers=headers)
+
+
+# ---------------------------------------------------------------------------------------------
+# Middlewares
+
+
+@web.middleware
+async def _record(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    body = await request.read()
+    entry = RecordedRequest(
+        method=request.method,
+        path=request.raw_path,
+        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
+        body=body,
+    )
+    request.app[RECORDED].append(entry)
+    request[_CONTEXT] = _Context(entry)
+    response = await handler(request)
+    entry.status = response.status
+    return response
+
+
+async def _hang_forever() -> None:
+    await asyncio.Event().wait()
+
+
+@web.middleware
+async def _faults(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    faults = request.app[FAULTS]
+    path = request.raw_path
+    if any(p == "*" or p in path for p in faults.hang_paths):
+        await _hang_forever()
+    if faults.delay_head:
+        await asyncio.sleep(faults.delay_head)
+    if faults.status_503_retry_after is not None and faults.take("status_503"):
+        return imsx_response(
+            503, "server_busy", "The district is busy; retry later.",
+            {"Retry-After": str(faults.status_503_retry_after)},
+        )  # fmt: skip
+    if faults.status_429_retry_after is not None and faults.take("status_429"):
+        return imsx_response(
+            429, "server_busy", "Too many requests; slow down.",
+            {"Retry-After": str(faults.status_429_retry_after)},
+        )  # fmt: skip
+    response = await handler(request)
+    if response.prepared:
+        return response  # streamed responses apply their faults while streaming
+    apply_connection_faults(request, response)
+    if isinstance(response, web.Response) and response.body is not None:
+        reset = faults.reset_mid_body and faults.take("reset_mid_body")
+        if reset or faults.slow_body:
+            return await _send_with_faults(request, response, reset=reset)
+    return response
+
+
+def apply_connection_faults(request: web.Request, response: web.StreamResponse) -> None:
+    faults = request.app[FAULTS]
+    if faults.close_keepalive:
+        response.force_close()  # announces "Connection: close"
+    elif faults.drop_keepalive and request.protocol is not None:
+        # Closes once this response is written, while the response still claims keep-alive.
+        request.protocol.close()
+
+
+def _reset_connection(request: web.Request) -> None:
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # SO_LINGER 0: close with RST, as a crashed district or a middlebox does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+async def _send_with_faults(
+    request: web.Request, response: web.Response, *, reset: bool
+) -> web.StreamResponse:
+    body = bytes(response.body)  # type: ignore[arg-type]
+    stream = web.StreamResponse(status=response.status, reason=response.reason, headers=response.headers)
+    stream.content_length = len(body)
+    if response.keep_alive is False:
+        stream.force_close()
+    await stream.prepare(request)
+    cut = max(1, len(body) // 2) if reset else len(body)
+    await write_chunks(request, stream, iter([body[:cut]]))
+    if reset:
+        await asyncio.sleep(0.05)  # let the partial body leave before the reset
+        _reset_connection(request)
+        return stream
+    await stream.write_eof()
+    return stream
+
+
+async def write_chunks(request: web.Request, stream: web.StreamResponse, chunks: Iterator[bytes]) -> None:
+    """Write body chunks with backpressure, slowly if the ``slow_body`` fault is set."""
+    slow = request.app[FAULTS].slow_body
+    for chunk in chunks:
+        if slow:
+            for start in range(0, len(chunk), 1024):
+                await stream.write(chunk[start : start + 1024])
+                await asyncio.sleep(slow)
+        else:
+            await stream.write(chunk)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DistrictError as exc:
+        return imsx_response(exc.status, exc.code_minor, exc.description)
+    except QueryError as exc:
+        return imsx_response(400, exc.code_minor, exc.description)
+    except AuthError as exc:
+        code = "unauthorisedrequest" if exc.status == 401 else "forbidden"
+        return imsx_response(exc.status, code, exc.description, {"WWW-Authenticate": exc.challenge})
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return imsx_response(exc.status, "unknownobject" if exc.status == 404 else "invaliddata", exc.reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatch
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
+    options = request.app[OPTIONS]
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    base = options.base_path or ""
+    if not raw_path.startswith(base + "/"):
+        raise DistrictError(404, "unknownobject", "Not found.")
+    rest = raw_path[len(base) :]
+    if rest == "/oauth2/token" and options.auth == "oauth2":
+        return await _token_endpoint(request)
+    prefix = "/ims/oneroster/"
+    if not rest.startswith(prefix):
+        raise DistrictError(404, "unknownobject", "Not found.")
+    segments = [urllib.parse.unquote(s) for s in rest[len(prefix) :].split("/")]
+    if len(segments) > 1 and segments[-1] == "":
+        segments.pop()  # tolerate one trailing slash, as most districts do
+
+    context = request[_CONTEXT]
+    context.scopes = await _authenticate(request)
+    context.entry.verified = True
+
+    _, found = match(segments)
+    if found is None:
+        raise DistrictError(404, "unknownobject", f"Unknown endpoint {rest!r}.")
+    endpoint = found.endpoint
+    action = endpoint.action(request.method)
+    if action is None:
+        response = imsx_response(
+            405, "invaliddata", f"{request.method} is not allowed on {endpoint.name}.",
+            {"Allow": ", ".join(endpoint.allowed)},
+        )  # fmt: skip
+        return response
+    needed = required_scopes(endpoint, request.method)
+    if not needed & context.scopes:
+        raise DistrictError(
+            403, "forbidden",
+            f"This application is not granted {' or '.join(sorted(needed)) or 'this request'}.",
+        )  # fmt: skip
+    vendor_auth = options.vendor_authorization
+    if vendor_auth is not None and is_gradebook_path(segments):
+        # SECURITY: Infinite Campus releases gradebook data only to the vendor named in the header.
+        sent = request.headers.get("x-vendor-authorization", "")
+        if not hmac.compare_digest(sent.encode(), vendor_auth.encode()):
+            raise AuthError(
+                "Gradebook endpoints require the header x-vendor-authorization: "
+                "<vendorKey>:<vendorSecret> (Infinite Campus vendor authorization missing or wrong).",
+                challenge='OAuth realm="gradebook"',
+            )
+    if action == "list":
+        return await _list(request, found, raw_path, raw_query)
+    if action == "get":
+        return await _get(request, found)
+    if action == "put":
+        return await _put(request, found)
+    if action == "delete":
+        request.app[DISTRICT].delete(found.version, endpoint.result, found.ids[0])
+        return web.Response(status=204)
+    return await _post(request, found)
+
+
+async def _authenticate(request: web.Request) -> frozenset[str]:
+    """The scopes this request may use; ``AuthError`` if it is not authenticated."""
+    options = request.app[OPTIONS]
+    if options.auth == "oauth2":
+        authorization = request.headers.get("Authorization", "")
+        if authorization[:7].lower() != "bearer ":
+            raise AuthError("A Bearer access token is required.", challenge="Bearer")
+        entry = request.app[TOKENS].lookup(
+            authorization[7:].strip(), request.app[FAULTS].expire_tokens_after
+        )
+        return entry.scopes & options.granted_scopes
+    request.app[_VERIFIER].verify(
+        method=request.method,
+        scheme=request.scheme,
+        host=request.host,
+        raw_target=request.raw_path,
+        headers=dict(request.headers),
+        body=request[_CONTEXT].entry.body,
+    )
+    return options.granted_scopes
+
+
+async def _token_endpoint(request: web.Request) -> web.Response:
+    if request.method != "POST":
+        return web.json_response(
+            {"error": "invalid_request", "error_description": "Use POST."},
+            status=405, headers={"Allow": "POST"},
+        )  # fmt: skip
+    body = request[_CONTEXT].entry.body.decode("utf-8", "replace")
+    form = dict(urllib.parse.parse_qsl(body, keep_blank_values=True))
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    try:
+        payload = token_response(
+            request.app[OPTIONS], request.app[TOKENS], request.headers.get("Authorization"), form
+        )
+    except TokenRequestError as exc:
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Basic realm="sandbox"'
+        return web.json_response(
+            {"error": exc.error, "error_description": exc.description},
+            status=exc.status, headers=headers,
+        )  # fmt: skip
+    request[_CONTEXT].entry.verified = True
+    return web.json_response(payload, headers=headers)
+
+
+def _page_headers(request: web.Request, raw_path: str, raw_query: str, total: int, query: Query) -> dict[str, str]:
+    base_url = f"{request.scheme}://{request.host}{raw_path}"
+    return {
+        "X-Total-Count": str(total),
+        "Link": link_header(base_url, raw_query, total, query.limit, query.offset),
+    }
+
+
+async def _list(request: web.Request, found: Match, raw_path: str, raw_query: str) -> web.StreamResponse:
+    district = request.app[DISTRICT]
+    options = request.app[OPTIONS]
+    endpoint = found.endpoint
+    query = parse_query(request.query)
+    if options.synthetic_users and endpoint.pattern == ("users",):
+        return await _stream_synthetic(request, found, query, raw_path, raw_query)
+    if endpoint.kind == "collection":
+        records = district.records(found.version, endpoint.result)
+    else:
+        records = district.relation(found.version, endpoint.name, found.ids)
+    query.validate_fields(district.known_fields(found.version, endpoint.result))
+    selected = query.apply(records)
+    page = selected[query.offset : query.offset + query.limit]
+    wrapper = COLLECTIONS[endpoint.result][1]
+    return web.Response(
+        body=_dumps({wrapper: [query.select(r) for r in page]}),
+        content_type=_JSON,
+        headers=_page_headers(request, raw_path, raw_query, len(selected), query),
+    )
+
+
+async def _get(request: web.Request, found: Match) -> web.Response:
+    district = request.app[DISTRICT]
+    options = request.app[OPTIONS]
+    endpoint = found.endpoint
+    query = parse_query(request.query)
+    if options.synthetic_users and endpoint.pattern[0] == "users":
+        index = synthetic_index(found.ids[0], options.synthetic_users)
+        if index is None:
+            raise DistrictError(404, "unknownobject", f"user {found.ids[0]!r} not found.")
+        record = synthetic_user(index, found.version, _synthetic_org(district, found.version), options.synthetic_padding)
+        query.validate_fields(record)
+    else:
+        record = district.get(found.version, endpoint.result, found.ids[0])
+        query.validate_fields(district.known_fields(found.version, endpoint.result))
+    return web.Response(
+        body=_dumps({COLLECTIONS[endpoint.result][2]: query.select(record)}), content_type=_JSON
+    )
+
+
+async def _json_body(request: web.Request) -> Any:
+    raw = request[_CONTEXT].entry.body
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise DistrictError(400, "invaliddata", "The request body is not JSON.") from None
+
+
+async def _put(request: web.Request, found: Match) -> web.Response:
+    district = request.app[DISTRICT]
+    singular = COLLECTIONS[found.endpoint.result][2]
+    payload = await _json_body(request)
+    if not isinstance(payload, dict) or not isinstance(payload.get(singular), dict):
+        raise DistrictError(400, "invaliddata", f'The body must be {{"{singular}": {{...}}}}.')
+    record, created = district.put(found.version, found.endpoint.result, found.ids[0], payload[singular])
+    return web.Response(status=201 if created else 200, body=_dumps({singular: record}), content_type=_JSON)
+
+
+async def _post(request: web.Request, found: Match) -> web.Response:
+    district = request.app[DISTRICT]
+    plural = COLLECTIONS[found.endpoint.result][1]
+    payload = await _json_body(request)
+    items = payload.get(plural) if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise DistrictError(400, "invaliddata", f'The body must be {{"{plural}": [{{...}}, ...]}}.')
+    pairs = district.post(found.version, found.endpoint.name, found.ids, items)
+    return web.Response(status=201, body=_dumps({"sourcedIdPairs": pairs}), content_type=_JSON)
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic users: a huge page, generated and written chunk by chunk.
+
+
+def _synthetic_org(district: District, version: str) -> dict[str, str]:
+    schools = district.records(version, "schools")
+    org = schools[-1]
+    base = district.options.base_path or ""
+    prefix = "v1p1" if version == V1P1 else "rostering/v1p2"
+    return {
+        "href": f"{base}/ims/oneroster/{prefix}/orgs/{org['sourcedId']}",
+        "sourcedId": org["sourcedId"],
+        "type": "org",
+    }
+
+
+async def _stream_synthetic(
+    request: web.Request, found: Match, query: Query, raw_path: str, raw_query: str
+) -> web.StreamResponse:
+    """``users`` of a synthetic district: memory stays flat whatever ``limit`` asks for.
+
+    ``filter`` and ``fields`` apply; records come in ``sourcedId`` order (``sort`` other than
+    ``sourcedId`` is ignored here, as generating and sorting millions of users would not be).
+    """
+    options = request.app[OPTIONS]
+    district = request.app[DISTRICT]
+    count = options.synthetic_users
+    org = _synthetic_org(district, found.version)
+    sample = synthetic_user(0, found.version, org, options.synthetic_padding)
+    query.validate_fields(sample)
+    test = compile_filter(query.filter) if query.filter is not None else None
+    descending = query.sort == "sourcedId" and query.descending
+
+    def indices() -> Iterator[int]:
+        return iter(range(count - 1, -1, -1)) if descending else iter(range(count))
+
+    def make(index: int) -> dict[str, Any]:
+        return synthetic_user(index, found.version, org, options.synthetic_padding)
+
+    if test is None:
+        total = count
+    else:
+        total = sum(1 for i in range(count) if test(make(i)))
+
+    def chunks() -> Iterator[bytes]:
+        buffer = bytearray(b'{"users":[')
+        skipped = written = 0
+        for index in indices():
+            if written >= query.limit:
+                break
+            record = make(index)
+            if test is not None and not test(record):
+                continue
+            if skipped < query.offset:
+                skipped += 1
+                continue
+            if written:
+                buffer += b","
+            buffer += _dumps(query.select(record))
+            written += 1
+            if len(buffer) >= 65536:
+                yield bytes(buffer)
+                buffer.clear()
+        buffer += b"]}"
+        yield bytes(buffer)
+
+    stream = web.StreamResponse(headers=_page_headers(request, raw_path, raw_query, total, query))
+    stream.content_type = _JSON
+    apply_connection_faults(request, stream)
+    faults = request.app[FAULTS]
+    reset = faults.reset_mid_body and faults.take("reset_mid_body")
+    await stream.prepare(request)
+    if reset:
+        first = next(chunks())
+        await stream.write(first[: max(1, len(first) // 2)])
+        await asyncio.sleep(0.05)
+        _reset_connection(request)
+        return stream
+    await write_chunks(request, stream, chunks())
+    await stream.write_eof()
+    return stream
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def create_sandbox_app(options: SandboxOptions | None = None) -> web.Application:
+    """A OneRoster district server built from ``options`` (credentials generated if unset)."""
+    resolved = (options or SandboxOptions()).resolved()
+    app = web.Application(middlewares=[_record, _faults, _errors], client_max_size=64 * 1024**2)
+    app[OPTIONS] = resolved
+    app[FAULTS] = resolved.faults
+    app[DISTRICT] = District(resolved)
+    app[RECORDED] = []
+    app[TOKENS] = TokenStore()
+    app[_VERIFIER] = OAuth1Verifier(str(resolved.key), str(resolved.secret))
+    # [\s\S]: unlike ".", it also matches a decoded newline (%0a), so every path reaches
+    # _dispatch and its imsx answers instead of aiohttp's plain-text 404.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", _dispatch)
+    return app
+
+
+def revoke_all_tokens(app: web.Application) -> None:
+    """Make every OAuth2 token this district issued stop working (tests of refetch-on-401)."""
+    app[TOKENS].revoke_all()

@@ -1,0 +1,196 @@
+"""Running the sandbox district: ``start_sandbox`` for tests and ``oneroster-proxy sandbox``.
+
+Implements the ``sandbox`` row of SPEC.md "Install and commands": the command prints
+``base_url: ...``, ``key: ...``, ``secret: ...`` (``token_url: ...`` with OAuth2,
+``vendor_authorization: ...`` with the Infinite Campus profile), each line flushed at once, then
+serves until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .app import FAULTS, OPTIONS, RECORDED, RecordedRequest, create_sandbox_app, revoke_all_tokens
+from .options import ALL_SCOPES, PROFILES, Faults, SandboxOptions
+
+
+@dataclass
+class RunningSandbox:
+    """A sandbox district listening on a loopback port."""
+
+    base_url: str
+    key: str
+    secret: str
+    token_url: str | None
+    vendor_key: str | None
+    vendor_secret: str | None
+    app: web.Application
+    runner: web.AppRunner
+
+    @property
+    def options(self) -> SandboxOptions:
+        return self.app[OPTIONS]
+
+    @property
+    def faults(self) -> Faults:
+        return self.app[FAULTS]
+
+    @property
+    def recorded(self) -> list[RecordedRequest]:
+        return self.app[RECORDED]
+
+    @property
+    def vendor_authorization(self) -> str | None:
+        return self.options.vendor_authorization
+
+    def revoke_all_tokens(self) -> None:
+        revoke_all_tokens(self.app)
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_sandbox(
+    options: SandboxOptions | None = None, host: str = "127.0.0.1", port: int = 0
+) -> RunningSandbox:
+    """Start a sandbox district on ``host:port`` (0: a free port) and return its coordinates."""
+    app = create_sandbox_app(options)
+    resolved = app[OPTIONS]
+    # A short shutdown timeout: requests held by the hang fault must not hold up close().
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    bound_port = int(runner.addresses[0][1])
+    shown_host = f"[{host}]" if ":" in host else host
+    base_url = f"http://{shown_host}:{bound_port}{resolved.base_path}"
+    return RunningSandbox(
+        base_url=base_url,
+        key=str(resolved.key),
+        secret=str(resolved.secret),
+        token_url=f"{base_url}/oauth2/token" if resolved.auth == "oauth2" else None,
+        vendor_key=resolved.vendor_key,
+        vendor_secret=resolved.vendor_secret,
+        app=app,
+        runner=runner,
+    )
+
+
+_DESCRIPTION = """\
+Run a local OneRoster 1.1 + 1.2 district with sample data, for demos, tests and vendor
+integration work. It serves every collection and relationship endpoint of OneRoster 1.1
+(<base_url>/ims/oneroster/v1p1/...) and 1.2 (<base_url>/ims/oneroster/{rostering,gradebook,
+resources}/v1p2/...), with paging, filter, sort, fields and gradebook writes, behind OAuth 1.0a
+(HMAC-SHA256/SHA1) or OAuth2 client credentials. Prints base_url, key and secret, then serves
+until Ctrl-C."""
+
+
+def _epilog() -> str:
+    lines = ["profiles:"]
+    lines += [f"  {name:<17} {text}" for name, text in PROFILES.items()]
+    lines += [
+        "",
+        "switches that break one thing on purpose:",
+        "  --deny-scope S    withhold a scope of the district's Data to Share (403 on its endpoints)",
+        "  --hide-students   no students anywhere (what a district without student sharing sends)",
+        "  --auth oauth2     OAuth2 client credentials at <base_url>/oauth2/token instead of OAuth1",
+        "",
+        "scopes: " + ", ".join(ALL_SCOPES),
+    ]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oneroster-proxy sandbox",
+        description=_DESCRIPTION,
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--auth", choices=["oauth1", "oauth2"], default="oauth1", help="default oauth1")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="default", help="district behaviour")
+    parser.add_argument(
+        "--deny-scope", action="append", default=[], choices=ALL_SCOPES, metavar="SCOPE",
+        help="withhold this scope (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--hide-students", action="store_true", help="hide every student")
+    parser.add_argument("--key", help="client key / client id (default: generated)")
+    parser.add_argument("--secret", help="client secret (default: generated)")
+    parser.add_argument("--vendor-key", help="infinite-campus: vendor key (default SandboxLMS)")
+    parser.add_argument("--vendor-secret", help="infinite-campus: vendor secret (default: generated)")
+    parser.add_argument("--base-path", help="path before /ims/oneroster (default: the profile's)")
+    parser.add_argument("--token-ttl", type=int, default=3600, help="oauth2 token lifetime, seconds")
+    parser.add_argument("--seed", type=int, default=2025, help="sample data seed")
+    parser.add_argument(
+        "--synthetic-users", type=int, default=0, metavar="N",
+        help="serve N generated users on /users, streamed (load tests)",
+    )  # fmt: skip
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> SandboxOptions:
+    return SandboxOptions(
+        auth=args.auth,
+        profile=args.profile,
+        key=args.key,
+        secret=args.secret,
+        vendor_key=args.vendor_key,
+        vendor_secret=args.vendor_secret,
+        deny_scopes=tuple(args.deny_scope),
+        hide_students=args.hide_students,
+        base_path=args.base_path,
+        token_ttl=args.token_ttl,
+        seed=args.seed,
+        synthetic_users=args.synthetic_users,
+    )
+
+
+async def _serve(options: SandboxOptions, host: str, port: int) -> None:
+    running = await start_sandbox(options, host=host, port=port)
+    lines = [f"base_url: {running.base_url}", f"key: {running.key}", f"secret: {running.secret}"]
+    if running.token_url:
+        lines.append(f"token_url: {running.token_url}")
+    if running.vendor_authorization:
+        lines.append(f"vendor_authorization: {running.vendor_authorization}")
+    # Printing the credentials is this command's purpose: they are the sandbox's own, generated
+    # for a local district, and the operator needs them to configure a client.
+    for line in lines:
+        print(line, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await running.close()
+
+
+def run_sandbox_cli(argv: list[str] | None = None) -> int:
+    """``oneroster-proxy sandbox ...``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        options = options_from_args(args)
+        options.resolved()  # validate before binding the port
+        asyncio.run(_serve(options, args.host, args.port))
+    except (ValueError, OSError) as exc:
+        print(f"oneroster-proxy sandbox: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free at this moment (for callers that must know it before starting)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

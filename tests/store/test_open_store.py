@@ -1,0 +1,54 @@
+"""``open_store``: ``[store] url`` -> backend (SPEC.md "Config")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxy.store import open_store
+from proxy.store.redis import RedisStore
+from proxy.store.sqlite import SqliteStore
+
+
+def test_sqlite_url_path_is_everything_after_the_scheme() -> None:
+    store = open_store("sqlite:///var/lib/oneroster-proxy/store.db")
+    assert isinstance(store, SqliteStore)
+    assert store.path == "/var/lib/oneroster-proxy/store.db"
+    relative = open_store("sqlite://store.db")
+    assert isinstance(relative, SqliteStore) and relative.path == "store.db"
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://cache.example:6380/2"])
+def test_redis_urls(url: str) -> None:
+    assert isinstance(open_store(url), RedisStore)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgres://user:hunter2pw@db.example/x", "postgres://"),
+        ("memcached://127.0.0.1", "memcached://"),
+        ("/var/lib/store.db", "without a scheme"),
+        ("sqlite://", "needs a path"),
+    ],
+)
+def test_unknown_or_empty_urls_are_a_clear_value_error(url: str, shown: str) -> None:
+    with pytest.raises(ValueError, match="store") as caught:
+        open_store(url)
+    assert shown in str(caught.value)
+    assert "hunter2pw" not in str(caught.value)
+
+
+async def test_an_opened_sqlite_store_from_a_url_works(tmp_path: Path) -> None:
+    store = open_store(f"sqlite://{tmp_path}/x/store.db")
+    await store.open()
+    await store.ping()
+    await store.close()
+    assert (tmp_path / "x" / "store.db").is_file()
+
+
+def test_redis_store_display_url_drops_credentials() -> None:
+    store = open_store("redis://user:hunter2pw@cache.example:6379/1")
+    assert isinstance(store, RedisStore)
+    assert store.url_display == "redis://cache.example:6379/1"
