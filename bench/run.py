@@ -211,6 +211,12 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Target:
     name: str
@@ -365,6 +371,9 @@ class LoadResult:
     requests: int
     errors: int  # socket errors plus non-2xx/3xx answers
     transfer_mb_s: float
+    # CPU time the target spent per request: unlike req/s, barely moved by other work on the
+    # machine, and 1e6 / cpu_us_per_req is the req/s one fully busy core would give.
+    cpu_us_per_req: float = 0.0
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -551,8 +560,10 @@ def measure(target: Target, args: argparse.Namespace, stack: Stack, wrk: str,
         if args.warmup > 0:
             run_wrk(wrk, url, target.headers, duration=args.warmup,
                     connections=args.connections, cpu=stack.load_cpu)
+        cpu_before = cpu_seconds(pid)
         load = run_wrk(wrk, url, target.headers, duration=args.duration,
                        connections=args.connections, cpu=stack.load_cpu)
+        load.cpu_us_per_req = (cpu_seconds(pid) - cpu_before) / max(1, load.requests) * 1e6
         if load.errors:
             print(f"  {target.name}: {load.errors} errors during the {label} run", flush=True)
         setattr(result, label, load)
@@ -574,6 +585,8 @@ def ratios(results: dict[str, TargetResult]) -> dict[str, float | None]:
         "small_p99": proxy.small.p99_ms / bare.small.p99_ms,
         "big_rps": proxy.big.rps / bare.big.rps,
         "big_p99": proxy.big.p99_ms / bare.big.p99_ms,
+        "small_cpu_per_req": proxy.small.cpu_us_per_req / bare.small.cpu_us_per_req,
+        "big_cpu_per_req": proxy.big.cpu_us_per_req / bare.big.cpu_us_per_req,
         "rss_growth_mb": proxy.growth_mb,
     }
 
@@ -595,7 +608,8 @@ def verdicts(r: dict[str, float | None]) -> list[tuple[str, bool]]:
 
 def table(results: dict[str, TargetResult], stream_mb: float) -> str:
     head = ["target", "small req/s", "small p50", "small p99", "1MB req/s", "1MB p99",
-            "RSS idle", f"RSS peak ({stream_mb:.0f}MB)", "growth"]
+            "RSS idle", f"RSS peak ({stream_mb:.0f}MB)", "growth", "small CPU/req",
+            "1MB CPU/req"]
     rows: list[list[str]] = []
     for res in results.values():
         s, b = res.small, res.big
@@ -605,12 +619,13 @@ def table(results: dict[str, TargetResult], stream_mb: float) -> str:
             f"{s.p99_ms:.2f} ms" if s else "-", f"{b.rps:,.0f}" if b else "-",
             f"{b.p99_ms:.2f} ms" if b else "-", f"{res.rss_idle_mb:.1f} MB",
             f"{res.rss_peak_mb:.1f} MB", f"{res.growth_mb:+.1f} MB",
+            f"{s.cpu_us_per_req:,.0f} µs" if s else "-", f"{b.cpu_us_per_req:,.0f} µs" if b else "-",
         ])
     r = ratios(results)
     if r:
         rows.append(["proxy/bare", f"{r['small_rps']:.2f}x", f"{r['small_p50']:.2f}x",
                      f"{r['small_p99']:.2f}x", f"{r['big_rps']:.2f}x", f"{r['big_p99']:.2f}x",
-                     "", "", ""])
+                     "", "", "", f"{r['small_cpu_per_req']:.2f}x", f"{r['big_cpu_per_req']:.2f}x"])
     widths = [max(len(str(c)) for c in col) for col in zip(head, *rows, strict=True)]
 
     def line(cells: list[str]) -> str:

@@ -63,7 +63,8 @@ async def _admin_errors(request: web.Request, handler: Handler) -> web.StreamRes
         if exc.status < 400:
             raise
         return web.Response(
-            status=exc.status, body=imsx_body(exc.reason, "invaliddata"),
+            status=exc.status,
+            body=imsx_body(exc.reason, "invaliddata"),
             content_type="application/json",
         )
 
@@ -130,7 +131,9 @@ def connection_view(conn: Any, now: datetime) -> dict[str, Any]:
         "district": conn.district.name,
         "base_url": conn.district.base_url,
         "auth": conn.district.auth,
-        "signature_method": conn.district.signature_method if conn.district.auth == "oauth1" else None,
+        "signature_method": conn.district.signature_method
+        if conn.district.auth == "oauth1"
+        else None,
         "scopes": sorted(cfg.scopes),
         "enabled": cfg.enabled,
         "expires": cfg.expires.isoformat() if cfg.expires else None,
@@ -214,7 +217,9 @@ async def issue_token(request: web.Request) -> web.Response:
     services = _services(request)
     vendor = _vendor(request)
     body = await _json(request)
-    issued = await tokens.issue(services.store, vendor, ttl=_duration(body, "ttl"), interface="admin")
+    issued = await tokens.issue(
+        services.store, vendor, ttl=_duration(body, "ttl"), interface="admin"
+    )
     return web.json_response({**tokens.listing(issued.record), "token": issued.token}, status=201)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import time
@@ -33,12 +32,12 @@ from .errors import NotFound, ProxyError, imsx_body
 from .handler import EXCHANGE, BrokenTransfer, Exchange, Gateway
 from .inbound import Authenticator
 from .limits import Limits
+from .logs import log_exchange
 from .metrics import Metrics
 from .runtime import Runtime, build_runtime
 from .signing.oauth2 import OAuth2TokenSource
 from .store.base import Store
 
-access_log = logging.getLogger("oneroster_proxy.access")
 log = logging.getLogger("oneroster_proxy")
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -110,43 +109,15 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         metrics.inflight.dec()
         elapsed = time.monotonic() - ex.started
         if request.path not in ("/applications", "/oauth/token"):
-            metrics.requests.labels(ex.vendor, ex.district, ex.resource, ex.method, str(ex.status)).inc()
+            metrics.requests.labels(
+                ex.vendor, ex.district, ex.resource, ex.method, str(ex.status)
+            ).inc()
             metrics.request_duration.labels(ex.vendor, ex.district, ex.resource).observe(elapsed)
-        _log_exchange(request, ex, elapsed)
-
-
-def _log_exchange(request: web.Request, ex: Exchange, elapsed: float) -> None:
-    if not access_log.isEnabledFor(logging.INFO):
-        return
-    # SECURITY: never a query value (filters carry student names) nor a token: only the
-    # path and the names of the query parameters.
-    names = sorted({part.partition("=")[0] for part in request.query_string.split("&") if part})
-    access_log.info(
-        "request",
-        extra={
-            "fields": {
-                "request_id": ex.request_id,
-                "vendor": ex.vendor,
-                "app": ex.app_id,
-                "district": ex.district,
-                "method": ex.method,
-                "path": request.path if len(request.path) < 512 else request.path[:512] + "...",
-                "query_params": names,
-                "status": ex.status,
-                "upstream_status": ex.upstream_status,
-                "duration_ms": round(elapsed * 1000, 2),
-                "bytes": ex.bytes_out,
-                "token_id": ex.token_id if ex.token_id != "jwt" else None,
-                "error": ex.error,
-            }
-        },
-    )
+        log_exchange(request, ex, elapsed)
 
 
 def error_response(err: ProxyError) -> web.Response:
-    response = web.Response(
-        status=err.status, body=err.body(), content_type="application/json"
-    )
+    response = web.Response(status=err.status, body=err.body(), content_type="application/json")
     for name, value in err.headers().items():
         response.headers[name] = value
     return response
@@ -276,43 +247,4 @@ def swap_runtime(app: web.Application, config: Config) -> Runtime:
     return new
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and structured ``fields``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        payload: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            payload.update(fields)
-        if record.exc_info:
-            payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
-
-
-class TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        base = f"{self.formatTime(record)} {record.levelname.lower():7} {record.getMessage()}"
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            base += " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-        if record.exc_info:
-            base += "\n" + self.formatException(record.exc_info)
-        return base
-
-
-def setup_logging(fmt: str = "json", level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
-__all__ = ["SERVICES", "NotFound", "Services", "create_app", "setup_logging", "swap_runtime"]
+__all__ = ["SERVICES", "NotFound", "Services", "create_app", "swap_runtime"]

@@ -86,7 +86,7 @@ HINTS: dict[str, str] = {
     "district_reachable": "check base URL, DNS, TLS",
     "token_endpoint": "check token URL, key, secret",
     "credentials_accepted": "key/secret wrong or expired",
-    "data_shared": "align the district's \"Data to Share\" with `scopes`",
+    "data_shared": 'align the district\'s "Data to Share" with `scopes`',
     "students_visible": (
         "on OneRoster 1.1 (Infinite Campus) students and parents need user accounts"
     ),
@@ -239,7 +239,7 @@ class Probe:
 def _imsx_description(data: Any) -> str | None:
     if isinstance(data, dict) and isinstance(data.get("imsx_description"), str):
         text = " ".join(data["imsx_description"].split())
-        return text[:157] + "..." if len(text) > 160 else text
+        return text[:97] + "..." if len(text) > 100 else text
     return None
 
 
@@ -293,16 +293,18 @@ class _Prober:
             finally:
                 response.release()
         except ProxyError as exc:
-            return Probe(path, None, error=_error_text(exc, self.timeout),
-                         elapsed=time.monotonic() - started)
+            return Probe(
+                path, None, error=_error_text(exc, self.timeout), elapsed=time.monotonic() - started
+            )
         try:
             data = json.loads(body) if body else None
         except (ValueError, UnicodeDecodeError):
             data = None
         total_header = response.headers.get("X-Total-Count", "")
         total = int(total_header) if total_header.strip().isdigit() else None
-        return Probe(path, response.status, data=data, total=total,
-                     elapsed=time.monotonic() - started)
+        return Probe(
+            path, response.status, data=data, total=total, elapsed=time.monotonic() - started
+        )
 
     def close(self) -> None:
         for task in self._seen.values():
@@ -408,7 +410,9 @@ class _Checklist:
             self.items["connection_enabled"] = self.connection_enabled()
             self.items["not_expired"] = self.not_expired()
             self.items["infinite_campus_key"] = self.infinite_campus_key()
-            reachable, token = await asyncio.gather(self.district_reachable(), self.token_endpoint())
+            reachable, token = await asyncio.gather(
+                self.district_reachable(), self.token_endpoint()
+            )
             self.items["district_reachable"] = reachable
             self.items["token_endpoint"] = token
             self.items["credentials_accepted"] = await self.credentials_accepted()
@@ -418,11 +422,17 @@ class _Checklist:
                 )
                 self.items["data_shared"] = data
                 self.items["vendor_authorization"] = vendor
-                refused = self.students_probe is not None and self.students_probe.status in (403, 404)
+                refused = self.students_probe is not None and self.students_probe.status in (
+                    403,
+                    404,
+                )
                 if students.status == "fail" and data.status == "fail" and refused:
                     # data_shared already reports the refusal; it is not judged twice.
-                    students = Item(students.name, "skip",
-                                    "cannot judge: the district refuses students (see data_shared)")
+                    students = Item(
+                        students.name,
+                        "skip",
+                        "cannot judge: the district refuses students (see data_shared)",
+                    )
                 self.items["students_visible"] = students
             else:
                 why = "cannot judge: credentials_accepted did not pass"
@@ -442,8 +452,11 @@ class _Checklist:
         name = "connection_enabled"
         if self.cfg.enabled:
             return Item(name, "ok", "enabled")
-        return _fail(name, f"connections.{self.cfg.app_id}.enabled = false; the gateway "
-                           "answers 403 to every request")
+        return _fail(
+            name,
+            f"connections.{self.cfg.app_id}.enabled = false; the gateway "
+            "answers 403 to every request",
+        )
 
     def not_expired(self) -> Item:
         name = "not_expired"
@@ -454,8 +467,11 @@ class _Checklist:
             return _fail(name, f"expired on {expires.isoformat()}; the gateway answers 403")
         left = expires - self.now.astimezone(UTC).date()
         if left <= EXPIRY_WARNING:
-            return Item(name, "ok", f"warning: expires in {left.days} days "
-                                    f"({expires.isoformat()}): {HINTS[name]}")
+            return Item(
+                name,
+                "ok",
+                f"warning: expires in {left.days} days ({expires.isoformat()}): {HINTS[name]}",
+            )
         return Item(name, "ok", f"expires {expires.isoformat()} (in {left.days} days)")
 
     def infinite_campus_key(self) -> Item:
@@ -465,13 +481,24 @@ class _Checklist:
             return Item(name, "skip", "not an InfiniteCampus_<vendorKey>_<GUID> key")
         vendor = self.conn.vendor
         if vendor.vendor_key is None:
-            return Item(name, "skip", f"vendors.{vendor.name}.vendor_authorization is not set, "
-                                      "so there is no vendor key to compare")
+            return Item(
+                name,
+                "skip",
+                f"vendors.{vendor.name}.vendor_authorization is not set, "
+                "so there is no vendor key to compare",
+            )
         if named == vendor.vendor_key:
-            return Item(name, "ok", f'the key names vendor key "{named}", as '
-                                    f"vendors.{vendor.name}.vendor_authorization does")
-        return _fail(name, f'the key names vendor key "{named}" but '
-                           f'vendors.{vendor.name}.vendor_authorization is for "{vendor.vendor_key}"')
+            return Item(
+                name,
+                "ok",
+                f'the key names vendor key "{named}", as '
+                f"vendors.{vendor.name}.vendor_authorization does",
+            )
+        return _fail(
+            name,
+            f'the key names vendor key "{named}" but '
+            f'vendors.{vendor.name}.vendor_authorization is for "{vendor.vendor_key}"',
+        )
 
     # -- live ----------------------------------------------------------------------------
 
@@ -487,15 +514,25 @@ class _Checklist:
             if probe.status is None:
                 return _fail(name, f"{self.prober.url(probe.path)}: {probe.error}")
             if probe.status >= 500:
-                return _fail(name, f"{self.prober.url(probe.path)} answered {probe.status}; "
-                                   "the district's OneRoster server is down or failing")
+                return _fail(
+                    name,
+                    f"{self.prober.url(probe.path)} answered {probe.status}; "
+                    "the district's OneRoster server is down or failing",
+                )
             if probe.status != 404:
-                return Item(name, "ok", f"{self.district.base_url} answered "
-                                        f"(HTTP {probe.status} in {probe.elapsed * 1000:.0f} ms)")
+                return Item(
+                    name,
+                    "ok",
+                    f"{self.district.base_url} answered "
+                    f"(HTTP {probe.status} in {probe.elapsed * 1000:.0f} ms)",
+                )
         assert last is not None
         self.version = self._versions()[0]
-        return _fail(name, f"{self.prober.url(last.path)} answered 404 (no OneRoster API there; "
-                           "base_url is everything before /ims/oneroster)")
+        return _fail(
+            name,
+            f"{self.prober.url(last.path)} answered 404 (no OneRoster API there; "
+            "base_url is everything before /ims/oneroster)",
+        )
 
     async def token_endpoint(self) -> Item:
         name = "token_endpoint"
@@ -512,8 +549,9 @@ class _Checklist:
 
     async def credentials_accepted(self) -> Item:
         name = "credentials_accepted"
-        blocked = [n for n in ("district_reachable", "token_endpoint")
-                   if self.items[n].status == "fail"]
+        blocked = [
+            n for n in ("district_reachable", "token_endpoint") if self.items[n].status == "fail"
+        ]
         if blocked:
             return Item(name, "skip", f"cannot judge: {' and '.join(blocked)} did not pass")
         first = self.version
@@ -572,7 +610,9 @@ class _Checklist:
                 if probe.status == 200:
                     verified.append(scope)
                 elif scope == GRADEBOOK_READ and probe.status == 401:
-                    unverified.append(f"{scope} (gradebook refused with 401: see vendor_authorization)")
+                    unverified.append(
+                        f"{scope} (gradebook refused with 401: see vendor_authorization)"
+                    )
                 else:
                     problems.append(f"{scope} is in scopes but {_shown(probe, shown)}")
                 return
@@ -581,8 +621,9 @@ class _Checklist:
             if classify(path.partition("?")[0], "GET").scopes & granted:
                 return
             if probe.status == 200:
-                problems.append(f"the district shares {scope} (GET {shown} answered 200) "
-                                "but scopes lacks it")
+                problems.append(
+                    f"the district shares {scope} (GET {shown} answered 200) but scopes lacks it"
+                )
 
         await asyncio.gather(*(one(scope) for scope in _READ_SCOPES))
         writes = [s for s in _WRITE_SCOPES if s in granted]
@@ -591,17 +632,22 @@ class _Checklist:
         parts = []
         if verified:
             parts.append("answer 200: " + ", ".join(s for s in _READ_SCOPES if s in verified))
-        if unverified or writes:
-            parts.append("granted, unverified: " + ", ".join(
-                sorted(unverified) + [f"{w} (writes are not probed)" for w in writes]))
-        parts.append("no read scope outside scopes is reachable")
+        unjudged = sorted(unverified)
+        if writes:
+            unjudged.append(f"{', '.join(writes)} (writes are not probed)")
+        if unjudged:
+            parts.append("granted, unverified: " + ", ".join(unjudged))
+        parts.append("nothing outside scopes is reachable")
         return Item(name, "ok", "; ".join(parts))
 
     async def students_visible(self) -> Item:
         name = "students_visible"
         if not self.cfg.scopes & _ROSTER_SCOPES:
-            return Item(name, "skip", "no rostering scope (roster-core.readonly or "
-                                      "roster.readonly) in scopes")
+            return Item(
+                name,
+                "skip",
+                "no rostering scope (roster-core.readonly or roster.readonly) in scopes",
+            )
         probe = self.students_probe = await self.prober.get(self.path("students"))
         if probe.status == 200:
             records = _records(probe.data)
@@ -611,8 +657,11 @@ class _Checklist:
                 count = f"{probe.total} students" if probe.total is not None else "students"
                 return Item(name, "ok", f"{count} visible ({probe.says()})")
             version = "1.1" if self.version == "v1p1" else "1.2"
-            return _fail(name, f"{probe.says()} with no student (OneRoster {version}); "
-                               "the district may not share students")
+            return _fail(
+                name,
+                f"{probe.says()} with no student (OneRoster {version}); "
+                "the district may not share students",
+            )
         return _fail(name, probe.says())
 
     async def vendor_authorization(self) -> Item:
@@ -628,13 +677,17 @@ class _Checklist:
             return Item(name, "ok", f"{probe.says()} ({how})")
         vendor, district = self.conn.vendor.name, self.district.name
         if not self.district.vendor_authorization:
-            fix = (f"districts.{district}.vendor_authorization is false, so none was sent; set it "
-                   f"to true and vendors.{vendor}.vendor_authorization")
+            fix = (
+                f"districts.{district}.vendor_authorization is false, so none was sent; set it "
+                f"to true and vendors.{vendor}.vendor_authorization"
+            )
         elif not header:
             fix = f"vendors.{vendor}.vendor_authorization is not set, so none was sent"
         else:
-            fix = (f"the district refused vendors.{vendor}.vendor_authorization "
-                   f"(vendor key \"{self.conn.vendor.vendor_key}\")")
+            fix = (
+                f"the district refused vendors.{vendor}.vendor_authorization "
+                f'(vendor key "{self.conn.vendor.vendor_key}")'
+            )
         return _fail(name, f"{probe.says()}; {fix}")
 
 
@@ -653,8 +706,10 @@ def format_report(report: Report) -> str:
     lines = [f"{_SHOWN[i.status]:<5} {i.name:<{width}}  {i.detail}" for i in report.checks]
     counts = {s: sum(1 for i in report.checks if i.status == s) for s in ("ok", "fail", "skip")}
     verdict = "ok" if report.ok else "FAIL"
-    lines.append(f"{report.app}: {verdict} ({counts['ok']} ok, {counts['fail']} failed, "
-                 f"{counts['skip']} skipped)")
+    lines.append(
+        f"{report.app}: {verdict} ({counts['ok']} ok, {counts['fail']} failed, "
+        f"{counts['skip']} skipped)"
+    )
     return "\n".join(lines)
 
 

@@ -36,8 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="One stable URL and one bearer token for every district's OneRoster API.",
     )
     parser.add_argument("--version", action="version", version=f"oneroster-proxy {__version__}")
-    parser.add_argument("--log-format", choices=("json", "text"), default="json",
-                        help="log lines as JSON (default) or text for humans")
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default="json",
+        help="log lines as JSON (default) or text for humans",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run the sandbox district and a proxy wired to it")
@@ -46,8 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the gateway and admin listeners")
     serve.add_argument("--config", required=True, metavar="PATH")
-    serve.add_argument("--workers", type=int, default=1, metavar="N",
-                       help="processes sharing the port (SO_REUSEPORT)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes sharing the port (SO_REUSEPORT)",
+    )
 
     tok = sub.add_parser("tokens", help="issue, rotate, revoke and list vendor tokens")
     tsub = tok.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
@@ -58,8 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     rotate = tsub.add_parser("rotate", help="new token; older ones end after --grace")
     rotate.add_argument("vendor")
     rotate.add_argument("--config", required=True, metavar="PATH")
-    rotate.add_argument("--grace", type=_duration, required=True,
-                        help="how long older tokens keep working, e.g. 1h or 0s")
+    rotate.add_argument(
+        "--grace",
+        type=_duration,
+        required=True,
+        help="how long older tokens keep working, e.g. 1h or 0s",
+    )
     revoke = tsub.add_parser("revoke", help="revoke one token, or --all of a vendor's")
     revoke.add_argument("token_id", nargs="?")
     revoke.add_argument("--all", metavar="VENDOR", dest="all_vendor")
@@ -84,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--config", required=True, metavar="PATH")
     audit.add_argument("--json", action="store_true")
 
-    sandbox = sub.add_parser("sandbox", help="a local OneRoster district with sample data",
-                             add_help=False)
+    sandbox = sub.add_parser(
+        "sandbox", help="a local OneRoster district with sample data", add_help=False
+    )
     sandbox.add_argument("sandbox_args", nargs=argparse.REMAINDER)
     return parser
 
@@ -97,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         sys.exit(run_sandbox_cli(argv[1:]))
     args = build_parser().parse_args(argv)
-    from .app import setup_logging
+    from .logs import setup_logging
 
     setup_logging(args.log_format)
     try:
@@ -192,9 +206,7 @@ def _tokens(args: argparse.Namespace) -> int:
         if not args.token_id:
             print("give a TOKEN_ID or --all VENDOR", file=sys.stderr)
             return 2
-        record = _with_store(
-            config, lambda s: tokens.revoke(s, args.token_id, interface="cli")
-        )
+        record = _with_store(config, lambda s: tokens.revoke(s, args.token_id, interface="cli"))
         if record is None:
             print(f"no token with id {args.token_id}", file=sys.stderr)
             return 1
@@ -226,23 +238,29 @@ def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 
 def _validate(path: str) -> int:
     """``config validate PATH``: every problem on its own line (key path first) and exit 1, or
-    ``PATH: ok (...)`` and exit 0; warnings go to stderr either way and never fail."""
+    ``PATH: ok (...)`` and exit 0, with any warnings on stderr (they never fail)."""
     try:
         config = config_mod.load(path)
     except ConfigError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)
-        count = len(err.problems)
-        print(f"{path}: invalid ({count} problem{'s' if count != 1 else ''})", file=sys.stderr)
+        print(f"{path}: invalid ({_plural(len(err.problems), 'problem')})", file=sys.stderr)
         return 1
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(
-        f"{path}: ok ({len(config.vendors)} vendors, {len(config.districts)} districts, "
-        f"{len(config.connections)} connections"
-        + (f", {len(config.warnings)} warnings)" if config.warnings else ")")
-    )
+    counts = [
+        _plural(len(config.vendors), "vendor"),
+        _plural(len(config.districts), "district"),
+        _plural(len(config.connections), "connection"),
+    ]
+    if config.warnings:
+        counts.append(_plural(len(config.warnings), "warning"))
+    print(f"{path}: ok ({', '.join(counts)})")
     return 0
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -276,6 +294,8 @@ def _audit(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             detail = json.dumps(row["detail"]) if row["detail"] else ""
-            print(f'{row["at"]}  {row["action"]:<17} {row["interface"]:<6} '
-                  f'{row["vendor"] or "-":<12} {row["token_id"] or "-":<12} {detail}'.rstrip())
+            print(
+                f"{row['at']}  {row['action']:<17} {row['interface']:<6} "
+                f"{row['vendor'] or '-':<12} {row['token_id'] or '-':<12} {detail}".rstrip()
+            )
     return 0

@@ -25,8 +25,13 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
-    "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
-    "kib": 1024, "mib": 1024**2, "gib": 1024**3,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
 }
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*$")
 _RATE_UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -198,15 +203,32 @@ class Config:
 
 _SCHEMA: dict[str, set[str]] = {
     "server": {
-        "listen", "public_url", "upstream_timeout", "drain_timeout", "max_body",
-        "trust_forwarded", "jwt_keys", "jwt_ttl", "max_line", "max_headers", "client_timeout",
+        "listen",
+        "public_url",
+        "upstream_timeout",
+        "drain_timeout",
+        "max_body",
+        "trust_forwarded",
+        "jwt_keys",
+        "jwt_ttl",
+        "max_line",
+        "max_headers",
+        "client_timeout",
     },
     "admin": {"listen", "token"},
     "store": {"url", "cache_ttl"},
     "vendor": {"client_secret", "vendor_authorization", "rate_limit"},
     "district": {
-        "base_url", "auth", "signature_method", "token_url", "vendor_authorization",
-        "max_connections", "max_wait", "rate_limit", "versions", "tls_verify",
+        "base_url",
+        "auth",
+        "signature_method",
+        "token_url",
+        "vendor_authorization",
+        "max_connections",
+        "max_wait",
+        "rate_limit",
+        "versions",
+        "tls_verify",
     },
     "connection": {"vendor", "district", "key", "secret", "scopes", "enabled", "expires"},
 }
@@ -236,12 +258,14 @@ class _Reader:
             if name not in allowed:
                 hint = _closest(name, allowed)
                 suffix = f' (did you mean "{hint}"?)' if hint else ""
-                self.problems.append(f'{self.key(name)}: unknown key{suffix}')
+                self.problems.append(f"{self.key(name)}: unknown key{suffix}")
 
     def raw(self, name: str) -> Any:
         return self.table.get(name)
 
-    def string(self, name: str, default: str | None = None, *, required: bool = False) -> str | None:
+    def string(
+        self, name: str, default: str | None = None, *, required: bool = False
+    ) -> str | None:
         value = self.table.get(name)
         if value is None:
             if required:
@@ -303,12 +327,16 @@ def _closest(name: str, allowed: set[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def _url(problems: list[str], key: str, value: str | None, *, schemes: tuple[str, ...]) -> str | None:
+def _url(
+    problems: list[str], key: str, value: str | None, *, schemes: tuple[str, ...]
+) -> str | None:
     if value is None:
         return None
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.hostname:
-        problems.append(f'{key}: invalid URL "{value}" (expected {" or ".join(schemes)}://host/...)')
+        problems.append(
+            f'{key}: invalid URL "{value}" (expected {" or ".join(schemes)}://host/...)'
+        )
         return None
     if parts.query or parts.fragment:
         problems.append(f"{key}: must not contain a query or fragment")
@@ -317,7 +345,10 @@ def _url(problems: list[str], key: str, value: str | None, *, schemes: tuple[str
 
 
 def validate(
-    raw: Mapping[str, Any], env: Mapping[str, str] | None = None, *, now: datetime | None = None,
+    raw: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    *,
+    now: datetime | None = None,
     source: str | None = None,
 ) -> Config:
     """Validate a parsed TOML document; raise ``ConfigError`` listing every problem."""
@@ -350,7 +381,9 @@ def validate(
                     problems.append(f"server.{key}: must be at least 32 bytes (HS256 key)")
                 elif value is not None:
                     jwt_keys.append(value)
-    public_url = _url(problems, "server.public_url", srv.string("public_url"), schemes=("http", "https"))
+    public_url = _url(
+        problems, "server.public_url", srv.string("public_url"), schemes=("http", "https")
+    )
     server = ServerConfig(
         listen=srv.parsed("listen", base.listen, parse_listen),
         public_url=public_url,
@@ -381,8 +414,10 @@ def validate(
     sto.unknown(_SCHEMA["store"])
     store_url = sto.string("url", _STORE_DEFAULTS.url) or _STORE_DEFAULTS.url
     if urlsplit(store_url).scheme not in ("sqlite", "redis", "rediss", "unix"):
-        problems.append(f'store.url: unsupported store "{urlsplit(store_url).scheme}" '
-                        '(use sqlite:///path or redis://host:6379/0)')
+        problems.append(
+            f'store.url: unsupported store "{urlsplit(store_url).scheme}" '
+            "(use sqlite:///path or redis://host:6379/0)"
+        )
     store = StoreConfig(
         url=store_url, cache_ttl=sto.parsed("cache_ttl", _STORE_DEFAULTS.cache_ttl, parse_duration)
     )
@@ -396,7 +431,9 @@ def validate(
         r = _Reader(problems, env, f"vendors.{name}", table)
         r.unknown(_SCHEMA["vendor"])
         va = r.string("vendor_authorization")
-        if va is not None and (":" not in va or not va.partition(":")[0] or not va.partition(":")[2]):
+        if va is not None and (
+            ":" not in va or not va.partition(":")[0] or not va.partition(":")[2]
+        ):
             problems.append(f"vendors.{name}.vendor_authorization: must be key:secret")
         client_secret = r.string("client_secret")
         if client_secret is not None and len(client_secret) < 16:
@@ -415,21 +452,31 @@ def validate(
         path = f"districts.{name}"
         r = _Reader(problems, env, path, table)
         r.unknown(_SCHEMA["district"])
-        base_url = _url(problems, f"{path}.base_url", r.string("base_url", required=True),
-                        schemes=("http", "https"))
+        base_url = _url(
+            problems,
+            f"{path}.base_url",
+            r.string("base_url", required=True),
+            schemes=("http", "https"),
+        )
         if base_url and "/ims/oneroster" in base_url:
-            problems.append(f"{path}.base_url: give everything before /ims/oneroster, not the API path")
+            problems.append(
+                f"{path}.base_url: give everything before /ims/oneroster, not the API path"
+            )
         auth = r.string("auth", "oauth1")
         if auth not in ("oauth1", "oauth2"):
             problems.append(f'{path}.auth: must be "oauth1" or "oauth2", not "{auth}"')
         method = r.string("signature_method", "HMAC-SHA256")
         if method not in ("HMAC-SHA256", "HMAC-SHA1"):
-            problems.append(f'{path}.signature_method: must be "HMAC-SHA256" or "HMAC-SHA1", not "{method}"')
-        token_url = _url(problems, f"{path}.token_url", r.string("token_url"), schemes=("http", "https"))
+            problems.append(
+                f'{path}.signature_method: must be "HMAC-SHA256" or "HMAC-SHA1", not "{method}"'
+            )
+        token_url = _url(
+            problems, f"{path}.token_url", r.string("token_url"), schemes=("http", "https")
+        )
         if auth == "oauth2" and token_url is None and "token_url" not in r.table:
-            problems.append(f"{path}.token_url: required with auth = \"oauth2\"")
+            problems.append(f'{path}.token_url: required with auth = "oauth2"')
         if auth == "oauth1" and "token_url" in r.table:
-            problems.append(f"{path}.token_url: only used with auth = \"oauth2\"")
+            problems.append(f'{path}.token_url: only used with auth = "oauth2"')
         versions_raw = r.raw("versions")
         versions: tuple[str, ...] = DEFAULT_VERSIONS
         if versions_raw is not None:
@@ -438,16 +485,22 @@ def validate(
                 problems.append(f'{path}.versions: must be a non-empty list such as ["1.1", "1.2"]')
             else:
                 for i, v in enumerate(versions_raw):
-                    mapped = {"1.1": "v1p1", "v1p1": "v1p1", "1.2": "v1p2", "v1p2": "v1p2"}.get(str(v))
+                    mapped = {"1.1": "v1p1", "v1p1": "v1p1", "1.2": "v1p2", "v1p2": "v1p2"}.get(
+                        str(v)
+                    )
                     if mapped is None:
                         problems.append(f'{path}.versions[{i}]: unknown OneRoster version "{v}"')
                     else:
                         normalised.append(mapped)
                 versions = tuple(dict.fromkeys(normalised)) or versions
         if base_url and _plain_http(base_url):
-            warnings.append(f"{path}.base_url: plain HTTP; student data would cross the network unencrypted")
+            warnings.append(
+                f"{path}.base_url: plain HTTP; student data would cross the network unencrypted"
+            )
         if token_url and _plain_http(token_url):
-            warnings.append(f"{path}.token_url: plain HTTP; the key and secret would cross the network unencrypted")
+            warnings.append(
+                f"{path}.token_url: plain HTTP; the key and secret would cross the network unencrypted"
+            )
         district_cfgs[name] = DistrictConfig(
             name=name,
             base_url=base_url or "",
@@ -520,8 +573,13 @@ def validate(
         vendor_cfg = vendor_cfgs.get(conn.vendor)
         district_cfg = district_cfgs.get(conn.district)
         gradebook = conn.scopes & {"gradebook.readonly", "gradebook.createput", "gradebook.delete"}
-        if (gradebook and district_cfg is not None and district_cfg.vendor_authorization
-                and vendor_cfg is not None and vendor_cfg.vendor_authorization is None):
+        if (
+            gradebook
+            and district_cfg is not None
+            and district_cfg.vendor_authorization
+            and vendor_cfg is not None
+            and vendor_cfg.vendor_authorization is None
+        ):
             warnings.append(
                 f"{path}: district {conn.district} wants x-vendor-authorization on gradebook calls "
                 f"but vendors.{conn.vendor}.vendor_authorization is not set"
@@ -531,7 +589,9 @@ def validate(
             if left.days < 0:
                 warnings.append(f"{path}.expires: expired on {expires.isoformat()}")
             elif left <= EXPIRY_WARNING:
-                warnings.append(f"{path}.expires: expires in {left.days} days ({expires.isoformat()})")
+                warnings.append(
+                    f"{path}.expires: expires in {left.days} days ({expires.isoformat()})"
+                )
 
     if problems:
         raise ConfigError(problems)
@@ -550,7 +610,8 @@ def validate(
 def _plain_http(url: str) -> bool:
     """An ``http://`` URL to anything but this machine (loopback is a sandbox or a sidecar)."""
     parts = urlsplit(url)
-    return parts.scheme == "http" and (parts.hostname or "") not in ("localhost", "127.0.0.1", "::1")
+    loopback = ("localhost", "127.0.0.1", "::1")
+    return parts.scheme == "http" and (parts.hostname or "") not in loopback
 
 
 def _tables(problems: list[str], raw: Mapping[str, Any], name: str) -> dict[str, Any]:

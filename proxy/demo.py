@@ -32,8 +32,15 @@ def _toml_string(value: str) -> str:
 
 
 def demo_config_text(
-    *, port: int, base_url: str, key: str, secret: str, store_path: str, admin_token: str,
-    auth: str, token_url: str | None,
+    *,
+    port: int,
+    base_url: str,
+    key: str,
+    secret: str,
+    store_path: str,
+    admin_token: str,
+    auth: str,
+    token_url: str | None,
 ) -> str:
     district_auth = f'auth = "{auth}"\n'
     if token_url:
@@ -91,16 +98,19 @@ async def _run(port: int, auth: str, tmp: Path) -> int:
         try:
             sock = bind_socket(config.server.listen)
         except OSError as exc:
-            print(f"error: cannot listen on 127.0.0.1:{port} ({exc.strerror}); "
-                  f"try --port", file=sys.stderr)
+            print(
+                f"error: cannot listen on 127.0.0.1:{port} ({exc.strerror}); try --port",
+                file=sys.stderr,
+            )
             return 1
         running = await start(config, gateway_sock=sock)
         base = f"http://127.0.0.1:{running.gateway_port}"
         url = f"{base}/{APP_ID}/ims/oneroster/v1p1/users?limit=2"
         print(f"sandbox district: {sandbox.base_url} ({auth})")
         print(f"proxy gateway:    {base}")
-        print(f"admin listener:   http://127.0.0.1:{running.admin_port} "
-              f"(admin token: {admin_token})")
+        print(
+            f"admin listener:   http://127.0.0.1:{running.admin_port} (admin token: {admin_token})"
+        )
         print(f"config:           {config_path}")
         print(f"vendor token:     {issued.token}")
         print()

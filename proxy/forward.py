@@ -125,9 +125,7 @@ class Outgoing:
     body: bytes | AsyncIterator[bytes] | None
 
 
-async def counted_body(
-    stream: aiohttp.StreamReader, limit: int
-) -> AsyncIterator[bytes]:
+async def counted_body(stream: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
     """Stream a request body upstream, refusing it once it passes ``limit`` bytes."""
     seen = 0
     async for chunk in stream.iter_chunked(CHUNK):

@@ -162,8 +162,12 @@ class Gateway:
         if conn.signer is not None:
             body = out.body if isinstance(out.body, bytes) else None
             headers.append(
-                ("Authorization", conn.signer.authorization(
-                    out.method, out.url, body=body, content_type=content_type))
+                (
+                    "Authorization",
+                    conn.signer.authorization(
+                        out.method, out.url, body=body, content_type=content_type
+                    ),
+                )
             )
         elif token is not None:
             headers.append(("Authorization", f"Bearer {token}"))
@@ -220,8 +224,13 @@ class Gateway:
             metrics.upstream_duration.labels(district).observe(forward.monotonic() - started)
             services.limits.record_success(conn.district)
 
-            if (response.status == 401 and conn.token_source is not None and token is not None
-                    and replayable and not refreshed):
+            if (
+                response.status == 401
+                and conn.token_source is not None
+                and token is not None
+                and replayable
+                and not refreshed
+            ):
                 response.release()
                 refreshed = True
                 await conn.token_source.invalidate(token)

@@ -11,7 +11,21 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # A proxy's latencies: from a cached, local answer (~1 ms) to a slow district page (30 s).
 DURATION_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
 )
 UNKNOWN = "-"
 

@@ -46,7 +46,9 @@ class Runtime:
         return self.config.vendors
 
 
-TokenSourceFactory = Callable[[DistrictConfig, ConnectionConfig, list[str], float], OAuth2TokenSource]
+TokenSourceFactory = Callable[
+    [DistrictConfig, ConnectionConfig, list[str], float], OAuth2TokenSource
+]
 
 
 def build_runtime(

@@ -45,8 +45,14 @@ async def reload_config(gateway: web.Application, *, interface: str) -> Config:
             services.metrics.config_reloads.labels("error").inc()
             log.error(
                 "config reload refused; keeping the running config",
-                extra={"fields": {"event": "config.reload", "interface": interface,
-                                  "result": "error", "problems": err.problems}},
+                extra={
+                    "fields": {
+                        "event": "config.reload",
+                        "interface": interface,
+                        "result": "error",
+                        "problems": err.problems,
+                    }
+                },
             )
             await _audit(gateway, interface, "error", {"problems": err.problems})
             raise
@@ -54,8 +60,14 @@ async def reload_config(gateway: web.Application, *, interface: str) -> Config:
         services.metrics.config_reloads.labels("ok").inc()
         log.info(
             "config reloaded",
-            extra={"fields": {"event": "config.reload", "interface": interface, "result": "ok",
-                              "connections": len(new.connections)}},
+            extra={
+                "fields": {
+                    "event": "config.reload",
+                    "interface": interface,
+                    "result": "ok",
+                    "connections": len(new.connections),
+                }
+            },
         )
         for warning in new.warnings:
             log.warning("config warning: %s", warning)
@@ -66,8 +78,12 @@ async def reload_config(gateway: web.Application, *, interface: str) -> Config:
 async def _audit(gateway: web.Application, interface: str, result: str, detail: dict) -> None:
     try:
         await gateway[SERVICES].store.add_audit(
-            AuditEvent(at=now_utc(), action="config.reload", interface=interface,
-                       detail={"result": result, **detail})
+            AuditEvent(
+                at=now_utc(),
+                action="config.reload",
+                interface=interface,
+                detail={"result": result, **detail},
+            )
         )
     except ProxyError as exc:
         log.warning("could not record the reload in the audit trail: %s", exc.description)
@@ -151,9 +167,13 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, **kwargs:
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     log.info(
         "oneroster-proxy listening",
-        extra={"fields": {"gateway": f"{config.server.listen.host}:{running.gateway_port}",
-                          "admin": f"{config.admin.listen.host}:{running.admin_port}",
-                          "connections": len(config.connections)}},
+        extra={
+            "fields": {
+                "gateway": f"{config.server.listen.host}:{running.gateway_port}",
+                "admin": f"{config.admin.listen.host}:{running.admin_port}",
+                "connections": len(config.connections),
+            }
+        },
     )
     for warning in config.warnings:
         log.warning("config warning: %s", warning)

@@ -50,7 +50,9 @@ def secret_matches(record: TokenRecord, secret: str) -> bool:
     return hmac.compare_digest(record.secret_hash, hash_secret(secret))
 
 
-def new_token(vendor: str, *, ttl: timedelta | None = None, at: datetime | None = None) -> IssuedToken:
+def new_token(
+    vendor: str, *, ttl: timedelta | None = None, at: datetime | None = None
+) -> IssuedToken:
     at = at or now_utc()
     token_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
     secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
@@ -66,9 +68,7 @@ def new_token(vendor: str, *, ttl: timedelta | None = None, at: datetime | None 
     return IssuedToken(token=token, record=record)
 
 
-async def issue(
-    store: Store, vendor: str, *, ttl: timedelta | None, interface: str
-) -> IssuedToken:
+async def issue(store: Store, vendor: str, *, ttl: timedelta | None, interface: str) -> IssuedToken:
     issued = new_token(vendor, ttl=ttl)
     await store.add_token(issued.record)
     await store.add_audit(
@@ -111,7 +111,10 @@ async def revoke(store: Store, token_id: str, *, interface: str) -> TokenRecord 
     await store.revoke_token(token_id, at)
     await store.add_audit(
         AuditEvent(
-            at=at, action="token.revoke", interface=interface, vendor=record.vendor,
+            at=at,
+            action="token.revoke",
+            interface=interface,
+            vendor=record.vendor,
             token_id=token_id,
         )
     )
@@ -123,7 +126,10 @@ async def revoke_all(store: Store, vendor: str, *, interface: str) -> list[str]:
     ids = await store.revoke_vendor(vendor, at)
     await store.add_audit(
         AuditEvent(
-            at=at, action="token.revoke_all", interface=interface, vendor=vendor,
+            at=at,
+            action="token.revoke_all",
+            interface=interface,
+            vendor=vendor,
             detail={"token_ids": ids},
         )
     )

@@ -72,9 +72,7 @@ async def applications(request: web.Request) -> web.Response:
 
 
 def _oauth_error(status: int, error: str, description: str) -> web.Response:
-    response = web.json_response(
-        {"error": error, "error_description": description}, status=status
-    )
+    response = web.json_response({"error": error, "error_description": description}, status=status)
     response.headers["Cache-Control"] = "no-store"
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="oneroster-proxy"'
@@ -126,8 +124,10 @@ async def token(request: web.Request) -> web.Response:
     for client_id, secret in candidates:
         cfg = config.vendors.get(client_id)
         # SECURITY: constant-time comparison; a vendor without client_secret has no grant.
-        if cfg is not None and cfg.client_secret is not None and hmac.compare_digest(
-            cfg.client_secret.encode(), secret.encode()
+        if (
+            cfg is not None
+            and cfg.client_secret is not None
+            and hmac.compare_digest(cfg.client_secret.encode(), secret.encode())
         ):
             vendor = cfg
             break

@@ -467,7 +467,10 @@ class Supervisor:
         for worker in self.workers.values():
             worker.send(signal.SIGTERM)
         deadline = time.monotonic() + drain + KILL_GRACE
-        while time.monotonic() < deadline and any(w.running() for w in self.workers.values()):
+        # Polled: a process exit has no event to await without a child watcher of our own.
+        while time.monotonic() < deadline and any(  # noqa: ASYNC110
+            w.running() for w in self.workers.values()
+        ):
             await asyncio.sleep(0.05)
         code = 0
         for worker in self.workers.values():
@@ -541,7 +544,7 @@ def _describe_exit(code: int) -> str:
 
 
 def _log_format() -> str:
-    from .app import TextFormatter
+    from .logs import TextFormatter
 
     for handler in logging.getLogger().handlers:
         if isinstance(handler.formatter, TextFormatter):
@@ -562,7 +565,7 @@ def worker_main(argv: list[str] | None = None) -> None:
 
 
 def _run_worker(spec: dict[str, Any]) -> int:
-    from .app import setup_logging
+    from .logs import setup_logging
     from .server import bind_socket
 
     setup_logging(spec["log_format"])
@@ -613,7 +616,8 @@ async def _serve_worker(
 async def _orphan_watch(supervisor: int) -> None:
     """A supervisor killed outright (SIGKILL) cannot stop its workers: they notice they were
     re-parented and drain as on SIGTERM, so the port is not held by orphans."""
-    while os.getppid() == supervisor:
+    # Re-parenting sends no signal: it must be polled.
+    while os.getppid() == supervisor:  # noqa: ASYNC110
         await asyncio.sleep(ORPHAN_CHECK)
     log.warning("supervisor %d is gone; stopping this worker", supervisor)
     os.kill(os.getpid(), signal.SIGTERM)

@@ -30,6 +30,7 @@ from proxy.sandbox.server import RunningSandbox, start_sandbox
 from tests.support import ALL_SCOPES, free_port, toml_dumps
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+REPO = str(Path(__file__).resolve().parents[1])
 
 # What an all-green run shows, per kind of district.
 GREEN_OAUTH1 = {name: "ok" for name in CHECKS} | {
@@ -133,8 +134,13 @@ async def test_all_green_oauth1(sandboxes: Callable[..., Any]) -> None:
     assert "v1p1/orgs?limit=1 answered 200" in detail(report, "credentials_accepted")
     assert "students visible" in detail(report, "students_visible")
     data = detail(report, "data_shared")
-    for scope in ("roster-core.readonly", "roster.readonly", "roster-demographics.readonly",
-                  "resource.readonly", "gradebook.readonly"):
+    for scope in (
+        "roster-core.readonly",
+        "roster.readonly",
+        "roster-demographics.readonly",
+        "resource.readonly",
+        "gradebook.readonly",
+    ):
         assert scope in data
     assert "gradebook.createput" in data and "unverified" in data
     assert_no_secrets(report, sb.secret)
@@ -158,7 +164,9 @@ async def test_all_green_infinite_campus(sandboxes: Callable[..., Any]) -> None:
     assert_no_secrets(report, sb.secret, str(sb.vendor_secret))
 
 
-async def test_check_is_read_only_and_signed_like_the_gateway(sandboxes: Callable[..., Any]) -> None:
+async def test_check_is_read_only_and_signed_like_the_gateway(
+    sandboxes: Callable[..., Any],
+) -> None:
     sb = await sandboxes(profile="infinite-campus")
     report = await check_doc(doc_for(sb))
     assert report.ok
@@ -218,11 +226,15 @@ async def test_district_unreachable(sandboxes: Callable[..., Any]) -> None:
     doc = doc_for(sb)
     doc["districts"]["springfield"]["base_url"] = f"http://127.0.0.1:{free_port()}"
     report = await check_doc(doc)
-    assert_only(report, GREEN_OAUTH1 | {
-        "district_reachable": "fail",
-        "credentials_accepted": "skip",
-        **{name: "skip" for name in AFTER_CREDENTIALS},
-    })
+    assert_only(
+        report,
+        GREEN_OAUTH1
+        | {
+            "district_reachable": "fail",
+            "credentials_accepted": "skip",
+            **{name: "skip" for name in AFTER_CREDENTIALS},
+        },
+    )
     assert "could not be reached" in detail(report, "district_reachable")
     assert "district_reachable did not pass" in detail(report, "credentials_accepted")
 
@@ -230,31 +242,41 @@ async def test_district_unreachable(sandboxes: Callable[..., Any]) -> None:
 async def test_district_base_path_wrong(sandboxes: Callable[..., Any]) -> None:
     sb = await sandboxes(profile="infinite-campus")
     doc = doc_for(sb)
-    # The Infinite Campus base path without the app name: the server answers, OneRoster is not there.
+    # The Infinite Campus base path without its app name: a server answers, no OneRoster there.
     doc["districts"]["springfield"]["base_url"] = sb.base_url.rsplit("/", 1)[0]
     report = await check_doc(doc)
-    assert_only(report, GREEN_IC | {
-        "district_reachable": "fail",
-        "credentials_accepted": "skip",
-        **{name: "skip" for name in AFTER_CREDENTIALS},
-    })
+    assert_only(
+        report,
+        GREEN_IC
+        | {
+            "district_reachable": "fail",
+            "credentials_accepted": "skip",
+            **{name: "skip" for name in AFTER_CREDENTIALS},
+        },
+    )
     assert "answered 404" in detail(report, "district_reachable")
     assert "before /ims/oneroster" in detail(report, "district_reachable")
 
 
-async def test_hanging_district_is_bounded_by_upstream_timeout(sandboxes: Callable[..., Any]) -> None:
+async def test_hanging_district_is_bounded_by_upstream_timeout(
+    sandboxes: Callable[..., Any],
+) -> None:
     sb = await sandboxes(auth="oauth2")
     sb.faults.hang_paths = ["*"]
     started = time.monotonic()
     report = await check_doc(doc_for(sb, timeout="1s"))
     took = time.monotonic() - started
     assert took < 3.0, took
-    assert_only(report, GREEN_OAUTH2 | {
-        "district_reachable": "fail",
-        "token_endpoint": "fail",
-        "credentials_accepted": "skip",
-        **{name: "skip" for name in AFTER_CREDENTIALS},
-    })
+    assert_only(
+        report,
+        GREEN_OAUTH2
+        | {
+            "district_reachable": "fail",
+            "token_endpoint": "fail",
+            "credentials_accepted": "skip",
+            **{name: "skip" for name in AFTER_CREDENTIALS},
+        },
+    )
     assert "no answer within 1s" in detail(report, "district_reachable")
 
 
@@ -272,11 +294,15 @@ async def test_one_hanging_endpoint_is_bounded_too(sandboxes: Callable[..., Any]
 async def test_token_endpoint_refuses_the_secret(sandboxes: Callable[..., Any]) -> None:
     sb = await sandboxes(auth="oauth2")
     report = await check_doc(doc_for(sb, secret="not-the-secret"))
-    assert_only(report, GREEN_OAUTH2 | {
-        "token_endpoint": "fail",
-        "credentials_accepted": "skip",
-        **{name: "skip" for name in AFTER_CREDENTIALS},
-    })
+    assert_only(
+        report,
+        GREEN_OAUTH2
+        | {
+            "token_endpoint": "fail",
+            "credentials_accepted": "skip",
+            **{name: "skip" for name in AFTER_CREDENTIALS},
+        },
+    )
     text = detail(report, "token_endpoint")
     assert "answered HTTP 401 (invalid_client)" in text
     assert "not-the-secret" not in text
@@ -287,21 +313,29 @@ async def test_token_url_wrong(sandboxes: Callable[..., Any]) -> None:
     doc = doc_for(sb)
     doc["districts"]["springfield"]["token_url"] = sb.base_url + "/oauth/token"
     report = await check_doc(doc)
-    assert_only(report, GREEN_OAUTH2 | {
-        "token_endpoint": "fail",
-        "credentials_accepted": "skip",
-        **{name: "skip" for name in AFTER_CREDENTIALS},
-    })
+    assert_only(
+        report,
+        GREEN_OAUTH2
+        | {
+            "token_endpoint": "fail",
+            "credentials_accepted": "skip",
+            **{name: "skip" for name in AFTER_CREDENTIALS},
+        },
+    )
     assert "answered HTTP 404" in detail(report, "token_endpoint")
 
 
 async def test_credentials_refused(sandboxes: Callable[..., Any]) -> None:
     sb = await sandboxes()
     report = await check_doc(doc_for(sb, secret="wrong-secret-of-a-year-ago"))
-    assert_only(report, GREEN_OAUTH1 | {
-        "credentials_accepted": "fail",
-        **{name: "skip" for name in AFTER_CREDENTIALS},
-    })
+    assert_only(
+        report,
+        GREEN_OAUTH1
+        | {
+            "credentials_accepted": "fail",
+            **{name: "skip" for name in AFTER_CREDENTIALS},
+        },
+    )
     text = detail(report, "credentials_accepted")
     assert "answered 401" in text
     assert text.endswith("key/secret wrong or expired")
@@ -313,7 +347,10 @@ async def test_granted_scope_not_shared_by_the_district(sandboxes: Callable[...,
     report = await check_doc(doc_for(sb))
     assert_only(report, GREEN_OAUTH1 | {"data_shared": "fail"})
     text = detail(report, "data_shared")
-    assert "roster-demographics.readonly is in scopes but GET v1p1/demographics?limit=1 answered 403" in text
+    assert (
+        "roster-demographics.readonly is in scopes but GET v1p1/demographics?limit=1 answered 403"
+        in text
+    )
     assert text.endswith("""align the district's "Data to Share" with `scopes`""")
 
 
@@ -329,23 +366,33 @@ async def test_district_shares_more_than_scopes(sandboxes: Callable[..., Any]) -
     scopes = [s for s in ALL_SCOPES if s != "resource.readonly"]
     report = await check_doc(doc_for(sb, scopes=scopes))
     assert_only(report, GREEN_OAUTH1 | {"data_shared": "fail"})
-    assert ("the district shares resource.readonly (GET v1p1/resources?limit=1 answered 200) "
-            "but scopes lacks it") in detail(report, "data_shared")
+    assert (
+        "the district shares resource.readonly (GET v1p1/resources?limit=1 answered 200) "
+        "but scopes lacks it"
+    ) in detail(report, "data_shared")
 
 
-async def test_roster_relationships_shared_beyond_roster_core(sandboxes: Callable[..., Any]) -> None:
+async def test_roster_relationships_shared_beyond_roster_core(
+    sandboxes: Callable[..., Any],
+) -> None:
     sb = await sandboxes()
     scopes = [s for s in ALL_SCOPES if s != "roster.readonly"]
     report = await check_doc(doc_for(sb, scopes=scopes))
     assert_only(report, GREEN_OAUTH1 | {"data_shared": "fail"})
     assert "the district shares roster.readonly (GET v1p1/schools/{id}/classes?limit=1" in detail(
-        report, "data_shared")
+        report, "data_shared"
+    )
 
 
 async def test_exact_data_to_share_passes(sandboxes: Callable[..., Any]) -> None:
     """A district sharing only rostering, and scopes saying just that: nothing else reachable."""
-    denied = ("roster-demographics.readonly", "resource.readonly", "gradebook.readonly",
-              "gradebook.createput", "gradebook.delete")
+    denied = (
+        "roster-demographics.readonly",
+        "resource.readonly",
+        "gradebook.readonly",
+        "gradebook.createput",
+        "gradebook.delete",
+    )
     sb = await sandboxes(deny_scopes=denied)
     report = await check_doc(doc_for(sb, scopes=["roster.readonly", "roster-core.readonly"]))
     assert_only(report, GREEN_OAUTH1 | {"vendor_authorization": "skip"})
@@ -382,7 +429,9 @@ async def test_vendor_authorization_refused(sandboxes: Callable[..., Any]) -> No
     assert_only(report, GREEN_IC | {"vendor_authorization": "fail"})
     text = detail(report, "vendor_authorization")
     assert "v1p1/lineItems?limit=1 answered 401" in text
-    assert 'the district refused vendors.acme.vendor_authorization (vendor key "SandboxLMS")' in text
+    assert (
+        'the district refused vendors.acme.vendor_authorization (vendor key "SandboxLMS")' in text
+    )
     assert "WRONGSECRET" not in json.dumps(report.as_json())
     # data_shared does not blame Data to Share for what the vendor header caused.
     assert "see vendor_authorization" in detail(report, "data_shared")
@@ -394,7 +443,9 @@ async def test_vendor_authorization_not_sent(sandboxes: Callable[..., Any]) -> N
     doc["districts"]["springfield"]["vendor_authorization"] = False
     report = await check_doc(doc)
     assert_only(report, GREEN_IC | {"vendor_authorization": "fail"})
-    assert "districts.springfield.vendor_authorization is false" in detail(report, "vendor_authorization")
+    assert "districts.springfield.vendor_authorization is false" in detail(
+        report, "vendor_authorization"
+    )
 
     doc = doc_for(sb)
     del doc["vendors"]["acme"]["vendor_authorization"]
@@ -424,7 +475,9 @@ async def test_unknown_app_id(sandboxes: Callable[..., Any]) -> None:
         await check_doc(doc_for(sb), app="app-404")
 
 
-async def test_admin_check_returns_the_same_json(sandboxes: Callable[..., Any], tmp_path: Path) -> None:
+async def test_admin_check_returns_the_same_json(
+    sandboxes: Callable[..., Any], tmp_path: Path
+) -> None:
     from tests.support import ADMIN_TOKEN, ProxyHarness, base_config
 
     sb = await sandboxes()
@@ -457,8 +510,12 @@ async def test_check_all_is_concurrent_and_bounded(sandboxes: Callable[..., Any]
     for i, sb in enumerate(districts):
         sb.faults.delay_head = 0.2
         doc["districts"][f"d{i}"] = district_doc(sb)
-        doc["connections"][f"app-{i}"] = {**template, "district": f"d{i}",
-                                          "key": sb.key, "secret": sb.secret}
+        doc["connections"][f"app-{i}"] = {
+            **template,
+            "district": f"d{i}",
+            "key": sb.key,
+            "secret": sb.secret,
+        }
     config = config_mod.validate(doc, {}, now=NOW)
 
     busiest = 0
@@ -488,10 +545,19 @@ async def test_check_all_is_concurrent_and_bounded(sandboxes: Callable[..., Any]
 def test_summary_lines() -> None:
     from proxy.check import Item
 
-    good = Report("app-7", True, [Item(n, "ok", "fine") for n in CHECKS[:7]]
-                  + [Item(n, "skip", "n/a") for n in CHECKS[7:]])
-    bad = Report("app-12", False, [Item("credentials_accepted", "fail", "401: key/secret wrong or expired"),
-                                   Item("data_shared", "fail", "x")])
+    good = Report(
+        "app-7",
+        True,
+        [Item(n, "ok", "fine") for n in CHECKS[:7]] + [Item(n, "skip", "n/a") for n in CHECKS[7:]],
+    )
+    bad = Report(
+        "app-12",
+        False,
+        [
+            Item("credentials_accepted", "fail", "401: key/secret wrong or expired"),
+            Item("data_shared", "fail", "x"),
+        ],
+    )
     assert summary_lines([good, bad]) == [
         "app-7   ok    7/9 ok, 2 skipped",
         "app-12  FAIL  credentials_accepted: 401: key/secret wrong or expired (+1 more failing)",
@@ -507,7 +573,7 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", "from proxy.cli import main; main()", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        cwd=str(Path(__file__).resolve().parents[1]),
+        cwd=REPO,
         env={**os.environ, **(env or {})},
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), 60)
@@ -534,7 +600,9 @@ async def test_cli_check_json(sandboxes: Callable[..., Any], tmp_path: Path) -> 
     assert sb.secret not in out + err
 
 
-async def test_cli_check_human_and_exit_codes(sandboxes: Callable[..., Any], tmp_path: Path) -> None:
+async def test_cli_check_human_and_exit_codes(
+    sandboxes: Callable[..., Any], tmp_path: Path
+) -> None:
     sb = await sandboxes()
     good = write_config(tmp_path, doc_for(sb), "good.toml")
     code, out, _ = await run_cli("check", "app-7", "--config", good)
@@ -571,7 +639,8 @@ async def test_cli_check_all(sandboxes: Callable[..., Any], tmp_path: Path) -> N
     assert out.splitlines() == [
         "app-7  ok    7/9 ok, 2 skipped",
         "app-8  FAIL  credentials_accepted: the district refused the signed request: "
-        'GET v1p1/orgs?limit=1 answered 401 ("OAuth signature invalid"): key/secret wrong or expired',
+        'GET v1p1/orgs?limit=1 answered 401 ("OAuth signature invalid"): '
+        "key/secret wrong or expired",
         "app-9  FAIL  connection_enabled: connections.app-9.enabled = false; the gateway "
         "answers 403 to every request: enable the connection",
     ]
@@ -579,5 +648,7 @@ async def test_cli_check_all(sandboxes: Callable[..., Any], tmp_path: Path) -> N
 
     good = copy.deepcopy(doc)
     del good["connections"]["app-8"], good["connections"]["app-9"]
-    code, out, _ = await run_cli("check", "--all", "--config", write_config(tmp_path, good, "g.toml"))
+    code, out, _ = await run_cli(
+        "check", "--all", "--config", write_config(tmp_path, good, "g.toml")
+    )
     assert code == 0 and out == "app-7  ok    7/9 ok, 2 skipped\n"

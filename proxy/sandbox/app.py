@@ -87,7 +87,10 @@ def imsx_response(
         "imsx_description": description,
         "imsx_CodeMinor": {
             "imsx_codeMinorField": [
-                {"imsx_codeMinorFieldName": "TargetEndSystem", "imsx_codeMinorFieldValue": code_minor}
+                {
+                    "imsx_codeMinorFieldName": "TargetEndSystem",
+                    "imsx_codeMinorFieldValue": code_minor,
+                }
             ]
         },
     }
@@ -171,7 +174,9 @@ async def _send_with_faults(
     request: web.Request, response: web.Response, *, reset: bool
 ) -> web.StreamResponse:
     body = bytes(response.body)  # type: ignore[arg-type]
-    stream = web.StreamResponse(status=response.status, reason=response.reason, headers=response.headers)
+    stream = web.StreamResponse(
+        status=response.status, reason=response.reason, headers=response.headers
+    )
     stream.content_length = len(body)
     if response.keep_alive is False:
         stream.force_close()
@@ -186,7 +191,9 @@ async def _send_with_faults(
     return stream
 
 
-async def write_chunks(request: web.Request, stream: web.StreamResponse, chunks: Iterator[bytes]) -> None:
+async def write_chunks(
+    request: web.Request, stream: web.StreamResponse, chunks: Iterator[bytes]
+) -> None:
     """Write body chunks with backpressure, slowly if the ``slow_body`` fault is set."""
     slow = request.app[FAULTS].slow_body
     for chunk in chunks:
@@ -212,7 +219,9 @@ async def _errors(request: web.Request, handler: _Handler) -> web.StreamResponse
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return imsx_response(exc.status, "unknownobject" if exc.status == 404 else "invaliddata", exc.reason)
+        return imsx_response(
+            exc.status, "unknownobject" if exc.status == 404 else "invaliddata", exc.reason
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +333,9 @@ async def _token_endpoint(request: web.Request) -> web.Response:
     return web.json_response(payload, headers=headers)
 
 
-def _page_headers(request: web.Request, raw_path: str, raw_query: str, total: int, query: Query) -> dict[str, str]:
+def _page_headers(
+    request: web.Request, raw_path: str, raw_query: str, total: int, query: Query
+) -> dict[str, str]:
     base_url = f"{request.scheme}://{request.host}{raw_path}"
     return {
         "X-Total-Count": str(total),
@@ -332,7 +343,9 @@ def _page_headers(request: web.Request, raw_path: str, raw_query: str, total: in
     }
 
 
-async def _list(request: web.Request, found: Match, raw_path: str, raw_query: str) -> web.StreamResponse:
+async def _list(
+    request: web.Request, found: Match, raw_path: str, raw_query: str
+) -> web.StreamResponse:
     district = request.app[DISTRICT]
     options = request.app[OPTIONS]
     endpoint = found.endpoint
@@ -363,7 +376,9 @@ async def _get(request: web.Request, found: Match) -> web.Response:
         index = synthetic_index(found.ids[0], options.synthetic_users)
         if index is None:
             raise DistrictError(404, "unknownobject", f"user {found.ids[0]!r} not found.")
-        record = synthetic_user(index, found.version, _synthetic_org(district, found.version), options.synthetic_padding)
+        record = synthetic_user(
+            index, found.version, _synthetic_org(district, found.version), options.synthetic_padding
+        )
         query.validate_fields(record)
     else:
         record = district.get(found.version, endpoint.result, found.ids[0])
@@ -387,8 +402,12 @@ async def _put(request: web.Request, found: Match) -> web.Response:
     payload = await _json_body(request)
     if not isinstance(payload, dict) or not isinstance(payload.get(singular), dict):
         raise DistrictError(400, "invaliddata", f'The body must be {{"{singular}": {{...}}}}.')
-    record, created = district.put(found.version, found.endpoint.result, found.ids[0], payload[singular])
-    return web.Response(status=201 if created else 200, body=_dumps({singular: record}), content_type=_JSON)
+    record, created = district.put(
+        found.version, found.endpoint.result, found.ids[0], payload[singular]
+    )
+    return web.Response(
+        status=201 if created else 200, body=_dumps({singular: record}), content_type=_JSON
+    )
 
 
 async def _post(request: web.Request, found: Match) -> web.Response:

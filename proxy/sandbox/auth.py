@@ -132,7 +132,14 @@ class OAuth1Verifier:
         self._endpoint = SignatureOnlyEndpoint(_Validator(key, secret, NonceCache()))
 
     def verify(
-        self, *, method: str, scheme: str, host: str, raw_target: str, headers: dict[str, str], body: bytes
+        self,
+        *,
+        method: str,
+        scheme: str,
+        host: str,
+        raw_target: str,
+        headers: dict[str, str],
+        body: bytes,
     ) -> None:
         """Raise ``AuthError`` unless the request carries a valid signature."""
         path, sep, query = raw_target.partition("?")
@@ -144,7 +151,9 @@ class OAuth1Verifier:
         try:
             text_body = body.decode("utf-8") if body else None
         except UnicodeDecodeError:
-            raise AuthError("The request body is not UTF-8; the signature cannot be checked.") from None
+            raise AuthError(
+                "The request body is not UTF-8; the signature cannot be checked."
+            ) from None
         if not any(k.lower() == "content-type" for k in headers):
             text_body = None
         try:
@@ -218,9 +227,13 @@ class TokenStore:
     def lookup(self, token: str, expire_after: float | None) -> IssuedToken:
         entry = self.tokens.get(token)
         if entry is None:
-            raise AuthError("Unknown or revoked access token", challenge='Bearer error="invalid_token"')
+            raise AuthError(
+                "Unknown or revoked access token", challenge='Bearer error="invalid_token"'
+            )
         now = time.time()
-        if now >= entry.expires or (expire_after is not None and now >= entry.issued + expire_after):
+        if now >= entry.expires or (
+            expire_after is not None and now >= entry.issued + expire_after
+        ):
             raise AuthError("The access token expired", challenge='Bearer error="invalid_token"')
         return entry
 
@@ -280,7 +293,9 @@ def token_response(
     if not (key_ok and secret_ok):
         raise TokenRequestError(401, "invalid_client", "Unknown client or wrong secret.")
     if grant != "client_credentials":
-        raise TokenRequestError(400, "unsupported_grant_type", f"grant_type {grant!r} is not supported.")
+        raise TokenRequestError(
+            400, "unsupported_grant_type", f"grant_type {grant!r} is not supported."
+        )
     granted = options.granted_scopes
     requested_text = form.get("scope")
     version = "v1p2"
@@ -292,7 +307,9 @@ def token_response(
             version = "v1p1"
         scopes = frozenset(requested & granted)
         if not scopes:
-            raise TokenRequestError(400, "invalid_scope", "None of the requested scopes is granted.")
+            raise TokenRequestError(
+                400, "invalid_scope", "None of the requested scopes is granted."
+            )
     else:
         scopes = granted
     token = store.issue(scopes, options.token_ttl)

@@ -225,7 +225,11 @@ class _Gen:
     def modified(self) -> str:
         month = self.rng.randint(1, 9)
         day = self.rng.randint(1, 28)
-        hour, minute, second = self.rng.randint(0, 23), self.rng.randint(0, 59), self.rng.randint(0, 59)
+        hour, minute, second = (
+            self.rng.randint(0, 23),
+            self.rng.randint(0, 59),
+            self.rng.randint(0, 59),
+        )
         return f"2025-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}.000Z"
 
     def base(self, sourced_id: str | None = None) -> dict[str, Any]:
@@ -313,8 +317,12 @@ class _Gen:
             school_ref = Ref("org", school["sourcedId"])
             teachers = [
                 self.user(
-                    self.rng.choice(_GIVEN), self.rng.choice(_FAMILY), role="teacher",
-                    orgs=[school_ref], grades=[], domain="springfield.example",
+                    self.rng.choice(_GIVEN),
+                    self.rng.choice(_FAMILY),
+                    role="teacher",
+                    orgs=[school_ref],
+                    grades=[],
+                    domain="springfield.example",
                     identifier=f"T{len(self.stores['users']):04d}",
                 )  # fmt: skip
                 for _ in range(4)
@@ -544,7 +552,13 @@ class _Gen:
                 "course": Ref("course", course["sourcedId"]),
                 "scoreScaleValue": [
                     {"itemValueLHS": letter, "itemValueRHS": floor}
-                    for letter, floor in (("A", "90"), ("B", "80"), ("C", "70"), ("D", "60"), ("F", "0"))
+                    for letter, floor in (
+                        ("A", "90"),
+                        ("B", "80"),
+                        ("C", "70"),
+                        ("D", "60"),
+                        ("F", "0"),
+                    )
                 ],
             },
         )
@@ -592,9 +606,7 @@ class _Gen:
                 )
 
     def assessments(self) -> None:
-        students = [
-            u for u in self.stores["users"].values() if u["v11:role"] == "student"
-        ]
+        students = [u for u in self.stores["users"].values() if u["v11:role"] == "student"]
         items = []
         for title in ("Fall Reading Benchmark", "Fall Math Benchmark", "Spring Reading Benchmark"):
             items.append(
@@ -667,7 +679,9 @@ def synthetic_index(sourced_id: str, count: int) -> int | None:
     return index if 0 <= index < count else None
 
 
-def synthetic_user(index: int, version: str, org_ref: dict[str, str], padding: int) -> dict[str, Any]:
+def synthetic_user(
+    index: int, version: str, org_ref: dict[str, str], padding: int
+) -> dict[str, Any]:
     """One generated user, as cheap to make as a dict literal."""
     given = _GIVEN[index % len(_GIVEN)]
     family = _FAMILY[(index // len(_GIVEN)) % len(_FAMILY)]

@@ -168,7 +168,9 @@ class District:
         return [
             str(_ref_id(e, "user"))
             for e in self.views[version]["enrollments"].values()
-            if _ref_id(e, "class") == class_id and e.get("role") == role and e.get("status") != "tobedeleted"
+            if _ref_id(e, "class") == class_id
+            and e.get("role") == role
+            and e.get("status") != "tobedeleted"
         ]
 
     def _class_ids_of_user(self, version: str, user_id: str) -> set[str]:
@@ -202,9 +204,7 @@ class District:
         if pattern == "terms/{id}/gradingPeriods":
             self.get(version, "terms", ids[0])
             return [
-                s
-                for s in self.records(version, "gradingPeriods")
-                if _ref_id(s, "parent") == ids[0]
+                s for s in self.records(version, "gradingPeriods") if _ref_id(s, "parent") == ids[0]
             ]
         if pattern == "classes/{id}/lineItems":
             self.get(version, "classes", ids[0])
@@ -260,7 +260,9 @@ class District:
         school_id = ids[0]
         school = self.get(version, "schools", school_id)
         if pattern == "schools/{id}/classes":
-            return [c for c in self.records(version, "classes") if _ref_id(c, "school") == school_id]
+            return [
+                c for c in self.records(version, "classes") if _ref_id(c, "school") == school_id
+            ]
         if pattern == "schools/{id}/courses":
             return [c for c in self.records(version, "courses") if _ref_id(c, "org") == school_id]
         if pattern == "schools/{id}/enrollments":
@@ -379,7 +381,9 @@ class District:
             record = self._prepare(allocated, {**item, **refs})
             for view in self._stores_for_write(store):
                 view[allocated] = record
-            pairs.append({"suppliedSourcedId": str(supplied or ""), "allocatedSourcedId": allocated})
+            pairs.append(
+                {"suppliedSourcedId": str(supplied or ""), "allocatedSourcedId": allocated}
+            )
         self._known_fields.pop((V1P1, store), None)
         self._known_fields.pop((V1P2, store), None)
         return pairs

@@ -90,7 +90,9 @@ _RECORD = (("GET", "get"),)
 _WRITABLE = (("GET", "get"), ("PUT", "put"), ("DELETE", "delete"))
 
 
-def _rel(service: str, path: str, result: str, methods: tuple[tuple[str, str], ...] = _GET) -> Endpoint:
+def _rel(
+    service: str, path: str, result: str, methods: tuple[tuple[str, str], ...] = _GET
+) -> Endpoint:
     pattern = tuple(ID if s.startswith("{") else s for s in path.split("/"))
     return Endpoint(service, pattern, result, methods)
 
@@ -157,14 +159,23 @@ def _v1p2_gradebook() -> list[Endpoint]:
     ]  # fmt: skip
     return _collections("gradebook", names, writable=True) + [
         _rel("gradebook", "classes/{id}/categories", "categories"),
-        _rel("gradebook", "classes/{id}/lineItems", "lineItems", (("GET", "list"), ("POST", "post"))),
+        _rel(
+            "gradebook", "classes/{id}/lineItems", "lineItems", (("GET", "list"), ("POST", "post"))
+        ),
         _rel("gradebook", "classes/{id}/results", "results"),
         _rel("gradebook", "classes/{id}/lineItems/{id}/results", "results"),
         _rel("gradebook", "classes/{id}/students/{id}/results", "results"),
         _rel("gradebook", "classes/{id}/scoreScales", "scoreScales"),
-        _rel("gradebook", "classes/{id}/academicSessions/{id}/results", "results", (("POST", "post"),)),
+        _rel(
+            "gradebook",
+            "classes/{id}/academicSessions/{id}/results",
+            "results",
+            (("POST", "post"),),
+        ),
         _rel("gradebook", "lineItems/{id}/results", "results", (("POST", "post"),)),
-        _rel("gradebook", "schools/{id}/lineItems", "lineItems", (("GET", "list"), ("POST", "post"))),
+        _rel(
+            "gradebook", "schools/{id}/lineItems", "lineItems", (("GET", "list"), ("POST", "post"))
+        ),
         _rel("gradebook", "schools/{id}/scoreScales", "scoreScales"),
     ]
 

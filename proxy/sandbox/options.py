@@ -145,7 +145,9 @@ class SandboxOptions:
         base_path = self.base_path
         if base_path is None:
             base_path = (
-                f"/campus/api/oneroster/v1p2/{self.app_name}" if profile == "infinite-campus" else ""
+                f"/campus/api/oneroster/v1p2/{self.app_name}"
+                if profile == "infinite-campus"
+                else ""
             )
         changes["base_path"] = base_path.rstrip("/")
         if profile == "infinite-campus":

@@ -107,6 +107,16 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oneroster-proxy sandbox",
@@ -114,10 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--auth", choices=["oauth1", "oauth2"], default="oauth1", help="default oauth1")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="default", help="district behaviour")
+    parser.add_argument(
+        "--port", type=_port, default=0, help="port to listen on (default: a free one)"
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--auth", choices=["oauth1", "oauth2"], default="oauth1", help="default oauth1"
+    )
+    parser.add_argument(
+        "--profile", choices=sorted(PROFILES), default="default", help="district behaviour"
+    )
     parser.add_argument(
         "--deny-scope", action="append", default=[], choices=ALL_SCOPES, metavar="SCOPE",
         help="withhold this scope (repeatable)",
@@ -126,13 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--key", help="client key / client id (default: generated)")
     parser.add_argument("--secret", help="client secret (default: generated)")
     parser.add_argument("--vendor-key", help="infinite-campus: vendor key (default SandboxLMS)")
-    parser.add_argument("--vendor-secret", help="infinite-campus: vendor secret (default: generated)")
+    parser.add_argument(
+        "--vendor-secret", help="infinite-campus: vendor secret (default: generated)"
+    )
     parser.add_argument("--base-path", help="path before /ims/oneroster (default: the profile's)")
-    parser.add_argument("--token-ttl", type=int, default=3600, help="oauth2 token lifetime, seconds")
+    parser.add_argument(
+        "--token-ttl", type=int, default=3600, help="oauth2 token lifetime, seconds"
+    )
     parser.add_argument("--seed", type=int, default=2025, help="sample data seed")
     parser.add_argument(
         "--synthetic-users", type=int, default=0, metavar="N",
         help="serve N generated users on /users, streamed (load tests)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--synthetic-padding", type=int, default=0, metavar="BYTES",
+        help="extra bytes in each synthetic user (big pages from few users)",
     )  # fmt: skip
     return parser
 
@@ -151,10 +177,16 @@ def options_from_args(args: argparse.Namespace) -> SandboxOptions:
         token_ttl=args.token_ttl,
         seed=args.seed,
         synthetic_users=args.synthetic_users,
+        synthetic_padding=args.synthetic_padding,
     )
 
 
 async def _serve(options: SandboxOptions, host: str, port: int) -> None:
+    # Signal handlers first: whoever reads the printed lines may signal at once.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     running = await start_sandbox(options, host=host, port=port)
     lines = [f"base_url: {running.base_url}", f"key: {running.key}", f"secret: {running.secret}"]
     if running.token_url:
@@ -165,10 +197,6 @@ async def _serve(options: SandboxOptions, host: str, port: int) -> None:
     # for a local district, and the operator needs them to configure a client.
     for line in lines:
         print(line, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     try:
         await stop.wait()
     finally:

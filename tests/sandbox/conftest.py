@@ -73,7 +73,9 @@ async def call(
     headers = dict(headers or {})
     if signed:
         text_body = body.decode() if isinstance(body, bytes) else body
-        url, headers, signed_body = sign(sbx, method, url, body=text_body, headers=headers, **sign_args)
+        url, headers, signed_body = sign(
+            sbx, method, url, body=text_body, headers=headers, **sign_args
+        )
         if signed_body is not None:
             body = signed_body
     async with http.request(method, URL(url, encoded=True), data=body, headers=headers) as resp:

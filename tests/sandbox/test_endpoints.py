@@ -70,7 +70,10 @@ async def test_every_get_endpoint_answers(sbx, http, root, version, pattern, res
         assert answer.json[singular]["sourcedId"] == segments[1]
     else:
         assert isinstance(answer.json[plural], list)
-        assert int(answer.headers["X-Total-Count"]) == len(answer.json[plural]) or len(answer.json[plural]) == 100
+        assert (
+            int(answer.headers["X-Total-Count"]) == len(answer.json[plural])
+            or len(answer.json[plural]) == 100
+        )
         assert 'rel="first"' in answer.headers["Link"]
 
 
@@ -173,7 +176,9 @@ async def test_people_are_well_formed(sbx):
     by_id = {u["sourcedId"]: u for u in users}
     for user in users:
         for agent in user["agents"]:
-            assert user["sourcedId"] in [a["sourcedId"] for a in by_id[agent["sourcedId"]]["agents"]]
+            assert user["sourcedId"] in [
+                a["sourcedId"] for a in by_id[agent["sourcedId"]]["agents"]
+            ]
 
 
 async def test_sessions_link_parents_and_children(sbx, http):
@@ -192,10 +197,16 @@ async def test_class_rosters_are_the_enrollments(sbx, http):
     for klass in classes:
         cid = klass["sourcedId"]
         enrollments = (
-            await call(http, sbx, f"/ims/oneroster/v1p1/enrollments?filter=class.sourcedId%3D%27{cid}%27")
+            await call(
+                http, sbx, f"/ims/oneroster/v1p1/enrollments?filter=class.sourcedId%3D%27{cid}%27"
+            )
         ).json["enrollments"]
-        students = (await call(http, sbx, f"/ims/oneroster/v1p1/classes/{cid}/students")).json["users"]
-        teachers = (await call(http, sbx, f"/ims/oneroster/v1p1/classes/{cid}/teachers")).json["users"]
+        students = (await call(http, sbx, f"/ims/oneroster/v1p1/classes/{cid}/students")).json[
+            "users"
+        ]
+        teachers = (await call(http, sbx, f"/ims/oneroster/v1p1/classes/{cid}/teachers")).json[
+            "users"
+        ]
         assert {s["sourcedId"] for s in students} == {
             e["user"]["sourcedId"] for e in enrollments if e["role"] == "student"
         }
@@ -210,7 +221,9 @@ async def test_class_rosters_are_the_enrollments(sbx, http):
         assert nested == students
         for student in students[:3]:
             mine = (
-                await call(http, sbx, f"/ims/oneroster/v1p1/students/{student['sourcedId']}/classes")
+                await call(
+                    http, sbx, f"/ims/oneroster/v1p1/students/{student['sourcedId']}/classes"
+                )
             ).json["classes"]
             assert cid in {c["sourcedId"] for c in mine}
 
@@ -228,11 +241,17 @@ async def test_school_relations_stay_in_the_school(sbx, http):
         assert all(s["primaryOrg"]["sourcedId"] == sid for s in students)
         courses = (await call(http, sbx, base + "/courses")).json["courses"]
         assert all(c["org"]["sourcedId"] == sid for c in courses)
-    total = (await call(http, sbx, "/ims/oneroster/rostering/v1p2/classes?limit=1")).headers["X-Total-Count"]
+    total = (await call(http, sbx, "/ims/oneroster/rostering/v1p2/classes?limit=1")).headers[
+        "X-Total-Count"
+    ]
     assert seen_classes == int(total)
     # A class of another school is not found under this school.
     other_class = classes[0]["sourcedId"]
-    answer = await call(http, sbx, f"/ims/oneroster/rostering/v1p2/schools/{schools[0]['sourcedId']}/classes/{other_class}/students")
+    answer = await call(
+        http,
+        sbx,
+        f"/ims/oneroster/rostering/v1p2/schools/{schools[0]['sourcedId']}/classes/{other_class}/students",
+    )
     assert answer.status == 404
 
 
@@ -242,11 +261,17 @@ async def test_gradebook_relations(sbx, http):
     base = "/ims/oneroster/gradebook/v1p2"
     line_items = (await call(http, sbx, f"{base}/classes/{cid}/lineItems")).json["lineItems"]
     assert line_items and all(li["class"]["sourcedId"] == cid for li in line_items)
-    results = (await call(http, sbx, f"{base}/classes/{cid}/lineItems/{lid}/results")).json["results"]
+    results = (await call(http, sbx, f"{base}/classes/{cid}/lineItems/{lid}/results")).json[
+        "results"
+    ]
     assert len(results) == 15 and all(r["lineItem"]["sourcedId"] == lid for r in results)
-    mine = (await call(http, sbx, f"{base}/classes/{cid}/students/{student}/results")).json["results"]
+    mine = (await call(http, sbx, f"{base}/classes/{cid}/students/{student}/results")).json[
+        "results"
+    ]
     assert len(mine) == len(line_items) and all(r["student"]["sourcedId"] == student for r in mine)
     scales = (await call(http, sbx, f"{base}/classes/{cid}/scoreScales")).json["scoreScales"]
     assert len(scales) == 1
     categories = (await call(http, sbx, f"{base}/classes/{cid}/categories")).json["categories"]
-    assert {c["sourcedId"] for c in categories} == {li["category"]["sourcedId"] for li in line_items}
+    assert {c["sourcedId"] for c in categories} == {
+        li["category"]["sourcedId"] for li in line_items
+    }

@@ -29,7 +29,9 @@ async def test_reset_mid_body_breaks_the_transfer(sbx, http):
     sbx.faults.reset_mid_body_count = 1
     url, headers, _ = sign(sbx, "GET", sbx.base_url + USERS)
     got_head = False
-    with pytest.raises((aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+    with pytest.raises(
+        (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+    ):
         async with http.get(url, headers=headers) as resp:
             got_head = resp.status == 200
             assert int(resp.headers["Content-Length"]) > 1000
@@ -44,7 +46,9 @@ async def test_reset_mid_body_on_a_streamed_page(make_sandbox, http):
     sbx = await make_sandbox(synthetic_users=2000)
     sbx.faults.reset_mid_body = True
     url, headers, _ = sign(sbx, "GET", sbx.base_url + USERS + "?limit=2000")
-    with pytest.raises((aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+    with pytest.raises(
+        (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+    ):
         async with http.get(url, headers=headers) as resp:
             assert resp.status == 200
             await resp.read()
@@ -75,15 +79,21 @@ async def _raw_exchange(sbx, path: str) -> tuple[bytes, bytes]:
     host_port = sbx.base_url.split("//", 1)[1].split("/", 1)[0]
     host, port = host_port.rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host_port}"] + [f"{k}: {v}" for k, v in headers.items()]
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host_port}"] + [
+        f"{k}: {v}" for k, v in headers.items()
+    ]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
-    length = int(next(l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")))
+    length = int(
+        next(
+            l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")
+        )
+    )
     await reader.readexactly(length)
     try:
         after = await asyncio.wait_for(reader.read(1), timeout=0.5)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         after = b"<still open>"
     writer.close()
     return head, after
@@ -129,7 +139,9 @@ async def test_synthetic_users_stream(make_sandbox, http):
     one = await call(http, sbx, f"{USERS}/{users[7]['sourcedId']}")
     assert one.json["user"] == users[7]
     assert (await call(http, sbx, f"{USERS}/syn-user-999999999")).status == 404
-    v12 = (await call(http, sbx, "/ims/oneroster/rostering/v1p2/users?limit=1&fields=sourcedId,roles")).json
+    v12 = (
+        await call(http, sbx, "/ims/oneroster/rostering/v1p2/users?limit=1&fields=sourcedId,roles")
+    ).json
     assert set(v12["users"][0]) == {"sourcedId", "roles"}
 
 

@@ -57,8 +57,12 @@ async def test_put_get_delete_cycle(sbx, http, path, wrapper):
 
 async def test_new_line_item_shows_in_class_relations_of_both_versions(sbx, http):
     cid = _class_id(sbx)
-    body = json.dumps({"lineItem": {"title": "Essay", "class": {"sourcedId": cid, "type": "class"}}})
-    answer = await call(http, sbx, "/ims/oneroster/v1p1/lineItems/essay-1", "PUT", body=body.encode(), headers=JSON)
+    body = json.dumps(
+        {"lineItem": {"title": "Essay", "class": {"sourcedId": cid, "type": "class"}}}
+    )
+    answer = await call(
+        http, sbx, "/ims/oneroster/v1p1/lineItems/essay-1", "PUT", body=body.encode(), headers=JSON
+    )
     assert answer.status == 201
     for path in (f"/ims/oneroster/v1p1/classes/{cid}/lineItems",
                  f"/ims/oneroster/gradebook/v1p2/classes/{cid}/lineItems"):  # fmt: skip
@@ -70,7 +74,9 @@ async def test_bulk_post_line_items_and_results(sbx, http):
     cid = _class_id(sbx)
     base = "/ims/oneroster/gradebook/v1p2"
     body = json.dumps({"lineItems": [{"sourcedId": "bulk-1", "title": "A"}, {"title": "B"}]})
-    answer = await call(http, sbx, f"{base}/classes/{cid}/lineItems", "POST", body=body.encode(), headers=JSON)
+    answer = await call(
+        http, sbx, f"{base}/classes/{cid}/lineItems", "POST", body=body.encode(), headers=JSON
+    )
     assert answer.status == 201, answer.body
     pairs = answer.json["sourcedIdPairs"]
     assert pairs[0] == {"suppliedSourcedId": "bulk-1", "allocatedSourcedId": "bulk-1"}
@@ -85,13 +91,19 @@ async def test_bulk_post_line_items_and_results(sbx, http):
     )
     results = json.dumps({"results": [{"sourcedId": "r-1", "score": 9.5,
                                        "student": {"sourcedId": student, "type": "user"}}]})  # fmt: skip
-    answer = await call(http, sbx, f"{base}/lineItems/bulk-1/results", "POST", body=results.encode(), headers=JSON)
+    answer = await call(
+        http, sbx, f"{base}/lineItems/bulk-1/results", "POST", body=results.encode(), headers=JSON
+    )
     assert answer.status == 201
     got = (await call(http, sbx, f"{base}/classes/{cid}/lineItems/bulk-1/results")).json["results"]
     assert [r["sourcedId"] for r in got] == ["r-1"]
-    mine = (await call(http, sbx, f"{base}/classes/{cid}/students/{student}/results")).json["results"]
+    mine = (await call(http, sbx, f"{base}/classes/{cid}/students/{student}/results")).json[
+        "results"
+    ]
     assert "r-1" in [r["sourcedId"] for r in mine]
-    answer = await call(http, sbx, f"{base}/lineItems/nope/results", "POST", body=results.encode(), headers=JSON)
+    answer = await call(
+        http, sbx, f"{base}/lineItems/nope/results", "POST", body=results.encode(), headers=JSON
+    )
     assert answer.status == 404
 
 
@@ -99,12 +111,16 @@ async def test_bulk_post_line_items_and_results(sbx, http):
     "body", [b"not json", b"[]", b'{"title": "unwrapped"}', b'{"lineItem": "x"}']
 )
 async def test_malformed_write_bodies_are_400(sbx, http, body):
-    answer = await call(http, sbx, "/ims/oneroster/v1p1/lineItems/x", "PUT", body=body, headers=JSON)
+    answer = await call(
+        http, sbx, "/ims/oneroster/v1p1/lineItems/x", "PUT", body=body, headers=JSON
+    )
     assert answer.status == 400
     assert_imsx(answer.json, "invaliddata")
 
 
 async def test_rostering_is_read_only(sbx, http):
-    answer = await call(http, sbx, "/ims/oneroster/rostering/v1p2/users/x", "PUT", body=b"{}", headers=JSON)
+    answer = await call(
+        http, sbx, "/ims/oneroster/rostering/v1p2/users/x", "PUT", body=b"{}", headers=JSON
+    )
     assert answer.status == 405
     assert answer.headers["Allow"] == "GET"

@@ -8,10 +8,10 @@ import urllib.parse
 import pytest
 from oauthlib.oauth1 import (
     SIGNATURE_HMAC_SHA1,
-    Client,
     SIGNATURE_PLAINTEXT,
     SIGNATURE_TYPE_BODY,
     SIGNATURE_TYPE_QUERY,
+    Client,
 )
 from oauthlib.oauth1.rfc5849 import signature, utils
 
@@ -142,7 +142,9 @@ def _get_with_body_authorization(sbx, url: str, body: str, *, include_body: bool
         "GET", signature.base_string_uri(url), signature.normalize_parameters(collected + params)
     )
     sig = signature.sign_hmac_sha256_with_client(base, Client(sbx.key, client_secret=sbx.secret))
-    return "OAuth " + ", ".join(f'{k}="{utils.escape(v)}"' for k, v in [*params, ("oauth_signature", sig)])
+    return "OAuth " + ", ".join(
+        f'{k}="{utils.escape(v)}"' for k, v in [*params, ("oauth_signature", sig)]
+    )
 
 
 async def test_form_body_on_get_is_part_of_the_signature(sbx, http):
@@ -150,12 +152,16 @@ async def test_form_body_on_get_is_part_of_the_signature(sbx, http):
     body = "filter=status%3D%27active%27&x=a+b"
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     with_body = _get_with_body_authorization(sbx, url, body, include_body=True)
-    answer = await call(http, sbx, USERS_11, body=body, signed=False, headers={**form, "Authorization": with_body})
+    answer = await call(
+        http, sbx, USERS_11, body=body, signed=False, headers={**form, "Authorization": with_body}
+    )
     assert answer.status == 200, answer.body
     assert sbx.recorded[-1].body == body.encode()
     # Signed without the body but sent with it: the district must notice.
     without = _get_with_body_authorization(sbx, url, body, include_body=False)
-    answer = await call(http, sbx, USERS_11, body=body, signed=False, headers={**form, "Authorization": without})
+    answer = await call(
+        http, sbx, USERS_11, body=body, signed=False, headers={**form, "Authorization": without}
+    )
     assert answer.status == 401
 
 

@@ -14,7 +14,9 @@ from .conftest import assert_imsx, call
 V12 = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
 
 
-async def _token(http, sbx, *, scope: str | None = None, basic: bool = True, secret: str | None = None):
+async def _token(
+    http, sbx, *, scope: str | None = None, basic: bool = True, secret: str | None = None
+):
     form = {"grant_type": "client_credentials"}
     if scope is not None:
         form["scope"] = scope
@@ -45,7 +47,9 @@ async def test_token_flow(make_sandbox, http, basic):
         "roster.readonly", "roster-core.readonly", "roster-demographics.readonly",
         "resource.readonly", "gradebook.readonly", "gradebook.createput", "gradebook.delete")}  # fmt: skip
     assert headers["Cache-Control"] == "no-store"
-    answer = await _bearer(http, sbx, payload["access_token"], "/ims/oneroster/rostering/v1p2/users?limit=1")
+    answer = await _bearer(
+        http, sbx, payload["access_token"], "/ims/oneroster/rostering/v1p2/users?limit=1"
+    )
     assert answer.status == 200 and sbx.recorded[-1].verified
     # OAuth1 signatures mean nothing to an OAuth2 district.
     assert (await call(http, sbx, "/ims/oneroster/v1p1/users")).status == 401
@@ -85,11 +89,19 @@ async def test_token_scope_is_enforced(make_sandbox, http):
         answer = await _bearer(http, sbx, token, path)
         assert answer.status == 403, path
         assert_imsx(answer.json, "forbidden")
-    cid = (await _bearer(http, sbx, token, "/ims/oneroster/rostering/v1p2/classes?limit=1")).json["classes"][0]["sourcedId"]
+    cid = (await _bearer(http, sbx, token, "/ims/oneroster/rostering/v1p2/classes?limit=1")).json[
+        "classes"
+    ][0]["sourcedId"]
     # Relationships need roster.readonly, not roster-core.readonly (SPEC scope table).
-    assert (await _bearer(http, sbx, token, f"/ims/oneroster/rostering/v1p2/classes/{cid}/students")).status == 403
+    assert (
+        await _bearer(http, sbx, token, f"/ims/oneroster/rostering/v1p2/classes/{cid}/students")
+    ).status == 403
     # v1p1 scope URIs and short names are understood too.
-    status, payload, _ = await _token(http, sbx, scope="https://purl.imsglobal.org/spec/or/v1p1/scope/gradebook.readonly roster.readonly")
+    status, payload, _ = await _token(
+        http,
+        sbx,
+        scope="https://purl.imsglobal.org/spec/or/v1p1/scope/gradebook.readonly roster.readonly",
+    )
     assert status == 200
     assert "/v1p1/scope/gradebook.readonly" in payload["scope"]
 
@@ -119,7 +131,9 @@ async def test_ttl_is_honoured(make_sandbox, http):
     _, payload, _ = await _token(http, sbx)
     assert payload["expires_in"] == 1
     await asyncio.sleep(1.1)
-    assert (await _bearer(http, sbx, payload["access_token"], "/ims/oneroster/v1p1/orgs")).status == 401
+    assert (
+        await _bearer(http, sbx, payload["access_token"], "/ims/oneroster/v1p1/orgs")
+    ).status == 401
 
 
 # -- Infinite Campus --------------------------------------------------------------------------
@@ -154,11 +168,24 @@ async def test_infinite_campus_profile(make_sandbox, http):
 
 async def test_infinite_campus_1p1_students_need_accounts(make_sandbox, http):
     sbx = await make_sandbox(profile="infinite-campus")
-    v11 = int((await call(http, sbx, "/ims/oneroster/v1p1/students?limit=1")).headers["X-Total-Count"])
-    v12 = int((await call(http, sbx, "/ims/oneroster/rostering/v1p2/students?limit=1")).headers["X-Total-Count"])
+    v11 = int(
+        (await call(http, sbx, "/ims/oneroster/v1p1/students?limit=1")).headers["X-Total-Count"]
+    )
+    v12 = int(
+        (await call(http, sbx, "/ims/oneroster/rostering/v1p2/students?limit=1")).headers[
+            "X-Total-Count"
+        ]
+    )
     assert 0 < v11 < v12 == 120
     plain = await make_sandbox()
-    assert int((await call(http, plain, "/ims/oneroster/v1p1/students?limit=1")).headers["X-Total-Count"]) == 120
+    assert (
+        int(
+            (await call(http, plain, "/ims/oneroster/v1p1/students?limit=1")).headers[
+                "X-Total-Count"
+            ]
+        )
+        == 120
+    )
 
 
 async def test_deny_scopes(make_sandbox, http):
@@ -171,7 +198,9 @@ async def test_deny_scopes(make_sandbox, http):
     put = await call(http, sbx, "/ims/oneroster/v1p1/lineItems/x", "PUT", body=b'{"lineItem":{}}',
                      headers={"Content-Type": "application/json"})  # fmt: skip
     assert put.status == 403
-    assert (await call(http, sbx, "/ims/oneroster/v1p1/lineItems/x", "DELETE")).status == 404  # allowed, absent
+    assert (
+        await call(http, sbx, "/ims/oneroster/v1p1/lineItems/x", "DELETE")
+    ).status == 404  # allowed, absent
 
 
 async def test_roster_core_only_refuses_relationships(make_sandbox, http):
@@ -189,6 +218,12 @@ async def test_hide_students(make_sandbox, http):
         answer = await call(http, sbx, path)
         assert answer.status == 200
         assert answer.json["users"] == [] and answer.headers["X-Total-Count"] == "0", path
-    cid = (await call(http, sbx, "/ims/oneroster/v1p1/classes?limit=1")).json["classes"][0]["sourcedId"]
-    assert (await call(http, sbx, f"/ims/oneroster/v1p1/classes/{cid}/students")).json["users"] == []
-    assert (await call(http, sbx, f"/ims/oneroster/v1p1/classes/{cid}/teachers")).json["users"] != []
+    cid = (await call(http, sbx, "/ims/oneroster/v1p1/classes?limit=1")).json["classes"][0][
+        "sourcedId"
+    ]
+    assert (await call(http, sbx, f"/ims/oneroster/v1p1/classes/{cid}/students")).json[
+        "users"
+    ] == []
+    assert (await call(http, sbx, f"/ims/oneroster/v1p1/classes/{cid}/teachers")).json[
+        "users"
+    ] != []

@@ -82,11 +82,20 @@ async def test_bad_paging_parameters_are_400(sbx, http, bad):
         ("email~'SMITH'", lambda u: "smith" in u["email"]),
         ("dateLastModified>'2025-06-01'", lambda u: u["dateLastModified"] > "2025-06-01"),
         ("grades='09'", lambda u: "09" in u["grades"]),
-        ("role='teacher' AND familyName~'o'", lambda u: u["role"] == "teacher" and "o" in u["familyName"].lower()),
-        ("role='teacher' OR role='administrator'", lambda u: u["role"] in ("teacher", "administrator")),
+        (
+            "role='teacher' AND familyName~'o'",
+            lambda u: u["role"] == "teacher" and "o" in u["familyName"].lower(),
+        ),
+        (
+            "role='teacher' OR role='administrator'",
+            lambda u: u["role"] in ("teacher", "administrator"),
+        ),
         ("familyName='O'Brien'", lambda u: u["familyName"] == "O'Brien"),
         ("givenName='Zoë'", lambda u: u["givenName"] == "Zoë"),
-        ("givenName='Zoë' AND familyName='O'Brien'", lambda u: (u["givenName"], u["familyName"]) == ("Zoë", "O'Brien")),
+        (
+            "givenName='Zoë' AND familyName='O'Brien'",
+            lambda u: (u["givenName"], u["familyName"]) == ("Zoë", "O'Brien"),
+        ),
         ("email='nobody with spaces'", lambda u: False),
     ],
 )
@@ -103,14 +112,18 @@ async def test_filter_on_list_and_dotted_fields_in_1p2(sbx, http):
     students = await _users(sbx, http, "limit=1000&filter=" + q("roles.role='student'"), USERS_12)
     assert len(students) == 120
     school = students[0]["primaryOrg"]["sourcedId"]
-    mine = await _users(sbx, http, "limit=1000&filter=" + q(f"primaryOrg.sourcedId='{school}'"), USERS_12)
+    mine = await _users(
+        sbx, http, "limit=1000&filter=" + q(f"primaryOrg.sourcedId='{school}'"), USERS_12
+    )
     assert mine and all(u["primaryOrg"]["sourcedId"] == school for u in mine)
-    also = await _users(sbx, http, "limit=1000&filter=" + q(f"roles='student'"), USERS_12)
+    also = await _users(sbx, http, "limit=1000&filter=" + q("roles='student'"), USERS_12)
     assert len(also) == 120
 
 
 async def test_filter_with_plus_decoded_as_space(sbx, http):
-    got = await _users(sbx, http, "filter=givenName%3D%27Zo%C3%AB%27+AND+familyName%3D%27O%27Brien%27")
+    got = await _users(
+        sbx, http, "filter=givenName%3D%27Zo%C3%AB%27+AND+familyName%3D%27O%27Brien%27"
+    )
     assert [(u["givenName"], u["familyName"]) for u in got] == [("Zoë", "O'Brien")]
 
 

@@ -29,8 +29,13 @@ HTTP_METHODS = st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"]
 # Text as vendors put it in names and values: anything, with OneRoster's favourites boosted.
 TEXT = st.one_of(
     st.text(max_size=12),
-    st.text(alphabet=" +%&=~*'\"()!;:@$,/?#[]é☃Zoë", max_size=12),
-    st.sampled_from(["", "familyName='O'Brien' AND status='active'", "a+b", "%2B", "~", "*"]),
+    st.text(alphabet=" +%&=~*'\"()!;:@$,/?#[]é☃Zoë\n\t\x00\x1f\x7f", max_size=12),
+    st.sampled_from(
+        ["", "familyName='O'Brien' AND status='active'", "a+b", "%2B", "%41", "~", "*"]
+    ),
+    # protocol-parameter names in a query: oauth_signature is never signed, and oauthlib
+    # decodes the values of the others twice
+    st.sampled_from(["oauth_signature", "oauth_nonce", "oauth_x", "oauth_"]),
 )
 
 
@@ -74,7 +79,9 @@ RAW_QUERIES = st.text(alphabet="".join(sorted(OAUTHLIB_QUERY_CHARS)), max_size=4
 QUERIES = st.one_of(encoded_queries(), RAW_QUERIES)
 
 PATH_SEGMENTS = st.lists(
-    st.text(max_size=8).map(lambda s: urllib.parse.quote(s, safe="~!$'()*,:@=+")),
+    st.text(max_size=8).map(
+        lambda s: urllib.parse.quote(s, safe="~!$'()*,;:@=+")
+    ),
     max_size=4,
 )
 ORIGINS = st.sampled_from(
@@ -102,7 +109,7 @@ BODIES = st.one_of(
 )
 
 SETTINGS = settings(
-    max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 
