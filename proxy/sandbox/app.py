@@ -272,7 +272,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         if not hmac.compare_digest(sent.encode(), vendor_auth.encode()):
             raise AuthError(
                 "Gradebook endpoints require the header x-vendor-authorization: "
-                "<vendorKey>:<vendorSecret> (Infinite Campus vendor authorization missing or wrong).",
+                "<vendorKey>:<vendorSecret> (Infinite Campus vendor authorization missing "
+                "or wrong).",
                 challenge='OAuth realm="gradebook"',
             )
     if action == "list":

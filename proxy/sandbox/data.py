@@ -324,7 +324,7 @@ class _Gen:
                     grades=[],
                     domain="springfield.example",
                     identifier=f"T{len(self.stores['users']):04d}",
-                )  # fmt: skip
+                )
                 for _ in range(4)
             ]
             students = []

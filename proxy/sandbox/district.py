@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from .data import V1P1, V1P2, VERSIONS, Dataset, build_dataset
+from .data import V1P1, V1P2, VERSIONS, Dataset, Ref, build_dataset, ref_dict
 from .endpoints import COLLECTIONS
 from .options import SandboxOptions
 
@@ -249,9 +249,9 @@ class District:
             self.get(version, "users", ids[0])
             wanted = set()
             for class_id in self._class_ids_of_user(version, ids[0]):
-                klass = v["classes"].get(class_id)
-                if klass is not None:
-                    wanted.update(_ref_ids(klass, "resources"))
+                enrolled_in = v["classes"].get(class_id)
+                if enrolled_in is not None:
+                    wanted.update(_ref_ids(enrolled_in, "resources"))
             return [r for r in v["resources"].values() if r["sourcedId"] in wanted]
         raise DistrictError(404, "unknownobject", f"No such endpoint {pattern!r}.")
 
@@ -351,16 +351,8 @@ class District:
         refs: dict[str, dict[str, str]] = {}
 
         def ref(name: str, sid: str, kind: str) -> dict[str, str]:
-            record = self.get(version, name, sid)
-            del record
-            store = self.store_of(name)
-            prefix = f"{self.options.base_path}/ims/oneroster"
-            service = "gradebook" if store == "lineItems" else "rostering"
-            return {
-                "href": f"{prefix}/{service}/{V1P2}/{store}/{sid}",
-                "sourcedId": sid,
-                "type": kind,
-            }
+            self.get(version, name, sid)  # the parent must exist: 404 otherwise
+            return ref_dict(Ref(kind, sid), version, self.options.base_path or "")
 
         if pattern == "classes/{id}/lineItems":
             store, refs = "lineItems", {"class": ref("classes", ids[0], "class")}

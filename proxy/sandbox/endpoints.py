@@ -145,7 +145,8 @@ def _v1p1() -> list[Endpoint]:
         _rel("gradebook", "classes/{id}/lineItems/{id}/results", "results"),
         _rel("gradebook", "classes/{id}/students/{id}/results", "results"),
     ]
-    resources = _collections("resources", ["resources"]) + [
+    resources = [
+        *_collections("resources", ["resources"]),
         _rel("resources", "classes/{id}/resources", "resources"),
         _rel("resources", "courses/{id}/resources", "resources"),
     ]
@@ -157,31 +158,26 @@ def _v1p2_gradebook() -> list[Endpoint]:
         "categories", "lineItems", "results", "scoreScales", "assessmentLineItems",
         "assessmentResults",
     ]  # fmt: skip
-    return _collections("gradebook", names, writable=True) + [
+    read_and_post = (("GET", "list"), ("POST", "post"))
+    post_only = (("POST", "post"),)
+    return [
+        *_collections("gradebook", names, writable=True),
         _rel("gradebook", "classes/{id}/categories", "categories"),
-        _rel(
-            "gradebook", "classes/{id}/lineItems", "lineItems", (("GET", "list"), ("POST", "post"))
-        ),
+        _rel("gradebook", "classes/{id}/lineItems", "lineItems", read_and_post),
         _rel("gradebook", "classes/{id}/results", "results"),
         _rel("gradebook", "classes/{id}/lineItems/{id}/results", "results"),
         _rel("gradebook", "classes/{id}/students/{id}/results", "results"),
         _rel("gradebook", "classes/{id}/scoreScales", "scoreScales"),
-        _rel(
-            "gradebook",
-            "classes/{id}/academicSessions/{id}/results",
-            "results",
-            (("POST", "post"),),
-        ),
-        _rel("gradebook", "lineItems/{id}/results", "results", (("POST", "post"),)),
-        _rel(
-            "gradebook", "schools/{id}/lineItems", "lineItems", (("GET", "list"), ("POST", "post"))
-        ),
+        _rel("gradebook", "classes/{id}/academicSessions/{id}/results", "results", post_only),
+        _rel("gradebook", "lineItems/{id}/results", "results", post_only),
+        _rel("gradebook", "schools/{id}/lineItems", "lineItems", read_and_post),
         _rel("gradebook", "schools/{id}/scoreScales", "scoreScales"),
     ]
 
 
 def _v1p2_resources() -> list[Endpoint]:
-    return _collections("resources", ["resources"]) + [
+    return [
+        *_collections("resources", ["resources"]),
         _rel("resources", "classes/{id}/resources", "resources"),
         _rel("resources", "courses/{id}/resources", "resources"),
         _rel("resources", "users/{id}/resources", "resources"),

@@ -98,9 +98,9 @@ def _epilog() -> str:
     lines += [
         "",
         "switches that break one thing on purpose:",
-        "  --deny-scope S    withhold a scope of the district's Data to Share (403 on its endpoints)",
-        "  --hide-students   no students anywhere (what a district without student sharing sends)",
-        "  --auth oauth2     OAuth2 client credentials at <base_url>/oauth2/token instead of OAuth1",
+        "  --deny-scope S    withhold a scope of the district's Data to Share (403 there)",
+        "  --hide-students   no students anywhere (a district that does not share students)",
+        "  --auth oauth2     OAuth2 client credentials at <base_url>/oauth2/token, not OAuth1",
         "",
         "scopes: " + ", ".join(ALL_SCOPES),
     ]

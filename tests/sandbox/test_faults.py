@@ -75,7 +75,7 @@ async def test_close_keepalive_announces_and_closes(sbx, http):
 
 async def _raw_exchange(sbx, path: str) -> tuple[bytes, bytes]:
     """Send one keep-alive request on a raw socket; return (response, what follows it)."""
-    url, headers, _ = sign(sbx, "GET", sbx.base_url + path)
+    _, headers, _ = sign(sbx, "GET", sbx.base_url + path)
     host_port = sbx.base_url.split("//", 1)[1].split("/", 1)[0]
     host, port = host_port.rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
@@ -85,11 +85,8 @@ async def _raw_exchange(sbx, path: str) -> tuple[bytes, bytes]:
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
-    length = int(
-        next(
-            l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")
-        )
-    )
+    fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line)
+    length = int({k.lower(): v for k, v in fields.items()}[b"content-length"])
     await reader.readexactly(length)
     try:
         after = await asyncio.wait_for(reader.read(1), timeout=0.5)

@@ -89,8 +89,8 @@ async def test_bulk_post_line_items_and_results(sbx, http):
         for e in sbx.app[DISTRICT].views["v1p2"]["enrollments"].values()
         if e["class"]["sourcedId"] == cid and e["role"] == "student"
     )
-    results = json.dumps({"results": [{"sourcedId": "r-1", "score": 9.5,
-                                       "student": {"sourcedId": student, "type": "user"}}]})  # fmt: skip
+    result = {"sourcedId": "r-1", "score": 9.5, "student": {"sourcedId": student, "type": "user"}}
+    results = json.dumps({"results": [result]})
     answer = await call(
         http, sbx, f"{base}/lineItems/bulk-1/results", "POST", body=results.encode(), headers=JSON
     )

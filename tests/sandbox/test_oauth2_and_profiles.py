@@ -9,6 +9,8 @@ import urllib.parse
 
 import pytest
 
+from proxy.sandbox import ALL_SCOPES
+
 from .conftest import assert_imsx, call
 
 V12 = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
@@ -43,9 +45,8 @@ async def test_token_flow(make_sandbox, http, basic):
     status, payload, headers = await _token(http, sbx, basic=basic)
     assert status == 200, payload
     assert payload["token_type"] == "bearer" and payload["expires_in"] == 3600
-    assert set(payload["scope"].split()) == {V12 + s for s in (
-        "roster.readonly", "roster-core.readonly", "roster-demographics.readonly",
-        "resource.readonly", "gradebook.readonly", "gradebook.createput", "gradebook.delete")}  # fmt: skip
+    assert set(payload["scope"].split()) == {V12 + s for s in ALL_SCOPES}
+    assert len(ALL_SCOPES) == 7
     assert headers["Cache-Control"] == "no-store"
     answer = await _bearer(
         http, sbx, payload["access_token"], "/ims/oneroster/rostering/v1p2/users?limit=1"
