@@ -1,15 +1,24 @@
 """The admin listener: ``/metrics``, ``/healthz``, ``/readyz`` and the ``/admin/*`` JSON API.
 
-SPEC.md "Admin listener". ``/admin/*`` needs ``Authorization: Bearer <[admin] token>``,
-compared in constant time; with no admin token configured the API is closed (401). No key,
-secret or token hash is ever returned; a newly issued token is shown once.
+SPEC.md "Admin listener". Everything except the three public probes needs
+``Authorization: Bearer <[admin] token>``, compared in constant time; with no admin token
+configured the API is closed (401). No key, secret or token hash is ever returned; a newly
+issued token is shown once. ``/readyz`` answers 503 while the store is unreachable and from the
+moment a SIGTERM drain begins, so a load balancer stops sending new requests. Each ``/admin/*``
+request is logged (method, path, status; never the Authorization header).
+
+Beyond SPEC's list, ``DELETE /admin/vendors/{vendor}/tokens`` revokes every token of a vendor,
+as ``tokens revoke --all VENDOR`` does.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,8 +30,20 @@ from .config import ConfigError, parse_duration
 from .errors import BadRequest, NotFound, ProxyError, Unauthorized, imsx_body
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger("oneroster_proxy.admin")
+PUBLIC_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+
+
+@dataclass
+class AdminState:
+    """What the admin listener knows beyond the gateway's services: whether a drain began."""
+
+    draining: bool = False
+
+
 GATEWAY = web.AppKey("gateway", web.Application)
 METRICS_TEXT = web.AppKey("metrics_text", Callable[[], bytes])
+STATE = web.AppKey("admin_state", AdminState)
 
 
 def create_admin_app(
@@ -31,8 +52,9 @@ def create_admin_app(
     """The admin app, reading the gateway's services (same process, same runtime)."""
     from .app import SERVICES
 
-    app = web.Application(middlewares=[_admin_errors])
+    app = web.Application(middlewares=[_admin_log, _admin_errors])
     app[GATEWAY] = gateway
+    app[STATE] = AdminState()
     services = gateway[SERVICES]
     app[METRICS_TEXT] = metrics_text or (lambda: generate_latest(services.metrics.registry))
     app.router.add_get("/metrics", metrics)
@@ -44,15 +66,44 @@ def create_admin_app(
     app.router.add_get("/admin/vendors/{vendor}/tokens", list_tokens)
     app.router.add_post("/admin/vendors/{vendor}/tokens", issue_token)
     app.router.add_post("/admin/vendors/{vendor}/tokens/rotate", rotate_tokens)
+    app.router.add_delete("/admin/vendors/{vendor}/tokens", revoke_vendor_tokens)
     app.router.add_delete("/admin/tokens/{token_id}", revoke_token)
     app.router.add_post("/admin/reload", reload)
     return app
 
 
 @web.middleware
+async def _admin_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)  # probes and scrapes every few seconds: not logged
+    started = time.monotonic()
+    status = 0
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        log.info(
+            "admin request",
+            extra={
+                "fields": {
+                    "event": "admin.request",
+                    "method": request.method,
+                    "path": request.path[:256],
+                    "status": status or 499,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 2),
+                }
+            },
+        )
+
+
+@web.middleware
 async def _admin_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        if request.path.startswith("/admin/"):
+        # SECURITY: everything but the public probes needs the admin token, whatever path
+        # spelling reached the router (a prefix check on "/admin/" would let "//admin/..."
+        # variants be judged by routing alone).
+        if request.path not in PUBLIC_PATHS:
             _authorize(request)
         return await handler(request)
     except ProxyError as err:
@@ -114,6 +165,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     services = _services(request)
+    if request.app[STATE].draining:
+        return web.json_response({"status": "draining"}, status=503)
     try:
         await services.store.ping()
     except ProxyError as err:
@@ -140,8 +193,16 @@ def connection_view(conn: Any, now: datetime) -> dict[str, Any]:
         "expired": cfg.expired(now),
         "vendor_authorization": conn.vendor_header is not None,
         "max_connections": conn.district.max_connections,
-        "rate_limit": None,
+        "rate_limit": _rate(conn.district.rate_limit),
     }
+
+
+def _rate(rate: Any) -> str | None:
+    if rate is None:
+        return None
+    unit = {1.0: "s", 60.0: "m", 3600.0: "h"}.get(rate.period)
+    count = int(rate.count) if float(rate.count).is_integer() else rate.count
+    return f"{count}/{unit}" if unit else f"{rate.per_second:g}/s"
 
 
 async def connections(request: web.Request) -> web.Response:
@@ -194,10 +255,18 @@ def _duration(body: dict[str, Any], name: str) -> timedelta | None:
     value = body.get(name)
     if value is None:
         return None
+    if not isinstance(value, str):
+        raise BadRequest(f'{name}: write a duration string such as "24h"')
     try:
         return timedelta(seconds=parse_duration(value))
     except ValueError as exc:
         raise BadRequest(f"{name}: {exc}") from exc
+
+
+def _only(body: dict[str, Any], *allowed: str) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(unknown)}; expected {', '.join(allowed)}")
 
 
 def _vendor(request: web.Request) -> str:
@@ -217,6 +286,7 @@ async def issue_token(request: web.Request) -> web.Response:
     services = _services(request)
     vendor = _vendor(request)
     body = await _json(request)
+    _only(body, "ttl")
     issued = await tokens.issue(
         services.store, vendor, ttl=_duration(body, "ttl"), interface="admin"
     )
@@ -227,14 +297,24 @@ async def rotate_tokens(request: web.Request) -> web.Response:
     services = _services(request)
     vendor = _vendor(request)
     body = await _json(request)
+    _only(body, "grace")
     grace = _duration(body, "grace") or timedelta(0)
     issued, ending = await tokens.rotate(services.store, vendor, grace=grace, interface="admin")
-    if grace == timedelta(0):
-        for token_id in ending:
-            services.authenticator.forget(token_id)
+    # This process sees the new expiry at once; other replicas within cache_ttl.
+    for token_id in ending:
+        services.authenticator.forget(token_id)
     return web.json_response(
         {**tokens.listing(issued.record), "token": issued.token, "ending": ending}, status=201
     )
+
+
+async def revoke_vendor_tokens(request: web.Request) -> web.Response:
+    services = _services(request)
+    vendor = _vendor(request)
+    ids = await tokens.revoke_all(services.store, vendor, interface="admin")
+    for token_id in ids:
+        services.authenticator.forget(token_id)
+    return web.json_response({"vendor": vendor, "revoked": ids})
 
 
 async def revoke_token(request: web.Request) -> web.Response:

@@ -161,7 +161,6 @@ class DistrictConfig:
     max_wait: float = 10.0
     rate_limit: Rate | None = None
     versions: tuple[str, ...] = DEFAULT_VERSIONS
-    tls_verify: bool = True
 
     @property
     def upstream_prefix(self) -> str:
@@ -228,7 +227,6 @@ _SCHEMA: dict[str, set[str]] = {
         "max_wait",
         "rate_limit",
         "versions",
-        "tls_verify",
     },
     "connection": {"vendor", "district", "key", "secret", "scopes", "enabled", "expires"},
 }
@@ -512,7 +510,6 @@ def validate(
             max_wait=r.parsed("max_wait", 10.0, parse_duration),
             rate_limit=r.parsed("rate_limit", None, parse_rate),
             versions=versions,
-            tls_verify=r.boolean("tls_verify", True),
         )
 
     connection_cfgs: dict[str, ConnectionConfig] = {}

@@ -32,6 +32,7 @@ log = logging.getLogger("oneroster_proxy")
 JWT_ISSUER = "oneroster-proxy"
 JWT_AUDIENCE = "oneroster-proxy"
 JWT_ALGORITHM = "HS256"
+JWT_TOKEN_ID = "jwt"  # Principal.token_id of a JWT (opaque tokens carry their store id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +91,13 @@ class Authenticator:
             principal = decode_jwt(value, jwt_keys)
         else:
             raise Unauthorized("unknown token")
-        # SECURITY: a token of a vendor that is no longer configured reaches nothing.
-        if principal.vendor not in vendors:
+        # SECURITY: a token of a vendor that is no longer configured reaches nothing, and
+        # removing a vendor's client_secret ends the JWTs it was issued at once.
+        vendor = vendors.get(principal.vendor)
+        if vendor is None:
             raise Unauthorized("unknown token")
+        if principal.token_id == JWT_TOKEN_ID and not vendor.client_secret:
+            raise Unauthorized("this vendor's client credentials are withdrawn")
         return principal
 
     async def _opaque(self, value: str, now: datetime) -> Principal:
@@ -149,6 +154,8 @@ class Authenticator:
 def encode_jwt(
     vendor: str, scopes: frozenset[str], key: str, *, ttl: float, now: datetime | None = None
 ) -> str:
+    """An HS256 JWT for ``vendor`` (``sub``) narrowed to ``scopes`` (short names, space
+    separated in ``scope``), valid ``ttl`` seconds from ``now``."""
     issued = int((now or datetime.now(UTC)).timestamp())
     claims = {
         "iss": JWT_ISSUER,
@@ -182,5 +189,8 @@ def decode_jwt(value: str, keys: tuple[str, ...]) -> Principal:
             raise Unauthorized("invalid token") from exc
         scope_claim = claims.get("scope", "")
         scopes = frozenset(s for s in str(scope_claim).split() if s in SCOPES)
-        return Principal(vendor=str(claims["sub"]), token_id="jwt", scopes=scopes)
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject:
+            raise Unauthorized("invalid token")
+        return Principal(vendor=subject, token_id=JWT_TOKEN_ID, scopes=scopes)
     raise Unauthorized("invalid token")

@@ -1,13 +1,18 @@
-"""Structured logs: one JSON line per request and per operator action (issue 4 part 6).
+"""Structured logs: one JSON line per request and per operator action (SPEC.md ``serve``;
+issue 4 part 6), or ``key=value`` text with ``--log-format text``.
 
 SECURITY: no line ever carries a token, key, secret or query value (filters carry student
-names): the access line has the path and the *names* of the query parameters only.
+names). The access line is built from safe fields only: the path and the *names* of the query
+parameters. Every other line (operator actions, errors, tracebacks) is scrubbed on its way out
+of anything shaped like a query string, a bearer credential, a vendor token or a JWT, so an
+exception message quoting a URL cannot leak one either.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -16,15 +21,53 @@ from aiohttp import web
 if TYPE_CHECKING:
     from .handler import Exchange
 
+log = logging.getLogger("oneroster_proxy")
 access_log = logging.getLogger("oneroster_proxy.access")
+ACCESS_LOGGER = access_log.name
+_MAX_PATH = 512
+_PARAM_NAME = re.compile(r"^[A-Za-z0-9_.\-\[\]]{1,64}$")
+_SCRUB = (
+    # A query string inside a URL or path: keep the "?" so the reader sees there was one.
+    (re.compile(r"(\?)[^\s'\"<>]+"), r"\1[redacted]"),
+    (re.compile(r"(?i)\b(bearer|basic|oauth)\s+[^\s'\"]+"), r"\1 [redacted]"),
+    (re.compile(r"\borp_([a-z0-9]{12})_[A-Za-z0-9_-]+"), r"orp_\1_[redacted]"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), "[redacted-jwt]"),
+    (re.compile(r"(?i)(secret|password|token|key)=[^\s&'\"]+"), r"\1=[redacted]"),
+)
+
+
+def scrub(text: str) -> str:
+    """``text`` without anything shaped like a credential or a query value."""
+    for pattern, replacement in _SCRUB:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, list | tuple):
+        return [_scrub_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrub_value(v) for k, v in value.items()}
+    return value
+
+
+def query_names(query_string: str) -> list[str]:
+    """The parameter names of a raw query string; anything not shaped like a name is ``?``
+    (a bare ``?Jane+Doe`` would otherwise put a value in the log)."""
+    names = set()
+    for part in query_string.split("&"):
+        if part:
+            name = part.partition("=")[0]
+            names.add(name if _PARAM_NAME.match(name) else "?")
+    return sorted(names)
 
 
 def log_exchange(request: web.Request, ex: Exchange, elapsed: float) -> None:
     if not access_log.isEnabledFor(logging.INFO):
         return
-    # SECURITY: never a query value (filters carry student names) nor a token: only the
-    # path and the names of the query parameters.
-    names = sorted({part.partition("=")[0] for part in request.query_string.split("&") if part})
+    path = request.path
     access_log.info(
         "request",
         extra={
@@ -34,8 +77,8 @@ def log_exchange(request: web.Request, ex: Exchange, elapsed: float) -> None:
                 "app": ex.app_id,
                 "district": ex.district,
                 "method": ex.method,
-                "path": request.path if len(request.path) < 512 else request.path[:512] + "...",
-                "query_params": names,
+                "path": path if len(path) <= _MAX_PATH else path[:_MAX_PATH] + "...",
+                "query_params": query_names(request.query_string),
                 "status": ex.status,
                 "upstream_status": ex.upstream_status,
                 "duration_ms": round(elapsed * 1000, 2),
@@ -47,6 +90,21 @@ def log_exchange(request: web.Request, ex: Exchange, elapsed: float) -> None:
     )
 
 
+def log_action(message: str, **fields: Any) -> None:
+    """One line for an operator action (token issue/rotate/revoke, reload). ``fields`` name
+    ids, never secrets; ``event`` says what happened, ``interface`` through what."""
+    log.info(message, extra={"fields": fields})
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any] | None:
+    fields = getattr(record, "fields", None)
+    if not isinstance(fields, dict):
+        return None
+    if record.name == ACCESS_LOGGER:
+        return fields  # built from safe values only (see log_exchange)
+    return {k: _scrub_value(v) for k, v in fields.items()}
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and structured ``fields``."""
 
@@ -55,31 +113,45 @@ class JsonFormatter(logging.Formatter):
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": scrub(record.getMessage()),
         }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
+        fields = _fields(record)
+        if fields:
             payload.update(fields)
         if record.exc_info:
-            payload["exc"] = self.formatException(record.exc_info)
+            payload["exc"] = scrub(self.formatException(record.exc_info))
         return json.dumps(payload, default=str)
 
 
 class TextFormatter(logging.Formatter):
+    """``time level message key=value ...`` for humans (``--log-format text``)."""
+
     def format(self, record: logging.LogRecord) -> str:
-        base = f"{self.formatTime(record)} {record.levelname.lower():7} {record.getMessage()}"
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            base += " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        stamp = self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z"
+        base = f"{stamp} {record.levelname.lower():7} {scrub(record.getMessage())}"
+        fields = _fields(record)
+        if fields:
+            base += " " + " ".join(
+                f"{k}={_text(v)}" for k, v in fields.items() if v is not None and v != []
+            )
         if record.exc_info:
-            base += "\n" + self.formatException(record.exc_info)
+            base += "\n" + scrub(self.formatException(record.exc_info))
         return base
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value) if (" " in value or not value) else value
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def setup_logging(fmt: str = "json", level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
+    formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
+    formatter.converter = time.gmtime  # type: ignore[assignment]
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -1,14 +1,28 @@
 """Every ``oneroster_proxy_*`` Prometheus collector (SPEC.md "Metrics"), on an injected registry.
 
-Label values are bounded: ``resource`` is a collection name from ``proxy.scopes`` or
-``other``; ``vendor``/``district`` come from the config, never from the request, and are
-``-`` when the request never got that far (unknown token, unknown appId).
+Label values are bounded, so a scanner cannot grow the series count: ``resource`` is a
+collection name from ``proxy.scopes`` or ``other``; ``vendor``/``district`` come from the
+config, never from the request, and are ``-`` when the request never got that far (unknown
+token, unknown appId); ``method`` is one of the HTTP methods below or ``other``; ``code`` is a
+three-digit status.
+
+One metric beyond SPEC's list: ``connection_expiry_timestamp_seconds{app,district}``, the end
+of each connection's ``expires`` day (UTC) as a Unix time, set from the config at start and on
+every reload, so an alert can fire 30 days before a district connection lapses
+(``config/prometheus-alerts.yml``). Connections without ``expires`` have no series.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+if TYPE_CHECKING:
+    from .config import Config
+
+PREFIX = "oneroster_proxy_"
 # A proxy's latencies: from a cached, local answer (~1 ms) to a slow district page (30 s).
 DURATION_BUCKETS = (
     0.001,
@@ -28,13 +42,42 @@ DURATION_BUCKETS = (
     30.0,
 )
 UNKNOWN = "-"
+OTHER = "other"
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label: a standard HTTP method, or ``other``."""
+    # SECURITY: aiohttp accepts any token as a method; each distinct one would be a new series.
+    return method if method in KNOWN_METHODS else OTHER
+
+
+def code_label(code: str) -> str:
+    return code if len(code) == 3 and code.isdigit() else OTHER
+
+
+class _RequestCounter(Counter):
+    """``requests_total`` whose ``method`` and ``code`` labels are bounded whoever calls it."""
+
+    def labels(self, *labelvalues: Any, **labelkwargs: Any) -> Any:
+        if labelvalues and len(labelvalues) == 5:
+            vendor, district, resource, method, code = labelvalues
+            labelvalues = (vendor, district, resource, method_label(str(method)),
+                           code_label(str(code)))
+        if "method" in labelkwargs:
+            labelkwargs["method"] = method_label(str(labelkwargs["method"]))
+        if "code" in labelkwargs:
+            labelkwargs["code"] = code_label(str(labelkwargs["code"]))
+        return super().labels(*labelvalues, **labelkwargs)
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
+        self.requests = _RequestCounter(
             "oneroster_proxy_requests_total",
             "Requests answered by the gateway.",
             ["vendor", "district", "resource", "method", "code"],
@@ -98,5 +141,22 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.connection_expiry = Gauge(
+            "oneroster_proxy_connection_expiry_timestamp_seconds",
+            "End of a connection's last valid day (its config 'expires', UTC), as a Unix time.",
+            ["app", "district"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         for result in ("ok", "error"):
             self.config_reloads.labels(result)
+
+    def set_connections(self, config: Config) -> None:
+        """Expiry series for ``config``'s connections (at start and after every reload)."""
+        self.connection_expiry.clear()
+        for app_id, conn in config.connections.items():
+            if conn.expires is None:
+                continue
+            # ``expires`` is inclusive: the connection works through that whole day, UTC.
+            end = datetime.combine(conn.expires, time(0), tzinfo=UTC) + timedelta(days=1)
+            self.connection_expiry.labels(app_id, conn.district).set(end.timestamp())

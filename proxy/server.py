@@ -1,9 +1,15 @@
 """Running the proxy: the gateway and admin listeners, SIGHUP reload, SIGTERM drain.
 
 SPEC.md ``serve``: SIGTERM stops accepting, lets in-flight requests (long streams included)
-finish within ``[server] drain_timeout``, closes upstream sessions and exits 0. SIGHUP (and
-``POST /admin/reload``) validates the config file again; a valid one is swapped in atomically,
-an invalid one is logged and the old one kept, and ``config_reloads_total{result}`` counts both.
+finish within ``[server] drain_timeout``, cuts whatever still runs then, closes upstream
+sessions and exits 0. While the gateway drains, the admin listener stays up with ``/readyz``
+answering 503, so probes and scrapes see the drain rather than a refused connection.
+
+SIGHUP (and ``POST /admin/reload``) validates the config file again; a valid one is swapped in
+atomically (requests in flight keep the runtime they started with), an invalid one is logged
+and the old one kept, and ``config_reloads_total{result}`` counts both. Settings bound when the
+listeners started (listen addresses, the store URL, request size limits) need a restart: a
+reload that changes them applies the rest and logs a warning naming each.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from . import config as config_mod
-from .admin import create_admin_app
+from .admin import STATE, create_admin_app
 from .app import SERVICES, create_app, swap_runtime
 from .config import Config, Listen
 from .errors import ConfigError, ProxyError
@@ -56,8 +62,16 @@ async def reload_config(gateway: web.Application, *, interface: str) -> Config:
             )
             await _audit(gateway, interface, "error", {"problems": err.problems})
             raise
+        old = services.runtime.current.config
         swap_runtime(gateway, new)
         services.metrics.config_reloads.labels("ok").inc()
+        services.metrics.set_connections(new)
+        for key in restart_only_changes(old, new):
+            log.warning(
+                "config reload: %s changed; it applies after a restart",
+                key,
+                extra={"fields": {"event": "config.reload", "key": key}},
+            )
         log.info(
             "config reloaded",
             extra={
@@ -73,6 +87,19 @@ async def reload_config(gateway: web.Application, *, interface: str) -> Config:
             log.warning("config warning: %s", warning)
         await _audit(gateway, interface, "ok", {"connections": len(new.connections)})
         return new
+
+
+def restart_only_changes(old: Config, new: Config) -> list[str]:
+    """Key paths whose new value a reload cannot apply (bound when the listeners started)."""
+    pairs = {
+        "server.listen": (old.server.listen, new.server.listen),
+        "server.max_body": (old.server.max_body, new.server.max_body),
+        "server.max_line": (old.server.max_line, new.server.max_line),
+        "server.max_headers": (old.server.max_headers, new.server.max_headers),
+        "admin.listen": (old.admin.listen, new.admin.listen),
+        "store.url": (old.store.url, new.store.url),
+    }
+    return [key for key, (a, b) in pairs.items() if a != b]
 
 
 async def _audit(gateway: web.Application, interface: str, result: str, detail: dict) -> None:
@@ -108,13 +135,19 @@ class Running:
     admin_runner: web.AppRunner | None
     gateway_port: int
     admin_port: int | None
+    admin: web.Application | None = None
 
     async def stop(self, drain_timeout: float) -> None:
-        # AppRunner.cleanup stops listening first, then waits for handlers up to the
-        # shutdown_timeout given to the runner (drain_timeout), then closes the app.
+        """Drain the gateway for up to ``drain_timeout`` seconds, then close everything."""
+        if self.admin is not None:
+            self.admin[STATE].draining = True
+        # AppRunner.cleanup closes the listening socket first (new connections are refused),
+        # closes idle keep-alive connections, waits up to its shutdown_timeout for handlers in
+        # flight, cancels the rest, then runs cleanup_ctx (upstream sessions, the store).
+        self.gateway_runner._shutdown_timeout = drain_timeout
+        await self.gateway_runner.cleanup()
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
-        await self.gateway_runner.cleanup()
 
 
 async def start(
@@ -127,6 +160,7 @@ async def start(
     """Start both listeners for ``config`` (sockets may be pre-bound, e.g. by --workers)."""
     store = open_store(config.store.url)
     gateway = create_app(config, store)
+    gateway[SERVICES].metrics.set_connections(config)
     runner = web.AppRunner(
         gateway,
         access_log=None,
@@ -148,7 +182,7 @@ async def start(
     asock = admin_sock or bind_socket(config.admin.listen)
     await web.SockSite(admin_runner, asock).start()
     admin_port = asock.getsockname()[1]
-    return Running(gateway, runner, admin_runner, gateway_port, admin_port)
+    return Running(gateway, runner, admin_runner, gateway_port, admin_port, admin)
 
 
 async def serve(config: Config, *, ready: asyncio.Event | None = None, **kwargs: object) -> int:
@@ -180,10 +214,24 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, **kwargs:
     if ready is not None:
         ready.set()
     await stop.wait()
-    log.info("draining", extra={"fields": {"drain_timeout": config.server.drain_timeout}})
-    drain = running.gateway[SERVICES].runtime.current.config.server.drain_timeout
+    services = running.gateway[SERVICES]
+    drain = services.runtime.current.config.server.drain_timeout
+    log.info(
+        "draining",
+        extra={
+            "fields": {
+                "event": "drain",
+                "drain_timeout": drain,
+                "inflight": int(services.metrics.inflight._value.get()),
+            }
+        },
+    )
+    started = loop.time()
     await running.stop(drain)
-    log.info("stopped")
+    log.info(
+        "stopped",
+        extra={"fields": {"event": "stopped", "drained_s": round(loop.time() - started, 3)}},
+    )
     return 0
 
 

@@ -16,6 +16,7 @@ import string
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from .logs import log_action
 from .store.base import AuditEvent, Store, TokenRecord
 
 PREFIX = "orp_"
@@ -81,6 +82,14 @@ async def issue(store: Store, vendor: str, *, ttl: timedelta | None, interface: 
             detail={"ttl_seconds": ttl.total_seconds() if ttl else None},
         )
     )
+    log_action(
+        "token issued",
+        event="token.issue",
+        interface=interface,
+        vendor=vendor,
+        token_id=issued.record.id,
+        expires=_iso(issued.record.expires),
+    )
     return issued
 
 
@@ -100,6 +109,15 @@ async def rotate(
             detail={"grace_seconds": grace.total_seconds(), "ending": ended},
         )
     )
+    log_action(
+        "token rotated",
+        event="token.rotate",
+        interface=interface,
+        vendor=vendor,
+        token_id=issued.record.id,
+        grace_s=grace.total_seconds(),
+        ending=ended,
+    )
     return issued, ended
 
 
@@ -118,6 +136,13 @@ async def revoke(store: Store, token_id: str, *, interface: str) -> TokenRecord 
             token_id=token_id,
         )
     )
+    log_action(
+        "token revoked",
+        event="token.revoke",
+        interface=interface,
+        vendor=record.vendor,
+        token_id=token_id,
+    )
     return record
 
 
@@ -133,17 +158,29 @@ async def revoke_all(store: Store, vendor: str, *, interface: str) -> list[str]:
             detail={"token_ids": ids},
         )
     )
+    log_action(
+        "vendor tokens revoked",
+        event="token.revoke_all",
+        interface=interface,
+        vendor=vendor,
+        token_ids=ids,
+    )
     return ids
 
 
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+LISTING_FIELDS = ("id", "vendor", "prefix", "created", "expires", "last_used")
+
+
 def listing(record: TokenRecord) -> dict[str, str | None]:
-    """The fields of ``tokens list --json`` and the admin API: never the secret or its hash."""
-
-    def iso(value: datetime | None) -> str | None:
-        if value is None:
-            return None
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
+    """The fields of ``tokens list --json`` and the admin API, exactly SPEC's: never the secret
+    or its hash. A revoked token's ``expires`` is the moment it was revoked (when it stopped
+    working), so the list needs no field SPEC does not name."""
     expires = record.expires
     if record.revoked is not None and (expires is None or record.revoked < expires):
         expires = record.revoked
@@ -151,8 +188,17 @@ def listing(record: TokenRecord) -> dict[str, str | None]:
         "id": record.id,
         "vendor": record.vendor,
         "prefix": record.prefix,
-        "created": iso(record.created),
-        "expires": iso(expires),
-        "revoked": iso(record.revoked),
-        "last_used": iso(record.last_used),
+        "created": _iso(record.created),
+        "expires": _iso(expires),
+        "last_used": _iso(record.last_used),
     }
+
+
+def status(record: TokenRecord, now: datetime | None = None) -> str:
+    """``active``, ``expired`` or ``revoked``, for the human-readable list."""
+    now = now or now_utc()
+    if record.revoked is not None and record.revoked <= now:
+        return "revoked"
+    if record.expires is not None and now >= record.expires:
+        return "expired"
+    return "active"

@@ -123,10 +123,12 @@ async def token(request: web.Request) -> web.Response:
     vendor = None
     for client_id, secret in candidates:
         cfg = config.vendors.get(client_id)
-        # SECURITY: constant-time comparison; a vendor without client_secret has no grant.
+        # SECURITY: constant-time comparison; a vendor without a (non-empty) client_secret has
+        # no grant, so an empty secret never matches an empty setting.
         if (
             cfg is not None
-            and cfg.client_secret is not None
+            and cfg.client_secret
+            and secret
             and hmac.compare_digest(cfg.client_secret.encode(), secret.encode())
         ):
             vendor = cfg
@@ -137,6 +139,8 @@ async def token(request: web.Request) -> web.Response:
     request[EXCHANGE].vendor = vendor.name
 
     grant = form.get("grant_type")
+    if not grant:
+        return _oauth_error(400, "invalid_request", "grant_type is required")
     if grant != "client_credentials":
         return _oauth_error(
             400, "unsupported_grant_type", "only grant_type=client_credentials is supported"

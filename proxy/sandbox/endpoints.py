@@ -28,6 +28,8 @@ COLLECTIONS: dict[str, tuple[str, str, str]] = {
     "students": ("users", "users", "user"),
     "teachers": ("users", "users", "user"),
     "categories": ("categories", "categories", "category"),
+    # Some 1.1 districts name the categories collection lineItemCategories (SPEC lists both).
+    "lineItemCategories": ("categories", "categories", "category"),
     "lineItems": ("lineItems", "lineItems", "lineItem"),
     "results": ("results", "results", "result"),
     "scoreScales": ("scoreScales", "scoreScales", "scoreScale"),
@@ -138,7 +140,9 @@ def _rostering() -> list[Endpoint]:
 
 
 def _v1p1() -> list[Endpoint]:
-    gradebook = _collections("gradebook", ["categories", "lineItems", "results"], writable=True)
+    gradebook = _collections(
+        "gradebook", ["categories", "lineItemCategories", "lineItems", "results"], writable=True
+    )
     gradebook += [
         _rel("gradebook", "classes/{id}/lineItems", "lineItems"),
         _rel("gradebook", "classes/{id}/results", "results"),

@@ -13,6 +13,7 @@ import asyncio
 import signal
 import socket
 import sys
+import textwrap
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -94,7 +95,12 @@ until Ctrl-C."""
 
 def _epilog() -> str:
     lines = ["profiles:"]
-    lines += [f"  {name:<17} {text}" for name, text in PROFILES.items()]
+    for name, text in PROFILES.items():
+        lines.append(
+            textwrap.fill(
+                text, width=92, initial_indent=f"  {name:<17} ", subsequent_indent=" " * 20
+            )
+        )
     lines += [
         "",
         "switches that break one thing on purpose:",
