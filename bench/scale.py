@@ -125,6 +125,28 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes and their descendants: unlike req/s, barely
+    moved by whatever else the machine is doing."""
+    ticks = 0
+    for pid in (p for root in pids for p in _tree(root)):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 # -- the upstream -----------------------------------------------------------------------------
 
 
@@ -228,7 +250,8 @@ def write_config(path: Path, upstream: Upstream, store_url: str, *, connections:
     scopes = ", ".join(json.dumps(s) for s in SCOPES)
     for c in range(connections):
         lines += [
-            f"[connections.app-{c}]", f'vendor = "v{c % vendors}"', f'district = "d{c % districts}"',
+            f"[connections.app-{c}]", f'vendor = "v{c % vendors}"',
+            f'district = "d{c % districts}"',
             f"key = {json.dumps(upstream.key)}", f"secret = {json.dumps(upstream.secret)}",
             f"scopes = [{scopes}]", "",
         ]
@@ -256,8 +279,8 @@ def start_proxy(procs: Procs, config: Path, workers: int = 1) -> Proxy:
 
 def issue_token(config: Path, vendor: str = "v0") -> str:
     done = subprocess.run([*CLI, "tokens", "issue", vendor, "--config", str(config)], cwd=ROOT,
-                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                          check=False)
+                          capture_output=True, text=True, check=False,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     if done.returncode != 0:
         raise RuntimeError(f"tokens issue failed: {done.stderr.strip()}")
     return done.stdout.strip().splitlines()[-1]
@@ -272,6 +295,8 @@ class Load:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    cpu_us_per_req: float = 0.0
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -306,16 +331,19 @@ def parse_wrk(out: str) -> Load:
     if non2xx:
         errors += int(non2xx.group(1))
     return Load(float(find(r"^Requests/sec:\s+([\d.]+)")), _ms(find(r"^\s+50%\s+(\S+)")),
-                _ms(find(r"^\s+99%\s+(\S+)")), errors)
+                _ms(find(r"^\s+99%\s+(\S+)")), errors, int(find(r"^\s+(\d+) requests in")))
 
 
-def load(targets: list[tuple[str, str]], duration: float, connections: int) -> Load:
-    """One wrk per (url, token), all at once; req/s summed, the worst p50/p99."""
+def load(targets: list[tuple[str, str]], duration: float, connections: int,
+         pids: list[int]) -> Load:
+    """One wrk per (url, token), all at once; req/s summed, the worst p50/p99, and the CPU
+    time ``pids`` (and their children) spent per request."""
     for url, token in targets:  # warm up: token cache, upstream keep-alive, signer
         req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(req, timeout=10) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"{url}: {resp.status}")
+    cpu_before = cpu_seconds(pids)
     runs = [subprocess.Popen(wrk_argv(url, token, duration, connections),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for url, token in targets]
@@ -325,8 +353,11 @@ def load(targets: list[tuple[str, str]], duration: float, connections: int) -> L
         if run.returncode != 0:
             raise RuntimeError(f"wrk failed: {err or out}")
         results.append(parse_wrk(out))
+    cpu = cpu_seconds(pids) - cpu_before
+    requests = sum(r.requests for r in results)
     return Load(sum(r.rps for r in results), max(r.p50_ms for r in results),
-                max(r.p99_ms for r in results), sum(r.errors for r in results))
+                max(r.p99_ms for r in results), sum(r.errors for r in results), requests,
+                cpu / max(1, requests) * 1e6)
 
 
 # -- the parts --------------------------------------------------------------------------------
@@ -348,13 +379,14 @@ def part_workers(procs: Procs, upstream: Upstream, args: argparse.Namespace) -> 
         config = write_config(tmp / f"w{workers}.toml", upstream, f"sqlite://{tmp}/store.db")
         token = issue_token(config)
         proxy = start_proxy(procs, config, workers)
-        result = load([(proxy.url(), token)], args.duration, args.connections)
+        result = load([(proxy.url(), token)], args.duration, args.connections, [proxy.proc.pid])
         rss = rss_mb(proxy.proc.pid)
         procs.stop(proxy.proc)
         base = base or result.rps
         rows.append(Row("a workers", f"--workers {workers}", {
             "req/s": f"{result.rps:,.0f}", "x": f"{result.rps / base:.2f}",
             "p50 ms": f"{result.p50_ms:.2f}", "p99 ms": f"{result.p99_ms:.2f}",
+            "CPU µs/req": f"{result.cpu_us_per_req:.0f}",
             "errors": str(result.errors), "RSS MB": f"{rss:.0f}",
             "ready s": f"{proxy.startup_s:.2f}",
         }))
@@ -375,14 +407,15 @@ def part_replicas(procs: Procs, upstream: Upstream, args: argparse.Namespace) ->
             token = issue_token(configs[0])  # one store: the token works on every replica
             proxies = [start_proxy(procs, c) for c in configs]
             per = max(1, args.connections // replicas)
-            result = load([(p.url(), token) for p in proxies], args.duration, per)
+            result = load([(p.url(), token) for p in proxies], args.duration, per,
+                          [p.proc.pid for p in proxies])
             for p in proxies:
                 procs.stop(p.proc)
             base = base or result.rps
             rows.append(Row("b replicas", f"{replicas} on one redis", {
                 "req/s": f"{result.rps:,.0f}", "x": f"{result.rps / base:.2f}",
                 "p50 ms": f"{result.p50_ms:.2f}", "p99 ms": f"{result.p99_ms:.2f}",
-                "errors": str(result.errors),
+                "CPU µs/req": f"{result.cpu_us_per_req:.0f}", "errors": str(result.errors),
             }))
     return rows
 
@@ -401,13 +434,14 @@ def part_connections(procs: Procs, upstream: Upstream, args: argparse.Namespace)
         token = issue_token(config)
         proxy = start_proxy(procs, config)
         rss_ready = rss_mb(proxy.proc.pid)
-        result = load([(proxy.url("app-0"), token)], args.duration, args.connections)
+        result = load([(proxy.url("app-0"), token)], args.duration, args.connections,
+                      [proxy.proc.pid])
         procs.stop(proxy.proc)
         rows.append(Row("c connections", f"{count:,} connections", {
             "ready s": f"{proxy.startup_s:.2f}", "validate s": f"{validate_s:.2f}",
             "RSS MB": f"{rss_ready:.0f}", "req/s": f"{result.rps:,.0f}",
             "p50 ms": f"{result.p50_ms:.2f}", "p99 ms": f"{result.p99_ms:.2f}",
-            "errors": str(result.errors),
+            "CPU µs/req": f"{result.cpu_us_per_req:.0f}", "errors": str(result.errors),
         }))
     return rows
 
@@ -424,7 +458,8 @@ async def _fill_and_time(store_url: str, count: int, samples: int) -> tuple[floa
         started = time.monotonic()
         batch = 16  # concurrent inserts: within the redis store's connection pool
         for start in range(0, count, batch):
-            issued = [tokens.new_token(f"v{i % 100}") for i in range(start, min(count, start + batch))]
+            stop = min(count, start + batch)
+            issued = [tokens.new_token(f"v{i % 100}") for i in range(start, stop)]
             await asyncio.gather(*(store.add_token(t.record) for t in issued))
             ids += [t.record.id for t in issued]
         fill = time.monotonic() - started
@@ -471,11 +506,13 @@ def part_tokens(procs: Procs, upstream: Upstream, args: argparse.Namespace) -> l
                 token = issue_token(config)
                 proxy = start_proxy(procs, config)
                 scrape = _scrape_ms(proxy.admin_port)
-                result = load([(proxy.url(), token)], args.duration, args.connections)
+                result = load([(proxy.url(), token)], args.duration, args.connections,
+                              [proxy.proc.pid])
                 procs.stop(proxy.proc)
                 rows.append(Row("d tokens", f"{backend}, {count:,} tokens", {
                     "get_token p50 µs": f"{p50:.0f}", "get_token p99 µs": f"{p99:.0f}",
                     "req/s": f"{result.rps:,.0f}", "p99 ms": f"{result.p99_ms:.2f}",
+                    "CPU µs/req": f"{result.cpu_us_per_req:.0f}",
                     "/metrics ms": f"{scrape:.1f}", "fill s": f"{fill:.1f}",
                     "errors": str(result.errors),
                 }))

@@ -197,6 +197,9 @@ def _tokens(args: argparse.Namespace) -> int:
         return 0
     if action == "revoke":
         if args.all_vendor:
+            if args.token_id:
+                print("give either a TOKEN_ID or --all VENDOR, not both", file=sys.stderr)
+                return 2
             _known_vendor(config, args.all_vendor)
             ids = _with_store(
                 config, lambda s: tokens.revoke_all(s, args.all_vendor, interface="cli")
@@ -205,6 +208,10 @@ def _tokens(args: argparse.Namespace) -> int:
             return 0
         if not args.token_id:
             print("give a TOKEN_ID or --all VENDOR", file=sys.stderr)
+            return 2
+        if not tokens.ID_RE.fullmatch(args.token_id):
+            # A whole token pasted by mistake would be echoed below; never print one.
+            print("TOKEN_ID is the 12-character id shown by 'tokens list'", file=sys.stderr)
             return 2
         record = _with_store(config, lambda s: tokens.revoke(s, args.token_id, interface="cli"))
         if record is None:
@@ -218,7 +225,10 @@ def _tokens(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
-            _print_table(rows, ["id", "vendor", "prefix", "created", "expires", "last_used"])
+            now = tokens.now_utc()
+            table = [{**row, "status": tokens.status(r, now)} for row, r in
+                     zip(rows, records, strict=True)]
+            _print_table(table, [*tokens.LISTING_FIELDS, "status"])
         return 0
     raise AssertionError(action)
 
@@ -280,7 +290,7 @@ def _audit(args: argparse.Namespace) -> int:
     events = _with_store(config, lambda s: s.list_audit())
     rows = [
         {
-            "at": e.at.isoformat().replace("+00:00", "Z"),
+            "at": tokens.iso_utc(e.at),
             "action": e.action,
             "interface": e.interface,
             "vendor": e.vendor,

@@ -1,61 +1,381 @@
 """Protecting districts: per-district concurrency cap, rate limits, circuit breaking.
 
-SPEC.md config keys ``max_connections``, ``max_wait``, ``rate_limit`` (vendor and district);
-statuses 429 (vendor over its rate, ``Retry-After``) and 503 (district slots busy for
-``max_wait``, or district rate exhausted, ``Retry-After``).
+SPEC.md config keys ``max_connections``, ``max_wait``, ``rate_limit`` (vendor and district) and
+the status table: 429 (vendor over its ``rate_limit``, ``Retry-After``), 503 (district slots
+busy for ``max_wait``, district rate exhausted, or its circuit open; ``Retry-After``).
+
+Where each limit lives (THREAT_MODEL.md repeats this for operators):
+
+* **Concurrency cap** (``max_connections``): a per-process FIFO queue (``FairSlots``) in front,
+  so one process never holds or polls for more slots than it could use, and behind it a slot in
+  the store (``Store.acquire_slot``, one holder id per request, a ttl renewed while the request
+  runs as a guard against crashed processes). Every process using one store (``--workers N`` on
+  one sqlite file, replicas on one redis) therefore shares one cap. A process waiting for a
+  store slot polls with a growing backoff; across processes the order is first-come by poll,
+  not strict FIFO.
+* **Rate limits**: token buckets in the store (``Store.take_tokens``), shared the same way. A
+  process remembers "that bucket is empty until t" and refuses locally until t, so a vendor
+  hammering past its limit costs no store round-trip per refused request.
+* **Circuit breaker**: per process, in memory. Each worker/replica opens on its own failures;
+  a failing district is seen failing by all of them within a few requests, and a per-process
+  breaker cannot be wedged open by another process.
+
+If the store cannot be reached, limits fail open to the per-process parts (each process still
+caps a district at ``max_connections``; rate limits are not enforced) and a warning is logged at
+most once a minute: a redis outage must not turn into an outage of every district.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+import math
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .config import DistrictConfig, VendorConfig
-from .errors import ServiceUnavailable
+from .config import DistrictConfig, Rate, VendorConfig
+from .errors import ServiceUnavailable, StoreUnavailable, TooManyRequests
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+    from .store.base import Store
+
+log = logging.getLogger("oneroster_proxy")
+
+#: Consecutive connect failures/timeouts that open a district's circuit.
+CIRCUIT_FAILURES = 5
+#: Seconds an open circuit fails fast before letting one probe through.
+CIRCUIT_COOLDOWN = 30.0
+#: Lifetime of a store slot without renewal: what a crashed process can hold a slot for.
+SLOT_TTL = 30.0
+#: Backoff bounds while polling the store for a free slot (seconds).
+POLL_MIN = 0.005
+POLL_MAX = 0.1
+#: At most one "store unavailable" warning per this many seconds.
+WARN_EVERY = 60.0
+
+
+class FairSlots:
+    """A FIFO counting semaphore with a bounded wait: the first to queue is the first served."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self, timeout: float) -> bool:
+        """Take a slot within ``timeout`` seconds; False if none came free in time."""
+        if self.held < self.limit and not self._waiters:
+            self.held += 1
+            return True
+        if timeout <= 0:
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+        except TimeoutError:
+            return self._gave_up(waiter)
+        except BaseException:
+            self._gave_up(waiter)
+            raise
+        return True
+
+    def _gave_up(self, waiter: asyncio.Future[None]) -> bool:
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(waiter)
+        if waiter.done() and not waiter.cancelled():
+            # The slot was handed over just as the wait ended: pass it on, or nobody gets it.
+            self.release()
+        return False
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes to the next in line; held unchanged
+                return
+        self.held -= 1
+
+
+@dataclass(slots=True)
+class Circuit:
+    """One district's breaker: closed -> open (after ``failures`` in a row) -> half-open
+    (after the cool-down; one probe) -> closed on success, open again on failure."""
+
+    failures: int = 0
+    opened_at: float | None = None
+    probe_until: float | None = None  # a probe is in flight until then (its deadline)
+
+    def state(self, now: float, cooldown: float) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "open" if now < self.opened_at + cooldown else "half-open"
 
 
 class Limits:
-    """Per-process limits; one per app, kept across config reloads."""
+    """Every limit of one app; kept across config reloads (keyed by vendor/district name).
 
-    def __init__(self) -> None:
-        self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
+    ``circuit_failures`` and ``circuit_cooldown`` are read on every request, so an operator (or
+    a test) may change them on a running instance.
+    """
+
+    def __init__(
+        self,
+        metrics: Metrics | None = None,
+        store: Store | None = None,
+        *,
+        circuit_failures: int = CIRCUIT_FAILURES,
+        circuit_cooldown: float = CIRCUIT_COOLDOWN,
+        slot_ttl: float = SLOT_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.metrics = metrics
+        self.store = store
+        self.circuit_failures = circuit_failures
+        self.circuit_cooldown = circuit_cooldown
+        self.slot_ttl = slot_ttl
+        self._clock = clock
+        self._slots: dict[str, FairSlots] = {}
+        self._circuits: dict[str, Circuit] = {}
+        # Bucket key -> clock time before which it is known to be empty.
+        self._empty_until: dict[str, float] = {}
+        self._warned_at = -math.inf
+
+    # -- rate limits ----------------------------------------------------------------------------
 
     async def vendor(self, vendor: VendorConfig) -> None:
-        """Raise TooManyRequests when ``vendor`` is over its ``rate_limit``."""
+        """Raise TooManyRequests (429) when ``vendor`` is over its ``rate_limit``, counted over
+        all its tokens and JWTs (the bucket is keyed by vendor name)."""
+        if vendor.rate_limit is None:
+            return
+        wait = await self._take(f"vendor:{vendor.name}", vendor.rate_limit)
+        if wait > 0:
+            raise TooManyRequests(
+                f"vendor {vendor.name} is over its rate limit", retry_after=wait
+            )
+
+    async def _take(self, key: str, rate: Rate) -> float:
+        """Take one token from bucket ``key``: 0.0, or the seconds until one is there."""
+        now = self._clock()
+        # The rate is part of the local key: a reload that changes the rate must not keep
+        # refusing on what the old rate predicted.
+        local = f"{key}|{rate.per_second}|{rate.burst}"
+        until = self._empty_until.get(local)
+        if until is not None:
+            if now < until:
+                return until - now
+            del self._empty_until[local]
+        if self.store is None:
+            return 0.0
+        try:
+            wait = await self.store.take_tokens(key, rate.per_second, rate.burst)
+        except StoreUnavailable as exc:
+            self._warn(exc)
+            return 0.0
+        if wait > 0:
+            self._empty_until[local] = self._clock() + wait
+        return wait
+
+    # -- concurrency cap ------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def district(self, district: DistrictConfig) -> AsyncIterator[None]:
-        """Hold one of the district's ``max_connections`` slots for the whole exchange."""
-        if district.max_connections is None:
+        """Hold one of the district's ``max_connections`` slots for the whole exchange (head
+        and body); wait for one in FIFO order up to ``max_wait``, then 503 + Retry-After."""
+        limit = district.max_connections
+        if limit is None:
             yield
             return
-        current = self._slots.get(district.name)
-        if current is None or current[0] != district.max_connections:
-            current = (district.max_connections, asyncio.Semaphore(district.max_connections))
-            self._slots[district.name] = current
-        semaphore = current[1]
+        deadline = self._clock() + district.max_wait
+        local = self._local_slots(district.name, limit)
+        if not await local.acquire(district.max_wait):
+            raise self._busy(district)
         try:
-            await asyncio.wait_for(semaphore.acquire(), district.max_wait)
-        except TimeoutError as exc:
-            raise ServiceUnavailable(
-                "the district is busy: all of its connection slots stayed in use",
-                retry_after=max(1.0, district.max_wait / 2),
-            ) from exc
+            async with self._store_slot(district, limit, deadline):
+                yield
+        finally:
+            local.release()
+
+    def _local_slots(self, name: str, limit: int) -> FairSlots:
+        slots = self._slots.get(name)
+        if slots is None or slots.limit != limit:
+            # A reload changed the limit: new requests queue on a new semaphore; those holding
+            # the old one release it as they finish.
+            slots = self._slots[name] = FairSlots(limit)
+        return slots
+
+    @contextlib.asynccontextmanager
+    async def _store_slot(
+        self, district: DistrictConfig, limit: int, deadline: float
+    ) -> AsyncIterator[None]:
+        store = self.store
+        if store is None:
+            yield
+            return
+        key = f"district:{district.name}"
+        holder = uuid.uuid4().hex
+        held = await self._poll_slot(store, key, limit, holder, deadline)
+        if held is None:
+            raise self._busy(district)
+        renewer = None
+        if held:
+            renewer = asyncio.get_running_loop().create_task(
+                self._renew(store, key, limit, holder)
+            )
         try:
             yield
         finally:
-            semaphore.release()
+            if renewer is not None:
+                renewer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewer
+            if held:
+                try:
+                    await store.release_slot(key, holder)
+                except StoreUnavailable as exc:
+                    self._warn(exc)  # the slot's ttl frees it
 
-    async def before_send(self, district: DistrictConfig) -> None:
-        """Called before each upstream attempt (district rate limit, open circuit)."""
+    async def _poll_slot(
+        self, store: Store, key: str, limit: int, holder: str, deadline: float
+    ) -> bool | None:
+        """True: a store slot is held. False: the store is down (fail open to the local cap).
+        None: no slot came free before ``deadline``."""
+        backoff = POLL_MIN
+        while True:
+            try:
+                if await store.acquire_slot(key, limit, holder, self.slot_ttl):
+                    return True
+            except StoreUnavailable as exc:
+                self._warn(exc)
+                return False
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return None
+            await asyncio.sleep(min(backoff, remaining))
+            backoff = min(POLL_MAX, backoff * 2)
+
+    async def _renew(self, store: Store, key: str, limit: int, holder: str) -> None:
+        """Keep a long transfer's slot alive (``acquire_slot`` renews a slot already held)."""
+        while True:
+            await asyncio.sleep(self.slot_ttl / 3)
+            try:
+                await store.acquire_slot(key, limit, holder, self.slot_ttl)
+            except StoreUnavailable as exc:
+                self._warn(exc)
+
+    def _busy(self, district: DistrictConfig) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"district {district.name} is busy: its {district.max_connections} connection "
+            f"slots stayed in use for {district.max_wait:g}s",
+            retry_after=max(1.0, district.max_wait / 2),
+        )
+
+    # -- per attempt: circuit, district rate ------------------------------------------------------
+
+    async def before_send(self, district: DistrictConfig, deadline: float | None = None) -> None:
+        """Called before each upstream attempt. Fails fast (503) while the circuit is open;
+        waits for the district's rate limit if a token comes before ``deadline`` (the
+        request's upstream deadline) and within ``max_wait``, else 503 + Retry-After."""
+        self._check_circuit(district, deadline)
+        rate = district.rate_limit
+        if rate is None:
+            return
+        key = f"district:{district.name}"
+        limit = self._clock() + district.max_wait
+        if deadline is not None:
+            limit = min(limit, deadline)
+        while True:
+            wait = await self._take(key, rate)
+            if wait <= 0:
+                return
+            if self._clock() + wait >= limit:
+                raise ServiceUnavailable(
+                    f"district {district.name} is over its rate limit", retry_after=wait
+                )
+            await asyncio.sleep(wait)
+
+    def _check_circuit(self, district: DistrictConfig, deadline: float | None) -> None:
+        circuit = self._circuits.get(district.name)
+        if circuit is None or circuit.opened_at is None:
+            return
+        now = self._clock()
+        cooldown = self.circuit_cooldown
+        if circuit.state(now, cooldown) == "open":
+            raise self._open(district, circuit.opened_at + cooldown - now)
+        # Half-open: exactly one probe at a time. A probe that never reports (its vendor went
+        # away) stops counting at its deadline, so the circuit cannot stay wedged.
+        if circuit.probe_until is not None and now < circuit.probe_until:
+            raise self._open(district, 1.0)
+        circuit.probe_until = deadline if deadline is not None else now + cooldown
+
+    def _open(self, district: DistrictConfig, retry_after: float) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"district {district.name} is failing; requests to it are paused",
+            retry_after=max(1.0, retry_after),
+        )
 
     def record_failure(self, district: DistrictConfig) -> None:
-        """A connect failure or timeout (circuit breaker input)."""
+        """A connect failure, reset before the response head, or timeout."""
+        circuit = self._circuits.setdefault(district.name, Circuit())
+        circuit.failures += 1
+        now = self._clock()
+        if circuit.opened_at is not None:
+            if circuit.state(now, self.circuit_cooldown) == "half-open":
+                circuit.opened_at = now  # the probe (or a straggler) failed: another cool-down
+                circuit.probe_until = None
+            return
+        if circuit.failures >= self.circuit_failures:
+            circuit.opened_at = now
+            circuit.probe_until = None
+            self._gauge(district.name, 1)
+            log.warning(
+                "circuit opened",
+                extra={"fields": {"event": "circuit.open", "district": district.name,
+                                  "failures": circuit.failures,
+                                  "cooldown": self.circuit_cooldown}},
+            )  # fmt: skip
 
     def record_success(self, district: DistrictConfig) -> None:
-        """A response head arrived."""
+        """A response head arrived (whatever its status: the district is answering)."""
+        circuit = self._circuits.get(district.name)
+        if circuit is None:
+            return
+        was_open = circuit.opened_at is not None
+        circuit.failures = 0
+        circuit.opened_at = None
+        circuit.probe_until = None
+        if was_open:
+            self._gauge(district.name, 0)
+            log.info(
+                "circuit closed",
+                extra={"fields": {"event": "circuit.close", "district": district.name}},
+            )
 
     def circuit_state(self, district: DistrictConfig) -> str:
         """``closed``, ``open`` or ``half-open`` (shown in ``/admin/connections``)."""
-        return "closed"
+        circuit = self._circuits.get(district.name)
+        if circuit is None:
+            return "closed"
+        return circuit.state(self._clock(), self.circuit_cooldown)
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _gauge(self, district: str, value: int) -> None:
+        if self.metrics is not None:
+            self.metrics.circuit_open.labels(district).set(value)
+
+    def _warn(self, exc: StoreUnavailable) -> None:
+        now = self._clock()
+        if now - self._warned_at >= WARN_EVERY:
+            self._warned_at = now
+            log.warning(
+                "limits: store unavailable, enforcing per-process limits only: %s",
+                exc.description,
+            )

@@ -16,9 +16,9 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from .handler import Exchange
 
 log = logging.getLogger("oneroster_proxy")

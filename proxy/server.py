@@ -144,7 +144,9 @@ class Running:
         # AppRunner.cleanup closes the listening socket first (new connections are refused),
         # closes idle keep-alive connections, waits up to its shutdown_timeout for handlers in
         # flight, cancels the rest, then runs cleanup_ctx (upstream sessions, the store).
-        self.gateway_runner._shutdown_timeout = drain_timeout
+        # The runner was built with the drain_timeout of start; a reload may have changed it.
+        if hasattr(self.gateway_runner, "_shutdown_timeout"):
+            self.gateway_runner._shutdown_timeout = drain_timeout
         await self.gateway_runner.cleanup()
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
@@ -190,11 +192,12 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, **kwargs:
     running = await start(config, **kwargs)  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    reloads: set[asyncio.Task[None]] = set()  # held until done, or the GC may drop them
 
     def on_hup() -> None:
         task = loop.create_task(_reload_quietly(running.gateway))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -216,16 +219,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, **kwargs:
     await stop.wait()
     services = running.gateway[SERVICES]
     drain = services.runtime.current.config.server.drain_timeout
-    log.info(
-        "draining",
-        extra={
-            "fields": {
-                "event": "drain",
-                "drain_timeout": drain,
-                "inflight": int(services.metrics.inflight._value.get()),
-            }
-        },
-    )
+    log.info("draining", extra={"fields": {"event": "drain", "drain_timeout": drain}})
     started = loop.time()
     await running.stop(drain)
     log.info(
@@ -233,9 +227,6 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, **kwargs:
         extra={"fields": {"event": "stopped", "drained_s": round(loop.time() - started, 3)}},
     )
     return 0
-
-
-_background: set[asyncio.Task[None]] = set()
 
 
 async def _reload_quietly(gateway: web.Application) -> None:

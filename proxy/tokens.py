@@ -22,6 +22,7 @@ from .store.base import AuditEvent, Store, TokenRecord
 PREFIX = "orp_"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _TOKEN_RE = re.compile(r"orp_([a-z0-9]{12})_([A-Za-z0-9_-]{43,128})")
+ID_RE = re.compile(r"[a-z0-9]{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,7 @@ async def issue(store: Store, vendor: str, *, ttl: timedelta | None, interface: 
         interface=interface,
         vendor=vendor,
         token_id=issued.record.id,
-        expires=_iso(issued.record.expires),
+        expires=iso_utc(issued.record.expires),
     )
     return issued
 
@@ -168,7 +169,7 @@ async def revoke_all(store: Store, vendor: str, *, interface: str) -> list[str]:
     return ids
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso_utc(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -188,9 +189,9 @@ def listing(record: TokenRecord) -> dict[str, str | None]:
         "id": record.id,
         "vendor": record.vendor,
         "prefix": record.prefix,
-        "created": _iso(record.created),
-        "expires": _iso(expires),
-        "last_used": _iso(record.last_used),
+        "created": iso_utc(record.created),
+        "expires": iso_utc(expires),
+        "last_used": iso_utc(record.last_used),
     }
 
 

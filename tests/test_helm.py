@@ -235,7 +235,8 @@ def test_services_pdb_service_monitor_and_redis_select_the_right_pods() -> None:
     assert not selects(redis["spec"]["selector"], "orp-oneroster-proxy")
     redis_pod = deployments["orp-oneroster-proxy-redis"]["spec"]["template"]["spec"]
     assert redis_pod["containers"][0]["image"] == "redis:7-alpine"
-    assert redis_pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "orp-oneroster-proxy-redis"
+    claim = redis_pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    assert claim == "orp-oneroster-proxy-redis"
     (pdb,) = kinds["PodDisruptionBudget"]
     assert selects(pdb["spec"]["selector"]["matchLabels"], "orp-oneroster-proxy")
     assert not selects(pdb["spec"]["selector"]["matchLabels"], "orp-oneroster-proxy-redis")

@@ -12,9 +12,11 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -98,14 +100,10 @@ class Served:
 
 
 def _listen_port(toml_text: str, table: str) -> int:
-    import tomllib
-
     return int(tomllib.loads(toml_text)[table]["listen"].rpartition(":")[2])
 
 
-def _popen(argv: list[str]) -> Any:
-    import subprocess
-
+def _popen(argv: list[str]) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL,

@@ -110,7 +110,12 @@ async def _record(request: web.Request, handler: _Handler) -> web.StreamResponse
         headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
         body=body,
     )
-    request.app[RECORDED].append(entry)
+    recorded = request.app[RECORDED]
+    limit = request.app[OPTIONS].record_limit
+    if limit is None or limit > 0:
+        recorded.append(entry)
+        if limit is not None and len(recorded) > limit:
+            del recorded[: len(recorded) - limit // 2]
     request[_CONTEXT] = _Context(entry)
     response = await handler(request)
     entry.status = response.status

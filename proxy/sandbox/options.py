@@ -114,6 +114,9 @@ class SandboxOptions:
     synthetic_users: int = 0
     #: Extra bytes of padding in each synthetic user, to make huge pages from few users.
     synthetic_padding: int = 0
+    #: Most requests kept in ``RECORDED`` (the oldest half is dropped beyond it, so a long
+    #: benchmark run stays bounded); ``None``: keep all; 0: record nothing.
+    record_limit: int | None = 10_000
     faults: Faults = field(default_factory=Faults)
 
     @property

@@ -40,6 +40,7 @@ def _ids(sbx: Any, version: str) -> dict[str, str]:
                  "assessmentResults", "resources"):  # fmt: skip
         if name in views:
             ids[name] = next(iter(views[name]))
+    ids["lineItemCategories"] = ids["categories"]
     return ids
 
 

@@ -153,3 +153,13 @@ async def test_recorder_keeps_what_the_district_received(sbx, http):
     assert put.header("x-custom") == ["one"]
     assert ("X-Custom", "one") in put.headers
     assert not unsigned.verified and unsigned.status == 401
+
+
+async def test_recorder_stays_bounded(make_sandbox, http):
+    sbx = await make_sandbox(record_limit=4)
+    for _ in range(5):
+        await call(http, sbx, USERS + "?limit=1")
+    assert 2 <= len(sbx.recorded) <= 4
+    quiet = await make_sandbox(record_limit=0)
+    assert (await call(http, quiet, USERS + "?limit=1")).status == 200
+    assert quiet.recorded == []

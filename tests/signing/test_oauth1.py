@@ -89,6 +89,11 @@ def test_rfc5849_example_signature() -> None:
         ("https://user:pw@example.com/a", "https://example.com/a"),
         ("http://[::0001]:8080/a", "http://[::1]:8080/a"),
         ("http://127.0.0.1:80/a", "http://127.0.0.1/a"),
+        # a ";" ending the last segment is an empty path parameter to Python's URL parser
+        ("https://example.com/a;", "https://example.com/a"),
+        ("https://example.com/a;/b", "https://example.com/a;/b"),
+        ("https://example.com/a;b;", "https://example.com/a;b;"),
+        ("https://example.com/a;b", "https://example.com/a;b"),
     ],
 )
 def test_base_string_uri(url: str, expected: str) -> None:
@@ -122,7 +127,7 @@ TRICKY_QUERIES = {
     "raw quotes": "filter=familyName='O'Brien'",
     "plus is space": "q=a+b",
     "encoded plus": "q=a%2Bb",
-    "lowercase escapes": "q=%2b%7e%2a",
+    "lowercase escapes": "q=%2b%7e%2a%0a%1f%c3%ab&%6fauth_x=1",
     "tilde and star": "a=~&b=*&c=%7E&d=%2A",
     "empty value": "a=&b=1",
     "no equals": "a&b=1",

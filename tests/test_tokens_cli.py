@@ -1,0 +1,262 @@
+"""Token lifecycle through the real ``oneroster-proxy tokens`` CLI, against a running proxy that
+shares its sqlite store (SPEC.md "Install and commands"; issue 4 parts 1 and 7).
+
+Every CLI call is a subprocess: what an operator types, in another process than the proxy, so
+revocation and rotation must reach the running proxy through the store within ``cache_ttl``
+(1 s in these tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.support import auth
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN_RE = re.compile(r"^orp_([a-z0-9]{12})_([A-Za-z0-9_-]{43,})$")
+LISTING_FIELDS = {"id", "vendor", "prefix", "created", "expires", "last_used"}
+CACHE_TTL = 1.0
+
+
+async def run_cli(*args: str, timeout: float = 30) -> tuple[int, str, str]:
+    """``oneroster-proxy ARGS`` in a subprocess; (exit code, stdout, stderr)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from proxy.cli import main; main()", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=env,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def cli_token(*args: str) -> str:
+    """Run a token-issuing command; its token is the last line of stdout."""
+    code, out, err = await run_cli(*args)
+    assert code == 0, err
+    token = out.rstrip("\n").splitlines()[-1]
+    assert TOKEN_RE.match(token), out
+    assert token not in err
+    return token
+
+
+def token_id(token: str) -> str:
+    match = TOKEN_RE.match(token)
+    assert match
+    return match.group(1)
+
+
+async def status_of(http: aiohttp.ClientSession, url: str, token: str) -> int:
+    async with http.get(url, headers=auth(token)) as resp:
+        await resp.read()
+        return resp.status
+
+
+async def wait_for_status(
+    http: aiohttp.ClientSession, url: str, token: str, want: int, within: float
+) -> float:
+    """Poll until ``token`` gets ``want``; the seconds it took. Fails after ``within``."""
+    started = time.monotonic()
+    while True:
+        got = await status_of(http, url, token)
+        elapsed = time.monotonic() - started
+        if got == want:
+            return elapsed
+        assert elapsed < within, f"still {got} after {elapsed:.2f}s, wanted {want}"
+        await asyncio.sleep(0.05)
+
+
+async def list_json(config: Path, *vendor: str) -> list[dict[str, Any]]:
+    code, out, err = await run_cli("tokens", "list", *vendor, "--config", str(config), "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert isinstance(rows, list)
+    return rows
+
+
+async def test_issue_prints_token_last_and_it_works_at_once(proxy, http):
+    cfg = str(proxy.config_path)
+    url = proxy.app_url("v1p1/orgs")
+    token, ttl_token = await asyncio.gather(
+        cli_token("tokens", "issue", "acme", "--config", cfg),
+        cli_token("tokens", "issue", "acme", "--config", cfg, "--ttl", "2s"),
+    )
+    issued_at = time.monotonic()
+    # The running proxy never saw these ids: the very first request must already pass.
+    assert await status_of(http, url, token) == 200
+    assert await status_of(http, url, ttl_token) == 200
+    # A token is its vendor's only: acme's token does not open another vendor's app.
+    assert await status_of(http, proxy.app_url("v1p1/orgs", app="app-8"), token) == 404
+
+    rows = {r["id"]: r for r in await list_json(proxy.config_path)}
+    assert rows[token_id(token)]["expires"] is None
+    assert rows[token_id(ttl_token)]["expires"] is not None
+
+    # --ttl 2s: works until the expiry, 401 right after it (the cached record carries it).
+    await asyncio.sleep(max(0.0, 2.05 - (time.monotonic() - issued_at)))
+    await wait_for_status(http, url, ttl_token, 401, within=0.5)
+    async with http.get(url, headers=auth(ttl_token)) as resp:
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert await status_of(http, url, token) == 200
+
+
+async def test_rotate_with_grace_then_old_tokens_end(proxy, http):
+    cfg = str(proxy.config_path)
+    url = proxy.app_url("v1p1/orgs")
+    old = await cli_token("tokens", "issue", "acme", "--config", cfg)
+    other = await proxy.token("other")
+    assert await status_of(http, url, old) == 200  # cached by the proxy from now on
+
+    code, out, err = await run_cli("tokens", "rotate", "acme", "--config", cfg, "--grace", "2s")
+    rotated_at = time.monotonic()
+    assert code == 0, err
+    new = out.rstrip("\n").splitlines()[-1]
+    assert TOKEN_RE.match(new) and new != old
+    assert token_id(old) in out  # names the tokens whose grace began
+
+    # Inside the grace both work...
+    assert await status_of(http, url, new) == 200
+    assert await status_of(http, url, old) == 200
+    await asyncio.sleep(max(0.0, 1.5 - (time.monotonic() - rotated_at)))
+    assert await status_of(http, url, old) == 200
+    # ...and once it ends (plus at most cache_ttl for the cached lookup), the old one is 401.
+    await wait_for_status(http, url, old, 401, within=2.0 + CACHE_TTL + 0.5)
+    assert time.monotonic() - rotated_at >= 2.0
+    assert await status_of(http, url, new) == 200
+    # Rotation is per vendor: another vendor's token is untouched.
+    assert await status_of(http, proxy.app_url("v1p1/orgs", app="app-8"), other) == 200
+
+    # --grace 0s: the previous token stops within cache_ttl.
+    newest = await cli_token("tokens", "rotate", "acme", "--config", cfg, "--grace", "0s")
+    took = await wait_for_status(http, url, new, 401, within=CACHE_TTL + 0.5)
+    assert took <= CACHE_TTL + 0.5
+    assert await status_of(http, url, newest) == 200
+
+
+async def test_revoke_one_and_all_reach_the_running_proxy(proxy, http):
+    cfg = str(proxy.config_path)
+    url = proxy.app_url("v1p1/orgs")
+    a, b, c = await asyncio.gather(
+        *(cli_token("tokens", "issue", "acme", "--config", cfg) for _ in range(3))
+    )
+    other = await proxy.token("other")
+    other_url = proxy.app_url("v1p1/orgs", app="app-8")
+    for token in (a, b, c):
+        assert await status_of(http, url, token) == 200  # now cached
+
+    code, out, err = await run_cli("tokens", "revoke", token_id(a), "--config", cfg)
+    assert code == 0, err
+    assert token_id(a) in out and a not in out
+    await wait_for_status(http, url, a, 401, within=CACHE_TTL + 0.5)
+    assert await status_of(http, url, b) == 200
+
+    code, out, err = await run_cli("tokens", "revoke", "--all", "acme", "--config", cfg)
+    assert code == 0, err
+    assert token_id(b) in out and token_id(c) in out
+    for token in (b, c):
+        await wait_for_status(http, url, token, 401, within=CACHE_TTL + 0.5)
+    assert await status_of(http, other_url, other) == 200
+
+    # Revoked tokens stay listed, ended: their expires is the revocation time.
+    rows = {r["id"]: r for r in await list_json(proxy.config_path, "acme")}
+    for token in (a, b, c):
+        assert rows[token_id(token)]["expires"] is not None
+
+
+async def test_list_fields_prefix_last_used_and_no_secret(proxy, http):
+    cfg = str(proxy.config_path)
+    acme = await cli_token("tokens", "issue", "acme", "--config", cfg)
+    other = await cli_token("tokens", "issue", "other", "--config", cfg)
+    assert await status_of(http, proxy.app_url("v1p1/orgs"), acme) == 200
+    # The gateway batches last-use times (every few seconds); flush now instead of waiting.
+    await proxy.services.authenticator.flush_last_used()
+
+    code, out, err = await run_cli("tokens", "list", "--config", cfg, "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    by_id = {r["id"]: r for r in rows}
+    assert set(by_id) == {token_id(acme), token_id(other)}
+    for token, vendor in ((acme, "acme"), (other, "other")):
+        row = by_id[token_id(token)]
+        assert set(row) == LISTING_FIELDS
+        assert row["vendor"] == vendor
+        prefix = f"orp_{token_id(token)}_"
+        assert row["prefix"].startswith(prefix) and len(row["prefix"]) <= len(prefix) + 4
+        assert token.startswith(row["prefix"])
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", row["created"])
+    assert by_id[token_id(acme)]["last_used"] is not None
+    assert by_id[token_id(other)]["last_used"] is None
+
+    # Vendor filter; the text table; neither holds a secret (nor its hash).
+    assert [r["id"] for r in await list_json(proxy.config_path, "other")] == [token_id(other)]
+    code, text, err = await run_cli("tokens", "list", "acme", "--config", cfg)
+    assert code == 0, err
+    header = text.splitlines()[0].split()
+    assert header[:6] == ["ID", "VENDOR", "PREFIX", "CREATED", "EXPIRES", "LAST_USED"]
+    assert token_id(acme) in text and token_id(other) not in text
+    records = await proxy.services.store.list_tokens()
+    for token in (acme, other):
+        secret = TOKEN_RE.match(token).group(2)  # type: ignore[union-attr]
+        for blob in (out, text):
+            # The prefix shows the secret's first 4 characters; nothing beyond them.
+            assert secret not in blob and secret[4:16] not in blob
+    for record in records:
+        assert record.secret_hash not in out + text
+
+
+async def test_cli_refusals(proxy):
+    cfg = str(proxy.config_path)
+    code, out, err = await run_cli("tokens", "issue", "nobody", "--config", cfg)
+    assert code != 0 and "nobody" in err and not out.strip()
+    code, _, err = await run_cli("tokens", "revoke", "zzzzzzzzzzzz", "--config", cfg)
+    assert code == 1 and "zzzzzzzzzzzz" in err
+    # A whole token pasted where the id belongs is refused without being echoed.
+    token = await proxy.token()
+    code, out, err = await run_cli("tokens", "revoke", token, "--config", cfg)
+    assert code == 2 and token not in out + err
+    code, _, err = await run_cli("tokens", "rotate", "acme", "--config", cfg)  # --grace needed
+    assert code != 0 and "--grace" in err
+    code, _, err = await run_cli("tokens", "issue", "acme", "--config", cfg, "--ttl", "soon")
+    assert code != 0 and "soon" in err
+
+
+async def test_audit_records_cli_actions(proxy):
+    cfg = str(proxy.config_path)
+    issued = await cli_token("tokens", "issue", "acme", "--config", cfg, "--ttl", "1h")
+    rotated = await cli_token("tokens", "rotate", "acme", "--config", cfg, "--grace", "1h")
+    code, _, err = await run_cli("tokens", "revoke", token_id(rotated), "--config", cfg)
+    assert code == 0, err
+    code, _, err = await run_cli("tokens", "revoke", "--all", "acme", "--config", cfg)
+    assert code == 0, err
+
+    code, out, err = await run_cli("audit", "--config", cfg, "--json")
+    assert code == 0, err
+    events = json.loads(out)
+    seen = [(e["action"], e["interface"], e["token_id"]) for e in events]
+    assert seen == [
+        ("token.issue", "cli", token_id(issued)),
+        ("token.rotate", "cli", token_id(rotated)),
+        ("token.revoke", "cli", token_id(rotated)),
+        ("token.revoke_all", "cli", None),
+    ]
+    assert token_id(issued) in events[1]["detail"]["ending"]
+    assert token_id(issued) in events[3]["detail"]["token_ids"]
+    for event in events:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", event["at"])
+        assert event["vendor"] == "acme"
+    # The text form: one line per event, newest last; never a token.
+    code, text, err = await run_cli("audit", "--config", cfg)
+    assert code == 0, err
+    lines = text.strip().splitlines()
+    assert len(lines) == 4 and "token.revoke_all" in lines[-1] and " cli " in lines[0]
+    assert issued not in out + text and rotated not in out + text
