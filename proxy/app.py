@@ -168,7 +168,7 @@ def create_app(
         store=store,
         authenticator=Authenticator(store, config.store.cache_ttl),
         metrics=metrics,
-        limits=limits or Limits(),
+        limits=limits or Limits(metrics, store),
     )
     services.runtime = RuntimeHolder(build_runtime(config, services.token_source))
 

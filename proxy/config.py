@@ -161,6 +161,9 @@ class DistrictConfig:
     max_wait: float = 10.0
     rate_limit: Rate | None = None
     versions: tuple[str, ...] = DEFAULT_VERSIONS
+    # SECURITY: on by default; off only for a test district with a self-signed certificate,
+    # and `config validate` warns about it.
+    tls_verify: bool = True
 
     @property
     def upstream_prefix(self) -> str:
@@ -227,6 +230,7 @@ _SCHEMA: dict[str, set[str]] = {
         "max_wait",
         "rate_limit",
         "versions",
+        "tls_verify",
     },
     "connection": {"vendor", "district", "key", "secret", "scopes", "enabled", "expires"},
 }
@@ -510,7 +514,12 @@ def validate(
             max_wait=r.parsed("max_wait", 10.0, parse_duration),
             rate_limit=r.parsed("rate_limit", None, parse_rate),
             versions=versions,
+            tls_verify=r.boolean("tls_verify", True),
         )
+        if not district_cfgs[name].tls_verify:
+            warnings.append(
+                f"{path}.tls_verify: false; the district's certificate is not checked"
+            )
 
     connection_cfgs: dict[str, ConnectionConfig] = {}
     for app_id, table in connections_raw.items():

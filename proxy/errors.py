@@ -141,7 +141,18 @@ class ServiceUnavailable(ProxyError):
 
 
 class StoreUnavailable(ServiceUnavailable):
-    """The token store cannot be reached and the token is not cached."""
+    """The token store cannot be reached and the token is not cached.
+
+    ``description`` names the store (for logs and operators); vendors get a generic payload,
+    since the store's address is none of their business."""
+
+    def __init__(self, description: str, *, retry_after: float | None = 5.0) -> None:
+        super().__init__(description, retry_after=retry_after)
+
+    def body(self) -> bytes:
+        return imsx_body(
+            "the proxy's token store is unavailable; try again shortly", self.code_minor
+        )
 
 
 class UpstreamTimeout(ProxyError):

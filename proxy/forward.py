@@ -12,8 +12,13 @@ aiohttp client errors are translated to ``proxy.errors`` in exactly one place,
   signed, so every upstream URL is built that way.
 * aiohttp's client re-sends a request once when a reused keep-alive connection turns out to be
   closed, for PUT and DELETE too. Writes must never be sent twice, so the session's
-  persistent-connection retry is switched off (``disable_connection_retry``) and only our own
-  GET retry policy (``_send_with_retries``) re-sends anything.
+  persistent-connection retry is switched off (``disable_connection_retry``), writes go out on
+  fresh connections, and only the gateway's GET retry policy (``Gateway._exchange`` with the
+  helpers ``retry_delay`` and ``should_retry`` here) re-sends anything.
+* a request body that fails while it streams upstream (over ``max_body``, or the vendor stopped
+  sending) surfaces from aiohttp as a client connection error; ``upstream_errors`` finds the
+  vendor-side cause and raises that (413, 408) instead of blaming the district.
+* TLS certificates are verified unless the district sets ``tls_verify = false``.
 * the client's default 8 KB limit on a response header line is met by a district that echoes a
   long filter into four ``Link`` URLs; the limits are raised, and anything still over them is
   a 502, never a 500.
@@ -33,6 +38,7 @@ from yarl import URL
 
 from .errors import (
     PayloadTooLarge,
+    ProxyError,
     UpstreamBadResponse,
     UpstreamConnectError,
     UpstreamError,
@@ -48,7 +54,11 @@ MAX_RESPONSE_HEADERS = 256
 CHUNK = 64 * 1024
 # Retry-After values a GET retry will wait out (SPEC: "a few seconds at most").
 MAX_RETRY_AFTER = 5.0
+# Attempts per GET (the first and two retries), all inside upstream_timeout.
 MAX_ATTEMPTS = 3
+# Backoff before retry n (n = 1, 2, ...): uniform in [0, min(BACKOFF_CAP, BACKOFF_BASE * 2**n)].
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 2.0
 
 
 def new_session(*, fresh_connections: bool = False) -> aiohttp.ClientSession:
@@ -82,7 +92,7 @@ def disable_connection_retry(session: aiohttp.ClientSession) -> None:
     """Switch off aiohttp's silent re-send on a stale keep-alive connection.
 
     aiohttp exposes no public switch (its own test client sets this attribute); a test
-    (``tests/test_forward_writes.py``) proves no PUT/POST/DELETE is ever received twice, so a
+    (``tests/test_retries.py``) proves no PUT/POST/DELETE is ever received twice, so a
     future aiohttp that renames it fails loudly there.
     """
     if not hasattr(session, "_retry_connection"):
@@ -95,24 +105,46 @@ def upstream_errors() -> Iterator[None]:
     """Translate aiohttp client errors into the proxy's 502/504 errors (the one place)."""
     try:
         yield
-    except UpstreamError:
+    except ProxyError:
         raise
-    except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError, TimeoutError) as exc:
-        raise UpstreamTimeout("the district did not answer in time") from exc
-    except aiohttp.ClientConnectorCertificateError as exc:
-        raise UpstreamConnectError("the district's TLS certificate was not accepted") from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamConnectError("the district could not be reached") from exc
-    except aiohttp.ServerDisconnectedError as exc:
-        raise UpstreamResetError("the district closed the connection") from exc
-    except aiohttp.ClientResponseError as exc:
-        raise UpstreamBadResponse("the district sent an unusable response") from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise UpstreamResetError("the district broke off its response") from exc
-    except aiohttp.ClientOSError as exc:
-        raise UpstreamResetError("the district connection failed") from exc
     except aiohttp.ClientError as exc:
-        raise UpstreamBadResponse("the district exchange failed") from exc
+        inbound = _vendor_side_cause(exc)
+        if inbound is not None:
+            raise inbound from exc
+        raise _translate(exc) from exc
+    except TimeoutError as exc:
+        raise UpstreamTimeout("the district did not answer in time") from exc
+
+
+def _vendor_side_cause(exc: BaseException) -> ProxyError | None:
+    """The proxy's own refusal of the request body (413, 408) that made aiohttp's body writer
+    fail, if that is what happened."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # cause chains are short; never loop on a cycle
+        if seen is None:
+            return None
+        if isinstance(seen, ProxyError) and not isinstance(seen, UpstreamError | UpstreamTimeout):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _translate(exc: aiohttp.ClientError) -> ProxyError:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamTimeout("the district did not answer in time")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return UpstreamConnectError("the district's TLS certificate was not accepted")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamConnectError("the district could not be reached")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return UpstreamResetError("the district closed the connection")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return UpstreamBadResponse("the district sent an unusable response")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return UpstreamResetError("the district broke off its response")
+    if isinstance(exc, aiohttp.ClientOSError):
+        return UpstreamResetError("the district connection failed")
+    return UpstreamBadResponse("the district exchange failed")
 
 
 @dataclass(slots=True)
@@ -140,8 +172,11 @@ async def send(
     out: Outgoing,
     headers: list[tuple[str, str]],
     timeout: float,
+    *,
+    verify: bool = True,
 ) -> aiohttp.ClientResponse:
-    """One attempt; errors translated."""
+    """One attempt; errors translated. ``verify=False`` (a district's ``tls_verify = false``)
+    is the only way certificate checks are skipped."""
     client_timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=timeout, sock_read=timeout, connect=timeout
     )
@@ -155,13 +190,17 @@ async def send(
             timeout=client_timeout,
             compress=None,
             chunked=None,
+            # SECURITY: True is aiohttp's full verification (default CA bundle, hostname).
+            ssl=True if verify else False,
         )
 
 
 def retry_delay(attempt: int, retry_after: float | None) -> float:
-    """Exponential backoff with full jitter, at least any Retry-After the district gave."""
-    backoff = random.uniform(0, min(2.0, 0.1 * (2**attempt)))
-    return max(backoff, retry_after or 0.0)
+    """Seconds to wait before retry ``attempt`` (1, 2, ...): exponential backoff with full
+    jitter, added to any Retry-After the district gave (which is a minimum, and the jitter
+    keeps many proxies from coming back in the same instant)."""
+    backoff = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * (2**attempt)))
+    return (retry_after or 0.0) + backoff
 
 
 def parse_retry_after(value: str | None) -> float | None:

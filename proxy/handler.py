@@ -177,8 +177,15 @@ class Gateway:
         self, conn: Connection, out: forward.Outgoing, content_type: str | None, timeout: float
     ) -> aiohttp.ClientResponse:
         """Send, retrying GETs on connect failures and short 429/503 pushback, and any
-        replayable request once with a fresh token after an OAuth2 district's 401."""
+        replayable request once with a fresh token after an OAuth2 district's 401.
+
+        SPEC.md, the paragraph on retries: only GET is ever sent twice (a PUT/POST/DELETE the
+        district may have acted on must not be repeated), every attempt and every backoff fits
+        inside ``upstream_timeout``, and backoff is exponential with full jitter on top of any
+        ``Retry-After``. Each attempt passes ``limits.before_send`` (circuit, district rate)
+        and reports to the circuit breaker."""
         services = self.services
+        limits = services.limits
         metrics = services.metrics
         district = conn.district.name
         deadline = forward.monotonic() + timeout
@@ -196,18 +203,27 @@ class Gateway:
                     metrics.upstream_errors.labels(district, "token").inc()
                     raise
             headers = self._sign(conn, out, content_type, token)
+            await limits.before_send(conn.district, deadline)
             remaining = deadline - forward.monotonic()
             if remaining <= 0:
                 metrics.upstream_errors.labels(district, "timeout").inc()
                 raise UpstreamTimeout("the district did not answer in time")
             started = forward.monotonic()
+            # Writes never share a pooled connection the district may have closed meanwhile.
+            session = services.session if out.method == "GET" else services.write_session
             try:
-                await services.limits.before_send(conn.district)
-                session = services.session if out.method == "GET" else services.write_session
-                response = await forward.send(session, out, headers, remaining)
+                response = await forward.send(
+                    session, out, headers, remaining, verify=conn.district.tls_verify
+                )
             except (UpstreamConnectError, UpstreamResetError) as exc:
-                services.limits.record_failure(conn.district)
-                if retry_get and attempt < forward.MAX_ATTEMPTS:
+                limits.record_failure(conn.district)
+                # A reset before the head may mean the district read the request: only a GET
+                # is tried again, and not once the circuit has opened on this district.
+                if (
+                    retry_get
+                    and attempt < forward.MAX_ATTEMPTS
+                    and limits.circuit_state(conn.district) == "closed"
+                ):
                     delay = forward.retry_delay(attempt, None)
                     if forward.monotonic() + delay < deadline:
                         await asyncio.sleep(delay)
@@ -215,14 +231,14 @@ class Gateway:
                 metrics.upstream_errors.labels(district, exc.kind).inc()
                 raise
             except UpstreamTimeout:
-                services.limits.record_failure(conn.district)
+                limits.record_failure(conn.district)
                 metrics.upstream_errors.labels(district, "timeout").inc()
                 raise
             except UpstreamError as exc:
                 metrics.upstream_errors.labels(district, exc.kind).inc()
                 raise
             metrics.upstream_duration.labels(district).observe(forward.monotonic() - started)
-            services.limits.record_success(conn.district)
+            limits.record_success(conn.district)
 
             if (
                 response.status == 401

@@ -27,6 +27,7 @@ from .admin import STATE, create_admin_app
 from .app import SERVICES, create_app, swap_runtime
 from .config import Config, Listen
 from .errors import ConfigError, ProxyError
+from .inbound_limits import GuardedAppRunner
 from .store import open_store
 from .store.base import AuditEvent
 from .tokens import now_utc
@@ -163,8 +164,9 @@ async def start(
     store = open_store(config.store.url)
     gateway = create_app(config, store)
     gateway[SERVICES].metrics.set_connections(config)
-    runner = web.AppRunner(
+    runner = GuardedAppRunner(
         gateway,
+        client_timeout=config.server.client_timeout,
         access_log=None,
         handle_signals=False,
         shutdown_timeout=config.server.drain_timeout,

@@ -13,7 +13,6 @@ import aiohttp  # noqa: E402
 import pytest  # noqa: E402
 
 
-
 @pytest.fixture
 async def sandbox() -> AsyncIterator[Any]:
     from proxy.sandbox import SandboxOptions

@@ -78,28 +78,46 @@ ALL_SCOPES = [
 def base_config(tmp_path: Path, sandbox: Any, **server: Any) -> dict[str, Any]:
     """acme -> app-7 (the sandbox, every scope); other -> app-8 (same district)."""
     oauth2 = getattr(sandbox, "token_url", None) is not None
-    district: dict[str, Any] = {"base_url": sandbox.base_url,
-                                "auth": "oauth2" if oauth2 else "oauth1"}
+    district: dict[str, Any] = {
+        "base_url": sandbox.base_url,
+        "auth": "oauth2" if oauth2 else "oauth1",
+    }
     if oauth2:
         district["token_url"] = sandbox.token_url
     if getattr(sandbox, "vendor_key", None):
         district["vendor_authorization"] = True
-    acme: dict[str, Any] = {"client_secret": ACME_CLIENT_SECRET,
-                            "vendor_authorization": ACME_VENDOR_AUTH}
+    acme: dict[str, Any] = {
+        "client_secret": ACME_CLIENT_SECRET,
+        "vendor_authorization": ACME_VENDOR_AUTH,
+    }
     if getattr(sandbox, "vendor_key", None):
         acme["vendor_authorization"] = f"{sandbox.vendor_key}:{sandbox.vendor_secret}"
     return {
-        "server": {"listen": "127.0.0.1:0", "jwt_keys": [JWT_KEY], "upstream_timeout": "5s",
-                   **server},
+        "server": {
+            "listen": "127.0.0.1:0",
+            "jwt_keys": [JWT_KEY],
+            "upstream_timeout": "5s",
+            **server,
+        },
         "admin": {"listen": "127.0.0.1:0", "token": ADMIN_TOKEN},
         "store": {"url": f"sqlite://{tmp_path}/store.db", "cache_ttl": "1s"},
         "vendors": {"acme": acme, "other": {}},
         "districts": {"springfield": district},
         "connections": {
-            "app-7": {"vendor": "acme", "district": "springfield", "key": sandbox.key,
-                      "secret": sandbox.secret, "scopes": list(ALL_SCOPES)},
-            "app-8": {"vendor": "other", "district": "springfield", "key": sandbox.key,
-                      "secret": sandbox.secret, "scopes": ["roster-core.readonly"]},
+            "app-7": {
+                "vendor": "acme",
+                "district": "springfield",
+                "key": sandbox.key,
+                "secret": sandbox.secret,
+                "scopes": list(ALL_SCOPES),
+            },
+            "app-8": {
+                "vendor": "other",
+                "district": "springfield",
+                "key": sandbox.key,
+                "secret": sandbox.secret,
+                "scopes": ["roster-core.readonly"],
+            },
         },
     }
 

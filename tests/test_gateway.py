@@ -29,7 +29,9 @@ def header(rec: Any, name: str) -> list[str]:
 async def test_users_page_through_the_proxy(proxy, sandbox, http):
     token = await proxy.token()
     status, data, headers = await get_json(
-        http, proxy.app_url("v1p1/users?limit=2&offset=0"), token,
+        http,
+        proxy.app_url("v1p1/users?limit=2&offset=0"),
+        token,
         headers={**auth(token), "X-Request-Id": "vendor-req-1"},
     )
     assert status == 200, data
@@ -77,8 +79,10 @@ async def test_request_id_generated_when_absent_or_malformed(proxy, http, sandbo
         assert resp.status == 401 and resp.headers["X-Request-Id"]
 
 
-@pytest.mark.parametrize("bearer", [None, "Bearer orp_aaaaaaaaaaaa_" + "A" * 43, "Basic abc",
-                                    "Bearer nonsense", "Bearer a.b.c"])
+@pytest.mark.parametrize(
+    "bearer",
+    [None, "Bearer orp_aaaaaaaaaaaa_" + "A" * 43, "Basic abc", "Bearer nonsense", "Bearer a.b.c"],
+)
 async def test_missing_or_unknown_token_is_401(proxy, http, sandbox, bearer):
     before = len(recorded(sandbox))
     headers = {"Authorization": bearer} if bearer else {}
@@ -107,10 +111,12 @@ async def test_other_vendors_app_id_is_indistinguishable_from_unknown(proxy, htt
 async def test_disabled_and_expired_connections_are_403(sandbox, start_proxy, tmp_path, http):
     doc = base_config(tmp_path, sandbox)
     doc["connections"]["off"] = dict(doc["connections"]["app-7"], enabled=False)
-    doc["connections"]["old"] = dict(doc["connections"]["app-7"],
-                                     expires=dt.date.today() - dt.timedelta(days=1))
-    doc["connections"]["today"] = dict(doc["connections"]["app-7"],
-                                       expires=dt.datetime.now(dt.UTC).date())
+    doc["connections"]["old"] = dict(
+        doc["connections"]["app-7"], expires=dt.date.today() - dt.timedelta(days=1)
+    )
+    doc["connections"]["today"] = dict(
+        doc["connections"]["app-7"], expires=dt.datetime.now(dt.UTC).date()
+    )
     proxy = await start_proxy(sandbox, doc)
     token = await proxy.token()
     before = len(recorded(sandbox))
@@ -295,13 +301,23 @@ async def test_vendor_authorization_on_gradebook_only(sandbox, start_proxy, tmp_
 async def test_gradebook_writes_arrive_byte_for_byte(proxy, sandbox, http):
     token = await proxy.token()
     body = json.dumps(
-        {"lineItem": {"sourcedId": "li-proxy-1", "title": "Quiz — ü", "status": "active",
-                      "dateLastModified": "2026-01-01T00:00:00Z", "assignDate": "2026-01-01",
-                      "dueDate": "2026-01-08", "class": {"sourcedId": "x", "type": "class"},
-                      "category": {"sourcedId": "x", "type": "category"},
-                      "gradingPeriod": {"sourcedId": "x", "type": "academicSession"},
-                      "resultValueMin": 0, "resultValueMax": 10}},
-        separators=(",", ":"), ensure_ascii=False,
+        {
+            "lineItem": {
+                "sourcedId": "li-proxy-1",
+                "title": "Quiz — ü",
+                "status": "active",
+                "dateLastModified": "2026-01-01T00:00:00Z",
+                "assignDate": "2026-01-01",
+                "dueDate": "2026-01-08",
+                "class": {"sourcedId": "x", "type": "class"},
+                "category": {"sourcedId": "x", "type": "category"},
+                "gradingPeriod": {"sourcedId": "x", "type": "academicSession"},
+                "resultValueMin": 0,
+                "resultValueMax": 10,
+            }
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
     ).encode()
     headers = {**auth(token), "Content-Type": "application/json"}
     url = proxy.app_url("v1p1/lineItems/li-proxy-1")
@@ -361,7 +377,8 @@ async def test_long_link_headers_are_not_a_500(proxy, http):
     token = await proxy.token()
     long_filter = "familyName='" + "x" * 3000 + "'"
     async with http.get(
-        proxy.app_url("v1p1/users"), params={"filter": long_filter, "limit": "1"},
+        proxy.app_url("v1p1/users"),
+        params={"filter": long_filter, "limit": "1"},
         headers=auth(token),
     ) as resp:
         assert resp.status in (200, 502)
@@ -396,9 +413,15 @@ async def test_hop_by_hop_and_vendor_auth_never_go_upstream(proxy, sandbox, http
     token = await proxy.token()
     async with http.get(
         proxy.app_url("v1p1/orgs"),
-        headers={**auth(token), "Connection": "keep-alive, X-Secret-Hop", "X-Secret-Hop": "1",
-                 "TE": "trailers", "Proxy-Authorization": "Basic eA==", "Accept": "application/json",
-                 "If-None-Match": '"abc"'},
+        headers={
+            **auth(token),
+            "Connection": "keep-alive, X-Secret-Hop",
+            "X-Secret-Hop": "1",
+            "TE": "trailers",
+            "Proxy-Authorization": "Basic eA==",
+            "Accept": "application/json",
+            "If-None-Match": '"abc"',
+        },
     ) as resp:
         assert resp.status in (200, 304)
     rec = recorded(sandbox)[-1]
@@ -420,9 +443,10 @@ async def test_public_url_and_forwarded_headers(sandbox, start_proxy, tmp_path, 
     doc["server"].pop("public_url")
     proxy2 = await start_proxy(sandbox, doc)
     token2 = await proxy2.token()
-    async with http.get(proxy2.app_url("v1p1/users?limit=1"),
-                        headers={**auth(token2), "X-Forwarded-Host": "evil.example",
-                                 "X-Forwarded-Proto": "https"}) as resp:
+    async with http.get(
+        proxy2.app_url("v1p1/users?limit=1"),
+        headers={**auth(token2), "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"},
+    ) as resp:
         assert "evil.example" not in resp.headers["Link"]
         assert proxy2.url in resp.headers["Link"]
 
@@ -431,8 +455,9 @@ async def test_concurrent_requests_share_one_process(proxy, http):
     token = await proxy.token()
 
     async def one(i: int) -> int:
-        async with http.get(proxy.app_url(f"v1p1/users?limit=1&offset={i}"),
-                            headers=auth(token)) as resp:
+        async with http.get(
+            proxy.app_url(f"v1p1/users?limit=1&offset={i}"), headers=auth(token)
+        ) as resp:
             await resp.read()
             return resp.status
 
@@ -449,8 +474,11 @@ async def test_writes_are_never_sent_twice_on_a_dropped_keepalive(proxy, sandbox
     body = json.dumps({"lineItem": {"sourcedId": "li-once", "title": "t", "status": "active"}})
     for _ in range(3):
         puts_before = sum(1 for r in recorded(sandbox) if r.method == "PUT")
-        async with http.put(proxy.app_url("v1p1/lineItems/li-once"), data=body,
-                            headers={**auth(token), "Content-Type": "application/json"}) as resp:
+        async with http.put(
+            proxy.app_url("v1p1/lineItems/li-once"),
+            data=body,
+            headers={**auth(token), "Content-Type": "application/json"},
+        ) as resp:
             await resp.read()
             # Writes go out on a fresh connection, so a dropped keep-alive costs them nothing.
             assert resp.status in (200, 201)
@@ -465,8 +493,9 @@ async def test_writes_are_never_sent_twice_on_a_dropped_keepalive(proxy, sandbox
 async def test_upstream_receives_no_vendor_query_changes(proxy, sandbox, http):
     token = await proxy.token()
     q = "filter=familyName%3D%27O%27Brien%27&limit=3"
-    async with http.get(URL(proxy.app_url("v1p1/users") + "?" + q, encoded=True),
-                        headers=auth(token)) as resp:
+    async with http.get(
+        URL(proxy.app_url("v1p1/users") + "?" + q, encoded=True), headers=auth(token)
+    ) as resp:
         await resp.read()
     sent = dict(parse_qsl(q))
     got = dict(parse_qsl(urlsplit(recorded(sandbox)[-1].path).query))

@@ -123,8 +123,11 @@ async def test_infinite_campus_district_through_the_proxy(start_proxy, tmp_path,
         assert "/campus/api/oneroster/" in doc["districts"]["springfield"]["base_url"]
         proxy = await start_proxy(ic, doc)
         token = await proxy.token()
-        for path in ("v1p1/lineItems?limit=1", "gradebook/v1p2/categories?limit=1",
-                     "v1p1/users?limit=1"):
+        for path in (
+            "v1p1/lineItems?limit=1",
+            "gradebook/v1p2/categories?limit=1",
+            "v1p1/users?limit=1",
+        ):
             status, data, _ = await get_json(http, proxy.app_url(path), token)
             assert status == 200, (path, data)
         doc["vendors"]["acme"].pop("vendor_authorization")
