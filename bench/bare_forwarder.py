@@ -2,7 +2,7 @@
 
 No auth, no scope check, no signing, no metrics, no log: an aiohttp server whose one handler
 sends each request to the upstream with an aiohttp ``ClientSession`` and streams the answer
-back chunk by chunk, as ``proxy/forward.py`` does. Whatever the proxy costs beyond this is the
+back chunk by chunk (a small page whole, with its head, in one write), as the proxy does. Whatever the proxy costs beyond this is the
 price of its own work. ``/<appId>/ims/oneroster/...`` goes to ``<upstream>/ims/oneroster/...``.
 
     python bench/bare_forwarder.py --port 8081 --upstream http://127.0.0.1:8090
@@ -18,6 +18,7 @@ from yarl import URL
 
 HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
        "upgrade", "host", "content-length"}
+SMALL_BODY = 64 * 1024
 
 
 def create_app(upstream: str) -> web.Application:
@@ -27,6 +28,13 @@ def create_app(upstream: str) -> web.Application:
         body = request.content if request.body_exists else None
         async with session.request(request.method, URL(f"{upstream}/{rest}", encoded=True),
                                    headers=headers, data=body, allow_redirects=False) as up:
+            out = [(k, v) for k, v in up.headers.items() if k.lower() not in HOP]
+            if up.content_length is not None and up.content_length <= SMALL_BODY:
+                # Same as the proxy: a small page goes out with its head in one write.
+                small = web.Response(status=up.status, reason=up.reason, body=await up.read())
+                for name, value in out:
+                    small.headers.add(name, value)
+                return small
             response = web.StreamResponse(status=up.status, reason=up.reason)
             for name, value in up.headers.items():
                 if name.lower() not in HOP or name.lower() == "content-length":

@@ -151,7 +151,8 @@ def render(template: Path, out: Path, **values: str) -> Path:
 
 
 def ensure_nginx() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    sbin = "/usr/sbin/nginx"  # not on PATH for every user
+    found = shutil.which("nginx") or (sbin if Path(sbin).exists() else None)
     if found:
         return found
     print("nginx not found; installing it with apt-get", flush=True)
@@ -319,13 +320,13 @@ secret = "bench+secret/with=odd~chars&"
 scopes = [{scopes}]
 """)
     cli = [sys.executable, "-c", "from proxy.cli import main; main()"]
-    issued = subprocess.run(cli + ["tokens", "issue", "acme", "--config", str(config)],
+    issued = subprocess.run([*cli, "tokens", "issue", "acme", "--config", str(config)],
                             cwd=ROOT, capture_output=True, text=True)
     if issued.returncode != 0:
         raise RuntimeError(f"tokens issue failed: {issued.stderr.strip()}")
     token = issued.stdout.strip().splitlines()[-1]
     # The JSON access log (one line per request, through the normal logger) goes to a file.
-    proc = stack.spawn(cli + ["serve", "--config", str(config)], "proxy.log", stack.target_cpu)
+    proc = stack.spawn([*cli, "serve", "--config", str(config)], "proxy.log", stack.target_cpu)
     wait_port(port, proc, "proxy")
     return Target("proxy", port, proc, headers={"Authorization": f"Bearer {token}"})
 
@@ -416,8 +417,8 @@ def parse_wrk(out: str) -> LoadResult:
 
 def run_wrk(wrk: str, url: str, headers: dict[str, str], *, duration: float, connections: int,
             cpu: int | None) -> LoadResult:
-    argv = pin(cpu) + [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s"]
-    argv.append("--latency")
+    argv = [*pin(cpu), wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+            "--timeout", "10s", "--latency"]
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
     argv.append(url)
@@ -619,7 +620,8 @@ def table(results: dict[str, TargetResult], stream_mb: float) -> str:
             f"{s.p99_ms:.2f} ms" if s else "-", f"{b.rps:,.0f}" if b else "-",
             f"{b.p99_ms:.2f} ms" if b else "-", f"{res.rss_idle_mb:.1f} MB",
             f"{res.rss_peak_mb:.1f} MB", f"{res.growth_mb:+.1f} MB",
-            f"{s.cpu_us_per_req:,.0f} µs" if s else "-", f"{b.cpu_us_per_req:,.0f} µs" if b else "-",
+            f"{s.cpu_us_per_req:,.0f} µs" if s else "-",
+            f"{b.cpu_us_per_req:,.0f} µs" if b else "-",
         ])
     r = ratios(results)
     if r:

@@ -42,7 +42,7 @@ class AdminState:
 
 
 GATEWAY = web.AppKey("gateway", web.Application)
-METRICS_TEXT = web.AppKey("metrics_text", Callable[[], bytes])
+METRICS_TEXT: web.AppKey[Callable[[], bytes]] = web.AppKey("metrics_text")
 STATE = web.AppKey("admin_state", AdminState)
 
 
@@ -130,9 +130,10 @@ def _authorize(request: web.Request) -> None:
     expected = _services(request).runtime.current.config.admin.token
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
-    # SECURITY: constant-time comparison; no admin token configured means no admin API.
+    # SECURITY: constant-time comparison; no (or an empty) admin token configured means no
+    # admin API, never one that "Bearer " with nothing after it opens.
     if (
-        expected is None
+        not expected
         or scheme.lower() != "bearer"
         or not hmac.compare_digest(value.strip().encode(), expected.encode())
     ):

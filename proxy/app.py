@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,40 +81,84 @@ class Services:
 SERVICES = web.AppKey("services", Services)
 
 
-def request_id(request: web.Request) -> str:
-    inbound = request.headers.get("X-Request-Id")
-    # SECURITY: only a well-formed inbound id is echoed (it goes into headers and logs).
-    if inbound is not None and _REQUEST_ID_RE.match(inbound):
-        return inbound
-    return uuid.uuid4().hex
+class RequestIds:
+    """Ids for requests that arrive without a usable ``X-Request-Id``: a random per-process
+    prefix and a counter, unique across workers and replicas and far cheaper than uuid4."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(6)
+        self._counter = itertools.count(1)
+
+    def __call__(self, inbound: str | None) -> str:
+        # SECURITY: only a well-formed inbound id is echoed (it goes into headers and logs).
+        if inbound is not None and _REQUEST_ID_RE.match(inbound):
+            return inbound
+        return f"{self._prefix}{next(self._counter):010x}"
 
 
-@web.middleware
-async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    ex = Exchange(request_id=request_id(request), started=time.monotonic(), method=request.method)
-    request[EXCHANGE] = ex
-    metrics = services.metrics
-    metrics.inflight.inc()
-    try:
-        response = await handler(request)
-        ex.status = response.status
-        return response
-    except BrokenTransfer:
-        ex.status = ex.upstream_status or 502
-        raise
-    except (asyncio.CancelledError, ConnectionResetError):
-        ex.status = 499
-        raise
-    finally:
-        metrics.inflight.dec()
-        elapsed = time.monotonic() - ex.started
-        if request.path not in ("/applications", "/oauth/token"):
-            metrics.requests.labels(
-                ex.vendor, ex.district, ex.resource, ex.method, str(ex.status)
-            ).inc()
-            metrics.request_duration.labels(ex.vendor, ex.district, ex.resource).observe(elapsed)
-        log_exchange(request, ex, elapsed)
+class Observed:
+    """Wraps every handler of the gateway listener: the request id, the in-flight gauge,
+    metrics and the access log line around it, and the one place where a ``ProxyError`` (or
+    one of aiohttp's own refusals) becomes the imsx payload. A plain wrapper rather than
+    middlewares: aiohttp rebuilds a middleware chain per request, which this hot path cannot
+    afford."""
+
+    __slots__ = ("_children", "_counted", "_handler", "_ids", "_metrics")
+
+    def __init__(self, handler: Handler, metrics: Metrics, ids: RequestIds, *, counted: bool):
+        self._handler = handler
+        self._metrics = metrics
+        self._ids = ids
+        self._counted = counted
+        # (vendor, district, resource, method, code) -> (requests child, duration child)
+        self._children: dict[tuple[str, str, str, str, str], tuple[Any, Any]] = {}
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ex = Exchange(
+            request_id=self._ids(request.headers.get("X-Request-Id")),
+            started=time.monotonic(),
+            method=request.method,
+        )
+        request[EXCHANGE] = ex
+        metrics = self._metrics
+        metrics.inflight.inc()
+        try:
+            try:
+                response = await self._handler(request)
+            except ProxyError as err:
+                ex.error = err.description
+                response = error_response(err)
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                ex.error = exc.reason
+                response = _imsx_for(exc)
+            if not response.prepared:
+                response.headers["X-Request-Id"] = ex.request_id
+            ex.status = response.status
+            return response
+        except BrokenTransfer:
+            ex.status = ex.upstream_status or 502
+            raise
+        except (asyncio.CancelledError, ConnectionResetError):
+            ex.status = 499
+            raise
+        finally:
+            metrics.inflight.dec()
+            elapsed = time.monotonic() - ex.started
+            if self._counted:
+                key = (ex.vendor, ex.district, ex.resource, ex.method, str(ex.status))
+                children = self._children.get(key)
+                if children is None:
+                    children = (
+                        metrics.requests.labels(*key),
+                        metrics.request_duration.labels(*key[:3]),
+                    )
+                    if len(self._children) < 10_000:
+                        self._children[key] = children
+                children[0].inc()
+                children[1].observe(elapsed)
+            log_exchange(request, ex, elapsed)
 
 
 def error_response(err: ProxyError) -> web.Response:
@@ -123,35 +168,18 @@ def error_response(err: ProxyError) -> web.Response:
     return response
 
 
-@web.middleware
-async def render_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    ex = request[EXCHANGE]
-    try:
-        return await handler(request)
-    except ProxyError as err:
-        ex.error = err.description
-        return error_response(err)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        # aiohttp's own refusals (router 404/405, 413 from request.read) keep their status but
-        # get the imsx payload instead of aiohttp's plain text.
-        ex.error = exc.reason
-        response = web.Response(
-            status=exc.status,
-            body=imsx_body(exc.reason, "invaliddata" if exc.status < 500 else "server_busy"),
-            content_type="application/json",
-        )
-        for name in ("Allow", "Retry-After"):
-            if name in exc.headers:
-                response.headers[name] = exc.headers[name]
-        return response
-
-
-async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-    ex = request.get(EXCHANGE)
-    if ex is not None:
-        response.headers["X-Request-Id"] = ex.request_id
+def _imsx_for(exc: web.HTTPException) -> web.Response:
+    """aiohttp's own refusals (413 from request.read, ...) keep their status but get the imsx
+    payload instead of aiohttp's plain text."""
+    response = web.Response(
+        status=exc.status,
+        body=imsx_body(exc.reason, "invaliddata" if exc.status < 500 else "server_busy"),
+        content_type="application/json",
+    )
+    for name in ("Allow", "Retry-After"):
+        if name in exc.headers:
+            response.headers[name] = exc.headers[name]
+    return response
 
 
 def create_app(
@@ -162,6 +190,8 @@ def create_app(
     limits: Limits | None = None,
 ) -> web.Application:
     """The gateway application for ``config``; ``store`` is opened and closed with it."""
+    from . import vendor_api
+
     metrics = metrics or Metrics()
     services = Services(
         runtime=None,  # type: ignore[arg-type]  # set just below, once token sources can be made
@@ -173,7 +203,6 @@ def create_app(
     services.runtime = RuntimeHolder(build_runtime(config, services.token_source))
 
     app = web.Application(
-        middlewares=[observe, render_errors],
         client_max_size=config.server.max_body,
         handler_args={
             "max_line_size": config.server.max_line,
@@ -181,30 +210,22 @@ def create_app(
         },
     )
     app[SERVICES] = services
-    app.on_response_prepare.append(_on_prepare)
     app.cleanup_ctx.append(_resources)
 
-    gateway = Gateway(services)
-    from .vendor_api import add_vendor_routes
-
-    add_vendor_routes(app)
-    app.middlewares.append(_fallback(gateway))
+    ids = RequestIds()
+    app.router.add_get(
+        "/applications", Observed(vendor_api.applications, metrics, ids, counted=False).handle
+    )
+    app.router.add_post(
+        "/oauth/token", Observed(vendor_api.token, metrics, ids, counted=False).handle
+    )
+    # Everything else is the gateway's, whatever the path: ``[\s\S]`` rather than ``.``, since
+    # the router matches the decoded path and a ``%0a`` in it must reach the gateway's own
+    # refusal (an imsx 400), not aiohttp's plain-text 404.
+    app.router.add_route(
+        "*", r"/{tail:[\s\S]*}", Observed(Gateway(services), metrics, ids, counted=True).handle
+    )
     return app
-
-
-def _fallback(gateway: Gateway) -> Callable[..., Any]:
-    """Every path no route matches goes to the gateway. Not a catch-all route: aiohttp's
-    router cannot match some paths at all (one holding ``%0a``) and would answer those with
-    its own plain-text 404; this way the gateway refuses them with an imsx payload."""
-
-    @web.middleware
-    async def fallback(request: web.Request, handler: Handler) -> web.StreamResponse:
-        match_info = request.match_info
-        if match_info.http_exception is not None and match_info.http_exception.status == 404:
-            return await gateway(request)
-        return await handler(request)
-
-    return fallback
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:

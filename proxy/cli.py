@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="processes sharing the port (SO_REUSEPORT)",
     )
+    serve.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=argparse.SUPPRESS,
+        help="log lines as JSON (default) or text for humans",
+    )
 
     tok = sub.add_parser("tokens", help="issue, rotate, revoke and list vendor tokens")
     tsub = tok.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
@@ -226,8 +232,10 @@ def _tokens(args: argparse.Namespace) -> int:
             print(json.dumps(rows, indent=2))
         else:
             now = tokens.now_utc()
-            table = [{**row, "status": tokens.status(r, now)} for row, r in
-                     zip(rows, records, strict=True)]
+            table = [
+                {**row, "status": tokens.status(r, now)}
+                for row, r in zip(rows, records, strict=True)
+            ]
             _print_table(table, [*tokens.LISTING_FIELDS, "status"])
         return 0
     raise AssertionError(action)

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -40,6 +40,8 @@ FORM = "application/x-www-form-urlencoded"
 # Bodies up to this size are read before sending, so that a GET may be retried and an OAuth2
 # district's 401 may be answered with a fresh token; larger ones stream and are sent once.
 BUFFER_LIMIT = 1024 * 1024
+# District answers up to this size (by Content-Length) are read whole and sent in one write.
+SMALL_BODY = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -68,6 +70,7 @@ EXCHANGE = web.RequestKey("exchange", Exchange)
 class Gateway:
     def __init__(self, services: Services) -> None:
         self.services = services
+        self._counters: dict[str, Any] = {}
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         services = self.services
@@ -270,25 +273,48 @@ class Gateway:
     ) -> web.StreamResponse:
         server = runtime.config.server
         ex.upstream_status = upstream.status
-        base = public_base(
-            request.scheme,
-            request.host,
-            request.headers.get("X-Forwarded-Proto"),
-            request.headers.get("X-Forwarded-Host"),
-            trust_forwarded=server.trust_forwarded,
-            public_url=server.public_url,
-        )
+        if server.public_url is not None:
+            base = server.public_url
+        else:
+            base = public_base(
+                request.scheme,
+                request.host,
+                request.headers.get("X-Forwarded-Proto"),
+                request.headers.get("X-Forwarded-Host"),
+                trust_forwarded=server.trust_forwarded,
+                public_url=None,
+            )
         headers = response_headers(
             upstream.headers,
             upstream_prefix=conn.link_prefix,
             public_prefix=f"{base}/{conn.app_id}/ims/oneroster/",
         )
+        district = conn.district.name
+        counter = self._bytes_counter(district)
+        length = upstream.content_length
+        if length is not None and length <= SMALL_BODY:
+            # A small page (the common case) is read whole and sent with its head in one
+            # write: one syscall instead of three, and no chunk loop.
+            try:
+                with forward.upstream_errors():
+                    body = await upstream.read()
+            except (UpstreamError, UpstreamTimeout) as exc:
+                self.services.metrics.upstream_errors.labels(district, exc.kind).inc()
+                raise
+            response = web.Response(status=upstream.status, reason=upstream.reason, body=body)
+            for name, value in headers:
+                if name.lower() != "content-length":
+                    response.headers.add(name, value)
+            response.headers["X-Request-Id"] = ex.request_id
+            ex.bytes_out = len(body)
+            counter.inc(len(body))
+            return response
+
         downstream = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         for name, value in headers:
             downstream.headers.add(name, value)
+        downstream.headers["X-Request-Id"] = ex.request_id
         await downstream.prepare(request)
-        district = conn.district.name
-        counter = self.services.metrics.response_bytes.labels(district)
 
         def on_bytes(n: int) -> None:
             ex.bytes_out += n
@@ -308,6 +334,14 @@ class Gateway:
             ex.error = "vendor disconnected"
             raise
         return downstream
+
+    def _bytes_counter(self, district: str) -> Any:
+        counter = self._counters.get(district)
+        if counter is None:
+            counter = self._counters[district] = (
+                self.services.metrics.response_bytes.labels(district)
+            )
+        return counter
 
 
 class BrokenTransfer(Exception):

@@ -105,9 +105,7 @@ class GuardedRequestHandler(RequestHandler):
             err_status = err.status
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; cannot send an error")
-        response = web.Response(
-            status=err_status, body=err.body(), content_type="application/json"
-        )
+        response = web.Response(status=err_status, body=err.body(), content_type="application/json")
         for name, value in err.headers().items():
             response.headers[name] = value
         response.headers["X-Request-Id"] = uuid.uuid4().hex
@@ -140,9 +138,7 @@ class GuardedRequestHandler(RequestHandler):
             return
         # SECURITY: a vendor that stops sending its body must not hold a handler, a district
         # slot and an upstream connection open for ever.
-        payload.set_exception(
-            RequestTimeout(f"no request body data for {self.client_timeout:g}s")
-        )
+        payload.set_exception(RequestTimeout(f"no request body data for {self.client_timeout:g}s"))
         # No lingering for the rest of a body we gave up on: close after the answer.
         self._lingering_time = 0.0
         self.close()

@@ -68,17 +68,17 @@ class FairSlots:
         self.held = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    async def acquire(self, timeout: float) -> bool:
-        """Take a slot within ``timeout`` seconds; False if none came free in time."""
+    async def acquire(self, within: float) -> bool:
+        """Take a slot within ``within`` seconds; False if none came free in time."""
         if self.held < self.limit and not self._waiters:
             self.held += 1
             return True
-        if timeout <= 0:
+        if within <= 0:
             return False
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within):
                 await waiter
         except TimeoutError:
             return self._gave_up(waiter)
@@ -157,9 +157,7 @@ class Limits:
             return
         wait = await self._take(f"vendor:{vendor.name}", vendor.rate_limit)
         if wait > 0:
-            raise TooManyRequests(
-                f"vendor {vendor.name} is over its rate limit", retry_after=wait
-            )
+            raise TooManyRequests(f"vendor {vendor.name} is over its rate limit", retry_after=wait)
 
     async def _take(self, key: str, rate: Rate) -> float:
         """Take one token from bucket ``key``: 0.0, or the seconds until one is there."""
@@ -221,14 +219,19 @@ class Limits:
             return
         key = f"district:{district.name}"
         holder = uuid.uuid4().hex
-        held = await self._poll_slot(store, key, limit, holder, deadline)
+        try:
+            held = await self._poll_slot(store, key, limit, holder, deadline)
+        except asyncio.CancelledError:
+            # The vendor went away mid-poll, perhaps just as the store granted the slot: give
+            # it back now rather than leave it to the ttl.
+            with contextlib.suppress(StoreUnavailable):
+                await store.release_slot(key, holder)
+            raise
         if held is None:
             raise self._busy(district)
         renewer = None
         if held:
-            renewer = asyncio.get_running_loop().create_task(
-                self._renew(store, key, limit, holder)
-            )
+            renewer = asyncio.get_running_loop().create_task(self._renew(store, key, limit, holder))
         try:
             yield
         finally:

@@ -64,8 +64,13 @@ class _RequestCounter(Counter):
     def labels(self, *labelvalues: Any, **labelkwargs: Any) -> Any:
         if labelvalues and len(labelvalues) == 5:
             vendor, district, resource, method, code = labelvalues
-            labelvalues = (vendor, district, resource, method_label(str(method)),
-                           code_label(str(code)))
+            labelvalues = (
+                vendor,
+                district,
+                resource,
+                method_label(str(method)),
+                code_label(str(code)),
+            )
         if "method" in labelkwargs:
             labelkwargs["method"] = method_label(str(labelkwargs["method"]))
         if "code" in labelkwargs:

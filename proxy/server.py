@@ -39,9 +39,9 @@ _RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
 async def reload_config(gateway: web.Application, *, interface: str) -> Config:
     """Validate the config file again and swap it in; ConfigError leaves the old one."""
     services = gateway[SERVICES]
-    lock = gateway.get(_RELOAD_LOCK)
-    if lock is None:
-        lock = gateway[_RELOAD_LOCK] = asyncio.Lock()
+    # ``start`` installs the lock before the app freezes; a gateway built some other way
+    # reloads unserialised (each reload still swaps one whole runtime).
+    lock = gateway.get(_RELOAD_LOCK) or asyncio.Lock()
     async with lock:
         source = services.runtime.current.config.source
         try:
@@ -164,6 +164,7 @@ async def start(
     store = open_store(config.store.url)
     gateway = create_app(config, store)
     gateway[SERVICES].metrics.set_connections(config)
+    gateway[_RELOAD_LOCK] = asyncio.Lock()
     runner = GuardedAppRunner(
         gateway,
         client_timeout=config.server.client_timeout,

@@ -9,8 +9,8 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import aiohttp  # noqa: E402
-import pytest  # noqa: E402
+import aiohttp
+import pytest
 
 
 @pytest.fixture

@@ -140,13 +140,13 @@ def proxy_process(tmp_path: Path, synthetic_sandbox: Any) -> Iterator[ProxyProce
     doc["server"]["listen"] = f"127.0.0.1:{port}"
     config = tmp_path / "proxy.toml"
     config.write_text(toml_dumps(doc))
-    issued = subprocess.run(CLI + ["tokens", "issue", "acme", "--config", str(config)],
+    issued = subprocess.run([*CLI, "tokens", "issue", "acme", "--config", str(config)],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert issued.returncode == 0, issued.stderr
     token = issued.stdout.strip().splitlines()[-1]
     log = tmp_path / "proxy.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(CLI + ["serve", "--config", str(config)], cwd=ROOT,
+        proc = subprocess.Popen([*CLI, "serve", "--config", str(config)], cwd=ROOT,
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_listening(port, proc, log)

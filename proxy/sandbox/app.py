@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from .auth import AuthError, OAuth1Verifier, TokenRequestError, TokenStore, token_response
-from .data import V1P1, synthetic_index, synthetic_user
+from .data import HrefAbsolutizer, Ref, ref_dict, synthetic_index, synthetic_user
 from .district import District, DistrictError
 from .endpoints import COLLECTIONS, Match, is_gradebook_path, match, required_scopes
 from .options import Faults, SandboxOptions
@@ -67,6 +67,7 @@ FAULTS = web.AppKey("sandbox_faults", Faults)
 RECORDED = web.AppKey("sandbox_recorded", list)  # list[RecordedRequest]
 TOKENS = web.AppKey("sandbox_tokens", TokenStore)
 _VERIFIER = web.AppKey("sandbox_oauth1_verifier", OAuth1Verifier)
+_HREFS = web.AppKey("sandbox_hrefs", HrefAbsolutizer)
 _CONTEXT = web.RequestKey("sandbox_context", _Context)
 
 _JSON = "application/json"
@@ -75,6 +76,18 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _dumps(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _href_replacement(request: web.Request) -> bytes:
+    """What the stored ``href`` paths become in answers to ``request`` (see HrefAbsolutizer)."""
+    # The origin the client reached, as the Link header names it: through the proxy that is this
+    # district's own host, the way a real district's hrefs name the real district.
+    return request.app[_HREFS].replacement(f"{request.scheme}://{request.host}")
+
+
+def _records_body(request: web.Request, payload: Any) -> bytes:
+    """``payload`` serialized, GUIDRef hrefs made absolute URIs (``format: uri`` in 1.2)."""
+    return request.app[_HREFS].apply(_dumps(payload), _href_replacement(request))
 
 
 def imsx_response(
@@ -367,7 +380,7 @@ async def _list(
     page = selected[query.offset : query.offset + query.limit]
     wrapper = COLLECTIONS[endpoint.result][1]
     return web.Response(
-        body=_dumps({wrapper: [query.select(r) for r in page]}),
+        body=_records_body(request, {wrapper: [query.select(r) for r in page]}),
         content_type=_JSON,
         headers=_page_headers(request, raw_path, raw_query, len(selected), query),
     )
@@ -390,7 +403,8 @@ async def _get(request: web.Request, found: Match) -> web.Response:
         record = district.get(found.version, endpoint.result, found.ids[0])
         query.validate_fields(district.known_fields(found.version, endpoint.result))
     return web.Response(
-        body=_dumps({COLLECTIONS[endpoint.result][2]: query.select(record)}), content_type=_JSON
+        body=_records_body(request, {COLLECTIONS[endpoint.result][2]: query.select(record)}),
+        content_type=_JSON,
     )
 
 
@@ -412,7 +426,9 @@ async def _put(request: web.Request, found: Match) -> web.Response:
         found.version, found.endpoint.result, found.ids[0], payload[singular]
     )
     return web.Response(
-        status=201 if created else 200, body=_dumps({singular: record}), content_type=_JSON
+        status=201 if created else 200,
+        body=_records_body(request, {singular: record}),
+        content_type=_JSON,
     )
 
 
@@ -433,14 +449,7 @@ async def _post(request: web.Request, found: Match) -> web.Response:
 
 def _synthetic_org(district: District, version: str) -> dict[str, str]:
     schools = district.records(version, "schools")
-    org = schools[-1]
-    base = district.options.base_path or ""
-    prefix = "v1p1" if version == V1P1 else "rostering/v1p2"
-    return {
-        "href": f"{base}/ims/oneroster/{prefix}/orgs/{org['sourcedId']}",
-        "sourcedId": org["sourcedId"],
-        "type": "org",
-    }
+    return ref_dict(Ref("org", schools[-1]["sourcedId"]), version, district.options.base_path or "")
 
 
 async def _stream_synthetic(
@@ -455,6 +464,7 @@ async def _stream_synthetic(
     district = request.app[DISTRICT]
     count = options.synthetic_users
     org = _synthetic_org(district, found.version)
+    hrefs, replacement = request.app[_HREFS], _href_replacement(request)
     sample = synthetic_user(0, found.version, org, options.synthetic_padding)
     query.validate_fields(sample)
     test = compile_filter(query.filter) if query.filter is not None else None
@@ -485,7 +495,8 @@ async def _stream_synthetic(
                 continue
             if written:
                 buffer += b","
-            buffer += _dumps(query.select(record))
+            # Per record, so a needle never straddles two chunks.
+            buffer += hrefs.apply(_dumps(query.select(record)), replacement)
             written += 1
             if len(buffer) >= 65536:
                 yield bytes(buffer)
@@ -523,6 +534,7 @@ def create_sandbox_app(options: SandboxOptions | None = None) -> web.Application
     app[RECORDED] = []
     app[TOKENS] = TokenStore()
     app[_VERIFIER] = OAuth1Verifier(str(resolved.key), str(resolved.secret))
+    app[_HREFS] = HrefAbsolutizer(resolved.base_path or "")
     # [\s\S]: unlike ".", it also matches a decoded newline (%0a), so every path reaches
     # _dispatch and its imsx answers instead of aiohttp's plain-text 404.
     app.router.add_route("*", r"/{tail:[\s\S]*}", _dispatch)

@@ -9,9 +9,11 @@ sandboxes with one seed serve the same records, and every reference resolves.
 
 Records are built once in a version-neutral form and rendered per version (OneRoster 1.1 JSON
 binding, OneRoster 1.2 REST/JSON binding): a key written ``"v11:name"`` exists only in 1.1, a
-``"v12:name"`` only in 1.2; booleans listed in ``_V11_BOOL_STRINGS`` become the strings
-``"true"``/``"false"`` that the 1.1 JSON binding uses; ``Ref`` values become GUIDRefs with an
-``href`` under the district's base path.
+``"v12:name"`` only in 1.2; booleans listed in ``_BOOL_STRINGS`` become the strings
+``"true"``/``"false"`` that both bindings use; ``Ref`` values become GUIDRefs with an ``href``
+under the district's base path. That ``href`` is stored as a path (``<base path>/ims/oneroster/
+...``) because the district's scheme and host are known only per request; the server makes it an
+absolute URI when it writes a response (see ``HrefAbsolutizer``).
 """
 
 from __future__ import annotations
@@ -82,8 +84,10 @@ _STORE_OF_REF_TYPE = {
     "resource": "resources",
 }
 
-# OneRoster 1.1's JSON binding carries these booleans as "true"/"false" strings.
-_V11_BOOL_STRINGS = frozenset(
+# Both JSON bindings carry these booleans as "true"/"false" strings: 1.1 by its binding, 1.2 by
+# its OpenAPI (UserDType.enabledUser, EnrollmentDType.primary, DemographicsDType.* are
+# "type": "string", "enum": ["true", "false"]).
+_BOOL_STRINGS = frozenset(
     {
         "enabledUser",
         "primary",
@@ -122,12 +126,44 @@ def api_prefix(version: str, store: str) -> str:
 
 
 def ref_dict(ref: Ref, version: str, base_path: str) -> dict[str, str]:
+    """The GUIDRef for ``ref``; its ``href`` is a path that ``HrefAbsolutizer`` makes absolute."""
     store = _STORE_OF_REF_TYPE[ref.type]
     return {
         "href": f"{base_path}/ims/oneroster/{api_prefix(version, store)}/{store}/{ref.sourced_id}",
         "sourcedId": ref.sourced_id,
         "type": ref.type,
     }
+
+
+class HrefAbsolutizer:
+    """Turns the stored ``href`` paths of a serialized answer into absolute URIs.
+
+    GUIDRef ``href`` is ``format: uri`` in the OneRoster 1.2 OpenAPI, and real districts send
+    ``https://host/<base path>/ims/oneroster/...``. Records keep the path form (generated once per
+    seed, cached, shared by districts on any port); this rewrites the compact JSON that
+    ``json.dumps(..., separators=(",", ":"))`` writes, so an answer costs one ``bytes.replace``.
+    Only a JSON key can produce the needle: inside a string value every quote is escaped.
+    """
+
+    def __init__(self, base_path: str) -> None:
+        self._needle = self._key_and_start(base_path + "/ims/oneroster/")
+        self._base_path = base_path
+
+    @staticmethod
+    def _key_and_start(prefix: str) -> bytes:
+        # The key, the colon and the opening quote and escaped text of the value, without its
+        # closing quote: exactly the bytes the serializer writes before the rest of the path.
+        value = json.dumps(prefix, ensure_ascii=False)[:-1]
+        return ('"href":' + value).encode()
+
+    def replacement(self, origin: str) -> bytes:
+        """The bytes that replace the needle for a district reached at ``origin``."""
+        # SECURITY: origin comes from the request's Host header; json.dumps escapes it, so a
+        # crafted Host cannot end the string and inject JSON into the answer.
+        return self._key_and_start(f"{origin}{self._base_path}/ims/oneroster/")
+
+    def apply(self, body: bytes, replacement: bytes) -> bytes:
+        return body.replace(self._needle, replacement)
 
 
 def render(value: Any, version: str, base_path: str) -> Any:
@@ -145,7 +181,7 @@ def render(value: Any, version: str, base_path: str) -> Any:
             if key.startswith(mine):
                 key = key[len(mine) :]
             item = render(item, version, base_path)
-            if version == V1P1 and key in _V11_BOOL_STRINGS and isinstance(item, bool):
+            if key in _BOOL_STRINGS and isinstance(item, bool):
                 item = "true" if item else "false"
             out[key] = item
         return out
@@ -691,7 +727,7 @@ def synthetic_user(
         "status": "active",
         "dateLastModified": "2025-09-01T00:00:00.000Z",
         "username": f"user{index}",
-        "enabledUser": "true" if version == V1P1 else True,
+        "enabledUser": "true",
         "givenName": given,
         "familyName": family,
         "identifier": f"SYN{index:09d}",

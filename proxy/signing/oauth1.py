@@ -54,13 +54,19 @@ _U: Final = r"A-Za-z0-9\-._~"
 _UNRESERVED: Final = re.compile(f"[{_U}]*+")
 # An escape of an ASCII octet that is not unreserved, in upper-case hex: what §3.6 writes.
 _E: Final = r"%(?:[01][0-9A-F]|2[0-9A-CF]|3[A-F]|40|5[B-E]|60|7[B-DF])"
-# A raw form component made only of unreserved characters and such escapes decodes and
-# re-encodes to itself, so it needs no work: ``limit=100``, and queries built by quote() or
-# encodeURIComponent of ASCII text such as ``filter=familyName%3D%27O%27Brien%27``.
-# Possessive quantifiers (Python 3.11): a near miss fails in linear time, no backtracking.
-_C: Final = f"[{_U}]*+(?:{_E}[{_U}]*+)*+"
-_CANONICAL: Final = re.compile(_C)
-_CANONICAL_FORM: Final = re.compile(f"{_C}(?:={_C})?+(?:&{_C}(?:={_C})?+)*+")
+# A raw form component made of ASCII characters other than "%", "&" and "=", and escapes of
+# ASCII octets that are not unreserved in upper-case hex, needs no decoding: its §3.6 form is
+# the same string with "+" (a space) written "%20" and every other octet outside the
+# unreserved set as its escape, one str.translate (_FORM_TABLE). That covers ``limit=100``,
+# ``filter=familyName%3D%27O%27Brien%27`` and encodeURIComponent's raw ``'()*!``. Anything
+# else (lower-case or needless escapes, non-ASCII, "%" without two hex digits) is decoded and
+# re-encoded in full.
+# SECURITY: possessive quantifiers (Python 3.11): the query is the vendor's, and a near miss
+# must fail in linear time, never by backtracking (ReDoS).
+_PLAIN: Final = r"\x00-\x24\x27-\x3c\x3e-\x7f"
+_C: Final = f"[{_PLAIN}]*+(?:{_E}[{_PLAIN}]*+)*+"
+_SIMPLE_COMPONENT: Final = re.compile(_C)
+_SIMPLE_FORM: Final = re.compile(f"{_C}(?:={_C})?+(?:&{_C}(?:={_C})?+)*+")
 # A raw path made of unreserved characters, "/" and "%" needs only those two re-encoded (§3.6).
 _SIMPLE_PATH: Final = re.compile(f"[{_U}/%]*+")
 # scheme "://" authority, the authority ending at the first "/", "?" or "#" (RFC 3986 §3.2).
@@ -86,6 +92,17 @@ _ENCODE_TABLE: Final[dict[int, str]] = {
 }
 
 
+# The same for the raw ASCII of a _SIMPLE_COMPONENT: "%" starts an escape that is already in
+# its §3.6 form, "&" and "=" are the form's own separators, "+" is a space.
+_FORM_TABLE: Final[dict[int, str]] = {
+    **{octet: _ENCODE_TABLE[octet] for octet in range(128)},
+    ord("%"): "%",
+    ord("&"): "&",
+    ord("="): "=",
+    ord("+"): "%20",
+}
+
+
 def percent_encode(value: str) -> str:
     """Encode ``value`` per RFC 5849 §3.6: UTF-8, then every octet outside ALPHA / DIGIT /
     ``-._~`` as ``%XX`` with upper-case hex."""
@@ -108,9 +125,8 @@ def _form_component(raw: str) -> str:
     """One name or value of a form-urlencoded string, decoded (W3C HTML 4.01 §17.13.4: ``+`` is
     a space, ``%XX`` an octet of UTF-8; invalid UTF-8 becomes U+FFFD as in every Python
     verifier), then encoded per §3.6 for the base string."""
-    if _CANONICAL.fullmatch(raw):
-        # Decoding and re-encoding gives the same string back (see _CANONICAL).
-        return raw
+    if _SIMPLE_COMPONENT.fullmatch(raw):
+        return raw.translate(_FORM_TABLE)
     return percent_encode(unquote(raw.replace("+", " "), errors="replace"))
 
 
@@ -120,9 +136,10 @@ def _encoded_pairs(raw: str, out: list[tuple[str, str]]) -> None:
     Splits on ``&`` only (``;`` is data), skips empty fields, and reads a field without ``=``
     as a name with an empty value, the way the district's form decoder reads the same string.
     """
-    if _CANONICAL_FORM.fullmatch(raw) and "oauth_" not in raw:
-        # Every name and value is already in its §3.6 form: split, no decoding needed.
-        for field in raw.split("&"):
+    if _SIMPLE_FORM.fullmatch(raw) and "oauth_" not in raw:
+        # Every name and value has the shape of _SIMPLE_COMPONENT, and the table leaves "&"
+        # and "=" alone: encode the whole string at once, then split it.
+        for field in raw.translate(_FORM_TABLE).split("&"):
             if field:
                 name, _, value = field.partition("=")
                 out.append((name, value))
@@ -131,29 +148,29 @@ def _encoded_pairs(raw: str, out: list[tuple[str, str]]) -> None:
         if not field:
             continue
         name, _, value = field.partition("=")
-        if _CANONICAL.fullmatch(name):
-            decoded_name = encoded_name = name
+        if _SIMPLE_COMPONENT.fullmatch(name):
+            encoded_name = name.translate(_FORM_TABLE)
         else:
-            decoded_name = unquote(name.replace("+", " "), errors="replace")
-            encoded_name = percent_encode(decoded_name)
-        if decoded_name.startswith("oauth_"):
-            _oauth_named_pair(decoded_name, value, out)
+            encoded_name = percent_encode(unquote(name.replace("+", " "), errors="replace"))
+        # "oauth_" is unreserved, so the encoded name starts with it iff the decoded one does.
+        if encoded_name.startswith("oauth_"):
+            _oauth_named_pair(encoded_name, value, out)
             continue
         out.append((encoded_name, _form_component(value)))
 
 
-def _oauth_named_pair(name: str, value: str, out: list[tuple[str, str]]) -> None:
-    """A query or body field whose decoded name starts with ``oauth_``.
+def _oauth_named_pair(encoded_name: str, value: str, out: list[tuple[str, str]]) -> None:
+    """A query or body field whose name starts with ``oauth_``.
 
     RFC 5849 §3.4.1.3.1 excludes ``oauth_signature`` from the base string, and oauthlib's
     verifier percent-decodes the value of every ``oauth_*`` field once more after the form
     decoding; a district built on it computes its base string that way, so ours does too.
     (The gateway should not forward such fields at all: they are protocol parameters.)
     """
-    if name == "oauth_signature":
+    if encoded_name == "oauth_signature":
         return
     decoded_value = unquote(unquote(value.replace("+", " "), errors="replace"))
-    out.append((percent_encode(name), percent_encode(decoded_value)))
+    out.append((encoded_name, percent_encode(decoded_value)))
 
 
 def _is_form_urlencoded(content_type: str | None) -> bool:
@@ -354,6 +371,7 @@ class OAuth1Signer:
             ("oauth_version", "1.0"),
         )
         # §3.5.1, in the parameter order oauthlib's Client writes, so headers compare equal.
+        # SECURITY: every value is §3.6-encoded, so none can hold a quote, comma or line break.
         self._header_middle = (
             f'", oauth_version="1.0", oauth_signature_method="{encoded_method}", '
             f'oauth_consumer_key="{encoded_key}", oauth_signature="'
@@ -378,7 +396,7 @@ class OAuth1Signer:
         nonce: str | None = None,
         timestamp: str | None = None,
     ) -> str:
-        """Return the value of the Authorization header ("OAuth oauth_consumer_key=..., ...").
+        """Return the value of the Authorization header (``OAuth oauth_nonce="...", ...``).
 
         ``url`` is the absolute upstream URL exactly as it will be sent on the wire (scheme,
         host, optional port, raw path, raw query, already percent-encoded as the vendor sent

@@ -168,6 +168,9 @@ class OAuth2TokenSource:
             raise UpstreamTokenError(
                 f"{where} could not be reached ({type(exc).__name__})"
             ) from exc
+        except ValueError as exc:
+            # aiohttp refuses some URLs before connecting (credentials in token_url, say).
+            raise UpstreamTokenError(f"{where} cannot be requested ({type(exc).__name__})") from exc
         if len(raw) > MAX_TOKEN_RESPONSE:
             raise UpstreamTokenError(f"{where} answered with an oversized body")
         payload = _json_object(raw)

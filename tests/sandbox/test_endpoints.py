@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from yarl import URL
 
 from proxy.sandbox import DISTRICT
+from proxy.sandbox.data import HrefAbsolutizer
 from proxy.sandbox.endpoints import API_ROOTS, COLLECTIONS, ID
 
-from .conftest import assert_imsx, call
+from .conftest import assert_imsx, call, sign
 
 
 def _ids(sbx: Any, version: str) -> dict[str, str]:
@@ -131,7 +135,7 @@ async def test_version_shapes(sbx, http):
     assert v11["role"] == "student" and "roles" not in v11
     assert v11["enabledUser"] == "true"
     assert v12["roles"][0]["role"] == "student" and "role" not in v12
-    assert v12["enabledUser"] is True
+    assert v12["enabledUser"] == "true"  # 1.2 OpenAPI: "type": "string", enum true/false
     assert v12["primaryOrg"]["type"] == "org"
     for user in (v11, v12):
         for key in ("sourcedId", "status", "dateLastModified", "givenName", "familyName",
@@ -276,3 +280,94 @@ async def test_gradebook_relations(sbx, http):
     assert {c["sourcedId"] for c in categories} == {
         li["category"]["sourcedId"] for li in line_items
     }
+
+
+async def test_v1p2_booleans_are_strings_like_v1p1(sbx, http):
+    root = "/ims/oneroster/rostering/v1p2"
+    flags = {"primary", "americanIndianOrAlaskaNative", "asian", "blackOrAfricanAmerican",
+             "nativeHawaiianOrOtherPacificIslander", "white", "demographicRaceTwoOrMoreRaces",
+             "hispanicOrLatinoEthnicity", "enabledUser"}  # fmt: skip
+    seen: dict[str, set[Any]] = {}
+    for name in ("users", "enrollments", "demographics"):
+        answer = await call(http, sbx, f"{root}/{name}?limit=1000")
+        for record in answer.json[name]:
+            for key in flags & set(record):
+                seen.setdefault(key, set()).add(record[key])
+    assert set(seen) == flags
+    assert all(values <= {"true", "false"} for values in seen.values()), seen
+    # Both values occur, so the conversion (not a constant) is what these records went through.
+    assert seen["primary"] == seen["asian"] == {"true", "false"}
+
+
+@pytest.mark.parametrize("base_path", ["", "/campus/api/oneroster/v1p2/springfield"])
+async def test_hrefs_are_absolute_uris(make_sandbox, http, base_path):
+    sbx = await make_sandbox(base_path=base_path)
+    origin = sbx.base_url[: len(sbx.base_url) - len(base_path)]
+    assert origin.startswith("http://127.0.0.1:")
+    prefix = f"{origin}{base_path}/ims/oneroster/"
+    for path, version in (("v1p1", "v1p1"), ("rostering/v1p2", "v1p2")):
+        listed = (await call(http, sbx, f"/ims/oneroster/{path}/classes?limit=3")).json["classes"]
+        one = await call(http, sbx, f"/ims/oneroster/{path}/classes/{listed[0]['sourcedId']}")
+        refs = [r for record in [*listed, one.json["class"]] for r in _refs(record)]
+        assert len(refs) >= 12
+        for ref in refs:
+            assert ref["href"].startswith(prefix), ref
+            # The href names the record itself: following it answers that record.
+            followed = await call(http, sbx, ref["href"][len(sbx.base_url) :])
+            assert followed.status == 200, ref
+            assert next(iter(followed.json.values()))["sourcedId"] == ref["sourcedId"]
+        # The stored records keep the path form: the origin is the request's, not cached.
+        stored = sbx.app[DISTRICT].views[version]["classes"][listed[0]["sourcedId"]]
+        assert stored["school"]["href"].startswith(f"{base_path}/ims/oneroster/")
+
+
+async def test_hrefs_name_the_host_the_client_reached(sbx, http):
+    # Signed for "localhost": the verifier and the hrefs both take the request's Host.
+    url = sbx.base_url.replace("127.0.0.1", "localhost") + "/ims/oneroster/v1p1/schools?limit=1"
+    url, headers, _ = sign(sbx, "GET", url)
+    async with http.get(URL(url.replace("localhost", "127.0.0.1"), encoded=True),
+                        headers={**headers, "Host": urlsplit(url).netloc}) as resp:  # fmt: skip
+        assert resp.status == 200
+        school = (await resp.json())["orgs"][0]
+    assert school["parent"]["href"].startswith(f"http://{urlsplit(url).netloc}/ims/oneroster/")
+
+
+async def test_written_and_synthetic_records_get_absolute_hrefs(make_sandbox, http):
+    sbx = await make_sandbox(synthetic_users=300)
+    users = (await call(http, sbx, "/ims/oneroster/v1p1/users?limit=300")).json["users"]
+    assert len(users) == 300
+    for user in users:
+        assert user["enabledUser"] == "true"
+        assert user["orgs"][0]["href"].startswith(sbx.base_url + "/ims/oneroster/v1p1/orgs/")
+    v12 = (await call(http, sbx, "/ims/oneroster/rostering/v1p2/users/syn-user-000000007")).json
+    assert v12["user"]["enabledUser"] == "true"
+    assert v12["user"]["primaryOrg"]["href"].startswith(
+        sbx.base_url + "/ims/oneroster/rostering/v1p2/orgs/"
+    )
+    klass = next(iter(sbx.app[DISTRICT].views["v1p2"]["classes"]))
+    body = json.dumps({"lineItems": [{"sourcedId": "li-href", "title": "Quiz"}]}).encode()
+    path = f"/ims/oneroster/gradebook/v1p2/classes/{klass}/lineItems"
+    headers = {"Content-Type": "application/json"}
+    posted = await call(http, sbx, path, "POST", body=body, headers=headers)
+    assert posted.status == 201
+    answer = await call(http, sbx, "/ims/oneroster/gradebook/v1p2/lineItems/li-href")
+    assert answer.json["lineItem"]["class"]["href"] == (
+        f"{sbx.base_url}/ims/oneroster/rostering/v1p2/classes/{klass}"
+    )
+
+
+def test_href_rewrite_touches_only_guidref_keys_and_escapes_the_host():
+    hrefs = HrefAbsolutizer("/base")
+    payload = {
+        "a": {"href": "/base/ims/oneroster/v1p1/orgs/1", "sourcedId": "1", "type": "org"},
+        "note": '"href":"/base/ims/oneroster/v1p1/orgs/2"',  # text that only looks like a key
+        "other": {"href": "/elsewhere/ims/oneroster/v1p1/orgs/3"},
+    }
+    raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    out = json.loads(hrefs.apply(raw, hrefs.replacement("https://district.example")))
+    assert out["a"]["href"] == "https://district.example/base/ims/oneroster/v1p1/orgs/1"
+    assert out["note"] == payload["note"] and out["other"] == payload["other"]
+    # SECURITY: a Host header with a quote cannot end the string and add JSON of its own.
+    hostile = json.loads(hrefs.apply(raw, hrefs.replacement('http://x","evil":"1')))
+    assert set(hostile["a"]) == {"href", "sourcedId", "type"}
+    assert hostile["a"]["href"] == 'http://x","evil":"1/base/ims/oneroster/v1p1/orgs/1'

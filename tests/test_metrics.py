@@ -1,0 +1,216 @@
+"""``/metrics`` on the admin listener after real traffic: names, labels and bounded label
+values exactly as SPEC.md "Metrics" lists them (issue 4 part 5)."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections import defaultdict
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from proxy.metrics import DURATION_BUCKETS
+from proxy.sandbox import SandboxOptions
+from proxy.sandbox.server import start_sandbox
+from tests.support import ADMIN_TOKEN, auth, base_config, free_port
+
+P = "oneroster_proxy_"
+# name -> label names, exactly (SPEC.md "Metrics"); the histograms' own "le" aside.
+SPEC_METRICS = {
+    "requests_total": {"vendor", "district", "resource", "method", "code"},
+    "request_duration_seconds": {"vendor", "district", "resource"},
+    "upstream_duration_seconds": {"district"},
+    "upstream_errors_total": {"district", "kind"},
+    "upstream_token_fetches_total": {"district"},
+    "inflight_requests": set(),
+    "response_bytes_total": {"district"},
+    "tokens_active": {"vendor"},
+    "config_reloads_total": {"result"},
+}
+
+
+async def scrape(proxy: Any, http: aiohttp.ClientSession) -> tuple[str, dict[str, list[Any]]]:
+    async with http.get(f"{proxy.admin_url}/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    samples: dict[str, list[Any]] = defaultdict(list)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[sample.name].append(sample)
+    return text, samples
+
+
+def value(samples: dict[str, list[Any]], name: str, **labels: str) -> float:
+    found = [s.value for s in samples[P + name]
+             if all(s.labels.get(k) == v for k, v in labels.items())]
+    return sum(found)
+
+
+async def test_names_labels_and_bounded_values_after_traffic(proxy, sandbox, http):
+    token = await proxy.token()
+    other = await proxy.token("other")
+    revoked = await proxy.token()
+    await proxy.services.store.revoke_token(revoked.split("_")[1], dt.datetime.now(dt.UTC))
+
+    # A first page, to learn real ids, then traffic full of ids and garbage.
+    async with http.get(proxy.app_url("v1p1/users?limit=3"), headers=auth(token)) as resp:
+        users = (await resp.json())["users"]
+    async with http.get(proxy.app_url("v1p1/classes?limit=2"), headers=auth(token)) as resp:
+        classes = (await resp.json())["classes"]
+    ids = [u["sourcedId"] for u in users] + [c["sourcedId"] for c in classes]
+    paths = [f"v1p1/users/{u['sourcedId']}" for u in users]
+    paths += [f"v1p1/classes/{c['sourcedId']}/students" for c in classes]
+    paths += ["v1p1/zzzz/1234567", "garbage/9876543", "v1p1/users/no-such-user-1234567",
+              "rostering/v1p2/orgs", "gradebook/v1p2/lineItems?limit=1"]
+    for path in paths:
+        async with http.get(proxy.app_url(path), headers=auth(token)) as resp:
+            await resp.read()
+    async with http.get(proxy.app_url("v1p1/users"), headers=auth("orp_garbage")) as resp:
+        assert resp.status == 401
+    async with http.get(proxy.app_url("v1p1/users", app="no-such-app-1234567"),
+                        headers=auth(token)) as resp:
+        assert resp.status == 404
+    # Methods the HTTP parser knows (WebDAV's) reach the gateway: outside every scope, and one
+    # "other" label between them. Others are refused by the parser itself.
+    for method in ("PROPFIND", "MKCOL", "LOCK"):
+        async with http.request(method, proxy.app_url("v1p1/users"), headers=auth(token)) as resp:
+            assert resp.status == 403
+    async with http.request("FOOBAR", proxy.app_url("v1p1/users"), headers=auth(token)) as resp:
+        assert resp.status == 400
+    async with http.get(proxy.app_url("v1p1/orgs", app="app-8"), headers=auth(other)) as resp:
+        assert resp.status == 200
+
+    text, samples = await scrape(proxy, http)
+
+    # Every SPEC metric is there, with exactly SPEC's labels.
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name, labels in SPEC_METRICS.items():
+        base = P + name.removesuffix("_total")
+        assert base in families, name
+        for sample in families[base].samples:
+            assert set(sample.labels) - {"le"} == labels, (name, sample)
+
+    # Bounded label values: collection names or "other", config names or "-", never an id.
+    requests = samples[P + "requests_total"]
+    resources = {s.labels["resource"] for s in requests}
+    assert resources == {"users", "classes", "students", "orgs", "lineItems", "other"}
+    assert {s.labels["vendor"] for s in requests} == {"acme", "other", "-"}
+    assert {s.labels["district"] for s in requests} == {"springfield", "-"}
+    assert {s.labels["method"] for s in requests} == {"GET", "other"}
+    assert {s.labels["code"] for s in requests} >= {"200", "401", "403", "404"}
+    for sourced_id in ids:
+        assert sourced_id not in text
+    for hint in ("1234567", "zzzz", "garbage", "FOOBAR", "PROPFIND", "MKCOL", "no-such-app"):
+        assert hint not in text
+
+    assert value(samples, "requests_total", vendor="acme", resource="users", code="200") == 4
+    assert value(samples, "requests_total", vendor="acme", resource="students", code="200") == 2
+    assert value(samples, "requests_total", vendor="-", code="401") == 1
+    assert value(samples, "requests_total", method="other", code="403") == 3
+    assert value(samples, "upstream_duration_seconds_count", district="springfield") == 11
+    assert value(samples, "response_bytes_total", district="springfield") > 1000
+    assert value(samples, "inflight_requests") == 0
+    # tokens_active: unexpired, unrevoked tokens per vendor, read from the store.
+    assert value(samples, "tokens_active", vendor="acme") == 1
+    assert value(samples, "tokens_active", vendor="other") == 1
+    assert value(samples, "config_reloads_total", result="ok") == 0
+    assert value(samples, "config_reloads_total", result="error") == 0
+
+    # The latency buckets suit a proxy: 1 ms to 30 s.
+    buckets = sorted({float(s.labels["le"]) for s in samples[P + "request_duration_seconds_bucket"]
+                      if s.labels["le"] != "+Inf"})
+    assert buckets == sorted(DURATION_BUCKETS)
+    assert buckets[0] == 0.001 and buckets[-1] == 30.0
+
+
+async def test_upstream_errors_by_kind_and_token_fetches(sandbox, start_proxy, tmp_path, http):
+    oauth2 = await start_sandbox(SandboxOptions(auth="oauth2"))
+    try:
+        dead = f"http://127.0.0.1:{free_port()}"
+        doc = base_config(tmp_path, sandbox, upstream_timeout="1s")
+        districts, conns = doc["districts"], doc["connections"]
+        districts["dead"] = {"base_url": dead, "auth": "oauth1"}
+        districts["deadtoken"] = {"base_url": oauth2.base_url, "auth": "oauth2",
+                                  "token_url": f"{dead}/oauth2/token"}
+        districts["campus"] = {"base_url": oauth2.base_url, "auth": "oauth2",
+                               "token_url": oauth2.token_url}
+        conns["app-dead"] = dict(conns["app-7"], district="dead")
+        conns["app-deadtoken"] = dict(conns["app-7"], district="deadtoken")
+        conns["app-campus"] = dict(conns["app-7"], district="campus", key=oauth2.key,
+                                   secret=oauth2.secret)
+        proxy = await start_proxy(sandbox, doc)
+        token = await proxy.token()
+
+        async def get(app: str, path: str = "v1p1/orgs") -> int:
+            async with http.get(proxy.app_url(path, app=app), headers=auth(token)) as resp:
+                try:
+                    await resp.read()
+                except aiohttp.ClientPayloadError:
+                    return -1  # a broken transfer, as it must be
+                return resp.status
+
+        assert await get("app-dead") == 502
+        assert await get("app-deadtoken") == 502
+        for _ in range(3):
+            assert await get("app-campus") == 200  # one token fetch serves all three
+        sandbox.faults.hang_paths = ["/orgs"]
+        assert await get("app-7") == 504
+        sandbox.faults.hang_paths = []
+        sandbox.faults.reset_mid_body = True
+        sandbox.faults.reset_mid_body_count = 1
+        # Broken mid-body on a page big enough to stream (> 64 KB): the vendor sees a broken
+        # transfer, never a complete 200.
+        assert await get("app-7", "v1p1/users?limit=100") == -1
+
+        _, samples = await scrape(proxy, http)
+        assert value(samples, "upstream_errors_total", district="dead", kind="connect") == 1
+        assert value(samples, "upstream_errors_total", district="deadtoken", kind="token") == 1
+        assert value(samples, "upstream_errors_total", district="springfield", kind="timeout") == 1
+        assert value(samples, "upstream_errors_total", district="springfield", kind="reset") == 1
+        kinds = {s.labels["kind"] for s in samples[P + "upstream_errors_total"]}
+        assert kinds <= {"connect", "timeout", "reset", "token"}
+        assert value(samples, "upstream_token_fetches_total", district="campus") == 1
+        assert value(samples, "requests_total", district="campus", code="200") == 3
+    finally:
+        await oauth2.close()
+
+
+async def test_connection_expiry_metric_follows_reloads(sandbox, start_proxy, tmp_path, http):
+    doc = base_config(tmp_path, sandbox)
+    doc["connections"]["app-7"]["expires"] = dt.date(2031, 6, 30)
+    proxy = await start_proxy(sandbox, doc)
+    _, samples = await scrape(proxy, http)
+    series = samples[P + "connection_expiry_timestamp_seconds"]
+    assert [(s.labels, s.value) for s in series] == [
+        ({"app": "app-7", "district": "springfield"},
+         dt.datetime(2031, 7, 1, tzinfo=dt.UTC).timestamp()),  # through the whole of June 30
+    ]
+
+    new = copy.deepcopy(proxy.doc)
+    del new["connections"]["app-7"]["expires"]
+    new["connections"]["app-8"]["expires"] = dt.date(2030, 1, 31)
+    proxy.write(new)
+    async with http.post(f"{proxy.admin_url}/admin/reload", headers=auth(ADMIN_TOKEN)) as resp:
+        assert resp.status == 200
+    _, samples = await scrape(proxy, http)
+    series = samples[P + "connection_expiry_timestamp_seconds"]
+    assert [s.labels["app"] for s in series] == ["app-8"]
+    assert value(samples, "config_reloads_total", result="ok") == 1
+
+
+async def test_a_reset_small_page_counts_as_an_upstream_error(proxy, sandbox, http):
+    token = await proxy.token()
+    sandbox.faults.reset_mid_body = True
+    sandbox.faults.reset_mid_body_count = 1
+    async with http.get(proxy.app_url("v1p1/users?limit=20"), headers=auth(token)) as resp:
+        try:
+            await resp.read()
+            outcome = resp.status
+        except aiohttp.ClientPayloadError:
+            outcome = -1
+    assert outcome in (-1, 502)  # a broken transfer or a 502, never a complete 200
+    _, samples = await scrape(proxy, http)
+    assert value(samples, "upstream_errors_total", district="springfield", kind="reset") == 1
