@@ -54,7 +54,7 @@ def count(target: bench.Target, out_file: Path, n: int, warmup: int) -> int:
     while time.monotonic() < deadline:
         for dump in sorted(out_file.parent.glob(out_file.name + "*")):
             text = dump.read_text(errors="replace")
-            match = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
+            match = re.search(r"^totals:\s+(\d+)", text, re.M)
             if match and int(match.group(1)) > 0:
                 return int(match.group(1))
         time.sleep(0.5)

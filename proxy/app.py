@@ -32,6 +32,7 @@ from .config import Config, ConnectionConfig, DistrictConfig
 from .errors import NotFound, ProxyError, imsx_body
 from .handler import EXCHANGE, BrokenTransfer, Exchange, Gateway
 from .inbound import Authenticator
+from .inbound_limits import parser_limits
 from .limits import Limits
 from .logs import log_exchange
 from .metrics import Metrics
@@ -204,10 +205,7 @@ def create_app(
 
     app = web.Application(
         client_max_size=config.server.max_body,
-        handler_args={
-            "max_line_size": config.server.max_line,
-            "max_field_size": config.server.max_headers,
-        },
+        handler_args=parser_limits(config.server.max_line, config.server.max_headers),
     )
     app[SERVICES] = services
     app.cleanup_ctx.append(_resources)

@@ -285,7 +285,11 @@ class _Prober:
         started = time.monotonic()
         try:
             response = await forward.send(
-                self.session, forward.Outgoing("GET", url, [], None), headers, self.timeout
+                self.session,
+                forward.Outgoing("GET", url, [], None),
+                headers,
+                self.timeout,
+                verify=self.conn.district.tls_verify,
             )
             try:
                 with forward.upstream_errors():

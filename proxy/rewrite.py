@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from proxy.errors import BadRequest
@@ -75,11 +75,16 @@ _REQUEST_DROP: frozenset[str] = frozenset(
     }
 )
 _URL_HEADERS = frozenset({"location", "content-location"})
+_RESPONSE_DROPPED = HOP_BY_HOP | _RESPONSE_DROP
+_REQUEST_DROPPED = HOP_BY_HOP | _REQUEST_DROP
+_CONNECTION_OPTIONS = frozenset({"keep-alive", "close"})
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _HOST = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
+# RFC 8288 link-value tokens: a quoted string (with backslash escapes), or a <URI-Reference>.
+_LINK_TOKENS = re.compile(r'<([^>]*)>|"[^"\\]*(?:\\.[^"\\]*)*"?')
 
 
 class _HeaderSource(Protocol):
@@ -97,6 +102,14 @@ class UpstreamPrefix:
     host: str  # lower case, IPv6 literals keep their brackets
     port: int
     path: str  # ends with "/"
+    # The canonical spelling ``scheme://host[:port]/path``: what a district writes in nearly
+    # every Link, matched with one ``startswith`` before any parsing.
+    literal: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        default = _DEFAULT_PORTS.get(self.scheme)
+        port = "" if default == self.port else f":{self.port}"
+        object.__setattr__(self, "literal", f"{self.scheme}://{self.host}{port}{self.path}")
 
     @classmethod
     def parse(cls, url: str) -> UpstreamPrefix:
@@ -115,6 +128,9 @@ class UpstreamPrefix:
     def rewrite(self, url: str, public_prefix: str) -> str:
         """``url`` with this prefix replaced by ``public_prefix``; ``url`` itself (the same
         object) when it does not point under this prefix."""
+        literal = self.literal
+        if url.startswith(literal):
+            return public_prefix + url[len(literal) :]
         if url.startswith("//"):
             rest = self._strip_authority(url, 2, self.scheme)
         elif url.startswith("/"):
@@ -182,30 +198,17 @@ def rewrite_link(value: str, upstream_prefix: str | UpstreamPrefix, public_prefi
     prefix = _prefix(upstream_prefix)
     parts: list[str] = []
     copied = 0  # value[:copied] is already in parts
-    in_quotes = False
-    i, n = 0, len(value)
-    while i < n:
-        ch = value[i]
-        if in_quotes:
-            if ch == "\\":
-                i += 2
-                continue
-            if ch == '"':
-                in_quotes = False
-        elif ch == '"':
-            in_quotes = True
-        elif ch == "<":
-            close = value.find(">", i + 1)
-            if close < 0:
-                break  # malformed tail: leave it as the district wrote it
-            target = value[i + 1 : close]
-            new = prefix.rewrite(target, public_prefix)
-            if new is not target:
-                parts.append(value[copied : i + 1])
-                parts.append(new)
-                copied = close
-            i = close
-        i += 1
+    # One C-level pass: quoted strings are skipped whole, so a "<" inside a parameter value is
+    # never taken for a target; an unclosed "<" (a malformed tail) matches nothing.
+    for match in _LINK_TOKENS.finditer(value):
+        target = match.group(1)
+        if target is None:
+            continue
+        new = prefix.rewrite(target, public_prefix)
+        if new is not target:
+            parts.append(value[copied : match.start(1)])
+            parts.append(new)
+            copied = match.end(1)
     if not parts:
         return value
     parts.append(value[copied:])
@@ -220,11 +223,13 @@ def _items(headers: Headers) -> Iterable[tuple[str, str]]:
 
 
 def connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
-    """Header names listed in ``Connection`` (RFC 9110 §7.6.1), lower case."""
+    """Header names listed in ``Connection`` (RFC 9110 §7.6.1), lower case, except the
+    ``keep-alive``/``close`` options that name no header (they are hop-by-hop anyway)."""
     names: set[str] = set()
     for name, value in headers:
         if name.lower() == "connection":
             names.update(t.strip().lower() for t in value.split(",") if t.strip())
+    names -= _CONNECTION_OPTIONS
     return frozenset(names)
 
 
@@ -238,7 +243,8 @@ def response_headers(
     kept; ``Link``/``Location``/``Content-Location`` rewritten; hop-by-hop and the headers the
     module docstring lists dropped."""
     items = list(_items(upstream_headers))
-    dropped = HOP_BY_HOP | _RESPONSE_DROP | connection_tokens(items)
+    named = connection_tokens(items)
+    dropped = _RESPONSE_DROPPED | named if named else _RESPONSE_DROPPED
     prefix = _prefix(upstream_prefix)
     out: list[tuple[str, str]] = []
     for name, value in items:
@@ -249,9 +255,10 @@ def response_headers(
             value = rewrite_link(value, prefix, public_prefix)
         elif lower in _URL_HEADERS:
             value = prefix.rewrite(value.strip(), public_prefix)
-        # SECURITY: never let a value split the response head (a parser upstream should have
-        # refused it, but this list may come from anywhere).
-        if _UNSAFE_VALUE.search(name) or _UNSAFE_VALUE.search(value):
+        # SECURITY: never let a value split the response head. The parser that read the
+        # district's head refuses CR/LF/NUL, and aiohttp refuses to write them, but this list
+        # may come from anywhere: one search over the whole line costs less than a header.
+        if _UNSAFE_VALUE.search(name + value):
             continue
         out.append((name, value))
     return out
@@ -261,15 +268,13 @@ def request_headers(inbound: Headers) -> list[tuple[str, str]]:
     """The vendor's end-to-end request headers to send to the district (before signing adds
     ``Authorization`` and the gateway adds ``X-Request-Id`` and ``x-vendor-authorization``)."""
     items = list(_items(inbound))
-    dropped = HOP_BY_HOP | _REQUEST_DROP | connection_tokens(items)
-    out: list[tuple[str, str]] = []
-    for name, value in items:
-        if name.lower() in dropped:
-            continue
-        if _UNSAFE_VALUE.search(name) or _UNSAFE_VALUE.search(value):
-            continue
-        out.append((name, value))
-    return out
+    named = connection_tokens(items)
+    dropped = _REQUEST_DROPPED | named if named else _REQUEST_DROPPED
+    return [
+        (name, value)
+        for name, value in items
+        if name.lower() not in dropped and not _UNSAFE_VALUE.search(name + value)
+    ]
 
 
 def public_base(

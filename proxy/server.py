@@ -28,6 +28,7 @@ from .app import SERVICES, create_app, swap_runtime
 from .config import Config, Listen
 from .errors import ConfigError, ProxyError
 from .inbound_limits import GuardedAppRunner
+from .logs import flush_access_log
 from .store import open_store
 from .store.base import AuditEvent
 from .tokens import now_utc
@@ -151,6 +152,7 @@ class Running:
         await self.gateway_runner.cleanup()
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
+        flush_access_log()
 
 
 async def start(
