@@ -501,7 +501,8 @@ def validate(
             )
         if token_url and _plain_http(token_url):
             warnings.append(
-                f"{path}.token_url: plain HTTP; the key and secret would cross the network unencrypted"
+                f"{path}.token_url: plain HTTP; the key and secret would cross the network "
+                "unencrypted"
             )
         district_cfgs[name] = DistrictConfig(
             name=name,

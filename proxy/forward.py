@@ -26,11 +26,13 @@ aiohttp client errors are translated to ``proxy.errors`` in exactly one place,
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from types import TracebackType
 
 import aiohttp
 from aiohttp import web
@@ -100,20 +102,38 @@ def disable_connection_retry(session: aiohttp.ClientSession) -> None:
     session._retry_connection = False
 
 
-@contextlib.contextmanager
-def upstream_errors() -> Iterator[None]:
-    """Translate aiohttp client errors into the proxy's 502/504 errors (the one place)."""
-    try:
-        yield
-    except ProxyError:
-        raise
-    except aiohttp.ClientError as exc:
-        inbound = _vendor_side_cause(exc)
-        if inbound is not None:
-            raise inbound from exc
-        raise _translate(exc) from exc
-    except TimeoutError as exc:
-        raise UpstreamTimeout("the district did not answer in time") from exc
+class _UpstreamErrors:
+    """Translate aiohttp client errors into the proxy's 502/504 errors (the one place).
+
+    A plain class rather than ``@contextmanager``: it is entered on every upstream read of
+    the hot path, and one shared instance costs no generator per use."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is None or isinstance(exc, ProxyError):
+            return False
+        if isinstance(exc, aiohttp.ClientError):
+            inbound = _vendor_side_cause(exc)
+            raise (inbound if inbound is not None else _translate(exc)) from exc
+        if isinstance(exc, TimeoutError):
+            raise UpstreamTimeout("the district did not answer in time") from exc
+        return False
+
+
+_UPSTREAM_ERRORS = _UpstreamErrors()
+
+
+def upstream_errors() -> _UpstreamErrors:
+    return _UPSTREAM_ERRORS
 
 
 def _vendor_side_cause(exc: BaseException) -> ProxyError | None:
@@ -177,10 +197,8 @@ async def send(
 ) -> aiohttp.ClientResponse:
     """One attempt; errors translated. ``verify=False`` (a district's ``tls_verify = false``)
     is the only way certificate checks are skipped."""
-    client_timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=timeout, sock_read=timeout, connect=timeout
-    )
-    with upstream_errors():
+    client_timeout = _client_timeout(timeout)
+    with _UPSTREAM_ERRORS:
         return await session.request(
             out.method,
             URL(out.url, encoded=True),
@@ -193,6 +211,20 @@ async def send(
             # SECURITY: True is aiohttp's full verification (default CA bundle, hostname).
             ssl=True if verify else False,
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _client_timeout_cached(tenths: int) -> aiohttp.ClientTimeout:
+    timeout = tenths / 10
+    return aiohttp.ClientTimeout(
+        total=None, sock_connect=timeout, sock_read=timeout, connect=timeout
+    )
+
+
+def _client_timeout(timeout: float) -> aiohttp.ClientTimeout:
+    """``upstream_timeout`` (or what is left of it for a retry) as aiohttp's timeout, rounded
+    up to a tenth of a second so the few distinct values are built once."""
+    return _client_timeout_cached(max(1, math.ceil(timeout * 10)))
 
 
 def retry_delay(attempt: int, retry_after: float | None) -> float:
@@ -230,7 +262,7 @@ async def stream_back(
 ) -> None:
     """Copy the district's body to the vendor chunk by chunk; ``write`` awaits the vendor's
     socket draining, which is the backpressure that keeps memory flat."""
-    with upstream_errors():
+    with _UPSTREAM_ERRORS:
         async for chunk in upstream.content.iter_any():
             await downstream.write(chunk)
             on_bytes(len(chunk))

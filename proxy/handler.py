@@ -70,7 +70,9 @@ EXCHANGE = web.RequestKey("exchange", Exchange)
 class Gateway:
     def __init__(self, services: Services) -> None:
         self.services = services
+        # Labelled metric children per district: .labels() costs a lock and a dict per call.
         self._counters: dict[str, Any] = {}
+        self._timers: dict[str, Any] = {}
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         services = self.services
@@ -135,12 +137,27 @@ class Gateway:
             base.append(("x-vendor-authorization", conn.vendor_header))
         out = forward.Outgoing(request.method, url, base, body)
 
+        if conn.district.max_connections is None:  # no slot to hold: skip the context
+            return await self._round_trip(request, runtime, conn, out, content_type, ex)
         async with services.limits.district(conn.district):
-            upstream = await self._exchange(conn, out, content_type, server.upstream_timeout)
-            try:
-                return await self._respond(request, runtime, conn, upstream, ex)
-            finally:
-                upstream.release()
+            return await self._round_trip(request, runtime, conn, out, content_type, ex)
+
+    async def _round_trip(
+        self,
+        request: web.Request,
+        runtime: Runtime,
+        conn: Connection,
+        out: forward.Outgoing,
+        content_type: str | None,
+        ex: Exchange,
+    ) -> web.StreamResponse:
+        upstream = await self._exchange(
+            conn, out, content_type, runtime.config.server.upstream_timeout
+        )
+        try:
+            return await self._respond(request, runtime, conn, upstream, ex)
+        finally:
+            upstream.release()
 
     async def _body(
         self, request: web.Request, max_body: int
@@ -240,7 +257,7 @@ class Gateway:
             except UpstreamError as exc:
                 metrics.upstream_errors.labels(district, exc.kind).inc()
                 raise
-            metrics.upstream_duration.labels(district).observe(forward.monotonic() - started)
+            self._upstream_timer(district).observe(forward.monotonic() - started)
             limits.record_success(conn.district)
 
             if (
@@ -335,11 +352,19 @@ class Gateway:
             raise
         return downstream
 
+    def _upstream_timer(self, district: str) -> Any:
+        timer = self._timers.get(district)
+        if timer is None:
+            timer = self._timers[district] = self.services.metrics.upstream_duration.labels(
+                district
+            )
+        return timer
+
     def _bytes_counter(self, district: str) -> Any:
         counter = self._counters.get(district)
         if counter is None:
-            counter = self._counters[district] = (
-                self.services.metrics.response_bytes.labels(district)
+            counter = self._counters[district] = self.services.metrics.response_bytes.labels(
+                district
             )
         return counter
 

@@ -95,7 +95,7 @@ class AccessWriter:
             "msg": "request",
             **fields,
         }
-        line = json.dumps(payload, default=str) + "\n"
+        line = json.dumps(payload) + "\n"
         self._buffer.append(line)
         self._size += len(line)
         if self._size >= self._limit:

@@ -348,3 +348,29 @@ def test_bad_forwarded_proto_is_refused():
     with pytest.raises(BadRequest):
         public_base("http", "ok.example", "javascript", None, True, None)
     assert public_base("http", "ok.example", "javascript", None, False, None) == "http://ok.example"
+
+
+# The fast path of rewrite_link (plain replacement when every target is spelled canonically)
+# must give exactly what the general scan gives, for any mix of targets and parameters.
+from proxy.rewrite import _rewrite_scan  # noqa: E402
+
+_FAST_UP = upstream_prefix("https://d.example/base")
+_FAST_PUB = "https://proxy.example/app-7/ims/oneroster/"
+_targets = st.sampled_from(
+    [
+        "https://d.example/base/ims/oneroster/v1p1/users?limit=5&offset=5",
+        "HTTPS://D.EXAMPLE:443/base/ims/oneroster/v1p1/users",
+        "https://other.example/base/ims/oneroster/v1p1/users",
+        "/base/ims/oneroster/v1p2/x",
+        "?offset=10",
+    ]
+)
+_params = st.sampled_from(['; rel="next"', '; rel="last"', '; title="a<b"', '; x="\\"<"', ""])
+
+
+@given(st.lists(st.tuples(_targets, _params), min_size=1, max_size=4), st.booleans())
+def test_fast_path_agrees_with_the_scan(links, malformed_tail):
+    value = ", ".join(f"<{t}>{p}" for t, p in links)
+    if malformed_tail:
+        value += ", <https://d.example/base/ims/oneroster/v1p1/tail"
+    assert rewrite_link(value, _FAST_UP, _FAST_PUB) == _rewrite_scan(value, _FAST_UP, _FAST_PUB)

@@ -40,7 +40,8 @@ class AuditEvent:
     """One operator action: token issue/rotate/revoke, config reload."""
 
     at: datetime
-    action: str  # "token.issue", "token.rotate", "token.revoke", "token.revoke_all", "config.reload"
+    # "token.issue", "token.rotate", "token.revoke", "token.revoke_all", "config.reload"
+    action: str
     interface: str  # "cli", "admin", "signal"
     vendor: str | None = None
     token_id: str | None = None
