@@ -118,6 +118,8 @@ class GuardedRequestHandler(RequestHandler):
         start_time: float | None,
         request_handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
     ) -> tuple[web.StreamResponse, bool]:
+        if not request.body_exists:  # nothing to wait for: no timer on the common GET
+            return await super()._handle_request(request, start_time, request_handler)
         watch = self._loop.call_later(self.client_timeout, self._watch_body, request)
         try:
             return await super()._handle_request(request, start_time, request_handler)

@@ -286,7 +286,7 @@ class Limits:
         """Called before each upstream attempt. Fails fast (503) while the circuit is open;
         waits for the district's rate limit if a token comes before ``deadline`` (the
         request's upstream deadline) and within ``max_wait``, else 503 + Retry-After."""
-        self._check_circuit(district, deadline)
+        self.check_circuit(district, deadline)
         rate = district.rate_limit
         if rate is None:
             return
@@ -304,7 +304,7 @@ class Limits:
                 )
             await asyncio.sleep(wait)
 
-    def _check_circuit(self, district: DistrictConfig, deadline: float | None) -> None:
+    def check_circuit(self, district: DistrictConfig, deadline: float | None) -> None:
         circuit = self._circuits.get(district.name)
         if circuit is None or circuit.opened_at is None:
             return

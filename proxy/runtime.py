@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
 
 from .config import Config, ConnectionConfig, DistrictConfig, VendorConfig
 from .rewrite import UpstreamPrefix, upstream_prefix
@@ -29,6 +30,9 @@ class Connection:
     signer: OAuth1Signer | None
     token_source: OAuth2TokenSource | None
     vendor_header: str | None  # value of x-vendor-authorization on gradebook endpoints
+    # Epoch seconds at which the connection stops working: the end of its ``expires`` day,
+    # UTC (``expires`` is inclusive); None for no expiry. Compared with time.time() per request.
+    ends_at: float | None = None
 
     @property
     def app_id(self) -> str:
@@ -89,6 +93,7 @@ def build_runtime(
             signer=signer,
             token_source=source,
             vendor_header=vendor_header,
+            ends_at=_ends_at(conn),
         )
     return Runtime(config=config, connections=connections, token_sources=sources)
 
@@ -97,3 +102,10 @@ def retired_sources(old: Runtime, new: Runtime) -> list[OAuth2TokenSource]:
     """Token sources of ``old`` that ``new`` no longer uses (to close once drained)."""
     kept = {id(s) for s in new.token_sources.values()}
     return [s for s in old.token_sources.values() if id(s) not in kept]
+
+
+def _ends_at(conn: ConnectionConfig) -> float | None:
+    if conn.expires is None:
+        return None
+    day_after = datetime.combine(conn.expires + timedelta(days=1), time.min, tzinfo=UTC)
+    return day_after.timestamp()

@@ -29,6 +29,7 @@ import ipaddress
 import os
 import re
 import time
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Final
 from urllib.parse import unquote, urlsplit
@@ -54,19 +55,33 @@ _U: Final = r"A-Za-z0-9\-._~"
 _UNRESERVED: Final = re.compile(f"[{_U}]*+")
 # An escape of an ASCII octet that is not unreserved, in upper-case hex: what §3.6 writes.
 _E: Final = r"%(?:[01][0-9A-F]|2[0-9A-CF]|3[A-F]|40|5[B-E]|60|7[B-DF])"
-# A raw form component made of ASCII characters other than "%", "&" and "=", and escapes of
-# ASCII octets that are not unreserved in upper-case hex, needs no decoding: its §3.6 form is
-# the same string with "+" (a space) written "%20" and every other octet outside the
-# unreserved set as its escape, one str.translate (_FORM_TABLE). That covers ``limit=100``,
-# ``filter=familyName%3D%27O%27Brien%27`` and encodeURIComponent's raw ``'()*!``. Anything
-# else (lower-case or needless escapes, non-ASCII, "%" without two hex digits) is decoded and
-# re-encoded in full.
+# The query and form fields are decoded and re-encoded (§3.4.1.3.1, §3.4.1.3.2), but most
+# raw strings need neither step, and regular expressions at C speed tell which:
+# - canonical: unreserved characters and upper-case escapes of the other ASCII octets only,
+#   decoding and re-encoding give it back unchanged (``limit=100``,
+#   ``filter=familyName%3D%27O%27Brien%27``);
+# - simple: also other raw ASCII characters ("+", encodeURIComponent's raw ``'()*!``, ","),
+#   whose encodings _encode_simple substitutes one by one, escapes left as they are.
+# Anything else (lower-case or needless escapes, non-ASCII, "%" without two hex digits) is
+# decoded and re-encoded in full.
 # SECURITY: possessive quantifiers (Python 3.11): the query is the vendor's, and a near miss
 # must fail in linear time, never by backtracking (ReDoS).
-_PLAIN: Final = r"\x00-\x24\x27-\x3c\x3e-\x7f"
-_C: Final = f"[{_PLAIN}]*+(?:{_E}[{_PLAIN}]*+)*+"
-_SIMPLE_COMPONENT: Final = re.compile(_C)
-_SIMPLE_FORM: Final = re.compile(f"{_C}(?:={_C})?+(?:&{_C}(?:={_C})?+)*+")
+_CANONICAL: Final = f"[{_U}]*+(?:{_E}[{_U}]*+)*+"
+_PLAIN: Final = r"\x00-\x24\x27-\x3c\x3e-\x7f"  # ASCII but "%", "&" and "="
+_SIMPLE: Final = f"[{_PLAIN}]*+(?:{_E}[{_PLAIN}]*+)*+"
+
+
+def _form_of(component: str) -> re.Pattern[str]:
+    """A form string (``name[=value]`` fields joined by ``&``) of such components."""
+    field = f"{component}(?:={component})?+"
+    return re.compile(f"{field}(?:&{field})*+")
+
+
+_CANONICAL_FORM: Final = _form_of(_CANONICAL)
+_SIMPLE_COMPONENT: Final = re.compile(_SIMPLE)
+_SIMPLE_FORM: Final = _form_of(_SIMPLE)
+# A character of a simple component that _encode_simple changes.
+_NEEDS_ENCODING: Final = re.compile(r"[^A-Za-z0-9\-._~%&=]")
 # A raw path made of unreserved characters, "/" and "%" needs only those two re-encoded (§3.6).
 _SIMPLE_PATH: Final = re.compile(f"[{_U}/%]*+")
 # scheme "://" authority, the authority ending at the first "/", "?" or "#" (RFC 3986 §3.2).
@@ -79,6 +94,7 @@ _FORM_BODY: Final = re.compile(r"[A-Za-z0-9_.\-=&;:%+~,*@!()/?'$]*")
 _BAD_ESCAPE: Final = re.compile(r"%[^0-9A-Fa-f]|%[0-9A-Fa-f][^0-9A-Fa-f]")
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_BLOCK_TAIL: Final = "%26oauth_version%3D1.0"
 
 
 # §3.6 Percent Encoding ------------------------------------------------------------------------
@@ -92,15 +108,24 @@ _ENCODE_TABLE: Final[dict[int, str]] = {
 }
 
 
-# The same for the raw ASCII of a _SIMPLE_COMPONENT: "%" starts an escape that is already in
-# its §3.6 form, "&" and "=" are the form's own separators, "+" is a space.
-_FORM_TABLE: Final[dict[int, str]] = {
-    **{octet: _ENCODE_TABLE[octet] for octet in range(128)},
-    ord("%"): "%",
-    ord("&"): "&",
-    ord("="): "=",
-    ord("+"): "%20",
+# What _encode_simple writes for each character _NEEDS_ENCODING finds: "+" is a space, the
+# rest their own escape ("%", "&" and "=" never reach it: escapes and separators stay).
+_SIMPLE_ESCAPES: Final[dict[str, str]] = {
+    **{chr(octet): _ENCODE_TABLE[octet] for octet in range(128)},
+    "+": "%20",
 }
+
+
+def _simple_escape(match: re.Match[str]) -> str:
+    return _SIMPLE_ESCAPES[match.group()]
+
+
+def _encode_simple(raw: str) -> str:
+    """The §3.6 form of the decoding of a _SIMPLE_COMPONENT (or a _SIMPLE_FORM, whose "&" and
+    "=" it leaves alone): its escapes are already right, its other characters are replaced
+    one by one. A substitution per character that changes; str.translate would cost a
+    dictionary look-up per character of the string."""
+    return _NEEDS_ENCODING.sub(_simple_escape, raw)
 
 
 def percent_encode(value: str) -> str:
@@ -126,37 +151,44 @@ def _form_component(raw: str) -> str:
     a space, ``%XX`` an octet of UTF-8; invalid UTF-8 becomes U+FFFD as in every Python
     verifier), then encoded per §3.6 for the base string."""
     if _SIMPLE_COMPONENT.fullmatch(raw):
-        return raw.translate(_FORM_TABLE)
+        return _encode_simple(raw)
     return percent_encode(unquote(raw.replace("+", " "), errors="replace"))
 
 
-def _encoded_pairs(raw: str, out: list[tuple[str, str]]) -> None:
-    """Append the §3.6-encoded (name, value) pairs of the form-urlencoded string ``raw``.
+def _encoded_pairs(raw: str, out: list[tuple[str, str]]) -> bool:
+    """Append the §3.6-encoded (name, value) pairs of the form-urlencoded string ``raw``;
+    return whether a name starting with ``oauth_`` was among them.
 
     Splits on ``&`` only (``;`` is data), skips empty fields, and reads a field without ``=``
     as a name with an empty value, the way the district's form decoder reads the same string.
     """
-    if _SIMPLE_FORM.fullmatch(raw) and "oauth_" not in raw:
-        # Every name and value has the shape of _SIMPLE_COMPONENT, and the table leaves "&"
-        # and "=" alone: encode the whole string at once, then split it.
-        for field in raw.translate(_FORM_TABLE).split("&"):
+    if "oauth_" not in raw and (
+        _CANONICAL_FORM.fullmatch(raw)
+        or (_SIMPLE_FORM.fullmatch(raw) and (raw := _encode_simple(raw)))
+    ):
+        # Every name and value is in its §3.6 form now (_encode_simple leaves "&" and "="
+        # alone): split, no decoding needed.
+        for field in raw.split("&"):
             if field:
                 name, _, value = field.partition("=")
                 out.append((name, value))
-        return
+        return False
+    oauth_named = False
     for field in raw.split("&"):
         if not field:
             continue
         name, _, value = field.partition("=")
         if _SIMPLE_COMPONENT.fullmatch(name):
-            encoded_name = name.translate(_FORM_TABLE)
+            encoded_name = _encode_simple(name)
         else:
             encoded_name = percent_encode(unquote(name.replace("+", " "), errors="replace"))
         # "oauth_" is unreserved, so the encoded name starts with it iff the decoded one does.
         if encoded_name.startswith("oauth_"):
+            oauth_named = True
             _oauth_named_pair(encoded_name, value, out)
             continue
         out.append((encoded_name, _form_component(value)))
+    return oauth_named
 
 
 def _oauth_named_pair(encoded_name: str, value: str, out: list[tuple[str, str]]) -> None:
@@ -351,6 +383,8 @@ class OAuth1Signer:
 
     __slots__ = (
         "_base_origins",
+        "_block_head",
+        "_block_middle",
         "_constant_pairs",
         "_header_middle",
         "_hmac",
@@ -375,6 +409,12 @@ class OAuth1Signer:
         self._header_middle = (
             f'", oauth_version="1.0", oauth_signature_method="{encoded_method}", '
             f'oauth_consumer_key="{encoded_key}", oauth_signature="'
+        )
+        # The protocol parameters in sorted order (§3.4.1.3.2), twice encoded as they appear
+        # in the base string (§3.4.1.1), around the nonce and the timestamp.
+        self._block_head = f"oauth_consumer_key%3D{_encode_encoded(encoded_key)}%26oauth_nonce%3D"
+        self._block_middle = (
+            f"%26oauth_signature_method%3D{_encode_encoded(encoded_method)}%26oauth_timestamp%3D"
         )
         self._method_prefixes: dict[str, str] = {
             m: f"{m}&" for m in ("GET", "PUT", "POST", "DELETE", "HEAD", "PATCH", "OPTIONS")
@@ -457,24 +497,43 @@ class OAuth1Signer:
             rest = rest.partition("#")[0]
         path, _, query = rest.partition("?")
 
-        pairs = [
-            *self._constant_pairs,
-            ("oauth_nonce", encoded_nonce),
-            ("oauth_timestamp", encoded_timestamp),
-        ]
+        pairs: list[tuple[str, str]] = []
+        oauth_named = False
         if query:
-            _encoded_pairs(query, pairs)
+            oauth_named = _encoded_pairs(query, pairs)
         if body:
             form = _form_body_text(body, content_type)
             if form:
-                _encoded_pairs(form, pairs)
-        pairs.sort()
-        normalized = "&".join([f"{name}={value}" for name, value in pairs])
+                oauth_named = _encoded_pairs(form, pairs) or oauth_named
+        if oauth_named:
+            # A request parameter named oauth_* may sort anywhere among the protocol
+            # parameters: sort them all together (rare; the gateway should refuse these).
+            pairs += self._constant_pairs
+            pairs += (("oauth_nonce", encoded_nonce), ("oauth_timestamp", encoded_timestamp))
+            pairs.sort()
+            params = _encode_encoded("&".join(map("=".join, pairs)))
+        else:
+            # Any other name sorts wholly before "oauth_" or wholly after every protocol
+            # parameter name, so the protocol parameters form one block, prepared at __init__
+            # already encoded for the base string, that goes between the sorted request
+            # parameters. In §3.6 output only "%" changes when encoded again (§3.4.1.1).
+            block = (
+                f"{self._block_head}{encoded_nonce.replace('%', '%25')}{self._block_middle}"
+                f"{encoded_timestamp.replace('%', '%25')}{_BLOCK_TAIL}"
+            )
+            if pairs:
+                pairs.sort()
+                fields = list(map("=".join, pairs))
+                # "\0" marks the block's place; §3.6 output never holds it.
+                fields.insert(bisect_left(pairs, ("oauth_",)), "\0")
+                params = _encode_encoded("&".join(fields)).replace("\0", block)
+            else:
+                params = block
 
         method_prefix = self._method_prefixes.get(method)
         if method_prefix is None:
             method_prefix = percent_encode(method.upper()) + "&"
-        return f"{method_prefix}{encoded_origin}{_encode_path(path)}&{_encode_encoded(normalized)}"
+        return f"{method_prefix}{encoded_origin}{_encode_path(path)}&{params}"
 
     def _remember_origin(self, origin: str) -> str:
         encoded = percent_encode(_base_origin(origin).replace(" ", "%20"))
