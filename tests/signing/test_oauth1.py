@@ -420,3 +420,24 @@ def test_same_signer_other_hosts() -> None:
         ) == ref.base_string(
             "GET", url, key="k", signature_method="HMAC-SHA256", nonce=NONCE, timestamp=TIMESTAMP
         )
+
+
+def test_oauth_named_field_in_form_body() -> None:
+    # An oauth_* name in the body sorts among the protocol parameters, as in the query.
+    url = "https://d.example/x?z=1"
+    body = b"oauth_extra=%2541&a=1&oauth_signature=forged"
+    signer = OAuth1Signer("k", "s")
+    ours = signer.signature_base_string(
+        "POST", url, body=body, content_type=FORM, nonce=NONCE, timestamp=TIMESTAMP
+    )
+    assert ours == ref.base_string(
+        "POST",
+        url,
+        key="k",
+        signature_method="HMAC-SHA256",
+        nonce=NONCE,
+        timestamp=TIMESTAMP,
+        body=body,
+        content_type=FORM,
+    )
+    assert "oauth_extra%3DA%26oauth_nonce" in ours
