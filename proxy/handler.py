@@ -89,7 +89,8 @@ class Gateway:
         if vendor.rate_limit is not None:
             await services.limits.vendor(vendor)
 
-        target = parse_target(request.raw_path.partition("?")[0])
+        raw_path, _, query = request.raw_path.partition("?")
+        target = parse_target(raw_path)
         ex.app_id = target.app_id
         conn = runtime.connections.get(target.app_id)
         # SECURITY: another vendor's appId gets exactly the unknown-appId answer, so appIds
@@ -116,7 +117,7 @@ class Gateway:
                 f"{', '.join(sorted(route.scopes))}, which this connection does not share"
             )
 
-        return await self._forward(request, runtime, conn, route, target.raw_rest, ex)
+        return await self._forward(request, runtime, conn, route, target.raw_rest, query, ex)
 
     async def _forward(
         self,
@@ -125,11 +126,11 @@ class Gateway:
         conn: Connection,
         route: Route,
         raw_rest: str,
+        query: str,
         ex: Exchange,
     ) -> web.StreamResponse:
         services = self.services
         server = runtime.config.server
-        query = request.raw_path.partition("?")[2]
         url = conn.upstream_prefix + raw_rest + (f"?{query}" if query else "")
 
         body, content_type = await self._body(request, server.max_body)
@@ -211,7 +212,7 @@ class Gateway:
         metrics = services.metrics
         district = conn.district.name
         deadline = forward.monotonic() + timeout
-        replayable = not isinstance(out.body, AsyncIterator)
+        replayable = out.body is None or isinstance(out.body, bytes)
         retry_get = out.method == "GET" and replayable
         refreshed = False
         attempt = 0
@@ -298,12 +299,14 @@ class Gateway:
         if server.public_url is not None:
             base = server.public_url
         else:
+            trusted = server.trust_forwarded
+            headers_in = request.headers
             base = public_base(
                 request.scheme,
                 request.host,
-                request.headers.get("X-Forwarded-Proto"),
-                request.headers.get("X-Forwarded-Host"),
-                trust_forwarded=server.trust_forwarded,
+                headers_in.get("X-Forwarded-Proto") if trusted else None,
+                headers_in.get("X-Forwarded-Host") if trusted else None,
+                trust_forwarded=trusted,
                 public_url=None,
             )
         headers = response_headers(

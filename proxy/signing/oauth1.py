@@ -162,13 +162,15 @@ def _encoded_pairs(raw: str, out: list[tuple[str, str]]) -> bool:
     Splits on ``&`` only (``;`` is data), skips empty fields, and reads a field without ``=``
     as a name with an empty value, the way the district's form decoder reads the same string.
     """
-    if "oauth_" not in raw and (
-        _CANONICAL_FORM.fullmatch(raw)
-        or (_SIMPLE_FORM.fullmatch(raw) and (raw := _encode_simple(raw)))
-    ):
-        # Every name and value is in its §3.6 form now (_encode_simple leaves "&" and "="
-        # alone): split, no decoding needed.
-        for field in raw.split("&"):
+    encoded: str | None = None
+    if "oauth_" not in raw:
+        if _CANONICAL_FORM.fullmatch(raw):
+            encoded = raw
+        elif _SIMPLE_FORM.fullmatch(raw):
+            encoded = _encode_simple(raw)  # leaves "&" and "=" alone
+    if encoded is not None:
+        # Every name and value is in its §3.6 form already: split, no decoding needed.
+        for field in encoded.split("&"):
             if field:
                 name, _, value = field.partition("=")
                 out.append((name, value))

@@ -31,7 +31,7 @@ import aiohttp
 
 from ..errors import UpstreamTokenError
 
-__all__ = ["OAuth2TokenSource"]
+__all__ = ["OAuth2TokenSource", "basic_credentials"]
 
 # expires_in is only RECOMMENDED (RFC 6749 §5.1); without it, assume an hour, the usual
 # lifetime, and rely on a district 401 to replace the token earlier if need be.
