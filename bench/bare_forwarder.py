@@ -16,8 +16,17 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-       "upgrade", "host", "content-length"}
+HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+}
 SMALL_BODY = 64 * 1024
 
 
@@ -26,8 +35,13 @@ def create_app(upstream: str) -> web.Application:
         rest = request.raw_path.split("/", 2)[2]  # drop the appId segment
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP]
         body = request.content if request.body_exists else None
-        async with session.request(request.method, URL(f"{upstream}/{rest}", encoded=True),
-                                   headers=headers, data=body, allow_redirects=False) as up:
+        async with session.request(
+            request.method,
+            URL(f"{upstream}/{rest}", encoded=True),
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+        ) as up:
             out = [(k, v) for k, v in up.headers.items() if k.lower() not in HOP]
             if up.content_length is not None and up.content_length <= SMALL_BODY:
                 # Same as the proxy: a small page goes out with its head in one write.
@@ -48,7 +62,8 @@ def create_app(upstream: str) -> web.Application:
     async def client(app: web.Application):  # type: ignore[no-untyped-def]
         nonlocal session
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), auto_decompress=False,
+            connector=aiohttp.TCPConnector(limit=0),
+            auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=None, sock_read=30),
         )
         yield
@@ -66,5 +81,10 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:8090")
     args = parser.parse_args()
-    web.run_app(create_app(args.upstream.rstrip("/")), host="127.0.0.1", port=args.port,
-                access_log=None, print=None)
+    web.run_app(
+        create_app(args.upstream.rstrip("/")),
+        host="127.0.0.1",
+        port=args.port,
+        access_log=None,
+        print=None,
+    )

@@ -43,11 +43,13 @@ def requests(port: int, path: str, headers: dict[str, str], count: int) -> None:
 def count(target: bench.Target, out_file: Path, n: int, warmup: int) -> int:
     path = f"/{bench.APP_ID}{bench.SMALL_PATH}"
     requests(target.port, path, target.headers, warmup)
-    subprocess.run(["callgrind_control", "-i", "on", str(target.pid)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["callgrind_control", "-i", "on", str(target.pid)], check=True, capture_output=True
+    )
     requests(target.port, path, target.headers, n)
-    subprocess.run(["callgrind_control", "-i", "off", str(target.pid)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["callgrind_control", "-i", "off", str(target.pid)], check=True, capture_output=True
+    )
     subprocess.run(["callgrind_control", "-d", str(target.pid)], check=True, capture_output=True)
     # The dump is the counts since collection was switched on; wait for valgrind to write it.
     deadline = time.monotonic() + 120
@@ -84,8 +86,12 @@ def main() -> int:
         for name, start in (("proxy", bench.start_proxy), ("bare", bench.start_bare)):
             stack = bench.Stack(tmp, None, None)
             out_file = tmp / f"callgrind.{name}"
-            prefix = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                      f"--callgrind-out-file={out_file}.%p"]
+            prefix = [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={out_file}.%p",
+            ]
             original = bench.pin
             try:
                 upstream = bench.start_upstream(stack, nginx, docroot)
@@ -97,13 +103,17 @@ def main() -> int:
                 bench.pin = original
                 stack.close()
     per = {name: total / args.requests for name, total in results.items()}
-    print(f"instructions per small-page request ({args.requests} requests after "
-          f"{args.warmup} warm-up, callgrind):")
+    print(
+        f"instructions per small-page request ({args.requests} requests after "
+        f"{args.warmup} warm-up, callgrind):"
+    )
     for name, value in per.items():
         print(f"  {name:6} {value / 1000:10,.0f}k")
     if per.get("bare"):
-        print(f"  proxy/bare {per['proxy'] / per['bare']:.2f}x "
-              f"(predicts ~{per['bare'] / per['proxy']:.2f}x of bare's req/s on an idle core)")
+        print(
+            f"  proxy/bare {per['proxy'] / per['bare']:.2f}x "
+            f"(predicts ~{per['bare'] / per['proxy']:.2f}x of bare's req/s on an idle core)"
+        )
     return 0
 
 

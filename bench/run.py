@@ -52,8 +52,13 @@ SMALL_PATH = "/ims/oneroster/v1p1/users?limit=5"
 BIG_PATH = "/ims/oneroster/v1p1/classes?limit=1000"
 STREAM_PATH = "/ims/oneroster/v1p1/enrollments"
 ALL_SCOPES = [
-    "roster.readonly", "roster-core.readonly", "roster-demographics.readonly",
-    "resource.readonly", "gradebook.readonly", "gradebook.createput", "gradebook.delete",
+    "roster.readonly",
+    "roster-core.readonly",
+    "roster-demographics.readonly",
+    "resource.readonly",
+    "gradebook.readonly",
+    "gradebook.createput",
+    "gradebook.delete",
 ]
 # The issue's targets for proxy / bare.
 TARGET_SMALL_RPS = 0.70
@@ -68,14 +73,27 @@ TARGET_RSS_GROWTH_MB = 16.0
 
 def user_record(i: int, padding: int = 0) -> dict[str, Any]:
     record: dict[str, Any] = {
-        "sourcedId": f"user-{i:09d}", "status": "active",
-        "dateLastModified": "2025-09-01T00:00:00.000Z", "username": f"user{i}",
-        "enabledUser": "true", "givenName": "Avery", "familyName": "Okafor-Lindqvist",
-        "role": "student", "identifier": f"SIS{i:09d}",
-        "email": f"user{i}@springfield.example", "sms": "", "phone": "",
-        "agents": [], "grades": [f"{9 + i % 4:02d}"],
-        "orgs": [{"href": "https://district.example/ims/oneroster/v1p1/orgs/school-3",
-                  "sourcedId": "school-3", "type": "org"}],
+        "sourcedId": f"user-{i:09d}",
+        "status": "active",
+        "dateLastModified": "2025-09-01T00:00:00.000Z",
+        "username": f"user{i}",
+        "enabledUser": "true",
+        "givenName": "Avery",
+        "familyName": "Okafor-Lindqvist",
+        "role": "student",
+        "identifier": f"SIS{i:09d}",
+        "email": f"user{i}@springfield.example",
+        "sms": "",
+        "phone": "",
+        "agents": [],
+        "grades": [f"{9 + i % 4:02d}"],
+        "orgs": [
+            {
+                "href": "https://district.example/ims/oneroster/v1p1/orgs/school-3",
+                "sourcedId": "school-3",
+                "type": "org",
+            }
+        ],
     }
     if padding:
         record["metadata"] = {"padding": "x" * padding}
@@ -99,8 +117,9 @@ def big_page(size: int = 1 << 20) -> bytes:
 
 def write_stream_page(path: Path, size: int) -> int:
     """A users page of about ``size`` bytes, written a block of records at a time."""
-    block_records = [json.dumps(user_record(i, padding=900), separators=(",", ":")).encode()
-                     for i in range(1000)]
+    block_records = [
+        json.dumps(user_record(i, padding=900), separators=(",", ":")).encode() for i in range(1000)
+    ]
     written = 0
     with path.open("wb") as out:
         out.write(b'{"enrollments":[')
@@ -157,8 +176,11 @@ def ensure_nginx() -> str:
         return found
     print("nginx not found; installing it with apt-get", flush=True)
     subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], check=True,
-                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "nginx-light"],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
     found = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(found).exists():
         raise RuntimeError("nginx is still missing after apt-get install")
@@ -170,8 +192,11 @@ def ensure_wrk() -> str:
     if found:
         return found
     print("wrk not found; installing it with apt-get", flush=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
-                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "wrk"],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
     found = shutil.which("wrk")
     if not found:
         raise RuntimeError("wrk is still missing after apt-get install")
@@ -246,12 +271,14 @@ class Stack:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Any] = []
 
-    def spawn(self, argv: list[str], log_name: str, cpu: int | None,
-              **kw: Any) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, argv: list[str], log_name: str, cpu: int | None, **kw: Any
+    ) -> subprocess.Popen[bytes]:
         log = (self.tmp / log_name).open("wb")
         self.logs.append(log)
-        proc = subprocess.Popen(pin(cpu) + argv, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=ROOT, **kw)
+        proc = subprocess.Popen(
+            pin(cpu) + argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, **kw
+        )
         self.procs.append(proc)
         return proc
 
@@ -277,12 +304,21 @@ class Stack:
 
 def start_upstream(stack: Stack, nginx: str, docroot: Path) -> int:
     port = free_port()
-    link = (f"<http://127.0.0.1:{port}/ims/oneroster/v1p1/users?limit=5&offset=5>; rel=\"next\", "
-            f"<http://127.0.0.1:{port}/ims/oneroster/v1p1/users?limit=5&offset=995>; rel=\"last\"")
-    conf = render(BENCH / "upstream.nginx.conf.template", stack.tmp / "upstream.conf",
-                  PREFIX=str(stack.tmp), PORT=str(port), DOCROOT=str(docroot), SMALL_LINK=link)
-    proc = stack.spawn([nginx, "-p", str(stack.tmp), "-c", str(conf)], "upstream.out",
-                       stack.load_cpu)
+    link = (
+        f'<http://127.0.0.1:{port}/ims/oneroster/v1p1/users?limit=5&offset=5>; rel="next", '
+        f'<http://127.0.0.1:{port}/ims/oneroster/v1p1/users?limit=5&offset=995>; rel="last"'
+    )
+    conf = render(
+        BENCH / "upstream.nginx.conf.template",
+        stack.tmp / "upstream.conf",
+        PREFIX=str(stack.tmp),
+        PORT=str(port),
+        DOCROOT=str(docroot),
+        SMALL_LINK=link,
+    )
+    proc = stack.spawn(
+        [nginx, "-p", str(stack.tmp), "-c", str(conf)], "upstream.out", stack.load_cpu
+    )
     wait_port(port, proc, "upstream nginx")
     return port
 
@@ -320,8 +356,12 @@ secret = "bench+secret/with=odd~chars&"
 scopes = [{scopes}]
 """)
     cli = [sys.executable, "-c", "from proxy.cli import main; main()"]
-    issued = subprocess.run([*cli, "tokens", "issue", "acme", "--config", str(config)],
-                            cwd=ROOT, capture_output=True, text=True)
+    issued = subprocess.run(
+        [*cli, "tokens", "issue", "acme", "--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if issued.returncode != 0:
         raise RuntimeError(f"tokens issue failed: {issued.stderr.strip()}")
     token = issued.stdout.strip().splitlines()[-1]
@@ -333,20 +373,35 @@ scopes = [{scopes}]
 
 def start_bare(stack: Stack, upstream_port: int) -> Target:
     port = free_port()
-    proc = stack.spawn([sys.executable, str(BENCH / "bare_forwarder.py"), "--port", str(port),
-                        "--upstream", f"http://127.0.0.1:{upstream_port}"],
-                       "bare.log", stack.target_cpu)
+    proc = stack.spawn(
+        [
+            sys.executable,
+            str(BENCH / "bare_forwarder.py"),
+            "--port",
+            str(port),
+            "--upstream",
+            f"http://127.0.0.1:{upstream_port}",
+        ],
+        "bare.log",
+        stack.target_cpu,
+    )
     wait_port(port, proc, "bare forwarder")
     return Target("bare", port, proc)
 
 
 def start_nginx_target(stack: Stack, nginx: str, upstream_port: int) -> Target:
     port = free_port()
-    conf = render(BENCH / "nginx.conf.template", stack.tmp / "nginx-target.conf",
-                  PREFIX=str(stack.tmp), PORT=str(port), UPSTREAM_PORT=str(upstream_port),
-                  APP_ID=APP_ID)
-    proc = stack.spawn([nginx, "-p", str(stack.tmp), "-c", str(conf)], "nginx-target.out",
-                       stack.target_cpu)
+    conf = render(
+        BENCH / "nginx.conf.template",
+        stack.tmp / "nginx-target.conf",
+        PREFIX=str(stack.tmp),
+        PORT=str(port),
+        UPSTREAM_PORT=str(upstream_port),
+        APP_ID=APP_ID,
+    )
+    proc = stack.spawn(
+        [nginx, "-p", str(stack.tmp), "-c", str(conf)], "nginx-target.out", stack.target_cpu
+    )
     wait_port(port, proc, "nginx proxy_pass")
     master = proc.pid
 
@@ -398,8 +453,11 @@ def parse_wrk(out: str) -> LoadResult:
         return match
 
     errors = 0
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
-                              r"timeout (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+        r"timeout (\d+)",
+        out,
+    )
     if socket_errors:
         errors += sum(int(g) for g in socket_errors.groups())
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -415,10 +473,25 @@ def parse_wrk(out: str) -> LoadResult:
     )
 
 
-def run_wrk(wrk: str, url: str, headers: dict[str, str], *, duration: float, connections: int,
-            cpu: int | None) -> LoadResult:
-    argv = [*pin(cpu), wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
-            "--timeout", "10s", "--latency"]
+def run_wrk(
+    wrk: str,
+    url: str,
+    headers: dict[str, str],
+    *,
+    duration: float,
+    connections: int,
+    cpu: int | None,
+) -> LoadResult:
+    argv = [
+        *pin(cpu),
+        wrk,
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration))}s",
+        "--timeout",
+        "10s",
+        "--latency",
+    ]
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
     argv.append(url)
@@ -443,8 +516,10 @@ def check_target(target: Target, small: bytes, big: bytes) -> None:
     for path, expected in ((SMALL_PATH, small), (BIG_PATH, big)):
         status, headers, body = fetch(target.base + path, target.headers)
         if status != 200 or body != expected:
-            raise RuntimeError(f"{target.name}: GET {path} gave {status} with {len(body)} bytes "
-                               f"(expected 200 with {len(expected)}): {body[:300]!r}")
+            raise RuntimeError(
+                f"{target.name}: GET {path} gave {status} with {len(body)} bytes "
+                f"(expected 200 with {len(expected)}): {body[:300]!r}"
+            )
     if target.name == "proxy":
         status, headers, _ = fetch(target.base + SMALL_PATH, target.headers)
         link = headers.get("Link", "")
@@ -481,8 +556,9 @@ class RssSampler:
             self.peak_kb = max(self.peak_kb, rss_kb(self.pid))
 
 
-def slow_read(port: int, path: str, headers: dict[str, str], rate_mb_s: float,
-              recv_size: int = 16 * 1024) -> tuple[int, int, float]:
+def slow_read(
+    port: int, path: str, headers: dict[str, str], rate_mb_s: float, recv_size: int = 16 * 1024
+) -> tuple[int, int, float]:
     """GET ``path`` and read the body as a slow client would: a small receive buffer, small
     reads, paced at ``rate_mb_s``. Returns (status, body bytes, seconds)."""
     sock = socket.socket()
@@ -535,35 +611,56 @@ class TargetResult:
         return self.rss_peak_mb - self.rss_idle_mb
 
 
-def measure(target: Target, args: argparse.Namespace, stack: Stack, wrk: str,
-            stream_size: int) -> TargetResult:
+def measure(
+    target: Target, args: argparse.Namespace, stack: Stack, wrk: str, stream_size: int
+) -> TargetResult:
     result = TargetResult(target.name)
     pid = target.pid
     # Stream first, from a just-warmed idle process: the growth then shows what the stream
     # costs, not what a previous load run left in the allocator.
     time.sleep(0.3)
     result.rss_idle_mb = rss_kb(pid) / 1024
-    print(f"  {target.name}: streaming {stream_size / 2**20:.0f} MB at "
-          f"{args.stream_rate:g} MB/s ...", flush=True)
+    print(
+        f"  {target.name}: streaming {stream_size / 2**20:.0f} MB at {args.stream_rate:g} MB/s ...",
+        flush=True,
+    )
     with RssSampler(pid) as sampler:
-        status, received, seconds = slow_read(target.port, f"/{APP_ID}{STREAM_PATH}",
-                                              target.headers, args.stream_rate)
+        status, received, seconds = slow_read(
+            target.port, f"/{APP_ID}{STREAM_PATH}", target.headers, args.stream_rate
+        )
     result.rss_peak_mb = sampler.peak_kb / 1024
     result.stream_bytes, result.stream_seconds = received, seconds
     result.stream_ok = status == 200 and received == stream_size
     if not result.stream_ok:
-        print(f"  {target.name}: stream gave status {status}, {received} of {stream_size} bytes",
-              flush=True)
+        print(
+            f"  {target.name}: stream gave status {status}, {received} of {stream_size} bytes",
+            flush=True,
+        )
     for label, path in (("small", SMALL_PATH), ("big", BIG_PATH)):
         url = target.base + path
-        print(f"  {target.name}: wrk {label} page, {args.connections} connections, "
-              f"{args.duration:g}s ...", flush=True)
+        print(
+            f"  {target.name}: wrk {label} page, {args.connections} connections, "
+            f"{args.duration:g}s ...",
+            flush=True,
+        )
         if args.warmup > 0:
-            run_wrk(wrk, url, target.headers, duration=args.warmup,
-                    connections=args.connections, cpu=stack.load_cpu)
+            run_wrk(
+                wrk,
+                url,
+                target.headers,
+                duration=args.warmup,
+                connections=args.connections,
+                cpu=stack.load_cpu,
+            )
         cpu_before = cpu_seconds(pid)
-        load = run_wrk(wrk, url, target.headers, duration=args.duration,
-                       connections=args.connections, cpu=stack.load_cpu)
+        load = run_wrk(
+            wrk,
+            url,
+            target.headers,
+            duration=args.duration,
+            connections=args.connections,
+            cpu=stack.load_cpu,
+        )
         load.cpu_us_per_req = (cpu_seconds(pid) - cpu_before) / max(1, load.requests) * 1e6
         if load.errors:
             print(f"  {target.name}: {load.errors} errors during the {label} run", flush=True)
@@ -596,38 +693,74 @@ def verdicts(r: dict[str, float | None]) -> list[tuple[str, bool]]:
     if not r:
         return []
     return [
-        (f"small page req/s >= {TARGET_SMALL_RPS:.2f}x bare ({r['small_rps']:.2f}x)",
-         r["small_rps"] >= TARGET_SMALL_RPS),  # type: ignore[operator]
-        (f"small page p99 <= {TARGET_SMALL_P99:.1f}x bare ({r['small_p99']:.2f}x)",
-         r["small_p99"] <= TARGET_SMALL_P99),  # type: ignore[operator]
-        (f"1 MB page req/s >= {TARGET_BIG_RPS:.2f}x bare ({r['big_rps']:.2f}x)",
-         r["big_rps"] >= TARGET_BIG_RPS),  # type: ignore[operator]
-        (f"RSS growth over the stream <= {TARGET_RSS_GROWTH_MB:g} MB ({r['rss_growth_mb']:.1f} MB)",
-         r["rss_growth_mb"] <= TARGET_RSS_GROWTH_MB),  # type: ignore[operator]
+        (
+            f"small page req/s >= {TARGET_SMALL_RPS:.2f}x bare ({r['small_rps']:.2f}x)",
+            r["small_rps"] >= TARGET_SMALL_RPS,
+        ),  # type: ignore[operator]
+        (
+            f"small page p99 <= {TARGET_SMALL_P99:.1f}x bare ({r['small_p99']:.2f}x)",
+            r["small_p99"] <= TARGET_SMALL_P99,
+        ),  # type: ignore[operator]
+        (
+            f"1 MB page req/s >= {TARGET_BIG_RPS:.2f}x bare ({r['big_rps']:.2f}x)",
+            r["big_rps"] >= TARGET_BIG_RPS,
+        ),  # type: ignore[operator]
+        (
+            f"RSS growth over the stream <= {TARGET_RSS_GROWTH_MB:g} MB ({r['rss_growth_mb']:.1f} MB)",
+            r["rss_growth_mb"] <= TARGET_RSS_GROWTH_MB,
+        ),  # type: ignore[operator]
     ]
 
 
 def table(results: dict[str, TargetResult], stream_mb: float) -> str:
-    head = ["target", "small req/s", "small p50", "small p99", "1MB req/s", "1MB p99",
-            "RSS idle", f"RSS peak ({stream_mb:.0f}MB)", "growth", "small CPU/req",
-            "1MB CPU/req"]
+    head = [
+        "target",
+        "small req/s",
+        "small p50",
+        "small p99",
+        "1MB req/s",
+        "1MB p99",
+        "RSS idle",
+        f"RSS peak ({stream_mb:.0f}MB)",
+        "growth",
+        "small CPU/req",
+        "1MB CPU/req",
+    ]
     rows: list[list[str]] = []
     for res in results.values():
         s, b = res.small, res.big
-        rows.append([
-            res.name + ("" if res.stream_ok else " (stream FAILED)"),
-            f"{s.rps:,.0f}" if s else "-", f"{s.p50_ms:.2f} ms" if s else "-",
-            f"{s.p99_ms:.2f} ms" if s else "-", f"{b.rps:,.0f}" if b else "-",
-            f"{b.p99_ms:.2f} ms" if b else "-", f"{res.rss_idle_mb:.1f} MB",
-            f"{res.rss_peak_mb:.1f} MB", f"{res.growth_mb:+.1f} MB",
-            f"{s.cpu_us_per_req:,.0f} µs" if s else "-",
-            f"{b.cpu_us_per_req:,.0f} µs" if b else "-",
-        ])
+        rows.append(
+            [
+                res.name + ("" if res.stream_ok else " (stream FAILED)"),
+                f"{s.rps:,.0f}" if s else "-",
+                f"{s.p50_ms:.2f} ms" if s else "-",
+                f"{s.p99_ms:.2f} ms" if s else "-",
+                f"{b.rps:,.0f}" if b else "-",
+                f"{b.p99_ms:.2f} ms" if b else "-",
+                f"{res.rss_idle_mb:.1f} MB",
+                f"{res.rss_peak_mb:.1f} MB",
+                f"{res.growth_mb:+.1f} MB",
+                f"{s.cpu_us_per_req:,.0f} µs" if s else "-",
+                f"{b.cpu_us_per_req:,.0f} µs" if b else "-",
+            ]
+        )
     r = ratios(results)
     if r:
-        rows.append(["proxy/bare", f"{r['small_rps']:.2f}x", f"{r['small_p50']:.2f}x",
-                     f"{r['small_p99']:.2f}x", f"{r['big_rps']:.2f}x", f"{r['big_p99']:.2f}x",
-                     "", "", "", f"{r['small_cpu_per_req']:.2f}x", f"{r['big_cpu_per_req']:.2f}x"])
+        rows.append(
+            [
+                "proxy/bare",
+                f"{r['small_rps']:.2f}x",
+                f"{r['small_p50']:.2f}x",
+                f"{r['small_p99']:.2f}x",
+                f"{r['big_rps']:.2f}x",
+                f"{r['big_p99']:.2f}x",
+                "",
+                "",
+                "",
+                f"{r['small_cpu_per_req']:.2f}x",
+                f"{r['big_cpu_per_req']:.2f}x",
+            ]
+        )
     widths = [max(len(str(c)) for c in col) for col in zip(head, *rows, strict=True)]
 
     def line(cells: list[str]) -> str:
@@ -660,15 +793,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (10)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
-    parser.add_argument("--warmup", type=int, default=2,
-                        help="seconds of unmeasured load before each wrk run (2)")
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="seconds of unmeasured load before each wrk run (2)"
+    )
     parser.add_argument("--stream-mb", type=int, default=300, help="size of the big page (300)")
-    parser.add_argument("--stream-rate", type=float, default=64.0,
-                        help="MB/s at which the slow client reads the big page (64)")
-    parser.add_argument("--targets", default="proxy,bare,nginx",
-                        help="comma-separated subset of proxy,bare,nginx")
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: 3 s per wrk run, 1 s warm-up, 64 MB stream")
+    parser.add_argument(
+        "--stream-rate",
+        type=float,
+        default=64.0,
+        help="MB/s at which the slow client reads the big page (64)",
+    )
+    parser.add_argument(
+        "--targets", default="proxy,bare,nginx", help="comma-separated subset of proxy,bare,nginx"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 3 s per wrk run, 1 s warm-up, 64 MB stream",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
     args = parser.parse_args(argv)
@@ -699,8 +841,11 @@ def main(argv: list[str] | None = None) -> int:
     load_cpu, target_cpu = (0, 1) if pinned else (None, None)
     busy_before = cpu_busy()
     if busy_before > 0.15:
-        print(f"warning: the machine is {busy_before:.0%} busy before the run; other work "
-              "competes with the targets and the figures will be low and noisy", flush=True)
+        print(
+            f"warning: the machine is {busy_before:.0%} busy before the run; other work "
+            "competes with the targets and the figures will be low and noisy",
+            flush=True,
+        )
     started = time.monotonic()
     small, big = small_page(), big_page()
     results: dict[str, TargetResult] = {}
@@ -711,9 +856,11 @@ def main(argv: list[str] | None = None) -> int:
         (docroot / "small.json").write_bytes(small)
         (docroot / "1mb.json").write_bytes(big)
         stream_size = write_stream_page(docroot / "stream.json", args.stream_mb * 2**20)
-        print(f"pages: small {len(small)} B, big {len(big)} B, stream {stream_size} B; "
-              f"CPU pinning: {'wrk+upstream on 0, target on 1' if pinned else 'off'}",
-              flush=True)
+        print(
+            f"pages: small {len(small)} B, big {len(big)} B, stream {stream_size} B; "
+            f"CPU pinning: {'wrk+upstream on 0, target on 1' if pinned else 'off'}",
+            flush=True,
+        )
 
         stack = Stack(tmp, target_cpu, load_cpu)
         try:
@@ -743,9 +890,11 @@ def main(argv: list[str] | None = None) -> int:
     r = ratios(results)
     print()
     print(f"python bench/run.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
-    print(f"{args.connections} connections, {args.duration:g} s per run, stream read at "
-          f"{args.stream_rate:g} MB/s; {elapsed:.0f} s in all; machine busy before/after "
-          f"the run: {busy_before:.0%}/{busy_after:.0%}")
+    print(
+        f"{args.connections} connections, {args.duration:g} s per run, stream read at "
+        f"{args.stream_rate:g} MB/s; {elapsed:.0f} s in all; machine busy before/after "
+        f"the run: {busy_before:.0%}/{busy_after:.0%}"
+    )
     print(table(results, args.stream_mb))
     for text, ok in verdicts(r):
         print(f"  {'PASS' if ok else 'MISS'}  {text}")
@@ -754,22 +903,39 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = BENCH / "results"
     out_dir.mkdir(exist_ok=True)
     out = out_dir / f"{stamp}.json"
-    out.write_text(json.dumps({
-        "when": stamp,
-        "command": ["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])],
-        "settings": {"duration_s": args.duration, "connections": args.connections,
-                     "warmup_s": args.warmup, "stream_bytes": stream_size,
-                     "stream_rate_mb_s": args.stream_rate, "pinned": bool(pinned),
-                     "small_page_bytes": len(small), "big_page_bytes": len(big)},
-        "machine_busy_before": busy_before,
-        "machine_busy_after": busy_after,
-        "versions": versions(nginx, wrk),
-        "results": {name: {**asdict(res), "growth_mb": res.growth_mb}
-                    for name, res in results.items()},
-        "ratios_proxy_over_bare": r,
-        "targets": [{"target": text, "met": ok} for text, ok in verdicts(r)],
-        "elapsed_s": elapsed,
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "when": stamp,
+                "command": [
+                    "python",
+                    "bench/run.py",
+                    *(argv if argv is not None else sys.argv[1:]),
+                ],
+                "settings": {
+                    "duration_s": args.duration,
+                    "connections": args.connections,
+                    "warmup_s": args.warmup,
+                    "stream_bytes": stream_size,
+                    "stream_rate_mb_s": args.stream_rate,
+                    "pinned": bool(pinned),
+                    "small_page_bytes": len(small),
+                    "big_page_bytes": len(big),
+                },
+                "machine_busy_before": busy_before,
+                "machine_busy_after": busy_after,
+                "versions": versions(nginx, wrk),
+                "results": {
+                    name: {**asdict(res), "growth_mb": res.growth_mb}
+                    for name, res in results.items()
+                },
+                "ratios_proxy_over_bare": r,
+                "targets": [{"target": text, "met": ok} for text, ok in verdicts(r)],
+                "elapsed_s": elapsed,
+            },
+            indent=2,
+        )
+    )
     print(f"results: {out.relative_to(ROOT)}")
     return 0 if all(res.stream_ok for res in results.values()) else 1
 

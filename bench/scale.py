@@ -76,8 +76,15 @@ class Procs:
         out = (self.tmp / log).open("ab")
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
-                                stdin=subprocess.DEVNULL, **kw)
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            **kw,
+        )
         out.close()
         self.procs.append(proc)
         return proc
@@ -96,8 +103,9 @@ class Procs:
             self.stop(proc)
 
 
-def wait_ready(admin_port: int, proc: subprocess.Popen[bytes], what: str,
-               timeout: float = 120) -> float:
+def wait_ready(
+    admin_port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 120
+) -> float:
     """Seconds until ``/readyz`` answers 200."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -185,9 +193,19 @@ def start_upstream(procs: Procs, kind: str) -> Upstream:
     port = free_port()
     if kind == "nginx":
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        users = {"users": [{"sourcedId": f"u{i}", "status": "active", "givenName": f"Given{i}",
-                            "familyName": f"Family{i}", "role": "student",
-                            "email": f"u{i}@example.org"} for i in range(5)]}
+        users = {
+            "users": [
+                {
+                    "sourcedId": f"u{i}",
+                    "status": "active",
+                    "givenName": f"Given{i}",
+                    "familyName": f"Family{i}",
+                    "role": "student",
+                    "email": f"u{i}@example.org",
+                }
+                for i in range(5)
+            ]
+        }
         (procs.tmp / "users.json").write_text(json.dumps(users))
         # Run as root, nginx serves from an unprivileged worker: it must read the page.
         os.chmod(procs.tmp, 0o755)
@@ -236,13 +254,29 @@ class Proxy:
         return f"http://127.0.0.1:{self.port}/{app}{USERS}"
 
 
-def write_config(path: Path, upstream: Upstream, store_url: str, *, connections: int = 2,
-                 vendors: int = 1, districts: int = 1) -> Path:
+def write_config(
+    path: Path,
+    upstream: Upstream,
+    store_url: str,
+    *,
+    connections: int = 2,
+    vendors: int = 1,
+    districts: int = 1,
+) -> Path:
     port, admin = free_port(), free_port()
     lines = [
-        "[server]", f'listen = "127.0.0.1:{port}"', 'drain_timeout = "2s"', "",
-        "[admin]", f'listen = "127.0.0.1:{admin}"', 'token = "bench-admin-token-0123456789"', "",
-        "[store]", f'url = "{store_url}"', 'cache_ttl = "2s"', "",
+        "[server]",
+        f'listen = "127.0.0.1:{port}"',
+        'drain_timeout = "2s"',
+        "",
+        "[admin]",
+        f'listen = "127.0.0.1:{admin}"',
+        'token = "bench-admin-token-0123456789"',
+        "",
+        "[store]",
+        f'url = "{store_url}"',
+        'cache_ttl = "2s"',
+        "",
     ]
     for v in range(vendors):
         lines += [f"[vendors.v{v}]", ""]
@@ -251,10 +285,13 @@ def write_config(path: Path, upstream: Upstream, store_url: str, *, connections:
     scopes = ", ".join(json.dumps(s) for s in SCOPES)
     for c in range(connections):
         lines += [
-            f"[connections.app-{c}]", f'vendor = "v{c % vendors}"',
+            f"[connections.app-{c}]",
+            f'vendor = "v{c % vendors}"',
             f'district = "d{c % districts}"',
-            f"key = {json.dumps(upstream.key)}", f"secret = {json.dumps(upstream.secret)}",
-            f"scopes = [{scopes}]", "",
+            f"key = {json.dumps(upstream.key)}",
+            f"secret = {json.dumps(upstream.secret)}",
+            f"scopes = [{scopes}]",
+            "",
         ]
     path.write_text("\n".join(lines))
     return path
@@ -264,8 +301,10 @@ def ports_of(config: Path) -> tuple[int, int]:
     import tomllib
 
     doc = tomllib.loads(config.read_text())
-    return (int(doc["server"]["listen"].rpartition(":")[2]),
-            int(doc["admin"]["listen"].rpartition(":")[2]))
+    return (
+        int(doc["server"]["listen"].rpartition(":")[2]),
+        int(doc["admin"]["listen"].rpartition(":")[2]),
+    )
 
 
 def start_proxy(procs: Procs, config: Path, workers: int = 1) -> Proxy:
@@ -279,9 +318,14 @@ def start_proxy(procs: Procs, config: Path, workers: int = 1) -> Proxy:
 
 
 def issue_token(config: Path, vendor: str = "v0") -> str:
-    done = subprocess.run([*CLI, "tokens", "issue", vendor, "--config", str(config)], cwd=ROOT,
-                          capture_output=True, text=True, check=False,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    done = subprocess.run(
+        [*CLI, "tokens", "issue", vendor, "--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     if done.returncode != 0:
         raise RuntimeError(f"tokens issue failed: {done.stderr.strip()}")
     return done.stdout.strip().splitlines()[-1]
@@ -312,8 +356,18 @@ def wrk_argv(url: str, token: str, duration: float, connections: int) -> list[st
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
-    return [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
-            "--latency", "-H", f"Authorization: Bearer {token}", url]
+    return [
+        wrk,
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration))}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-H",
+        f"Authorization: Bearer {token}",
+        url,
+    ]
 
 
 def parse_wrk(out: str) -> Load:
@@ -324,19 +378,28 @@ def parse_wrk(out: str) -> Load:
         return match.group(1)
 
     errors = 0
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
-                              r"timeout (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+        r"timeout (\d+)",
+        out,
+    )
     if socket_errors:
         errors += sum(int(g) for g in socket_errors.groups())
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
         errors += int(non2xx.group(1))
-    return Load(float(find(r"^Requests/sec:\s+([\d.]+)")), _ms(find(r"^\s+50%\s+(\S+)")),
-                _ms(find(r"^\s+99%\s+(\S+)")), errors, int(find(r"^\s+(\d+) requests in")))
+    return Load(
+        float(find(r"^Requests/sec:\s+([\d.]+)")),
+        _ms(find(r"^\s+50%\s+(\S+)")),
+        _ms(find(r"^\s+99%\s+(\S+)")),
+        errors,
+        int(find(r"^\s+(\d+) requests in")),
+    )
 
 
-def load(targets: list[tuple[str, str]], duration: float, connections: int,
-         pids: list[int]) -> Load:
+def load(
+    targets: list[tuple[str, str]], duration: float, connections: int, pids: list[int]
+) -> Load:
     """One wrk per (url, token), all at once; req/s summed, the worst p50/p99, and the CPU
     time ``pids`` (and their children) spent per request."""
     for url, token in targets:  # warm up: token cache, upstream keep-alive, signer
@@ -345,9 +408,15 @@ def load(targets: list[tuple[str, str]], duration: float, connections: int,
             if resp.status != 200:
                 raise RuntimeError(f"{url}: {resp.status}")
     cpu_before = cpu_seconds(pids)
-    runs = [subprocess.Popen(wrk_argv(url, token, duration, connections),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for url, token in targets]
+    runs = [
+        subprocess.Popen(
+            wrk_argv(url, token, duration, connections),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for url, token in targets
+    ]
     results = []
     for run in runs:
         out, err = run.communicate(timeout=duration + 60)
@@ -356,9 +425,14 @@ def load(targets: list[tuple[str, str]], duration: float, connections: int,
         results.append(parse_wrk(out))
     cpu = cpu_seconds(pids) - cpu_before
     requests = sum(r.requests for r in results)
-    return Load(sum(r.rps for r in results), max(r.p50_ms for r in results),
-                max(r.p99_ms for r in results), sum(r.errors for r in results), requests,
-                cpu / max(1, requests) * 1e6)
+    return Load(
+        sum(r.rps for r in results),
+        max(r.p50_ms for r in results),
+        max(r.p99_ms for r in results),
+        sum(r.errors for r in results),
+        requests,
+        cpu / max(1, requests) * 1e6,
+    )
 
 
 # -- the parts --------------------------------------------------------------------------------
@@ -384,13 +458,22 @@ def part_workers(procs: Procs, upstream: Upstream, args: argparse.Namespace) -> 
         rss = rss_mb(proxy.proc.pid)
         procs.stop(proxy.proc)
         base = base or result.rps
-        rows.append(Row("a workers", f"--workers {workers}", {
-            "req/s": f"{result.rps:,.0f}", "x": f"{result.rps / base:.2f}",
-            "p50 ms": f"{result.p50_ms:.2f}", "p99 ms": f"{result.p99_ms:.2f}",
-            "CPU µs/req": f"{result.cpu_us_per_req:.0f}",
-            "errors": str(result.errors), "RSS MB": f"{rss:.0f}",
-            "ready s": f"{proxy.startup_s:.2f}",
-        }))
+        rows.append(
+            Row(
+                "a workers",
+                f"--workers {workers}",
+                {
+                    "req/s": f"{result.rps:,.0f}",
+                    "x": f"{result.rps / base:.2f}",
+                    "p50 ms": f"{result.p50_ms:.2f}",
+                    "p99 ms": f"{result.p99_ms:.2f}",
+                    "CPU µs/req": f"{result.cpu_us_per_req:.0f}",
+                    "errors": str(result.errors),
+                    "RSS MB": f"{rss:.0f}",
+                    "ready s": f"{proxy.startup_s:.2f}",
+                },
+            )
+        )
     return rows
 
 
@@ -403,21 +486,35 @@ def part_replicas(procs: Procs, upstream: Upstream, args: argparse.Namespace) ->
         for replicas in (1, 2):
             tmp = procs.tmp / f"replicas{replicas}"
             tmp.mkdir()
-            configs = [write_config(tmp / f"r{i}.toml", upstream, redis.url)
-                       for i in range(replicas)]
+            configs = [
+                write_config(tmp / f"r{i}.toml", upstream, redis.url) for i in range(replicas)
+            ]
             token = issue_token(configs[0])  # one store: the token works on every replica
             proxies = [start_proxy(procs, c) for c in configs]
             per = max(1, args.connections // replicas)
-            result = load([(p.url(), token) for p in proxies], args.duration, per,
-                          [p.proc.pid for p in proxies])
+            result = load(
+                [(p.url(), token) for p in proxies],
+                args.duration,
+                per,
+                [p.proc.pid for p in proxies],
+            )
             for p in proxies:
                 procs.stop(p.proc)
             base = base or result.rps
-            rows.append(Row("b replicas", f"{replicas} on one redis", {
-                "req/s": f"{result.rps:,.0f}", "x": f"{result.rps / base:.2f}",
-                "p50 ms": f"{result.p50_ms:.2f}", "p99 ms": f"{result.p99_ms:.2f}",
-                "CPU µs/req": f"{result.cpu_us_per_req:.0f}", "errors": str(result.errors),
-            }))
+            rows.append(
+                Row(
+                    "b replicas",
+                    f"{replicas} on one redis",
+                    {
+                        "req/s": f"{result.rps:,.0f}",
+                        "x": f"{result.rps / base:.2f}",
+                        "p50 ms": f"{result.p50_ms:.2f}",
+                        "p99 ms": f"{result.p99_ms:.2f}",
+                        "CPU µs/req": f"{result.cpu_us_per_req:.0f}",
+                        "errors": str(result.errors),
+                    },
+                )
+            )
     return rows
 
 
@@ -426,24 +523,46 @@ def part_connections(procs: Procs, upstream: Upstream, args: argparse.Namespace)
     for count, vendors, districts in ((2, 1, 1), (args.config_connections, 100, 50)):
         tmp = procs.tmp / f"conns{count}"
         tmp.mkdir()
-        config = write_config(tmp / f"c{count}.toml", upstream, f"sqlite://{tmp}/store.db",
-                              connections=count, vendors=vendors, districts=districts)
+        config = write_config(
+            tmp / f"c{count}.toml",
+            upstream,
+            f"sqlite://{tmp}/store.db",
+            connections=count,
+            vendors=vendors,
+            districts=districts,
+        )
         started = time.monotonic()
-        subprocess.run([*CLI, "config", "validate", str(config)], cwd=ROOT, check=True,
-                       capture_output=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        subprocess.run(
+            [*CLI, "config", "validate", str(config)],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
         validate_s = time.monotonic() - started
         token = issue_token(config)
         proxy = start_proxy(procs, config)
         rss_ready = rss_mb(proxy.proc.pid)
-        result = load([(proxy.url("app-0"), token)], args.duration, args.connections,
-                      [proxy.proc.pid])
+        result = load(
+            [(proxy.url("app-0"), token)], args.duration, args.connections, [proxy.proc.pid]
+        )
         procs.stop(proxy.proc)
-        rows.append(Row("c connections", f"{count:,} connections", {
-            "ready s": f"{proxy.startup_s:.2f}", "validate s": f"{validate_s:.2f}",
-            "RSS MB": f"{rss_ready:.0f}", "req/s": f"{result.rps:,.0f}",
-            "p50 ms": f"{result.p50_ms:.2f}", "p99 ms": f"{result.p99_ms:.2f}",
-            "CPU µs/req": f"{result.cpu_us_per_req:.0f}", "errors": str(result.errors),
-        }))
+        rows.append(
+            Row(
+                "c connections",
+                f"{count:,} connections",
+                {
+                    "ready s": f"{proxy.startup_s:.2f}",
+                    "validate s": f"{validate_s:.2f}",
+                    "RSS MB": f"{rss_ready:.0f}",
+                    "req/s": f"{result.rps:,.0f}",
+                    "p50 ms": f"{result.p50_ms:.2f}",
+                    "p99 ms": f"{result.p99_ms:.2f}",
+                    "CPU µs/req": f"{result.cpu_us_per_req:.0f}",
+                    "errors": str(result.errors),
+                },
+            )
+        )
     return rows
 
 
@@ -464,16 +583,18 @@ async def _fill_and_time(store_url: str, count: int, samples: int) -> tuple[floa
         store = open_store(store_url)
         await store.open()  # creates the schema
         await store.close()
-        with contextlib.closing(sqlite3.connect(store_url[len("sqlite://"):])) as db, db:
-            db.executemany(f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                           [_token_row(r) for r in issued])
+        with contextlib.closing(sqlite3.connect(store_url[len("sqlite://") :])) as db, db:
+            db.executemany(
+                f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                [_token_row(r) for r in issued],
+            )
     else:
         store = open_store(store_url)
         await store.open()
         try:
             batch = 64  # concurrent inserts, within the redis client's connection pool
             for start in range(0, count, batch):
-                await asyncio.gather(*(store.add_token(r) for r in issued[start:start + batch]))
+                await asyncio.gather(*(store.add_token(r) for r in issued[start : start + batch]))
         finally:
             await store.close()
     fill = time.monotonic() - started
@@ -523,16 +644,26 @@ def part_tokens(procs: Procs, upstream: Upstream, args: argparse.Namespace) -> l
                 token = issue_token(config)
                 proxy = start_proxy(procs, config)
                 scrape = _scrape_ms(proxy.admin_port)
-                result = load([(proxy.url(), token)], args.duration, args.connections,
-                              [proxy.proc.pid])
+                result = load(
+                    [(proxy.url(), token)], args.duration, args.connections, [proxy.proc.pid]
+                )
                 procs.stop(proxy.proc)
-                rows.append(Row("d tokens", f"{backend}, {count:,} tokens", {
-                    "get_token p50 µs": f"{p50:.0f}", "get_token p99 µs": f"{p99:.0f}",
-                    "req/s": f"{result.rps:,.0f}", "p99 ms": f"{result.p99_ms:.2f}",
-                    "CPU µs/req": f"{result.cpu_us_per_req:.0f}",
-                    "/metrics ms": f"{scrape:.1f}", "fill s": f"{fill:.1f}",
-                    "errors": str(result.errors),
-                }))
+                rows.append(
+                    Row(
+                        "d tokens",
+                        f"{backend}, {count:,} tokens",
+                        {
+                            "get_token p50 µs": f"{p50:.0f}",
+                            "get_token p99 µs": f"{p99:.0f}",
+                            "req/s": f"{result.rps:,.0f}",
+                            "p99 ms": f"{result.p99_ms:.2f}",
+                            "CPU µs/req": f"{result.cpu_us_per_req:.0f}",
+                            "/metrics ms": f"{scrape:.1f}",
+                            "fill s": f"{fill:.1f}",
+                            "errors": str(result.errors),
+                        },
+                    )
+                )
     return rows
 
 
@@ -579,16 +710,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", choices=("nginx", "sandbox"), default="nginx")
     parser.add_argument("--tokens", type=int, default=100_000)
     parser.add_argument("--config-connections", type=int, default=5_000)
-    parser.add_argument("--only", default=",".join(PARTS),
-                        help="comma-separated parts: " + ", ".join(PARTS))
+    parser.add_argument(
+        "--only", default=",".join(PARTS), help="comma-separated parts: " + ", ".join(PARTS)
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs")
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         parser.error(f"unknown parts: {', '.join(unknown)}")
-    print(f"oneroster-proxy scale bench: {os.cpu_count()} CPUs, upstream {args.upstream}, "
-          f"wrk {args.duration:.0f}s x {args.connections} connections", flush=True)
+    print(
+        f"oneroster-proxy scale bench: {os.cpu_count()} CPUs, upstream {args.upstream}, "
+        f"wrk {args.duration:.0f}s x {args.connections} connections",
+        flush=True,
+    )
     rows: list[Row] = []
     # SIGTERM ends the run through the finally blocks below, which stop every process it began.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -518,9 +518,7 @@ def validate(
             tls_verify=r.boolean("tls_verify", True),
         )
         if not district_cfgs[name].tls_verify:
-            warnings.append(
-                f"{path}.tls_verify: false; the district's certificate is not checked"
-            )
+            warnings.append(f"{path}.tls_verify: false; the district's certificate is not checked")
 
     connection_cfgs: dict[str, ConnectionConfig] = {}
     for app_id, table in connections_raw.items():

@@ -33,6 +33,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Literal
 
 import aiohttp
 from aiohttp import web
@@ -118,7 +119,7 @@ class _UpstreamErrors:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> Literal[False]:
         if exc is None or isinstance(exc, ProxyError):
             return False
         if isinstance(exc, aiohttp.ClientError):

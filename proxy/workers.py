@@ -178,12 +178,15 @@ class Supervisor:
             listen = self.config.server.listen
             log.info(
                 "oneroster-proxy listening",
-                extra={"fields": {
-                    "gateway": str(Listen(listen.host, self.gateway_port)),
-                    "admin": str(Listen(self.config.admin.listen.host, self.admin_port)),
-                    "workers": self.count, "supervisor_pid": os.getpid(),
-                    "connections": len(self.config.connections),
-                }},
+                extra={
+                    "fields": {
+                        "gateway": str(Listen(listen.host, self.gateway_port)),
+                        "admin": str(Listen(self.config.admin.listen.host, self.admin_port)),
+                        "workers": self.count,
+                        "supervisor_pid": os.getpid(),
+                        "connections": len(self.config.connections),
+                    }
+                },
             )
             monitor = loop.create_task(self._monitor())
             await stop.wait()
@@ -245,8 +248,14 @@ class Supervisor:
         except ConfigError as err:
             log.error(
                 "config reload refused by the supervisor; the workers will refuse it too",
-                extra={"fields": {"event": "config.reload", "interface": "signal",
-                                  "result": "error", "problems": err.problems}},
+                extra={
+                    "fields": {
+                        "event": "config.reload",
+                        "interface": "signal",
+                        "result": "error",
+                        "problems": err.problems,
+                    }
+                },
             )
         else:
             assert self._gateway is not None
@@ -301,9 +310,7 @@ class Supervisor:
         return generate_latest(registry)
 
     @web.middleware
-    async def _admin_middleware(
-        self, request: web.Request, handler: Handler
-    ) -> web.StreamResponse:
+    async def _admin_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         # Runs inside the admin app's own middleware, so /admin/* is already authorised here.
         if request.path == "/readyz":
             response = await handler(request)
@@ -342,26 +349,31 @@ class Supervisor:
         for worker in self.workers.values():
             if worker not in ready:
                 worker.pending_hup = True
-        results = list(await asyncio.gather(
-            *(self._post_reload(w, authorization) for w in ready)
-        ))
-        results += [{"pid": w.pid, "status": "starting"} for w in self.workers.values()
-                    if w not in ready]
+        results = list(await asyncio.gather(*(self._post_reload(w, authorization) for w in ready)))
+        results += [
+            {"pid": w.pid, "status": "starting"} for w in self.workers.values() if w not in ready
+        ]
         body["workers"] = results
         body["ok"] = bool(body.get("ok")) and all(r.get("ok", True) for r in results)
         return web.json_response(body, status=response.status)
 
     async def _post_reload(self, worker: Worker, authorization: str) -> dict[str, Any]:
         try:
-            async with _worker_session(worker) as session, session.post(
-                "http://worker/admin/reload", headers={"Authorization": authorization},
-                timeout=aiohttp.ClientTimeout(total=60),
-            ) as resp:
+            async with (
+                _worker_session(worker) as session,
+                session.post(
+                    "http://worker/admin/reload",
+                    headers={"Authorization": authorization},
+                    timeout=aiohttp.ClientTimeout(total=60),
+                ) as resp,
+            ):
                 data = await resp.json(content_type=None)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             return {"pid": worker.pid, "ok": False, "error": f"worker did not answer: {exc!r}"}
-        result: dict[str, Any] = {"pid": worker.pid, "ok": resp.status == 200 and bool(
-            isinstance(data, dict) and data.get("ok"))}
+        result: dict[str, Any] = {
+            "pid": worker.pid,
+            "ok": resp.status == 200 and bool(isinstance(data, dict) and data.get("ok")),
+        }
         if isinstance(data, dict) and data.get("errors"):
             result["errors"] = data["errors"]
         return result
@@ -401,9 +413,12 @@ class Supervisor:
         (``server.start`` opens the gateway first) and has its signal handlers."""
         while not self.stopping and worker.running():
             try:
-                async with _worker_session(worker) as session, session.get(
-                    "http://worker/healthz", timeout=aiohttp.ClientTimeout(total=1)
-                ) as resp:
+                async with (
+                    _worker_session(worker) as session,
+                    session.get(
+                        "http://worker/healthz", timeout=aiohttp.ClientTimeout(total=1)
+                    ) as resp,
+                ):
                     if resp.status == 200:
                         break
             except (aiohttp.ClientError, OSError, TimeoutError):
@@ -414,8 +429,13 @@ class Supervisor:
         worker.ready = True
         log.info(
             "worker ready",
-            extra={"fields": {"worker": worker.index, "pid": worker.pid,
-                              "admin_socket": worker.socket_path}},
+            extra={
+                "fields": {
+                    "worker": worker.index,
+                    "pid": worker.pid,
+                    "admin_socket": worker.socket_path,
+                }
+            },
         )
         if worker.pending_hup:
             worker.pending_hup = False
@@ -450,9 +470,15 @@ class Supervisor:
         self._respawn_at[worker.index] = now + delay
         log.error(
             "worker exited; replacing it",
-            extra={"fields": {"worker": worker.index, "pid": worker.pid,
-                              "exit": _describe_exit(code), "lived_s": round(lived, 2),
-                              "restart_in_s": delay}},
+            extra={
+                "fields": {
+                    "worker": worker.index,
+                    "pid": worker.pid,
+                    "exit": _describe_exit(code),
+                    "lived_s": round(lived, 2),
+                    "restart_in_s": delay,
+                }
+            },
         )
 
     async def _stop_workers(self) -> int:
@@ -462,8 +488,9 @@ class Supervisor:
         from .app import SERVICES
 
         drain = self._gateway[SERVICES].runtime.current.config.server.drain_timeout
-        log.info("draining", extra={"fields": {"workers": len(self.workers),
-                                               "drain_timeout": drain}})
+        log.info(
+            "draining", extra={"fields": {"workers": len(self.workers), "drain_timeout": drain}}
+        )
         for worker in self.workers.values():
             worker.send(signal.SIGTERM)
         deadline = time.monotonic() + drain + KILL_GRACE
@@ -475,16 +502,26 @@ class Supervisor:
         code = 0
         for worker in self.workers.values():
             if worker.running():
-                log.error("worker did not stop within the drain timeout; killing it",
-                          extra={"fields": {"worker": worker.index, "pid": worker.pid}})
+                log.error(
+                    "worker did not stop within the drain timeout; killing it",
+                    extra={"fields": {"worker": worker.index, "pid": worker.pid}},
+                )
                 worker.process.kill()
             status = await asyncio.to_thread(worker.process.wait)
             mark_process_dead(worker.pid, self.metrics_dir)
             # A worker still starting when SIGTERM came dies of it: that is a clean stop too.
             if status not in (0, -signal.SIGTERM):
                 code = 1
-                log.error("worker ended badly", extra={"fields": {
-                    "worker": worker.index, "pid": worker.pid, "exit": _describe_exit(status)}})
+                log.error(
+                    "worker ended badly",
+                    extra={
+                        "fields": {
+                            "worker": worker.index,
+                            "pid": worker.pid,
+                            "exit": _describe_exit(status),
+                        }
+                    },
+                )
         self.workers.clear()
         return code
 

@@ -161,9 +161,7 @@ async def test_issue_list_rotate_revoke(admin, proxy, http):
     assert all(set(r) == LISTING_FIELDS for r in rows)
 
     # Rotate with grace: the older tokens keep working for now.
-    status, rotated = await admin.call(
-        "POST", "/admin/vendors/acme/tokens/rotate", {"grace": "1h"}
-    )
+    status, rotated = await admin.call("POST", "/admin/vendors/acme/tokens/rotate", {"grace": "1h"})
     assert status == 201, rotated
     assert LISTING_FIELDS | {"token"} <= set(rotated)
     assert sorted(rotated["ending"]) == sorted([issued["id"], forever["id"]])
@@ -211,9 +209,11 @@ async def test_bad_admin_requests(admin):
         status, data = await admin.call(method, path, body)
         assert status == 400, (path, body, data)
         assert_imsx(data)
-    for method, path in (("POST", "/admin/vendors/nobody/tokens"),
-                         ("GET", "/admin/vendors/nobody/tokens"),
-                         ("POST", "/admin/vendors/nobody/tokens/rotate")):
+    for method, path in (
+        ("POST", "/admin/vendors/nobody/tokens"),
+        ("GET", "/admin/vendors/nobody/tokens"),
+        ("POST", "/admin/vendors/nobody/tokens/rotate"),
+    ):
         status, data = await admin.call(method, path)
         assert status == 404, path
         assert_imsx(data)
@@ -275,8 +275,16 @@ async def test_admin_actions_are_audited_and_no_answer_holds_a_secret(admin, pro
         ("config.reload", "admin", None),
     ]
 
-    secrets = [sandbox.key, sandbox.secret, ACME_CLIENT_SECRET, ACME_VENDOR_AUTH, JWT_KEY,
-               ADMIN_TOKEN, *admin.shown_tokens, *(t.split("_", 2)[2] for t in admin.shown_tokens)]
+    secrets = [
+        sandbox.key,
+        sandbox.secret,
+        ACME_CLIENT_SECRET,
+        ACME_VENDOR_AUTH,
+        JWT_KEY,
+        ADMIN_TOKEN,
+        *admin.shown_tokens,
+        *(t.split("_", 2)[2] for t in admin.shown_tokens),
+    ]
     hashes = [r.secret_hash for r in await proxy.services.store.list_tokens()]
     assert len(admin.bodies) == 11 and len(admin.shown_tokens) == 2
     for body in admin.bodies:

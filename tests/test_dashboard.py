@@ -46,8 +46,11 @@ def exported() -> dict[str, set[str]]:
 def expressions_of_dashboard(dashboard: dict[str, Any]) -> list[str]:
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     exprs += [a["expr"] for a in dashboard.get("annotations", {}).get("list", []) if "expr" in a]
-    exprs += [v["query"]["query"] if isinstance(v.get("query"), dict) else v.get("query", "")
-              for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    exprs += [
+        v["query"]["query"] if isinstance(v.get("query"), dict) else v.get("query", "")
+        for v in dashboard["templating"]["list"]
+        if v["type"] == "query"
+    ]
     return exprs
 
 
@@ -78,11 +81,18 @@ def check_expression(expr: str, names: dict[str, set[str]]) -> None:
 
 def test_the_proxy_exports_spec_metrics_and_the_expiry_gauge():
     names = exported()
-    for name in ("requests_total", "request_duration_seconds_bucket",
-                 "upstream_duration_seconds_bucket", "upstream_errors_total",
-                 "upstream_token_fetches_total", "inflight_requests", "response_bytes_total",
-                 "tokens_active", "config_reloads_total",
-                 "connection_expiry_timestamp_seconds"):
+    for name in (
+        "requests_total",
+        "request_duration_seconds_bucket",
+        "upstream_duration_seconds_bucket",
+        "upstream_errors_total",
+        "upstream_token_fetches_total",
+        "inflight_requests",
+        "response_bytes_total",
+        "tokens_active",
+        "config_reloads_total",
+        "connection_expiry_timestamp_seconds",
+    ):
         assert "oneroster_proxy_" + name in names, name
     assert names["oneroster_proxy_connection_expiry_timestamp_seconds"] == {"app", "district"}
 
@@ -153,12 +163,15 @@ def test_alert_rules_parse_and_cover_the_three_cases():
     assert "30 * 86400" in expiring and "time()" in expiring
 
 
-@pytest.mark.parametrize("bad", [
-    'sum(rate(oneroster_proxy_request_total[5m]))',  # a typo'd name
-    'sum by (app) (rate(oneroster_proxy_requests_total[5m]))',  # a label it lacks
-    'rate(oneroster_proxy_requests_total{path="/x"}[5m])',  # a matcher on a label it lacks
-    'sum(rate(oneroster_proxy_requests_total[5m])',  # unbalanced
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "sum(rate(oneroster_proxy_request_total[5m]))",  # a typo'd name
+        "sum by (app) (rate(oneroster_proxy_requests_total[5m]))",  # a label it lacks
+        'rate(oneroster_proxy_requests_total{path="/x"}[5m])',  # a matcher on a label it lacks
+        "sum(rate(oneroster_proxy_requests_total[5m])",  # unbalanced
+    ],
+)
 def test_the_checker_catches_mistakes(bad):
     with pytest.raises(AssertionError):
         check_expression(bad, exported())

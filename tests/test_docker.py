@@ -40,7 +40,10 @@ def _hadolint() -> str:
 def _lint(path: Path) -> list[dict[str, Any]]:
     result = subprocess.run(
         [_hadolint(), "--no-fail", "--format", "json", str(path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout or "[]")
@@ -48,9 +51,11 @@ def _lint(path: Path) -> list[dict[str, Any]]:
 
 def _instructions(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    joined = re.sub(r"\\\n", " ", "\n".join(
-        line for line in text.splitlines() if not line.lstrip().startswith("#")
-    ))
+    joined = re.sub(
+        r"\\\n",
+        " ",
+        "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")),
+    )
     out = []
     for line in joined.splitlines():
         if line.strip():
@@ -83,8 +88,10 @@ def test_hadolint_finds_nothing_above_info() -> None:
 def test_hadolint_really_lints(tmp_path: Path) -> None:
     # The check above must be able to fail: a Dockerfile with known faults gets warnings.
     bad = tmp_path / "Dockerfile"
-    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\n"
-                   "RUN cd /app && pip install .\n")
+    bad.write_text(
+        "FROM python:latest\nRUN apt-get update && apt-get install -y curl\n"
+        "RUN cd /app && pip install .\n"
+    )
     codes = {f["code"] for f in _lint(bad) if f["level"] in ("error", "warning")}
     assert {"DL3007", "DL3008"} <= codes, codes
 
@@ -93,9 +100,7 @@ def test_multi_stage_slim_non_root_without_build_tools() -> None:
     text = DOCKERFILE.read_text()
     stages = _stages(text)
     assert len(stages) >= 2, "a builder stage and a final stage"
-    args = dict(
-        a.split("=", 1) for word, a in _instructions(text) if word == "ARG" and "=" in a
-    )
+    args = dict(a.split("=", 1) for word, a in _instructions(text) if word == "ARG" and "=" in a)
     final = stages[-1]
     base = final[0][1].split()[0]
     base = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), base)
@@ -147,8 +152,11 @@ async def test_healthcheck_command_passes_on_a_live_admin_listener_and_fails_wit
 
     async def run(program: str) -> int:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", program,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            "-c",
+            program,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         return await process.wait()
 
@@ -159,7 +167,8 @@ async def test_healthcheck_command_passes_on_a_live_admin_listener_and_fails_wit
 
 def test_dockerignore_keeps_what_the_build_copies() -> None:
     patterns = [
-        line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
     assert patterns[0] == "*", "everything is excluded unless named"
@@ -183,15 +192,28 @@ def test_the_build_context_builds_a_wheel_with_the_console_script(tmp_path: Path
             for source in shlex.split(args)[:-1]:
                 src = REPO / source
                 if src.is_dir():
-                    shutil.copytree(src, context / source,
-                                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                    shutil.copytree(
+                        src, context / source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+                    )
                 else:
                     shutil.copy(src, context / source)
     out = tmp_path / "wheels"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out),
-         str(context)],
-        capture_output=True, text=True, timeout=280, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "-w",
+            str(out),
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (wheel,) = out.glob("oneroster_proxy-*.whl")
@@ -202,4 +224,3 @@ def test_the_build_context_builds_a_wheel_with_the_console_script(tmp_path: Path
     assert "proxy/cli.py" in names and "proxy/workers.py" in names
     assert any(n.startswith("proxy/sandbox/") for n in names)
     assert re.search(r"^oneroster-proxy\s*=\s*proxy\.cli:main$", scripts, re.MULTILINE)
-

@@ -38,56 +38,82 @@ SECRETS = {
 }
 
 DISTRICTS_AND_CONNECTIONS: dict[str, Any] = {
-    "server": {"public_url": "https://proxy.example", "jwt_keys": ["${ORP_JWT_KEY}"],
-               "max_line": 8190, "upstream_timeout": "20s"},
+    "server": {
+        "public_url": "https://proxy.example",
+        "jwt_keys": ["${ORP_JWT_KEY}"],
+        "max_line": 8190,
+        "upstream_timeout": "20s",
+    },
     "admin": {"tokenFrom": "ORP_ADMIN_TOKEN"},
     "vendors": {"acme": {"client_secret": "${ACME_CLIENT_SECRET}", "rate_limit": "1200/m"}},
-    "districts": {"springfield": {
-        "base_url": "https://springfield.example/campus/api/oneroster/v1p2/acme",
-        "auth": "oauth1", "max_connections": 5, "vendor_authorization": False,
-        "versions": ["1.1", "1.2"],
-    }},
-    "connections": {"app-7": {
-        "vendor": "acme", "district": "springfield", "key": "${SPRINGFIELD_KEY}",
-        "secret": "${SPRINGFIELD_SECRET}", "scopes": ["roster-core.readonly"],
-        "expires": "2030-06-30", "enabled": True,
-    }},
+    "districts": {
+        "springfield": {
+            "base_url": "https://springfield.example/campus/api/oneroster/v1p2/acme",
+            "auth": "oauth1",
+            "max_connections": 5,
+            "vendor_authorization": False,
+            "versions": ["1.1", "1.2"],
+        }
+    },
+    "connections": {
+        "app-7": {
+            "vendor": "acme",
+            "district": "springfield",
+            "key": "${SPRINGFIELD_KEY}",
+            "secret": "${SPRINGFIELD_SECRET}",
+            "scopes": ["roster-core.readonly"],
+            "expires": "2030-06-30",
+            "enabled": True,
+        }
+    },
 }
 
 # name -> (values, what the rendered store url must be)
 COMBOS: dict[str, tuple[dict[str, Any], str]] = {
     "defaults": ({}, "redis://orp-oneroster-proxy-redis:6379/0"),
-    "bundled-redis-everything-on": ({
-        "config": DISTRICTS_AND_CONNECTIONS,
-        "secrets": SECRETS,
-        "workers": 2,
-        "redis": {"persistence": {"enabled": True, "size": "2Gi"}},
-        "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6},
-        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
-        "grafanaDashboard": {"enabled": True},
-        "podAnnotations": {"example.com/team": "rostering"},
-        "topologySpreadConstraints": [{
-            "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
-            "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "oneroster-proxy"}},
-        }],
-    }, "redis://orp-oneroster-proxy-redis:6379/0"),
-    "external-redis-existing-secret": ({
-        "config": DISTRICTS_AND_CONNECTIONS,
-        "existingSecret": "orp-credentials",
-        "redis": {"enabled": False},
-        "store": {"url": "rediss://:${REDIS_PASSWORD}@redis.example:6380/2"},
-        "service": {"type": "LoadBalancer", "port": 443},
-        "podDisruptionBudget": {"enabled": False},
-        "adminService": {"enabled": False},
-        "serviceAccount": {"create": False, "name": "orp"},
-    }, "rediss://:${REDIS_PASSWORD}@redis.example:6380/2"),
-    "single-pod-sqlite": ({
-        "replicaCount": 1,
-        "redis": {"enabled": False},
-        "podDisruptionBudget": {"enabled": False},
-        "fullnameOverride": "gateway",
-    }, "sqlite:///var/lib/oneroster-proxy/store.db"),
+    "bundled-redis-everything-on": (
+        {
+            "config": DISTRICTS_AND_CONNECTIONS,
+            "secrets": SECRETS,
+            "workers": 2,
+            "redis": {"persistence": {"enabled": True, "size": "2Gi"}},
+            "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6},
+            "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+            "grafanaDashboard": {"enabled": True},
+            "podAnnotations": {"example.com/team": "rostering"},
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "oneroster-proxy"}},
+                }
+            ],
+        },
+        "redis://orp-oneroster-proxy-redis:6379/0",
+    ),
+    "external-redis-existing-secret": (
+        {
+            "config": DISTRICTS_AND_CONNECTIONS,
+            "existingSecret": "orp-credentials",
+            "redis": {"enabled": False},
+            "store": {"url": "rediss://:${REDIS_PASSWORD}@redis.example:6380/2"},
+            "service": {"type": "LoadBalancer", "port": 443},
+            "podDisruptionBudget": {"enabled": False},
+            "adminService": {"enabled": False},
+            "serviceAccount": {"create": False, "name": "orp"},
+        },
+        "rediss://:${REDIS_PASSWORD}@redis.example:6380/2",
+    ),
+    "single-pod-sqlite": (
+        {
+            "replicaCount": 1,
+            "redis": {"enabled": False},
+            "podDisruptionBudget": {"enabled": False},
+            "fullnameOverride": "gateway",
+        },
+        "sqlite:///var/lib/oneroster-proxy/store.db",
+    ),
 }
 
 
@@ -125,8 +151,11 @@ def by_kind(rendered: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
 
 
 def proxy_deployment(kinds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    (deployment,) = [d for d in kinds["Deployment"]
-                     if d["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"]
+    (deployment,) = [
+        d
+        for d in kinds["Deployment"]
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
+    ]
     return deployment
 
 
@@ -184,8 +213,13 @@ def test_deployment_probes_security_and_mounts() -> None:
     deployment = proxy_deployment(kinds)
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["args"] == ["serve", "--config", "/etc/oneroster-proxy/config.toml",
-                                 "--workers", "2"]
+    assert container["args"] == [
+        "serve",
+        "--config",
+        "/etc/oneroster-proxy/config.toml",
+        "--workers",
+        "2",
+    ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -216,8 +250,9 @@ def test_services_pdb_service_monitor_and_redis_select_the_right_pods() -> None:
     kinds = by_kind(render(values))
     deployments = {d["metadata"]["name"]: d for d in kinds["Deployment"]}
     assert set(deployments) == {"orp-oneroster-proxy", "orp-oneroster-proxy-redis"}
-    pod_labels = {name: d["spec"]["template"]["metadata"]["labels"]
-                  for name, d in deployments.items()}
+    pod_labels = {
+        name: d["spec"]["template"]["metadata"]["labels"] for name, d in deployments.items()
+    }
 
     def selects(selector: dict[str, str], name: str) -> bool:
         return all(pod_labels[name].get(k) == v for k, v in selector.items())
@@ -243,10 +278,14 @@ def test_services_pdb_service_monitor_and_redis_select_the_right_pods() -> None:
     (monitor,) = kinds["ServiceMonitor"]
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
-    assert all(admin["metadata"]["labels"].get(k) == v
-               for k, v in monitor["spec"]["selector"]["matchLabels"].items())
-    assert not all(gateway["metadata"]["labels"].get(k) == v
-                   for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+    assert all(
+        admin["metadata"]["labels"].get(k) == v
+        for k, v in monitor["spec"]["selector"]["matchLabels"].items()
+    )
+    assert not all(
+        gateway["metadata"]["labels"].get(k) == v
+        for k, v in monitor["spec"]["selector"]["matchLabels"].items()
+    )
     assert monitor["spec"]["endpoints"][0]["port"] == "admin"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
 
@@ -287,13 +326,19 @@ def test_grafana_dashboard_configmap() -> None:
     ("values", "message"),
     [
         ({"redis": {"enabled": False}}, "sqlite store"),
-        ({"redis": {"enabled": False}, "replicaCount": 1, "autoscaling": {"enabled": True}},
-         "sqlite store"),
+        (
+            {"redis": {"enabled": False}, "replicaCount": 1, "autoscaling": {"enabled": True}},
+            "sqlite store",
+        ),
         ({"config": {"admin": {"tokenFrom": "ORP_ADMIN_TOKEN"}}}, "no Secret is configured"),
-        ({"config": {"admin": {"tokenFrom": "ORP_ADMIN_TOKEN"}}, "secrets": {"OTHER": "x"}},
-         "secrets has no key ORP_ADMIN_TOKEN"),
-        ({"serviceMonitor": {"enabled": True}, "adminService": {"enabled": False}},
-         "needs adminService.enabled"),
+        (
+            {"config": {"admin": {"tokenFrom": "ORP_ADMIN_TOKEN"}}, "secrets": {"OTHER": "x"}},
+            "secrets has no key ORP_ADMIN_TOKEN",
+        ),
+        (
+            {"serviceMonitor": {"enabled": True}, "adminService": {"enabled": False}},
+            "needs adminService.enabled",
+        ),
     ],
 )
 def test_unworkable_values_fail_with_a_reason(values: dict[str, Any], message: str) -> None:

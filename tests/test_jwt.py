@@ -45,8 +45,10 @@ async def token_request(
     form: dict[str, str] | str,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any], Any]:
-    body = form if isinstance(form, str) else "&".join(
-        f"{quote_plus(k)}={quote_plus(v)}" for k, v in form.items()
+    body = (
+        form
+        if isinstance(form, str)
+        else "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in form.items())
     )
     async with http.post(
         f"{proxy.url}/oauth/token",
@@ -73,8 +75,14 @@ async def status_of(http: aiohttp.ClientSession, url: str, token: str) -> int:
 
 def claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    base = {"iss": "oneroster-proxy", "aud": "oneroster-proxy", "sub": "acme", "iat": now,
-            "exp": now + 600, "scope": "roster-core.readonly"}
+    base = {
+        "iss": "oneroster-proxy",
+        "aud": "oneroster-proxy",
+        "sub": "acme",
+        "iat": now,
+        "exp": now + 600,
+        "scope": "roster-core.readonly",
+    }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -109,10 +117,19 @@ async def test_token_response_and_claims(proxy, http):
     assert got["exp"] - got["iat"] == data["expires_in"]
     assert abs(got["iat"] - time.time()) < 5
     # No scope asked: every scope, in the response and the claim.
-    assert set(got["scope"].split()) == set(data["scope"].split()) == {
-        "roster.readonly", "roster-core.readonly", "roster-demographics.readonly",
-        "resource.readonly", "gradebook.readonly", "gradebook.createput", "gradebook.delete",
-    }
+    assert (
+        set(got["scope"].split())
+        == set(data["scope"].split())
+        == {
+            "roster.readonly",
+            "roster-core.readonly",
+            "roster-demographics.readonly",
+            "resource.readonly",
+            "gradebook.readonly",
+            "gradebook.createput",
+            "gradebook.delete",
+        }
+    )
     # Accepted on the gateway like an opaque token, for its vendor's connections only.
     assert await status_of(http, proxy.app_url("v1p1/users?limit=1"), token) == 200
     assert await status_of(http, proxy.app_url("v1p1/users", app="app-8"), token) == 404
@@ -122,9 +139,11 @@ async def test_client_authentication_forms(odd_proxy, http):
     proxy = odd_proxy
     grant = {"grant_type": "client_credentials"}
     # Basic, as sent (what most clients do) and form-encoded first (what RFC 6749 §2.3.1 says).
-    for headers in (basic("acme", ODD_SECRET),
-                    basic(quote_plus("acme"), quote_plus(ODD_SECRET)),
-                    basic("acme", quote(ODD_SECRET, safe=""))):
+    for headers in (
+        basic("acme", ODD_SECRET),
+        basic(quote_plus("acme"), quote_plus(ODD_SECRET)),
+        basic("acme", quote(ODD_SECRET, safe="")),
+    ):
         status, data, _ = await token_request(proxy, http, grant, headers)
         assert status == 200, (headers, data)
     # Form fields.
@@ -159,8 +178,13 @@ async def test_grant_and_scope_errors(proxy, http):
         ({"grant_type": "authorization_code", "code": "x"}, "unsupported_grant_type"),
         ({}, "invalid_request"),
         ({"grant_type": "client_credentials", "scope": "gradebook.write"}, "invalid_scope"),
-        ({"grant_type": "client_credentials",
-          "scope": "roster.readonly https://example.com/scope/roster.readonly"}, "invalid_scope"),
+        (
+            {
+                "grant_type": "client_credentials",
+                "scope": "roster.readonly https://example.com/scope/roster.readonly",
+            },
+            "invalid_scope",
+        ),
         ({"grant_type": "client_credentials", "scope": V1P2 + "nonsense"}, "invalid_scope"),
     ]
     for form, error in cases:
@@ -175,8 +199,13 @@ async def test_scope_narrows_the_jwt(proxy, http):
     assert await status_of(http, proxy.app_url("v1p1/users?limit=1"), core) == 200
     assert await status_of(http, proxy.app_url("rostering/v1p2/schools"), core) == 200
     # The connection shares these, the JWT does not: 403.
-    for path in ("v1p1/demographics", "gradebook/v1p2/lineItems", "v1p1/lineItems",
-                 "rostering/v1p2/classes/x/students", "resources/v1p2/resources"):
+    for path in (
+        "v1p1/demographics",
+        "gradebook/v1p2/lineItems",
+        "v1p1/lineItems",
+        "rostering/v1p2/classes/x/students",
+        "resources/v1p2/resources",
+    ):
         assert await status_of(http, proxy.app_url(path), core) == 403, path
 
     # Full scope URIs, 1.2 and 1.1 forms, space-separated.
@@ -194,22 +223,35 @@ async def test_scope_narrows_the_jwt(proxy, http):
 @pytest.mark.parametrize(
     "make",
     [
-        pytest.param(lambda: jwt.encode(claims(), "a-foreign-key-of-enough-length-0123456789",
-                                        algorithm="HS256"), id="foreign-key"),
+        pytest.param(
+            lambda: jwt.encode(
+                claims(), "a-foreign-key-of-enough-length-0123456789", algorithm="HS256"
+            ),
+            id="foreign-key",
+        ),
         pytest.param(lambda: jwt.encode(claims(), None, algorithm="none"), id="alg-none"),
         pytest.param(lambda: hs512(), id="alg-hs512"),
-        pytest.param(lambda: jwt.encode(claims(exp=int(time.time()) - 5), JWT_KEY,
-                                        algorithm="HS256"), id="expired"),
-        pytest.param(lambda: jwt.encode(claims(aud="someone-else"), JWT_KEY, algorithm="HS256"),
-                     id="wrong-aud"),
-        pytest.param(lambda: jwt.encode(claims(iss="someone-else"), JWT_KEY, algorithm="HS256"),
-                     id="wrong-iss"),
-        pytest.param(lambda: jwt.encode(claims(exp=None), JWT_KEY, algorithm="HS256"),
-                     id="no-exp"),
-        pytest.param(lambda: jwt.encode(claims(sub="nobody"), JWT_KEY, algorithm="HS256"),
-                     id="unknown-vendor"),
-        pytest.param(lambda: jwt.encode(claims(sub="other"), JWT_KEY, algorithm="HS256"),
-                     id="vendor-without-client-secret"),
+        pytest.param(
+            lambda: jwt.encode(claims(exp=int(time.time()) - 5), JWT_KEY, algorithm="HS256"),
+            id="expired",
+        ),
+        pytest.param(
+            lambda: jwt.encode(claims(aud="someone-else"), JWT_KEY, algorithm="HS256"),
+            id="wrong-aud",
+        ),
+        pytest.param(
+            lambda: jwt.encode(claims(iss="someone-else"), JWT_KEY, algorithm="HS256"),
+            id="wrong-iss",
+        ),
+        pytest.param(lambda: jwt.encode(claims(exp=None), JWT_KEY, algorithm="HS256"), id="no-exp"),
+        pytest.param(
+            lambda: jwt.encode(claims(sub="nobody"), JWT_KEY, algorithm="HS256"),
+            id="unknown-vendor",
+        ),
+        pytest.param(
+            lambda: jwt.encode(claims(sub="other"), JWT_KEY, algorithm="HS256"),
+            id="vendor-without-client-secret",
+        ),
     ],
 )
 async def test_bad_jwts_are_401(proxy, http, sandbox, make):
@@ -277,8 +319,12 @@ async def test_withdrawing_client_secret_ends_jwts(proxy, http):
 async def apps_proxy(sandbox, start_proxy, tmp_path):
     doc = base_config(tmp_path, sandbox)
     conns = doc["connections"]
-    conns["app-9"] = dict(conns["app-7"], scopes=["roster.readonly", "gradebook.readonly"],
-                          expires=dt.date(2031, 6, 30), enabled=False)
+    conns["app-9"] = dict(
+        conns["app-7"],
+        scopes=["roster.readonly", "gradebook.readonly"],
+        expires=dt.date(2031, 6, 30),
+        enabled=False,
+    )
     conns["app-10"] = dict(conns["app-8"])
     doc["districts"]["shelbyville"] = dict(doc["districts"]["springfield"], versions=["1.2"])
     conns["app-11"] = dict(conns["app-7"], district="shelbyville", scopes=["roster.readonly"])
@@ -299,8 +345,9 @@ async def test_applications_lists_the_vendors_connections(apps_proxy, sandbox, h
     apps = {a["appId"]: a for a in data["applications"]}
     assert set(apps) == {"app-7", "app-9", "app-11"}
     for app in apps.values():
-        assert {"appId", "district", "versions", "scopes", "enabled", "expires",
-                "base_url"} <= set(app)
+        assert {"appId", "district", "versions", "scopes", "enabled", "expires", "base_url"} <= set(
+            app
+        )
         assert app["base_url"] == f"{proxy.url}/{app['appId']}/ims/oneroster"
     assert apps["app-7"]["district"] == "springfield"
     assert apps["app-7"]["versions"] == ["1.1", "1.2"]
@@ -312,8 +359,15 @@ async def test_applications_lists_the_vendors_connections(apps_proxy, sandbox, h
     assert apps["app-11"]["versions"] == ["1.2"]
 
     # Never a key or secret of any kind.
-    for secret in (sandbox.key, sandbox.secret, ACME_CLIENT_SECRET, ACME_VENDOR_AUTH, JWT_KEY,
-                   ADMIN_TOKEN, token):
+    for secret in (
+        sandbox.key,
+        sandbox.secret,
+        ACME_CLIENT_SECRET,
+        ACME_VENDOR_AUTH,
+        JWT_KEY,
+        ADMIN_TOKEN,
+        token,
+    ):
         assert secret not in text
 
     # A client appends v1p1/... or rostering/v1p2/... to base_url and gets data.
@@ -340,8 +394,11 @@ async def test_applications_auth_public_url_and_jwt_scopes(apps_proxy, http):
     token = await get_jwt(proxy, http, "roster.readonly")
     data, _ = await applications(proxy, http, token)
     scopes = {a["appId"]: a["scopes"] for a in data["applications"]}
-    assert scopes == {"app-7": ["roster.readonly"], "app-9": ["roster.readonly"],
-                      "app-11": ["roster.readonly"]}
+    assert scopes == {
+        "app-7": ["roster.readonly"],
+        "app-9": ["roster.readonly"],
+        "app-11": ["roster.readonly"],
+    }
 
     # With public_url set, base_url is built on it, not on the Host the request used.
     await reload(proxy, http, public_url="https://proxy.example")

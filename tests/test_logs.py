@@ -27,8 +27,19 @@ from tests.support import (
 from tests.test_reload_drain import ProxyProcess, issue_token, status_of
 from tests.test_tokens_cli import run_cli, token_id
 
-ACCESS_FIELDS = {"time", "request_id", "vendor", "app", "district", "method", "path", "status",
-                 "upstream_status", "duration_ms", "bytes"}
+ACCESS_FIELDS = {
+    "time",
+    "request_id",
+    "vendor",
+    "app",
+    "district",
+    "method",
+    "path",
+    "status",
+    "upstream_status",
+    "duration_ms",
+    "bytes",
+}
 WRONG_ADMIN_TOKEN = "wrong-admin-token-9f8e7d6c5b4a"
 WRONG_CLIENT_SECRET = "wrong-client-secret-1a2b3c4d5e"
 
@@ -52,10 +63,14 @@ async def test_a_realistic_session_logs_every_request_and_action_and_no_secret(
     proc: ProxyProcess | None = None
     try:
         doc = base_config(tmp_path, sandbox)
-        doc["districts"]["campus"] = {"base_url": campus.base_url, "auth": "oauth2",
-                                      "token_url": campus.token_url}
-        doc["connections"]["app-9"] = dict(doc["connections"]["app-7"], district="campus",
-                                           key=campus.key, secret=campus.secret)
+        doc["districts"]["campus"] = {
+            "base_url": campus.base_url,
+            "auth": "oauth2",
+            "token_url": campus.token_url,
+        }
+        doc["connections"]["app-9"] = dict(
+            doc["connections"]["app-7"], district="campus", key=campus.key, secret=campus.secret
+        )
         proc = await ProxyProcess(tmp_path, doc).start()
         cfg = str(proc.config_path)
         cli_err: list[str] = []
@@ -67,18 +82,23 @@ async def test_a_realistic_session_logs_every_request_and_action_and_no_secret(
         cli_err.append(err)
         admin_issued = await issue_token(proc, http)
         other = await issue_token(proc, http, "other")
-        async with http.post(f"{proc.admin_url}/admin/vendors/acme/tokens/rotate",
-                             json={"grace": "1h"}, headers=auth(ADMIN_TOKEN)) as resp:
+        async with http.post(
+            f"{proc.admin_url}/admin/vendors/acme/tokens/rotate",
+            json={"grace": "1h"},
+            headers=auth(ADMIN_TOKEN),
+        ) as resp:
             assert resp.status == 201
             rotated = (await resp.json())["token"]
         code, _, err = await run_cli("tokens", "revoke", token_id(cli_issued), "--config", cfg)
         assert code == 0
         cli_err.append(err)
-        async with http.get(f"{proc.admin_url}/admin/vendors/acme/tokens",
-                            headers=auth(WRONG_ADMIN_TOKEN)) as resp:
+        async with http.get(
+            f"{proc.admin_url}/admin/vendors/acme/tokens", headers=auth(WRONG_ADMIN_TOKEN)
+        ) as resp:
             assert resp.status == 401
-        async with http.get(f"{proc.admin_url}/admin/connections",
-                            headers=auth(ADMIN_TOKEN)) as resp:
+        async with http.get(
+            f"{proc.admin_url}/admin/connections", headers=auth(ADMIN_TOKEN)
+        ) as resp:
             assert resp.status == 200
 
         # A student's name, then a filter on it (1.1 and 1.2), as vendors do.
@@ -87,32 +107,47 @@ async def test_a_realistic_session_logs_every_request_and_action_and_no_secret(
         name = student["familyName"]
         assert len(name) >= 4
         filt = quote(f"familyName='{name}'", safe="")
-        async with http.get(proc.app_url(f"v1p1/users?filter={filt}&limit=5"),
-                            headers={**auth(rotated), "X-Request-Id": "log-test-1"}) as resp:
+        async with http.get(
+            proc.app_url(f"v1p1/users?filter={filt}&limit=5"),
+            headers={**auth(rotated), "X-Request-Id": "log-test-1"},
+        ) as resp:
             assert resp.status == 200
             assert any(u["familyName"] == name for u in (await resp.json())["users"])
-        async with http.get(proc.app_url(f"rostering/v1p2/users?filter={filt}&sort=givenName"),
-                            headers=auth(admin_issued)) as resp:
+        async with http.get(
+            proc.app_url(f"rostering/v1p2/users?filter={filt}&sort=givenName"),
+            headers=auth(admin_issued),
+        ) as resp:
             assert resp.status == 200
-        async with http.get(proc.app_url(f"v1p1/users?{quote(name)}"),
-                            headers=auth(admin_issued)) as resp:
+        async with http.get(
+            proc.app_url(f"v1p1/users?{quote(name)}"), headers=auth(admin_issued)
+        ) as resp:
             await resp.read()  # a bare query value, no name=
 
         # OAuth2 inbound: a JWT by Basic, a refused secret, then the JWT on the gateway and
         # on the OAuth2 district (whose upstream token the proxy fetches).
         basic = base64.b64encode(f"acme:{ACME_CLIENT_SECRET}".encode()).decode()
-        async with http.post(f"{proc.url}/oauth/token", data={"grant_type": "client_credentials"},
-                             headers={"Authorization": f"Basic {basic}"}) as resp:
+        async with http.post(
+            f"{proc.url}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": f"Basic {basic}"},
+        ) as resp:
             assert resp.status == 200
             jwt_token = (await resp.json())["access_token"]
-        async with http.post(f"{proc.url}/oauth/token", data={
-                "grant_type": "client_credentials", "client_id": "acme",
-                "client_secret": WRONG_CLIENT_SECRET}) as resp:
+        async with http.post(
+            f"{proc.url}/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "acme",
+                "client_secret": WRONG_CLIENT_SECRET,
+            },
+        ) as resp:
             assert resp.status == 401
         assert await status_of(http, proc.app_url(f"v1p1/users?filter={filt}"), jwt_token) == 200
         assert await status_of(http, proc.app_url("v1p1/orgs", app="app-9"), jwt_token) == 200
-        assert await status_of(http, proc.app_url("gradebook/v1p2/lineItems", app="app-9"),
-                               rotated) == 200
+        assert (
+            await status_of(http, proc.app_url("gradebook/v1p2/lineItems", app="app-9"), rotated)
+            == 200
+        )
         assert await status_of(http, proc.app_url("v1p1/orgs", app="app-8"), other) == 200
         # Refusals carrying credentials of their own.
         forged = f"orp_{token_id(rotated)}_{'A' * 43}"
@@ -158,13 +193,19 @@ async def test_a_realistic_session_logs_every_request_and_action_and_no_secret(
 
         # --- one line per operator action ------------------------------------------------
         events = [(r.get("event"), r.get("interface")) for r in records]
-        for wanted in (("token.issue", "admin"), ("token.rotate", "admin"),
-                       ("config.reload", "signal"), ("config.reload", "admin")):
+        for wanted in (
+            ("token.issue", "admin"),
+            ("token.rotate", "admin"),
+            ("config.reload", "signal"),
+            ("config.reload", "admin"),
+        ):
             assert wanted in events, wanted
         assert any(r.get("event") == "admin.request" and r["status"] == 401 for r in records)
         cli_records = [json.loads(ln) for ln in "".join(cli_err).splitlines()]
         assert [(r["event"], r["interface"]) for r in cli_records] == [
-            ("token.issue", "cli"), ("token.revoke", "cli")]
+            ("token.issue", "cli"),
+            ("token.revoke", "cli"),
+        ]
 
         # --- never a secret ----------------------------------------------------------------
         secrets = {
@@ -183,8 +224,12 @@ async def test_a_realistic_session_logs_every_request_and_action_and_no_secret(
             "vendor authorization": ACME_VENDOR_AUTH,
             "forged token": forged,
         }
-        for label, token in (("cli token", cli_issued), ("admin token issued", admin_issued),
-                             ("other token", other), ("rotated token", rotated)):
+        for label, token in (
+            ("cli token", cli_issued),
+            ("admin token issued", admin_issued),
+            ("other token", other),
+            ("rotated token", rotated),
+        ):
             secrets[label] = token
             secrets[label + " secret"] = token.split("_", 2)[2]
         for i, value in enumerate(upstream_credentials(sandbox) + upstream_credentials(campus)):
@@ -202,8 +247,10 @@ async def test_text_format(sandbox, tmp_path, http):
     proc = await ProxyProcess(tmp_path, base_config(tmp_path, sandbox), log_format="text").start()
     try:
         token = await issue_token(proc, http)
-        async with http.get(proc.app_url("v1p1/users?filter=givenName%3D%27Zebulon%27"),
-                            headers={**auth(token), "X-Request-Id": "text-1"}) as resp:
+        async with http.get(
+            proc.app_url("v1p1/users?filter=givenName%3D%27Zebulon%27"),
+            headers={**auth(token), "X-Request-Id": "text-1"},
+        ) as resp:
             assert resp.status == 200
         proc.send(signal.SIGHUP)
         await proc.wait_for_log("config reloaded")
@@ -213,14 +260,28 @@ async def test_text_format(sandbox, tmp_path, http):
         assert not any(line.startswith("{") for line in text.splitlines())
         line = next(ln for ln in text.splitlines() if "request_id=text-1" in ln)
         assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info +request ", line)
-        for part in ("vendor=acme", "app=app-7", "district=springfield", "method=GET",
-                     "path=/app-7/ims/oneroster/v1p1/users", "status=200", "upstream_status=200",
-                     "query_params=filter"):
+        for part in (
+            "vendor=acme",
+            "app=app-7",
+            "district=springfield",
+            "method=GET",
+            "path=/app-7/ims/oneroster/v1p1/users",
+            "status=200",
+            "upstream_status=200",
+            "query_params=filter",
+        ):
             assert part in line.split(), part
         assert "event=token.issue" in text and "interface=admin" in text
         assert "event=config.reload" in text and "interface=signal" in text
-        for secret in (token, token.split("_", 2)[2], ADMIN_TOKEN, "Zebulon", JWT_KEY,
-                       sandbox.key, sandbox.secret):
+        for secret in (
+            token,
+            token.split("_", 2)[2],
+            ADMIN_TOKEN,
+            "Zebulon",
+            JWT_KEY,
+            sandbox.key,
+            sandbox.secret,
+        ):
             assert secret not in text
     finally:
         await proc.stop()
@@ -231,9 +292,11 @@ async def test_scrub_removes_credentials_from_free_text():
 
     token = "orp_abcdefghijkl_" + "S" * 43
     jwt_like = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhY21lIn0.c2lnbmF0dXJl"
-    message = (f"failed GET http://d.example/x?filter=familyName%3D%27Smith%27 with "
-               f"Authorization: Bearer {token} and {jwt_like}; client_secret=hunter2; "
-               f"token seen: {token}")
+    message = (
+        f"failed GET http://d.example/x?filter=familyName%3D%27Smith%27 with "
+        f"Authorization: Bearer {token} and {jwt_like}; client_secret=hunter2; "
+        f"token seen: {token}"
+    )
     cleaned = scrub(message)
     for leaked in ("Smith", token, "S" * 43, jwt_like, "hunter2"):
         assert leaked not in cleaned

@@ -44,8 +44,9 @@ async def scrape(proxy: Any, http: aiohttp.ClientSession) -> tuple[str, dict[str
 
 
 def value(samples: dict[str, list[Any]], name: str, **labels: str) -> float:
-    found = [s.value for s in samples[P + name]
-             if all(s.labels.get(k) == v for k, v in labels.items())]
+    found = [
+        s.value for s in samples[P + name] if all(s.labels.get(k) == v for k, v in labels.items())
+    ]
     return sum(found)
 
 
@@ -63,15 +64,21 @@ async def test_names_labels_and_bounded_values_after_traffic(proxy, sandbox, htt
     ids = [u["sourcedId"] for u in users] + [c["sourcedId"] for c in classes]
     paths = [f"v1p1/users/{u['sourcedId']}" for u in users]
     paths += [f"v1p1/classes/{c['sourcedId']}/students" for c in classes]
-    paths += ["v1p1/zzzz/1234567", "garbage/9876543", "v1p1/users/no-such-user-1234567",
-              "rostering/v1p2/orgs", "gradebook/v1p2/lineItems?limit=1"]
+    paths += [
+        "v1p1/zzzz/1234567",
+        "garbage/9876543",
+        "v1p1/users/no-such-user-1234567",
+        "rostering/v1p2/orgs",
+        "gradebook/v1p2/lineItems?limit=1",
+    ]
     for path in paths:
         async with http.get(proxy.app_url(path), headers=auth(token)) as resp:
             await resp.read()
     async with http.get(proxy.app_url("v1p1/users"), headers=auth("orp_garbage")) as resp:
         assert resp.status == 401
-    async with http.get(proxy.app_url("v1p1/users", app="no-such-app-1234567"),
-                        headers=auth(token)) as resp:
+    async with http.get(
+        proxy.app_url("v1p1/users", app="no-such-app-1234567"), headers=auth(token)
+    ) as resp:
         assert resp.status == 404
     # Methods the HTTP parser knows (WebDAV's) reach the gateway: outside every scope, and one
     # "other" label between them. Others are refused by the parser itself.
@@ -120,8 +127,13 @@ async def test_names_labels_and_bounded_values_after_traffic(proxy, sandbox, htt
     assert value(samples, "config_reloads_total", result="error") == 0
 
     # The latency buckets suit a proxy: 1 ms to 30 s.
-    buckets = sorted({float(s.labels["le"]) for s in samples[P + "request_duration_seconds_bucket"]
-                      if s.labels["le"] != "+Inf"})
+    buckets = sorted(
+        {
+            float(s.labels["le"])
+            for s in samples[P + "request_duration_seconds_bucket"]
+            if s.labels["le"] != "+Inf"
+        }
+    )
     assert buckets == sorted(DURATION_BUCKETS)
     assert buckets[0] == 0.001 and buckets[-1] == 30.0
 
@@ -133,14 +145,21 @@ async def test_upstream_errors_by_kind_and_token_fetches(sandbox, start_proxy, t
         doc = base_config(tmp_path, sandbox, upstream_timeout="1s")
         districts, conns = doc["districts"], doc["connections"]
         districts["dead"] = {"base_url": dead, "auth": "oauth1"}
-        districts["deadtoken"] = {"base_url": oauth2.base_url, "auth": "oauth2",
-                                  "token_url": f"{dead}/oauth2/token"}
-        districts["campus"] = {"base_url": oauth2.base_url, "auth": "oauth2",
-                               "token_url": oauth2.token_url}
+        districts["deadtoken"] = {
+            "base_url": oauth2.base_url,
+            "auth": "oauth2",
+            "token_url": f"{dead}/oauth2/token",
+        }
+        districts["campus"] = {
+            "base_url": oauth2.base_url,
+            "auth": "oauth2",
+            "token_url": oauth2.token_url,
+        }
         conns["app-dead"] = dict(conns["app-7"], district="dead")
         conns["app-deadtoken"] = dict(conns["app-7"], district="deadtoken")
-        conns["app-campus"] = dict(conns["app-7"], district="campus", key=oauth2.key,
-                                   secret=oauth2.secret)
+        conns["app-campus"] = dict(
+            conns["app-7"], district="campus", key=oauth2.key, secret=oauth2.secret
+        )
         proxy = await start_proxy(sandbox, doc)
         token = await proxy.token()
 
@@ -185,8 +204,10 @@ async def test_connection_expiry_metric_follows_reloads(sandbox, start_proxy, tm
     _, samples = await scrape(proxy, http)
     series = samples[P + "connection_expiry_timestamp_seconds"]
     assert [(s.labels, s.value) for s in series] == [
-        ({"app": "app-7", "district": "springfield"},
-         dt.datetime(2031, 7, 1, tzinfo=dt.UTC).timestamp()),  # through the whole of June 30
+        (
+            {"app": "app-7", "district": "springfield"},
+            dt.datetime(2031, 7, 1, tzinfo=dt.UTC).timestamp(),
+        ),  # through the whole of June 30
     ]
 
     new = copy.deepcopy(proxy.doc)

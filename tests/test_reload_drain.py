@@ -62,9 +62,19 @@ class ProxyProcess:
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         with self.log_path.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "from proxy.cli import main; main()",
-                "--log-format", self.log_format, "serve", "--config", str(self.config_path),
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, cwd=ROOT, env=env,
+                sys.executable,
+                "-c",
+                "from proxy.cli import main; main()",
+                "--log-format",
+                self.log_format,
+                "serve",
+                "--config",
+                str(self.config_path),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=ROOT,
+                env=env,
             )
         line = await self.wait_for_log("oneroster-proxy listening", within=20)
         if self.log_format == "json":
@@ -132,8 +142,9 @@ async def spawn(tmp_path):
 
 
 async def issue_token(proc: ProxyProcess, http: aiohttp.ClientSession, vendor: str = "acme") -> str:
-    async with http.post(f"{proc.admin_url}/admin/vendors/{vendor}/tokens",
-                         headers=auth(ADMIN_TOKEN)) as resp:
+    async with http.post(
+        f"{proc.admin_url}/admin/vendors/{vendor}/tokens", headers=auth(ADMIN_TOKEN)
+    ) as resp:
         assert resp.status == 201
         return str((await resp.json())["token"])
 
@@ -144,8 +155,9 @@ async def status_of(http: aiohttp.ClientSession, url: str, token: str) -> int:
         return resp.status
 
 
-async def read_all(http: aiohttp.ClientSession, url: str, token: str,
-                   started: asyncio.Event) -> tuple[int, bytes, int | None]:
+async def read_all(
+    http: aiohttp.ClientSession, url: str, token: str, started: asyncio.Event
+) -> tuple[int, bytes, int | None]:
     """GET ``url``; sets ``started`` once the head arrived; returns status, body, length."""
     async with http.get(url, headers=auth(token)) as resp:
         started.set()
@@ -235,7 +247,10 @@ async def test_sighup_with_an_invalid_config_keeps_the_old_one(sandbox, spawn, t
     assert code == 0, err
     reloads = [e for e in json.loads(out) if e["action"] == "config.reload"]
     assert [(e["interface"], e["detail"]["result"]) for e in reloads] == [
-        ("signal", "error"), ("signal", "error"), ("signal", "ok")]
+        ("signal", "error"),
+        ("signal", "error"),
+        ("signal", "ok"),
+    ]
 
 
 async def test_sigterm_drains_in_flight_streams_then_exits_0(sandbox, spawn, tmp_path, http):

@@ -140,14 +140,20 @@ def proxy_process(tmp_path: Path, synthetic_sandbox: Any) -> Iterator[ProxyProce
     doc["server"]["listen"] = f"127.0.0.1:{port}"
     config = tmp_path / "proxy.toml"
     config.write_text(toml_dumps(doc))
-    issued = subprocess.run([*CLI, "tokens", "issue", "acme", "--config", str(config)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    issued = subprocess.run(
+        [*CLI, "tokens", "issue", "acme", "--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert issued.returncode == 0, issued.stderr
     token = issued.stdout.strip().splitlines()[-1]
     log = tmp_path / "proxy.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([*CLI, "serve", "--config", str(config)], cwd=ROOT,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [*CLI, "serve", "--config", str(config)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         _wait_listening(port, proc, log)
         yield ProxyProcess(proc, f"http://127.0.0.1:{port}", token, log)
@@ -186,7 +192,7 @@ class Digest:
         window = self._carry + chunk
         self.records += window.count(self.MARK)
         # Keep the last len(MARK)-1 bytes: a mark split across chunks is counted once, later.
-        self._carry = window[-(len(self.MARK) - 1):]
+        self._carry = window[-(len(self.MARK) - 1) :]
         if self.MARK in self._carry:  # pragma: no cover - impossible by length
             raise AssertionError("carry holds a whole mark")
 
@@ -211,8 +217,9 @@ async def read_slowly_then_fast(response: aiohttp.ClientResponse, digest: Digest
 
 def oauth1_headers(sandbox: Any, url: str) -> dict[str, str]:
     """Signed by oauthlib, independent of the proxy's signer, for a direct sandbox fetch."""
-    client = Client(sandbox.key, client_secret=sandbox.secret,
-                    signature_method=SIGNATURE_HMAC_SHA256)
+    client = Client(
+        sandbox.key, client_secret=sandbox.secret, signature_method=SIGNATURE_HMAC_SHA256
+    )
     _, headers, _ = client.sign(url, http_method="GET")
     return dict(headers)
 
@@ -226,8 +233,9 @@ async def test_300mb_users_page_reaches_a_slow_client_through_a_flat_proxy(
     timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
     async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as http:
         # One small request first, so the idle figure includes a warmed-up proxy.
-        async with http.get(proxy_process.app_url("v1p1/users?limit=1"),
-                            headers=proxy_process.auth) as resp:
+        async with http.get(
+            proxy_process.app_url("v1p1/users?limit=1"), headers=proxy_process.auth
+        ) as resp:
             assert resp.status == 200, await resp.text()
             await resp.read()
         idle_mb = rss_kb(pid) / 1024
@@ -258,10 +266,12 @@ async def test_300mb_users_page_reaches_a_slow_client_through_a_flat_proxy(
     last = f'"sourcedId":"syn-user-{SYNTHETIC_USERS - 1:09d}"'.encode()
     assert last in via_proxy.tail
     assert via_proxy.tail.endswith(b"}]}")
-    json.loads(via_proxy.tail[via_proxy.tail.rindex(b'{"sourcedId"'):-2])  # last record parses
+    json.loads(via_proxy.tail[via_proxy.tail.rindex(b'{"sourcedId"') : -2])  # last record parses
 
-    print(f"proxy RSS: idle {idle_mb:.1f} MB, peak {sampler.peak_mb:.1f} MB over "
-          f"{via_proxy.size / 2**20:.0f} MB ({sampler.samples} samples)")
+    print(
+        f"proxy RSS: idle {idle_mb:.1f} MB, peak {sampler.peak_mb:.1f} MB over "
+        f"{via_proxy.size / 2**20:.0f} MB ({sampler.samples} samples)"
+    )
     assert sampler.samples > 10, "the RSS sampler did not run during the transfer"
     assert sampler.peak_mb < RSS_LIMIT_MB, (
         f"proxy peak RSS {sampler.peak_mb:.0f} MB (idle {idle_mb:.0f} MB) while streaming "
@@ -299,33 +309,44 @@ async def test_large_write_bodies_arrive_byte_for_byte(
 ) -> None:
     put_body = _big_json("lineItem", 5 * 2**20)
     post_body = json.dumps(
-        {"lineItems": [json.loads(_big_json("lineItem", 2**20))["lineItem"]
-                       | {"sourcedId": f"li-bulk-{i}"} for i in range(3)]},
+        {
+            "lineItems": [
+                json.loads(_big_json("lineItem", 2**20))["lineItem"] | {"sourcedId": f"li-bulk-{i}"}
+                for i in range(3)
+            ]
+        },
         ensure_ascii=False,
     ).encode()
     headers = {**proxy_process.auth, "Content-Type": "application/json"}
     async with aiohttp.ClientSession() as http:
         # Streamed by the vendor (chunked, no Content-Length) ...
-        async with http.put(proxy_process.app_url("v1p1/lineItems/li-stream-1"),
-                            data=_chunks(put_body), headers=headers) as resp:
+        async with http.put(
+            proxy_process.app_url("v1p1/lineItems/li-stream-1"),
+            data=_chunks(put_body),
+            headers=headers,
+        ) as resp:
             assert resp.status == 201, await resp.text()
         # ... and with a Content-Length.
-        async with http.put(proxy_process.app_url("v1p1/lineItems/li-sized-1"),
-                            data=put_body, headers=headers) as resp:
+        async with http.put(
+            proxy_process.app_url("v1p1/lineItems/li-sized-1"), data=put_body, headers=headers
+        ) as resp:
             assert resp.status == 201, await resp.text()
             assert resp.headers.get("X-Request-Id")
-        async with http.get(proxy_process.app_url("rostering/v1p2/classes?limit=1"),
-                            headers=proxy_process.auth) as resp:
+        async with http.get(
+            proxy_process.app_url("rostering/v1p2/classes?limit=1"), headers=proxy_process.auth
+        ) as resp:
             assert resp.status == 200
             class_id = (await resp.json())["classes"][0]["sourcedId"]
         async with http.post(
             proxy_process.app_url(f"gradebook/v1p2/classes/{class_id}/lineItems"),
-            data=post_body, headers=headers,
+            data=post_body,
+            headers=headers,
         ) as resp:
             assert resp.status == 201, await resp.text()
         # A later read shows the write: the district understood every byte.
-        async with http.get(proxy_process.app_url("v1p1/lineItems/li-stream-1"),
-                            headers=proxy_process.auth) as resp:
+        async with http.get(
+            proxy_process.app_url("v1p1/lineItems/li-stream-1"), headers=proxy_process.auth
+        ) as resp:
             assert resp.status == 200
             stored = (await resp.json())["lineItem"]
             assert stored["notes"] == json.loads(put_body)["lineItem"]["notes"]

@@ -33,8 +33,14 @@ async def run_cli(*args: str, limit: float = 30) -> tuple[int, str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from proxy.cli import main; main()", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=env,
+        sys.executable,
+        "-c",
+        "from proxy.cli import main; main()",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
     )
     out, err = await asyncio.wait_for(process.communicate(), limit)
     assert process.returncode is not None

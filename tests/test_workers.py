@@ -67,7 +67,8 @@ class Served:
 
     def logged(self, msg: str, **fields: Any) -> list[dict[str, Any]]:
         return [
-            line for line in list(self.lines)
+            line
+            for line in list(self.lines)
             if line.get("msg") == msg and all(line.get(k) == v for k, v in fields.items())
         ]
 
@@ -107,14 +108,24 @@ def _listen_port(toml_text: str, table: str) -> int:
 def _popen(argv: list[str]) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    return subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        argv,
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 async def _cli(*args: str) -> str:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = await asyncio.create_subprocess_exec(
-        *CLI, *args, cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE,
+        *CLI,
+        *args,
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
@@ -190,6 +201,7 @@ async def _ready(served: Served, workers: int) -> None:
         f"{workers} workers ready", lambda: len(served.ready_workers()) == workers
     )
     async with aiohttp.ClientSession() as session:
+
         async def readyz() -> bool:
             async with session.get(f"{served.admin_url}/readyz") as resp:
                 return resp.status == 200
@@ -224,16 +236,22 @@ async def test_two_workers_share_the_port_sum_metrics_survive_a_crash_reload_and
         ]
         assert all(n > 0 for n in per_worker), per_worker
         assert sum(per_worker) == 40
-        total = _sum(await _text(admin, f"{proc.admin_url}/metrics"),
-                     "oneroster_proxy_requests_total", code="200", resource="users")
+        total = _sum(
+            await _text(admin, f"{proc.admin_url}/metrics"),
+            "oneroster_proxy_requests_total",
+            code="200",
+            resource="users",
+        )
         assert total == 40
 
         # A worker killed outright is replaced; the others keep serving meanwhile, and the
         # dead worker's counts stay in the sum.
         victim = workers[0]
         os.kill(victim["pid"], signal.SIGKILL)
-        await proc.wait_for("the crash noticed", lambda: proc.logged("worker exited; replacing it",
-                                                                      pid=victim["pid"]))
+        await proc.wait_for(
+            "the crash noticed",
+            lambda: proc.logged("worker exited; replacing it", pid=victim["pid"]),
+        )
         assert await _burst(users, token, 10) == [200] * 10
         await proc.wait_for(
             "a replacement", lambda: proc.ready_workers()[0]["pid"] != victim["pid"]
@@ -248,14 +266,30 @@ async def test_two_workers_share_the_port_sum_metrics_survive_a_crash_reload_and
         # SIGHUP to the supervisor reaches every worker: a connection added to the file is
         # served by all of them, and each counts its reload.
         doc_text = config.read_text()
-        config.write_text(doc_text + toml_dumps({"connections": {"app-9": {
-            "vendor": "acme", "district": "springfield", "key": sandbox.key,
-            "secret": sandbox.secret, "scopes": ["roster-core.readonly"]}}}))
+        config.write_text(
+            doc_text
+            + toml_dumps(
+                {
+                    "connections": {
+                        "app-9": {
+                            "vendor": "acme",
+                            "district": "springfield",
+                            "key": sandbox.key,
+                            "secret": sandbox.secret,
+                            "scopes": ["roster-core.readonly"],
+                        }
+                    }
+                }
+            )
+        )
         proc.process.send_signal(signal.SIGHUP)
 
         async def reloads(result: str) -> float:
-            return _sum(await _text(admin, f"{proc.admin_url}/metrics"),
-                        "oneroster_proxy_config_reloads_total", result=result)
+            return _sum(
+                await _text(admin, f"{proc.admin_url}/metrics"),
+                "oneroster_proxy_config_reloads_total",
+                result=result,
+            )
 
         deadline = time.monotonic() + 30
         while await reloads("ok") < 2:
@@ -267,14 +301,15 @@ async def test_two_workers_share_the_port_sum_metrics_survive_a_crash_reload_and
 
         # POST /admin/reload on the admin listener reloads every worker too; a broken file is
         # refused by each of them and the running config stays.
-        config.write_text(doc_text + "\n[connections.app-10]\nvendor = \"nobody\"\n")
+        config.write_text(doc_text + '\n[connections.app-10]\nvendor = "nobody"\n')
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         async with admin.post(f"{proc.admin_url}/admin/reload", headers=headers) as resp:
             body = await resp.json()
             assert resp.status == 400, body
         assert body["ok"] is False
         assert sorted(w["pid"] for w in body["workers"]) == sorted(
-            line["pid"] for line in proc.ready_workers().values())
+            line["pid"] for line in proc.ready_workers().values()
+        )
         assert all(w["ok"] is False and w["errors"] for w in body["workers"])
         assert await reloads("error") == 2
         assert await _burst(app9, token, 6) == [200] * 6
