@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run as bench  # noqa: E402
+import run as bench
 
 
 def requests(port: int, path: str, headers: dict[str, str], count: int) -> None:

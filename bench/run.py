@@ -706,7 +706,8 @@ def verdicts(r: dict[str, float | None]) -> list[tuple[str, bool]]:
             r["big_rps"] >= TARGET_BIG_RPS,
         ),  # type: ignore[operator]
         (
-            f"RSS growth over the stream <= {TARGET_RSS_GROWTH_MB:g} MB ({r['rss_growth_mb']:.1f} MB)",
+            f"RSS growth over the stream <= {TARGET_RSS_GROWTH_MB:g} MB "
+            f"({r['rss_growth_mb']:.1f} MB)",
             r["rss_growth_mb"] <= TARGET_RSS_GROWTH_MB,
         ),  # type: ignore[operator]
     ]

@@ -9,7 +9,6 @@ from collections import defaultdict
 from typing import Any
 
 import aiohttp
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.metrics import DURATION_BUCKETS
