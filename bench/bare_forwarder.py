@@ -3,7 +3,8 @@
 No auth, no scope check, no signing, no metrics, no log: an aiohttp server whose one handler
 sends each request to the upstream with an aiohttp ``ClientSession`` and streams the answer
 back chunk by chunk (a small page whole, with its head, in one write), as the proxy
-does. Whatever the proxy costs beyond this is the price of its own work. ``/<appId>/ims/oneroster/...`` goes to ``<upstream>/ims/oneroster/...``.
+does. Whatever the proxy costs beyond this is the price of its own work.
+``/<appId>/ims/oneroster/...`` goes to ``<upstream>/ims/oneroster/...``.
 
     python bench/bare_forwarder.py --port 8081 --upstream http://127.0.0.1:8090
 """
