@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 import aiohttp
 from aiohttp import web
@@ -134,6 +135,8 @@ class Gateway:
         url = conn.upstream_prefix + raw_rest + (f"?{query}" if query else "")
 
         body, content_type = await self._body(request, server.max_body)
+        if conn.signer is not None:
+            _refuse_protocol_params(query, body, content_type)
         base = request_headers(request.headers)
         base.append(("X-Request-Id", ex.request_id))
         if route.gradebook and conn.vendor_header is not None:
@@ -375,6 +378,29 @@ class Gateway:
                 district
             )
         return counter
+
+
+def _refuse_protocol_params(
+    query: str, body: bytes | AsyncIterator[bytes] | None, content_type: str | None
+) -> None:
+    """RFC 5849 §3.4.1.3.1 signs ``oauth_*`` parameters of the query and a form body along
+    with the protocol's own; a vendor's would be signed as if the proxy had chosen them."""
+    # SECURITY: a vendor must not inject oauth_consumer_key, oauth_token and the like into the
+    # district's signature (and an oauthlib-based district refuses such requests anyway).
+    if "oauth" in query.lower() and _names_oauth(query):
+        raise BadRequest("oauth_* query parameters are the proxy's to set")
+    if isinstance(body, bytes) and b"oauth" in body.lower():
+        mime = (content_type or "").partition(";")[0].strip().lower()
+        if mime == FORM and _names_oauth(body.decode("latin-1")):
+            raise BadRequest("oauth_* form parameters are the proxy's to set")
+
+
+def _names_oauth(form: str) -> bool:
+    for part in form.split("&"):
+        name = unquote_plus(part.partition("=")[0])
+        if name.lower().startswith("oauth_"):
+            return True
+    return False
 
 
 class BrokenTransfer(Exception):

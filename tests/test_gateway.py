@@ -504,3 +504,27 @@ async def test_upstream_receives_no_vendor_query_changes(proxy, sandbox, http):
 
 def _unused(_: aiohttp.ClientResponse) -> None:  # keep aiohttp import for type users
     pass
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["oauth_consumer_key=evil", "limit=1&oauth_token=x", "OAUTH_NONCE=1", "oauth%5Fnonce=1"],
+)
+async def test_vendor_oauth_params_are_refused_before_signing(proxy, sandbox, http, query):
+    token = await proxy.token()
+    before = len(recorded(sandbox))
+    url = URL(proxy.app_url("v1p1/users") + "?" + query, encoded=True)
+    async with http.get(url, headers=auth(token)) as resp:
+        assert resp.status == 400
+        assert_imsx(await resp.json())
+    async with http.get(
+        proxy.app_url("v1p1/users"),
+        data=query.encode(),
+        headers={**auth(token), "Content-Type": "application/x-www-form-urlencoded"},
+    ) as resp:
+        assert resp.status == 400
+    assert len(recorded(sandbox)) == before
+    # A parameter that merely contains the letters is fine.
+    status, _, _ = await get_json(http, proxy.app_url("v1p1/users?filter=x~'oauth_'"), token)
+    assert status in (200, 400)
+    assert recorded(sandbox)[-1].verified
