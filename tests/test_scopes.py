@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -392,21 +391,3 @@ def test_scope_names_and_uris():
     ):
         assert parse_scope(bad) is None, bad
 
-
-def test_classify_is_fast():
-    paths = [
-        ("v1p1/users", "GET"),
-        ("rostering/v1p2/schools/s-1/classes/c-1/students", "GET"),
-        ("gradebook/v1p2/classes/c1/lineItems/l1/results", "POST"),
-        ("v1p1/nothing/here", "GET"),
-    ]
-    n = 20_000
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(n):
-            for rest, method in paths:
-                classify(rest, method)
-        best = min(best, (time.perf_counter() - start) / (n * len(paths)))
-    # target < 3 µs per call (measured ~1.5 µs here); a loose bound so slow CI does not flake
-    assert best < 6e-6, f"classify took {best * 1e6:.2f} µs"
