@@ -77,6 +77,7 @@ CHECKS: tuple[str, ...] = (
 )
 
 #: SPEC's "hint on failure" of each item; every failing detail ends with it.
+_VERSION_NAMES = {"v1p1": "1.1", "v1p2": "1.2"}
 HINTS: dict[str, str] = {
     "connection_enabled": "enable the connection",
     "not_expired": (
@@ -575,6 +576,22 @@ class _Checklist:
             return _fail(name, f"signed {probe.says()}")
         if probe.status == 401:
             return _fail(name, f"the district refused the signed request: {probe.says()}")
+        if probe.status == 404:
+            # Not a credentials problem, but nothing after this can be judged either.
+            tried = ", ".join(_VERSION_NAMES[v] for v in self._versions())
+            other = [v for v in ("v1p1", "v1p2") if v not in self._versions()]
+            hint = (
+                f"; it may serve only OneRoster {_VERSION_NAMES[other[0]]}: add it to "
+                f"districts.{self.district.name}.versions"
+                if other
+                else ""
+            )
+            return Item(
+                name,
+                "fail",
+                f"signed {probe.says()}: the district serves no OneRoster {tried} API under "
+                f"its base_url{hint}",
+            )
         return Item(name, "ok", f"signed {probe.says()}")
 
     async def data_shared(self) -> Item:

@@ -30,7 +30,7 @@ import functools
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
@@ -198,20 +198,32 @@ async def send(
 ) -> aiohttp.ClientResponse:
     """One attempt; errors translated. ``verify=False`` (a district's ``tls_verify = false``)
     is the only way certificate checks are skipped."""
-    client_timeout = _client_timeout(timeout)
     with _UPSTREAM_ERRORS:
-        return await session.request(
-            out.method,
-            URL(out.url, encoded=True),
-            headers=headers,
-            data=out.body,
-            allow_redirects=False,
-            timeout=client_timeout,
-            compress=None,
-            chunked=None,
-            # SECURITY: True is aiohttp's full verification (default CA bundle, hostname).
-            ssl=True if verify else False,
-        )
+        return await start(session, out, headers, timeout, verify=verify)
+
+
+def start(
+    session: aiohttp.ClientSession,
+    out: Outgoing,
+    headers: list[tuple[str, str]],
+    timeout: float,
+    *,
+    verify: bool = True,
+) -> Awaitable[aiohttp.ClientResponse]:
+    """``send`` without the error translation and without a coroutine of its own, for a
+    caller on the hot path that awaits it inside ``upstream_errors()`` itself."""
+    return session.request(
+        out.method,
+        URL(out.url, encoded=True),
+        headers=headers,
+        data=out.body,
+        allow_redirects=False,
+        timeout=_client_timeout(timeout),
+        compress=None,
+        chunked=None,
+        # SECURITY: True is aiohttp's full verification (default CA bundle, hostname).
+        ssl=True if verify else False,
+    )
 
 
 @functools.lru_cache(maxsize=256)

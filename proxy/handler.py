@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
@@ -29,7 +29,7 @@ from .errors import (
     UpstreamResetError,
     UpstreamTimeout,
 )
-from .paths import parse_target
+from .paths import Target, parse_target
 from .rewrite import public_base, request_headers, response_headers
 from .scopes import Route, classify
 
@@ -61,8 +61,6 @@ class Exchange:
     bytes_out: int = 0
     token_id: str | None = None
     error: str | None = None
-    query_names: list[str] = field(default_factory=list)
-    path: str = ""
 
 
 EXCHANGE = web.RequestKey("exchange", Exchange)
@@ -74,6 +72,8 @@ class Gateway:
         # Labelled metric children per district: .labels() costs a lock and a dict per call.
         self._counters: dict[str, Any] = {}
         self._timers: dict[str, Any] = {}
+        self._bases: dict[tuple[str, str, str | None, str | None, bool], str] = {}
+        self._routes: dict[tuple[str, str], tuple[Target, Route]] = {}
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         services = self.services
@@ -91,7 +91,19 @@ class Gateway:
             await services.limits.vendor(vendor)
 
         raw_path, _, query = request.raw_path.partition("?")
-        target = parse_target(raw_path)
+        method = request.method
+        known = self._routes.get((raw_path, method))
+        if known is None:
+            target = parse_target(raw_path)
+            route = classify(target.rest, method)
+            # Pages of one collection share a path (the query differs): a parsed, checked path
+            # is kept, so the next page costs a look-up. Both functions are pure.
+            if len(raw_path) <= 256:
+                if len(self._routes) >= 1024:
+                    self._routes.clear()
+                self._routes[(raw_path, method)] = (target, route)
+        else:
+            target, route = known
         ex.app_id = target.app_id
         conn = runtime.connections.get(target.app_id)
         # SECURITY: another vendor's appId gets exactly the unknown-appId answer, so appIds
@@ -105,7 +117,6 @@ class Gateway:
         if conn.ends_at is not None and time.time() >= conn.ends_at:
             raise Forbidden("this district connection has expired")
 
-        route = classify(target.rest, request.method)
         ex.resource = route.resource
         allowed = route.scopes & conn.config.scopes
         if principal.scopes is not None:
@@ -118,23 +129,15 @@ class Gateway:
                 f"{', '.join(sorted(route.scopes))}, which this connection does not share"
             )
 
-        return await self._forward(request, runtime, conn, route, target.raw_rest, query, ex)
-
-    async def _forward(
-        self,
-        request: web.Request,
-        runtime: Runtime,
-        conn: Connection,
-        route: Route,
-        raw_rest: str,
-        query: str,
-        ex: Exchange,
-    ) -> web.StreamResponse:
-        services = self.services
-        server = runtime.config.server
+        # The rest of the way stays in this coroutine: every await layer is paid again each
+        # time the task resumes, and this is the path of every request.
+        server = config.server
+        raw_rest = target.raw_rest
         url = conn.upstream_prefix + raw_rest + (f"?{query}" if query else "")
-
-        body, content_type = await self._body(request, server.max_body)
+        body: bytes | AsyncIterator[bytes] | None = None
+        content_type: str | None = None
+        if request.body_exists:
+            body, content_type = await self._body(request, server.max_body)
         if conn.signer is not None:
             _refuse_protocol_params(query, body, content_type)
         base = request_headers(request.headers)
@@ -144,26 +147,17 @@ class Gateway:
         out = forward.Outgoing(request.method, url, base, body)
 
         if conn.district.max_connections is None:  # no slot to hold: skip the context
-            return await self._round_trip(request, runtime, conn, out, content_type, ex)
+            upstream = await self._exchange(conn, out, content_type, server.upstream_timeout)
+            try:
+                return await self._respond(request, runtime, conn, upstream, ex)
+            finally:
+                upstream.release()
         async with services.limits.district(conn.district):
-            return await self._round_trip(request, runtime, conn, out, content_type, ex)
-
-    async def _round_trip(
-        self,
-        request: web.Request,
-        runtime: Runtime,
-        conn: Connection,
-        out: forward.Outgoing,
-        content_type: str | None,
-        ex: Exchange,
-    ) -> web.StreamResponse:
-        upstream = await self._exchange(
-            conn, out, content_type, runtime.config.server.upstream_timeout
-        )
-        try:
-            return await self._respond(request, runtime, conn, upstream, ex)
-        finally:
-            upstream.release()
+            upstream = await self._exchange(conn, out, content_type, server.upstream_timeout)
+            try:
+                return await self._respond(request, runtime, conn, upstream, ex)
+            finally:
+                upstream.release()
 
     async def _body(
         self, request: web.Request, max_body: int
@@ -241,9 +235,10 @@ class Gateway:
             # Writes never share a pooled connection the district may have closed meanwhile.
             session = services.session if out.method == "GET" else services.write_session
             try:
-                response = await forward.send(
-                    session, out, headers, remaining, verify=conn.district.tls_verify
-                )
+                with forward.upstream_errors():
+                    response = await forward.start(
+                        session, out, headers, remaining, verify=conn.district.tls_verify
+                    )
             except (UpstreamConnectError, UpstreamResetError) as exc:
                 limits.record_failure(conn.district)
                 # A reset before the head may mean the district read the request: only a GET
@@ -302,25 +297,19 @@ class Gateway:
         if server.public_url is not None:
             base = server.public_url
         else:
-            trusted = server.trust_forwarded
-            headers_in = request.headers
-            base = public_base(
-                request.scheme,
-                request.host,
-                headers_in.get("X-Forwarded-Proto") if trusted else None,
-                headers_in.get("X-Forwarded-Host") if trusted else None,
-                trust_forwarded=trusted,
-                public_url=None,
-            )
+            base = self._public_base(request, server.trust_forwarded)
+        length = upstream.content_length
+        small = length is not None and length <= SMALL_BODY
         headers = response_headers(
             upstream.headers,
             upstream_prefix=conn.link_prefix,
             public_prefix=f"{base}/{conn.app_id}/ims/oneroster/",
+            drop_length=small,  # web.Response sets it for the body it sends
         )
+        headers.append(("X-Request-Id", ex.request_id))
         district = conn.district.name
         counter = self._bytes_counter(district)
-        length = upstream.content_length
-        if length is not None and length <= SMALL_BODY:
+        if small:
             # A small page (the common case) is read whole and sent with its head in one
             # write: one syscall instead of three, and no chunk loop.
             try:
@@ -329,19 +318,16 @@ class Gateway:
             except (UpstreamError, UpstreamTimeout) as exc:
                 self.services.metrics.upstream_errors.labels(district, exc.kind).inc()
                 raise
-            response = web.Response(status=upstream.status, reason=upstream.reason, body=body)
-            for name, value in headers:
-                if name.lower() != "content-length":
-                    response.headers.add(name, value)
-            response.headers["X-Request-Id"] = ex.request_id
+            response = web.Response(
+                status=upstream.status, reason=upstream.reason, body=body, headers=headers
+            )
             ex.bytes_out = len(body)
             counter.inc(len(body))
             return response
 
-        downstream = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        for name, value in headers:
-            downstream.headers.add(name, value)
-        downstream.headers["X-Request-Id"] = ex.request_id
+        downstream = web.StreamResponse(
+            status=upstream.status, reason=upstream.reason, headers=headers
+        )
         await downstream.prepare(request)
 
         def on_bytes(n: int) -> None:
@@ -362,6 +348,26 @@ class Gateway:
             ex.error = "vendor disconnected"
             raise
         return downstream
+
+    def _public_base(self, request: web.Request, trusted: bool) -> str:
+        """``public_base`` for this request, remembered per input: the same few Hosts arrive
+        on every request, and checking one costs a regular expression and a format."""
+        headers_in = request.headers
+        key = (
+            request.scheme,
+            request.host,
+            headers_in.get("X-Forwarded-Proto") if trusted else None,
+            headers_in.get("X-Forwarded-Host") if trusted else None,
+            trusted,
+        )
+        base = self._bases.get(key)
+        if base is None:
+            base = public_base(*key[:4], trust_forwarded=trusted, public_url=None)
+            # The Host is the client's to choose: bound what a stream of new ones can hold.
+            if len(self._bases) >= 256:
+                self._bases.clear()
+            self._bases[key] = base
+        return base
 
     def _upstream_timer(self, district: str) -> Any:
         timer = self._timers.get(district)

@@ -76,6 +76,7 @@ _REQUEST_DROP: frozenset[str] = frozenset(
 )
 _URL_HEADERS = frozenset({"location", "content-location"})
 _RESPONSE_DROPPED = HOP_BY_HOP | _RESPONSE_DROP
+_RESPONSE_DROPPED_WITH_LENGTH = _RESPONSE_DROPPED | {"content-length"}
 _REQUEST_DROPPED = HOP_BY_HOP | _REQUEST_DROP
 _CONNECTION_OPTIONS = frozenset({"keep-alive", "close"})
 
@@ -254,18 +255,25 @@ def response_headers(
     *,
     upstream_prefix: str | UpstreamPrefix,
     public_prefix: str,
+    drop_length: bool = False,
 ) -> list[tuple[str, str]]:
     """The district's end-to-end response headers for the vendor, in order, repeated headers
     kept; ``Link``/``Location``/``Content-Location`` rewritten; hop-by-hop and the headers the
-    module docstring lists dropped."""
-    items = list(_items(upstream_headers))
-    named = connection_tokens(items)
-    dropped = _RESPONSE_DROPPED | named if named else _RESPONSE_DROPPED
+    module docstring lists dropped (and ``Content-Length`` with ``drop_length``, for a
+    response whose own body sets it)."""
+    dropped = _RESPONSE_DROPPED_WITH_LENGTH if drop_length else _RESPONSE_DROPPED
     prefix = _prefix(upstream_prefix)
     out: list[tuple[str, str]] = []
-    for name, value in items:
+    connection: list[tuple[str, str]] | None = None
+    # One pass over the headers (this runs on every response): the names a ``Connection``
+    # header lists are taken out afterwards, which leaves what filtering them first would.
+    for name, value in _items(upstream_headers):
         lower = name.lower()
         if lower in dropped:
+            if lower == "connection":
+                if connection is None:
+                    connection = []
+                connection.append((name, value))
             continue
         if lower == "link":
             value = rewrite_link(value, prefix, public_prefix)
@@ -277,20 +285,36 @@ def response_headers(
         if "\r" in value or "\n" in value or "\x00" in value:
             continue
         out.append((name, value))
+    if connection is not None:
+        named = connection_tokens(connection)
+        if named:
+            out = [(name, value) for name, value in out if name.lower() not in named]
     return out
 
 
 def request_headers(inbound: Headers) -> list[tuple[str, str]]:
     """The vendor's end-to-end request headers to send to the district (before signing adds
     ``Authorization`` and the gateway adds ``X-Request-Id`` and ``x-vendor-authorization``)."""
-    items = list(_items(inbound))
-    named = connection_tokens(items)
-    dropped = _REQUEST_DROPPED | named if named else _REQUEST_DROPPED
-    return [
-        (name, value)
-        for name, value in items
-        if name.lower() not in dropped and not _UNSAFE_VALUE.search(name + value)
-    ]
+    out: list[tuple[str, str]] = []
+    connection: list[tuple[str, str]] | None = None
+    unsafe = _UNSAFE_VALUE.search
+    # One pass, as in response_headers: names listed in ``Connection`` are taken out after.
+    for name, value in _items(inbound):
+        lower = name.lower()
+        if lower in _REQUEST_DROPPED:
+            if lower == "connection":
+                if connection is None:
+                    connection = []
+                connection.append((name, value))
+            continue
+        if unsafe(name) or unsafe(value):
+            continue
+        out.append((name, value))
+    if connection is not None:
+        named = connection_tokens(connection)
+        if named:
+            out = [(name, value) for name, value in out if name.lower() not in named]
+    return out
 
 
 def public_base(

@@ -652,3 +652,101 @@ async def test_cli_check_all(sandboxes: Callable[..., Any], tmp_path: Path) -> N
         "check", "--all", "--config", write_config(tmp_path, good, "g.toml")
     )
     assert code == 0 and out == "app-7  ok    7/9 ok, 2 skipped\n"
+
+
+# -- sandbox switches: students without user accounts, one OneRoster version ------------------
+
+
+def _api_paths(sb: RunningSandbox) -> list[tuple[str, int | None]]:
+    """(path after /ims/oneroster/, status) of every API request the sandbox received."""
+    return [
+        (e.raw_path.split("/ims/oneroster/", 1)[1], e.status)
+        for e in sb.recorded
+        if "/ims/oneroster/" in e.raw_path
+    ]
+
+
+async def test_no_student_user_accounts_infinite_campus(sandboxes: Callable[..., Any]) -> None:
+    # Infinite Campus on OneRoster 1.1 shows students and parents only with a user account;
+    # here none has one. 1.2 still shows them all, so only students_visible may fail.
+    sb = await sandboxes(profile="infinite-campus", no_student_accounts=True)
+    report = await check_doc(doc_for(sb))
+    assert_only(report, GREEN_IC | {"students_visible": "fail"})
+    text = detail(report, "students_visible")
+    assert "GET v1p1/students?limit=1 answered 200 with no student (OneRoster 1.1)" in text
+    assert text.endswith(
+        "on OneRoster 1.1 (Infinite Campus) students and parents need user accounts"
+    )
+    assert ("v1p1/students?limit=1", 200) in _api_paths(sb)
+    assert_no_secrets(report, sb.secret, str(sb.vendor_secret))
+
+    # The same district checked on OneRoster 1.2 is all green: the cause is the 1.1 accounts.
+    doc = doc_for(sb)
+    doc["districts"]["springfield"]["versions"] = ["1.2"]
+    on_1p2 = await check_doc(doc)
+    assert_only(on_1p2, GREEN_IC)
+    assert "120 students visible" in detail(on_1p2, "students_visible")
+
+
+@pytest.mark.parametrize(
+    ("auth", "served", "preferred", "fallback"),
+    [
+        ("oauth1", "1.2", "v1p1/orgs?limit=1", "rostering/v1p2/orgs?limit=1"),
+        ("oauth2", "1.1", "rostering/v1p2/orgs?limit=1", "v1p1/orgs?limit=1"),
+    ],
+    ids=["oauth1-district-serves-only-1.2", "oauth2-district-serves-only-1.1"],
+)
+async def test_district_serving_only_the_other_version_passes_via_fallback(
+    sandboxes: Callable[..., Any], auth: str, served: str, preferred: str, fallback: str
+) -> None:
+    # check tries 1.1 first on OAuth1 districts and 1.2 first on OAuth2 ones; a district that
+    # serves only the other version answers that first probe 404 and check moves on.
+    sb = await sandboxes(auth=auth, versions=(served,))
+    doc = doc_for(sb)
+    doc["districts"]["springfield"]["versions"] = ["1.1", "1.2"]
+    report = await check_doc(doc)
+    assert_only(report, GREEN_OAUTH1 if auth == "oauth1" else GREEN_OAUTH2)
+    assert detail(report, "credentials_accepted") == f"signed GET {fallback} answered 200"
+    students = "v1p1/students" if served == "1.1" else "rostering/v1p2/students"
+    assert f"120 students visible (GET {students}?limit=1 answered 200)" in detail(
+        report, "students_visible"
+    )
+    seen = _api_paths(sb)
+    # The fallback was really taken: the preferred version was asked, signed, and said 404 ...
+    assert (preferred, 404) in seen
+    assert any(e.verified and e.status == 404 for e in sb.recorded)
+    # ... and every item was then judged on the version the district serves.
+    other_root = "v1p1/" if served == "1.2" else "rostering/v1p2/"
+    judged = [(p, s) for p, s in seen if p != preferred]
+    assert judged and all(s == 200 for _, s in judged), judged
+    assert not any(p.startswith(other_root) for p, _ in judged), judged
+
+
+async def test_configured_versions_are_probed_directly(sandboxes: Callable[..., Any]) -> None:
+    # districts.X.versions naming the one version served: no probe of the other at all.
+    sb = await sandboxes(versions=("1.2",))
+    doc = doc_for(sb)
+    doc["districts"]["springfield"]["versions"] = ["1.2"]
+    report = await check_doc(doc)
+    assert_only(report, GREEN_OAUTH1)
+    assert "rostering/v1p2/orgs" in detail(report, "credentials_accepted")
+    seen = _api_paths(sb)
+    assert seen and not any(p.startswith("v1p1/") for p, _ in seen), seen
+
+
+async def test_configured_version_the_district_does_not_serve(
+    sandboxes: Callable[..., Any],
+) -> None:
+    # districts.X.versions names only 1.1 but the district serves only 1.2: the signed probe
+    # meets 404, which is no credentials problem, and the operator is told which key to fix.
+    sb = await sandboxes(versions=("1.2",))
+    doc = doc_for(sb)
+    doc["districts"]["springfield"]["versions"] = ["1.1"]
+    report = await check_doc(doc)
+    got = statuses(report)
+    assert got["credentials_accepted"] == "fail"
+    text = detail(report, "credentials_accepted")
+    assert "no OneRoster 1.1 API" in text and "districts.springfield.versions" in text
+    assert "1.2" in text
+    for later in ("data_shared", "students_visible", "vendor_authorization"):
+        assert got[later] == "skip", (later, detail(report, later))

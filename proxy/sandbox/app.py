@@ -267,7 +267,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     context.entry.verified = True
 
     _, found = match(segments)
-    if found is None:
+    # A version the district does not serve is as unknown as a misspelt endpoint: the 404 a
+    # client meets there is what tells it to try the other version.
+    if found is None or found.version not in options.versions:
         raise DistrictError(404, "unknownobject", f"Unknown endpoint {rest!r}.")
     endpoint = found.endpoint
     action = endpoint.action(request.method)

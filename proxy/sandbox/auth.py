@@ -298,7 +298,8 @@ def token_response(
         )
     granted = options.granted_scopes
     requested_text = form.get("scope")
-    version = "v1p2"
+    # Scope URIs of the newest version served, unless the client asked in 1.1 URIs.
+    version = "v1p2" if "v1p2" in options.versions else "v1p1"
     if requested_text:
         requested = parse_scope_param(requested_text)
         if requested is None:

@@ -4,7 +4,8 @@ The semantics behind SPEC.md "The sandbox district": collections and records per
 relationship endpoints derived from the records' references (so gradebook writes show up in
 ``classes/{id}/lineItems`` at once), gradebook writes (PUT creates or replaces, POST creates in
 bulk, DELETE removes), and who is visible (``hide_students``; Infinite Campus's 1.1 rule that
-students and parents need user accounts). State lives in one ``District`` per app.
+students and parents need user accounts, which ``no_student_accounts`` makes hide all of them).
+State lives in one ``District`` per app.
 """
 
 from __future__ import annotations
@@ -103,13 +104,13 @@ class District:
         role = user_role(record)
         if self.options.hide_students and role == "student":
             return True
-        # Infinite Campus, OneRoster 1.1: students and parents appear only with a user account.
-        return (
-            self.infinite_campus
-            and version == V1P1
-            and role in ("student", "parent", "guardian")
-            and record.get("sourcedId") in self.dataset.no_account
-        )
+        # Infinite Campus, OneRoster 1.1: students and parents appear only with a user account
+        # (with no_student_accounts, none of them has one).
+        if version != V1P1 or role not in ("student", "parent", "guardian"):
+            return False
+        if self.options.no_student_accounts:
+            return True
+        return self.infinite_campus and record.get("sourcedId") in self.dataset.no_account
 
     def _visible(self, version: str, store: str, record: Record) -> bool:
         if store == "users":

@@ -2,8 +2,9 @@
 
 Implements the knobs of SPEC.md "The sandbox district" and the `sandbox` command row: profiles
 that reproduce real districts (``infinite-campus``), switches that break one thing on purpose
-(deny a scope, hide students, OAuth2), and a mutable ``Faults`` object that tests flip at run
-time to make the district hang, reset, throttle or drop connections (issue 7 part 7).
+(deny a scope, hide students, students without user accounts on 1.1, OAuth2, serve only one
+OneRoster version), and a mutable ``Faults`` object that tests flip at run time to make the
+district hang, reset, throttle or drop connections (issue 7 part 7).
 """
 
 from __future__ import annotations
@@ -41,6 +42,31 @@ PROFILES: dict[str, str] = {
 }
 
 AuthMode = Literal["oauth1", "oauth2"]
+
+#: OneRoster versions a district can serve: the names operators write (and config.py's
+#: ``versions`` accepts) -> the path segment the sandbox routes on.
+VERSION_NAMES: dict[str, str] = {"1.1": "v1p1", "v1p1": "v1p1", "1.2": "v1p2", "v1p2": "v1p2"}
+
+
+def parse_versions(text: str) -> tuple[str, ...]:
+    """``"1.1,1.2"`` -> ``("v1p1", "v1p2")``; ``ValueError`` for an empty or unknown version."""
+    return normalise_versions(tuple(v.strip() for v in text.split(",") if v.strip()))
+
+
+def normalise_versions(versions: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
+    """Served versions as path segments, in version order, each once."""
+    if isinstance(versions, str):
+        # A bare string would be read letter by letter; "1.2" meant ("1.2",).
+        versions = (versions,)
+    unknown = [v for v in versions if v not in VERSION_NAMES]
+    if unknown:
+        raise ValueError(
+            f"unknown OneRoster version(s): {', '.join(map(repr, unknown))} (known: 1.1, 1.2)"
+        )
+    normalised = tuple(dict.fromkeys(VERSION_NAMES[v] for v in versions))
+    if not normalised:
+        raise ValueError("versions: at least one OneRoster version (1.1 or 1.2) must be served")
+    return tuple(v for v in ("v1p1", "v1p2") if v in normalised)
 
 
 @dataclass
@@ -104,6 +130,13 @@ class SandboxOptions:
     scopes: tuple[str, ...] = ALL_SCOPES
     deny_scopes: tuple[str, ...] = ()
     hide_students: bool = False
+    #: No student, parent or guardian has a user account, so on OneRoster 1.1 none of them is
+    #: visible (Infinite Campus's 1.1 rule, met by every one of them rather than 1 in 8) while
+    #: 1.2 still shows them all. Applies on any profile.
+    no_student_accounts: bool = False
+    #: OneRoster versions served ("1.1", "1.2", or "v1p1", "v1p2"); paths of a version not
+    #: served answer 404 like an unknown endpoint. ``resolved()`` normalises to v1p1/v1p2.
+    versions: tuple[str, ...] = ("1.1", "1.2")
     #: Everything before ``/ims/oneroster``; ``None`` takes the profile's default.
     base_path: str | None = None
     #: Infinite Campus app name, the last segment of its default base path.
@@ -144,7 +177,7 @@ class SandboxOptions:
             raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}")
         if self.auth not in ("oauth1", "oauth2"):
             raise ValueError(f"unknown auth {self.auth!r} (oauth1 or oauth2)")
-        changes: dict[str, object] = {}
+        changes: dict[str, object] = {"versions": normalise_versions(self.versions)}
         base_path = self.base_path
         if base_path is None:
             base_path = (

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from .app import FAULTS, OPTIONS, RECORDED, RecordedRequest, create_sandbox_app, revoke_all_tokens
-from .options import ALL_SCOPES, PROFILES, Faults, SandboxOptions
+from .options import ALL_SCOPES, PROFILES, Faults, SandboxOptions, parse_versions
 
 
 @dataclass
@@ -89,8 +89,8 @@ Run a local OneRoster 1.1 + 1.2 district with sample data, for demos, tests and 
 integration work. It serves every collection and relationship endpoint of OneRoster 1.1
 (<base_url>/ims/oneroster/v1p1/...) and 1.2 (<base_url>/ims/oneroster/{rostering,gradebook,
 resources}/v1p2/...), with paging, filter, sort, fields and gradebook writes, behind OAuth 1.0a
-(HMAC-SHA256/SHA1) or OAuth2 client credentials. Prints base_url, key and secret, then serves
-until Ctrl-C."""
+(HMAC-SHA256/SHA1) or OAuth2 client credentials (--versions serves only one of the two). Prints
+base_url, key and secret, then serves until Ctrl-C."""
 
 
 def _epilog() -> str:
@@ -106,6 +106,11 @@ def _epilog() -> str:
         "switches that break one thing on purpose:",
         "  --deny-scope S    withhold a scope of the district's Data to Share (403 there)",
         "  --hide-students   no students anywhere (a district that does not share students)",
+        "  --no-student-accounts",
+        "                    no student or parent has a user account: none visible on",
+        "                    OneRoster 1.1, all on 1.2 (Infinite Campus's 1.1 rule)",
+        "  --versions 1.1    serve only OneRoster 1.1 (or 1.2); the other version's paths",
+        "                    answer 404, so clients must fall back",
         "  --auth oauth2     OAuth2 client credentials at <base_url>/oauth2/token, not OAuth1",
         "",
         "scopes: " + ", ".join(ALL_SCOPES),
@@ -121,6 +126,13 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port out of range 0-65535: {value}")
     return value
+
+
+def _versions(text: str) -> tuple[str, ...]:
+    try:
+        return parse_versions(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="withhold this scope (repeatable)",
     )  # fmt: skip
     parser.add_argument("--hide-students", action="store_true", help="hide every student")
+    parser.add_argument(
+        "--no-student-accounts", action="store_true",
+        help="no student or parent has a user account: none visible on OneRoster 1.1",
+    )  # fmt: skip
+    parser.add_argument(
+        "--versions", type=_versions, default=("v1p1", "v1p2"), metavar="1.1,1.2",
+        help="OneRoster versions served, comma-separated (default 1.1,1.2)",
+    )  # fmt: skip
     parser.add_argument("--key", help="client key / client id (default: generated)")
     parser.add_argument("--secret", help="client secret (default: generated)")
     parser.add_argument("--vendor-key", help="infinite-campus: vendor key (default SandboxLMS)")
@@ -179,6 +199,8 @@ def options_from_args(args: argparse.Namespace) -> SandboxOptions:
         vendor_secret=args.vendor_secret,
         deny_scopes=tuple(args.deny_scope),
         hide_students=args.hide_students,
+        no_student_accounts=args.no_student_accounts,
+        versions=args.versions,
         base_path=args.base_path,
         token_ttl=args.token_ttl,
         seed=args.seed,
