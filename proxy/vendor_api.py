@@ -25,11 +25,6 @@ _VERSION_NAMES = {"v1p1": "1.1", "v1p2": "1.2"}
 _MAX_TOKEN_FORM = 8 * 1024
 
 
-def add_vendor_routes(app: web.Application) -> None:
-    app.router.add_get("/applications", applications)
-    app.router.add_post("/oauth/token", token)
-
-
 async def applications(request: web.Request) -> web.Response:
     from .app import SERVICES
 
