@@ -2,13 +2,15 @@
 
 Everything a request needs hangs off ``Services`` under one ``web.AppKey``: the current
 ``Runtime`` (swapped atomically on reload), the authenticator with its token cache, the store,
-metrics, limits and the one upstream client session, opened and closed in ``cleanup_ctx``.
-No module-level state, so tests build as many apps side by side as they like.
+metrics, limits and the upstream client sessions (pooled for reads, fresh connections for
+writes), opened and closed in ``cleanup_ctx``. No module-level state, so tests build as many
+apps side by side as they like.
 
-Two middlewares wrap every request, outermost first: ``observe`` (request id, in-flight gauge,
-metrics, the access log line) and ``render_errors`` (any ``ProxyError``, and aiohttp's own
-404/405 from the router, become the imsx JSON payload). Paths no route matches, which includes
-paths aiohttp's router cannot match at all (one holding ``%0a``), go to the gateway handler.
+``Observed`` wraps every handler of the listener: the request id, the in-flight gauge,
+metrics, the access log line, and the one place where a ``ProxyError`` (or one of aiohttp's
+own refusals) becomes the imsx JSON payload. Three routes: ``GET /applications``,
+``POST /oauth/token``, and a catch-all for the gateway that matches any path at all,
+including ones holding ``%0a`` that a ``.*`` pattern would miss.
 """
 
 from __future__ import annotations

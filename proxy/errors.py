@@ -3,7 +3,7 @@
 Every refusal the proxy makes itself is a ``ProxyError`` subclass; each class knows its HTTP
 status and its imsx ``codeMinor`` value (OneRoster 1.1 §3.3 / 1.2 REST binding §3.3 status
 codes). ``imsx_body`` renders the payload that SPEC.md prescribes for proxy-made errors, and a
-single middleware (``proxy.app``) turns any ``ProxyError`` into that response.
+single wrapper (``proxy.app.Observed``) turns any ``ProxyError`` into that response.
 
     ProxyError
      ├── ConfigError            (not an HTTP error: a config with problems; carries every line)

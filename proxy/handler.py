@@ -1,7 +1,7 @@
 """The gateway handler: authenticate -> connection -> scope -> sign -> forward -> rewrite.
 
 SPEC.md "Gateway listener". Each step removes one concern and raises a ``proxy.errors``
-exception to refuse; ``proxy.app``'s error middleware renders the imsx payload. Nothing here
+exception to refuse; ``proxy.app.Observed`` renders the imsx payload. Nothing here
 reaches the district before every check has passed.
 """
 

@@ -17,7 +17,7 @@ body that stops arriving. ``GuardedAppRunner`` installs a ``RequestHandler`` sub
   opened or the previous response ended (aiohttp's keep-alive timer, which data arriving does
   not reset: a head trickled one byte at a time still ends at the deadline).
 * fails a request body that stops arriving for ``client_timeout`` (no byte while the proxy was
-  ready to read) with 408 (``RequestTimeout``), which the error middleware renders as imsx; the
+  ready to read) with 408 (``RequestTimeout``), which ``proxy.app.Observed`` renders as imsx; the
   connection closes after the answer instead of lingering for the rest of the body.
 
 These reach into aiohttp internals (``handle_error``, ``_handle_request``, the reading-paused
