@@ -135,7 +135,10 @@ def _authorize(request: web.Request) -> None:
     if (
         not expected
         or scheme.lower() != "bearer"
-        or not hmac.compare_digest(value.strip().encode(), expected.encode())
+        # surrogateescape: a header value that is not UTF-8 is refused, not a 500
+        or not hmac.compare_digest(
+            value.strip().encode("utf-8", "surrogateescape"), expected.encode()
+        )
     ):
         raise Unauthorized("admin token required")
 

@@ -294,7 +294,14 @@ class _Prober:
             )
             try:
                 with forward.upstream_errors():
-                    body = await response.content.read(MAX_PROBE_BODY)
+                    # read(n) answers with what has arrived so far: loop to the end of the
+                    # body (or the limit), or a body sent in pieces is judged by its first one.
+                    body = b""
+                    while len(body) < MAX_PROBE_BODY:
+                        chunk = await response.content.read(MAX_PROBE_BODY - len(body))
+                        if not chunk:
+                            break
+                        body += chunk
             finally:
                 response.release()
         except ProxyError as exc:

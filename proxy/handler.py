@@ -132,6 +132,10 @@ class Gateway:
         # The rest of the way stays in this coroutine: every await layer is paid again each
         # time the task resumes, and this is the path of every request.
         server = config.server
+        if server.public_url is None:
+            # A Host that cannot name the rewritten Links is refused (400) here, before the
+            # district may act on a write, not after (the answer is remembered: no cost twice).
+            self._public_base(request, server.trust_forwarded)
         raw_rest = target.raw_rest
         url = conn.upstream_prefix + raw_rest + (f"?{query}" if query else "")
         body: bytes | AsyncIterator[bytes] | None = None
@@ -336,7 +340,7 @@ class Gateway:
 
         try:
             await forward.stream_back(upstream, downstream, request, on_bytes)
-        except UpstreamError as exc:
+        except (UpstreamError, UpstreamTimeout) as exc:  # an idle read past upstream_timeout
             # SECURITY: the head is already sent; a vendor must see a broken transfer, never a
             # complete-looking 200 with half of the district's body.
             self.services.metrics.upstream_errors.labels(district, exc.kind).inc()

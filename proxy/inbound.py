@@ -154,7 +154,15 @@ class Authenticator:
             pass
         pending = self._pending.get(token_id)
         if pending is not None:
-            return await asyncio.shield(pending)
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                # The request that started the look-up was cancelled (its vendor hung up),
+                # not this one: look the token up again rather than fail or wait forever.
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                return await self._lookup(token_id)
         future: asyncio.Future[TokenRecord | None] = asyncio.get_running_loop().create_future()
         self._pending[token_id] = future
         try:
@@ -169,6 +177,9 @@ class Authenticator:
             return record
         finally:
             del self._pending[token_id]
+            if not future.done():
+                # Cancelled (or failed unexpectedly): waiters must not wait on it forever.
+                future.cancel()
 
     async def flush_last_used(self) -> None:
         """Write batched last-use times; called periodically, never per request."""

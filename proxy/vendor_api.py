@@ -79,7 +79,7 @@ def _basic(header: str | None) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, UnicodeDecodeError, ValueError):  # ValueError: non-ASCII input
         return None
     client_id, sep, secret = decoded.partition(":")
     if not sep:
@@ -95,7 +95,14 @@ async def token(request: web.Request) -> web.Response:
     config = services.runtime.current.config
     if request.content_length is not None and request.content_length > _MAX_TOKEN_FORM:
         raise BadRequest("token request too large")
-    raw = await request.content.read(_MAX_TOKEN_FORM + 1)
+    # read(n) answers with what has arrived so far: loop until the end of the body (or past
+    # the limit), or a form that came in several segments would be cut short.
+    raw = b""
+    while len(raw) <= _MAX_TOKEN_FORM:
+        chunk = await request.content.read(_MAX_TOKEN_FORM + 1 - len(raw))
+        if not chunk:
+            break
+        raw += chunk
     if len(raw) > _MAX_TOKEN_FORM:
         raise BadRequest("token request too large")
     try:

@@ -160,7 +160,14 @@ class OAuth2TokenSource:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:
-                raw = await response.content.read(MAX_TOKEN_RESPONSE + 1)
+                # read(n) answers with what has arrived so far: loop to the end of the body
+                # (or past the limit), or a JSON answer sent in several chunks is cut short.
+                raw = b""
+                while len(raw) <= MAX_TOKEN_RESPONSE:
+                    chunk = await response.content.read(MAX_TOKEN_RESPONSE + 1 - len(raw))
+                    if not chunk:
+                        break
+                    raw += chunk
                 status = response.status
         except TimeoutError as exc:
             raise UpstreamTokenError(f"{where} did not answer in time") from exc
