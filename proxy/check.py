@@ -586,11 +586,11 @@ class _Checklist:
         if probe.status == 404:
             # Not a credentials problem, but nothing after this can be judged either.
             tried = ", ".join(_VERSION_NAMES[v] for v in self._versions())
-            other = [v for v in ("v1p1", "v1p2") if v not in self._versions()]
+            unlisted = [v for v in ("v1p1", "v1p2") if v not in self._versions()]
             hint = (
-                f"; it may serve only OneRoster {_VERSION_NAMES[other[0]]}: add it to "
+                f"; it may serve only OneRoster {_VERSION_NAMES[unlisted[0]]}: add it to "
                 f"districts.{self.district.name}.versions"
-                if other
+                if unlisted
                 else ""
             )
             return Item(

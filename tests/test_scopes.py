@@ -390,4 +390,3 @@ def test_scope_names_and_uris():
         "https://purl.imsglobal.org/spec/or/v1p2/scope/roster.readonly ",
     ):
         assert parse_scope(bad) is None, bad
-
