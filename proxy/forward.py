@@ -274,11 +274,18 @@ async def stream_back(
     on_bytes: Callable[[int], None],
 ) -> None:
     """Copy the district's body to the vendor chunk by chunk; ``write`` awaits the vendor's
-    socket draining, which is the backpressure that keeps memory flat."""
-    with _UPSTREAM_ERRORS:
-        async for chunk in upstream.content.iter_any():
-            await downstream.write(chunk)
-            on_bytes(len(chunk))
+    socket draining, which is the backpressure that keeps memory flat.
+
+    Only the reads are translated into district errors: aiohttp reports a vendor that hung up
+    with a client-error class too, and that must not count as the district's fault."""
+    content = upstream.content
+    while True:
+        with _UPSTREAM_ERRORS:
+            chunk = await content.readany()
+        if not chunk:
+            break
+        await downstream.write(chunk)
+        on_bytes(len(chunk))
     await downstream.write_eof()
 
 
