@@ -31,7 +31,7 @@ from aiohttp import web
 
 from . import forward
 from .config import Config, ConnectionConfig, DistrictConfig
-from .errors import NotFound, ProxyError, imsx_body
+from .errors import ProxyError, imsx_body
 from .handler import EXCHANGE, BrokenTransfer, Exchange, Gateway
 from .inbound import Authenticator
 from .inbound_limits import parser_limits
@@ -64,7 +64,6 @@ class Services:
     limits: Limits
     session: aiohttp.ClientSession = field(init=False)
     write_session: aiohttp.ClientSession = field(init=False)
-    reload: Callable[[Config], Awaitable[None]] | None = None
 
     def token_source(
         self, district: DistrictConfig, conn: ConnectionConfig, scopes: list[str], timeout: float
@@ -268,4 +267,4 @@ def swap_runtime(app: web.Application, config: Config) -> Runtime:
     return new
 
 
-__all__ = ["SERVICES", "NotFound", "Services", "create_app", "swap_runtime"]
+__all__ = ["SERVICES", "Services", "create_app", "swap_runtime"]

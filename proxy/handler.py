@@ -23,7 +23,6 @@ from .errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
-    ProxyError,
     UpstreamConnectError,
     UpstreamError,
     UpstreamResetError,
@@ -428,4 +427,4 @@ async def _read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-__all__ = ["EXCHANGE", "BadRequest", "BrokenTransfer", "Exchange", "Gateway", "ProxyError"]
+__all__ = ["EXCHANGE", "BrokenTransfer", "Exchange", "Gateway"]

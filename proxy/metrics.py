@@ -41,7 +41,6 @@ DURATION_BUCKETS = (
     20.0,
     30.0,
 )
-UNKNOWN = "-"
 OTHER = "other"
 KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}

@@ -98,12 +98,6 @@ def build_runtime(
     return Runtime(config=config, connections=connections, token_sources=sources)
 
 
-def retired_sources(old: Runtime, new: Runtime) -> list[OAuth2TokenSource]:
-    """Token sources of ``old`` that ``new`` no longer uses (to close once drained)."""
-    kept = {id(s) for s in new.token_sources.values()}
-    return [s for s in old.token_sources.values() if id(s) not in kept]
-
-
 def _ends_at(conn: ConnectionConfig) -> float | None:
     if conn.expires is None:
         return None
