@@ -294,14 +294,7 @@ class _Prober:
             )
             try:
                 with forward.upstream_errors():
-                    # read(n) answers with what has arrived so far: loop to the end of the
-                    # body (or the limit), or a body sent in pieces is judged by its first one.
-                    body = b""
-                    while len(body) < MAX_PROBE_BODY:
-                        chunk = await response.content.read(MAX_PROBE_BODY - len(body))
-                        if not chunk:
-                            break
-                        body += chunk
+                    body = await forward.read_up_to(response.content, MAX_PROBE_BODY)
             finally:
                 response.release()
         except ProxyError as exc:

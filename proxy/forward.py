@@ -240,6 +240,19 @@ def _client_timeout(timeout: float) -> aiohttp.ClientTimeout:
     return _client_timeout_cached(max(1, math.ceil(timeout * 10)))
 
 
+async def read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``stream``, read to its end if it is shorter. ``read(n)``
+    alone answers with whatever has arrived, so a body sent in pieces would be cut short;
+    callers that must refuse an oversized body ask for one byte more than they accept."""
+    data = b""
+    while len(data) < limit:
+        chunk = await stream.read(limit - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def retry_delay(attempt: int, retry_after: float | None) -> float:
     """Seconds to wait before retry ``attempt`` (1, 2, ...): exponential backoff with full
     jitter, added to any Retry-After the district gave (which is a minimum, and the jitter

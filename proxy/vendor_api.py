@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, unquote_plus
 from aiohttp import web
 
 from .errors import BadRequest
+from .forward import read_up_to
 from .handler import EXCHANGE
 from .inbound import encode_jwt
 from .rewrite import public_base
@@ -95,14 +96,7 @@ async def token(request: web.Request) -> web.Response:
     config = services.runtime.current.config
     if request.content_length is not None and request.content_length > _MAX_TOKEN_FORM:
         raise BadRequest("token request too large")
-    # read(n) answers with what has arrived so far: loop until the end of the body (or past
-    # the limit), or a form that came in several segments would be cut short.
-    raw = b""
-    while len(raw) <= _MAX_TOKEN_FORM:
-        chunk = await request.content.read(_MAX_TOKEN_FORM + 1 - len(raw))
-        if not chunk:
-            break
-        raw += chunk
+    raw = await read_up_to(request.content, _MAX_TOKEN_FORM + 1)
     if len(raw) > _MAX_TOKEN_FORM:
         raise BadRequest("token request too large")
     try:

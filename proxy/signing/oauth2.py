@@ -30,6 +30,7 @@ from urllib.parse import quote_plus, urlsplit
 import aiohttp
 
 from ..errors import UpstreamTokenError
+from ..forward import read_up_to
 
 __all__ = ["OAuth2TokenSource", "basic_credentials"]
 
@@ -160,14 +161,7 @@ class OAuth2TokenSource:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:
-                # read(n) answers with what has arrived so far: loop to the end of the body
-                # (or past the limit), or a JSON answer sent in several chunks is cut short.
-                raw = b""
-                while len(raw) <= MAX_TOKEN_RESPONSE:
-                    chunk = await response.content.read(MAX_TOKEN_RESPONSE + 1 - len(raw))
-                    if not chunk:
-                        break
-                    raw += chunk
+                raw = await read_up_to(response.content, MAX_TOKEN_RESPONSE + 1)
                 status = response.status
         except TimeoutError as exc:
             raise UpstreamTokenError(f"{where} did not answer in time") from exc
