@@ -149,12 +149,6 @@ class Gateway:
             base.append(("x-vendor-authorization", conn.vendor_header))
         out = forward.Outgoing(request.method, url, base, body)
 
-        if conn.district.max_connections is None:  # no slot to hold: skip the context
-            upstream = await self._exchange(conn, out, content_type, server.upstream_timeout)
-            try:
-                return await self._respond(request, runtime, conn, upstream, ex)
-            finally:
-                upstream.release()
         async with services.limits.district(conn.district):
             upstream = await self._exchange(conn, out, content_type, server.upstream_timeout)
             try:

@@ -119,6 +119,19 @@ class Circuit:
         return "open" if now < self.opened_at + cooldown else "half-open"
 
 
+class _NoSlot:
+    __slots__ = ()
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_SLOT = _NoSlot()
+
+
 class Limits:
     """Every limit of one app; kept across config reloads (keyed by vendor/district name).
 
@@ -183,14 +196,17 @@ class Limits:
 
     # -- concurrency cap ------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def district(self, district: DistrictConfig) -> AsyncIterator[None]:
+    def district(self, district: DistrictConfig) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold one of the district's ``max_connections`` slots for the whole exchange (head
-        and body); wait for one in FIFO order up to ``max_wait``, then 503 + Retry-After."""
-        limit = district.max_connections
-        if limit is None:
-            yield
-            return
+        and body); wait for one in FIFO order up to ``max_wait``, then 503 + Retry-After.
+        Without ``max_connections`` there is nothing to hold: one shared no-op context, so
+        the common case costs no generator per request."""
+        if district.max_connections is None:
+            return _NO_SLOT
+        return self._held_slot(district, district.max_connections)
+
+    @contextlib.asynccontextmanager
+    async def _held_slot(self, district: DistrictConfig, limit: int) -> AsyncIterator[None]:
         deadline = self._clock() + district.max_wait
         local = self._local_slots(district.name, limit)
         if not await local.acquire(district.max_wait):
