@@ -62,7 +62,10 @@ def build_runtime(
 ) -> Runtime:
     connections: dict[str, Connection] = {}
     sources: dict[tuple[str, ...], OAuth2TokenSource] = {}
-    link_prefixes: dict[str, UpstreamPrefix] = {}
+    # Parsed once per district, not once per connection (a district may have thousands).
+    link_prefixes = {
+        name: upstream_prefix(district.base_url) for name, district in config.districts.items()
+    }
     old_sources = previous.token_sources if previous is not None else {}
     for app_id, conn in config.connections.items():
         district = config.districts[conn.district]
@@ -89,7 +92,7 @@ def build_runtime(
             district=district,
             vendor=vendor,
             upstream_prefix=district.upstream_prefix,
-            link_prefix=link_prefixes.setdefault(district.name, upstream_prefix(district.base_url)),
+            link_prefix=link_prefixes[district.name],
             signer=signer,
             token_source=source,
             vendor_header=vendor_header,
