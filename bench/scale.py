@@ -48,6 +48,9 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import parse_wrk  # noqa: E402  (the wrk output parser of bench/run.py)
 
 CLI = [sys.executable, "-c", "from proxy.cli import main; main()"]
 USERS = "/ims/oneroster/v1p1/users?limit=5"
@@ -344,14 +347,6 @@ class Load:
     cpu_us_per_req: float = 0.0
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
-
-
 def wrk_argv(url: str, token: str, duration: float, connections: int) -> list[str]:
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -368,33 +363,6 @@ def wrk_argv(url: str, token: str, duration: float, connections: int) -> list[st
         f"Authorization: Bearer {token}",
         url,
     ]
-
-
-def parse_wrk(out: str) -> Load:
-    def find(pattern: str) -> str:
-        match = re.search(pattern, out, re.M)
-        if match is None:
-            raise RuntimeError(f"unexpected wrk output:\n{out}")
-        return match.group(1)
-
-    errors = 0
-    socket_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), "
-        r"timeout (\d+)",
-        out,
-    )
-    if socket_errors:
-        errors += sum(int(g) for g in socket_errors.groups())
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        errors += int(non2xx.group(1))
-    return Load(
-        float(find(r"^Requests/sec:\s+([\d.]+)")),
-        _ms(find(r"^\s+50%\s+(\S+)")),
-        _ms(find(r"^\s+99%\s+(\S+)")),
-        errors,
-        int(find(r"^\s+(\d+) requests in")),
-    )
 
 
 def load(
