@@ -36,11 +36,9 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +48,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import parse_wrk  # noqa: E402  (the wrk output parser of bench/run.py)
+from run import parse_wrk, workdir  # noqa: E402  (the wrk output parser of bench/run.py)
 
 CLI = [sys.executable, "-c", "from proxy.cli import main; main()"]
 USERS = "/ims/oneroster/v1p1/users?limit=5"
@@ -657,18 +655,6 @@ def table(rows: list[Row]) -> str:
             out.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
         out.append("")
     return "\n".join(out)
-
-
-@contextlib.contextmanager
-def workdir(keep: bool) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="orp-scale-"))
-    try:
-        yield path
-    finally:
-        if keep:
-            print(f"logs kept in {path}")
-        else:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
