@@ -9,6 +9,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import aiohttp
 import pytest
 from yarl import URL
 
@@ -200,7 +201,7 @@ async def test_hostile_paths_never_reach_the_district(proxy, sandbox, rest):
     writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")
     status = int(head.split()[1])
-    assert status in (400, 404), raw[:200]
+    assert status == 400, raw[:200]
     assert b"X-Injected" not in head
     assert_imsx(json.loads(body))
     assert len(recorded(sandbox)) == before
@@ -374,18 +375,25 @@ async def test_hanging_district_is_504_within_upstream_timeout(sandbox, start_pr
     assert loop.time() - started < 4
 
 
-async def test_long_link_headers_are_not_a_500(proxy, http):
+async def test_long_link_headers_are_not_a_500(proxy):
     token = await proxy.token()
     long_filter = "familyName='" + "x" * 3000 + "'"
-    async with http.get(
-        proxy.app_url("v1p1/users"),
-        params={"filter": long_filter, "limit": "1"},
-        headers=auth(token),
-    ) as resp:
-        assert resp.status in (200, 502)
-        if resp.status == 200:
-            for link in resp.headers.getall("Link", []):
-                assert proxy.url in link
+    # The district echoes the filter into first/prev/next/last: one Link line over 12 KB, past
+    # aiohttp's default 8 KB limit on a response header line. The proxy's client must read it
+    # (and so must this test's client).
+    async with (
+        aiohttp.ClientSession(max_line_size=65536, max_field_size=65536) as client,
+        client.get(
+            proxy.app_url("v1p1/users"),
+            params={"filter": long_filter, "limit": "1", "offset": "1"},
+            headers=auth(token),
+        ) as resp,
+    ):
+        assert resp.status == 200
+        links = resp.headers.getall("Link")
+        assert max(len(link) for link in links) > 8190
+        for link in links:
+            assert proxy.url in link
 
 
 async def test_newline_in_path_gets_an_imsx_answer(proxy):
@@ -398,7 +406,7 @@ async def test_newline_in_path_gets_an_imsx_answer(proxy):
     raw = await reader.read()
     writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")
-    assert int(head.split()[1]) in (400, 404)
+    assert int(head.split()[1]) == 400
     assert_imsx(json.loads(body))
 
 
@@ -406,7 +414,7 @@ async def test_unknown_top_level_path_is_imsx_404(proxy, http):
     token = await proxy.token()
     for path in ("/", "/nothing", "/app-7/other/v1p1/users", "/app-7/ims/oneroster"):
         async with http.get(proxy.url + path, headers=auth(token)) as resp:
-            assert resp.status in (400, 404), path
+            assert resp.status == 400, path
             assert_imsx(await resp.json())
 
 
@@ -424,7 +432,7 @@ async def test_hop_by_hop_and_vendor_auth_never_go_upstream(proxy, sandbox, http
             "If-None-Match": '"abc"',
         },
     ) as resp:
-        assert resp.status in (200, 304)
+        assert resp.status == 200
     rec = recorded(sandbox)[-1]
     names = {k.lower() for k, _ in rec.headers}
     assert "x-secret-hop" not in names and "te" not in names and "proxy-authorization" not in names
@@ -522,6 +530,8 @@ async def test_vendor_oauth_params_are_refused_before_signing(proxy, sandbox, ht
         assert resp.status == 400
     assert len(recorded(sandbox)) == before
     # A parameter that merely contains the letters is fine.
-    status, _, _ = await get_json(http, proxy.app_url("v1p1/users?filter=x~'oauth_'"), token)
-    assert status in (200, 400)
+    status, _, _ = await get_json(
+        http, proxy.app_url("v1p1/users?filter=familyName~'oauth_'"), token
+    )
+    assert status == 200
     assert recorded(sandbox)[-1].verified
