@@ -164,6 +164,9 @@ class DistrictConfig:
     # SECURITY: on by default; off only for a test district with a self-signed certificate,
     # and `config validate` warns about it.
     tls_verify: bool = True
+    # Rewrite JSON ``href`` values naming the district to the proxy (proxy/hrefs.py); off by
+    # default, since it costs a scan of every JSON body.
+    rewrite_hrefs: bool = False
 
     @property
     def upstream_prefix(self) -> str:
@@ -231,6 +234,7 @@ _SCHEMA: dict[str, set[str]] = {
         "rate_limit",
         "versions",
         "tls_verify",
+        "rewrite_hrefs",
     },
     "connection": {"vendor", "district", "key", "secret", "scopes", "enabled", "expires"},
 }
@@ -516,6 +520,7 @@ def validate(
             rate_limit=r.parsed("rate_limit", None, parse_rate),
             versions=versions,
             tls_verify=r.boolean("tls_verify", True),
+            rewrite_hrefs=r.boolean("rewrite_hrefs", False),
         )
         if not district_cfgs[name].tls_verify:
             warnings.append(f"{path}.tls_verify: false; the district's certificate is not checked")

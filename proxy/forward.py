@@ -48,6 +48,7 @@ from .errors import (
     UpstreamResetError,
     UpstreamTimeout,
 )
+from .hrefs import HrefStream
 
 # Response head limits for the district's answer (one header line, e.g. a Link with a long
 # filter echoed in four URLs, and the number of header lines).
@@ -285,13 +286,18 @@ async def stream_back(
     downstream: web.StreamResponse,
     request: web.Request,
     on_bytes: Callable[[int], None],
+    hrefs: HrefStream | None = None,
 ) -> None:
     """Copy the district's body to the vendor chunk by chunk; ``write`` awaits the vendor's
-    socket draining, which is the backpressure that keeps memory flat.
+    socket draining, which is the backpressure that keeps memory flat. With ``hrefs`` (a
+    district's ``rewrite_hrefs``) each chunk passes through that rewriter on the way.
 
     Only the reads are translated into district errors: aiohttp reports a vendor that hung up
     with a client-error class too, and that must not count as the district's fault."""
     content = upstream.content
+    if hrefs is not None:
+        await _stream_rewritten(content, downstream, on_bytes, hrefs)
+        return
     while True:
         with _UPSTREAM_ERRORS:
             chunk = await content.readany()
@@ -299,6 +305,29 @@ async def stream_back(
             break
         await downstream.write(chunk)
         on_bytes(len(chunk))
+    await downstream.write_eof()
+
+
+async def _stream_rewritten(
+    content: aiohttp.StreamReader,
+    downstream: web.StreamResponse,
+    on_bytes: Callable[[int], None],
+    hrefs: HrefStream,
+) -> None:
+    # A loop of its own, so that districts without rewrite_hrefs keep the plain copy.
+    while True:
+        with _UPSTREAM_ERRORS:
+            chunk = await content.readany()
+        if not chunk:
+            break
+        out = hrefs.feed(chunk)
+        if out:
+            await downstream.write(out)
+            on_bytes(len(out))
+    tail = hrefs.close()
+    if tail:
+        await downstream.write(tail)
+        on_bytes(len(tail))
     await downstream.write_eof()
 
 

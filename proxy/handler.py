@@ -28,6 +28,7 @@ from .errors import (
     UpstreamResetError,
     UpstreamTimeout,
 )
+from .hrefs import is_json
 from .paths import Target, parse_target
 from .rewrite import public_base, request_headers, response_headers
 from .scopes import Route, classify
@@ -297,11 +298,16 @@ class Gateway:
             base = self._public_base(request, server.trust_forwarded)
         length = upstream.content_length
         small = length is not None and length <= SMALL_BODY
+        prefix = f"{base}/{conn.app_id}/ims/oneroster/"
+        hrefs = None
+        if conn.hrefs is not None and _rewritable(upstream.headers):
+            hrefs = conn.hrefs.stream(prefix)
         headers = response_headers(
             upstream.headers,
             upstream_prefix=conn.link_prefix,
-            public_prefix=f"{base}/{conn.app_id}/ims/oneroster/",
-            drop_length=small,  # web.Response sets it for the body it sends
+            public_prefix=prefix,
+            # web.Response sets it for the body it sends; a rewritten body has another length.
+            drop_length=small or hrefs is not None,
         )
         headers.append(("X-Request-Id", ex.request_id))
         district = conn.district.name
@@ -315,6 +321,8 @@ class Gateway:
             except (UpstreamError, UpstreamTimeout) as exc:
                 self.services.metrics.upstream_errors.labels(district, exc.kind).inc()
                 raise
+            if hrefs is not None:
+                body = hrefs.feed(body) + hrefs.close()
             response = web.Response(
                 status=upstream.status, reason=upstream.reason, body=body, headers=headers
             )
@@ -332,7 +340,7 @@ class Gateway:
             counter.inc(n)
 
         try:
-            await forward.stream_back(upstream, downstream, request, on_bytes)
+            await forward.stream_back(upstream, downstream, request, on_bytes, hrefs)
         except (UpstreamError, UpstreamTimeout) as exc:  # an idle read past upstream_timeout
             # SECURITY: the head is already sent; a vendor must see a broken transfer, never a
             # complete-looking 200 with half of the district's body.
@@ -408,6 +416,15 @@ def _names_oauth(form: str) -> bool:
 
 class BrokenTransfer(Exception):
     """The district's body broke off after the head was sent; the vendor connection is cut."""
+
+
+def _rewritable(headers: Any) -> bool:
+    """A JSON body sent as is: ``rewrite_hrefs`` leaves compressed bodies alone (the proxy
+    forwards them still encoded and does not decompress to rewrite)."""
+    encoding = headers.get("Content-Encoding")
+    if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+        return False
+    return is_json(headers.get("Content-Type"))
 
 
 async def _read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
 from .config import Config, ConnectionConfig, DistrictConfig, VendorConfig
+from .hrefs import HrefMatcher
 from .rewrite import UpstreamPrefix, upstream_prefix
 from .signing.oauth1 import OAuth1Signer
 from .signing.oauth2 import OAuth2TokenSource
@@ -30,6 +31,7 @@ class Connection:
     signer: OAuth1Signer | None
     token_source: OAuth2TokenSource | None
     vendor_header: str | None  # value of x-vendor-authorization on gradebook endpoints
+    hrefs: HrefMatcher | None = None  # the district's rewrite_hrefs matcher; None when off
     # Epoch seconds at which the connection stops working: the end of its ``expires`` day,
     # UTC (``expires`` is inclusive); None for no expiry. Compared with time.time() per request.
     ends_at: float | None = None
@@ -66,6 +68,11 @@ def build_runtime(
     link_prefixes = {
         name: upstream_prefix(district.base_url) for name, district in config.districts.items()
     }
+    href_matchers = {
+        name: HrefMatcher.for_district(district.base_url)
+        for name, district in config.districts.items()
+        if district.rewrite_hrefs
+    }
     old_sources = previous.token_sources if previous is not None else {}
     for app_id, conn in config.connections.items():
         district = config.districts[conn.district]
@@ -96,6 +103,7 @@ def build_runtime(
             signer=signer,
             token_source=source,
             vendor_header=vendor_header,
+            hrefs=href_matchers.get(district.name),
             ends_at=_ends_at(conn),
         )
     return Runtime(config=config, connections=connections, token_sources=sources)

@@ -1,0 +1,169 @@
+"""The cost of ``[districts.X] rewrite_hrefs = true`` on the 1 MB page (bench/run.py's page).
+
+Two figures, printed side by side; nothing is asserted (they depend on the machine):
+
+1. **The rewriter alone**: ``proxy.hrefs`` over the 1 MB page fed in 64 KB chunks (what the
+   district connection delivers), milliseconds per page, against a loop that only joins the
+   same chunks. Wall clock, best of ``--repeat`` runs (the least disturbed by other work).
+2. **Through the proxy**: two ``oneroster-proxy serve`` processes, ``rewrite_hrefs`` off and
+   on, in front of the same nginx upstream (bench/run.py's), ``--requests`` sequential
+   keep-alive GETs of the 1 MB page each; the proxy's CPU time per request (``/proc``; much
+   steadier than wall time on a shared machine) and the wall time per request.
+
+    python bench/hrefs.py [--requests 200] [--repeat 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import run as bench
+
+from proxy.hrefs import HrefMatcher
+
+CHUNK = 64 * 1024
+PATH = f"/{bench.APP_ID}{bench.BIG_PATH}"
+
+
+def district_page(base_url: str) -> bytes:
+    """The 1 MB page with its GUIDRef hrefs naming the district at ``base_url``."""
+    return bench.big_page().replace(b"https://district.example", base_url.encode())
+
+
+def rewriter_alone(base_url: str, repeat: int) -> tuple[float, float, int]:
+    """(ms per page rewriting, ms per page only joining the chunks, hrefs rewritten)."""
+    page = district_page(base_url)
+    chunks = [page[i : i + CHUNK] for i in range(0, len(page), CHUNK)]
+    matcher = HrefMatcher.for_district(base_url)
+    public = f"https://proxy.example/{bench.APP_ID}/ims/oneroster/"
+
+    def rewrite() -> bytes:
+        stream = matcher.stream(public)
+        return b"".join([*(stream.feed(c) for c in chunks), stream.close()])
+
+    def copy() -> bytes:
+        return b"".join(list(chunks))
+
+    def best(fn: object) -> float:
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            fn()  # type: ignore[operator]
+            times.append(time.perf_counter() - started)
+        return min(times) * 1000
+
+    out = rewrite()
+    return best(rewrite), best(copy), out.count(public.encode())
+
+
+def start_proxy(stack: bench.Stack, upstream_port: int, rewrite: bool) -> bench.Target:
+    port, admin_port = bench.free_port(), bench.free_port()
+    name = "on" if rewrite else "off"
+    config = stack.tmp / f"proxy-{name}.toml"
+    config.write_text(f"""\
+[server]
+listen = "127.0.0.1:{port}"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+
+[store]
+url = "sqlite://{stack.tmp}/store-{name}.db"
+
+[vendors.acme]
+
+[districts.springfield]
+base_url = "http://127.0.0.1:{upstream_port}"
+rewrite_hrefs = {"true" if rewrite else "false"}
+
+[connections.{bench.APP_ID}]
+vendor = "acme"
+district = "springfield"
+key = "bench-key"
+secret = "bench-secret"
+scopes = ["roster.readonly"]
+""")
+    cli = [sys.executable, "-c", "from proxy.cli import main; main()"]
+    issued = subprocess.run(
+        [*cli, "tokens", "issue", "acme", "--config", str(config)],
+        cwd=bench.ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    token = issued.stdout.strip().splitlines()[-1]
+    proc = stack.spawn([*cli, "serve", "--config", str(config)], f"proxy-{name}.log", None)
+    bench.wait_port(port, proc, f"proxy ({name})")
+    return bench.Target(name, port, proc, headers={"Authorization": f"Bearer {token}"})
+
+
+def through_proxy(target: bench.Target, count: int) -> tuple[float, float, bytes]:
+    """(proxy CPU ms per request, wall ms per request, the last body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=60)
+    body = b""
+    for _ in range(10):  # warm-up: token cache, pooled upstream connection
+        conn.request("GET", PATH, headers=target.headers)
+        body = conn.getresponse().read()
+    cpu, started = bench.cpu_seconds(target.pid), time.perf_counter()
+    for _ in range(count):
+        conn.request("GET", PATH, headers=target.headers)
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{target.name}: status {response.status}")
+    wall = time.perf_counter() - started
+    cpu = bench.cpu_seconds(target.pid) - cpu
+    conn.close()
+    return cpu / count * 1000, wall / count * 1000, body
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args(argv)
+    nginx = bench.ensure_nginx()
+
+    with bench.workdir(False) as tmp:
+        docroot = tmp / "docroot"
+        docroot.mkdir(mode=0o755)
+        for name in ("small.json", "1mb.json", "stream.json"):
+            (docroot / name).write_bytes(b"{}")
+        stack = bench.Stack(tmp, None, None)
+        try:
+            upstream_port = bench.start_upstream(stack, nginx, docroot)
+            base_url = f"http://127.0.0.1:{upstream_port}"
+            page = district_page(base_url)
+            (docroot / "1mb.json").write_bytes(page)
+            alone, copy, count = rewriter_alone(base_url, args.repeat)
+            off = start_proxy(stack, upstream_port, rewrite=False)
+            on = start_proxy(stack, upstream_port, rewrite=True)
+            off_cpu, off_wall, off_body = through_proxy(off, args.requests)
+            on_cpu, on_wall, on_body = through_proxy(on, args.requests)
+        finally:
+            stack.close()
+
+    if off_body != page or json.loads(on_body) == json.loads(page) or base_url.encode() in on_body:
+        print("error: the proxies did not answer as expected", file=sys.stderr)
+        return 1
+    print(f"python bench/hrefs.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
+    print(f"page: {len(page)} B, {count} hrefs rewritten, fed in {CHUNK // 1024} KB chunks")
+    print(f"rewriter alone:  {alone:.2f} ms/page (joining the chunks only: {copy:.2f} ms)")
+    print(f"through the proxy, {args.requests} sequential requests each:")
+    print(f"  rewrite_hrefs = false: {off_cpu:.2f} ms CPU/request, {off_wall:.2f} ms wall/request")
+    print(f"  rewrite_hrefs = true:  {on_cpu:.2f} ms CPU/request, {on_wall:.2f} ms wall/request")
+    print(f"  cost: +{on_cpu - off_cpu:.2f} ms CPU/request ({on_cpu / off_cpu - 1:+.0%})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
