@@ -26,8 +26,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import tokens
-from .config import ConfigError, parse_duration
+from .check import run_check
+from .config import ConfigError, Rate, parse_duration
+from .context import SERVICES, Services
 from .errors import BadRequest, NotFound, ProxyError, Unauthorized, imsx_body
+from .reload import reload_config
+from .runtime import Connection
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("oneroster_proxy.admin")
@@ -50,8 +54,6 @@ def create_admin_app(
     gateway: web.Application, *, metrics_text: Callable[[], bytes] | None = None
 ) -> web.Application:
     """The admin app, reading the gateway's services (same process, same runtime)."""
-    from .app import SERVICES
-
     app = web.Application(middlewares=[_admin_log, _admin_errors])
     app[GATEWAY] = gateway
     app[STATE] = AdminState()
@@ -120,9 +122,7 @@ async def _admin_errors(request: web.Request, handler: Handler) -> web.StreamRes
         )
 
 
-def _services(request: web.Request) -> Any:
-    from .app import SERVICES
-
+def _services(request: web.Request) -> Services:
     return request.app[GATEWAY][SERVICES]
 
 
@@ -150,7 +150,7 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def refresh_token_gauge(services: Any) -> None:
+async def refresh_token_gauge(services: Services) -> None:
     """``tokens_active{vendor}`` is read from the store at scrape time, not per request."""
     try:
         counts = await services.store.count_active(datetime.now(UTC))
@@ -180,7 +180,7 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-def connection_view(conn: Any, now: datetime) -> dict[str, Any]:
+def connection_view(conn: Connection, now: datetime) -> dict[str, Any]:
     cfg = conn.config
     return {
         "appId": cfg.app_id,
@@ -201,7 +201,7 @@ def connection_view(conn: Any, now: datetime) -> dict[str, Any]:
     }
 
 
-def _rate(rate: Any) -> str | None:
+def _rate(rate: Rate | None) -> str | None:
     if rate is None:
         return None
     unit = {1.0: "s", 60.0: "m", 3600.0: "h"}.get(rate.period)
@@ -232,8 +232,6 @@ async def connection(request: web.Request) -> web.Response:
 
 
 async def check_connection(request: web.Request) -> web.Response:
-    from .check import run_check
-
     services = _services(request)
     runtime = services.runtime.current
     app_id = request.match_info["app_id"]
@@ -333,8 +331,6 @@ async def revoke_token(request: web.Request) -> web.Response:
 
 
 async def reload(request: web.Request) -> web.Response:
-    from .server import reload_config
-
     gateway = request.app[GATEWAY]
     try:
         config = await reload_config(gateway, interface="admin")

@@ -1,10 +1,10 @@
 """The gateway application, built by ``create_app`` (SPEC.md "Gateway listener").
 
-Everything a request needs hangs off ``Services`` under one ``web.AppKey``: the current
-``Runtime`` (swapped atomically on reload), the authenticator with its token cache, the store,
-metrics, limits and the upstream client sessions (pooled for reads, fresh connections for
-writes), opened and closed in ``cleanup_ctx``. No module-level state, so tests build as many
-apps side by side as they like.
+Everything a request needs hangs off ``Services`` (``proxy.context``) under one ``web.AppKey``:
+the current ``Runtime`` (swapped atomically on reload), the authenticator with its token cache,
+the store, metrics, limits and the upstream client sessions (pooled for reads, fresh
+connections for writes), opened and closed in ``cleanup_ctx``. No module-level state, so tests
+build as many apps side by side as they like.
 
 ``Observed`` wraps every handler of the listener: the request id, the in-flight gauge,
 metrics, the access log line, and the one place where a ``ProxyError`` (or one of aiohttp's
@@ -23,64 +23,27 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from . import forward
-from .config import Config, ConnectionConfig, DistrictConfig
+from . import forward, vendor_api
+from .config import Config
+from .context import EXCHANGE, SERVICES, BrokenTransfer, Exchange, RuntimeHolder, Services
 from .errors import ProxyError, imsx_body
-from .handler import EXCHANGE, BrokenTransfer, Exchange, Gateway
+from .handler import Gateway
 from .inbound import Authenticator
 from .inbound_limits import parser_limits
 from .limits import Limits
 from .logs import log_exchange
 from .metrics import Metrics
-from .runtime import Runtime, build_runtime
-from .signing.oauth2 import OAuth2TokenSource
+from .runtime import build_runtime
 from .store.base import Store
 
 log = logging.getLogger("oneroster_proxy")
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class RuntimeHolder:
-    """The current runtime; replaced whole, never mutated, so readers need no lock."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.current = runtime
-
-
-@dataclass
-class Services:
-    runtime: RuntimeHolder
-    store: Store
-    authenticator: Authenticator
-    metrics: Metrics
-    limits: Limits
-    session: aiohttp.ClientSession = field(init=False)
-    write_session: aiohttp.ClientSession = field(init=False)
-
-    def token_source(
-        self, district: DistrictConfig, conn: ConnectionConfig, scopes: list[str], timeout: float
-    ) -> OAuth2TokenSource:
-        counter = self.metrics.token_fetches.labels(district.name)
-        return OAuth2TokenSource(
-            district.token_url or "",
-            conn.key,
-            conn.secret,
-            scopes,
-            session_factory=lambda: self.session,
-            timeout=timeout,
-            on_fetch=counter.inc,
-        )
-
-
-SERVICES = web.AppKey("services", Services)
 
 
 class RequestIds:
@@ -192,11 +155,8 @@ def create_app(
     limits: Limits | None = None,
 ) -> web.Application:
     """The gateway application for ``config``; ``store`` is opened and closed with it."""
-    from . import vendor_api
-
     metrics = metrics or Metrics()
     services = Services(
-        runtime=None,  # type: ignore[arg-type]  # set just below, once token sources can be made
         store=store,
         authenticator=Authenticator(store, config.store.cache_ttl),
         metrics=metrics,
@@ -257,14 +217,4 @@ async def _flush_last_used(services: Services, every: float = 5.0) -> None:
             log.warning("could not record token use: %s", exc.description)
 
 
-def swap_runtime(app: web.Application, config: Config) -> Runtime:
-    """Install a validated config; requests in flight keep the runtime they started with."""
-    services = app[SERVICES]
-    old = services.runtime.current
-    new = build_runtime(config, services.token_source, previous=old)
-    services.runtime.current = new
-    services.authenticator.set_ttl(config.store.cache_ttl)
-    return new
-
-
-__all__ = ["SERVICES", "Services", "create_app", "swap_runtime"]
+__all__ = ["create_app"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
@@ -18,6 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from . import forward
+from .context import EXCHANGE, BrokenTransfer, Exchange, Services
 from .errors import (
     BadRequest,
     Forbidden,
@@ -34,7 +34,6 @@ from .rewrite import public_base, request_headers, response_headers
 from .scopes import Route, classify
 
 if TYPE_CHECKING:
-    from .app import Services
     from .runtime import Connection, Runtime
 
 FORM = "application/x-www-form-urlencoded"
@@ -43,27 +42,6 @@ FORM = "application/x-www-form-urlencoded"
 BUFFER_LIMIT = 1024 * 1024
 # District answers up to this size (by Content-Length) are read whole and sent in one write.
 SMALL_BODY = 64 * 1024
-
-
-@dataclass(slots=True)
-class Exchange:
-    """Everything one request learns on its way through; read by metrics and the access log."""
-
-    request_id: str
-    started: float
-    method: str
-    vendor: str = "-"
-    district: str = "-"
-    app_id: str = "-"
-    resource: str = "other"
-    status: int = 0
-    upstream_status: int | None = None
-    bytes_out: int = 0
-    token_id: str | None = None
-    error: str | None = None
-
-
-EXCHANGE = web.RequestKey("exchange", Exchange)
 
 
 class Gateway:
@@ -414,10 +392,6 @@ def _names_oauth(form: str) -> bool:
     return False
 
 
-class BrokenTransfer(Exception):
-    """The district's body broke off after the head was sent; the vendor connection is cut."""
-
-
 def _rewritable(headers: Any) -> bool:
     """A JSON body sent as is: ``rewrite_hrefs`` leaves compressed bodies alone (the proxy
     forwards them still encoded and does not decompress to rewrite)."""
@@ -438,4 +412,4 @@ async def _read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-__all__ = ["EXCHANGE", "BrokenTransfer", "Exchange", "Gateway"]
+__all__ = ["Gateway"]

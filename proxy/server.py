@@ -5,11 +5,8 @@ finish within ``[server] drain_timeout``, cuts whatever still runs then, closes 
 sessions and exits 0. While the gateway drains, the admin listener stays up with ``/readyz``
 answering 503, so probes and scrapes see the drain rather than a refused connection.
 
-SIGHUP (and ``POST /admin/reload``) validates the config file again; a valid one is swapped in
-atomically (requests in flight keep the runtime they started with), an invalid one is logged
-and the old one kept, and ``config_reloads_total{result}`` counts both. Settings bound when the
-listeners started (listen addresses, the store URL, request size limits) need a restart: a
-reload that changes them applies the rest and logs a warning naming each.
+SIGHUP (like ``POST /admin/reload``) runs ``proxy.reload.reload_config``: a valid config file is
+swapped in atomically, an invalid one is logged and the old one kept.
 """
 
 from __future__ import annotations
@@ -22,100 +19,17 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import config as config_mod
 from .admin import STATE, create_admin_app
-from .app import SERVICES, create_app, swap_runtime
+from .app import create_app
 from .config import Config, Listen
-from .errors import ConfigError, ProxyError
+from .context import SERVICES
+from .errors import ConfigError
 from .inbound_limits import GuardedAppRunner
 from .logs import flush_access_log
+from .reload import RELOAD_LOCK, reload_config
 from .store import open_store
-from .store.base import AuditEvent
-from .tokens import now_utc
 
 log = logging.getLogger("oneroster_proxy")
-_RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
-
-
-async def reload_config(gateway: web.Application, *, interface: str) -> Config:
-    """Validate the config file again and swap it in; ConfigError leaves the old one."""
-    services = gateway[SERVICES]
-    # ``start`` installs the lock before the app freezes; a gateway built some other way
-    # reloads unserialised (each reload still swaps one whole runtime).
-    lock = gateway.get(_RELOAD_LOCK) or asyncio.Lock()
-    async with lock:
-        source = services.runtime.current.config.source
-        try:
-            if source is None:
-                raise ConfigError(["this proxy was not started from a config file"])
-            new = await asyncio.to_thread(config_mod.load, source)
-        except ConfigError as err:
-            services.metrics.config_reloads.labels("error").inc()
-            log.error(
-                "config reload refused; keeping the running config",
-                extra={
-                    "fields": {
-                        "event": "config.reload",
-                        "interface": interface,
-                        "result": "error",
-                        "problems": err.problems,
-                    }
-                },
-            )
-            await _audit(gateway, interface, "error", {"problems": err.problems})
-            raise
-        old = services.runtime.current.config
-        swap_runtime(gateway, new)
-        services.metrics.config_reloads.labels("ok").inc()
-        services.metrics.set_connections(new)
-        for key in restart_only_changes(old, new):
-            log.warning(
-                "config reload: %s changed; it applies after a restart",
-                key,
-                extra={"fields": {"event": "config.reload", "key": key}},
-            )
-        log.info(
-            "config reloaded",
-            extra={
-                "fields": {
-                    "event": "config.reload",
-                    "interface": interface,
-                    "result": "ok",
-                    "connections": len(new.connections),
-                }
-            },
-        )
-        for warning in new.warnings:
-            log.warning("config warning: %s", warning)
-        await _audit(gateway, interface, "ok", {"connections": len(new.connections)})
-        return new
-
-
-def restart_only_changes(old: Config, new: Config) -> list[str]:
-    """Key paths whose new value a reload cannot apply (bound when the listeners started)."""
-    pairs = {
-        "server.listen": (old.server.listen, new.server.listen),
-        "server.max_body": (old.server.max_body, new.server.max_body),
-        "server.max_line": (old.server.max_line, new.server.max_line),
-        "server.max_headers": (old.server.max_headers, new.server.max_headers),
-        "admin.listen": (old.admin.listen, new.admin.listen),
-        "store.url": (old.store.url, new.store.url),
-    }
-    return [key for key, (a, b) in pairs.items() if a != b]
-
-
-async def _audit(gateway: web.Application, interface: str, result: str, detail: dict) -> None:
-    try:
-        await gateway[SERVICES].store.add_audit(
-            AuditEvent(
-                at=now_utc(),
-                action="config.reload",
-                interface=interface,
-                detail={"result": result, **detail},
-            )
-        )
-    except ProxyError as exc:
-        log.warning("could not record the reload in the audit trail: %s", exc.description)
 
 
 def bind_socket(listen: Listen, *, reuse_port: bool = False) -> socket.socket:
@@ -166,7 +80,7 @@ async def start(
     store = open_store(config.store.url)
     gateway = create_app(config, store)
     gateway[SERVICES].metrics.set_connections(config)
-    gateway[_RELOAD_LOCK] = asyncio.Lock()
+    gateway[RELOAD_LOCK] = asyncio.Lock()
     runner = GuardedAppRunner(
         gateway,
         client_timeout=config.server.client_timeout,

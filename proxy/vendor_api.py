@@ -15,9 +15,9 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
 
+from .context import EXCHANGE, SERVICES
 from .errors import BadRequest
 from .forward import read_up_to
-from .handler import EXCHANGE
 from .inbound import encode_jwt
 from .rewrite import public_base
 from .scopes import SCOPES, parse_scope
@@ -27,8 +27,6 @@ _MAX_TOKEN_FORM = 8 * 1024
 
 
 async def applications(request: web.Request) -> web.Response:
-    from .app import SERVICES
-
     services = request.app[SERVICES]
     runtime = services.runtime.current
     config = runtime.config
@@ -90,8 +88,6 @@ def _basic(header: str | None) -> tuple[str, str] | None:
 
 async def token(request: web.Request) -> web.Response:
     """RFC 6749 §4.4 client credentials; client id = vendor name."""
-    from .app import SERVICES
-
     services = request.app[SERVICES]
     config = services.runtime.current.config
     if request.content_length is not None and request.content_length > _MAX_TOKEN_FORM:

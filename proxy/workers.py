@@ -241,7 +241,7 @@ class Supervisor:
         self._write_snapshot(text)
 
     async def _on_sighup(self) -> None:
-        from .app import swap_runtime
+        from .reload import swap_runtime
 
         try:
             text, config = await asyncio.to_thread(self._read_config)
@@ -301,7 +301,7 @@ class Supervisor:
     def _metrics_text(self) -> bytes:
         from prometheus_client import CollectorRegistry, generate_latest
 
-        from .app import SERVICES
+        from .context import SERVICES
 
         assert self._gateway is not None
         own = self._gateway[SERVICES].metrics
@@ -485,7 +485,7 @@ class Supervisor:
         from prometheus_client.multiprocess import mark_process_dead
 
         assert self._gateway is not None
-        from .app import SERVICES
+        from .context import SERVICES
 
         drain = self._gateway[SERVICES].runtime.current.config.server.drain_timeout
         log.info(

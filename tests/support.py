@@ -167,7 +167,7 @@ class ProxyHarness:
 
     @property
     def services(self) -> Any:
-        from proxy.app import SERVICES
+        from proxy.context import SERVICES
 
         assert self.running is not None
         return self.running.gateway[SERVICES]

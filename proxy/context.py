@@ -1,0 +1,91 @@
+"""What every layer of the gateway shares: the app's ``Services`` and the request's ``Exchange``.
+
+A leaf module (it imports no handler, app or server), so the gateway handler, the vendor API,
+the admin listener, the reload operation and the worker processes all read the same typed
+objects without importing the composition root (``proxy.app``) or each other. aiohttp habit:
+shared objects under a typed ``web.AppKey``, per-request state in one small dataclass under a
+``web.RequestKey`` (SPEC.md "Gateway listener", "Metrics", the access log of "Admin listener").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from .config import ConnectionConfig, DistrictConfig
+from .inbound import Authenticator
+from .limits import Limits
+from .metrics import Metrics
+from .runtime import Runtime
+from .signing.oauth2 import OAuth2TokenSource
+from .store.base import Store
+
+
+class RuntimeHolder:
+    """The current runtime; replaced whole, never mutated, so readers need no lock."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.current = runtime
+
+
+@dataclass
+class Services:
+    """Everything a request needs beyond itself, built once per app by ``create_app``.
+
+    ``runtime`` is set right after construction (building it needs ``token_source``), and the
+    client sessions when the app starts (``cleanup_ctx``)."""
+
+    store: Store
+    authenticator: Authenticator
+    metrics: Metrics
+    limits: Limits
+    runtime: RuntimeHolder = field(init=False)
+    session: aiohttp.ClientSession = field(init=False)
+    write_session: aiohttp.ClientSession = field(init=False)
+
+    def token_source(
+        self, district: DistrictConfig, conn: ConnectionConfig, scopes: list[str], timeout: float
+    ) -> OAuth2TokenSource:
+        counter = self.metrics.token_fetches.labels(district.name)
+        return OAuth2TokenSource(
+            district.token_url or "",
+            conn.key,
+            conn.secret,
+            scopes,
+            session_factory=lambda: self.session,
+            timeout=timeout,
+            on_fetch=counter.inc,
+        )
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+@dataclass(slots=True)
+class Exchange:
+    """Everything one request learns on its way through; read by metrics and the access log."""
+
+    request_id: str
+    started: float
+    method: str
+    vendor: str = "-"
+    district: str = "-"
+    app_id: str = "-"
+    resource: str = "other"
+    status: int = 0
+    upstream_status: int | None = None
+    bytes_out: int = 0
+    token_id: str | None = None
+    error: str | None = None
+
+
+EXCHANGE = web.RequestKey("exchange", Exchange)
+
+
+class BrokenTransfer(Exception):
+    """The district's body broke off after the head was sent; the vendor connection is cut."""
+
+
+__all__ = ["EXCHANGE", "SERVICES", "BrokenTransfer", "Exchange", "RuntimeHolder", "Services"]
