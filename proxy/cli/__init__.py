@@ -1,0 +1,81 @@
+"""The ``oneroster-proxy`` command: parse, call, print. The only place that exits.
+
+SPEC.md "Install and commands". Library errors become one-line messages on stderr and a
+non-zero exit; a token a command issues is the last line of stdout.
+
+One module per command group, found in this package at start (``pkgutil``), so a new group
+is a new file and nothing else: a public module (no leading ``_``) defining ``ORDER`` (its
+place in ``--help``) and ``register(sub)``, which adds its sub-parser(s) with
+``set_defaults(run=...)``; ``run(args)`` returns the exit status. ``_common`` holds what
+several groups share (the store around an action, tables, durations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import cast
+
+from .. import __version__
+from ..errors import ConfigError, ProxyError
+
+
+def command_modules() -> list[ModuleType]:
+    """The command groups of this package, in ``--help`` order."""
+    modules = [
+        importlib.import_module(f"{__name__}.{info.name}")
+        for info in pkgutil.iter_modules(__path__)
+        if not info.name.startswith("_")
+    ]
+    return sorted(modules, key=lambda m: (getattr(m, "ORDER", 1000), m.__name__))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oneroster-proxy",
+        description="One stable URL and one bearer token for every district's OneRoster API.",
+    )
+    parser.add_argument("--version", action="version", version=f"oneroster-proxy {__version__}")
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default="json",
+        help="log lines as JSON (default) or text for humans",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in command_modules():
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "sandbox":
+        # The sandbox parses its own arguments (its --help included).
+        from .serve import run_sandbox
+
+        sys.exit(run_sandbox(argv[1:]))
+    args = build_parser().parse_args(argv)
+    from ..logs import setup_logging
+
+    setup_logging(args.log_format)
+    run = cast(Callable[[argparse.Namespace], int], args.run)
+    try:
+        code = run(args)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        code = 2
+    except ProxyError as err:
+        print(f"error: {err.description}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,7 @@
+"""``python -m proxy.cli``: the same command as the ``oneroster-proxy`` console script."""
+
+from __future__ import annotations
+
+from . import main
+
+main()

@@ -1,0 +1,49 @@
+"""``audit [--json]``: the operator actions recorded in the store (SPEC.md "Admin listener")."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING
+
+from .. import config as config_mod
+from .. import tokens
+from ._common import with_store
+
+if TYPE_CHECKING:
+    from ._common import Commands
+
+ORDER = 60
+
+
+def register(sub: Commands) -> None:
+    audit = sub.add_parser("audit", help="operator actions recorded in the store")
+    audit.set_defaults(run=run)
+    audit.add_argument("--config", required=True, metavar="PATH")
+    audit.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_mod.load(args.config)
+    events = with_store(config, lambda s: s.list_audit())
+    rows = [
+        {
+            "at": tokens.iso_utc(e.at),
+            "action": e.action,
+            "interface": e.interface,
+            "vendor": e.vendor,
+            "token_id": e.token_id,
+            "detail": e.detail,
+        }
+        for e in events
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            detail = json.dumps(row["detail"]) if row["detail"] else ""
+            print(
+                f"{row['at']}  {row['action']:<17} {row['interface']:<6} "
+                f"{row['vendor'] or '-':<12} {row['token_id'] or '-':<12} {detail}".rstrip()
+            )
+    return 0

@@ -1,0 +1,115 @@
+"""``tokens issue | rotate | revoke | list`` (SPEC.md "Install and commands", "Tokens").
+
+A token a command issues is the last line of stdout; a token id is never confused with a token
+(a whole token pasted as an id is refused without being echoed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from .. import config as config_mod
+from .. import tokens
+from ._common import duration, known_vendor, print_table, with_store
+
+if TYPE_CHECKING:
+    from ._common import Commands
+
+ORDER = 30
+
+
+def register(sub: Commands) -> None:
+    tok = sub.add_parser("tokens", help="issue, rotate, revoke and list vendor tokens")
+    tok.set_defaults(run=run)
+    tsub = tok.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
+    issue = tsub.add_parser("issue", help="new vendor token (printed as the last line)")
+    issue.add_argument("vendor")
+    issue.add_argument("--config", required=True, metavar="PATH")
+    issue.add_argument("--ttl", type=duration, help="lifetime, e.g. 24h (default: never expires)")
+    rotate = tsub.add_parser("rotate", help="new token; older ones end after --grace")
+    rotate.add_argument("vendor")
+    rotate.add_argument("--config", required=True, metavar="PATH")
+    rotate.add_argument(
+        "--grace",
+        type=duration,
+        required=True,
+        help="how long older tokens keep working, e.g. 1h or 0s",
+    )
+    revoke = tsub.add_parser("revoke", help="revoke one token, or --all of a vendor's")
+    revoke.add_argument("token_id", nargs="?")
+    revoke.add_argument("--all", metavar="VENDOR", dest="all_vendor")
+    revoke.add_argument("--config", required=True, metavar="PATH")
+    lst = tsub.add_parser("list", help="id, vendor, prefix, created, expires, last used")
+    lst.add_argument("vendor", nargs="?")
+    lst.add_argument("--config", required=True, metavar="PATH")
+    lst.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_mod.load(args.config)
+    action = args.tokens_command
+    if action == "issue":
+        known_vendor(config, args.vendor)
+        issued = with_store(
+            config, lambda s: tokens.issue(s, args.vendor, ttl=args.ttl, interface="cli")
+        )
+        _print_listing(tokens.listing(issued.record))
+        print(issued.token)
+        return 0
+    if action == "rotate":
+        known_vendor(config, args.vendor)
+        issued, ending = with_store(
+            config, lambda s: tokens.rotate(s, args.vendor, grace=args.grace, interface="cli")
+        )
+        _print_listing(tokens.listing(issued.record))
+        print(f"older tokens ending: {', '.join(ending) or 'none'} (grace {args.grace})")
+        print(issued.token)
+        return 0
+    if action == "revoke":
+        return _revoke(args, config)
+    if action == "list":
+        records = with_store(config, lambda s: s.list_tokens(args.vendor))
+        rows = [tokens.listing(r) for r in records]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            now = tokens.now_utc()
+            table = [
+                {**row, "status": tokens.status(r, now)}
+                for row, r in zip(rows, records, strict=True)
+            ]
+            print_table(table, [*tokens.LISTING_FIELDS, "status"])
+        return 0
+    raise AssertionError(action)
+
+
+def _revoke(args: argparse.Namespace, config: config_mod.Config) -> int:
+    if args.all_vendor:
+        if args.token_id:
+            print("give either a TOKEN_ID or --all VENDOR, not both", file=sys.stderr)
+            return 2
+        known_vendor(config, args.all_vendor)
+        ids = with_store(config, lambda s: tokens.revoke_all(s, args.all_vendor, interface="cli"))
+        print(f"revoked {len(ids)} token(s) of {args.all_vendor}: {', '.join(ids) or '-'}")
+        return 0
+    if not args.token_id:
+        print("give a TOKEN_ID or --all VENDOR", file=sys.stderr)
+        return 2
+    if not tokens.ID_RE.fullmatch(args.token_id):
+        # A whole token pasted by mistake would be echoed below; never print one.
+        print("TOKEN_ID is the 12-character id shown by 'tokens list'", file=sys.stderr)
+        return 2
+    record = with_store(config, lambda s: tokens.revoke(s, args.token_id, interface="cli"))
+    if record is None:
+        print(f"no token with id {args.token_id}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.token_id} ({record.vendor})")
+    return 0
+
+
+def _print_listing(row: dict[str, Any]) -> None:
+    for key in ("id", "vendor", "prefix", "created", "expires"):
+        print(f"{key}: {row[key] or '-'}")
