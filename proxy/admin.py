@@ -26,12 +26,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import tokens
+from .background import refresh_check_gauges
 from .check import run_check
 from .config import ConfigError, Rate, parse_duration
 from .context import SERVICES, Services
 from .errors import BadRequest, NotFound, ProxyError, Unauthorized, imsx_body
 from .reload import reload_config
 from .runtime import Connection
+from .store.base import CheckResult
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("oneroster_proxy.admin")
@@ -146,6 +148,7 @@ def _authorize(request: web.Request) -> None:
 async def metrics(request: web.Request) -> web.Response:
     services = _services(request)
     await refresh_token_gauge(services)
+    await refresh_check_gauges(services)
     body = request.app[METRICS_TEXT]()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -228,6 +231,9 @@ async def connection(request: web.Request) -> web.Response:
         raise NotFound("unknown application")
     view = connection_view(conn, datetime.now(UTC))
     view["circuit"] = services.limits.circuit_state(conn.district)
+    # SPEC "Background checks": the newest stored result (check --json plus "at"), or null.
+    results = await services.store.list_check_results(conn.app_id, limit=1)
+    view["last_check"] = results[0].as_json() if results else None
     return web.json_response(view)
 
 
@@ -238,6 +244,10 @@ async def check_connection(request: web.Request) -> web.Response:
     if app_id not in runtime.connections:
         raise NotFound("unknown application")
     report = await run_check(runtime.config, app_id, session=services.session)
+    # Kept with the background results: the console's history shows checks run by hand too.
+    await services.store.add_check_result(
+        CheckResult(app_id=app_id, at=datetime.now(UTC), document=report.as_json())
+    )
     return web.json_response(report.as_json())
 
 

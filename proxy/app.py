@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from . import forward, vendor_api
+from .background import background_checks
 from .config import Config
 from .context import EXCHANGE, SERVICES, BrokenTransfer, Exchange, RuntimeHolder, Services
 from .errors import ProxyError, imsx_body
@@ -170,6 +171,7 @@ def create_app(
     )
     app[SERVICES] = services
     app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(background_checks)
 
     ids = RequestIds()
     app.router.add_get(

@@ -120,6 +120,8 @@ class ServerConfig:
     max_line: int = 8190
     max_headers: int = 16384
     client_timeout: float = 60.0
+    # SPEC "Background checks": seconds between checklist rounds; 0 = off (the default).
+    check_interval: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +221,7 @@ _SCHEMA: dict[str, set[str]] = {
         "max_line",
         "max_headers",
         "client_timeout",
+        "check_interval",
     },
     "admin": {"listen", "token"},
     "store": {"url", "cache_ttl"},
@@ -402,6 +405,7 @@ def validate(
         max_line=srv.integer("max_line", base.max_line, minimum=256) or base.max_line,
         max_headers=srv.integer("max_headers", base.max_headers, minimum=1024) or base.max_headers,
         client_timeout=srv.parsed("client_timeout", base.client_timeout, parse_duration),
+        check_interval=srv.parsed("check_interval", base.check_interval, parse_duration),
     )
     for name in ("upstream_timeout", "drain_timeout", "jwt_ttl", "client_timeout"):
         if getattr(server, name) <= 0:

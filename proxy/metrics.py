@@ -10,6 +10,10 @@ One metric beyond SPEC's list: ``connection_expiry_timestamp_seconds{app,distric
 of each connection's ``expires`` day (UTC) as a Unix time, set from the config at start and on
 every reload, so an alert can fire 30 days before a district connection lapses
 (``config/prometheus-alerts.yml``). Connections without ``expires`` have no series.
+And, beside SPEC's ``check_ok`` and ``check_timestamp_seconds``,
+``check_failed_twice{app,district}``: 1 when the two newest background checks both failed, the
+alert's condition, which a gauge of the newest result alone cannot express whatever the
+interval.
 """
 
 from __future__ import annotations
@@ -148,6 +152,28 @@ class Metrics:
         self.connection_expiry = Gauge(
             "oneroster_proxy_connection_expiry_timestamp_seconds",
             "End of a connection's last valid day (its config 'expires', UTC), as a Unix time.",
+            ["app", "district"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        # SPEC "Background checks"; read from the store at scrape time (proxy.background).
+        self.check_ok = Gauge(
+            "oneroster_proxy_check_ok",
+            "1 if the connection's newest background check had no failing item, else 0.",
+            ["app", "district"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.check_timestamp = Gauge(
+            "oneroster_proxy_check_timestamp_seconds",
+            "When the connection's newest background check ran, as a Unix time.",
+            ["app", "district"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.check_failed_twice = Gauge(
+            "oneroster_proxy_check_failed_twice",
+            "1 if the connection's two newest background checks both failed, else 0.",
             ["app", "district"],
             registry=r,
             multiprocess_mode="max",

@@ -76,7 +76,14 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Families the supervisor renders from its own registry rather than from the workers' files:
 # ``tokens_active`` is read from the store by whichever process serves the scrape, and a stale
 # value left in a worker's file would win a ``max``.
-SUPERVISOR_FAMILIES = frozenset({"oneroster_proxy_tokens_active"})
+SUPERVISOR_FAMILIES = frozenset(
+    {
+        "oneroster_proxy_tokens_active",
+        "oneroster_proxy_check_ok",
+        "oneroster_proxy_check_timestamp_seconds",
+        "oneroster_proxy_check_failed_twice",
+    }
+)
 POLL_INTERVAL = 0.1  # how often the supervisor looks for exited workers
 PROBE_INTERVAL = 0.05  # how often a starting worker's socket is tried
 YOUNG = 5.0  # a worker that dies sooner than this after starting is restarted with backoff
@@ -306,7 +313,8 @@ class Supervisor:
         assert self._gateway is not None
         own = self._gateway[SERVICES].metrics
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(WorkerMetrics(self.metrics_dir, own=[own.tokens_active]))
+        families = [own.tokens_active, own.check_ok, own.check_timestamp, own.check_failed_twice]
+        registry.register(WorkerMetrics(self.metrics_dir, own=families))
         return generate_latest(registry)
 
     @web.middleware

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .base import AuditEvent, Store, TokenRecord
+from .base import AuditEvent, CheckResult, InviteRecord, Store, TokenRecord
 
-__all__ = ["AuditEvent", "Store", "TokenRecord", "open_store"]
+__all__ = ["AuditEvent", "CheckResult", "InviteRecord", "Store", "TokenRecord", "open_store"]
 
 _SQLITE = "sqlite://"
 

@@ -48,6 +48,44 @@ class AuditEvent:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+#: Checklist results kept per connection (SPEC "Background checks": the last 20).
+CHECK_HISTORY = 20
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One checklist run of one connection: the ``check --json`` document and when it ran."""
+
+    app_id: str
+    at: datetime
+    document: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.document.get("ok"))
+
+    def as_json(self) -> dict[str, Any]:
+        """``last_check`` of ``GET /admin/connections/{appId}``: the document plus ``at``."""
+        return {**self.document, "at": self.at.isoformat().replace("+00:00", "Z")}
+
+
+@dataclass(frozen=True, slots=True)
+class InviteRecord:
+    """A district intake link (SPEC "District intake"): only the hash of its token is kept."""
+
+    token_hash: str
+    app_id: str
+    vendor: str
+    district_name: str
+    scopes: tuple[str, ...]
+    created: datetime
+    expires: datetime
+    spent: datetime | None = None
+
+    def usable_at(self, now: datetime) -> bool:
+        return self.spent is None and now < self.expires
+
+
 class Store(Protocol):
     """What the proxy needs from a store. All times are timezone-aware UTC datetimes."""
 
@@ -89,6 +127,29 @@ class Store(Protocol):
 
     async def list_audit(self, limit: int = 1000) -> list[AuditEvent]:
         """Newest last."""
+
+    # Background check results and intake links (SPEC "Background checks", "District intake").
+
+    async def add_check_result(self, result: CheckResult) -> None:
+        """Keep ``result``; only the newest ``CHECK_HISTORY`` of its connection stay."""
+
+    async def list_check_results(
+        self, app_id: str, limit: int = CHECK_HISTORY
+    ) -> list[CheckResult]:
+        """The connection's results, newest first."""
+
+    async def last_check_results(self, app_ids: list[str]) -> dict[str, list[CheckResult]]:
+        """The two newest results of each connection that has any (newest first), in one
+        round trip: enough for ``check_ok`` and for "failed twice in a row"."""
+
+    async def add_invite(self, invite: InviteRecord) -> None:
+        """ValueError if an invite with that token hash exists."""
+
+    async def get_invite(self, token_hash: str) -> InviteRecord | None: ...
+
+    async def spend_invite(self, token_hash: str, at: datetime) -> bool:
+        """Mark the invite spent at ``at`` if it is still usable then; True for exactly one
+        caller, however many replicas race for it."""
 
     # Shared limiter state (issue 7): kept in the store so that every worker and replica
     # using the same store enforces one limit, not one limit each.
