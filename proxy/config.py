@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .scopes import SCOPES, scope_uri
+from .store.crypto import parse_key
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -134,6 +135,8 @@ class AdminConfig:
 class StoreConfig:
     url: str = "sqlite:///var/lib/oneroster-proxy/store.db"
     cache_ttl: float = 2.0
+    # AES-256-GCM keys for secrets kept in the store; the first seals, every one opens.
+    secret_keys: tuple[bytes, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +227,7 @@ _SCHEMA: dict[str, set[str]] = {
         "check_interval",
     },
     "admin": {"listen", "token"},
-    "store": {"url", "cache_ttl"},
+    "store": {"url", "cache_ttl", "secret_keys"},
     "vendor": {"client_secret", "vendor_authorization", "rate_limit"},
     "district": {
         "base_url",
@@ -429,7 +432,9 @@ def validate(
             "(use sqlite:///path or redis://host:6379/0)"
         )
     store = StoreConfig(
-        url=store_url, cache_ttl=sto.parsed("cache_ttl", _STORE_DEFAULTS.cache_ttl, parse_duration)
+        url=store_url,
+        cache_ttl=sto.parsed("cache_ttl", _STORE_DEFAULTS.cache_ttl, parse_duration),
+        secret_keys=_secret_keys(sto),
     )
 
     vendors = _tables(problems, raw, "vendors")
@@ -619,6 +624,31 @@ def validate(
         warnings=tuple(warnings),
         source=source,
     )
+
+
+def _secret_keys(sto: _Reader) -> tuple[bytes, ...]:
+    """``[store] secret_keys``: base64url keys of 32 bytes (SPEC.md "Connections in the
+    store"); each bad entry is a problem naming its index, never repeating the value."""
+    raw = sto.raw("secret_keys")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        sto.problems.append("store.secret_keys: must be a list of strings")
+        return ()
+    keys: list[bytes] = []
+    for i, item in enumerate(raw):
+        name = f"secret_keys[{i}]"
+        if not isinstance(item, str):
+            sto.problems.append(f"store.{name}: must be a string")
+            continue
+        value = sto.interpolate(name, item)
+        if value is None:
+            continue
+        try:
+            keys.append(parse_key(value))
+        except ValueError as exc:
+            sto.problems.append(f"store.{name}: {exc}")
+    return tuple(keys)
 
 
 def _plain_http(url: str) -> bool:

@@ -12,6 +12,7 @@ single wrapper (``proxy.app.Observed``) turns any ``ProxyError`` into that respo
      ├── Unauthorized      401  (WWW-Authenticate: Bearer)
      ├── Forbidden         403
      ├── NotFound          404
+     ├── Conflict          409  (a name already taken, or still in use)
      ├── PayloadTooLarge   413
      ├── URITooLong        414
      ├── TooManyRequests   429  (Retry-After)
@@ -89,6 +90,13 @@ class Forbidden(ProxyError):
 class NotFound(ProxyError):
     status = 404
     code_minor = "unknownobject"
+
+
+class Conflict(ProxyError):
+    """A district or connection name already taken, or a district still in use."""
+
+    status = 409
+    code_minor = "invaliddata"
 
 
 class PayloadTooLarge(ProxyError):

@@ -1,19 +1,29 @@
-"""The store interface: vendor tokens, rotation grace, revocation and the audit trail.
+"""The store interface, split by role: tokens, districts and connections, audit, background
+checks and intake links, limits.
 
-Two backends implement it: ``SqliteStore`` (embedded, the default, one host) and
-``RedisStore`` (several replicas). One conformance suite (``tests/store/``) runs unchanged
-against both. The gateway never calls the store per request for a token it has seen within
-``[store] cache_ttl``: see ``proxy.inbound``.
+Two backends implement every role: ``SqliteStore`` (embedded, the default, one host) and
+``RedisStore`` (several replicas). One conformance suite per role (``tests/store/test_*.py``)
+runs unchanged against both. The gateway never calls the store per request for a token or a
+connection it has seen within ``[store] cache_ttl``: see ``proxy.inbound`` and
+``proxy.resolve``.
+
+Districts and connections (SPEC.md "Connections in the store") are kept as records whose
+fields are the keys of ``[districts.X]`` and ``[connections.X]``; a connection's secret is kept
+only sealed (``proxy.store.crypto``), never in clear.
 
 Every backend failure (file unreadable, connection refused, timeout) is raised as
-``proxy.errors.StoreUnavailable`` so the gateway answers 503, never 500.
+``proxy.errors.StoreUnavailable`` so the gateway answers 503, never 500. A name already taken
+or a district still in use is ``proxy.errors.Conflict`` (409).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
+
+#: The OneRoster versions a district serves when nothing narrows them.
+ALL_VERSIONS: tuple[str, ...] = ("v1p1", "v1p2")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +46,50 @@ class TokenRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class DistrictRecord:
+    """A district kept in the store: the keys of ``[districts.X]``, as validated values.
+    Durations and rates keep the text they were written with (``"10s"``, ``"600/m"``)."""
+
+    name: str
+    base_url: str
+    created: datetime
+    updated: datetime
+    auth: str = "oauth1"
+    signature_method: str = "HMAC-SHA256"
+    token_url: str | None = None
+    vendor_authorization: bool = False
+    versions: tuple[str, ...] = ALL_VERSIONS
+    max_connections: int | None = None
+    max_wait: str | None = None
+    rate_limit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRecord:
+    """A connection kept in the store. ``secret`` is the sealed secret
+    (``proxy.store.crypto``), never the secret itself."""
+
+    app_id: str
+    vendor: str
+    district: str
+    key: str
+    secret: str = field(repr=False)
+    scopes: tuple[str, ...]
+    created: datetime
+    updated: datetime
+    enabled: bool = True
+    expires: date | None = None
+    source: str = "store"
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEvent:
     """One operator action: token issue/rotate/revoke, config reload."""
 
     at: datetime
-    # "token.issue", "token.rotate", "token.revoke", "token.revoke_all", "config.reload"
+    # "token.issue", "token.rotate", "token.revoke", "token.revoke_all", "config.reload",
+    # "district.add", "district.update", "district.remove", "connection.add", "connection.update",
+    # "connection.renew", "connection.remove", "store.rekey", ...
     action: str
     interface: str  # "cli", "admin", "signal"
     vendor: str | None = None
@@ -86,15 +135,17 @@ class InviteRecord:
         return self.spent is None and now < self.expires
 
 
-class Store(Protocol):
-    """What the proxy needs from a store. All times are timezone-aware UTC datetimes."""
-
+class Lifecycle(Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the backend answers."""
+
+
+class TokenStore(Protocol):
+    """Vendor tokens: issue, look up, rotate, revoke, last use."""
 
     async def add_token(self, record: TokenRecord) -> None: ...
 
@@ -123,12 +174,66 @@ class Store(Protocol):
         """Unexpired, unrevoked tokens per vendor (``tokens_active`` metric). A vendor whose
         tokens are all revoked or expired maps to 0, so its gauge falls rather than going stale."""
 
+
+class ConnectionStore(Protocol):
+    """Districts and connections managed at run time (SPEC.md "Connections in the store").
+
+    Writes are all-or-nothing: a refused write (``Conflict``, ``NotFound``) changes nothing.
+    """
+
+    async def add_district(self, record: DistrictRecord) -> None:
+        """Conflict if the name is taken."""
+
+    async def get_district(self, name: str) -> DistrictRecord | None: ...
+
+    async def list_districts(self) -> list[DistrictRecord]:
+        """Every district, by name."""
+
+    async def update_district(self, record: DistrictRecord) -> None:
+        """Replace the district of ``record.name`` (``created`` stays); NotFound if none."""
+
+    async def remove_district(self, name: str) -> None:
+        """NotFound if none; Conflict (naming one appId) while a store connection uses it."""
+
+    async def add_connection(self, record: ConnectionRecord, *, district_in_store: bool) -> None:
+        """Conflict if the appId is taken. With ``district_in_store``, NotFound unless the
+        district is in the store, checked in the same step as the write (a district removed
+        meanwhile cannot be left with a connection)."""
+
+    async def get_connection(self, app_id: str) -> ConnectionRecord | None: ...
+
+    async def resolve_connection(
+        self, app_id: str
+    ) -> tuple[ConnectionRecord, DistrictRecord | None] | None:
+        """The connection and its district (None when the district is not in the store) in
+        one round trip: what the gateway reads for an appId it has not cached."""
+
+    async def list_connections(
+        self, *, vendor: str | None = None, after: str = "", limit: int = 500
+    ) -> list[ConnectionRecord]:
+        """One page of connections ordered by appId, those after ``after`` (exclusive), at
+        most ``limit``; a short page is the last. ``vendor`` keeps only that vendor's."""
+
+    async def update_connection(self, record: ConnectionRecord) -> None:
+        """Replace the connection of ``record.app_id`` (``created`` stays); NotFound if none.
+        The district does not change (remove and add to move a connection)."""
+
+    async def remove_connection(self, app_id: str) -> None:
+        """NotFound if none."""
+
+
+class AuditStore(Protocol):
+    """The operator audit trail (``oneroster-proxy audit``)."""
+
     async def add_audit(self, event: AuditEvent) -> None: ...
 
     async def list_audit(self, limit: int = 1000) -> list[AuditEvent]:
         """Newest last."""
 
-    # Background check results and intake links (SPEC "Background checks", "District intake").
+
+class CheckStore(Protocol):
+    """Background check results and district intake links (SPEC.md "Background checks",
+    "District intake")."""
 
     async def add_check_result(self, result: CheckResult) -> None:
         """Keep ``result``; only the newest ``CHECK_HISTORY`` of its connection stay."""
@@ -151,8 +256,10 @@ class Store(Protocol):
         """Mark the invite spent at ``at`` if it is still usable then; True for exactly one
         caller, however many replicas race for it."""
 
-    # Shared limiter state (issue 7): kept in the store so that every worker and replica
-    # using the same store enforces one limit, not one limit each.
+
+class LimitStore(Protocol):
+    """Shared limiter state: kept in the store so that every worker and replica using the
+    same store enforces one limit, not one limit each."""
 
     async def take_tokens(self, key: str, rate: float, burst: float, cost: float = 1.0) -> float:
         """Token bucket ``key`` (``rate`` tokens per second, at most ``burst``, full when new):
@@ -167,6 +274,11 @@ class Store(Protocol):
 
     async def release_slot(self, key: str, holder: str) -> None:
         """Give back ``holder``'s slot of ``key``; nothing happens if it holds none."""
+
+
+class Store(Lifecycle, TokenStore, ConnectionStore, AuditStore, CheckStore, LimitStore, Protocol):
+    """Everything the proxy needs from a store. All times are timezone-aware UTC datetimes.
+    Code that needs one role takes that role's protocol."""
 
 
 def validate_bucket(rate: float, burst: float, cost: float) -> None:

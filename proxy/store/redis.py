@@ -32,7 +32,7 @@ import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -52,8 +52,8 @@ from .base import (
     validate_bucket,
     validate_slot,
 )
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from .redis_connections import RedisConnections
+from .redis_rows import _time, _us
 
 _ADD_TOKEN = """
 -- KEYS: token hash, all index, vendor index, active index, vendors set
@@ -174,18 +174,6 @@ return 1
 """
 
 
-def _us(value: datetime) -> int:
-    """Microseconds since the epoch, exactly (a float timestamp can be off by one)."""
-    if value.tzinfo is None:
-        raise ValueError("the store keeps timezone-aware UTC datetimes, got a naive one")
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _time(text: str | None) -> datetime | None:
-    return None if text is None else _EPOCH + timedelta(microseconds=int(text))
-
-
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
@@ -200,7 +188,7 @@ def _display(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-class RedisStore:
+class RedisStore(RedisConnections):
     """``Store`` on one Redis server, shared by every replica and worker.
 
     ``open()`` does not contact Redis: a proxy starts while Redis is down (``/readyz`` says
@@ -246,6 +234,7 @@ class RedisStore:
         self._acquire_slot = register(_ACQUIRE_SLOT)
         self._add_invite = register(_ADD_INVITE)
         self._spend_invite = register(_SPEND_INVITE)
+        self._register_connection_scripts()
 
     async def __aenter__(self) -> RedisStore:
         await self.open()

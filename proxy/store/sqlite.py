@@ -19,10 +19,9 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,10 +35,13 @@ from .base import (
     validate_bucket,
     validate_slot,
 )
+from .sqlite_connections import TABLES as CONNECTION_TABLES
+from .sqlite_connections import SqliteConnections
+from .sqlite_rows import _iso, _iso_or_none, _time, _write
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Migration n takes a file at schema n-1 to schema n; applied in order in one transaction.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -100,6 +102,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             spent         TEXT
         )""",
     ),
+    3: CONNECTION_TABLES,
 }
 
 _TOKEN_COLUMNS = "id, vendor, secret_hash, prefix, created, expires, revoked, last_used"
@@ -110,20 +113,6 @@ _BUSY_CODES = frozenset({5, 6})
 
 # Float error in the refill arithmetic must not turn "exactly enough" into a tiny wait.
 _EPSILON = 1e-9
-
-
-def _iso(value: datetime) -> str:
-    if value.tzinfo is None:
-        raise ValueError("the store keeps timezone-aware UTC datetimes, got a naive one")
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _iso_or_none(value: datetime | None) -> str | None:
-    return None if value is None else _iso(value)
-
-
-def _time(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text).astimezone(UTC)
 
 
 def _token_row(record: TokenRecord) -> tuple[str | None, ...]:
@@ -179,20 +168,7 @@ def _invite(row: tuple[Any, ...]) -> InviteRecord:
     )
 
 
-@contextmanager
-def _write(conn: sqlite3.Connection) -> Iterator[None]:
-    # IMMEDIATE takes the write lock up front: a read that later upgrades to a write can fail
-    # with SQLITE_BUSY at once, without waiting out busy_timeout.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-class SqliteStore:
+class SqliteStore(SqliteConnections):
     """``Store`` on one sqlite file; any number of processes on one host may share it."""
 
     def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:

@@ -1,6 +1,7 @@
-"""Fixtures of the store conformance suite: each test runs once on a sqlite file in
-``tmp_path`` and once on a real ``redis-server`` (started once per session on a free loopback
-port, emptied before every test)."""
+"""Fixtures of the store conformance suites (one per role: ``test_tokens.py``,
+``test_connections.py``, ``test_audit.py``, ``test_limits.py``): each test runs once on a sqlite
+file in ``tmp_path`` and once on a real ``redis-server`` (started once per session on a free
+loopback port, emptied before every test)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,7 +19,26 @@ import redis
 from proxy.store.base import Store, TokenRecord
 from proxy.store.redis import RedisStore
 from proxy.store.sqlite import _TOKEN_COLUMNS, SqliteStore, _token_row
+from proxy.tokens import hash_secret
 from tests.redis_server import RedisServer, require_redis_server
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123457, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def record(
+    token_id: str, vendor: str = "acme", created: datetime = T0, **fields: object
+) -> TokenRecord:
+    assert len(token_id) == 12
+    return TokenRecord(
+        id=token_id,
+        vendor=vendor,
+        secret_hash=hash_secret(token_id),
+        prefix=f"orp_{token_id}_abcd",
+        created=created,
+        **fields,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
-"""One suite, run unchanged on every store backend (sqlite file, real redis-server): the
-``Store`` contract of ``proxy/store/base.py`` that tokens, rotation, revocation, the audit trail
-and the limiters rely on."""
+"""The token role of the store (``TokenStore`` in ``proxy/store/base.py``), run unchanged on
+every backend (sqlite file, real redis-server): what issue, rotation, revocation and the
+gateway's look-ups rely on."""
 
 from __future__ import annotations
 
@@ -10,33 +10,13 @@ import sys
 import textwrap
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
-from proxy.store import AuditEvent, Store, TokenRecord
-from proxy.tokens import hash_secret, issue, new_token, rotate
+from proxy.store import Store
+from proxy.tokens import issue, rotate
 
-from .conftest import Backend
-
-T0 = datetime(2026, 3, 1, 12, 0, 0, 123457, tzinfo=UTC)
-SECOND = timedelta(seconds=1)
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def record(
-    token_id: str, vendor: str = "acme", created: datetime = T0, **fields: object
-) -> TokenRecord:
-    assert len(token_id) == 12
-    return TokenRecord(
-        id=token_id,
-        vendor=vendor,
-        secret_hash=hash_secret(token_id),
-        prefix=f"orp_{token_id}_abcd",
-        created=created,
-        **fields,  # type: ignore[arg-type]
-    )
-
+from .conftest import ROOT, SECOND, T0, Backend, record
 
 # -- tokens -------------------------------------------------------------------------------------
 
@@ -236,165 +216,6 @@ async def test_empty_store(store: Store) -> None:
     assert await store.count_active(T0) == {}
     assert await store.list_audit() == []
     await store.ping()
-
-
-# -- audit --------------------------------------------------------------------------------------
-
-
-async def test_audit_is_listed_newest_last_with_a_limit(store: Store) -> None:
-    events = [
-        AuditEvent(
-            at=T0,
-            action="token.issue",
-            interface="cli",
-            vendor="acme",
-            token_id="a00000000001",
-            detail={"ttl_seconds": None},
-        ),
-        AuditEvent(
-            at=T0 + SECOND,
-            action="token.rotate",
-            interface="admin",
-            vendor="acme",
-            token_id="b00000000002",
-            detail={"grace_seconds": 3600.0, "ending": ["a00000000001"]},
-        ),
-        AuditEvent(
-            at=T0 + 2 * SECOND,
-            action="config.reload",
-            interface="signal",
-            detail={"ok": True, "nested": {"n": 1, "s": "é"}},
-        ),
-        AuditEvent(
-            at=T0 + 3 * SECOND,
-            action="token.revoke_all",
-            interface="admin",
-            vendor="acme",
-            detail={"token_ids": []},
-        ),
-    ]
-    for event in events:
-        await store.add_audit(event)
-
-    assert await store.list_audit() == events
-    assert await store.list_audit(limit=2) == events[2:]
-    assert await store.list_audit(limit=0) == []
-    listed = await store.list_audit(limit=1)
-    assert listed[0].at.tzinfo is UTC and listed[0].at == T0 + 3 * SECOND
-
-
-# -- limiters -----------------------------------------------------------------------------------
-
-
-async def test_token_bucket_allows_a_burst_then_says_how_long_to_wait(store: Store) -> None:
-    assert [await store.take_tokens("vendor:acme", rate=1.0, burst=3) for _ in range(3)] == [
-        0.0
-    ] * 3
-    wait = await store.take_tokens("vendor:acme", rate=1.0, burst=3)
-    assert 0.8 < wait <= 1.0
-    # Refused: nothing was taken, so asking again says (about) the same.
-    again = await store.take_tokens("vendor:acme", rate=1.0, burst=3)
-    assert 0.7 < again <= wait
-    # Another key has its own bucket.
-    assert await store.take_tokens("district:springfield", rate=1.0, burst=3) == 0.0
-
-
-async def test_token_bucket_refills_at_rate_and_retry_after_is_accurate(store: Store) -> None:
-    assert await store.take_tokens("k", rate=20.0, burst=1) == 0.0
-    wait = await store.take_tokens("k", rate=20.0, burst=1)
-    assert 0.0 < wait <= 0.05
-    await asyncio.sleep(wait + 0.01)  # a client that honours Retry-After gets in
-    assert await store.take_tokens("k", rate=20.0, burst=1) == 0.0
-    # Waiting a third of the time is not enough.
-    wait = await store.take_tokens("k", rate=20.0, burst=1)
-    await asyncio.sleep(wait / 3)
-    assert await store.take_tokens("k", rate=20.0, burst=1) > 0.0
-
-
-async def test_token_bucket_cost_and_bad_arguments(store: Store) -> None:
-    assert await store.take_tokens("c", rate=10.0, burst=5, cost=5) == 0.0
-    wait = await store.take_tokens("c", rate=10.0, burst=5, cost=5)
-    assert 0.4 < wait <= 0.5
-    with pytest.raises(ValueError):
-        await store.take_tokens("c", rate=10.0, burst=5, cost=6)
-    with pytest.raises(ValueError):
-        await store.take_tokens("c", rate=0.0, burst=5)
-
-
-async def test_token_bucket_never_holds_more_than_burst(store: Store) -> None:
-    assert await store.take_tokens("idle", rate=100.0, burst=2) == 0.0
-    await asyncio.sleep(0.1)  # would refill 10 tokens without the cap
-    results = [await store.take_tokens("idle", rate=100.0, burst=2) for _ in range(3)]
-    assert results[:2] == [0.0, 0.0] and results[2] > 0.0
-
-
-async def test_slots_hold_the_limit_and_release(store: Store) -> None:
-    key = "district:springfield"
-    assert await store.acquire_slot(key, 2, "req-a", ttl=30) is True
-    assert await store.acquire_slot(key, 2, "req-b", ttl=30) is True
-    assert await store.acquire_slot(key, 2, "req-c", ttl=30) is False
-    assert await store.acquire_slot(key, 2, "req-a", ttl=30) is True  # renewing is not a 3rd slot
-    assert await store.acquire_slot(key, 2, "req-c", ttl=30) is False
-    assert await store.acquire_slot("district:other", 2, "req-c", ttl=30) is True
-
-    await store.release_slot(key, "req-a")
-    await store.release_slot(key, "never-held")  # no-op
-    assert await store.acquire_slot(key, 2, "req-c", ttl=30) is True
-    assert await store.acquire_slot(key, 2, "req-d", ttl=30) is False
-    with pytest.raises(ValueError):
-        await store.acquire_slot(key, 0, "req-e", ttl=30)
-    with pytest.raises(ValueError):
-        await store.acquire_slot(key, 2, "req-e", ttl=0)
-
-
-async def test_slots_of_crashed_holders_free_after_ttl(store: Store) -> None:
-    assert await store.acquire_slot("s", 1, "crashed", ttl=0.2) is True
-    assert await store.acquire_slot("s", 1, "waiting", ttl=5) is False
-    await asyncio.sleep(0.3)  # "crashed" never releases
-    assert await store.acquire_slot("s", 1, "waiting", ttl=5) is True
-    assert await store.acquire_slot("s", 1, "crashed", ttl=0.2) is False
-
-
-async def test_slot_limit_holds_under_concurrency(store: Store, backend: Backend) -> None:
-    others = [backend.make() for _ in range(3)]
-    try:
-        stores = [store, *others]
-        results = await asyncio.gather(
-            *(stores[i % 4].acquire_slot("busy", 5, f"h{i}", ttl=30) for i in range(40))
-        )
-        assert sum(results) == 5
-    finally:
-        for other in others:
-            await other.close()
-
-
-# -- many instances on one store ----------------------------------------------------------------
-
-
-async def test_two_instances_see_each_others_writes(store: Store, backend: Backend) -> None:
-    other = backend.make()
-    await other.open()
-    try:
-        issued = new_token("acme")
-        await store.add_token(issued.record)
-        assert await other.get_token(issued.record.id) == issued.record
-
-        assert await other.revoke_token(issued.record.id, T0) is True
-        seen = await store.get_token(issued.record.id)
-        assert seen is not None and seen.revoked == T0
-
-        await other.add_audit(AuditEvent(at=T0, action="config.reload", interface="signal"))
-        assert [e.action for e in await store.list_audit()] == ["config.reload"]
-
-        # One bucket and one semaphore, whichever instance asks.
-        assert await store.take_tokens("shared", rate=1.0, burst=1) == 0.0
-        assert await other.take_tokens("shared", rate=1.0, burst=1) > 0.5
-        assert await store.acquire_slot("shared", 1, "first", ttl=30) is True
-        assert await other.acquire_slot("shared", 1, "second", ttl=30) is False
-        await other.release_slot("shared", "first")
-        assert await other.acquire_slot("shared", 1, "second", ttl=30) is True
-    finally:
-        await other.close()
 
 
 async def test_another_process_writes_while_this_one_writes(store: Store, backend: Backend) -> None:

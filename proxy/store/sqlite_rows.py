@@ -1,0 +1,36 @@
+"""Row helpers shared by the sqlite store's modules: times as fixed-width ISO-8601 UTC text
+(SQL compares them as times) and the write transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+
+def _iso(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("the store keeps timezone-aware UTC datetimes, got a naive one")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _iso_or_none(value: datetime | None) -> str | None:
+    return None if value is None else _iso(value)
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text).astimezone(UTC)
+
+
+@contextmanager
+def _write(conn: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front: a read that later upgrades to a write can fail
+    # with SQLITE_BUSY at once, without waiting out busy_timeout.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
