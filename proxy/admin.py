@@ -30,7 +30,14 @@ from .background import refresh_check_gauges
 from .check import run_check
 from .config import ConfigError, Rate, parse_duration
 from .context import SERVICES, Services
-from .errors import BadRequest, NotFound, ProxyError, Unauthorized, imsx_body
+from .errors import (
+    BadRequest,
+    NotFound,
+    ProxyError,
+    Unauthorized,
+    error_response,
+    refusal_response,
+)
 from .reload import reload_config
 from .runtime import Connection
 from .store.base import CheckResult
@@ -111,17 +118,11 @@ async def _admin_errors(request: web.Request, handler: Handler) -> web.StreamRes
             _authorize(request)
         return await handler(request)
     except ProxyError as err:
-        response = web.Response(status=err.status, body=err.body(), content_type="application/json")
-        response.headers.update(err.headers())
-        return response
+        return error_response(err)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return web.Response(
-            status=exc.status,
-            body=imsx_body(exc.reason, "invaliddata"),
-            content_type="application/json",
-        )
+        return refusal_response(exc)
 
 
 def _services(request: web.Request) -> Services:

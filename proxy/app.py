@@ -30,8 +30,8 @@ from aiohttp import web
 from . import forward, vendor_api
 from .background import background_checks
 from .config import Config
-from .context import EXCHANGE, SERVICES, BrokenTransfer, Exchange, RuntimeHolder, Services
-from .errors import ProxyError, imsx_body
+from .context import EXCHANGE, SERVICES, Exchange, RuntimeHolder, Services
+from .errors import BrokenTransfer, ProxyError, error_response, refusal_response
 from .handler import Gateway
 from .inbound import Authenticator
 from .inbound_limits import parser_limits
@@ -98,7 +98,7 @@ class Observed:
                 if exc.status < 400:
                     raise
                 ex.error = exc.reason
-                response = _imsx_for(exc)
+                response = refusal_response(exc)
             if not response.prepared:
                 response.headers["X-Request-Id"] = ex.request_id
             ex.status = response.status
@@ -125,27 +125,6 @@ class Observed:
                 children[0].inc()
                 children[1].observe(elapsed)
             log_exchange(request, ex, elapsed)
-
-
-def error_response(err: ProxyError) -> web.Response:
-    response = web.Response(status=err.status, body=err.body(), content_type="application/json")
-    for name, value in err.headers().items():
-        response.headers[name] = value
-    return response
-
-
-def _imsx_for(exc: web.HTTPException) -> web.Response:
-    """aiohttp's own refusals (413 from request.read, ...) keep their status but get the imsx
-    payload instead of aiohttp's plain text."""
-    response = web.Response(
-        status=exc.status,
-        body=imsx_body(exc.reason, "invaliddata" if exc.status < 500 else "server_busy"),
-        content_type="application/json",
-    )
-    for name in ("Allow", "Retry-After"):
-        if name in exc.headers:
-            response.headers[name] = exc.headers[name]
-    return response
 
 
 def create_app(

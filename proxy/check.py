@@ -470,14 +470,14 @@ class _Checklist:
             return Item(name, "ok", "no expiry date set")
         if self.cfg.expired(self.now):
             return _fail(name, f"expired on {expires.isoformat()}; the gateway answers 403")
-        left = expires - self.now.astimezone(UTC).date()
-        if left <= EXPIRY_WARNING:
+        left = self.cfg.days_left(self.now)
+        if left is not None and left <= EXPIRY_WARNING.days:
             return Item(
                 name,
                 "ok",
-                f"warning: expires in {left.days} days ({expires.isoformat()}): {HINTS[name]}",
+                f"warning: expires in {left} days ({expires.isoformat()}): {HINTS[name]}",
             )
-        return Item(name, "ok", f"expires {expires.isoformat()} (in {left.days} days)")
+        return Item(name, "ok", f"expires {expires.isoformat()} (in {left} days)")
 
     def infinite_campus_key(self) -> Item:
         name = "infinite_campus_key"

@@ -14,11 +14,12 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .names import NAME_RULE, is_name
 from .scopes import SCOPES, scope_uri
 from .store.crypto import parse_key
 
@@ -37,8 +38,6 @@ _SIZE_UNITS = {
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*$")
 _RATE_UNITS = {"s": 1, "m": 60, "h": 3600}
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_APP_ID_RE = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 _IC_KEY_RE = re.compile(
     r"^InfiniteCampus_(?P<vendor_key>.+)_(?P<guid>[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}"
     r"-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12})$"
@@ -178,6 +177,14 @@ class DistrictConfig:
         return f"{self.base_url}/ims/oneroster/"
 
 
+def expiry_end(expires: date) -> datetime:
+    """The first instant a connection with ``expires`` no longer works. ``expires`` is inclusive
+    (SPEC.md "Config (TOML)"): the connection works through that whole day, UTC, so it ends at
+    the next midnight UTC. The one definition the gateway, ``check``, the expiry metric and the
+    config warnings share."""
+    return datetime.combine(expires + timedelta(days=1), time.min, tzinfo=UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionConfig:
     app_id: str
@@ -189,9 +196,20 @@ class ConnectionConfig:
     enabled: bool = True
     expires: date | None = None
 
+    @property
+    def ends_at(self) -> datetime | None:
+        """When the connection stops working (None: never); see ``expiry_end``."""
+        return None if self.expires is None else expiry_end(self.expires)
+
     def expired(self, now: datetime) -> bool:
-        # Inclusive: the connection works through the whole of its ``expires`` day, UTC.
-        return self.expires is not None and now.astimezone(UTC).date() > self.expires
+        ends = self.ends_at
+        return ends is not None and now.astimezone(UTC) >= ends
+
+    def days_left(self, now: datetime) -> int | None:
+        """Whole days from ``now``'s UTC date to ``expires`` (0 on the last day, negative after)."""
+        if self.expires is None:
+            return None
+        return (self.expires - now.astimezone(UTC).date()).days
 
     def scope_uris(self, version: str) -> list[str]:
         return [scope_uri(s, version) for s in sorted(self.scopes)]
@@ -443,6 +461,8 @@ def validate(
 
     vendor_cfgs: dict[str, VendorConfig] = {}
     for name, table in vendors.items():
+        if not is_name(name):
+            problems.append(f"vendors.{name}: vendor name must be {NAME_RULE}")
         r = _Reader(problems, env, f"vendors.{name}", table)
         r.unknown(_SCHEMA["vendor"])
         va = r.string("vendor_authorization")
@@ -465,6 +485,8 @@ def validate(
     district_cfgs: dict[str, DistrictConfig] = {}
     for name, table in districts_raw.items():
         path = f"districts.{name}"
+        if not is_name(name):
+            problems.append(f"{path}: district name must be {NAME_RULE}")
         r = _Reader(problems, env, path, table)
         r.unknown(_SCHEMA["district"])
         base_url = _url(
@@ -537,8 +559,8 @@ def validate(
     connection_cfgs: dict[str, ConnectionConfig] = {}
     for app_id, table in connections_raw.items():
         path = f"connections.{app_id}"
-        if not _APP_ID_RE.match(app_id):
-            problems.append(f"{path}: appId must be 1-128 characters of A-Z a-z 0-9 . _ ~ -")
+        if not is_name(app_id):
+            problems.append(f"{path}: appId must be {NAME_RULE}")
         r = _Reader(problems, env, path, table)
         r.unknown(_SCHEMA["connection"])
         vendor = r.string("vendor", required=True)
@@ -603,14 +625,12 @@ def validate(
                 f"{path}: district {conn.district} wants x-vendor-authorization on gradebook calls "
                 f"but vendors.{conn.vendor}.vendor_authorization is not set"
             )
-        if expires is not None:
-            left = expires - now.astimezone(UTC).date()
-            if left.days < 0:
+        left = conn.days_left(now)
+        if expires is not None and left is not None:
+            if left < 0:
                 warnings.append(f"{path}.expires: expired on {expires.isoformat()}")
-            elif left <= EXPIRY_WARNING:
-                warnings.append(
-                    f"{path}.expires: expires in {left.days} days ({expires.isoformat()})"
-                )
+            elif left <= EXPIRY_WARNING.days:
+                warnings.append(f"{path}.expires: expires in {left} days ({expires.isoformat()})")
 
     if problems:
         raise ConfigError(problems)

@@ -84,8 +84,4 @@ class Exchange:
 EXCHANGE = web.RequestKey("exchange", Exchange)
 
 
-class BrokenTransfer(Exception):
-    """The district's body broke off after the head was sent; the vendor connection is cut."""
-
-
-__all__ = ["EXCHANGE", "SERVICES", "BrokenTransfer", "Exchange", "RuntimeHolder", "Services"]
+__all__ = ["EXCHANGE", "SERVICES", "Exchange", "RuntimeHolder", "Services"]

@@ -2,8 +2,10 @@
 
 Every refusal the proxy makes itself is a ``ProxyError`` subclass; each class knows its HTTP
 status and its imsx ``codeMinor`` value (OneRoster 1.1 §3.3 / 1.2 REST binding §3.3 status
-codes). ``imsx_body`` renders the payload that SPEC.md prescribes for proxy-made errors, and a
-single wrapper (``proxy.app.Observed``) turns any ``ProxyError`` into that response.
+codes). ``imsx_body`` renders the payload that SPEC.md prescribes for proxy-made errors and
+``error_response`` the whole answer; the gateway wrapper (``proxy.app.Observed``), the admin
+listener and the HTTP parser guard (``proxy.inbound_limits``) all answer through it, and
+``refusal_response`` gives aiohttp's own refusals (405, 413 ...) the same shape.
 
     ProxyError
      ├── ConfigError            (not an HTTP error: a config with problems; carries every line)
@@ -12,6 +14,7 @@ single wrapper (``proxy.app.Observed``) turns any ``ProxyError`` into that respo
      ├── Unauthorized      401  (WWW-Authenticate: Bearer)
      ├── Forbidden         403
      ├── NotFound          404
+     ├── RequestTimeout    408  (a request body that stopped arriving)
      ├── Conflict          409  (a name already taken, or still in use)
      ├── PayloadTooLarge   413
      ├── URITooLong        414
@@ -24,14 +27,20 @@ single wrapper (``proxy.app.Observed``) turns any ``ProxyError`` into that respo
      │    └── UpstreamTokenError
      ├── ServiceUnavailable 503 (Retry-After)
      │    └── StoreUnavailable
-     └── UpstreamTimeout   504
+     ├── UpstreamTimeout   504
+     └── InternalError     500  (an unexpected exception; the traceback goes to the log only)
+
+    BrokenTransfer              (not a ProxyError: the head was sent, the connection is cut)
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
+
+from aiohttp import web
 
 
 class ProxyError(Exception):
@@ -90,6 +99,13 @@ class Forbidden(ProxyError):
 class NotFound(ProxyError):
     status = 404
     code_minor = "unknownobject"
+
+
+class RequestTimeout(ProxyError):
+    """The vendor stopped sending its request body (slowloris)."""
+
+    status = 408
+    code_minor = "invaliddata"
 
 
 class Conflict(ProxyError):
@@ -169,6 +185,14 @@ class UpstreamTimeout(ProxyError):
     kind: ClassVar[str] = "timeout"
 
 
+class InternalError(ProxyError):
+    """An unexpected exception escaped every handler: still answered in the one error shape."""
+
+
+class BrokenTransfer(Exception):
+    """The district's body broke off after the head was sent; the vendor connection is cut."""
+
+
 def imsx_body(description: str, code_minor: str) -> bytes:
     """The imsx failure payload of SPEC.md for a proxy-made error."""
     payload: dict[str, Any] = {
@@ -185,3 +209,23 @@ def imsx_body(description: str, code_minor: str) -> bytes:
         },
     }
     return json.dumps(payload).encode()
+
+
+def imsx_response(status: int, body: bytes, headers: Mapping[str, str]) -> web.Response:
+    response = web.Response(status=status, body=body, content_type="application/json")
+    for name, value in headers.items():
+        response.headers[name] = value
+    return response
+
+
+def error_response(err: ProxyError, *, status: int | None = None) -> web.Response:
+    """The imsx answer to ``err``: its status (or ``status``), payload and headers."""
+    return imsx_response(status or err.status, err.body(), err.headers())
+
+
+def refusal_response(exc: web.HTTPException) -> web.Response:
+    """aiohttp's own refusals (405 from the router, 413 from ``request.read`` ...) keep their
+    status and ``Allow`` / ``Retry-After`` but get the imsx payload, not aiohttp's plain text."""
+    code_minor = "invaliddata" if exc.status < 500 else "server_busy"
+    kept = {name: exc.headers[name] for name in ("Allow", "Retry-After") if name in exc.headers}
+    return imsx_response(exc.status, imsx_body(exc.reason, code_minor), kept)

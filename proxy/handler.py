@@ -17,9 +17,10 @@ import aiohttp
 from aiohttp import web
 
 from . import forward
-from .context import EXCHANGE, BrokenTransfer, Exchange, Services
+from .context import EXCHANGE, Exchange, Services
 from .errors import (
     BadRequest,
+    BrokenTransfer,
     Forbidden,
     NotFound,
     PayloadTooLarge,

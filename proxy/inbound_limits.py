@@ -38,19 +38,20 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
-from .errors import BadRequest, HeadersTooLarge, ProxyError, URITooLong
+from .errors import (
+    BadRequest,
+    HeadersTooLarge,
+    InternalError,
+    ProxyError,
+    RequestTimeout,
+    URITooLong,
+    error_response,
+)
 
 log = logging.getLogger("oneroster_proxy")
 
 #: Header lines per request (aiohttp's own default, made explicit).
 MAX_HEADER_COUNT = 128
-
-
-class RequestTimeout(ProxyError):
-    """The vendor stopped sending its request body (slowloris)."""
-
-    status = 408
-    code_minor = "invaliddata"
 
 
 def parser_limits(max_line: int, max_headers: int) -> dict[str, int]:
@@ -96,7 +97,7 @@ class GuardedRequestHandler(RequestHandler):
             # 500 (an unexpected exception escaped every middleware) or 504: keep the status,
             # still answer in the one error shape. The traceback goes to the log only.
             self.log_exception("Error handling request", exc_info=exc)
-            err: ProxyError = _ServerError("the proxy failed to handle this request")
+            err: ProxyError = InternalError("the proxy failed to handle this request")
             err_status = status
         else:
             if not isinstance(exc, BadHttpMethod):  # TLS or junk sent to a plain-HTTP port
@@ -105,9 +106,7 @@ class GuardedRequestHandler(RequestHandler):
             err_status = err.status
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; cannot send an error")
-        response = web.Response(status=err_status, body=err.body(), content_type="application/json")
-        for name, value in err.headers().items():
-            response.headers[name] = value
+        response = error_response(err, status=err_status)
         response.headers["X-Request-Id"] = uuid.uuid4().hex
         response.force_close()
         return response
@@ -156,11 +155,6 @@ class GuardedRequestHandler(RequestHandler):
         self.close()
 
 
-class _ServerError(ProxyError):
-    status = 500
-    code_minor = "internal_server_error"
-
-
 class _GuardedServer(Server):
     client_timeout: float = 60.0
 
@@ -195,7 +189,6 @@ __all__ = [
     "MAX_HEADER_COUNT",
     "GuardedAppRunner",
     "GuardedRequestHandler",
-    "RequestTimeout",
     "parser_limits",
     "refusal",
 ]

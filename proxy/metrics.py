@@ -18,7 +18,6 @@ interval.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -185,8 +184,6 @@ class Metrics:
         """Expiry series for ``config``'s connections (at start and after every reload)."""
         self.connection_expiry.clear()
         for app_id, conn in config.connections.items():
-            if conn.expires is None:
-                continue
-            # ``expires`` is inclusive: the connection works through that whole day, UTC.
-            end = datetime.combine(conn.expires, time(0), tzinfo=UTC) + timedelta(days=1)
-            self.connection_expiry.labels(app_id, conn.district).set(end.timestamp())
+            end = conn.ends_at
+            if end is not None:
+                self.connection_expiry.labels(app_id, conn.district).set(end.timestamp())

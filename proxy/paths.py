@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 from proxy.errors import PathRefused
+from proxy.names import is_name
 
 ONEROSTER_PREFIX = "/ims/oneroster/"
 
-_APP_ID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
 # RFC 3986 pchar without "%" and ";": segments made only of these decode to themselves.
 _FAST_REST = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,=:@/]*")
 # RFC 3986 pchar (unreserved / pct-encoded / sub-delims / ":" / "@"), one segment.
@@ -72,8 +72,9 @@ def parse_target(raw_path: str) -> Target:
     if slash < 0:
         raise PathRefused("path must be /<appId>/ims/oneroster/...")
     app_id = raw_path[1:slash]
-    # SECURITY: "." and ".." match the appId alphabet but are dot-segments.
-    if not _APP_ID.fullmatch(app_id) or app_id.strip(".") == "":
+    # SECURITY: the appId segment is forwarded nowhere, but it names the connection: only a
+    # name that config validation accepts (never a dot-segment) is looked up.
+    if not is_name(app_id):
         raise PathRefused("malformed appId")
     if not raw_path.startswith(ONEROSTER_PREFIX, slash):
         raise PathRefused("path must be /<appId>/ims/oneroster/...")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
 
 from .config import Config, ConnectionConfig, DistrictConfig, VendorConfig
 from .hrefs import HrefMatcher
@@ -32,8 +31,8 @@ class Connection:
     token_source: OAuth2TokenSource | None
     vendor_header: str | None  # value of x-vendor-authorization on gradebook endpoints
     hrefs: HrefMatcher | None = None  # the district's rewrite_hrefs matcher; None when off
-    # Epoch seconds at which the connection stops working: the end of its ``expires`` day,
-    # UTC (``expires`` is inclusive); None for no expiry. Compared with time.time() per request.
+    # ``config.ends_at`` as epoch seconds (None: no expiry): compared with time.time() per
+    # request, cheaper than building a datetime.
     ends_at: float | None = None
 
     @property
@@ -104,13 +103,6 @@ def build_runtime(
             token_source=source,
             vendor_header=vendor_header,
             hrefs=href_matchers.get(district.name),
-            ends_at=_ends_at(conn),
+            ends_at=None if conn.ends_at is None else conn.ends_at.timestamp(),
         )
     return Runtime(config=config, connections=connections, token_sources=sources)
-
-
-def _ends_at(conn: ConnectionConfig) -> float | None:
-    if conn.expires is None:
-        return None
-    day_after = datetime.combine(conn.expires + timedelta(days=1), time.min, tzinfo=UTC)
-    return day_after.timestamp()

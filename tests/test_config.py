@@ -376,6 +376,51 @@ def test_expires_is_inclusive_in_utc() -> None:
     assert conn.expired(dt.datetime(2026, 3, 1, 20, 0, tzinfo=new_york))
 
 
+def test_expiry_has_one_definition_shared_by_runtime_and_metrics() -> None:
+    from proxy.metrics import Metrics
+    from proxy.runtime import build_runtime
+
+    config = validate(minimal(expires=dt.date(2026, 3, 1)), {}, now=NOW)
+    conn = config.connections["app-7"]
+    end = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+    assert config_mod.expiry_end(dt.date(2026, 3, 1)) == conn.ends_at == end
+    assert conn.days_left(NOW) == 0
+    assert conn.days_left(end) == -1
+    runtime = build_runtime(config, lambda *args: None)  # type: ignore[arg-type,return-value]
+    assert runtime.connections["app-7"].ends_at == end.timestamp()
+    metrics = Metrics()
+    metrics.set_connections(config)
+    value = metrics.registry.get_sample_value(
+        "oneroster_proxy_connection_expiry_timestamp_seconds",
+        {"app": "app-7", "district": "springfield"},
+    )
+    assert value == end.timestamp()
+
+
+@pytest.mark.parametrize("name", ["a", "0", "app-7", "A.b_c-d", "x" * 64, "v1.2"])
+def test_names_follow_the_one_rule(name: str) -> None:
+    doc = minimal()
+    doc["connections"] = {name: doc["connections"]["app-7"]}
+    doc["vendors"] = {name: {}}
+    doc["districts"] = {name: doc["districts"]["springfield"]}
+    doc["connections"][name].update(vendor=name, district=name)
+    assert list(validate(doc, {}, now=NOW).connections) == [name]
+
+
+@pytest.mark.parametrize("name", ["..", ".", ".hidden", "-x", "_x", "a~b", "x" * 65, "é", "a b"])
+def test_names_outside_the_rule_are_refused(name: str) -> None:
+    doc = minimal()
+    doc["connections"] = {name: doc["connections"]["app-7"]}
+    doc["vendors"][name] = {}
+    doc["districts"][name] = doc["districts"]["springfield"]
+    rule = "1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or a digit"
+    assert problems(doc) == [
+        f"vendors.{name}: vendor name must be {rule}",
+        f"districts.{name}: district name must be {rule}",
+        f"connections.{name}: appId must be {rule}",
+    ]
+
+
 def test_toml_dates_load_from_a_file(tmp_path: Path) -> None:
     path = tmp_path / "proxy.toml"
     path.write_text(toml_dumps(minimal(expires=dt.date(2027, 6, 30))))

@@ -170,8 +170,12 @@ def test_malformed_gateway_paths_are_refused(raw_path):
 
 
 def test_app_id_alphabet():
-    for app_id in ("a", "A.b_c~d-e", "x" * 128, "app-7", "0"):
+    # The one name rule of proxy.names, shared with config validation.
+    for app_id in ("a", "A.b_c-d", "x" * 64, "app-7", "0"):
         assert parse_target(f"/{app_id}/ims/oneroster/v1p1/users").app_id == app_id
+    for app_id in ("x" * 65, "a~b", ".a", "-a", "_a", "..", "."):
+        with pytest.raises(PathRefused):
+            parse_target(f"/{app_id}/ims/oneroster/v1p1/users")
 
 
 # --- properties -------------------------------------------------------------------------------
