@@ -24,6 +24,7 @@ from .app import create_app
 from .config import Config, Listen
 from .context import SERVICES
 from .errors import ConfigError
+from .eventloop import loop_name
 from .inbound_limits import GuardedAppRunner
 from .logs import flush_access_log
 from .reload import RELOAD_LOCK, reload_config
@@ -128,6 +129,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, **kwargs:
                 "gateway": f"{config.server.listen.host}:{running.gateway_port}",
                 "admin": f"{config.admin.listen.host}:{running.admin_port}",
                 "connections": len(config.connections),
+                "loop": loop_name(),
             }
         },
     )

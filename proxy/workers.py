@@ -67,6 +67,7 @@ import aiohttp
 from aiohttp import web
 
 from . import config as config_mod
+from . import eventloop
 from .config import Config, Listen
 from .errors import ConfigError
 
@@ -166,7 +167,7 @@ class Supervisor:
         try:
             os.mkdir(self.metrics_dir)
             self._write_snapshot(text)
-            return asyncio.run(self._main())
+            return eventloop.run(self._main())
         finally:
             shutil.rmtree(self._run_dir, ignore_errors=True)
 
@@ -628,7 +629,7 @@ def _run_worker(spec: dict[str, Any]) -> int:
     gateway_sock = bind_socket(Listen(spec["host"], spec["port"]), reuse_port=True)
     admin_sock = _unix_listener(spec["admin_socket"])
     try:
-        return asyncio.run(_serve_worker(config, gateway_sock, admin_sock, spec["supervisor"]))
+        return eventloop.run(_serve_worker(config, gateway_sock, admin_sock, spec["supervisor"]))
     except KeyboardInterrupt:  # Ctrl-C reached the whole process group before serve() began
         return 0
 

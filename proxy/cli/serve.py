@@ -7,7 +7,6 @@ only when chosen, so the short commands (tokens, config validate) start fast.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -62,9 +61,10 @@ def run_serve(args: argparse.Namespace) -> int:
         from ..workers import serve_workers
 
         return serve_workers(args.config, config, args.workers)
+    from ..eventloop import run
     from ..server import serve
 
-    return asyncio.run(serve(config))
+    return run(serve(config))
 
 
 def run_sandbox(argv: Sequence[str]) -> int:
