@@ -327,6 +327,7 @@ async def revoke_vendor_tokens(request: web.Request) -> web.Response:
     ids = await tokens.revoke_all(services.store, vendor, interface="admin")
     for token_id in ids:
         services.authenticator.forget(token_id)
+    services.authenticator.forget_cutoff(vendor)
     return web.json_response({"vendor": vendor, "revoked": ids})
 
 

@@ -173,6 +173,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     services.session = forward.new_session()
     services.write_session = forward.new_session(fresh_connections=True)
     await services.store.open()
+    await services.sync_client_secrets()
     flusher = asyncio.get_running_loop().create_task(_flush_last_used(services))
     try:
         yield
@@ -196,6 +197,8 @@ async def _flush_last_used(services: Services, every: float = 5.0) -> None:
             await services.authenticator.flush_last_used()
         except ProxyError as exc:
             log.warning("could not record token use: %s", exc.description)
+        if services.secrets.pending:
+            await services.sync_client_secrets()
 
 
 __all__ = ["create_app"]

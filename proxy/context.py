@@ -16,6 +16,7 @@ from aiohttp import web
 
 from .config import ConnectionConfig, DistrictConfig
 from .inbound import Authenticator
+from .jwt_cutoff import SecretWatch
 from .limits import Limits
 from .metrics import Metrics
 from .runtime import Runtime
@@ -44,6 +45,12 @@ class Services:
     runtime: RuntimeHolder = field(init=False)
     session: aiohttp.ClientSession = field(init=False)
     write_session: aiohttp.ClientSession = field(init=False)
+    # Notices a changed vendor client_secret at each config load (the JWT kill switch).
+    secrets: SecretWatch = field(default_factory=SecretWatch)
+
+    async def sync_client_secrets(self) -> None:
+        vendors = self.runtime.current.config.vendors
+        await self.secrets.sync_logged(self.store, vendors, self.authenticator)
 
     def token_source(
         self, district: DistrictConfig, conn: ConnectionConfig, scopes: list[str], timeout: float

@@ -82,8 +82,19 @@ class PathRefused(BadRequest):
 
 
 class Unauthorized(ProxyError):
+    """A refused bearer. ``vendor`` and ``token_id`` say whose token it was, where the token
+    parsed far enough to tell (an id that parsed; a vendor whose token verified), for the
+    access log line; they never reach the vendor."""
+
     status = 401
     code_minor = "unauthorisedrequest"
+
+    def __init__(
+        self, description: str, *, vendor: str | None = None, token_id: str | None = None
+    ) -> None:
+        super().__init__(description)
+        self.vendor = vendor
+        self.token_id = token_id
 
     def headers(self) -> dict[str, str]:
         headers = super().headers()

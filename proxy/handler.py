@@ -24,6 +24,7 @@ from .errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
+    Unauthorized,
     UpstreamConnectError,
     UpstreamError,
     UpstreamResetError,
@@ -60,9 +61,13 @@ class Gateway:
         config = runtime.config
         ex = request[EXCHANGE]
 
-        principal = await services.authenticator.authenticate(
-            request.headers.get("Authorization"), config.vendors, config.server.jwt_keys
-        )
+        try:
+            principal = await services.authenticator.authenticate(
+                request.headers.get("Authorization"), config.vendors, config.server.jwt_keys
+            )
+        except Unauthorized as exc:
+            _note_refused(ex, exc, runtime, request.raw_path)
+            raise
         ex.vendor = principal.vendor
         ex.token_id = principal.token_id
         vendor = config.vendors[principal.vendor]
@@ -368,6 +373,20 @@ class Gateway:
                 district
             )
         return counter
+
+
+def _note_refused(ex: Exchange, exc: Unauthorized, runtime: Runtime, raw_path: str) -> None:
+    """Whose refused token it was, for the access line: an operator looks for who keeps
+    using a revoked token. The app and district only when the app is that vendor's."""
+    ex.token_id = exc.token_id
+    if exc.vendor is None:
+        return
+    ex.vendor = exc.vendor
+    app_id = raw_path.lstrip("/").partition("/")[0]
+    conn = runtime.connections.get(app_id)
+    if conn is not None and conn.config.vendor == exc.vendor:
+        ex.app_id = app_id
+        ex.district = conn.district.name
 
 
 def _refuse_protocol_params(

@@ -8,6 +8,10 @@ Store lookups are cached for ``[store] cache_ttl``: the hot path does no I/O for
 recently, revocation reaches every replica within that bound, and a store outage is survived
 by cached tokens until their entry lapses (then 503). Concurrent misses for one token share a
 single store lookup.
+
+JWTs need no store record, but the vendor's JWT "not before" (``proxy.jwt_cutoff``) is read
+from the store and cached the same way; during a store outage the last value read stays in
+force (the cut only ever moves forward), and a vendor never looked up gets 503.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import jwt
 from cachetools import TTLCache
@@ -25,6 +30,7 @@ from cachetools import TTLCache
 from . import tokens
 from .config import VendorConfig
 from .errors import StoreUnavailable, Unauthorized
+from .jwt_cutoff import cut_second
 from .scopes import SCOPES
 from .store.base import Store, TokenRecord
 
@@ -33,17 +39,18 @@ log = logging.getLogger("oneroster_proxy")
 JWT_ISSUER = "oneroster-proxy"
 JWT_AUDIENCE = "oneroster-proxy"
 JWT_ALGORITHM = "HS256"
-JWT_TOKEN_ID = "jwt"  # Principal.token_id of a JWT (opaque tokens carry their store id)
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the vendor, the token id (opaque) or subject (JWT), and for a JWT the
-    scopes it was issued for (None: no narrowing)."""
+    """Who is calling: the vendor, the token id (an opaque token's store id, a JWT's ``jti``),
+    and for a JWT the scopes it was issued for (None: no narrowing) and its ``iat``."""
 
     vendor: str
-    token_id: str
+    token_id: str | None
     scopes: frozenset[str] | None = None
+    is_jwt: bool = False
+    issued_at: int = 0
 
 
 def bearer(header: str | None) -> str:
@@ -73,12 +80,41 @@ class Authenticator:
         self._ttl = cache_ttl
         self._max_verified = maxsize
         self.last_used: dict[str, float] = {}  # token id -> epoch seconds
+        # vendor -> its JWT "not before" in epoch seconds (None: never cut), fresh for
+        # cache_ttl; the last value read outlives the TTL, for store outages.
+        self._cutoffs: TTLCache[str, float | None] = TTLCache(maxsize=maxsize, ttl=cache_ttl)
+        self._last_cutoffs: dict[str, float | None] = {}
 
     def set_ttl(self, cache_ttl: float) -> None:
         if cache_ttl != self._cache.ttl:
             self._cache = TTLCache(maxsize=self._cache.maxsize, ttl=cache_ttl)
+            self._cutoffs = TTLCache(maxsize=self._cutoffs.maxsize, ttl=cache_ttl)
             self._verified.clear()
             self._ttl = cache_ttl
+
+    def forget_cutoff(self, vendor: str) -> None:
+        """Read the vendor's JWT cut from the store again on next use (after a local cut)."""
+        self._cutoffs.pop(vendor, None)
+
+    async def jwt_cutoff(self, vendor: str) -> float | None:
+        """The vendor's JWT "not before" (epoch seconds), cached for ``cache_ttl``."""
+        try:
+            return self._cutoffs[vendor]
+        except KeyError:
+            pass
+        try:
+            record = await self.store.get_vendor_auth(vendor)
+        except StoreUnavailable:
+            if vendor in self._last_cutoffs:
+                return self._last_cutoffs[vendor]
+            raise
+        at = record.jwt_not_before if record is not None else None
+        value = at.timestamp() if at is not None else None
+        self._cutoffs[vendor] = value
+        if len(self._last_cutoffs) >= self._max_verified:
+            self._last_cutoffs.clear()
+        self._last_cutoffs[vendor] = value
+        return value
 
     def forget(self, token_id: str | None = None) -> None:
         """Drop cached lookups (all, or one id) after a local revoke, so it applies at once."""
@@ -104,7 +140,7 @@ class Authenticator:
             if time.monotonic() < lapses:
                 wall = time.time()
                 if ends is None or wall < ends:
-                    self.last_used[principal.token_id] = wall
+                    self.last_used[principal.token_id or ""] = wall  # opaque: always an id
                     return self._vendor_check(principal, vendors)
             del self._verified[value]
         now = now or datetime.now(UTC)
@@ -112,6 +148,10 @@ class Authenticator:
             principal = await self._opaque(value, now)
         elif value.count(".") == 2 and jwt_keys:
             principal = decode_jwt(value, jwt_keys)
+            cutoff = await self.jwt_cutoff(principal.vendor)
+            # SECURITY: the vendor's kill switch (revoke --all, a changed client_secret).
+            if cutoff is not None and principal.issued_at <= cut_second(cutoff):
+                raise _refused("token revoked", principal)
         else:
             raise Unauthorized("unknown token")
         return self._vendor_check(principal, vendors)
@@ -122,9 +162,9 @@ class Authenticator:
         # removing a vendor's client_secret ends the JWTs it was issued at once.
         vendor = vendors.get(principal.vendor)
         if vendor is None:
-            raise Unauthorized("unknown token")
-        if principal.token_id == JWT_TOKEN_ID and not vendor.client_secret:
-            raise Unauthorized("this vendor's client credentials are withdrawn")
+            raise _refused("unknown token", principal)
+        if principal.is_jwt and not vendor.client_secret:
+            raise _refused("this vendor's client credentials are withdrawn", principal)
         return principal
 
     async def _opaque(self, value: str, now: datetime) -> Principal:
@@ -134,11 +174,12 @@ class Authenticator:
         token_id, secret = parsed
         record = await self._lookup(token_id)
         if record is None or not tokens.secret_matches(record, secret):
-            raise Unauthorized("unknown token")
+            # The id parsed: the log line names it (someone holds a forged or stale token).
+            raise Unauthorized("unknown token", token_id=token_id)
         if record.revoked is not None and record.revoked <= now:
-            raise Unauthorized("token revoked")
+            raise Unauthorized("token revoked", vendor=record.vendor, token_id=token_id)
         if record.expires is not None and now >= record.expires:
-            raise Unauthorized("token expired")
+            raise Unauthorized("token expired", vendor=record.vendor, token_id=token_id)
         self.last_used[token_id] = now.timestamp()
         principal = Principal(vendor=record.vendor, token_id=token_id)
         ends = [t.timestamp() for t in (record.expires, record.revoked) if t is not None]
@@ -196,11 +237,16 @@ class Authenticator:
             raise
 
 
+def _refused(description: str, principal: Principal) -> Unauthorized:
+    return Unauthorized(description, vendor=principal.vendor, token_id=principal.token_id)
+
+
 def encode_jwt(
     vendor: str, scopes: frozenset[str], key: str, *, ttl: float, now: datetime | None = None
 ) -> str:
     """An HS256 JWT for ``vendor`` (``sub``) narrowed to ``scopes`` (short names, space
-    separated in ``scope``), valid ``ttl`` seconds from ``now``."""
+    separated in ``scope``), valid ``ttl`` seconds from ``now``. ``jti`` (RFC 7519 §4.1.7)
+    names it in access log lines, as an opaque token's id does."""
     issued = int((now or datetime.now(UTC)).timestamp())
     claims = {
         "iss": JWT_ISSUER,
@@ -208,6 +254,7 @@ def encode_jwt(
         "sub": vendor,
         "iat": issued,
         "exp": issued + int(ttl),
+        "jti": tokens.new_id(),
         "scope": " ".join(sorted(scopes)),
     }
     return jwt.encode(claims, key, algorithm=JWT_ALGORITHM)
@@ -216,26 +263,44 @@ def encode_jwt(
 def decode_jwt(value: str, keys: tuple[str, ...]) -> Principal:
     """Verify with each configured key in turn (rotation); HS256 only."""
     for key in keys:
+        options: dict[str, Any] = {"require": ["exp", "iat", "iss", "aud", "sub"]}
         try:
-            claims = jwt.decode(
-                value,
-                key,
-                # SECURITY: the algorithm is pinned; "none" and RS/HS confusion are refused.
-                algorithms=[JWT_ALGORITHM],
-                audience=JWT_AUDIENCE,
-                issuer=JWT_ISSUER,
-                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
-            )
+            claims = _decode(value, key, options)
         except jwt.InvalidSignatureError:
             continue
         except jwt.ExpiredSignatureError as exc:
-            raise Unauthorized("token expired") from exc
+            # The signature held: who it belongs to goes into the refusal's log line.
+            try:
+                expired = _principal(_decode(value, key, {**options, "verify_exp": False}))
+            except (jwt.InvalidTokenError, Unauthorized):
+                raise Unauthorized("token expired") from exc
+            raise _refused("token expired", expired) from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthorized("invalid token") from exc
-        scope_claim = claims.get("scope", "")
-        scopes = frozenset(s for s in str(scope_claim).split() if s in SCOPES)
-        subject = claims["sub"]
-        if not isinstance(subject, str) or not subject:
-            raise Unauthorized("invalid token")
-        return Principal(vendor=subject, token_id=JWT_TOKEN_ID, scopes=scopes)
+        return _principal(claims)
     raise Unauthorized("invalid token")
+
+
+def _decode(value: str, key: str, options: Any) -> dict[str, Any]:
+    return jwt.decode(
+        value,
+        key,
+        # SECURITY: the algorithm is pinned; "none" and RS/HS confusion are refused.
+        algorithms=[JWT_ALGORITHM],
+        audience=JWT_AUDIENCE,
+        issuer=JWT_ISSUER,
+        options=options,
+    )
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    scope_claim = claims.get("scope", "")
+    scopes = frozenset(s for s in str(scope_claim).split() if s in SCOPES)
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject:
+        raise Unauthorized("invalid token")
+    jti = claims.get("jti")
+    token_id = jti if isinstance(jti, str) and tokens.ID_RE.fullmatch(jti) else None
+    return Principal(
+        vendor=subject, token_id=token_id, scopes=scopes, is_jwt=True, issued_at=int(claims["iat"])
+    )

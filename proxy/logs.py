@@ -150,7 +150,7 @@ def log_exchange(request: web.Request, ex: Exchange, elapsed: float) -> None:
         path = path[:_MAX_PATH] + "..."
     names = query_names(request.query_string)
     duration_ms = round(elapsed * 1000, 2)
-    token_id = ex.token_id if ex.token_id != "jwt" else None
+    token_id = ex.token_id
     if _writer is not None:
         # Encoded here field by field, with json's own C string encoder and int/float reprs
         # (what json.dumps writes for these types): a dict and a json.dumps per request cost

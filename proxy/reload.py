@@ -67,6 +67,7 @@ async def reload_config(gateway: web.Application, *, interface: str) -> Config:
             raise
         old = services.runtime.current.config
         swap_runtime(gateway, new)
+        await services.sync_client_secrets()
         services.metrics.config_reloads.labels("ok").inc()
         services.metrics.set_connections(new)
         for key in restart_only_changes(old, new):

@@ -52,11 +52,16 @@ def secret_matches(record: TokenRecord, secret: str) -> bool:
     return hmac.compare_digest(record.secret_hash, hash_secret(secret))
 
 
+def new_id() -> str:
+    """12 random characters of ``[a-z0-9]``: an opaque token's id, a JWT's ``jti``."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
+
+
 def new_token(
     vendor: str, *, ttl: timedelta | None = None, at: datetime | None = None
 ) -> IssuedToken:
     at = at or now_utc()
-    token_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
+    token_id = new_id()
     secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
     token = f"{PREFIX}{token_id}_{secret}"
     record = TokenRecord(
@@ -148,7 +153,10 @@ async def revoke(store: Store, token_id: str, *, interface: str) -> TokenRecord 
 
 
 async def revoke_all(store: Store, vendor: str, *, interface: str) -> list[str]:
+    """Revoke every opaque token of ``vendor`` and end every JWT issued to it so far (its
+    JWT "not before", ``proxy.jwt_cutoff``); returns the opaque tokens' ids."""
     at = now_utc()
+    await store.set_jwt_not_before(vendor, at)
     ids = await store.revoke_vendor(vendor, at)
     await store.add_audit(
         AuditEvent(
@@ -156,7 +164,7 @@ async def revoke_all(store: Store, vendor: str, *, interface: str) -> list[str]:
             action="token.revoke_all",
             interface=interface,
             vendor=vendor,
-            detail={"token_ids": ids},
+            detail={"token_ids": ids, "jwts_issued_before": iso_utc(at)},
         )
     )
     log_action(

@@ -7,18 +7,21 @@ opaque tokens. Errors of the token endpoint follow RFC 6749 §5.2, not the imsx 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
+import time
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
 
 from .context import EXCHANGE, SERVICES
-from .errors import BadRequest
+from .errors import BadRequest, StoreUnavailable
 from .forward import read_up_to
-from .inbound import encode_jwt
+from .inbound import Authenticator, encode_jwt
+from .jwt_cutoff import cut_second
 from .rewrite import public_base
 from .scopes import SCOPES, parse_scope
 
@@ -63,6 +66,19 @@ async def applications(request: web.Request) -> web.Response:
             }
         )
     return web.json_response({"applications": apps})
+
+
+async def _after_cut(authenticator: Authenticator, vendor: str) -> None:
+    """A JWT's ``iat`` is whole seconds and a cut ends its whole second (``proxy.jwt_cutoff``):
+    right after one, wait for the next second so the new JWT is not born revoked."""
+    try:
+        cutoff = await authenticator.jwt_cutoff(vendor)
+    except StoreUnavailable:
+        return  # the JWT verifies without the store; a cut this second may refuse it later
+    if cutoff is not None:
+        wait = cut_second(cutoff) + 1 - time.time()
+        if 0 < wait <= 2:  # more: a replica's clock far ahead; do not hold the request
+            await asyncio.sleep(wait)
 
 
 def _oauth_error(status: int, error: str, description: str) -> web.Response:
@@ -147,6 +163,7 @@ async def token(request: web.Request) -> web.Response:
         granted = frozenset(n for n in names if n is not None)
     if not config.server.jwt_keys:
         return _oauth_error(400, "unsupported_grant_type", "this proxy issues no JWTs")
+    await _after_cut(services.authenticator, vendor.name)
     ttl = config.server.jwt_ttl
     access_token = encode_jwt(vendor.name, granted, config.server.jwt_keys[0], ttl=ttl)
     response = web.json_response(

@@ -94,6 +94,7 @@ def _revoke(args: argparse.Namespace, config: config_mod.Config) -> int:
         known_vendor(config, args.all_vendor)
         ids = with_store(config, lambda s: tokens.revoke_all(s, args.all_vendor, interface="cli"))
         print(f"revoked {len(ids)} token(s) of {args.all_vendor}: {', '.join(ids) or '-'}")
+        print(f"every JWT issued to {args.all_vendor} until now is refused too")
         return 0
     if not args.token_id:
         print("give a TOKEN_ID or --all VENDOR", file=sys.stderr)

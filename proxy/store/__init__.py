@@ -10,9 +10,17 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .base import AuditEvent, CheckResult, InviteRecord, Store, TokenRecord
+from .base import AuditEvent, CheckResult, InviteRecord, Store, TokenRecord, VendorAuth
 
-__all__ = ["AuditEvent", "CheckResult", "InviteRecord", "Store", "TokenRecord", "open_store"]
+__all__ = [
+    "AuditEvent",
+    "CheckResult",
+    "InviteRecord",
+    "Store",
+    "TokenRecord",
+    "VendorAuth",
+    "open_store",
+]
 
 _SQLITE = "sqlite://"
 

@@ -83,6 +83,20 @@ class ConnectionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class VendorAuth:
+    """What the store keeps of a vendor's JWT grant (SPEC.md "Token, gateway and CLI rules").
+
+    ``jwt_not_before``: a JWT of this vendor issued at or before this instant is refused (the
+    kill switch of ``tokens revoke --all`` and of a changed or removed ``client_secret``).
+    ``secret_fingerprint``: a salted, slow hash of the ``client_secret`` last loaded (or
+    ``"none"`` when the vendor had none), so that a replica loading a different secret can
+    tell, without the secret itself ever reaching the store."""
+
+    jwt_not_before: datetime | None = None
+    secret_fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEvent:
     """One operator action: token issue/rotate/revoke, config reload."""
 
@@ -166,6 +180,19 @@ class TokenStore(Protocol):
 
         The ids returned are those whose expiry moved: unrevoked tokens that would otherwise
         have lived past ``at``, oldest first."""
+
+    async def get_vendor_auth(self, vendor: str) -> VendorAuth | None:
+        """The vendor's JWT "not before" and secret fingerprint; None if never recorded."""
+
+    async def set_jwt_not_before(self, vendor: str, at: datetime) -> None:
+        """End the vendor's JWTs issued at or before ``at``. The time only moves forward: an
+        earlier ``at`` than the one stored changes nothing."""
+
+    async def set_secret_fingerprint(
+        self, vendor: str, fingerprint: str, *, not_before: datetime | None = None
+    ) -> None:
+        """Record the fingerprint of the vendor's current ``client_secret`` and, in the same
+        write, move its JWT "not before" to ``not_before`` (when given and later)."""
 
     async def touch(self, last_used: dict[str, datetime]) -> None:
         """Record last use of tokens, batched by the gateway (never per request)."""

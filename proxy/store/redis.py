@@ -12,6 +12,7 @@ Layout (``orp:`` is the default prefix):
     orp:active:<vendor>  sorted set of the vendor's token ids, scored by the end of their life
                          (earlier of expiry and revocation, +inf if none): count_active is ZCOUNT
     orp:vendors          set of vendor names that have tokens
+    orp:vendorauth:<v>   hash: jwt_not_before, secret_fingerprint (the JWT kill switch)
     orp:audit            list of JSON events, newest last, capped
     orp:bucket:<key>     hash: tokens, updated (token bucket, server time)
     orp:slots:<key>      sorted set of holders scored by their slot's expiry (server time, ms)
@@ -49,6 +50,7 @@ from .base import (
     CheckResult,
     InviteRecord,
     TokenRecord,
+    VendorAuth,
     validate_bucket,
     validate_slot,
 )
@@ -106,6 +108,19 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   end
 end
 return out
+"""
+
+_NOT_BEFORE = """
+-- KEYS: vendorauth hash.  ARGV: not before (may be ''), fingerprint (may be '')
+-- The time only moves forward, whichever replica writes last.
+if ARGV[1] ~= '' then
+  local current = redis.call('HGET', KEYS[1], 'jwt_not_before')
+  if not current or tonumber(current) < tonumber(ARGV[1]) then
+    redis.call('HSET', KEYS[1], 'jwt_not_before', ARGV[1])
+  end
+end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'secret_fingerprint', ARGV[2]) end
+return 0
 """
 
 _TOUCH = """
@@ -230,6 +245,7 @@ class RedisStore(RedisConnections):
         self._revoke_vendor = register(_REVOKE_VENDOR)
         self._expire_vendor = register(_EXPIRE_VENDOR)
         self._touch = register(_TOUCH)
+        self._not_before = register(_NOT_BEFORE)
         self._take_tokens = register(_TAKE_TOKENS)
         self._acquire_slot = register(_ACQUIRE_SLOT)
         self._add_invite = register(_ADD_INVITE)
@@ -377,6 +393,28 @@ class RedisStore(RedisConnections):
         with self._unavailable("expire_vendor"):
             ids = await self._expire_vendor(keys=keys, args=[self._prefix, _us(at), keep])
         return list(ids)
+
+    async def get_vendor_auth(self, vendor: str) -> VendorAuth | None:
+        with self._unavailable("get_vendor_auth"):
+            fields = cast(
+                "dict[str, str]", await self._client.hgetall(self._key("vendorauth", vendor))
+            )
+        if not fields:
+            return None
+        return VendorAuth(_time(fields.get("jwt_not_before")), fields.get("secret_fingerprint"))
+
+    async def set_jwt_not_before(self, vendor: str, at: datetime) -> None:
+        with self._unavailable("set_jwt_not_before"):
+            await self._not_before(keys=[self._key("vendorauth", vendor)], args=[_us(at), ""])
+
+    async def set_secret_fingerprint(
+        self, vendor: str, fingerprint: str, *, not_before: datetime | None = None
+    ) -> None:
+        if not fingerprint:
+            raise ValueError("an empty secret fingerprint")
+        when: int | str = "" if not_before is None else _us(not_before)
+        with self._unavailable("set_secret_fingerprint"):
+            await self._not_before(keys=[self._key("vendorauth", vendor)], args=[when, fingerprint])
 
     async def touch(self, last_used: dict[str, datetime]) -> None:
         if not last_used:

@@ -32,6 +32,7 @@ from .base import (
     CheckResult,
     InviteRecord,
     TokenRecord,
+    VendorAuth,
     validate_bucket,
     validate_slot,
 )
@@ -41,7 +42,7 @@ from .sqlite_rows import _iso, _iso_or_none, _time, _write
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Migration n takes a file at schema n-1 to schema n; applied in order in one transaction.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -103,6 +104,14 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
     ),
     3: CONNECTION_TABLES,
+    # The per-vendor JWT kill switch: JWTs carry no store id, so they end by issue time.
+    4: (
+        """CREATE TABLE vendor_auth (
+            vendor             TEXT PRIMARY KEY,
+            jwt_not_before     TEXT,
+            secret_fingerprint TEXT
+        )""",
+    ),
 }
 
 _TOKEN_COLUMNS = "id, vendor, secret_hash, prefix, created, expires, revoked, last_used"
@@ -386,6 +395,50 @@ class SqliteStore(SqliteConnections):
             return ids
 
         return await self._run(op)
+
+    async def get_vendor_auth(self, vendor: str) -> VendorAuth | None:
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> VendorAuth | None:
+            row = conn.execute(
+                "SELECT jwt_not_before, secret_fingerprint FROM vendor_auth WHERE vendor = ?",
+                (vendor,),
+            ).fetchone()
+            return None if row is None else VendorAuth(_time(row[0]), row[1])
+
+        return await self._run(op)
+
+    async def set_jwt_not_before(self, vendor: str, at: datetime) -> None:
+        when = _iso(at)
+
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
+            # Fixed-width ISO text compares as time: max() keeps the later instant.
+            conn.execute(
+                "INSERT INTO vendor_auth (vendor, jwt_not_before) VALUES (?, ?) "
+                "ON CONFLICT (vendor) DO UPDATE SET jwt_not_before = "
+                "max(coalesce(jwt_not_before, ''), excluded.jwt_not_before)",
+                (vendor, when),
+            )
+
+        await self._run(op)
+
+    async def set_secret_fingerprint(
+        self, vendor: str, fingerprint: str, *, not_before: datetime | None = None
+    ) -> None:
+        if not fingerprint:
+            raise ValueError("an empty secret fingerprint")
+        when = _iso_or_none(not_before)
+
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO vendor_auth (vendor, jwt_not_before, secret_fingerprint) "
+                "VALUES (?, ?, ?) ON CONFLICT (vendor) DO UPDATE SET "
+                "secret_fingerprint = excluded.secret_fingerprint, "
+                "jwt_not_before = CASE WHEN excluded.jwt_not_before IS NULL "
+                "THEN jwt_not_before ELSE max(coalesce(jwt_not_before, ''), "
+                "excluded.jwt_not_before) END",
+                (vendor, when, fingerprint),
+            )
+
+        await self._run(op)
 
     async def touch(self, last_used: dict[str, datetime]) -> None:
         if not last_used:

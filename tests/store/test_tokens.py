@@ -175,6 +175,52 @@ async def test_rotate_and_issue_through_proxy_tokens(store: Store) -> None:
     ]
 
 
+async def test_jwt_not_before_only_moves_forward_per_vendor(store: Store, backend: Backend) -> None:
+    assert await store.get_vendor_auth("acme") is None
+    await store.set_jwt_not_before("acme", T0)
+    got = await store.get_vendor_auth("acme")
+    assert got is not None and got.jwt_not_before == T0 and got.secret_fingerprint is None
+    await store.set_jwt_not_before("acme", T0 - SECOND)  # an older cut changes nothing
+    await store.set_jwt_not_before("acme", T0.astimezone(timezone(timedelta(hours=-5))))
+    got = await store.get_vendor_auth("acme")
+    assert got is not None and got.jwt_not_before == T0
+    await store.set_jwt_not_before("acme", T0 + SECOND)
+    assert (await store.get_vendor_auth("acme")).jwt_not_before == T0 + SECOND  # type: ignore[union-attr]
+    assert await store.get_vendor_auth("other") is None
+    with pytest.raises(ValueError):
+        await store.set_jwt_not_before("acme", datetime(2026, 3, 1))
+
+    # Another instance (a replica, the CLI) sees the cut.
+    other = backend.make()
+    await other.open()
+    try:
+        seen = await other.get_vendor_auth("acme")
+        assert seen is not None and seen.jwt_not_before == T0 + SECOND
+    finally:
+        await other.close()
+
+
+async def test_secret_fingerprint_with_and_without_a_cut(store: Store) -> None:
+    await store.set_secret_fingerprint("acme", "fp-1")
+    got = await store.get_vendor_auth("acme")
+    assert got is not None and got.secret_fingerprint == "fp-1" and got.jwt_not_before is None
+    await store.set_secret_fingerprint("acme", "fp-2", not_before=T0)
+    got = await store.get_vendor_auth("acme")
+    assert got is not None and (got.secret_fingerprint, got.jwt_not_before) == ("fp-2", T0)
+    # A later fingerprint without a cut keeps the cut; an older cut never replaces it.
+    await store.set_secret_fingerprint("acme", "fp-3", not_before=T0 - SECOND)
+    got = await store.get_vendor_auth("acme")
+    assert got is not None and (got.secret_fingerprint, got.jwt_not_before) == ("fp-3", T0)
+    await store.set_jwt_not_before("acme", T0 + SECOND)
+    got = await store.get_vendor_auth("acme")
+    assert got is not None and (got.secret_fingerprint, got.jwt_not_before) == (
+        "fp-3",
+        T0 + SECOND,
+    )
+    with pytest.raises(ValueError):
+        await store.set_secret_fingerprint("acme", "")
+
+
 async def test_touch_records_the_latest_use_only(store: Store) -> None:
     await store.add_token(record("used00000001"))
     await store.add_token(record("used00000002"))
