@@ -22,6 +22,8 @@ from .errors import ConfigError
 from .names import NAME_RULE, is_name
 from .scopes import SCOPES, scope_uri
 from .store.crypto import parse_key
+from .store.sentinel import SCHEME as SENTINEL_SCHEME
+from .store.sentinel import parse_sentinel_url
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -444,10 +446,16 @@ def validate(
     sto = _Reader(problems, env, "store", raw.get("store", {}))
     sto.unknown(_SCHEMA["store"])
     store_url = sto.string("url", _STORE_DEFAULTS.url) or _STORE_DEFAULTS.url
-    if urlsplit(store_url).scheme not in ("sqlite", "redis", "rediss", "unix"):
+    store_scheme = store_url.partition("://")[0].lower() if "://" in store_url else ""
+    if store_scheme == SENTINEL_SCHEME:
+        try:
+            parse_sentinel_url(store_url)
+        except ValueError as exc:
+            problems.append(str(exc))
+    elif store_scheme not in ("sqlite", "redis", "rediss", "unix"):
         problems.append(
-            f'store.url: unsupported store "{urlsplit(store_url).scheme}" '
-            "(use sqlite:///path or redis://host:6379/0)"
+            f'store.url: unsupported store "{store_scheme}" (use sqlite:///path, '
+            "redis://host:6379/0 or redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB])"
         )
     store = StoreConfig(
         url=store_url,

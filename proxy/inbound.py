@@ -5,8 +5,10 @@ Two kinds of bearer are accepted on the gateway (SPEC.md "Gateway listener"): op
 ``POST /oauth/token`` and verified with any of ``[server] jwt_keys``.
 
 Store lookups are cached for ``[store] cache_ttl``: the hot path does no I/O for a token seen
-recently, revocation reaches every replica within that bound, and a store outage is survived
-by cached tokens until their entry lapses (then 503). Concurrent misses for one token share a
+recently, revocation reaches every replica within that bound, and a store outage (or a Sentinel
+failover, SPEC.md "Redis high availability") is survived by tokens verified recently: while
+the store cannot be asked, a token that passed every check within ``cache_ttl`` +
+``STALE_GRACE`` keeps working; any other gets 503. Concurrent misses for one token share a
 single store lookup.
 
 JWTs need no store record, but the vendor's JWT "not before" (``proxy.jwt_cutoff``) is read
@@ -39,6 +41,10 @@ log = logging.getLogger("oneroster_proxy")
 JWT_ISSUER = "oneroster-proxy"
 JWT_AUDIENCE = "oneroster-proxy"
 JWT_ALGORITHM = "HS256"
+# How long past its cache_ttl a verified token is still honoured while the store is
+# unavailable: longer than a Sentinel failover (SPEC: within 10 s) plus a restart of a lone
+# Redis, short enough that a token revoked during a long outage does not live on for long.
+STALE_GRACE = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,17 +141,35 @@ class Authenticator:
     ) -> Principal:
         value = bearer(header)
         entry = self._verified.get(value)
+        stale: Principal | None = None
         if entry is not None:
             principal, lapses, ends = entry
-            if time.monotonic() < lapses:
-                wall = time.time()
-                if ends is None or wall < ends:
-                    self.last_used[principal.token_id or ""] = wall  # opaque: always an id
-                    return self._vendor_check(principal, vendors)
-            del self._verified[value]
+            mono, wall = time.monotonic(), time.time()
+            if ends is not None and wall >= ends:
+                del self._verified[value]
+            elif mono < lapses:
+                self.last_used[principal.token_id or ""] = wall  # opaque: always an id
+                return self._vendor_check(principal, vendors)
+            elif mono < lapses + STALE_GRACE:
+                stale = principal  # used only if the store cannot be asked
+            else:
+                del self._verified[value]
         now = now or datetime.now(UTC)
         if value.startswith(tokens.PREFIX):
-            principal = await self._opaque(value, now)
+            try:
+                principal = await self._opaque(value, now)
+            except StoreUnavailable:
+                if stale is None:
+                    raise
+                # A store outage (or a Sentinel failover) outlasting cache_ttl: a token that
+                # passed every check moments ago keeps working, as SPEC's "cached tokens keep
+                # working" promises; a revocation made meanwhile could not reach this replica
+                # anyway, and it applies once the store answers again.
+                self.last_used[stale.token_id or ""] = now.timestamp()
+                principal = stale
+            except Unauthorized:
+                self._verified.pop(value, None)
+                raise
         elif value.count(".") == 2 and jwt_keys:
             principal = decode_jwt(value, jwt_keys)
             cutoff = await self.jwt_cutoff(principal.vendor)

@@ -151,7 +151,8 @@ def test_every_problem_at_once_with_key_paths() -> None:
         'server.drain_timeout: invalid duration "5" (write e.g. 30s, 15m, 24h, 7d)',
         'server.max_body: invalid size "64 MiBs" (write e.g. 64MB, 512KB)',
         "admin.token: must be at least 16 characters",
-        'store.url: unsupported store "postgres" (use sqlite:///path or redis://host:6379/0)',
+        'store.url: unsupported store "postgres" (use sqlite:///path, redis://host:6379/0 or '
+        "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB])",
         'store.cache_ttl: invalid duration "2x" (write e.g. 30s, 15m, 24h, 7d)',
         'vendors.acme.clientsecret: unknown key (did you mean "client_secret"?)',
         "vendors.acme.vendor_authorization: must be key:secret",

@@ -9,16 +9,11 @@ what that worker served, and the supervisor's ``/metrics`` must show the sum.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
-import threading
 import time
-import tomllib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,111 +21,11 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.served import Served
+from tests.served import cli as _cli
+from tests.served import gone as _gone
+from tests.served import wait_ready as _ready
 from tests.support import ADMIN_TOKEN, base_config, free_port, toml_dumps
-
-REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from proxy.cli import main; main()"]
-START_TIMEOUT = 60.0  # two fresh interpreters on a loaded 2-core machine
-
-
-class Served:
-    """A ``serve --workers N`` process and the JSON lines it has logged so far."""
-
-    def __init__(self, config: Path, workers: int) -> None:
-        self.config = config
-        doc_lines = config.read_text()
-        self.gateway = _listen_port(doc_lines, "server")
-        self.admin = _listen_port(doc_lines, "admin")
-        self.lines: list[dict[str, Any]] = []
-        self.raw: list[str] = []
-        self.process = _popen([*CLI, "serve", "--config", str(config), "--workers", str(workers)])
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for raw in self.process.stderr:
-            text = raw.decode(errors="replace").rstrip("\n")
-            self.raw.append(text)
-            try:
-                self.lines.append(json.loads(text))
-            except ValueError:
-                pass
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway}"
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin}"
-
-    def logged(self, msg: str, **fields: Any) -> list[dict[str, Any]]:
-        return [
-            line
-            for line in list(self.lines)
-            if line.get("msg") == msg and all(line.get(k) == v for k, v in fields.items())
-        ]
-
-    def ready_workers(self) -> dict[int, dict[str, Any]]:
-        """index -> the latest ``worker ready`` line of that index."""
-        latest: dict[int, dict[str, Any]] = {}
-        for line in self.logged("worker ready"):
-            latest[line["worker"]] = line
-        return latest
-
-    async def wait_for(
-        self, what: str, check: Callable[[], Any], within: float = START_TIMEOUT
-    ) -> Any:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"serve exited ({self.process.returncode}) waiting for {what}:\n"
-                    + "\n".join(self.raw[-30:])
-                )
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(self.raw[-30:]))
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-
-def _listen_port(toml_text: str, table: str) -> int:
-    return int(tomllib.loads(toml_text)[table]["listen"].rpartition(":")[2])
-
-
-def _popen(argv: list[str]) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    return subprocess.Popen(
-        argv,
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-async def _cli(*args: str) -> str:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = await asyncio.create_subprocess_exec(
-        *CLI,
-        *args,
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
 
 
 def _write_config(tmp_path: Path, sandbox: Any, **changes: Any) -> Path:
@@ -176,40 +71,12 @@ async def _burst(url: str, token: str, n: int) -> list[int]:
         return statuses
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    # A zombie still answers kill(0); its state says it is dead.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
-
-
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[list[Served]]:
     started: list[Served] = []
     yield started
     for s in started:
         s.stop()
-
-
-async def _ready(served: Served, workers: int) -> None:
-    await served.wait_for(
-        f"{workers} workers ready", lambda: len(served.ready_workers()) == workers
-    )
-    async with aiohttp.ClientSession() as session:
-
-        async def readyz() -> bool:
-            async with session.get(f"{served.admin_url}/readyz") as resp:
-                return resp.status == 200
-
-        deadline = time.monotonic() + START_TIMEOUT
-        while not await readyz():
-            assert time.monotonic() < deadline, "/readyz never became 200"
-            await asyncio.sleep(0.05)
 
 
 @pytest.mark.timeout(180)

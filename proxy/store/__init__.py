@@ -3,7 +3,9 @@
 ``sqlite://<path>``: everything after ``sqlite://`` is the file's path, so SPEC's
 ``sqlite:///var/lib/oneroster-proxy/store.db`` is ``/var/lib/oneroster-proxy/store.db`` and
 ``sqlite://store.db`` is ``store.db`` relative to the working directory. ``redis://`` and
-``rediss://`` (TLS) URLs go to redis-py as they are.
+``rediss://`` (TLS) URLs go to redis-py as they are; ``redis+sentinel://HOST:PORT[,...]/SERVICE[/DB]``
+follows the master that Redis Sentinel names (SPEC.md "Redis high availability",
+``proxy.store.sentinel``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def open_store(url: str) -> Store:
 
         return SqliteStore(path)
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "redis+sentinel"):
         # Imported here: with a sqlite store, the CLI starts without loading redis-py.
         from .redis import RedisStore
 
@@ -46,5 +48,6 @@ def open_store(url: str) -> Store:
     shown = f"{scheme}://..." if scheme else "a URL without a scheme"
     raise ValueError(
         f"[store] url: unsupported store {shown}; use sqlite:///path/to/store.db "
-        "or redis://host:6379/0 (rediss:// for TLS)"
+        "or redis://host:6379/0 (rediss:// for TLS, "
+        "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB] for Sentinel)"
     )

@@ -44,6 +44,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ..errors import StoreUnavailable
+from . import sentinel
 from .base import (
     CHECK_HISTORY,
     AuditEvent,
@@ -219,26 +220,40 @@ class RedisStore(RedisConnections):
         prefix: str = "orp:",
         audit_max: int = 10_000,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            # One immediate retry on a connection error: after Redis restarts (or a Sentinel
+            # failover), the first command meets a pooled connection that is dead, and a
+            # fresh one works. No retry on timeouts: a hung Redis must become a 503 after one
+            # ``timeout``, not several.
+            "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            "client_name": "oneroster-proxy",
+        }
+        self._sentinel: Any = None
+        # Token issue and revocation wait for this many replicas (WAIT): only with Sentinel,
+        # where a replica is what survives the master; a lone Redis has none to wait for.
+        self._wait_replicas = 0
+        self._wait_ms = max(1, int(timeout * 500))  # half the socket timeout: WAIT answers first
+        scheme = url.partition("://")[0].lower() if "://" in url else ""
+        if scheme == sentinel.SCHEME:
+            parsed = sentinel.parse_sentinel_url(url)
+            self.url_display = parsed.display
+            self._password = parsed.password
+            self._client, self._sentinel = sentinel.master_client(parsed, **options)
+            self._wait_replicas = 1
+        elif scheme in ("redis", "rediss"):
+            self.url_display = _display(url)
+            self._password = urlsplit(url).password
+            self._client = aioredis.from_url(url, **options)
+        else:
             raise ValueError(
-                f"redis store: URL must start with redis:// or rediss://, got {parts.scheme}://"
+                "redis store: URL must start with redis://, rediss:// or redis+sentinel://, "
+                f"got {scheme or 'no scheme'}://"
             )
-        self.url_display = _display(url)
-        self._password = parts.password
         self._prefix = prefix
         self._audit_max = audit_max
-        self._client: aioredis.Redis = aioredis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            # One immediate retry on a connection error: after Redis restarts, the first
-            # command meets a pooled connection that is dead, and a fresh one works. No retry
-            # on timeouts: a hung Redis must become a 503 after one ``timeout``, not several.
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-            client_name="oneroster-proxy",
-        )
         register = self._client.register_script
         self._add_token = register(_ADD_TOKEN)
         self._revoke_token = register(_REVOKE_TOKEN)
@@ -274,6 +289,28 @@ class RedisStore(RedisConnections):
             raise StoreUnavailable(
                 f"redis store {self.url_display} unavailable ({operation}): {detail}"
             ) from exc
+
+    async def _replicated(
+        self, script: Any, keys: list[str], args: list[Any], operation: str
+    ) -> Any:
+        """Run a token-changing script; with Sentinel, answer only once a replica has it.
+
+        WAIT counts the replicas that acknowledged this connection's writes, so it goes in one
+        pipeline with the script (one connection). A master that fails over after this
+        returned cannot take the change with it: the replica it acknowledged is promoted."""
+        if not self._wait_replicas:
+            return await script(keys=keys, args=args)
+        pipe = self._client.pipeline(transaction=False)
+        await script(keys=keys, args=args, client=pipe)  # queued: a pipeline answers on execute
+        pipe.execute_command("WAIT", self._wait_replicas, self._wait_ms)
+        result, acked = await pipe.execute()
+        if int(acked) < self._wait_replicas:
+            raise StoreUnavailable(
+                f"redis store {self.url_display}: {operation} reached the master but no replica "
+                f"confirmed it within {self._wait_ms} ms; it may not survive a failover, "
+                "so it is not acknowledged: try again once a replica is back"
+            )
+        return result
 
     def _key(self, kind: str, name: str = "") -> str:
         return f"{self._prefix}{kind}{':' if name else ''}{name}"
@@ -342,6 +379,8 @@ class RedisStore(RedisConnections):
     async def close(self) -> None:
         with self._unavailable("close"):
             await self._client.aclose()
+            if self._sentinel is not None:
+                await self._sentinel.aclose()
 
     async def ping(self) -> None:
         with self._unavailable("ping"):
@@ -352,7 +391,7 @@ class RedisStore(RedisConnections):
     async def add_token(self, record: TokenRecord) -> None:
         keys, args = self._add_token_call(record)
         with self._unavailable("add_token"):
-            added = await self._add_token(keys=keys, args=args)
+            added = await self._replicated(self._add_token, keys, args, "the new token")
         if not added:
             raise ValueError(f"token id {record.id!r} already exists")
 
@@ -377,21 +416,28 @@ class RedisStore(RedisConnections):
 
     async def revoke_token(self, token_id: str, at: datetime) -> bool:
         with self._unavailable("revoke_token"):
-            done = await self._revoke_token(
-                keys=[self._key("token", token_id)], args=[self._prefix, token_id, _us(at)]
+            done = await self._replicated(
+                self._revoke_token,
+                [self._key("token", token_id)],
+                [self._prefix, token_id, _us(at)],
+                "the revocation",
             )
         return bool(done)
 
     async def revoke_vendor(self, vendor: str, at: datetime) -> list[str]:
         keys = [self._key("vendor", vendor), self._key("active", vendor)]
         with self._unavailable("revoke_vendor"):
-            ids = await self._revoke_vendor(keys=keys, args=[self._prefix, _us(at)])
+            ids = await self._replicated(
+                self._revoke_vendor, keys, [self._prefix, _us(at)], "the revocation"
+            )
         return list(ids)
 
     async def expire_vendor(self, vendor: str, at: datetime, keep: str) -> list[str]:
         keys = [self._key("vendor", vendor), self._key("active", vendor)]
         with self._unavailable("expire_vendor"):
-            ids = await self._expire_vendor(keys=keys, args=[self._prefix, _us(at), keep])
+            ids = await self._replicated(
+                self._expire_vendor, keys, [self._prefix, _us(at), keep], "the rotation grace"
+            )
         return list(ids)
 
     async def get_vendor_auth(self, vendor: str) -> VendorAuth | None:
@@ -405,7 +451,9 @@ class RedisStore(RedisConnections):
 
     async def set_jwt_not_before(self, vendor: str, at: datetime) -> None:
         with self._unavailable("set_jwt_not_before"):
-            await self._not_before(keys=[self._key("vendorauth", vendor)], args=[_us(at), ""])
+            await self._replicated(
+                self._not_before, [self._key("vendorauth", vendor)], [_us(at), ""], "the revocation"
+            )
 
     async def set_secret_fingerprint(
         self, vendor: str, fingerprint: str, *, not_before: datetime | None = None
@@ -414,7 +462,12 @@ class RedisStore(RedisConnections):
             raise ValueError("an empty secret fingerprint")
         when: int | str = "" if not_before is None else _us(not_before)
         with self._unavailable("set_secret_fingerprint"):
-            await self._not_before(keys=[self._key("vendorauth", vendor)], args=[when, fingerprint])
+            await self._replicated(
+                self._not_before,
+                [self._key("vendorauth", vendor)],
+                [when, fingerprint],
+                "the JWT cut-off",
+            )
 
     async def touch(self, last_used: dict[str, datetime]) -> None:
         if not last_used:

@@ -52,3 +52,42 @@ def test_redis_store_display_url_drops_credentials() -> None:
     store = open_store("redis://user:hunter2pw@cache.example:6379/1")
     assert isinstance(store, RedisStore)
     assert store.url_display == "redis://cache.example:6379/1"
+
+
+def test_sentinel_urls_name_every_sentinel_the_service_and_the_db() -> None:
+    from proxy.store.sentinel import parse_sentinel_url
+
+    store = open_store("redis+sentinel://:hunter2pw@s1.example:26379,[::1]:26380,s3/orp/2")
+    assert isinstance(store, RedisStore)
+    assert store.url_display == "redis+sentinel://s1.example:26379,[::1]:26380,s3:26379/orp/2"
+    parsed = parse_sentinel_url("redis+sentinel://u:p%40ss@127.0.0.1:1,127.0.0.1:2/mymaster")
+    assert parsed.sentinels == (("127.0.0.1", 1), ("127.0.0.1", 2))
+    assert (parsed.service, parsed.db, parsed.username, parsed.password) == (
+        "mymaster",
+        0,
+        "u",
+        "p@ss",
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis+sentinel://s1:26379", "names the service"),
+        ("redis+sentinel://s1:26379/", "names the service"),
+        ("redis+sentinel://s1:port/orp", "port must be 1-65535"),
+        ("redis+sentinel://s1:26379,,s2/orp", "at least one HOST:PORT"),
+        ("redis+sentinel://s1/orp/zero", "only a database number"),
+        ("redis+sentinel://::1:26379/orp", "bracket IPv6"),
+    ],
+)
+def test_bad_sentinel_urls_are_config_errors_naming_store_url(url: str, problem: str) -> None:
+    from proxy import config as config_mod
+    from proxy.errors import ConfigError
+
+    bad = url.replace("s1", ":hunter2pw@s1", 1) if "@" not in url and "::1" not in url else url
+    with pytest.raises(ConfigError) as caught:
+        config_mod.validate({"store": {"url": bad}})
+    (line,) = [p for p in caught.value.problems if p.startswith("store.url")]
+    assert problem in line
+    assert "hunter2pw" not in line
