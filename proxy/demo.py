@@ -2,7 +2,8 @@
 
 SPEC.md ``demo``: a temporary config and sqlite store, the gateway on ``--port`` (default
 8080), the sandbox and the admin listener on free ports, a token issued, and a ``curl`` line
-that works as pasted. Ctrl-C ends everything it started (all of it lives in this process).
+that works as pasted. Ctrl-C or SIGTERM ends everything it started (all of it lives in this
+process) and removes the temporary directory, with exit status 0.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import secrets
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -128,8 +130,22 @@ async def _run(port: int, auth: str, tmp: Path) -> int:
         await sandbox.close()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(*, port: int = 8080, auth: str = "oauth1") -> int:
-    with tempfile.TemporaryDirectory(prefix="oneroster-proxy-demo-") as tmp:
+    """Run until Ctrl-C or SIGTERM, at any moment (starting up included): then exit 0 with
+    the temporary directory removed, since it holds an admin token and a district secret."""
+    # Until the event loop takes SIGTERM over (once serving), it interrupts like Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    tmp = tempfile.mkdtemp(prefix="oneroster-proxy-demo-")
+    try:
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(_run(port, auth, Path(tmp)))
-    return 0
+        return 0
+    finally:
+        # SECURITY: the removal of the secrets must not itself be cut short by a signal.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        shutil.rmtree(tmp, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)

@@ -262,6 +262,9 @@ def setup_logging(fmt: str = "json", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Python warnings (DeprecationWarning from a dependency, ResourceWarning...) become log
+    # lines in the chosen format, not raw text in the middle of a JSON log.
+    logging.captureWarnings(True)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # The logging module's per-record extras (caller lookup, thread and process names) cost
     # more than the rest of a log line and tell an operator nothing here.

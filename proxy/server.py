@@ -103,7 +103,9 @@ async def start(
     await admin_runner.setup()
     asock = admin_sock or bind_socket(config.admin.listen)
     await web.SockSite(admin_runner, asock).start()
-    admin_port = asock.getsockname()[1]
+    # A worker's admin app listens on a Unix socket, whose name is a path, not (host, port).
+    name = asock.getsockname()
+    admin_port = name[1] if isinstance(name, tuple) else None
     return Running(gateway, runner, admin_runner, gateway_port, admin_port, admin)
 
 
@@ -127,7 +129,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, **kwargs:
         extra={
             "fields": {
                 "gateway": f"{config.server.listen.host}:{running.gateway_port}",
-                "admin": f"{config.admin.listen.host}:{running.admin_port}",
+                "admin": _admin_address(config, running, kwargs.get("admin_sock")),
                 "connections": len(config.connections),
                 "loop": loop_name(),
             }
@@ -148,6 +150,15 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, **kwargs:
         extra={"fields": {"event": "stopped", "drained_s": round(loop.time() - started, 3)}},
     )
     return 0
+
+
+def _admin_address(config: Config, running: Running, sock: object) -> str:
+    """Where the admin app listens: ``host:port``, or ``unix:<path>`` for a worker's private
+    socket (the supervisor serves ``[admin] listen`` for it)."""
+    if running.admin_port is not None:
+        return f"{config.admin.listen.host}:{running.admin_port}"
+    name = sock.getsockname() if isinstance(sock, socket.socket) else ""
+    return f"unix:{name}"
 
 
 async def _reload_quietly(gateway: web.Application) -> None:

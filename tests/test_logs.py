@@ -76,7 +76,9 @@ async def test_a_realistic_session_logs_every_request_and_action_and_no_secret(
         cli_err: list[str] = []
 
         # Tokens: CLI (another process, same store) and admin API.
-        code, out, err = await run_cli("tokens", "issue", "acme", "--config", cfg)
+        code, out, err = await run_cli(
+            "tokens", "issue", "acme", "--config", cfg, "--log-format", "json"
+        )
         assert code == 0
         cli_issued = out.strip().splitlines()[-1]
         cli_err.append(err)
@@ -89,7 +91,9 @@ async def test_a_realistic_session_logs_every_request_and_action_and_no_secret(
         ) as resp:
             assert resp.status == 201
             rotated = (await resp.json())["token"]
-        code, _, err = await run_cli("tokens", "revoke", token_id(cli_issued), "--config", cfg)
+        code, _, err = await run_cli(
+            "tokens", "revoke", token_id(cli_issued), "--config", cfg, "--log-format", "json"
+        )
         assert code == 0
         cli_err.append(err)
         async with http.get(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Callable, Sequence
@@ -42,14 +43,52 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"oneroster-proxy {__version__}")
     parser.add_argument(
         "--log-format",
-        choices=("json", "text"),
-        default="json",
-        help="log lines as JSON (default) or text for humans",
+        choices=LOG_FORMATS,
+        default=None,
+        help="log lines as JSON or text (default: JSON for serve, text for other commands)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in command_modules():
         module.register(sub)
+    for command in _parsers(parser):
+        _everywhere(command)
     return parser
+
+
+LOG_FORMATS = ("json", "text")
+# Commands whose log is read by machines (a log collector); every other one talks to a person.
+_JSON_LOG_COMMANDS = frozenset({"serve"})
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every sub-parser below ``parser``, at any depth."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                found += [child, *_parsers(child)]
+    return found
+
+
+def _everywhere(parser: argparse.ArgumentParser) -> None:
+    """What every command accepts: ``--log-format`` after the subcommand as well as before
+    it, and ``--config`` from ``ORP_CONFIG`` when the flag is absent (SPEC.md, last section)."""
+    if not parser.add_help:
+        return  # the sandbox: its own parser reads the rest of the line
+    if "--log-format" not in parser._option_string_actions:
+        parser.add_argument(
+            "--log-format", choices=LOG_FORMATS, default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+    action = parser._option_string_actions.get("--config")
+    if action is not None:
+        env = os.environ.get(CONFIG_ENV)
+        action.help = f"the config file (default: ${CONFIG_ENV})"
+        if env:
+            action.required = False
+            action.default = env
+
+
+CONFIG_ENV = "ORP_CONFIG"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -62,10 +101,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     from ..logs import setup_logging
 
-    setup_logging(args.log_format)
+    log_format = args.log_format or ("json" if args.command in _JSON_LOG_COMMANDS else "text")
+    setup_logging(log_format)
     run = cast(Callable[[argparse.Namespace], int], args.run)
     try:
         code = run(args)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
+    except BrokenPipeError:
+        # ``| head`` read what it wanted and left: not an error. Output from now on (the
+        # interpreter's own flush at exit included) goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     except ConfigError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)

@@ -1,13 +1,18 @@
-"""``config validate PATH`` (SPEC.md "Install and commands", "Config (TOML)").
+"""``config validate PATH`` and ``config example`` (SPEC.md "Install and commands", "Config
+(TOML)").
 
-Every problem on its own line (key path first) and exit 1, or ``PATH: ok (...)`` and exit 0,
-with any warnings on stderr (they never fail).
+``validate``: every problem on its own line (key path first) and exit 1, or ``PATH: ok (...)``
+and exit 0, with any warnings on stderr (they never fail). ``example``: the annotated example
+configuration shipped in the package (``config/example.toml`` of the repository), for
+``oneroster-proxy config example > proxy.toml`` on a machine that has only the wheel.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from importlib import resources
 from typing import TYPE_CHECKING
 
 from .. import config as config_mod
@@ -25,11 +30,24 @@ def register(sub: Commands) -> None:
     cfg.set_defaults(run=run)
     csub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     validate = csub.add_parser("validate", help="report every problem of a config file")
-    validate.add_argument("path")
+    env = os.environ.get("ORP_CONFIG")
+    if env:  # the one command that names its file without --config takes ORP_CONFIG too
+        validate.add_argument("path", nargs="?", default=env, help="default: $ORP_CONFIG")
+    else:
+        validate.add_argument("path", help="the config file (or set ORP_CONFIG)")
+
+    csub.add_parser("example", help="print the annotated example configuration")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.config_command == "example":
+        sys.stdout.write(example_text())
+        return 0
     return validate(args.path)
+
+
+def example_text() -> str:
+    return resources.files("proxy").joinpath("example.toml").read_text(encoding="utf-8")
 
 
 def validate(path: str) -> int:
