@@ -63,9 +63,12 @@ def import_graph(root: Path, package: str) -> dict[str, set[str]]:
                     prefix = ".".join([*base, *([node.module] if node.module else [])])
                 else:
                     prefix = node.module or ""
-                targets = [prefix]
-                # ``from . import tokens`` imports the module proxy.tokens itself.
-                targets += [f"{prefix}.{alias.name}" for alias in node.names]
+                # ``from . import tokens`` imports the module proxy.tokens itself; the package
+                # counts only for names that are not its modules (what its __init__ defines).
+                modules = [f"{prefix}.{alias.name}" for alias in node.names]
+                targets = [m for m in modules if m in files]
+                if len(targets) < len(modules):
+                    targets.append(prefix)
             for target in targets:
                 if target in files and target != name:
                     graph[name].add(target)
@@ -123,7 +126,9 @@ def test_a_cycle_through_a_function_level_import_is_found(tmp_path: Path) -> Non
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import thing\n"
     )
     (pkg / "d.py").write_text("import pkg.a\n")
+    (pkg / "e.py").write_text("from . import d\nfrom . import VERSION\n")
     graph = import_graph(tmp_path, "pkg")
     assert graph["pkg.c"] == set()  # TYPE_CHECKING imports never run
     assert graph["pkg.d"] == {"pkg.a"}
+    assert graph["pkg.e"] == {"pkg.d", "pkg"}  # VERSION is the package's own name
     assert cycles(graph) == [["pkg.a", "pkg.b"]]
