@@ -6,17 +6,17 @@ backpressure both ways, ``upstream_timeout`` bounds the wait for the response he
 idle read (``sock_read``), never the whole transfer.
 
 aiohttp client errors are translated to ``proxy.errors`` in exactly one place,
-``upstream_errors``. Traps of this stack handled here:
+``UPSTREAM_ERRORS``. Traps of this stack handled here:
 
 * yarl re-quotes URLs unless built with ``encoded=True``; the query sent must be the query
   signed, so every upstream URL is built that way.
 * aiohttp's client re-sends a request once when a reused keep-alive connection turns out to be
   closed, for PUT and DELETE too. Writes must never be sent twice, so the session's
   persistent-connection retry is switched off (``disable_connection_retry``), writes go out on
-  fresh connections, and only the gateway's GET retry policy (``Gateway._exchange`` with the
-  helpers ``retry_delay`` and ``should_retry`` here) re-sends anything.
+  fresh connections, and only the upstream policy (``proxy.upstream``: GETs, within
+  ``upstream_timeout``) re-sends anything.
 * a request body that fails while it streams upstream (over ``max_body``, or the vendor stopped
-  sending) surfaces from aiohttp as a client connection error; ``upstream_errors`` finds the
+  sending) surfaces from aiohttp as a client connection error; ``UPSTREAM_ERRORS`` finds the
   vendor-side cause and raises that (413, 408) instead of blaming the district.
 * TLS certificates are verified unless the district sets ``tls_verify = false``.
 * the client's default 8 KB limit on a response header line is met by a district that echoes a
@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import functools
 import math
-import random
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -56,13 +54,6 @@ MAX_RESPONSE_LINE = 64 * 1024
 MAX_RESPONSE_FIELD = 64 * 1024
 MAX_RESPONSE_HEADERS = 256
 CHUNK = 64 * 1024
-# Retry-After values a GET retry will wait out (SPEC: "a few seconds at most").
-MAX_RETRY_AFTER = 5.0
-# Attempts per GET (the first and two retries), all inside upstream_timeout.
-MAX_ATTEMPTS = 3
-# Backoff before retry n (n = 1, 2, ...): uniform in [0, min(BACKOFF_CAP, BACKOFF_BASE * 2**n)].
-BACKOFF_BASE = 0.1
-BACKOFF_CAP = 2.0
 
 
 def new_session(*, fresh_connections: bool = False) -> aiohttp.ClientSession:
@@ -131,11 +122,8 @@ class _UpstreamErrors:
         return False
 
 
-_UPSTREAM_ERRORS = _UpstreamErrors()
-
-
-def upstream_errors() -> _UpstreamErrors:
-    return _UPSTREAM_ERRORS
+#: ``with UPSTREAM_ERRORS:`` around any await on the district (one shared instance).
+UPSTREAM_ERRORS = _UpstreamErrors()
 
 
 def _vendor_side_cause(exc: BaseException) -> ProxyError | None:
@@ -199,7 +187,7 @@ async def send(
 ) -> aiohttp.ClientResponse:
     """One attempt; errors translated. ``verify=False`` (a district's ``tls_verify = false``)
     is the only way certificate checks are skipped."""
-    with _UPSTREAM_ERRORS:
+    with UPSTREAM_ERRORS:
         return await start(session, out, headers, timeout, verify=verify)
 
 
@@ -212,7 +200,7 @@ def start(
     verify: bool = True,
 ) -> Awaitable[aiohttp.ClientResponse]:
     """``send`` without the error translation and without a coroutine of its own, for a
-    caller on the hot path that awaits it inside ``upstream_errors()`` itself."""
+    caller on the hot path that awaits it inside ``UPSTREAM_ERRORS`` itself."""
     return session.request(
         out.method,
         URL(out.url, encoded=True),
@@ -254,33 +242,6 @@ async def read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
     return data
 
 
-def retry_delay(attempt: int, retry_after: float | None) -> float:
-    """Seconds to wait before retry ``attempt`` (1, 2, ...): exponential backoff with full
-    jitter, added to any Retry-After the district gave (which is a minimum, and the jitter
-    keeps many proxies from coming back in the same instant)."""
-    backoff = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * (2**attempt)))
-    return (retry_after or 0.0) + backoff
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    return None  # an HTTP-date Retry-After is a long wait: not worth retrying within a request
-
-
-def should_retry(method: str, response: aiohttp.ClientResponse) -> float | None:
-    """Seconds to wait before retrying a GET the district pushed back on, or None."""
-    if method != "GET" or response.status not in (429, 503):
-        return None
-    after = parse_retry_after(response.headers.get("Retry-After"))
-    if after is None or after > MAX_RETRY_AFTER:
-        return None
-    return after
-
-
 async def stream_back(
     upstream: aiohttp.ClientResponse,
     downstream: web.StreamResponse,
@@ -299,7 +260,7 @@ async def stream_back(
         await _stream_rewritten(content, downstream, on_bytes, hrefs)
         return
     while True:
-        with _UPSTREAM_ERRORS:
+        with UPSTREAM_ERRORS:
             chunk = await content.readany()
         if not chunk:
             break
@@ -316,7 +277,7 @@ async def _stream_rewritten(
 ) -> None:
     # A loop of its own, so that districts without rewrite_hrefs keep the plain copy.
     while True:
-        with _UPSTREAM_ERRORS:
+        with UPSTREAM_ERRORS:
             chunk = await content.readany()
         if not chunk:
             break
@@ -329,7 +290,3 @@ async def _stream_rewritten(
         await downstream.write(tail)
         on_bytes(len(tail))
     await downstream.write_eof()
-
-
-def monotonic() -> float:
-    return time.monotonic()

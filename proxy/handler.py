@@ -1,8 +1,10 @@
 """The gateway handler: authenticate -> connection -> scope -> sign -> forward -> rewrite.
 
-SPEC.md "Gateway listener". Each step removes one concern and raises a ``proxy.errors``
-exception to refuse; ``proxy.app.Observed`` renders the imsx payload. Nothing here
-reaches the district before every check has passed.
+SPEC.md "Gateway listener". ``Gateway.__call__`` is that sentence, one line per step; each step
+removes one concern and raises a ``proxy.errors`` exception to refuse (``proxy.app.Observed``
+renders the imsx payload). Nothing reaches the district before every check has passed. Signing
+and forwarding happen together, once per attempt, under the upstream policy of
+``proxy.upstream`` (retries, backoff, circuit, the OAuth2 401).
 """
 
 from __future__ import annotations
@@ -25,42 +27,61 @@ from .errors import (
     NotFound,
     PayloadTooLarge,
     Unauthorized,
-    UpstreamConnectError,
     UpstreamError,
-    UpstreamResetError,
     UpstreamTimeout,
 )
 from .hrefs import is_json
 from .paths import Target, parse_target
 from .rewrite import public_base, request_headers, response_headers
 from .scopes import Route, classify
+from .upstream import BUFFER_LIMIT, Upstream
 
 if TYPE_CHECKING:
+    from .inbound import Principal
     from .runtime import Connection, Runtime
 
 FORM = "application/x-www-form-urlencoded"
-# Bodies up to this size are read before sending, so that a GET may be retried and an OAuth2
-# district's 401 may be answered with a fresh token; larger ones stream and are sent once.
-BUFFER_LIMIT = 1024 * 1024
 # District answers up to this size (by Content-Length) are read whole and sent in one write.
 SMALL_BODY = 64 * 1024
 
 
 class Gateway:
+    """The catch-all handler of the gateway listener; one per app, its caches with it."""
+
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.upstream = Upstream(services)
         # Labelled metric children per district: .labels() costs a lock and a dict per call.
         self._counters: dict[str, Any] = {}
-        self._timers: dict[str, Any] = {}
         self._bases: dict[tuple[str, str, str | None, str | None, bool], str] = {}
         self._routes: dict[tuple[str, str], tuple[Target, Route]] = {}
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
-        services = self.services
-        runtime = services.runtime.current
-        config = runtime.config
+        # The steps stay in this coroutine where they may wait (every await layer is paid
+        # again each time the task resumes, on the path of every request); the checks between
+        # them are plain calls.
+        runtime = self.services.runtime.current
         ex = request[EXCHANGE]
+        principal = await self._authenticate(request, runtime, ex)
+        target, route = self._target(request, ex)
+        conn = self._connection(runtime, target, principal, ex)
+        self._scope(request.method, target, route, conn, principal)
+        out, content_type = await self._outgoing(request, runtime, conn, target, route, ex)
+        async with self.services.limits.district(conn.district):
+            upstream = await self.upstream.send(
+                conn, out, content_type, runtime.config.server.upstream_timeout
+            )
+            try:
+                return await self._rewrite(request, runtime, conn, upstream, ex)
+            finally:
+                upstream.release()
 
+    async def _authenticate(
+        self, request: web.Request, runtime: Runtime, ex: Exchange
+    ) -> Principal:
+        """The vendor behind the bearer token (401 if none), within its rate limit (429)."""
+        config = runtime.config
+        services = self.services
         try:
             principal = await services.authenticator.authenticate(
                 request.headers.get("Authorization"), config.vendors, config.server.jwt_keys
@@ -73,22 +94,31 @@ class Gateway:
         vendor = config.vendors[principal.vendor]
         if vendor.rate_limit is not None:
             await services.limits.vendor(vendor)
+        return principal
 
-        raw_path, _, query = request.raw_path.partition("?")
+    def _target(self, request: web.Request, ex: Exchange) -> tuple[Target, Route]:
+        """The checked path (400 for traversal in any encoding) and its OneRoster route."""
+        raw_path = request.raw_path.partition("?")[0]
         method = request.method
         known = self._routes.get((raw_path, method))
         if known is None:
             target = parse_target(raw_path)
-            route = classify(target.rest, method)
+            known = (target, classify(target.rest, method))
             # Pages of one collection share a path (the query differs): a parsed, checked path
             # is kept, so the next page costs a look-up. Both functions are pure.
             if len(raw_path) <= 256:
                 if len(self._routes) >= 1024:
                     self._routes.clear()
-                self._routes[(raw_path, method)] = (target, route)
-        else:
-            target, route = known
-        ex.app_id = target.app_id
+                self._routes[(raw_path, method)] = known
+        ex.app_id = known[0].app_id
+        ex.resource = known[1].resource
+        return known
+
+    def _connection(
+        self, runtime: Runtime, target: Target, principal: Principal, ex: Exchange
+    ) -> Connection:
+        """The vendor's connection named by the appId: 404 if it is not theirs, 403 while it is
+        disabled or expired."""
         conn = runtime.connections.get(target.app_id)
         # SECURITY: another vendor's appId gets exactly the unknown-appId answer, so appIds
         # cannot be probed across vendors.
@@ -100,173 +130,55 @@ class Gateway:
             raise Forbidden("this district connection is disabled")
         if conn.ends_at is not None and time.time() >= conn.ends_at:
             raise Forbidden("this district connection has expired")
+        return conn
 
-        ex.resource = route.resource
+    @staticmethod
+    def _scope(
+        method: str, target: Target, route: Route, conn: Connection, principal: Principal
+    ) -> None:
+        """403 unless the route's scopes meet the connection's (and a narrowed JWT's)."""
         allowed = route.scopes & conn.config.scopes
         if principal.scopes is not None:
             allowed &= principal.scopes
         if not allowed:
             if not route.scopes:
-                raise Forbidden(f"{request.method} /{target.rest} is not a OneRoster operation")
+                raise Forbidden(f"{method} /{target.rest} is not a OneRoster operation")
             raise Forbidden(
-                f"{request.method} /{target.rest} needs one of the scopes "
+                f"{method} /{target.rest} needs one of the scopes "
                 f"{', '.join(sorted(route.scopes))}, which this connection does not share"
             )
 
-        # The rest of the way stays in this coroutine: every await layer is paid again each
-        # time the task resumes, and this is the path of every request.
-        server = config.server
+    async def _outgoing(
+        self,
+        request: web.Request,
+        runtime: Runtime,
+        conn: Connection,
+        target: Target,
+        route: Route,
+        ex: Exchange,
+    ) -> tuple[forward.Outgoing, str | None]:
+        """The request for the district, unsigned: its URL, headers and body (with the body's
+        Content-Type, which OAuth1 signs for a form)."""
+        server = runtime.config.server
         if server.public_url is None:
             # A Host that cannot name the rewritten Links is refused (400) here, before the
             # district may act on a write, not after (the answer is remembered: no cost twice).
             self._public_base(request, server.trust_forwarded)
-        raw_rest = target.raw_rest
-        url = conn.upstream_prefix + raw_rest + (f"?{query}" if query else "")
+        query = request.raw_path.partition("?")[2]
+        url = conn.upstream_prefix + target.raw_rest + (f"?{query}" if query else "")
         body: bytes | AsyncIterator[bytes] | None = None
         content_type: str | None = None
         if request.body_exists:
-            body, content_type = await self._body(request, server.max_body)
+            body, content_type = await _body(request, server.max_body)
         if conn.signer is not None:
             _refuse_protocol_params(query, body, content_type)
-        base = request_headers(request.headers)
-        base.append(("X-Request-Id", ex.request_id))
+        headers = request_headers(request.headers)
+        headers.append(("X-Request-Id", ex.request_id))
         if route.gradebook and conn.vendor_header is not None:
-            base.append(("x-vendor-authorization", conn.vendor_header))
-        out = forward.Outgoing(request.method, url, base, body)
+            headers.append(("x-vendor-authorization", conn.vendor_header))
+        return forward.Outgoing(request.method, url, headers, body), content_type
 
-        async with services.limits.district(conn.district):
-            upstream = await self._exchange(conn, out, content_type, server.upstream_timeout)
-            try:
-                return await self._respond(request, runtime, conn, upstream, ex)
-            finally:
-                upstream.release()
-
-    async def _body(
-        self, request: web.Request, max_body: int
-    ) -> tuple[bytes | AsyncIterator[bytes] | None, str | None]:
-        """The request body to send: bytes when it must be signed (form) or may be re-sent,
-        a counted stream otherwise. 413 before reading anything when Content-Length is over."""
-        if not request.body_exists:
-            return None, None
-        length = request.content_length
-        if length is not None and length > max_body:
-            raise PayloadTooLarge(f"request body of {length} bytes is over the {max_body} limit")
-        content_type = request.headers.get("Content-Type")
-        mime = (content_type or "").partition(";")[0].strip().lower()
-        if mime == FORM or (length is not None and length <= BUFFER_LIMIT):
-            return await _read_limited(request.content, max_body), content_type
-        return forward.counted_body(request.content, max_body), content_type
-
-    def _sign(
-        self, conn: Connection, out: forward.Outgoing, content_type: str | None, token: str | None
-    ) -> list[tuple[str, str]]:
-        headers = list(out.base_headers)
-        if conn.signer is not None:
-            body = out.body if isinstance(out.body, bytes) else None
-            headers.append(
-                (
-                    "Authorization",
-                    conn.signer.authorization(
-                        out.method, out.url, body=body, content_type=content_type
-                    ),
-                )
-            )
-        elif token is not None:
-            headers.append(("Authorization", f"Bearer {token}"))
-        return headers
-
-    async def _exchange(
-        self, conn: Connection, out: forward.Outgoing, content_type: str | None, timeout: float
-    ) -> aiohttp.ClientResponse:
-        """Send, retrying GETs on connect failures and short 429/503 pushback, and any
-        replayable request once with a fresh token after an OAuth2 district's 401.
-
-        SPEC.md, the paragraph on retries: only GET is ever sent twice (a PUT/POST/DELETE the
-        district may have acted on must not be repeated), every attempt and every backoff fits
-        inside ``upstream_timeout``, and backoff is exponential with full jitter on top of any
-        ``Retry-After``. Each attempt passes ``limits.before_send`` (circuit, district rate)
-        and reports to the circuit breaker."""
-        services = self.services
-        limits = services.limits
-        metrics = services.metrics
-        district = conn.district.name
-        deadline = forward.monotonic() + timeout
-        replayable = out.body is None or isinstance(out.body, bytes)
-        retry_get = out.method == "GET" and replayable
-        refreshed = False
-        attempt = 0
-        while True:
-            attempt += 1
-            token = None
-            if conn.token_source is not None:
-                try:
-                    token = await conn.token_source.token()
-                except UpstreamError:
-                    metrics.upstream_errors.labels(district, "token").inc()
-                    raise
-            headers = self._sign(conn, out, content_type, token)
-            if conn.district.rate_limit is None:
-                limits.check_circuit(conn.district, deadline)  # no rate to wait for
-            else:
-                await limits.before_send(conn.district, deadline)
-            remaining = deadline - forward.monotonic()
-            if remaining <= 0:
-                metrics.upstream_errors.labels(district, "timeout").inc()
-                raise UpstreamTimeout("the district did not answer in time")
-            started = forward.monotonic()
-            # Writes never share a pooled connection the district may have closed meanwhile.
-            session = services.session if out.method == "GET" else services.write_session
-            try:
-                with forward.upstream_errors():
-                    response = await forward.start(
-                        session, out, headers, remaining, verify=conn.district.tls_verify
-                    )
-            except (UpstreamConnectError, UpstreamResetError) as exc:
-                limits.record_failure(conn.district)
-                # A reset before the head may mean the district read the request: only a GET
-                # is tried again, and not once the circuit has opened on this district.
-                if (
-                    retry_get
-                    and attempt < forward.MAX_ATTEMPTS
-                    and limits.circuit_state(conn.district) == "closed"
-                ):
-                    delay = forward.retry_delay(attempt, None)
-                    if forward.monotonic() + delay < deadline:
-                        await asyncio.sleep(delay)
-                        continue
-                metrics.upstream_errors.labels(district, exc.kind).inc()
-                raise
-            except UpstreamTimeout:
-                limits.record_failure(conn.district)
-                metrics.upstream_errors.labels(district, "timeout").inc()
-                raise
-            except UpstreamError as exc:
-                metrics.upstream_errors.labels(district, exc.kind).inc()
-                raise
-            self._upstream_timer(district).observe(forward.monotonic() - started)
-            limits.record_success(conn.district)
-
-            if (
-                response.status == 401
-                and conn.token_source is not None
-                and token is not None
-                and replayable
-                and not refreshed
-            ):
-                response.release()
-                refreshed = True
-                await conn.token_source.invalidate(token)
-                continue
-            wait = forward.should_retry(out.method, response) if retry_get else None
-            if wait is not None and attempt < forward.MAX_ATTEMPTS:
-                delay = forward.retry_delay(attempt, wait)
-                if forward.monotonic() + delay < deadline:
-                    response.release()
-                    await asyncio.sleep(delay)
-                    continue
-            return response
-
-    async def _respond(
+    async def _rewrite(
         self,
         request: web.Request,
         runtime: Runtime,
@@ -274,6 +186,8 @@ class Gateway:
         upstream: aiohttp.ClientResponse,
         ex: Exchange,
     ) -> web.StreamResponse:
+        """The district's answer, of any status, to the vendor: headers filtered and ``Link``
+        (and with ``rewrite_hrefs`` JSON ``href`` values) pointed at the proxy."""
         server = runtime.config.server
         ex.upstream_status = upstream.status
         if server.public_url is not None:
@@ -300,7 +214,7 @@ class Gateway:
             # A small page (the common case) is read whole and sent with its head in one
             # write: one syscall instead of three, and no chunk loop.
             try:
-                with forward.upstream_errors():
+                with forward.UPSTREAM_ERRORS:
                     body = await upstream.read()
             except (UpstreamError, UpstreamTimeout) as exc:
                 self.services.metrics.upstream_errors.labels(district, exc.kind).inc()
@@ -358,14 +272,6 @@ class Gateway:
             self._bases[key] = base
         return base
 
-    def _upstream_timer(self, district: str) -> Any:
-        timer = self._timers.get(district)
-        if timer is None:
-            timer = self._timers[district] = self.services.metrics.upstream_duration.labels(
-                district
-            )
-        return timer
-
     def _bytes_counter(self, district: str) -> Any:
         counter = self._counters.get(district)
         if counter is None:
@@ -387,6 +293,22 @@ def _note_refused(ex: Exchange, exc: Unauthorized, runtime: Runtime, raw_path: s
     if conn is not None and conn.config.vendor == exc.vendor:
         ex.app_id = app_id
         ex.district = conn.district.name
+
+
+async def _body(
+    request: web.Request, max_body: int
+) -> tuple[bytes | AsyncIterator[bytes] | None, str | None]:
+    """The request body to send: bytes when it must be signed (form) or may be re-sent
+    (``proxy.upstream.BUFFER_LIMIT``), a counted stream otherwise. 413 before reading anything
+    when Content-Length is over."""
+    length = request.content_length
+    if length is not None and length > max_body:
+        raise PayloadTooLarge(f"request body of {length} bytes is over the {max_body} limit")
+    content_type = request.headers.get("Content-Type")
+    mime = (content_type or "").partition(";")[0].strip().lower()
+    if mime == FORM or (length is not None and length <= BUFFER_LIMIT):
+        return await _read_limited(request.content, max_body), content_type
+    return forward.counted_body(request.content, max_body), content_type
 
 
 def _refuse_protocol_params(

@@ -191,13 +191,13 @@ async def test_connect_failures_retry_gets_only(start_proxy, tmp_path, http):
     """Each attempt counts toward the circuit breaker. With the threshold at MAX_ATTEMPTS one
     GET (every attempt refused) opens the circuit; with the threshold at 2, one PUT does not
     (one attempt) and a second one does."""
-    from proxy import forward
+    from proxy import upstream
 
     sock, url = refused_url()
     with sock:
         doc = fake_district_doc(tmp_path, url)
         reader = await start_proxy(None, doc)
-        reader.services.limits.circuit_failures = forward.MAX_ATTEMPTS
+        reader.services.limits.circuit_failures = upstream.MAX_ATTEMPTS
         writer = await start_proxy(None, doc)
         writer.services.limits.circuit_failures = 2
         token = await reader.token()
@@ -283,11 +283,11 @@ async def test_writes_are_not_retried_on_503(sandbox, proxy, http, method, rest)
 
 
 def test_backoff_is_jittered_and_bounded():
-    from proxy import forward
+    from proxy import upstream
 
     for attempt in (1, 2, 3, 10):
-        delays = {forward.retry_delay(attempt, None) for _ in range(50)}
+        delays = {upstream.retry_delay(attempt, None) for _ in range(50)}
         assert len(delays) > 1, "jitter"
-        cap = min(forward.BACKOFF_CAP, forward.BACKOFF_BASE * 2**attempt)
+        cap = min(upstream.BACKOFF_CAP, upstream.BACKOFF_BASE * 2**attempt)
         assert all(0 <= d <= cap for d in delays)
-    assert all(1.0 <= forward.retry_delay(1, 1.0) <= 1.2 for _ in range(50))
+    assert all(1.0 <= upstream.retry_delay(1, 1.0) <= 1.2 for _ in range(50))

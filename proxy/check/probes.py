@@ -169,7 +169,7 @@ class Prober:
                 verify=self.conn.district.tls_verify,
             )
             try:
-                with forward.upstream_errors():
+                with forward.UPSTREAM_ERRORS:
                     body = await forward.read_up_to(response.content, MAX_PROBE_BODY)
             finally:
                 response.release()
