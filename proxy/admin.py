@@ -29,6 +29,7 @@ from . import tokens
 from .background import refresh_check_gauges
 from .check import run_check
 from .config import ConfigError, Rate, parse_duration
+from .console import add_console, is_console_route
 from .context import SERVICES, Services
 from .errors import (
     BadRequest,
@@ -80,6 +81,7 @@ def create_admin_app(
     app.router.add_delete("/admin/vendors/{vendor}/tokens", revoke_vendor_tokens)
     app.router.add_delete("/admin/tokens/{token_id}", revoke_token)
     app.router.add_post("/admin/reload", reload)
+    add_console(app, gateway)
     return app
 
 
@@ -114,7 +116,7 @@ async def _admin_errors(request: web.Request, handler: Handler) -> web.StreamRes
         # SECURITY: everything but the public probes needs the admin token, whatever path
         # spelling reached the router (a prefix check on "/admin/" would let "//admin/..."
         # variants be judged by routing alone).
-        if request.path not in PUBLIC_PATHS:
+        if request.path not in PUBLIC_PATHS and not is_console_route(request):
             _authorize(request)
         return await handler(request)
     except ProxyError as err:

@@ -124,6 +124,7 @@ class Observed:
                         self._children[key] = children
                 children[0].inc()
                 children[1].observe(elapsed)
+                metrics.activity.record(ex.app_id, ex.status)
             log_exchange(request, ex, elapsed)
 
 

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .activity import Activity
+
 if TYPE_CHECKING:
     from .config import Config
 
@@ -177,6 +179,8 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        # Not Prometheus: the board's last hour per appId (proxy.activity).
+        self.activity = Activity()
         for result in ("ok", "error"):
             self.config_reloads.labels(result)
 
