@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import tokens
+from . import invites, tokens
 from .background import refresh_check_gauges
 from .check import run_check
 from .config import ConfigError, Rate, parse_duration
@@ -81,6 +81,7 @@ def create_admin_app(
     app.router.add_delete("/admin/vendors/{vendor}/tokens", revoke_vendor_tokens)
     app.router.add_delete("/admin/tokens/{token_id}", revoke_token)
     app.router.add_post("/admin/reload", reload)
+    app.router.add_post("/admin/connections/{app_id}/invite", invite_connection)
     add_console(app, gateway)
     return app
 
@@ -353,3 +354,35 @@ async def reload(request: web.Request) -> web.Response:
     return web.json_response(
         {"ok": True, "connections": len(config.connections), "warnings": list(config.warnings)}
     )
+
+
+async def invite_connection(request: web.Request) -> web.Response:
+    """SPEC "District intake": a one-time link for this appId; the URL is shown once."""
+    services = _services(request)
+    body = await _json(request)
+    _only(body, "vendor", "district_name", "scopes", "ttl")
+    vendor = body.get("vendor")
+    if not isinstance(vendor, str) or not vendor:
+        raise BadRequest("vendor: required")
+    scopes = body.get("scopes", [])
+    if not isinstance(scopes, list) or not all(isinstance(x, str) for x in scopes):
+        raise BadRequest("scopes: must be a list of scope names")
+    name = body.get("district_name")
+    ttl = body.get("ttl")
+    if (name is not None and not isinstance(name, str)) or (
+        ttl is not None and not isinstance(ttl, str)
+    ):
+        raise BadRequest("district_name and ttl: must be strings")
+    runtime = services.runtime.current
+    made = await invites.create_invite(
+        services.store,
+        runtime.config,
+        runtime.connections.values(),
+        app_id=request.match_info["app_id"],
+        vendor=vendor,
+        district_name=name,
+        scopes=scopes,
+        ttl=invites.parse_ttl(ttl),
+        interface="admin",
+    )
+    return web.json_response(made.as_json(), status=201)

@@ -35,6 +35,7 @@ from .errors import BrokenTransfer, ProxyError, error_response, refusal_response
 from .handler import Gateway
 from .inbound import Authenticator
 from .inbound_limits import parser_limits
+from .intake import add_intake
 from .limits import Limits
 from .logs import log_exchange
 from .metrics import Metrics
@@ -160,6 +161,8 @@ def create_app(
     app.router.add_post(
         "/oauth/token", Observed(vendor_api.token, metrics, ids, counted=False).handle
     )
+    # SPEC "District intake": the one-time form district IT reaches on this listener.
+    add_intake(app)
     # Everything else is the gateway's, whatever the path: ``[\s\S]`` rather than ``.``, since
     # the router matches the decoded path and a ``%0a`` in it must reach the gateway's own
     # refusal (an imsx 400), not aiohttp's plain-text 404.

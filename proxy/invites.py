@@ -124,6 +124,11 @@ async def create_invite(
                 f"district_name: {district!r} is used by connection {conn.app_id!r}; "
                 "choose a new name"
             )
+    if not config.store.secret_keys:
+        raise BadRequest(
+            "store.secret_keys is not set: the district's secret could not be stored; add it "
+            "to [store] first"
+        )
     if district in config.districts:
         raise Conflict(f"district_name: {district!r} is a district of the config file")
     token = secrets.token_urlsafe(TOKEN_BYTES)

@@ -17,7 +17,7 @@ from ..errors import BadRequest, NotFound
 from ..runtime import Connection
 from ..scopes import SCOPES
 from ..store.base import CheckResult
-from . import CONSOLE, Console
+from .core import CONSOLE, Console
 
 _VERSIONS = {"v1p1": "1.1", "v1p2": "1.2"}
 
@@ -237,7 +237,7 @@ async def _set_enabled(request: web.Request, enabled: bool) -> web.StreamRespons
     from . import manage
 
     conn = _connection(request)
-    await manage.set_enabled(_console(request).services, conn, enabled)
+    await manage.set_enabled(_console(request).services, conn.app_id, enabled)
     word = "enabled" if enabled else "disabled"
     return await connection(request, notices=[{"kind": "ok", "text": f"Connection {word}."}])
 
@@ -249,7 +249,7 @@ async def renew(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     await manage.renew(
         _console(request).services,
-        conn,
+        conn.app_id,
         key=str(form.get("key", "")),
         secret=str(form.get("secret", "")),
         expires=str(form.get("expires", "")),

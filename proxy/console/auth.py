@@ -1,0 +1,71 @@
+"""Signing in to the console with the admin token, and out (SPEC.md "Console")."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from aiohttp import web
+
+from .core import CONSOLE, CSS, SESSION
+from .session import COOKIE, CSRF_COOKIE, new_csrf, same
+
+log = logging.getLogger("oneroster_proxy.console")
+
+
+# -- sign in and out ---------------------------------------------------------------------------
+
+
+async def signin_form(request: web.Request) -> web.StreamResponse:
+    console = request.app[CONSOLE]
+    if console.session_of(request) is not None:
+        raise web.HTTPSeeOther("/console/")
+    csrf = new_csrf()
+    response = console.render(request, "signin.html", csrf_token=csrf)
+    console.set_cookie(response, CSRF_COOKIE, csrf)
+    return response
+
+
+async def signin(request: web.Request) -> web.StreamResponse:
+    console = request.app[CONSOLE]
+    form = await request.post()
+    sent = form.get("csrf")
+    if not isinstance(sent, str) or not same(sent, request.cookies.get(CSRF_COOKIE)):
+        raise web.HTTPForbidden(text="The form's CSRF token is missing or wrong; reload the page.")
+    expected = console.services.runtime.current.config.admin.token
+    given = form.get("token")
+    given_bytes = (
+        given.strip().encode("utf-8", "surrogateescape") if isinstance(given, str) else b""
+    )
+    key = console.key()
+    # SECURITY: constant-time comparison; no admin token configured means no console.
+    if not expected or key is None or not hmac.compare_digest(given_bytes, expected.encode()):
+        log.warning("console sign-in refused", extra={"fields": {"event": "console.signin"}})
+        csrf = new_csrf()
+        response = console.render(
+            request,
+            "signin.html",
+            status=401,
+            csrf_token=csrf,
+            notices=[{"kind": "fail", "text": "That is not the admin token."}],
+        )
+        console.set_cookie(response, CSRF_COOKIE, csrf)
+        return response
+    cookie, _ = console.sessions.issue(key)
+    response = web.HTTPSeeOther("/console/")
+    console.set_cookie(response, COOKIE, cookie)
+    response.del_cookie(CSRF_COOKIE, path="/console/")
+    log.info("console sign-in", extra={"fields": {"event": "console.signin", "result": "ok"}})
+    raise response
+
+
+async def signout(request: web.Request) -> web.StreamResponse:
+    console = request.app[CONSOLE]
+    console.sessions.sign_out(request[SESSION])
+    response = web.HTTPSeeOther("/console/signin")
+    response.del_cookie(COOKIE, path="/console/")
+    raise response
+
+
+async def stylesheet(request: web.Request) -> web.StreamResponse:
+    return web.Response(body=CSS, content_type="text/css", headers={"Cache-Control": "max-age=300"})

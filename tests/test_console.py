@@ -1,0 +1,250 @@
+"""The console and the intake page over plain HTTP (SPEC.md "Console", "District intake"):
+cookie flags, CSRF refusals, the CSP header, escaping of everything an operator or a district
+can type, and no secret on any page. The real browser walks are in test_console_browser.py."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.console_support import CSRF_RE, ConsoleClient
+from tests.support import ADMIN_TOKEN, auth, base_config
+
+SCRIPT = "<script>alert(1)</script>"
+STORE_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+
+
+def console_config(tmp_path: Any, sandbox: Any, **server: Any) -> dict[str, Any]:
+    doc = base_config(tmp_path, sandbox, **server)
+    doc["store"]["secret_keys"] = [STORE_KEY]
+    doc["connections"]["app-9"] = {**doc["connections"]["app-8"], "secret": "wrong-secret-xyz"}
+    return doc
+
+
+@pytest.fixture
+async def proxy(sandbox, start_proxy, tmp_path):
+    return await start_proxy(sandbox, console_config(tmp_path, sandbox))
+
+
+@pytest.fixture
+async def console(proxy):
+    client = ConsoleClient(proxy.admin_url)
+    yield client
+    await client.close()
+
+
+async def invite(proxy: Any, app_id: str = "app-new", **body: Any) -> str:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(
+            f"{proxy.admin_url}/admin/connections/{app_id}/invite",
+            json={"vendor": "acme", "scopes": ["roster-core.readonly"], **body},
+            headers=auth(ADMIN_TOKEN),
+        ) as resp:
+            data = await resp.json()
+            assert resp.status == 201, data
+    url = data["url"]
+    assert re.fullmatch(r"http://[^/]+/intake/[A-Za-z0-9_-]{43}", url)
+    return "/intake/" + url.rsplit("/", 1)[1]
+
+
+def set_cookies(headers: Any) -> dict[str, str]:
+    return {c.split("=", 1)[0]: c for c in headers.getall("Set-Cookie", [])}
+
+
+async def test_session_cookie_is_httponly_strict_and_scoped(console):
+    await console.get("/console/signin")
+    async with console.http.post(
+        console.base + "/console/signin",
+        data={"token": ADMIN_TOKEN, "csrf": console.csrf},
+        allow_redirects=False,
+    ) as resp:
+        assert resp.status == 303 and resp.headers["Location"] == "/console/"
+        cookie = set_cookies(resp.headers)["orp_console"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console/" in cookie
+    assert "Secure" not in cookie  # public_url is not https here
+    assert ADMIN_TOKEN not in cookie
+    status, text, _ = await console.get("/console/")
+    assert status == 200 and 'data-app="app-7"' in text
+
+
+async def test_secure_cookie_behind_https(sandbox, start_proxy, tmp_path):
+    proxy = await start_proxy(
+        sandbox, console_config(tmp_path, sandbox, public_url="https://proxy.example")
+    )
+    client = ConsoleClient(proxy.admin_url)
+    try:
+        _, _, headers = await client.get("/console/signin")
+        assert "Secure" in set_cookies(headers)["orp_console_csrf"]
+        # A client keeps Secure cookies for https; this test speaks http, so it sends it back.
+        async with client.http.post(
+            client.base + "/console/signin",
+            data={"token": ADMIN_TOKEN, "csrf": client.csrf},
+            headers={"Cookie": f"orp_console_csrf={client.csrf}"},
+            allow_redirects=False,
+        ) as resp:
+            assert resp.status == 303
+            assert "Secure" in set_cookies(resp.headers)["orp_console"]
+    finally:
+        await client.close()
+
+
+async def test_wrong_admin_token_and_no_session(console):
+    status, text, _ = await console.sign_in("not-the-admin-token")
+    assert status == 401 and "That is not the admin token." in text
+    async with console.http.get(console.base + "/console/", allow_redirects=False) as resp:
+        assert resp.status == 303 and resp.headers["Location"] == "/console/signin"
+    # The API keeps its bearer check; a console session is no API credential.
+    await console.sign_in()
+    async with console.http.get(console.base + "/admin/connections") as resp:
+        assert resp.status == 401
+
+
+async def test_forms_without_or_with_a_wrong_csrf_token_are_403(console, proxy):
+    await console.get("/console/signin")
+    status, _, _ = await console.post("/console/signin", {"token": ADMIN_TOKEN}, csrf=False)
+    assert status == 403
+    await console.sign_in()
+    good = console.csrf
+    for path, data in [
+        ("/console/connections/app-7/check", {}),
+        ("/console/vendors/acme/issue", {"ttl": "1h"}),
+        ("/console/signout", {}),
+        ("/console/invite", {"app_id": "app-x", "vendor": "acme"}),
+    ]:
+        status, _, _ = await console.post(path, data, csrf=False)
+        assert status == 403, path
+        status, _, _ = await console.post(path, {**data, "csrf": good[:-1] + "x"}, csrf=False)
+        assert status == 403, path
+    assert await proxy.services.store.list_tokens("acme") == []  # nothing was issued
+
+    path = await invite(proxy)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.get(proxy.url + path) as resp:
+            assert resp.status == 200
+        async with http.post(proxy.url + path, data={"base_url": "http://x"}) as resp:
+            assert resp.status == 403
+
+
+async def test_every_page_carries_the_csp_header(console, proxy):
+    pages = ["/console/signin"]
+    _, _, headers = await console.get("/console/signin")
+    await console.sign_in()
+    pages += [
+        "/console/",
+        "/console/connections/app-7",
+        "/console/vendors/acme",
+        "/console/audit",
+        "/console/connections/nope",
+        "/console/static/console.css",
+    ]
+    for path in pages:
+        status, _, headers = await console.get(path)
+        assert headers["Content-Security-Policy"] == "default-src 'self'", path
+        assert headers["X-Frame-Options"] == "DENY"
+    status, text, _ = await console.get("/console/connections/nope")
+    assert status == 404 and "<html" in text
+    intake = await invite(proxy)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        for path in (intake, "/intake/" + "A" * 43, "/intake/static/console.css"):
+            async with http.get(proxy.url + path) as resp:
+                assert resp.headers["Content-Security-Policy"] == "default-src 'self'", path
+                assert resp.headers["Referrer-Policy"] == "no-referrer"
+    # Nothing on any page loads from elsewhere.
+    for text in console.pages:
+        for ref in re.findall(r'(?:src|href)="([^"]+)"', text):
+            assert ref.startswith("/"), ref
+
+
+async def test_script_in_every_field_is_escaped(console, proxy, sandbox):
+    await console.sign_in()
+    pages = []
+    # Operator fields: invite (appId, district name, TTL), token TTL, grace, audit filters.
+    for data in [
+        {"app_id": SCRIPT, "vendor": "acme", "ttl": "7d"},
+        {"app_id": "app-z", "vendor": "acme", "district_name": SCRIPT, "ttl": "7d"},
+        {"app_id": "app-z", "vendor": "acme", "ttl": SCRIPT},
+        {"app_id": "app-z", "vendor": SCRIPT, "ttl": "7d"},
+        {"app_id": "app-z", "vendor": "acme", "scopes": SCRIPT, "ttl": "7d"},
+    ]:
+        status, text, _ = await console.post("/console/invite", data)
+        assert status in (400, 404), text
+        pages.append(text)
+    for path, data in [
+        ("/console/vendors/acme/issue", {"ttl": SCRIPT}),
+        ("/console/vendors/acme/rotate", {"grace": SCRIPT}),
+        ("/console/vendors/acme/revoke", {"token_id": SCRIPT}),
+        ("/console/connections/app-7/invite", {"ttl": SCRIPT}),
+        ("/console/connections/app-7/renew", {"key": SCRIPT, "secret": SCRIPT}),
+    ]:
+        status, text, _ = await console.post(path, data)
+        assert status in (400, 404, 409), (path, text)
+        pages.append(text)
+    for path in (
+        f"/console/audit?action={SCRIPT}&app={SCRIPT}",
+        f"/console/?vendor={SCRIPT}&failing=1",
+        "/console/connections/%3Cscript%3E",
+        "/console/vendors/%3Cscript%3E",
+    ):
+        _, text, _ = await console.get(path)
+        pages.append(text)
+    # District fields: everything on the intake form.
+    intake = await invite(proxy, "app-xss", district_name="xss-district")
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.get(proxy.url + intake) as resp:
+            csrf = CSRF_RE.search(await resp.text()).group(1)  # type: ignore[union-attr]
+        form = {
+            "csrf": csrf,
+            "base_url": f"{sandbox.base_url}/{SCRIPT}",
+            "versions": SCRIPT,
+            "auth": SCRIPT,
+            "token_url": SCRIPT,
+            "key": SCRIPT,
+            "secret": SCRIPT,
+            "scopes": SCRIPT,
+        }
+        async with http.post(proxy.url + intake, data=form) as resp:
+            text = await resp.text()
+            assert resp.status == 422
+        pages.append(text)
+        form.update(auth="oauth1", versions="v1p1", scopes="roster-core.readonly")
+        async with http.get(proxy.url + intake) as resp:
+            form["csrf"] = CSRF_RE.search(await resp.text()).group(1)  # type: ignore[union-attr]
+        async with http.post(proxy.url + intake, data=form) as resp:
+            text = await resp.text()
+            assert resp.status == 422 and 'data-item="credentials_accepted"' in text
+        pages.append(text)
+    _, text, _ = await console.get("/console/audit")
+    pages.append(text)
+    for text in pages:
+        assert "<script" not in text.lower(), text
+    assert any("&lt;script&gt;" in text for text in pages)
+    # The secret field never comes back, not even escaped.
+    assert not any('name="secret" value' in text for text in pages)
+
+
+async def test_no_secret_on_any_page(console, proxy, sandbox):
+    await console.sign_in()
+    await console.post("/console/connections/app-9/check", {})
+    await console.post("/console/connections/app-7/check", {})
+    _, issued_page, _ = await console.post("/console/vendors/acme/issue", {"ttl": "1h"})
+    new_token = re.search(r'id="new-token">([^<]+)<', issued_page).group(1)  # type: ignore[union-attr]
+    for path in (
+        "/console/",
+        "/console/connections/app-7",
+        "/console/connections/app-9",
+        "/console/vendors/acme",
+        "/console/vendors/other",
+        "/console/audit",
+    ):
+        await console.get(path)
+    secrets = [sandbox.secret, "wrong-secret-xyz", ADMIN_TOKEN, STORE_KEY]
+    for text in console.pages:
+        for secret in secrets:
+            assert secret not in text
+    shown = [t for t in console.pages if new_token in t]
+    assert shown == [issued_page]  # the new token once, on the page that issued it
