@@ -313,9 +313,15 @@ async def rotate_tokens(request: web.Request) -> web.Response:
     services = _services(request)
     vendor = _vendor(request)
     body = await _json(request)
-    _only(body, "grace")
-    grace = _duration(body, "grace") or timedelta(0)
-    issued, ending = await tokens.rotate(services.store, vendor, grace=grace, interface="admin")
+    _only(body, "grace", "ttl")
+    grace = _duration(body, "grace")
+    if grace is None:
+        # As the CLI's required --grace: ending every older token at once must be asked for.
+        raise BadRequest('grace: required, e.g. {"grace": "1h"}; "0s" ends older tokens at once')
+    ttl = _duration(body, "ttl") if "ttl" in body else tokens.INHERIT
+    issued, ending = await tokens.rotate(
+        services.store, vendor, grace=grace, ttl=ttl, interface="admin"
+    )
     # This process sees the new expiry at once; other replicas within cache_ttl.
     for token_id in ending:
         services.authenticator.forget(token_id)
@@ -336,7 +342,17 @@ async def revoke_vendor_tokens(request: web.Request) -> web.Response:
 
 async def revoke_token(request: web.Request) -> web.Response:
     services = _services(request)
-    token_id = request.match_info["token_id"]
+    ref = request.match_info["token_id"]
+    if tokens.parse_token(ref) is not None:
+        # SECURITY: a whole token in a URL lands in logs on the way; ask for its id.
+        raise BadRequest("give the token's id or listed prefix, not the token")
+    try:
+        found = await tokens.resolve(services.store, ref)
+    except tokens.AmbiguousTokenReference as exc:
+        raise BadRequest(str(exc)) from exc
+    except tokens.TokenReferenceError as exc:
+        raise NotFound("unknown token id") from exc
+    token_id = found.id
     record = await tokens.revoke(services.store, token_id, interface="admin")
     if record is None:
         raise NotFound("unknown token id")

@@ -99,10 +99,27 @@ async def issue(store: Store, vendor: str, *, ttl: timedelta | None, interface: 
     return issued
 
 
+class Inherit:
+    """The ``ttl`` of ``rotate`` when none is given: the newest token's."""
+
+
+INHERIT = Inherit()
+
+
 async def rotate(
-    store: Store, vendor: str, *, grace: timedelta, interface: str
+    store: Store,
+    vendor: str,
+    *,
+    grace: timedelta,
+    interface: str,
+    ttl: timedelta | Inherit | None = INHERIT,
 ) -> tuple[IssuedToken, list[str]]:
-    issued = new_token(vendor)
+    """A new token for ``vendor``; every older one ends when ``grace`` has passed. Without
+    ``ttl`` the new token lives as long as the vendor's newest token was issued to live (a
+    90-day token rotates into a 90-day token, a token that never expires into another)."""
+    if isinstance(ttl, Inherit):
+        ttl = await newest_ttl(store, vendor)
+    issued = new_token(vendor, ttl=ttl)
     await store.add_token(issued.record)
     ended = await store.expire_vendor(vendor, issued.record.created + grace, keep=issued.record.id)
     await store.add_audit(
@@ -112,7 +129,11 @@ async def rotate(
             interface=interface,
             vendor=vendor,
             token_id=issued.record.id,
-            detail={"grace_seconds": grace.total_seconds(), "ending": ended},
+            detail={
+                "grace_seconds": grace.total_seconds(),
+                "ttl_seconds": ttl.total_seconds() if ttl else None,
+                "ending": ended,
+            },
         )
     )
     log_action(
@@ -122,9 +143,63 @@ async def rotate(
         vendor=vendor,
         token_id=issued.record.id,
         grace_s=grace.total_seconds(),
+        expires=iso_utc(issued.record.expires),
         ending=ended,
     )
     return issued, ended
+
+
+async def newest_ttl(store: Store, vendor: str) -> timedelta | None:
+    """The lifetime the vendor's newest token was issued with (None: never expires)."""
+    records = await store.list_tokens(vendor)
+    if not records:
+        return None
+    newest = records[-1]  # oldest first
+    return None if newest.expires is None else newest.expires - newest.created
+
+
+class TokenReferenceError(ValueError):
+    """A ``tokens revoke`` argument that names no token, or more than one. The message never
+    repeats more of a token than its listed prefix."""
+
+
+class AmbiguousTokenReference(TokenReferenceError):
+    """A prefix that more than one token starts with."""
+
+
+# What ``tokens list`` shows as ``prefix``, or the start of it: ``orp_<id>_`` + <= 4 chars.
+_PREFIX_START_RE = re.compile(r"orp_[a-z0-9]{0,12}(_[A-Za-z0-9_-]{0,4})?")
+
+
+async def resolve(store: Store, ref: str) -> TokenRecord:
+    """The token that ``ref`` names: its 12-character id, the whole token, or its listed
+    ``prefix`` (or a unique start of it). TokenReferenceError otherwise."""
+    parsed = parse_token(ref)
+    if parsed is not None:
+        record = await store.get_token(parsed[0])
+        # SECURITY: a whole token counts only if its secret matches; never echo it.
+        if record is None or not secret_matches(record, parsed[1]):
+            raise TokenReferenceError("that token is not one this proxy issued")
+        return record
+    if ID_RE.fullmatch(ref):
+        record = await store.get_token(ref)
+        if record is None:
+            raise TokenReferenceError(f"no token with id {ref}")
+        return record
+    if _PREFIX_START_RE.fullmatch(ref) and len(ref) > len(PREFIX):
+        matching = [r for r in await store.list_tokens() if r.prefix.startswith(ref)]
+        if len(matching) == 1:
+            return matching[0]
+        if not matching:
+            raise TokenReferenceError(f"no token with a prefix starting {ref}")
+        ids = ", ".join(r.id for r in matching[:10]) + (", ..." if len(matching) > 10 else "")
+        raise AmbiguousTokenReference(
+            f"prefix {ref} is ambiguous: {len(matching)} tokens start with it ({ids}); "
+            "give the whole prefix or the id"
+        )
+    raise TokenReferenceError(
+        "give a token id (12 characters), the whole token, or its prefix as 'tokens list' shows it"
+    )
 
 
 async def revoke(store: Store, token_id: str, *, interface: str) -> TokenRecord | None:

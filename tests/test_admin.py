@@ -168,8 +168,8 @@ async def test_issue_list_rotate_revoke(admin, proxy, http):
     assert await gateway_status(proxy, http, first) == 200
     assert await gateway_status(proxy, http, rotated["token"]) == 200
 
-    # Rotate without grace (the default): every older token ends now, on this proxy at once.
-    status, latest = await admin.call("POST", "/admin/vendors/acme/tokens/rotate")
+    # Rotate with grace 0s: every older token ends now, on this proxy at once.
+    status, latest = await admin.call("POST", "/admin/vendors/acme/tokens/rotate", {"grace": "0s"})
     assert status == 201
     for old in (first, forever["token"], rotated["token"]):
         assert await gateway_status(proxy, http, old) == 401

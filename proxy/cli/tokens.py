@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import config as config_mod
 from .. import tokens
+from ..store.base import Store, TokenRecord
 from ._common import duration, known_vendor, print_table, with_store
 
 if TYPE_CHECKING:
@@ -38,8 +39,19 @@ def register(sub: Commands) -> None:
         required=True,
         help="how long older tokens keep working, e.g. 1h or 0s",
     )
+    rotate.add_argument(
+        "--ttl",
+        type=duration,
+        default=tokens.INHERIT,
+        help="lifetime of the new token (default: that of the vendor's newest token)",
+    )
     revoke = tsub.add_parser("revoke", help="revoke one token, or --all of a vendor's")
-    revoke.add_argument("token_id", nargs="?")
+    revoke.add_argument(
+        "token_id",
+        nargs="?",
+        metavar="TOKEN_ID",
+        help="the token's id, the whole token, or its prefix as 'tokens list' shows it",
+    )
     revoke.add_argument("--all", metavar="VENDOR", dest="all_vendor")
     revoke.add_argument("--config", required=True, metavar="PATH")
     lst = tsub.add_parser("list", help="id, vendor, prefix, created, expires, last used")
@@ -62,7 +74,10 @@ def run(args: argparse.Namespace) -> int:
     if action == "rotate":
         known_vendor(config, args.vendor)
         issued, ending = with_store(
-            config, lambda s: tokens.rotate(s, args.vendor, grace=args.grace, interface="cli")
+            config,
+            lambda s: tokens.rotate(
+                s, args.vendor, grace=args.grace, ttl=args.ttl, interface="cli"
+            ),
         )
         _print_listing(tokens.listing(issued.record))
         print(f"older tokens ending: {', '.join(ending) or 'none'} (grace {args.grace})")
@@ -99,15 +114,21 @@ def _revoke(args: argparse.Namespace, config: config_mod.Config) -> int:
     if not args.token_id:
         print("give a TOKEN_ID or --all VENDOR", file=sys.stderr)
         return 2
-    if not tokens.ID_RE.fullmatch(args.token_id):
-        # A whole token pasted by mistake would be echoed below; never print one.
-        print("TOKEN_ID is the 12-character id shown by 'tokens list'", file=sys.stderr)
-        return 2
-    record = with_store(config, lambda s: tokens.revoke(s, args.token_id, interface="cli"))
-    if record is None:
-        print(f"no token with id {args.token_id}", file=sys.stderr)
+    ref = args.token_id
+
+    async def revoke(store: Store) -> TokenRecord | None:
+        record = await tokens.resolve(store, ref)
+        return await tokens.revoke(store, record.id, interface="cli")
+
+    try:
+        record = with_store(config, revoke)
+    except tokens.TokenReferenceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"revoked {args.token_id} ({record.vendor})")
+    if record is None:  # gone between the look-up and the revocation
+        print("error: that token no longer exists", file=sys.stderr)
+        return 1
+    print(f"revoked {record.id} ({record.vendor})")
     return 0
 
 
