@@ -510,9 +510,20 @@ def run_validate(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return code, captured.out, captured.err
 
 
-def test_cli_validate_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def reviewed(doc: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """``doc`` as a careful operator writes it: the secret from the environment, public_url
+    set (so ``config validate`` has no advice to give)."""
+    monkeypatch.setenv("APP7_SECRET", "district-secret")
+    doc["connections"]["app-7"]["secret"] = "${APP7_SECRET}"
+    doc.setdefault("server", {})["public_url"] = "https://proxy.example"
+    return doc
+
+
+def test_cli_validate_ok(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "proxy.toml"
-    path.write_text(toml_dumps(minimal()))
+    path.write_text(toml_dumps(reviewed(minimal(), monkeypatch)))
     code, out, err = run_validate(path, capsys)
     assert code == 0
     assert out == f"{path}: ok (1 vendor, 1 district, 1 connection)\n"
@@ -520,9 +531,10 @@ def test_cli_validate_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_cli_validate_warns_without_failing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    doc = minimal(expires=dt.datetime.now(dt.UTC).date() + dt.timedelta(days=10))
+    expires = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=10)
+    doc = reviewed(minimal(expires=expires), monkeypatch)
     doc["districts"]["springfield"]["base_url"] = "http://sis.springfield.example"
     path = tmp_path / "proxy.toml"
     path.write_text(toml_dumps(doc))
@@ -589,3 +601,56 @@ def test_config_module_is_side_effect_free() -> None:
     before = repr(doc)
     config_mod.validate(doc, {}, now=NOW)
     assert repr(doc) == before
+
+
+def test_cli_validate_advises_on_how_the_file_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JWT_KEY", "jwt-key-0123456789abcdef0123456789")
+    doc = minimal(scopes=[])
+    doc["server"] = {"jwt_keys": ["${JWT_KEY}", "a-literal-jwt-key-0123456789abcdef"]}
+    doc["admin"] = {"token": "literal-admin-token-0123456789"}
+    doc["vendors"]["acme"] = {
+        "client_secret": "literal-client-secret-0123",
+        "vendor_authorization": "LMS:${JWT_KEY}",
+    }
+    path = tmp_path / "proxy.toml"
+    path.write_text(toml_dumps(doc))
+    code, out, err = run_validate(path, capsys)
+    assert code == 0, err
+    literal = "a secret written in the file; write ${NAME} and set NAME in the environment"
+    assert err.splitlines() == [
+        f"warning: server.jwt_keys[1]: {literal}",
+        f"warning: admin.token: {literal}",
+        f"warning: vendors.acme.client_secret: {literal}",
+        f"warning: connections.app-7.secret: {literal}",
+        "warning: connections.app-7.scopes: empty; every request to this connection is "
+        "refused (403): list the district's Data to Share",
+        "warning: server.public_url: not set, and trust_forwarded = false: rewritten Links and "
+        "hrefs name whatever Host a request sends; set public_url (or trust_forwarded = true "
+        "behind a load balancer that sets X-Forwarded-Host)",
+    ]
+    assert out == f"{path}: ok (1 vendor, 1 district, 1 connection, 6 warnings)\n"
+    # Either of public_url or trust_forwarded answers the last one.
+    doc["server"]["trust_forwarded"] = True
+    path.write_text(toml_dumps(doc))
+    _, _, err = run_validate(path, capsys)
+    assert "server.public_url" not in err
+
+
+@pytest.mark.parametrize("name", ["..", ".", "ok\n", "a b", "acme corp"])
+def test_cli_validate_refuses_names_that_cannot_be_routed(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = minimal()
+    doc["vendors"][name] = {}
+    doc["districts"][name] = doc["districts"]["springfield"]
+    doc["connections"][name] = {**doc["connections"]["app-7"], "vendor": name, "district": name}
+    path = tmp_path / "proxy.toml"
+    path.write_text(toml_dumps(doc))
+    code, out, err = run_validate(path, capsys)
+    assert code == 1 and out == ""
+    rule = "1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or a digit"
+    for what, section in (("vendor name", "vendors"), ("district name", "districts")):
+        assert f"{section}.{name}: {what} must be {rule}" in err
+    assert f"connections.{name}: appId must be {rule}" in err

@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tomllib
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import config as config_mod
+from ..config_advice import advice
 from ..errors import ConfigError
 from ._common import plural
 
@@ -46,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
     return validate(args.path)
 
 
+def _raw(path: str) -> dict[str, Any]:
+    # Read again, as written (``load`` has just parsed it, so this cannot fail).
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)
+
+
 def example_text() -> str:
     return resources.files("proxy").joinpath("example.toml").read_text(encoding="utf-8")
 
@@ -58,14 +66,15 @@ def validate(path: str) -> int:
             print(problem, file=sys.stderr)
         print(f"{path}: invalid ({plural(len(err.problems), 'problem')})", file=sys.stderr)
         return 1
-    for warning in config.warnings:
+    warnings = [*config.warnings, *advice(_raw(path))]
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     counts = [
         plural(len(config.vendors), "vendor"),
         plural(len(config.districts), "district"),
         plural(len(config.connections), "connection"),
     ]
-    if config.warnings:
-        counts.append(plural(len(config.warnings), "warning"))
+    if warnings:
+        counts.append(plural(len(warnings), "warning"))
     print(f"{path}: ok ({', '.join(counts)})")
     return 0
