@@ -39,6 +39,7 @@ from .intake import add_intake
 from .limits import Limits
 from .logs import log_exchange
 from .metrics import Metrics
+from .resolve import StoreConnections
 from .runtime import build_runtime
 from .store.base import Store
 
@@ -145,6 +146,9 @@ def create_app(
         limits=limits or Limits(metrics, store),
     )
     services.runtime = RuntimeHolder(build_runtime(config, services.token_source))
+    services.managed = StoreConnections(
+        store, config.store.cache_ttl, services.token_source, secret_box=services.secret_box
+    )
 
     app = web.Application(
         client_max_size=config.server.max_body,
@@ -189,6 +193,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             await services.authenticator.flush_last_used()
         for source in services.runtime.current.token_sources.values():
             await source.close()
+        await services.managed.close()
         await services.session.close()
         await services.write_session.close()
         await services.store.close()

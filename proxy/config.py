@@ -39,7 +39,9 @@ _SIZE_UNITS = {
 }
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*$")
 _RATE_UNITS = {"s": 1, "m": 60, "h": 3600}
-_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ``${NAME}`` from the environment, ``${file:/path}`` from a file (SPEC.md "Connections in the
+# store": Kubernetes Secrets mounted as files); both read again on every load, so SIGHUP.
+_ENV_RE = re.compile(r"\$\{(?:file:([^}]+)|([A-Za-z_][A-Za-z0-9_]*))\}")
 _IC_KEY_RE = re.compile(
     r"^InfiniteCampus_(?P<vendor_key>.+)_(?P<guid>[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}"
     r"-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12})$"
@@ -312,15 +314,22 @@ class _Reader:
         missing: list[str] = []
 
         def sub(match: re.Match[str]) -> str:
-            var = match.group(1)
+            path, var = match.group(1), match.group(2)
+            if path is not None:
+                try:
+                    text = read_value_file(path)
+                except ValueError as exc:
+                    missing.append(str(exc))
+                    return ""
+                return text
             if var not in self.env:
-                missing.append(var)
+                missing.append(f"environment variable {var} is not set")
                 return ""
             return self.env[var]
 
         result = _ENV_RE.sub(sub, value)
-        for var in missing:
-            self.problems.append(f"{self.key(name)}: environment variable {var} is not set")
+        for problem in missing:
+            self.problems.append(f"{self.key(name)}: {problem}")
         return None if missing else result
 
     def boolean(self, name: str, default: bool) -> bool:
@@ -652,6 +661,22 @@ def validate(
         warnings=tuple(warnings),
         source=source,
     )
+
+
+def read_value_file(path: str) -> str:
+    """The contents of a ``${file:/path}`` file, one trailing newline stripped (what
+    ``kubectl create secret --from-file`` and ``echo`` leave); ValueError naming the path."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise ValueError(f"file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"file {path} cannot be read ({reason})") from None
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text[:-1] if text.endswith("\n") else text
 
 
 def _secret_keys(sto: _Reader) -> tuple[bytes, ...]:

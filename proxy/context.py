@@ -19,9 +19,11 @@ from .inbound import Authenticator
 from .jwt_cutoff import SecretWatch
 from .limits import Limits
 from .metrics import Metrics
+from .resolve import StoreConnections
 from .runtime import Runtime
 from .signing.oauth2 import OAuth2TokenSource
 from .store.base import Store
+from .store.crypto import SecretBox
 
 
 class RuntimeHolder:
@@ -43,6 +45,9 @@ class Services:
     metrics: Metrics
     limits: Limits
     runtime: RuntimeHolder = field(init=False)
+    # appIds the TOML file does not define, looked up in the store (SPEC.md "Connections in
+    # the store").
+    managed: StoreConnections = field(init=False)
     session: aiohttp.ClientSession = field(init=False)
     write_session: aiohttp.ClientSession = field(init=False)
     # Notices a changed vendor client_secret at each config load (the JWT kill switch).
@@ -51,6 +56,10 @@ class Services:
     async def sync_client_secrets(self) -> None:
         vendors = self.runtime.current.config.vendors
         await self.secrets.sync_logged(self.store, vendors, self.authenticator)
+
+    def secret_box(self) -> SecretBox:
+        """``[store] secret_keys`` of the running config (a reload may change them)."""
+        return SecretBox(list(self.runtime.current.config.store.secret_keys))
 
     def token_source(
         self, district: DistrictConfig, conn: ConnectionConfig, scopes: list[str], timeout: float

@@ -120,6 +120,9 @@ class Gateway:
         """The vendor's connection named by the appId: 404 if it is not theirs, 403 while it is
         disabled or expired."""
         conn = runtime.connections.get(target.app_id)
+        if conn is None:
+            # Not in the TOML file: a store connection (cached for cache_ttl).
+            conn = await services.managed.get(target.app_id, runtime)
         # SECURITY: another vendor's appId gets exactly the unknown-appId answer, so appIds
         # cannot be probed across vendors.
         if conn is None or conn.config.vendor != principal.vendor:

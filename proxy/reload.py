@@ -35,6 +35,9 @@ def swap_runtime(app: web.Application, config: Config) -> Runtime:
     new = build_runtime(config, services.token_source, previous=old)
     services.runtime.current = new
     services.authenticator.set_ttl(config.store.cache_ttl)
+    # A reload may change vendors, TOML districts or keys: store connections are built again.
+    services.managed.ttl = config.store.cache_ttl
+    services.managed.forget()
     return new
 
 

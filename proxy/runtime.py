@@ -73,36 +73,84 @@ def build_runtime(
         if district.rewrite_hrefs
     }
     old_sources = previous.token_sources if previous is not None else {}
+
+    def source_for(
+        key: tuple[str, ...], district: DistrictConfig, conn: ConnectionConfig, scopes: list[str]
+    ) -> OAuth2TokenSource:
+        source = sources.get(key) or old_sources.get(key)
+        if source is None:
+            source = token_source_factory(district, conn, scopes, config.server.upstream_timeout)
+        sources[key] = source
+        return source
+
     for app_id, conn in config.connections.items():
         district = config.districts[conn.district]
-        vendor = config.vendors[conn.vendor]
-        signer: OAuth1Signer | None = None
-        source: OAuth2TokenSource | None = None
-        if district.auth == "oauth1":
-            signer = OAuth1Signer(conn.key, conn.secret, district.signature_method)
-        else:
-            version = "v1p2" if "v1p2" in district.versions else "v1p1"
-            scopes = conn.scope_uris(version)
-            source_key = (district.name, district.token_url or "", conn.key, conn.secret, *scopes)
-            source = sources.get(source_key) or old_sources.get(source_key)
-            if source is None:
-                source = token_source_factory(
-                    district, conn, scopes, config.server.upstream_timeout
-                )
-            sources[source_key] = source
-        vendor_header = None
-        if district.vendor_authorization and vendor.vendor_authorization:
-            vendor_header = vendor.vendor_authorization
-        connections[app_id] = Connection(
-            config=conn,
-            district=district,
-            vendor=vendor,
-            upstream_prefix=district.upstream_prefix,
+        connections[app_id] = make_connection(
+            conn,
+            district,
+            config.vendors[conn.vendor],
+            source_for,
             link_prefix=link_prefixes[district.name],
-            signer=signer,
-            token_source=source,
-            vendor_header=vendor_header,
             hrefs=href_matchers.get(district.name),
-            ends_at=None if conn.ends_at is None else conn.ends_at.timestamp(),
         )
     return Runtime(config=config, connections=connections, token_sources=sources)
+
+
+SourceFor = Callable[
+    [tuple[str, ...], DistrictConfig, ConnectionConfig, list[str]], OAuth2TokenSource
+]
+
+
+def source_key(district: DistrictConfig, conn: ConnectionConfig) -> tuple[str, ...]:
+    """What an OAuth2 token is for: a connection whose credentials, token URL or scopes
+    change gets a new token source (and the old token is no longer used)."""
+    return (
+        district.name,
+        district.token_url or "",
+        conn.key,
+        conn.secret,
+        *conn.scope_uris(oauth2_version(district)),
+    )
+
+
+def oauth2_version(district: DistrictConfig) -> str:
+    return "v1p2" if "v1p2" in district.versions else "v1p1"
+
+
+def make_connection(
+    conn: ConnectionConfig,
+    district: DistrictConfig,
+    vendor: VendorConfig,
+    source_for: SourceFor,
+    *,
+    link_prefix: UpstreamPrefix | None = None,
+    hrefs: HrefMatcher | None = None,
+) -> Connection:
+    """One connection, ready for the hot path: its OAuth1 signer (HMAC key precomputed) or
+    its OAuth2 token source (from ``source_for``, shared by connections with the same key)."""
+    signer: OAuth1Signer | None = None
+    source: OAuth2TokenSource | None = None
+    if district.auth == "oauth1":
+        signer = OAuth1Signer(conn.key, conn.secret, district.signature_method)
+    else:
+        key = source_key(district, conn)
+        source = source_for(key, district, conn, list(key[4:]))
+    vendor_header = None
+    if district.vendor_authorization and vendor.vendor_authorization:
+        vendor_header = vendor.vendor_authorization
+    if link_prefix is None:
+        link_prefix = upstream_prefix(district.base_url)
+    if hrefs is None and district.rewrite_hrefs:
+        hrefs = HrefMatcher.for_district(district.base_url)
+    return Connection(
+        config=conn,
+        district=district,
+        vendor=vendor,
+        upstream_prefix=district.upstream_prefix,
+        link_prefix=link_prefix,
+        signer=signer,
+        token_source=source,
+        vendor_header=vendor_header,
+        hrefs=hrefs,
+        ends_at=None if conn.ends_at is None else conn.ends_at.timestamp(),
+    )

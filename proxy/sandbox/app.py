@@ -67,6 +67,8 @@ FAULTS = web.AppKey("sandbox_faults", Faults)
 RECORDED = web.AppKey("sandbox_recorded", list)  # list[RecordedRequest]
 TOKENS = web.AppKey("sandbox_tokens", TokenStore)
 _VERIFIER = web.AppKey("sandbox_oauth1_verifier", OAuth1Verifier)
+# Credentials accepted besides the options' own: a renewal in progress (``accept_credentials``).
+_ALSO: web.AppKey[dict[str, str]] = web.AppKey("sandbox_also_credentials")
 _HREFS = web.AppKey("sandbox_hrefs", HrefAbsolutizer)
 _CONTEXT = web.RequestKey("sandbox_context", _Context)
 
@@ -341,7 +343,11 @@ async def _token_endpoint(request: web.Request) -> web.Response:
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
     try:
         payload = token_response(
-            request.app[OPTIONS], request.app[TOKENS], request.headers.get("Authorization"), form
+            request.app[OPTIONS],
+            request.app[TOKENS],
+            request.headers.get("Authorization"),
+            form,
+            also=request.app[_ALSO],
         )
     except TokenRequestError as exc:
         if exc.status == 401:
@@ -536,11 +542,19 @@ def create_sandbox_app(options: SandboxOptions | None = None) -> web.Application
     app[RECORDED] = []
     app[TOKENS] = TokenStore()
     app[_VERIFIER] = OAuth1Verifier(str(resolved.key), str(resolved.secret))
+    app[_ALSO] = {}
     app[_HREFS] = HrefAbsolutizer(resolved.base_path or "")
     # [\s\S]: unlike ".", it also matches a decoded newline (%0a), so every path reaches
     # _dispatch and its imsx answers instead of aiohttp's plain-text 404.
     app.router.add_route("*", r"/{tail:[\s\S]*}", _dispatch)
     return app
+
+
+def accept_credentials(app: web.Application, key: str, secret: str) -> None:
+    """Accept ``key``/``secret`` too, as a district does while a renewal is rolled out: OAuth1
+    signatures and OAuth2 token requests. Requests record which key signed them."""
+    app[_VERIFIER].accept(key, secret)
+    app[_ALSO][key] = secret
 
 
 def revoke_all_tokens(app: web.Application) -> None:

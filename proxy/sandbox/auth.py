@@ -22,7 +22,8 @@ import hmac
 import secrets
 import time
 import urllib.parse
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from oauthlib import common as oauth_common
@@ -78,8 +79,9 @@ class _Validator(RequestValidator):  # type: ignore[misc]
 
     def __init__(self, key: str, secret: str, nonces: NonceCache) -> None:
         super().__init__()
-        self._key = key
-        self._secret = secret
+        # key -> secret: one pair, plus those a district "renewal" adds while the old one
+        # still works (``OAuth1Verifier.accept``).
+        self.credentials = {key: secret}
         self._nonces = nonces
 
     @property
@@ -103,11 +105,12 @@ class _Validator(RequestValidator):  # type: ignore[misc]
         return 0 < len(nonce) <= 512 and nonce.isprintable()
 
     def validate_client_key(self, client_key: str, request: Any) -> bool:
-        return hmac.compare_digest(client_key.encode(), self._key.encode())
+        return any(hmac.compare_digest(client_key.encode(), k.encode()) for k in self.credentials)
 
     def get_client_secret(self, client_key: str, request: Any) -> str:
-        if hmac.compare_digest(client_key.encode(), self._key.encode()):
-            return self._secret
+        for key, secret in self.credentials.items():
+            if hmac.compare_digest(client_key.encode(), key.encode()):
+                return secret
         return "sandbox-dummy-secret"
 
     def validate_timestamp_and_nonce(
@@ -129,7 +132,12 @@ class OAuth1Verifier:
     """Verifies OAuth 1.0a signed requests for one key/secret."""
 
     def __init__(self, key: str, secret: str) -> None:
-        self._endpoint = SignatureOnlyEndpoint(_Validator(key, secret, NonceCache()))
+        self._validator = _Validator(key, secret, NonceCache())
+        self._endpoint = SignatureOnlyEndpoint(self._validator)
+
+    def accept(self, key: str, secret: str) -> None:
+        """Accept another key/secret as well (a district's credential renewal)."""
+        self._validator.credentials[key] = secret
 
     def verify(
         self,
@@ -271,13 +279,21 @@ def client_credentials(authorization: str | None, form: dict[str, str]) -> tuple
 
 
 def token_response(
-    options: SandboxOptions, store: TokenStore, authorization: str | None, form: dict[str, str]
+    options: SandboxOptions,
+    store: TokenStore,
+    authorization: str | None,
+    form: dict[str, str],
+    also: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Answer a client-credentials token request, or raise ``TokenRequestError``."""
+    """Answer a client-credentials token request, or raise ``TokenRequestError``. ``also``:
+    more client id -> secret pairs accepted (a renewal in progress)."""
     grant = form.get("grant_type")
     if grant is None:
         raise TokenRequestError(400, "invalid_request", "grant_type is required.")
     client_id, client_secret = client_credentials(authorization, form)
+    for other_id, other_secret in (also or {}).items():
+        if hmac.compare_digest(client_id.encode(), other_id.encode()):
+            options = replace(options, key=other_id, secret=other_secret)
     key_ok = hmac.compare_digest(client_id.encode(), str(options.key).encode())
     secret_ok = hmac.compare_digest(client_secret.encode(), str(options.secret).encode())
     # A client whose Basic credentials were form-encoded by a strict RFC 6749 client and one

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .app import FAULTS, OPTIONS, RECORDED, RecordedRequest, create_sandbox_app, revoke_all_tokens
+from .app import (
+    FAULTS,
+    OPTIONS,
+    RECORDED,
+    RecordedRequest,
+    accept_credentials,
+    create_sandbox_app,
+    revoke_all_tokens,
+)
 from .options import ALL_SCOPES, PROFILES, Faults, SandboxOptions, parse_versions
 
 
@@ -53,6 +61,9 @@ class RunningSandbox:
 
     def revoke_all_tokens(self) -> None:
         revoke_all_tokens(self.app)
+
+    def accept_credentials(self, key: str, secret: str) -> None:
+        accept_credentials(self.app, key, secret)
 
     async def close(self) -> None:
         await self.runner.cleanup()

@@ -24,15 +24,18 @@ from collections.abc import Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ..errors import BadRequest
+
 PREFIX = "orp1"
 KEY_BYTES = 32
 NONCE_BYTES = 12
 CONFIG_KEY = "store.secret_keys"
 
 
-class SecretKeyError(Exception):
+class SecretKeyError(BadRequest):
     """A secret that cannot be sealed or opened; the message is one line naming
-    ``store.secret_keys`` and never holds a secret or a key."""
+    ``store.secret_keys`` and never holds a secret or a key. A 400 where a request asked to
+    store a secret; the gateway answers 503 for a connection it cannot open."""
 
 
 def parse_key(text: str) -> bytes:
