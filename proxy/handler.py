@@ -64,7 +64,8 @@ class Gateway:
         ex = request[EXCHANGE]
         principal = await self._authenticate(request, runtime, ex)
         target, route = self._target(request, ex)
-        conn = self._connection(runtime, target, principal, ex)
+        found = runtime.connections.get(target.app_id) or await self._managed(runtime, target)
+        conn = self._connection(found, principal, ex)
         self._scope(request.method, target, route, conn, principal)
         out, content_type = await self._outgoing(request, runtime, conn, target, route, ex)
         async with self.services.limits.district(conn.district):
@@ -114,15 +115,15 @@ class Gateway:
         ex.resource = known[1].resource
         return known
 
-    def _connection(
-        self, runtime: Runtime, target: Target, principal: Principal, ex: Exchange
-    ) -> Connection:
+    async def _managed(self, runtime: Runtime, target: Target) -> Connection | None:
+        """An appId the TOML file does not define: a store connection (cached for
+        ``cache_ttl``), or None."""
+        return await self.services.managed.get(target.app_id, runtime)
+
+    @staticmethod
+    def _connection(conn: Connection | None, principal: Principal, ex: Exchange) -> Connection:
         """The vendor's connection named by the appId: 404 if it is not theirs, 403 while it is
         disabled or expired."""
-        conn = runtime.connections.get(target.app_id)
-        if conn is None:
-            # Not in the TOML file: a store connection (cached for cache_ttl).
-            conn = await services.managed.get(target.app_id, runtime)
         # SECURITY: another vendor's appId gets exactly the unknown-appId answer, so appIds
         # cannot be probed across vendors.
         if conn is None or conn.config.vendor != principal.vendor:
