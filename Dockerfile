@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# oneroster-proxy container image (issue 6 part 4).
+# oneroster-proxy container image (README "Operations").
 #
 #   docker build -t oneroster-proxy .
 #   docker run -p 8080:8080 -p 9090:9090 \

@@ -1,4 +1,4 @@
-"""The ceiling of our stack: a bare aiohttp pass-through forwarder (issue 3 part 14).
+"""The ceiling of our stack: a bare aiohttp pass-through forwarder (bench/README.md).
 
 No auth, no scope check, no signing, no metrics, no log: an aiohttp server whose one handler
 sends each request to the upstream with an aiohttp ``ClientSession`` and streams the answer

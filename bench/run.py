@@ -1,6 +1,6 @@
 """Side-by-side gateway benchmark: the proxy, a bare aiohttp forwarder and nginx proxy_pass.
 
-Issue 3 part 14. In one run, on loopback, in front of one fixed upstream (nginx serving static
+In one run, on loopback, in front of one fixed upstream (nginx serving static
 files: a small users page, a 1 MB page and a 300 MB page):
 
 * ``proxy``: ``oneroster-proxy serve`` (one process) with auth, scope check, OAuth1

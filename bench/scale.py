@@ -1,5 +1,5 @@
-"""Scale figures (issue 6 part 6): workers, replicas on one Redis, a 5,000-connection config,
-100,000 tokens in the store.
+"""Scale figures (bench/README.md "Scale"): workers, replicas on one Redis, a 5,000-connection
+config, 100,000 tokens in the store.
 
     python bench/scale.py [--duration 5] [--connections 32] [--upstream nginx|sandbox]
                           [--only workers,replicas,connections,tokens]

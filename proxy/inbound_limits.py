@@ -1,8 +1,8 @@
 """Inbound limits the gateway's HTTP server enforces before any handler runs.
 
 SPEC.md status table: 414 (request line over the proxy's limit), 431 (headers over its
-limits), every refusal an imsx payload, never a 500; issue 7 part 5: idle and trickling
-clients (slowloris) time out without tying up the proxy.
+limits), every refusal an imsx payload, never a 500; idle and trickling clients (slowloris,
+``[server] client_timeout``) time out without tying up the proxy.
 
 aiohttp's server refuses an oversized request line or header with a plain-text 400 from
 ``RequestHandler.handle_error``, outside every middleware, and it has no deadline for a request

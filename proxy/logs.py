@@ -1,5 +1,5 @@
-"""Structured logs: one JSON line per request and per operator action (SPEC.md ``serve``;
-issue 4 part 6), or ``key=value`` text with ``--log-format text``.
+"""Structured logs: one JSON line per request and per operator action (SPEC.md ``serve``,
+"Install and commands"), or ``key=value`` text with ``--log-format text``.
 
 SECURITY: no line ever carries a token, key, secret or query value (filters carry student
 names). The access line is built from safe fields only: the path and the *names* of the query

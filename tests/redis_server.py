@@ -1,5 +1,5 @@
-"""A real ``redis-server`` on a free loopback port, for tests (issue 6: the store suite, the
-outage tests and the replica tests run against Redis itself, not a fake).
+"""A real ``redis-server`` on a free loopback port, for tests (SPEC.md "Config", ``[store] url``:
+the store suite, the outage tests and the replica tests run against Redis itself, not a fake).
 
     with RedisServer() as server:          # or: async with RedisServer() as server:
         store = RedisStore(server.url)

@@ -1,5 +1,5 @@
 """The admin listener against the running proxy: probes, the ``/admin/*`` JSON API behind the
-admin bearer, and no secret ever in an answer (SPEC.md "Admin listener"; issue 4 parts 4, 7).
+admin bearer, and no secret ever in an answer (SPEC.md "Admin listener").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Circuit breaking per district (issue 7 part 4): after consecutive connect failures or
-timeouts the proxy fails fast with 503 (imsx, ``Retry-After``) for a cool-down, then lets one
-probe through; success closes the circuit. State in ``/admin/connections`` and in the metric
-``oneroster_proxy_circuit_open{district}``."""
+"""Circuit breaking per district (SPEC.md "Gateway listener", the circuit breaker): after
+consecutive connect failures or timeouts the proxy fails fast with 503 (imsx, ``Retry-After``) for
+a cool-down, then lets one probe through; success closes the circuit. State in
+``/admin/connections`` and in the metric ``oneroster_proxy_circuit_open{district}``."""
 
 from __future__ import annotations
 

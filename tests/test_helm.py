@@ -1,4 +1,4 @@
-"""The Helm chart in ``helm/oneroster-proxy`` (issue 6 part 5), rendered by Helm itself.
+"""The Helm chart in ``helm/oneroster-proxy`` (README "Operations"), rendered by Helm itself.
 
 ``helm-python-sdk`` binds Helm's official Go SDK (v4) through ctypes, so ``Chart.render`` is
 ``helm template`` with no cluster and no helm binary. Each rendered object is checked against

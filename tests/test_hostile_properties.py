@@ -1,6 +1,6 @@
-"""Hostile input as properties (issue 7 part 6), against a real proxy and two real sandbox
-districts, over raw sockets so that nothing between the generator and the proxy tidies the
-bytes up:
+"""Hostile input as properties (SPEC.md "Gateway listener": a refusal, never a 500), against a real
+proxy and two real sandbox districts, over raw sockets so that nothing between the generator and the
+proxy tidies the bytes up:
 
 * nothing outside ``/ims/oneroster/`` of the app's own district is ever requested upstream,
   however the path is encoded, dotted, slashed or padded;

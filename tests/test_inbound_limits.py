@@ -1,4 +1,4 @@
-"""Inbound limits over raw sockets (issue 7 part 5; SPEC.md statuses 413, 414, 431): bodies over
+"""Inbound limits over raw sockets (SPEC.md statuses 408, 413, 414, 431): bodies over
 ``max_body`` are refused before being read whole, oversized request lines and headers get
 414/431, idle and trickling clients are cut off without tying up the proxy, every refusal is
 an imsx payload, never a 500."""

@@ -1,6 +1,6 @@
 """Vendor-facing endpoints beside the gateway, against the running proxy: ``POST /oauth/token``
 (RFC 6749 §4.4 client credentials -> HS256 JWT) and ``GET /applications`` (SPEC.md "Gateway
-listener"; issue 4 parts 2 and 3).
+listener").
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Limits that protect districts (issue 7 parts 1 and 2): per-district concurrency cap with a
-fair queue and ``max_wait``, vendor and district rate limits, shared between processes through
-the store (sqlite file and redis), against the real sandbox district."""
+"""Limits that protect districts (SPEC.md "Config", ``max_connections`` and ``rate_limit``):
+per-district concurrency cap with a fair queue and ``max_wait``, vendor and district rate limits,
+shared between processes through the store (sqlite file and redis), against the real sandbox
+district."""
 
 from __future__ import annotations
 

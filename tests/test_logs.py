@@ -1,4 +1,4 @@
-"""Logs of a real ``oneroster-proxy serve`` process (issue 4 part 6): one structured line per
+"""Logs of a real ``oneroster-proxy serve`` process (SPEC.md ``serve``): one structured line per
 request and per operator action, ``--log-format text`` for humans, and never a token, key,
 secret or query value: the test greps the whole log of a realistic session for every secret
 the session used, and for the student name it filtered on.

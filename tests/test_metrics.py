@@ -1,5 +1,5 @@
 """``/metrics`` on the admin listener after real traffic: names, labels and bounded label
-values exactly as SPEC.md "Metrics" lists them (issue 4 part 5)."""
+values exactly as SPEC.md "Metrics" lists them."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""OAuth2 districts through the gateway (issue 3 part 7): client-credentials token fetched with
-the connection's scope URIs, cached, fetched once for a burst (single flight), and refetched
-once after the district answers 401."""
+"""OAuth2 districts through the gateway (SPEC.md "Gateway listener"; RFC 6749 §4.4):
+client-credentials token fetched with the connection's scope URIs, cached, fetched once for a
+burst (single flight), and refetched once after the district answers 401."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """proxy.paths: traversal refusal (SPEC.md "Gateway listener", 400 before any upstream request),
-with a hypothesis property over generated hostile paths (issue 7 part 6)."""
+with a hypothesis property over generated hostile paths (RFC 3986 §5.2.4 dot-segments in every
+encoding)."""
 
 from __future__ import annotations
 

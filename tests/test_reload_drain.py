@@ -1,5 +1,5 @@
 """SIGHUP reload and SIGTERM drain of a real ``oneroster-proxy serve`` process (SPEC.md
-``serve``; issue 4 parts 8 and 9), in front of the sandbox district.
+``serve``), in front of the sandbox district.
 
 ``ProxyProcess`` runs the real command in a subprocess with its log in a file; the tests send
 it real signals and watch the log, the admin listener and what vendors see.

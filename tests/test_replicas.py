@@ -1,4 +1,5 @@
-"""Replicas on one redis store, and store outages, seen from the gateway (issue 6 parts 1, 3).
+"""Replicas on one redis store, and store outages, seen from the gateway (SPEC.md "Config",
+``[store] url``).
 
 Two real proxies share a real ``redis-server``: a token issued or revoked through one is
 honoured by the other within ``cache_ttl``. When redis goes away, tokens verified recently keep

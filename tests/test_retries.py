@@ -1,4 +1,4 @@
-"""The retry policy (SPEC.md, the paragraph on retries; issue 7 part 3): only GETs are sent
+"""The retry policy (SPEC.md, the paragraph on retries): only GETs are sent
 again, on connect failures, resets before the head and short 429/503 pushback, with backoff,
 inside ``upstream_timeout``; a PUT, POST or DELETE reaches the district at most once, even when
 the district drops connections the proxy had pooled.

@@ -1,4 +1,5 @@
-"""Streaming with backpressure both ways, through the real proxy process (issue 3 part 9).
+"""Streaming with backpressure both ways, through the real proxy process (SPEC.md "Gateway
+listener").
 
 SPEC.md "Gateway listener": bodies stream both ways with backpressure, so memory stays flat
 whatever the size: a 300 MB users page passes to a slow client through a proxy holding

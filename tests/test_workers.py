@@ -1,4 +1,4 @@
-"""``serve --workers N`` (issue 6 part 2): the real CLI as a subprocess, a real sandbox
+"""``serve --workers N`` (SPEC.md ``serve``): the real CLI as a subprocess, a real sandbox
 district, a real sqlite store, signals sent to real processes.
 
 Workers are found through the supervisor's JSON log lines (``worker ready`` names each

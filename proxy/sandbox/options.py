@@ -4,7 +4,7 @@ Implements the knobs of SPEC.md "The sandbox district" and the `sandbox` command
 that reproduce real districts (``infinite-campus``), switches that break one thing on purpose
 (deny a scope, hide students, students without user accounts on 1.1, OAuth2, serve only one
 OneRoster version), and a mutable ``Faults`` object that tests flip at run time to make the
-district hang, reset, throttle or drop connections (issue 7 part 7).
+district hang, reset, throttle or drop connections (SPEC.md "The sandbox district").
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The shared store: tokens, audit and limiter state in Redis, for several replicas.
 
-SPEC.md "Config" (``[store] url = "redis://host:6379/0"`` for several replicas); issue 6 parts
-1 and 3 (one interface with the sqlite store; an outage is a quick 503, and the store recovers
-by itself when redis returns).
+SPEC.md "Config" (``[store] url = "redis://host:6379/0"`` for several replicas) and "Redis
+high availability": one interface with the sqlite store; an outage is a quick 503, and the
+store recovers by itself when redis returns.
 
 Layout (``orp:`` is the default prefix):
 

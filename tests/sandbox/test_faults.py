@@ -1,4 +1,5 @@
-"""Injected faults (issue 7 part 7), synthetic streaming users and the request recorder."""
+"""Injected faults (SPEC.md "The sandbox district"), synthetic streaming users and the request
+recorder."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Store outages become ``StoreUnavailable`` (a 503), quickly, never a redis-py or sqlite3
-exception, and the same store object works again once the backend is back (issue 6 part 3)."""
+exception, and the same store object works again once the backend is back (SPEC.md "Redis high
+availability")."""
 
 from __future__ import annotations
 
