@@ -38,7 +38,9 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
         if wanted == "uvloop":
             raise ConfigError([f"{ENV}: uvloop is not installed"]) from None
         return None
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+    # A typed name: without uvloop's stubs (ignore_missing_imports) the attribute is Any.
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

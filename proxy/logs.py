@@ -257,7 +257,7 @@ def setup_logging(fmt: str = "json", level: int = logging.INFO) -> None:
     global _writer
     handler = logging.StreamHandler()
     formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
-    formatter.converter = time.gmtime  # type: ignore[assignment]
+    formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -22,7 +22,7 @@ from datetime import date
 from typing import Any
 
 from . import config as config_mod
-from .config import ConnectionConfig, DistrictConfig
+from .config import Config, ConnectionConfig, DistrictConfig
 from .errors import ConfigError, Conflict, NotFound
 from .store.base import AuditEvent, ConnectionRecord, DistrictRecord, Store
 from .store.crypto import SecretBox
@@ -63,7 +63,9 @@ class Catalog:
 # -- validation -------------------------------------------------------------------------------
 
 
-def _validate(path: str, doc: dict[str, Any], table: Mapping[str, Any]) -> tuple[Any, list[str]]:
+def _validate(
+    path: str, doc: dict[str, Any], table: Mapping[str, Any]
+) -> tuple[Config | None, list[str]]:
     """``config.validate`` of ``doc``: (the config or None, its problems), with ``${...}``
     refused in every value of ``table`` (the input) instead of being looked up."""
     problems: list[str] = []
@@ -88,7 +90,7 @@ def check_district(name: str, table: Mapping[str, Any]) -> DistrictConfig:
     known = {k: v for k, v in table.items() if k in DISTRICT_FIELDS}
     config, problems = _validate(path, {"districts": {name: known}}, known)
     problems += [f"{path}.{key}: unknown key" for key in sorted(set(table) - set(known))]
-    if problems:
+    if problems or config is None:
         raise ConfigError(problems)
     return config.districts[name]
 
@@ -107,7 +109,7 @@ def check_connection(
     if district_known and isinstance(district, str):
         doc["districts"] = {district: _STAND_IN}
     config, problems = _validate(path, doc, table)
-    if problems:
+    if problems or config is None:
         raise ConfigError(
             [p.replace("in [districts]", "in [districts] or the store") for p in problems]
         )
@@ -232,7 +234,7 @@ def config_connection_view(app_id: str, table: Any) -> dict[str, Any]:
     return {"appId": app_id, **values, "created": None, "updated": None, "source": "config"}
 
 
-def _iso(value: Any) -> str:
+def _iso(value: date) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
