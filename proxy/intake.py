@@ -33,7 +33,7 @@ from .console.session import new_csrf, same
 from .context import SERVICES, Services
 from .errors import NotFound, ProxyError
 from .invites import find_invite, hash_token
-from .scopes import SCOPES
+from .scopes import SCOPE_ORDER, SCOPES
 from .store.base import AuditEvent, InviteRecord
 from .tokens import now_utc
 
@@ -109,7 +109,7 @@ def _form_page(
         checks=checks or [],
         failed=[c for c in checks or [] if c["status"] == "fail"],
         saved=False,
-        scopes=list(SCOPES),
+        scopes=list(SCOPE_ORDER),
         expires=invite.expires.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         action=request.path,
         csrf_token=csrf,

@@ -39,17 +39,17 @@ GRADEBOOK_READ = "gradebook.readonly"
 GRADEBOOK_CREATEPUT = "gradebook.createput"
 GRADEBOOK_DELETE = "gradebook.delete"
 
-SCOPES: frozenset[str] = frozenset(
-    {
-        ROSTER,
-        ROSTER_CORE,
-        ROSTER_DEMOGRAPHICS,
-        RESOURCE,
-        GRADEBOOK_READ,
-        GRADEBOOK_CREATEPUT,
-        GRADEBOOK_DELETE,
-    }
+#: SPEC order, for forms and listings (the console, the intake page).
+SCOPE_ORDER: tuple[str, ...] = (
+    ROSTER,
+    ROSTER_CORE,
+    ROSTER_DEMOGRAPHICS,
+    RESOURCE,
+    GRADEBOOK_READ,
+    GRADEBOOK_CREATEPUT,
+    GRADEBOOK_DELETE,
 )
+SCOPES: frozenset[str] = frozenset(SCOPE_ORDER)
 
 SCOPE_URI_V1P2 = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
 SCOPE_URI_V1P1 = "https://purl.imsglobal.org/spec/or/v1p1/scope/"

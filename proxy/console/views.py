@@ -15,7 +15,7 @@ from .. import invites, tokens
 from ..check import HINTS, run_check
 from ..errors import BadRequest, NotFound
 from ..runtime import Connection
-from ..scopes import SCOPES
+from ..scopes import SCOPE_ORDER
 from ..store.base import CheckResult
 from .core import CONSOLE, Console
 
@@ -132,7 +132,7 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
         vendors=sorted(runtime.config.vendors),
         vendor=vendor,
         failing=failing_only,
-        scopes=list(SCOPES),
+        scopes=list(SCOPE_ORDER),
         invite_url=extra.pop("invite_url", None),
         **extra,
     )
