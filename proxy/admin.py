@@ -27,7 +27,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import invites, tokens
 from .background import refresh_check_gauges
-from .check import run_check
+from .catalog import check_connection as catalog_check
+from .catalog import every_connection, find_connection
 from .config import ConfigError, Rate, parse_duration
 from .console import add_console, is_console_route
 from .context import SERVICES, Services
@@ -41,7 +42,6 @@ from .errors import (
 )
 from .reload import reload_config
 from .runtime import Connection
-from .store.base import CheckResult
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("oneroster_proxy.admin")
@@ -243,15 +243,11 @@ async def connection(request: web.Request) -> web.Response:
 
 async def check_connection(request: web.Request) -> web.Response:
     services = _services(request)
-    runtime = services.runtime.current
-    app_id = request.match_info["app_id"]
-    if app_id not in runtime.connections:
+    found = await find_connection(services, request.match_info["app_id"])
+    if found is None:
         raise NotFound("unknown application")
-    report = await run_check(runtime.config, app_id, session=services.session)
     # Kept with the background results: the console's history shows checks run by hand too.
-    await services.store.add_check_result(
-        CheckResult(app_id=app_id, at=datetime.now(UTC), document=report.as_json())
-    )
+    report = await catalog_check(services, found.connection)
     return web.json_response(report.as_json())
 
 
@@ -393,7 +389,7 @@ async def invite_connection(request: web.Request) -> web.Response:
     made = await invites.create_invite(
         services.store,
         runtime.config,
-        runtime.connections.values(),
+        [c.connection for c in await every_connection(services)],
         app_id=request.match_info["app_id"],
         vendor=vendor,
         district_name=name,

@@ -24,10 +24,9 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from .check import run_check
+from .catalog import Listed, check_connection, every_connection
 from .context import SERVICES, Services
-from .errors import NotFound, ProxyError
-from .store.base import CheckResult
+from .errors import ProxyError
 
 log = logging.getLogger("oneroster_proxy.checks")
 
@@ -77,8 +76,7 @@ class BackgroundChecks:
         try:
             due = await self.due(now or datetime.now(UTC))
             limit = asyncio.Semaphore(AT_ONCE)
-            checked = await asyncio.gather(*(self._one(app_id, limit) for app_id in due))
-            return [app_id for app_id in checked if app_id is not None]
+            return list(await asyncio.gather(*(self._one(listed, limit) for listed in due)))
         finally:
             renew.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -86,23 +84,19 @@ class BackgroundChecks:
             with contextlib.suppress(ProxyError):
                 await store.release_slot(LOCK_KEY, self.holder)
 
-    async def due(self, now: datetime) -> list[str]:
-        """Connections whose newest result is older than the interval (or that have none)."""
-        app_ids = sorted(self.services.runtime.current.connections)
-        last = await self.services.store.last_check_results(app_ids)
+    async def due(self, now: datetime) -> list[Listed]:
+        """Connections (TOML and store) whose newest result is older than the interval, or
+        that have none."""
+        every = await every_connection(self.services)
+        last = await self.services.store.last_check_results([c.app_id for c in every])
         # A little slack: a round that started a moment early still covers this turn.
         horizon = now - timedelta(seconds=self.interval * 0.95)
-        return [a for a in app_ids if a not in last or last[a][0].at <= horizon]
+        return [c for c in every if c.app_id not in last or last[c.app_id][0].at <= horizon]
 
-    async def _one(self, app_id: str, limit: asyncio.Semaphore) -> str | None:
+    async def _one(self, listed: Listed, limit: asyncio.Semaphore) -> str:
+        app_id = listed.app_id
         async with limit:
-            config = self.services.runtime.current.config
-            try:
-                report = await run_check(config, app_id, session=self.services.session)
-            except NotFound:
-                return None  # removed since the round began
-            result = CheckResult(app_id=app_id, at=datetime.now(UTC), document=report.as_json())
-            await self.services.store.add_check_result(result)
+            report = await check_connection(self.services, listed.connection)
         if not report.ok:
             log.warning(
                 "background check failed",
@@ -137,16 +131,24 @@ async def background_checks(app: web.Application) -> AsyncIterator[None]:
 async def refresh_check_gauges(services: Services) -> None:
     """``check_ok``, ``check_timestamp_seconds`` and ``check_failed_twice`` from the store, at
     scrape time: the same on every replica, and gone for a removed connection."""
-    connections = services.runtime.current.connections
+    districts = {a: c.district.name for a, c in services.runtime.current.connections.items()}
     try:
-        last = await services.store.last_check_results(sorted(connections))
+        after = ""
+        while True:
+            page = await services.store.list_connections(after=after, limit=500)
+            for record in page:
+                districts.setdefault(record.app_id, record.district)
+            if len(page) < 500:
+                break
+            after = page[-1].app_id
+        last = await services.store.last_check_results(sorted(districts))
     except ProxyError:
         return
     metrics = services.metrics
     for gauge in (metrics.check_ok, metrics.check_timestamp, metrics.check_failed_twice):
         gauge.clear()
     for app_id, results in last.items():
-        labels = (app_id, connections[app_id].district.name)
+        labels = (app_id, districts[app_id])
         newest = results[0]
         metrics.check_ok.labels(*labels).set(1 if newest.ok else 0)
         metrics.check_timestamp.labels(*labels).set(newest.at.timestamp())

@@ -12,6 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from proxy.invites import hash_token
+from proxy.scopes import SCOPE_ORDER
 from tests.console_support import CSRF_RE, ConsoleClient
 from tests.support import ADMIN_TOKEN, auth, base_config
 
@@ -248,3 +250,107 @@ async def test_no_secret_on_any_page(console, proxy, sandbox):
             assert secret not in text
     shown = [t for t in console.pages if new_token in t]
     assert shown == [issued_page]  # the new token once, on the page that issued it
+
+
+async def connect_via_intake(proxy: Any, sandbox: Any, app_id: str) -> None:
+    """District IT's side, over plain HTTP: open the link, submit the right values."""
+    path = await invite(proxy, app_id, district_name=f"{app_id}-district")
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+        async with http.get(proxy.url + path) as resp:
+            csrf = CSRF_RE.search(await resp.text()).group(1)  # type: ignore[union-attr]
+        form = [
+            ("csrf", csrf),
+            ("base_url", sandbox.base_url),
+            ("versions", "v1p1"),
+            ("versions", "v1p2"),
+            ("auth", "oauth1"),
+            ("key", sandbox.key),
+            ("secret", sandbox.secret),
+            *(("scopes", s) for s in SCOPE_ORDER),
+        ]
+        async with http.post(proxy.url + path, data=form) as resp:
+            text = await resp.text()
+            assert resp.status == 200 and "<h1>Connected</h1>" in text, text
+
+
+async def test_store_connections_on_the_board_enable_disable_renew(console, proxy, sandbox):
+    await connect_via_intake(proxy, sandbox, "app-s")
+    token = await proxy.token("acme")
+
+    async def gateway() -> int:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(proxy.app_url("v1p1/orgs", "app-s"), headers=auth(token)) as r:
+                return r.status
+
+    assert await gateway() == 200
+    await console.sign_in()
+    _, board, _ = await console.get("/console/")
+    row = re.search(r'<tr data-app="app-s">(.*?)</tr>', board, re.S)
+    assert row is not None and "store" in row.group(1) and "app-s-district" in row.group(1)
+
+    status, page, _ = await console.post("/console/connections/app-s/disable", {})
+    assert status == 200 and "Connection disabled." in page
+    assert await gateway() == 403
+    status, page, _ = await console.post("/console/connections/app-s/enable", {})
+    assert status == 200 and await gateway() == 200
+
+    # Renew with credentials the district does not know: in use at once, so requests fail.
+    status, _, _ = await console.post(
+        "/console/connections/app-s/renew", {"key": sandbox.key, "secret": "retired-secret"}
+    )
+    assert status == 200 and await gateway() == 401
+    status, page, _ = await console.post("/console/connections/app-s/check", {})
+    assert 'data-item="credentials_accepted"' in page and "key/secret wrong" in page
+    await console.post(
+        "/console/connections/app-s/renew", {"key": sandbox.key, "secret": sandbox.secret}
+    )
+    assert await gateway() == 200
+
+    # A config connection is changed in the config file, not here.
+    status, page, _ = await console.post("/console/connections/app-7/disable", {})
+    assert status == 409 and "config file" in page
+    for text in console.pages:
+        assert sandbox.secret not in text and "retired-secret" not in text
+    actions = {e.action for e in await proxy.services.store.list_audit()}
+    assert {"connection.invite", "connection.intake", "connection.update"} <= actions
+    assert "connection.renew" in actions
+
+
+async def test_intake_links_are_single_use_rate_limited_and_bound_to_their_appid(proxy, sandbox):
+    await connect_via_intake(proxy, sandbox, "app-once")
+    # Spent: the same 404 as an unknown link.
+    async with aiohttp.ClientSession() as http:
+        for path in ("/intake/" + "B" * 43, "/intake/short"):
+            async with http.get(proxy.url + path) as resp:
+                assert resp.status == 404
+    # A config connection's appId, or a district another connection uses, gets no link.
+    async with aiohttp.ClientSession() as http:
+        for app_id, body in [
+            ("app-7", {}),
+            ("app-other", {"district_name": "app-once-district"}),
+            ("app-other2", {"district_name": "springfield"}),
+        ]:
+            async with http.post(
+                f"{proxy.admin_url}/admin/connections/{app_id}/invite",
+                json={"vendor": "acme", **body},
+                headers=auth(ADMIN_TOKEN),
+            ) as resp:
+                assert resp.status == 409, (app_id, await resp.text())
+
+    path = await invite(proxy, "app-limited")
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+        statuses = []
+        for _ in range(11):
+            async with http.get(proxy.url + path) as resp:
+                csrf = CSRF_RE.search(await resp.text()).group(1)  # type: ignore[union-attr]
+            async with http.post(
+                proxy.url + path, data={"csrf": csrf, "base_url": "not a url"}
+            ) as resp:
+                statuses.append(resp.status)
+                retry_after = resp.headers.get("Retry-After")
+        assert statuses == [422] * 10 + [429]
+        assert retry_after is not None and int(retry_after) > 0
+    invite_record = await proxy.services.store.get_invite(hash_token(path.rsplit("/", 1)[1]))
+    assert invite_record is not None and invite_record.spent is None

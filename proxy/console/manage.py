@@ -50,6 +50,7 @@ async def _audit(services: Services, action: str, record: ConnectionRecord, **de
 async def set_enabled(services: Services, app_id: str, enabled: bool) -> None:
     record = await _record(services, app_id)
     await services.store.update_connection(replace(record, enabled=enabled, updated=now_utc()))
+    services.managed.forget(app_id)  # this process at once; other replicas within cache_ttl
     await _audit(services, "connection.update", record, enabled=str(enabled).lower())
 
 
@@ -72,6 +73,7 @@ async def renew(services: Services, app_id: str, *, key: str, secret: str, expir
     await services.store.update_connection(
         replace(record, key=key.strip(), secret=sealed, expires=until, updated=now_utc())
     )
+    services.managed.forget(app_id)
     await _audit(services, "connection.renew", record)
 
 
@@ -122,3 +124,4 @@ async def save_intake(
         await store.add_connection(new_conn, district_in_store=True)
     else:
         await store.update_connection(replace(new_conn, created=old_conn.created))
+    services.managed.forget(conn.app_id)  # serving at once, here; elsewhere within cache_ttl

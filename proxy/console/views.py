@@ -12,9 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from .. import invites, tokens
-from ..check import HINTS, run_check
+from ..catalog import Listed, check_connection, every_connection, find_connection
+from ..check import HINTS
 from ..errors import BadRequest, NotFound
-from ..runtime import Connection
 from ..scopes import SCOPE_ORDER
 from ..store.base import CheckResult
 from .core import CONSOLE, Console
@@ -71,16 +71,11 @@ def spark(minutes: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
     ]
 
 
-def _source(conn: Connection) -> str:
-    return str(getattr(conn, "source", None) or getattr(conn.config, "source", "config"))
-
-
-def _connection(request: web.Request) -> Connection:
-    runtime = _console(request).services.runtime.current
-    conn = runtime.connections.get(request.match_info["app_id"])
-    if conn is None:
+async def _connection(request: web.Request) -> Listed:
+    found = await find_connection(_console(request).services, request.match_info["app_id"])
+    if found is None:
         raise NotFound("There is no connection with that appId.")
-    return conn
+    return found
 
 
 # -- the board ---------------------------------------------------------------------------------
@@ -93,10 +88,11 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
     today = datetime.now(UTC).date()
     vendor = request.query.get("vendor", "")
     failing_only = request.query.get("failing") == "1"
-    last = await services.store.last_check_results(sorted(runtime.connections))
+    every = await every_connection(services)
+    last = await services.store.last_check_results([c.app_id for c in every])
     rows = []
-    for app_id in sorted(runtime.connections):
-        conn = runtime.connections[app_id]
+    for listed in every:
+        conn, app_id = listed.connection, listed.app_id
         results = last.get(app_id)
         check = check_view(results[0]) if results else None
         if vendor and conn.config.vendor != vendor:
@@ -109,7 +105,7 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
         rows.append(
             {
                 "app_id": app_id,
-                "source": _source(conn),
+                "source": listed.source,
                 "vendor": conn.config.vendor,
                 "district": conn.district.name,
                 "auth": "OAuth 1.0a" if conn.district.auth == "oauth1" else "OAuth 2",
@@ -128,7 +124,7 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
         request,
         "board.html",
         rows=rows,
-        total=len(runtime.connections),
+        total=len(every),
         vendors=sorted(runtime.config.vendors),
         vendor=vendor,
         failing=failing_only,
@@ -163,7 +159,7 @@ async def _invite(console: Console, **values: Any) -> invites.Invite:
     return await invites.create_invite(
         services.store,
         runtime.config,
-        runtime.connections.values(),
+        [c.connection for c in await every_connection(services)],
         ttl=ttl,
         interface="console",
         **values,
@@ -176,7 +172,8 @@ async def _invite(console: Console, **values: Any) -> invites.Invite:
 async def connection(request: web.Request, **extra: Any) -> web.StreamResponse:
     console = _console(request)
     services = console.services
-    conn = _connection(request)
+    listed = await _connection(request)
+    conn = listed.connection
     cfg, district = conn.config, conn.district
     history = await services.store.list_check_results(cfg.app_id)
     details = {
@@ -194,7 +191,7 @@ async def connection(request: web.Request, **extra: Any) -> web.StreamResponse:
         "days_left": days_left(cfg.expires, datetime.now(UTC).date()),
         "vendor_authorization": conn.vendor_header is not None,
         "circuit": services.limits.circuit_state(district),
-        "source": _source(conn),
+        "source": listed.source,
     }
     return console.render(
         request,
@@ -209,11 +206,8 @@ async def connection(request: web.Request, **extra: Any) -> web.StreamResponse:
 
 async def run_check_now(request: web.Request) -> web.StreamResponse:
     services = _console(request).services
-    conn = _connection(request)
-    report = await run_check(services.runtime.current.config, conn.app_id, session=services.session)
-    await services.store.add_check_result(
-        CheckResult(app_id=conn.app_id, at=datetime.now(UTC), document=report.as_json())
-    )
+    listed = await _connection(request)
+    report = await check_connection(services, listed.connection)
     shown = {
         "ok": report.ok,
         "summary": report.summary(),
@@ -236,8 +230,8 @@ async def disable(request: web.Request) -> web.StreamResponse:
 async def _set_enabled(request: web.Request, enabled: bool) -> web.StreamResponse:
     from . import manage
 
-    conn = _connection(request)
-    await manage.set_enabled(_console(request).services, conn.app_id, enabled)
+    listed = await _connection(request)
+    await manage.set_enabled(_console(request).services, listed.app_id, enabled)
     word = "enabled" if enabled else "disabled"
     return await connection(request, notices=[{"kind": "ok", "text": f"Connection {word}."}])
 
@@ -245,11 +239,11 @@ async def _set_enabled(request: web.Request, enabled: bool) -> web.StreamRespons
 async def renew(request: web.Request) -> web.StreamResponse:
     from . import manage
 
-    conn = _connection(request)
+    listed = await _connection(request)
     form = await request.post()
     await manage.renew(
         _console(request).services,
-        conn.app_id,
+        listed.app_id,
         key=str(form.get("key", "")),
         secret=str(form.get("secret", "")),
         expires=str(form.get("expires", "")),
@@ -261,7 +255,7 @@ async def renew(request: web.Request) -> web.StreamResponse:
 
 async def invite_again(request: web.Request) -> web.StreamResponse:
     console = _console(request)
-    conn = _connection(request)
+    conn = (await _connection(request)).connection
     form = await request.post()
     made = await _invite(
         console,
