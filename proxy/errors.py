@@ -28,6 +28,7 @@ listener and the HTTP parser guard (``proxy.inbound_limits``) all answer through
      ├── ServiceUnavailable 503 (Retry-After)
      │    └── StoreUnavailable
      ├── UpstreamTimeout   504
+     │    └── UpstreamTokenTimeout  (the district's token endpoint)
      └── InternalError     500  (an unexpected exception; the traceback goes to the log only)
 
     BrokenTransfer              (not a ProxyError: the head was sent, the connection is cut)
@@ -194,6 +195,12 @@ class UpstreamTimeout(ProxyError):
     status = 504
     code_minor = "server_busy"
     kind: ClassVar[str] = "timeout"
+
+
+class UpstreamTokenTimeout(UpstreamTimeout):
+    """The district's token endpoint did not answer within ``upstream_timeout``."""
+
+    kind = "token"
 
 
 class InternalError(ProxyError):

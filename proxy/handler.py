@@ -141,15 +141,19 @@ class Gateway:
         method: str, target: Target, route: Route, conn: Connection, principal: Principal
     ) -> None:
         """403 unless the route's scopes meet the connection's (and a narrowed JWT's)."""
-        allowed = route.scopes & conn.config.scopes
-        if principal.scopes is not None:
-            allowed &= principal.scopes
+        shared = route.scopes & conn.config.scopes
+        allowed = shared if principal.scopes is None else shared & principal.scopes
         if not allowed:
             if not route.scopes:
                 raise Forbidden(f"{method} /{target.rest} is not a OneRoster operation")
+            # Name what is missing: the connection's share, or (it shares one) the JWT's scope.
+            if shared:
+                lacking = "and this token's scope (narrowed at /oauth/token) lacks"
+            else:
+                lacking = "and this connection does not share"
             raise Forbidden(
                 f"{method} /{target.rest} needs one of the scopes "
-                f"{', '.join(sorted(route.scopes))}, which this connection does not share"
+                f"{', '.join(sorted(route.scopes))}, {lacking} any of them"
             )
 
     async def _outgoing(
@@ -199,7 +203,8 @@ class Gateway:
         else:
             base = self._public_base(request, server.trust_forwarded)
         length = upstream.content_length
-        small = length is not None and length <= SMALL_BODY
+        head = request.method == "HEAD"
+        small = length is not None and length <= SMALL_BODY and not head
         prefix = f"{base}/{conn.app_id}/ims/oneroster/"
         hrefs = None
         if conn.hrefs is not None and _rewritable(upstream.headers):
@@ -212,6 +217,15 @@ class Gateway:
             drop_length=small or hrefs is not None,
         )
         headers.append(("X-Request-Id", ex.request_id))
+        if head:
+            # RFC 9110 §9.3.2: the district's head as it came (its Content-Length is what a GET
+            # would carry), no body.
+            answer = web.StreamResponse(
+                status=upstream.status, reason=upstream.reason, headers=headers
+            )
+            await answer.prepare(request)
+            await answer.write_eof()
+            return answer
         district = conn.district.name
         counter = self._bytes_counter(district)
         if small:

@@ -271,5 +271,6 @@ def classify(rest: str, method: str) -> Route:
         if prefix == "v1p1" and any(n in _GRADEBOOK_SEGMENTS_V1P1 for n in names):
             return _UNKNOWN_V1P1_GRADEBOOK
         return _UNKNOWN_IN[prefix]
-    route = routes.get(method)
+    # HEAD is GET without the body (RFC 9110 §9.3.2): the same resource, the same scope.
+    route = routes.get("GET" if method == "HEAD" else method)
     return route if route is not None else routes[""]

@@ -10,9 +10,9 @@ it to one request:
   (``Limits.before_send``; an open circuit is 503 with ``Retry-After``, no request sent).
 * Sent once, never again: a PUT, POST, DELETE or PATCH (the district may have acted on it),
   and any request whose body streams (over ``BUFFER_LIMIT``, not held to be sent again).
-* Retried, GET only: a connect failure or a reset before the answer's head (unless that
-  failure opened the circuit), and a 429 or 503 whose ``Retry-After`` is at most
-  ``MAX_RETRY_AFTER`` seconds; at most ``MAX_ATTEMPTS`` attempts in all.
+* Retried, GET (and HEAD, GET without the body) only: a connect failure or a reset before the
+  answer's head (unless that failure opened the circuit), and a 429 or 503 whose
+  ``Retry-After`` is at most ``MAX_RETRY_AFTER`` seconds; at most ``MAX_ATTEMPTS`` attempts.
 * Backoff before retry *n*: the district's ``Retry-After`` (if any) plus full jitter, uniform
   in [0, min(``BACKOFF_CAP``, ``BACKOFF_BASE`` * 2**n)], so proxies do not return in step.
 * Every attempt and every wait fit inside ``upstream_timeout``: a retry that would not is not
@@ -52,6 +52,8 @@ MAX_RETRY_AFTER = 5.0
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 2.0
 
+# Reads: retried like GET (HEAD is GET without the body, RFC 9110 §9.3.2), pooled connections.
+READS = frozenset({"GET", "HEAD"})
 _monotonic = time.monotonic
 _RESETS = (UpstreamConnectError, UpstreamResetError)
 
@@ -75,7 +77,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 def should_retry(method: str, response: aiohttp.ClientResponse) -> float | None:
     """Seconds to wait before retrying a GET the district pushed back on, or None."""
-    if method != "GET" or response.status not in (429, 503):
+    if method not in READS or response.status not in (429, 503):
         return None
     after = parse_retry_after(response.headers.get("Retry-After"))
     if after is None or after > MAX_RETRY_AFTER:
@@ -126,9 +128,10 @@ class Upstream:
         district = conn.district
         deadline = _monotonic() + timeout
         replayable = out.body is None or isinstance(out.body, bytes)
-        retry_get = out.method == "GET" and replayable
+        read = out.method in READS
+        retry_get = read and replayable
         # Writes never share a pooled connection the district may have closed meanwhile.
-        session = services.session if out.method == "GET" else services.write_session
+        session = services.session if read else services.write_session
         source = conn.token_source
         refreshed = False
         attempt = 0
@@ -138,7 +141,7 @@ class Upstream:
             if source is not None:
                 try:
                     token = await source.token()
-                except UpstreamError:
+                except (UpstreamError, UpstreamTimeout):
                     self._count_error(conn, "token")
                     raise
             headers = authorization(conn, out, content_type, token)

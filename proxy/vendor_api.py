@@ -27,6 +27,7 @@ from .scopes import SCOPES, parse_scope
 
 _VERSION_NAMES = {"v1p1": "1.1", "v1p2": "1.2"}
 _MAX_TOKEN_FORM = 8 * 1024
+_FORM = "application/x-www-form-urlencoded"
 
 
 async def applications(request: web.Request) -> web.Response:
@@ -111,6 +112,15 @@ async def token(request: web.Request) -> web.Response:
     raw = await read_up_to(request.content, _MAX_TOKEN_FORM + 1)
     if len(raw) > _MAX_TOKEN_FORM:
         raise BadRequest("token request too large")
+    content_type = request.headers.get("Content-Type")
+    mime = (content_type or "").partition(";")[0].strip().lower()
+    if (raw or content_type is not None) and mime != _FORM:
+        # RFC 6749 §4.4.2: the parameters are a form body. A JSON body is a malformed request,
+        # not bad credentials, whatever the Authorization header holds.
+        request[EXCHANGE].error = "invalid_request"
+        return _oauth_error(
+            400, "invalid_request", f"the body must be {_FORM} (RFC 6749 section 4.4.2)"
+        )
     try:
         form = dict(parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=False))
     except UnicodeDecodeError:

@@ -267,7 +267,7 @@ def test_gradebook_scope_follows_method(prefix):
         assert classify(rest, "DELETE").scopes == GB_DEL
 
 
-@pytest.mark.parametrize("method", ["PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "get", ""])
+@pytest.mark.parametrize("method", ["PUT", "POST", "DELETE", "PATCH", "OPTIONS", "get", ""])
 def test_other_methods_on_rostering_and_resources_are_refused(method):
     for prefix, ops in (("rostering/v1p2", ROSTERING_V1P2), ("resources/v1p2", RESOURCES_V1P2)):
         for _, _, template, _ in ops:
@@ -276,7 +276,7 @@ def test_other_methods_on_rostering_and_resources_are_refused(method):
             assert route.resource != "other"  # still a bounded, meaningful label
 
 
-@pytest.mark.parametrize("method", ["PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT", "put"])
+@pytest.mark.parametrize("method", ["PATCH", "OPTIONS", "TRACE", "CONNECT", "put"])
 def test_unknown_methods_on_gradebook_are_refused(method):
     assert classify("gradebook/v1p2/lineItems/x", method).scopes == frozenset()
     assert classify("v1p1/results/x", method).scopes == frozenset()

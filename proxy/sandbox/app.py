@@ -274,14 +274,16 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if found is None or found.version not in options.versions:
         raise DistrictError(404, "unknownobject", f"Unknown endpoint {rest!r}.")
     endpoint = found.endpoint
-    action = endpoint.action(request.method)
+    # HEAD is GET without the body (RFC 9110 §9.3.2); aiohttp leaves the body out itself.
+    method = "GET" if request.method == "HEAD" else request.method
+    action = endpoint.action(method)
     if action is None:
         response = imsx_response(
             405, "invaliddata", f"{request.method} is not allowed on {endpoint.name}.",
             {"Allow": ", ".join(endpoint.allowed)},
         )  # fmt: skip
         return response
-    needed = required_scopes(endpoint, request.method)
+    needed = required_scopes(endpoint, method)
     if not needed & context.scopes:
         raise DistrictError(
             403, "forbidden",

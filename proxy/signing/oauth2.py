@@ -29,7 +29,7 @@ from urllib.parse import quote_plus, urlsplit
 
 import aiohttp
 
-from ..errors import UpstreamTokenError
+from ..errors import UpstreamTokenError, UpstreamTokenTimeout
 from ..forward import read_up_to
 
 __all__ = ["OAuth2TokenSource", "basic_credentials"]
@@ -93,9 +93,11 @@ class OAuth2TokenSource:
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._refresh_at = 0.0  # time.monotonic() after which the token is not handed out
-        # Named in error descriptions: scheme, host and path only, never userinfo or a query.
+        # Named in error descriptions: scheme, host, port and path, never userinfo or a query
+        # (the port tells an operator which of a host's services is meant).
         parts = urlsplit(token_url)
-        self._endpoint = f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+        host = parts.netloc.rpartition("@")[2]
+        self._endpoint = f"{parts.scheme}://{host}{parts.path}"
 
     def __repr__(self) -> str:
         # SECURITY: no key, secret or token in a repr that may reach a log line.
@@ -103,7 +105,8 @@ class OAuth2TokenSource:
 
     async def token(self) -> str:
         """A valid access token: the cached one, or one fetched now (one fetch for all the
-        tasks that ask while it is under way). Raises UpstreamTokenError (502)."""
+        tasks that ask while it is under way). Raises UpstreamTokenError (502), or
+        UpstreamTokenTimeout (504) when the endpoint does not answer within the timeout."""
         token = self._valid()
         if token is not None:
             return token
@@ -164,7 +167,7 @@ class OAuth2TokenSource:
                 raw = await read_up_to(response.content, MAX_TOKEN_RESPONSE + 1)
                 status = response.status
         except TimeoutError as exc:
-            raise UpstreamTokenError(f"{where} did not answer in time") from exc
+            raise UpstreamTokenTimeout(f"{where} did not answer in time") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamTokenError(
                 f"{where} could not be reached ({type(exc).__name__})"

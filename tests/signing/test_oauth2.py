@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from proxy.errors import UpstreamTokenError
+from proxy.errors import UpstreamTokenError, UpstreamTokenTimeout
 from proxy.signing.oauth2 import OAuth2TokenSource
 
 SCOPES = [
@@ -259,8 +259,8 @@ async def test_own_session_closed(endpoint: TokenEndpoint) -> None:
     assert session.closed
 
 
-def _assert_clean(exc: UpstreamTokenError) -> None:
-    assert exc.status == 502
+def _assert_clean(exc: UpstreamTokenError | UpstreamTokenTimeout) -> None:
+    assert exc.status == (504 if isinstance(exc, UpstreamTokenTimeout) else 502)
     assert SECRET not in exc.description and "s3cr" not in exc.description
     assert "token endpoint" in exc.description
 
@@ -327,8 +327,10 @@ async def test_connection_refused(make_source: Callable[..., Any]) -> None:
 
 async def test_timeout(endpoint: TokenEndpoint, make_source: Callable[..., Any]) -> None:
     endpoint.delay = 0.6
-    with pytest.raises(UpstreamTokenError) as info:
+    # A timeout is the gateway's 504 (SPEC: within upstream_timeout), not a 502.
+    with pytest.raises(UpstreamTokenTimeout) as info:
         await make_source(timeout=0.1).token()
+    assert info.value.status == 504
     assert "did not answer in time" in info.value.description
     assert isinstance(info.value.__cause__, TimeoutError)
     _assert_clean(info.value)
