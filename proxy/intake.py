@@ -29,12 +29,13 @@ from aiohttp import web
 from .check import HINTS, run_check
 from .config import ConnectionConfig, DistrictConfig
 from .console.core import CSS, SECURITY_HEADERS, templates
+from .console.manage import save_intake
 from .console.session import new_csrf, same
 from .context import SERVICES, Services
 from .errors import NotFound, ProxyError
 from .invites import find_invite, hash_token
 from .scopes import SCOPE_ORDER, SCOPES
-from .store.base import AuditEvent, InviteRecord
+from .store.base import InviteRecord
 from .tokens import now_utc
 
 log = logging.getLogger("oneroster_proxy.intake")
@@ -205,18 +206,19 @@ async def submit(request: web.Request) -> web.StreamResponse:
         return _form_page(request, invite, values, status=422, checks=checks)
     if not await services.store.spend_invite(invite.token_hash, now_utc()):
         return _gone(request)  # another submission won the race
-    from .console.manage import save_intake
-
-    await save_intake(services, invite, district, conn)
-    await services.store.add_audit(
-        AuditEvent(
-            at=now_utc(),
-            action="connection.intake",
-            interface="intake",
-            vendor=invite.vendor,
-            detail={"app_id": invite.app_id, "district": invite.district_name},
+    try:
+        await save_intake(services, invite, district, conn)
+    except ProxyError as err:
+        # Checked a moment ago, so rare (a name taken meanwhile); the link is spent either way.
+        return _render(
+            request,
+            "error.html",
+            status=err.status,
+            code=err.status,
+            reason="Not saved",
+            message=f"{err.description}. Ask the vendor for a new link.",
+            csrf_token="",
         )
-    )
     _log(invite, "saved", True)
     return _render(request, "intake.html", invite=invite, saved=True, checks=checks, csrf_token="")
 
