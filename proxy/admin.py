@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import invites, tokens
+from . import admin_connections, invites, tokens
 from .background import refresh_check_gauges
 from .catalog import check_connection as catalog_check
 from .catalog import every_connection, find_connection
@@ -82,6 +82,7 @@ def create_admin_app(
     app.router.add_delete("/admin/tokens/{token_id}", revoke_token)
     app.router.add_post("/admin/reload", reload)
     app.router.add_post("/admin/connections/{app_id}/invite", invite_connection)
+    admin_connections.add_routes(app, services)
     add_console(app, gateway)
     return app
 
@@ -205,6 +206,7 @@ def connection_view(conn: Connection, now: datetime) -> dict[str, Any]:
         "vendor_authorization": conn.vendor_header is not None,
         "max_connections": conn.district.max_connections,
         "rate_limit": _rate(conn.district.rate_limit),
+        "source": "config",
     }
 
 
@@ -217,22 +219,42 @@ def _rate(rate: Rate | None) -> str | None:
 
 
 async def connections(request: web.Request) -> web.Response:
+    """The file's connections, then one page of the store's (``?after=<appId>&limit=N``,
+    default 1000): ``next`` is the ``after`` of the following page, null after the last."""
     services = _services(request)
     now = datetime.now(UTC)
     runtime = services.runtime.current
+    after = request.query.get("after", "")
+    try:
+        limit = max(1, min(5000, int(request.query.get("limit", "1000"))))
+    except ValueError as exc:
+        raise BadRequest("limit: must be a number") from exc
     views = []
-    for app_id in sorted(runtime.connections):
-        view = connection_view(runtime.connections[app_id], now)
-        view["circuit"] = services.limits.circuit_state(runtime.connections[app_id].district)
+    if not after:
+        for app_id in sorted(runtime.connections):
+            view = connection_view(runtime.connections[app_id], now)
+            view["circuit"] = services.limits.circuit_state(runtime.connections[app_id].district)
+            views.append(view)
+    records = await services.store.list_connections(after=after, limit=limit)
+    for record in records:
+        view = await admin_connections.store_connection_view(services, record, now)
         views.append(view)
-    return web.json_response({"connections": views})
+    more = len(records) == limit
+    return web.json_response({"connections": views, "next": records[-1].app_id if more else None})
 
 
 async def connection(request: web.Request) -> web.Response:
     services = _services(request)
-    conn = services.runtime.current.connections.get(request.match_info["app_id"])
+    app_id = request.match_info["app_id"]
+    conn = services.runtime.current.connections.get(app_id)
     if conn is None:
-        raise NotFound("unknown application")
+        record = await services.store.get_connection(app_id)
+        if record is None:
+            raise NotFound("unknown application")
+        view = await admin_connections.store_connection_view(services, record, datetime.now(UTC))
+        results = await services.store.list_check_results(app_id, limit=1)
+        view["last_check"] = results[0].as_json() if results else None
+        return web.json_response(view)
     view = connection_view(conn, datetime.now(UTC))
     view["circuit"] = services.limits.circuit_state(conn.district)
     # SPEC "Background checks": the newest stored result (check --json plus "at"), or null.

@@ -144,6 +144,10 @@ class StoreConnections:
         if vendor is None or district is None:
             # A vendor removed from the file, or a district gone: nothing to serve (404).
             return None
+        conn = self._connection_config(record)
+        return make_connection(conn, district, vendor, self._source_for)
+
+    def _connection_config(self, record: ConnectionRecord) -> ConnectionConfig:
         try:
             secret = self._box().open(record.app_id, record.secret)
         except SecretKeyError as exc:
@@ -151,7 +155,7 @@ class StoreConnections:
             raise ServiceUnavailable(
                 "this connection's credentials cannot be read; try again later", retry_after=30
             ) from exc
-        conn = ConnectionConfig(
+        return ConnectionConfig(
             app_id=record.app_id,
             vendor=record.vendor,
             district=record.district,
@@ -161,7 +165,6 @@ class StoreConnections:
             enabled=record.enabled,
             expires=record.expires,
         )
-        return make_connection(conn, district, vendor, self._source_for)
 
     def _source_for(
         self,
