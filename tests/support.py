@@ -197,10 +197,13 @@ async def get_json(
         return resp.status, data, resp.headers
 
 
-def assert_imsx(data: Any, status: int | None = None) -> None:
+def assert_imsx(data: Any, code_minor: str | None = None) -> None:
+    """SPEC.md's imsx failure payload; with ``code_minor``, that imsx_codeMinorFieldValue."""
     assert isinstance(data, dict), data
     assert data["imsx_codeMajor"] == "failure"
     assert data["imsx_severity"] == "error"
     assert isinstance(data["imsx_description"], str) and data["imsx_description"]
     fields = data["imsx_CodeMinor"]["imsx_codeMinorField"]
     assert fields[0]["imsx_codeMinorFieldName"] == "TargetEndSystem"
+    if code_minor is not None:
+        assert fields[0]["imsx_codeMinorFieldValue"] == code_minor, fields
