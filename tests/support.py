@@ -7,6 +7,7 @@ what ``oneroster-proxy serve`` runs.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import socket
@@ -207,3 +208,17 @@ def assert_imsx(data: Any, code_minor: str | None = None) -> None:
     assert fields[0]["imsx_codeMinorFieldName"] == "TargetEndSystem"
     if code_minor is not None:
         assert fields[0]["imsx_codeMinorFieldValue"] == code_minor, fields
+
+
+async def raw_exchange(port: int, request: bytes) -> bytes:
+    """Send ``request`` as raw bytes on a new connection; everything answered until close."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    data = b""
+    try:
+        async with asyncio.timeout(5):
+            while chunk := await reader.read(65536):
+                data += chunk
+    finally:
+        writer.close()
+    return data

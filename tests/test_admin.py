@@ -23,6 +23,7 @@ from tests.support import (
     assert_imsx,
     auth,
     base_config,
+    raw_exchange,
 )
 from tests.test_tokens_cli import LISTING_FIELDS, TOKEN_RE, run_cli
 
@@ -343,3 +344,14 @@ async def test_no_admin_token_configured_closes_the_api(sandbox, start_proxy, tm
             assert resp.status == 401
     async with http.get(f"{proxy.admin_url}/healthz") as resp:
         assert resp.status == 200
+
+
+async def test_non_ascii_admin_authorization_is_401_not_500(proxy):
+    """The admin token check must refuse any header value, not fail on one that is not
+    ASCII: a 500 with aiohttp's plain-text page is neither the API's shape nor its answer."""
+    raw = await raw_exchange(
+        proxy.running.admin_port,
+        b"GET /admin/connections HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer \xff\xfe\r\n"
+        b"Connection: close\r\n\r\n",
+    )
+    assert raw.startswith(b"HTTP/1.1 401"), raw[:200]

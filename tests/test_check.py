@@ -750,3 +750,54 @@ async def test_configured_version_the_district_does_not_serve(
     assert "1.2" in text
     for later in ("data_shared", "students_visible", "vendor_authorization"):
         assert got[later] == "skip", (later, detail(report, later))
+
+
+async def test_check_reads_a_probe_answer_sent_in_pieces():
+    """``check`` judges students_visible from the probe body; a district that streams its
+    JSON in several writes must not look like one that returned no students."""
+    import json
+
+    from aiohttp import web
+
+    from proxy import config as config_mod
+    from proxy.check import run_check
+
+    async def district(request: web.Request) -> web.StreamResponse:
+        collection = request.path.rstrip("/").rsplit("/", 1)[-1]
+        record = {"sourcedId": "s-1", "role": "student", "status": "active"}
+        body = json.dumps({collection: [record]}).encode()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        for start in range(0, len(body), 8):
+            await response.write(body[start : start + 8])
+            await asyncio.sleep(0.005)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", district)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    doc = {
+        "server": {"upstream_timeout": "3s"},
+        "store": {"url": "sqlite:///unused.db"},
+        "vendors": {"acme": {}},
+        "districts": {"springfield": {"base_url": f"http://127.0.0.1:{port}", "auth": "oauth1"}},
+        "connections": {
+            "app-7": {
+                "vendor": "acme",
+                "district": "springfield",
+                "key": "k",
+                "secret": "s",
+                "scopes": ["roster-core.readonly"],
+            }
+        },
+    }
+    try:
+        report = await run_check(config_mod.validate(doc, {}), "app-7")
+        item = report.item("students_visible")
+        assert item.status == "ok", item.detail
+    finally:
+        await runner.cleanup()

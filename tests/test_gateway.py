@@ -13,7 +13,15 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from tests.support import ACME_VENDOR_AUTH, assert_imsx, auth, base_config, free_port, get_json
+from tests.support import (
+    ACME_VENDOR_AUTH,
+    assert_imsx,
+    auth,
+    base_config,
+    free_port,
+    get_json,
+    raw_exchange,
+)
 
 
 def recorded(sandbox: Any) -> list[Any]:
@@ -557,3 +565,24 @@ async def test_vendor_oauth_params_are_refused_before_signing(proxy, sandbox, ht
     )
     assert status == 200
     assert recorded(sandbox)[-1].verified
+
+
+async def test_unusable_host_is_refused_before_the_district_acts(proxy, sandbox):
+    """Without public_url the Host names the rewritten Links; a Host that cannot be part of a
+    URL is a 400, and it must come before the request reaches the district: a DELETE the
+    district carried out must not be reported to the vendor as refused."""
+    from proxy.sandbox import RECORDED
+
+    token = await proxy.token()
+    before = len(sandbox.app[RECORDED])
+    raw = await raw_exchange(
+        proxy.running.gateway_port,
+        (
+            "DELETE /app-7/ims/oneroster/v1p1/lineItems/li-review HTTP/1.1\r\n"
+            "Host: bad@host\r\n"
+            f"Authorization: Bearer {token}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode(),
+    )
+    assert raw.startswith(b"HTTP/1.1 400"), raw[:200]
+    assert len(sandbox.app[RECORDED]) == before, "the district saw a request the vendor was refused"

@@ -5,6 +5,7 @@ listener").
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import datetime as dt
@@ -25,6 +26,7 @@ from tests.support import (
     assert_imsx,
     auth,
     base_config,
+    raw_exchange,
 )
 
 # Characters that form-encoding changes (RFC 6749 §2.3.1 / Appendix B), and a colon.
@@ -406,3 +408,46 @@ async def test_applications_auth_public_url_and_jwt_scopes(apps_proxy, http):
     assert {a["base_url"] for a in data["applications"]} == {
         f"https://proxy.example/{app}/ims/oneroster" for app in ("app-7", "app-9", "app-11")
     }
+
+
+async def test_token_form_sent_in_pieces_is_read_whole(proxy):
+    """A client (or a balancer in front) may deliver the form in several TCP segments;
+    the token endpoint must read the whole body, not the first segment that arrived."""
+    from tests.support import ACME_CLIENT_SECRET
+
+    body = f"grant_type=client_credentials&client_id=acme&client_secret={ACME_CLIENT_SECRET}"
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.running.gateway_port)
+    try:
+        writer.write(
+            (
+                "POST /oauth/token HTTP/1.1\r\nHost: proxy.test\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            ).encode()
+            + body[:20].encode()
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(body[20:].encode())
+        await writer.drain()
+        data = b""
+        async with asyncio.timeout(5):
+            while chunk := await reader.read(65536):
+                data += chunk
+    finally:
+        writer.close()
+    assert data.startswith(b"HTTP/1.1 200"), data[:300]
+    assert b'"access_token"' in data
+
+
+async def test_non_ascii_basic_credentials_are_invalid_client_not_500(proxy):
+    """SPEC: no 500. Basic credentials that are not base64 (here: raw non-ASCII bytes) are
+    an unknown client (401 invalid_client), like any other wrong credentials."""
+    raw = await raw_exchange(
+        proxy.running.gateway_port,
+        b"POST /oauth/token HTTP/1.1\r\nHost: p\r\nAuthorization: Basic \xff\xfe\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: 29\r\nConnection: close\r\n\r\ngrant_type=client_credentials",
+    )
+    assert raw.startswith(b"HTTP/1.1 401"), raw[:200]
+    assert b'"invalid_client"' in raw

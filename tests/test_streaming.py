@@ -375,3 +375,52 @@ async def test_large_write_bodies_arrive_byte_for_byte(
 
 if os.name != "posix" or not Path("/proc/self/status").exists():  # pragma: no cover
     pytestmark = pytest.mark.skip(reason="reads VmRSS from /proc")
+
+
+async def _fake_district(handler: Any) -> tuple[Any, str]:
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+async def test_district_stalling_mid_body_breaks_the_transfer(start_proxy, http):
+    """upstream_timeout bounds each idle read; when it passes after the head went out, the
+    vendor must see a broken transfer, never the head of a 504 written into the body."""
+    from types import SimpleNamespace
+
+    import aiohttp
+    from aiohttp import web
+
+    total = 200_000
+
+    async def district(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = total
+        await response.prepare(request)
+        await response.write(b"x" * (total // 2))
+        await asyncio.sleep(3)  # stalls past the proxy's upstream_timeout
+        await response.write(b"y" * (total // 2))
+        return response
+
+    runner, base_url = await _fake_district(district)
+    try:
+        fake = SimpleNamespace(base_url=base_url, key="k", secret="s")
+        proxy = await start_proxy(fake, upstream_timeout="500ms")
+        token = await proxy.token()
+        async with http.get(
+            proxy.app_url("v1p1/users"), headers={"Authorization": f"Bearer {token}"}
+        ) as resp:
+            assert resp.status == 200
+            try:
+                async with asyncio.timeout(5):  # a vendor left waiting is a failure too
+                    body = await resp.read()
+            except aiohttp.ClientPayloadError:
+                body = None
+        assert body is None, f"a complete-looking body of {len(body)} bytes: {body[-200:]!r}"
+    finally:
+        await runner.cleanup()

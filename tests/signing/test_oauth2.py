@@ -360,3 +360,40 @@ async def test_credentials_in_url_not_in_errors(make_source: Callable[..., Any])
 def test_repr_hides_credentials() -> None:
     source = OAuth2TokenSource("https://d.example/token", KEY, SECRET, SCOPES)
     assert SECRET not in repr(source) and KEY not in repr(source)
+
+
+async def test_district_token_answer_in_several_chunks_is_read_whole():
+    """A district token endpoint that streams its JSON (chunked, several writes) must not be
+    read as the first chunk only: that makes every request of the district a 502."""
+    import json
+
+    from aiohttp import web
+
+    from proxy.signing.oauth2 import OAuth2TokenSource
+
+    async def token_endpoint(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        body = json.dumps(
+            {"access_token": "district-token-1", "token_type": "bearer", "expires_in": 3600}
+        ).encode()
+        await response.write(body[:10])
+        await asyncio.sleep(0.1)
+        await response.write(body[10:])
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/token", token_endpoint)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    source = OAuth2TokenSource(f"http://127.0.0.1:{port}/token", "key", "secret", [])
+    try:
+        assert await source.token() == "district-token-1"
+    finally:
+        await source.close()
+        await runner.cleanup()
