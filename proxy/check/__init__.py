@@ -16,13 +16,15 @@ The items, in SPEC order, and what each one needs before it can be judged:
     district_reachable      an unsigned GET of the rostering orgs collection gets any answer
     token_endpoint          (oauth2) a token for key/secret; ``skip`` for oauth1
     credentials_accepted    a signed GET ``orgs?limit=1`` is not 401   (needs the two above)
-    data_shared             each granted read scope's cheapest endpoint answers 200, and no
-                            read scope outside ``scopes`` answers 200  (needs credentials)
+    data_shared             each granted read scope's cheapest endpoint answers 200 (needs
+                            credentials); a read scope outside ``scopes`` that answers 200 is
+                            a warning, not a failure: the gateway refuses those paths anyway
     students_visible        ``students?limit=1`` holds a student       (needs credentials)
     vendor_authorization    a gradebook GET with the vendor header is not 401 (needs credentials)
 
 An item that cannot be judged because an earlier one failed is ``skip``; a warning (expiry
-within 30 days) is ``ok`` with the warning in its detail. Details never hold a key, secret or
+within 30 days, a district sharing more than ``scopes``) is ``ok`` with the warning in its
+detail. Details never hold a key, secret or
 token.
 """
 

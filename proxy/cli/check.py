@@ -1,7 +1,8 @@
 """``check APP_ID | --all [--json]``: the troubleshooting checklist (SPEC.md "check APP_ID").
 
 ``check APP_ID`` exits 0 if no item fails, 1 if one does, 2 for an unknown appId; ``check
---all`` prints one line per connection and exits 1 if any connection has a failing item.
+--all`` prints one line per connection (``--json``: one JSON array of the reports), shows
+progress on stderr when stderr is a terminal, and exits 1 if any connection has a failing item.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from .. import config as config_mod
 from ..config import Config
 
 if TYPE_CHECKING:
+    from ..check import Report
     from ._common import Commands
 
 ORDER = 40
@@ -33,7 +35,7 @@ def register(sub: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_mod.load(args.config)
     if args.all:
-        return check_all(config)
+        return check_all(config, as_json=args.json)
     if not args.app_id:
         print("give an APP_ID or --all", file=sys.stderr)
         return 2
@@ -52,12 +54,45 @@ def check_one(config: Config, app_id: str, as_json: bool = False) -> int:
     return 0 if report.ok else 1
 
 
-def check_all(config: Config) -> int:
+def check_all(config: Config, as_json: bool = False) -> int:
+    """Every connection; a summary line each (or one JSON array of the ``check --json``
+    documents). On a terminal, progress goes to stderr as each connection finishes; piped or
+    redirected, stderr gets the final count only, so logs and CI output stay clean."""
     from .. import check
 
-    reports = asyncio.run(check.check_all(config))
-    for line in check.summary_lines(reports):
-        print(line)
+    total = len(config.connections)
+    progress = Progress(sys.stderr, total) if sys.stderr.isatty() else None
+    reports = asyncio.run(
+        check.check_all(config, on_report=progress.update if progress is not None else None)
+    )
+    if progress is not None:
+        progress.done()
+    if as_json:
+        print(json.dumps([r.as_json() for r in reports], indent=2))
+    else:
+        for line in check.summary_lines(reports):
+            print(line)
     failing = sum(1 for r in reports if not r.ok)
     print(f"{len(reports)} connections checked, {failing} failing", file=sys.stderr)
     return 1 if failing else 0
+
+
+class Progress:
+    """``checking: 3/40 done (app-7 ok)`` rewritten in place on a terminal."""
+
+    def __init__(self, stream: TextIO, total: int) -> None:
+        self._stream = stream
+        self._total = total
+        self._done = 0
+
+    def update(self, report: Report) -> None:
+        self._done += 1
+        verdict = "ok" if report.ok else "FAIL"
+        self._write(f"\rchecking: {self._done}/{self._total} done ({report.app} {verdict})\x1b[K")
+
+    def done(self) -> None:
+        self._write("\r\x1b[K")  # the summary lines take the screen from here
+
+    def _write(self, text: str) -> None:
+        self._stream.write(text)
+        self._stream.flush()
