@@ -80,6 +80,22 @@ async def _issue(session: aiohttp.ClientSession, proxy: Served) -> tuple[str, st
     return body["token"], body["id"]
 
 
+async def _issue_when_replicated(session: aiohttp.ClientSession, proxy: Served) -> str:
+    """Issue a token once the master has a replica in sync; 503 (never 500) until then. The
+    master may report the replica online a moment before it acknowledges writes."""
+    deadline = time.monotonic() + 15.0
+    while True:
+        async with session.post(
+            f"{proxy.admin_url}/admin/vendors/acme/tokens", json={}, headers=ADMIN
+        ) as resp:
+            body = await resp.json()
+            if resp.status in (200, 201):
+                return str(body["token"])
+            assert resp.status == 503, body
+        assert time.monotonic() < deadline, "\n".join(proxy.raw[-15:])
+        await asyncio.sleep(0.5)
+
+
 @pytest.mark.timeout(240)
 async def test_two_proxies_follow_a_sentinel_failover_under_load(
     sandbox: Any, tmp_path: Path, cluster: SentinelCluster
@@ -203,7 +219,7 @@ async def _run_failover(proxies: dict[str, Served], cluster: SentinelCluster) ->
         await asyncio.to_thread(cluster.restore)
         await asyncio.to_thread(cluster.wait_replicated, 60.0)
         assert cluster.master_port() == promoted != old
-        token, _ = await _issue(session, proxies["b"])
+        token = await _issue_when_replicated(session, proxies["b"])
         assert (await _get(session, a, "a", token)).status == 200
 
     for proxy in proxies.values():
