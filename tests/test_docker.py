@@ -222,6 +222,6 @@ def test_the_build_context_builds_a_wheel_with_the_console_script(tmp_path: Path
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         scripts = zf.read(entry_points).decode()
     assert "proxy/cli/__init__.py" in names and "proxy/cli/tokens.py" in names
-    assert "proxy/workers.py" in names
+    assert "proxy/workers/supervisor.py" in names
     assert any(n.startswith("proxy/sandbox/") for n in names)
     assert re.search(r"^oneroster-proxy\s*=\s*proxy\.cli:main$", scripts, re.MULTILINE)

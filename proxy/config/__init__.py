@@ -36,18 +36,37 @@ from .model import (
 from .validate import SCHEMA, validate
 
 
-def load(path: str, env: Mapping[str, str] | None = None, *, now: datetime | None = None) -> Config:
-    """Read and validate a config file; ``ConfigError`` for a missing file or bad TOML too."""
+def read_file(path: str) -> bytes:
+    """The bytes of a config file; ``ConfigError`` naming the file if it cannot be read."""
     try:
         with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
+            return fh.read()
     except FileNotFoundError as exc:
         raise ConfigError([f"{path}: no such file"]) from exc
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from exc
-    return validate(raw, env, now=now, source=path)
+
+
+def loads(
+    text: bytes,
+    *,
+    source: str,
+    env: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> Config:
+    """Validate a config file's bytes as read from ``source`` (which reloads read again);
+    ``ConfigError`` for bad TOML too. ``serve --workers`` validates the exact bytes it then
+    hands its workers."""
+    try:
+        raw = tomllib.loads(text.decode())
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError([f"{source}: invalid TOML: {exc}"]) from exc
+    return validate(raw, env, now=now, source=source)
+
+
+def load(path: str, env: Mapping[str, str] | None = None, *, now: datetime | None = None) -> Config:
+    """Read and validate a config file; ``ConfigError`` for a missing file or bad TOML too."""
+    return loads(read_file(path), source=path, env=env, now=now)
 
 
 __all__ = [
@@ -67,9 +86,11 @@ __all__ = [
     "expiry_end",
     "infinite_campus_vendor_key",
     "load",
+    "loads",
     "parse_duration",
     "parse_listen",
     "parse_rate",
     "parse_size",
+    "read_file",
     "validate",
 ]
