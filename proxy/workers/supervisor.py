@@ -17,7 +17,10 @@ SIGTERM behave as for one process). The admin listener is the control plane's
   ``[server] drain_timeout``; the supervisor drops its copy of the listening socket at once
   (the port closes when the last worker has stopped accepting) and exits 0 once all have
   exited 0. A worker still running ``KILL_GRACE`` after the drain timeout is killed.
-- **A worker that dies** (a crash, the OOM killer) is replaced at once; one that dies within
+- **A worker that dies** (a crash, the OOM killer) is replaced at once by the **standby**, a
+  process that has imported everything and waits to be told which worker it replaces (it
+  serves within milliseconds, where a fresh interpreter needs seconds on a busy host); a new
+  standby then starts in the background. A worker that dies within
   ``YOUNG`` seconds of starting is replaced after a growing delay (up to ``MAX_BACKOFF``) so a
   broken host does not spin. Its live-gauge files are removed (``mark_process_dead``); its
   counters stay, so sums never go backwards.
@@ -61,6 +64,7 @@ YOUNG = 5.0  # a worker that dies sooner than this after starting is restarted w
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
 KILL_GRACE = 5.0  # beyond drain_timeout, before a worker that will not stop is killed
+STANDBY_RETRY = 5.0  # a standby that died young is started again after this
 
 
 def serve_workers(config_path: str, config: Config, workers: int) -> int:
@@ -86,6 +90,8 @@ class Supervisor:
         self._listener: socket.socket | None = None
         self._backoff: dict[int, float] = {}
         self._respawn_at: dict[int, float] = {}
+        self.standby: Worker | None = None
+        self._standby_at = 0.0  # when to start a standby (none while one runs)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -157,7 +163,8 @@ class Supervisor:
             log.info("stopped", extra={"fields": {"exit_code": code}})
             return code
         finally:
-            for worker in self.workers.values():  # only reached this way on an error
+            spares = [self.standby] if self.standby is not None else []
+            for worker in [*self.workers.values(), *spares]:  # reached this way on an error
                 if worker.running():
                     worker.process.kill()
                     worker.process.wait()
@@ -191,8 +198,21 @@ class Supervisor:
     # -- workers ------------------------------------------------------------------------------
 
     def _start_worker(self, index: int) -> Worker:
+        worker = self._spawn(index, self._socket_path(index), standby=False)
+        self.workers[index] = worker
+        log.info("worker started", extra={"fields": {"worker": index, "pid": worker.pid}})
+        worker.probe = self._background(self._probe(worker))
+        return worker
+
+    def _socket_path(self, index: int) -> str:
+        return os.path.join(self._run_dir, f"w{index}.sock")
+
+    def _start_standby(self) -> None:
+        self.standby = self._spawn(-1, "", standby=True)
+        log.info("standby worker started", extra={"fields": {"pid": self.standby.pid}})
+
+    def _spawn(self, index: int, socket_path: str, *, standby: bool) -> Worker:
         assert self._listener is not None
-        socket_path = os.path.join(self._run_dir, f"w{index}.sock")
         fd = self._listener.fileno()
         spec = {
             "config": self.config_path,
@@ -202,6 +222,7 @@ class Supervisor:
             "log_format": self.log_format,
             "supervisor": os.getpid(),
             "index": index,
+            "standby": standby,
         }
         env = dict(os.environ)
         env[MULTIPROC_ENV] = self.metrics_dir
@@ -210,15 +231,32 @@ class Supervisor:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         process = subprocess.Popen(
             [sys.executable, "-c", BOOT, json.dumps(spec)],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if standby else subprocess.DEVNULL,
             env=env,
             pass_fds=(fd,),
         )
-        worker = Worker(index, process, socket_path, started=time.monotonic())
-        self.workers[index] = worker
-        log.info("worker started", extra={"fields": {"worker": index, "pid": process.pid}})
-        worker.probe = self._background(self._probe(worker))
-        return worker
+        return Worker(index, process, socket_path, started=time.monotonic())
+
+    def _take_standby(self, index: int) -> bool:
+        """Put the standby in the place of worker ``index``; False if there is none."""
+        spare, self.standby = self.standby, None
+        if spare is None or not spare.running() or spare.process.stdin is None:
+            return False
+        spare.index, spare.socket_path, spare.started = (
+            index,
+            self._socket_path(index),
+            time.monotonic(),
+        )
+        try:
+            line = json.dumps({"index": index, "admin_socket": spare.socket_path}) + "\n"
+            spare.process.stdin.write(line.encode())
+            spare.process.stdin.close()
+        except OSError:
+            return False
+        self.workers[index] = spare
+        log.info("standby worker takes over", extra={"fields": {"worker": index, "pid": spare.pid}})
+        spare.probe = self._background(self._probe(spare))
+        return True
 
     async def _probe(self, worker: Worker) -> None:
         """Wait until the worker's admin socket answers; then it accepts on the gateway socket
@@ -265,6 +303,23 @@ class Supervisor:
                 if now >= at:
                     del self._respawn_at[index]
                     self._start_worker(index)
+            spare = self.standby
+            if spare is not None and not spare.running():
+                # A standby that dies at once (a broken install) is not restarted in a loop.
+                self.standby = None
+                lived = now - spare.started
+                self._standby_at = now + (STANDBY_RETRY if lived < YOUNG else 0.0)
+                log.error(
+                    "standby worker exited",
+                    extra={
+                        "fields": {
+                            "pid": spare.pid,
+                            "exit": describe_exit(spare.process.returncode),
+                        }
+                    },
+                )
+            if self.standby is None and now >= self._standby_at:
+                self._start_standby()
             await asyncio.sleep(POLL_INTERVAL)
 
     def _replace(self, worker: Worker, code: int, now: float) -> None:
@@ -275,12 +330,20 @@ class Supervisor:
             worker.probe.cancel()
         mark_process_dead(worker.pid, self.metrics_dir)
         lived = now - worker.started
+        previous = self._backoff.get(worker.index, 0.0)
         if lived < YOUNG:
-            delay = min(max(self._backoff.get(worker.index, 0.0) * 2, FIRST_BACKOFF), MAX_BACKOFF)
+            delay = min(max(previous * 2, FIRST_BACKOFF), MAX_BACKOFF)
         else:
             delay = 0.0
         self._backoff[worker.index] = delay
-        self._respawn_at[worker.index] = now + delay
+        # The standby takes over at once unless this slot is crash-looping (a young death
+        # after another young death): then it waits out its backoff.
+        if delay > 0 and previous > 0:
+            self._respawn_at[worker.index] = now + delay
+        elif self._take_standby(worker.index):
+            delay = 0.0
+        else:
+            self._respawn_at[worker.index] = now + delay
         log.error(
             "worker exited; replacing it",
             extra={
@@ -301,6 +364,9 @@ class Supervisor:
         log.info(
             "draining", extra={"fields": {"workers": len(self.workers), "drain_timeout": drain}}
         )
+        spare, self.standby = self.standby, None
+        if spare is not None and spare.process.stdin is not None:
+            spare.process.stdin.close()  # EOF: a standby that is not needed exits 0
         for worker in self.workers.values():
             worker.send(signal.SIGTERM)
         # The workers hold the socket now; once each has stopped accepting, the port closes
@@ -336,6 +402,12 @@ class Supervisor:
                     },
                 )
         self.workers.clear()
+        if spare is not None:
+            try:
+                await asyncio.to_thread(spare.process.wait, KILL_GRACE)
+            except subprocess.TimeoutExpired:
+                spare.process.kill()
+                await asyncio.to_thread(spare.process.wait)
         return code
 
     def _background(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
