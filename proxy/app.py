@@ -180,6 +180,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     services.session = forward.new_session()
     services.write_session = forward.new_session(fresh_connections=True)
+    services.pool = forward.new_pool()
     await services.store.open()
     await services.sync_client_secrets()
     flusher = asyncio.get_running_loop().create_task(_flush_last_used(services))
@@ -194,6 +195,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         for source in services.runtime.current.token_sources.values():
             await source.close()
         await services.managed.close()
+        await services.pool.close()
         await services.session.close()
         await services.write_session.close()
         await services.store.close()

@@ -20,6 +20,7 @@ from .jwt_cutoff import SecretWatch
 from .limits import Limits
 from .metrics import Metrics
 from .resolve import StoreConnections
+from .pool import KeepAlivePool
 from .runtime import Runtime
 from .signing.oauth2 import OAuth2TokenSource
 from .store.base import Store
@@ -50,6 +51,8 @@ class Services:
     managed: StoreConnections = field(init=False)
     session: aiohttp.ClientSession = field(init=False)
     write_session: aiohttp.ClientSession = field(init=False)
+    # Bodiless GETs to districts (proxy.pool); everything else goes through ``session``.
+    pool: KeepAlivePool = field(init=False)
     # Notices a changed vendor client_secret at each config load (the JWT kill switch).
     secrets: SecretWatch = field(default_factory=SecretWatch)
 

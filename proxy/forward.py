@@ -47,6 +47,7 @@ from .errors import (
     UpstreamTimeout,
 )
 from .hrefs import HrefStream
+from .pool import KeepAlivePool, PooledResponse
 
 # Response head limits for the district's answer (one header line, e.g. a Link with a long
 # filter echoed in four URLs, and the number of header lines).
@@ -54,6 +55,18 @@ MAX_RESPONSE_LINE = 64 * 1024
 MAX_RESPONSE_FIELD = 64 * 1024
 MAX_RESPONSE_HEADERS = 256
 CHUNK = 64 * 1024
+#: The district's answer: from the keep-alive pool (bodiless GETs) or aiohttp's session.
+Response = aiohttp.ClientResponse | PooledResponse
+
+
+def new_pool() -> KeepAlivePool:
+    """The keep-alive pool for bodiless GETs, with the session's head limits and keep-alive."""
+    return KeepAlivePool(
+        keepalive=15,
+        max_line_size=MAX_RESPONSE_LINE,
+        max_field_size=MAX_RESPONSE_FIELD,
+        max_headers=MAX_RESPONSE_HEADERS,
+    )
 
 
 def new_session(*, fresh_connections: bool = False) -> aiohttp.ClientSession:
@@ -184,7 +197,7 @@ async def send(
     timeout: float,
     *,
     verify: bool = True,
-) -> aiohttp.ClientResponse:
+) -> Response:
     """One attempt; errors translated. ``verify=False`` (a district's ``tls_verify = false``)
     is the only way certificate checks are skipped."""
     with UPSTREAM_ERRORS:
@@ -198,9 +211,14 @@ def start(
     timeout: float,
     *,
     verify: bool = True,
-) -> Awaitable[aiohttp.ClientResponse]:
+    pool: KeepAlivePool | None = None,
+) -> Awaitable[Response]:
     """``send`` without the error translation and without a coroutine of its own, for a
-    caller on the hot path that awaits it inside ``UPSTREAM_ERRORS`` itself."""
+    caller on the hot path that awaits it inside ``UPSTREAM_ERRORS`` itself. A GET without a
+    body goes through ``pool`` when there is one (``proxy.pool``: the same bytes on the wire
+    and the same errors, without aiohttp's per-request client machinery)."""
+    if pool is not None and out.body is None and out.method == "GET":
+        return pool.get(out.url, headers, timeout, verify=verify)
     return session.request(
         out.method,
         URL(out.url, encoded=True),
@@ -243,7 +261,7 @@ async def read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
 
 
 async def stream_back(
-    upstream: aiohttp.ClientResponse,
+    upstream: Response,
     downstream: web.StreamResponse,
     request: web.Request,
     on_bytes: Callable[[int], None],

@@ -191,7 +191,7 @@ class Gateway:
         request: web.Request,
         runtime: Runtime,
         conn: Connection,
-        upstream: aiohttp.ClientResponse,
+        upstream: forward.Response,
         ex: Exchange,
     ) -> web.StreamResponse:
         """The district's answer, of any status, to the vendor: headers filtered and ``Link``

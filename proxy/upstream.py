@@ -32,8 +32,6 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from . import forward
 from .errors import UpstreamConnectError, UpstreamError, UpstreamResetError, UpstreamTimeout
 
@@ -75,7 +73,7 @@ def parse_retry_after(value: str | None) -> float | None:
     return None  # an HTTP-date Retry-After is a long wait: not worth retrying within a request
 
 
-def should_retry(method: str, response: aiohttp.ClientResponse) -> float | None:
+def should_retry(method: str, response: forward.Response) -> float | None:
     """Seconds to wait before retrying a GET the district pushed back on, or None."""
     if method not in READS or response.status not in (429, 503):
         return None
@@ -121,7 +119,7 @@ class Upstream:
 
     async def send(
         self, conn: Connection, out: forward.Outgoing, content_type: str | None, timeout: float
-    ) -> aiohttp.ClientResponse:
+    ) -> forward.Response:
         """The district's answer (its head; the caller reads and releases the body)."""
         services = self.services
         limits = services.limits
@@ -157,7 +155,12 @@ class Upstream:
             try:
                 with forward.UPSTREAM_ERRORS:
                     response = await forward.start(
-                        session, out, headers, remaining, verify=district.tls_verify
+                        session,
+                        out,
+                        headers,
+                        remaining,
+                        verify=district.tls_verify,
+                        pool=services.pool,
                     )
             except _RESETS as exc:
                 limits.record_failure(district)
