@@ -132,6 +132,31 @@ class _NoSlot:
 _NO_SLOT = _NoSlot()
 
 
+class _Renewal:
+    """The renewal of one held store slot: nothing for an exchange shorter than a third of
+    the slot's ttl (nearly all of them), a renewing task for a long transfer. A timer costs
+    far less per request than a task started and cancelled."""
+
+    __slots__ = ("_args", "_limits", "_task", "_timer")
+
+    def __init__(self, limits: Limits, store: Store, key: str, limit: int, holder: str) -> None:
+        self._limits = limits
+        self._args = (store, key, limit, holder)
+        self._task: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(limits.slot_ttl / 3, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._limits._renew(*self._args))
+
+    async def stop(self) -> None:
+        self._timer.cancel()
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 class Limits:
     """Every limit of one app; kept across config reloads (keyed by vendor/district name).
 
@@ -160,6 +185,9 @@ class Limits:
         # Bucket key -> clock time before which it is known to be empty.
         self._empty_until: dict[str, float] = {}
         self._warned_at = -math.inf
+        # Store slots given back after their exchange, in order, by one task at a time.
+        self._to_release: deque[tuple[Store, str, str]] = deque()
+        self._releaser: asyncio.Task[None] | None = None
 
     # -- rate limits ----------------------------------------------------------------------------
 
@@ -245,21 +273,35 @@ class Limits:
             raise
         if held is None:
             raise self._busy(district)
-        renewer = None
-        if held:
-            renewer = asyncio.get_running_loop().create_task(self._renew(store, key, limit, holder))
+        renewal = _Renewal(self, store, key, limit, holder) if held else None
         try:
             yield
         finally:
-            if renewer is not None:
-                renewer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewer
-            if held:
-                try:
-                    await store.release_slot(key, holder)
-                except StoreUnavailable as exc:
-                    self._warn(exc)  # the slot's ttl frees it
+            if renewal is not None:
+                await renewal.stop()
+                # Given back after the answer, not before it: the vendor does not wait for the
+                # store, and this process's own cap (FairSlots) is freed at once anyway.
+                self._release_later(store, key, holder)
+
+    def _release_later(self, store: Store, key: str, holder: str) -> None:
+        self._to_release.append((store, key, holder))
+        if self._releaser is None or self._releaser.done():
+            self._releaser = asyncio.get_running_loop().create_task(self._release_pending())
+
+    async def _release_pending(self) -> None:
+        while self._to_release:
+            store, key, holder = self._to_release.popleft()
+            try:
+                await store.release_slot(key, holder)
+            except StoreUnavailable as exc:
+                self._warn(exc)  # the slot's ttl frees it
+            except RuntimeError:
+                return  # the store closed with the app: the ttl frees what is left
+
+    async def close(self) -> None:
+        """Give back the store slots still waiting to be released (before the store closes)."""
+        if self._releaser is not None and not self._releaser.done():
+            await self._releaser
 
     async def _poll_slot(
         self, store: Store, key: str, limit: int, holder: str, deadline: float
@@ -283,11 +325,11 @@ class Limits:
     async def _renew(self, store: Store, key: str, limit: int, holder: str) -> None:
         """Keep a long transfer's slot alive (``acquire_slot`` renews a slot already held)."""
         while True:
-            await asyncio.sleep(self.slot_ttl / 3)
             try:
                 await store.acquire_slot(key, limit, holder, self.slot_ttl)
             except StoreUnavailable as exc:
                 self._warn(exc)
+            await asyncio.sleep(self.slot_ttl / 3)
 
     def _busy(self, district: DistrictConfig) -> ServiceUnavailable:
         return ServiceUnavailable(
