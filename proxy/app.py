@@ -112,22 +112,30 @@ class Observed:
             ex.status = 499
             raise
         finally:
-            metrics.inflight.dec()
             elapsed = time.monotonic() - ex.started
-            if self._counted:
-                key = (ex.vendor, ex.district, ex.resource, ex.method, str(ex.status))
-                children = self._children.get(key)
-                if children is None:
-                    children = (
-                        metrics.requests.labels(*key),
-                        metrics.request_duration.labels(*key[:3]),
-                    )
-                    if len(self._children) < 10_000:
-                        self._children[key] = children
-                children[0].inc()
-                children[1].observe(elapsed)
-                metrics.activity.record(ex.app_id, ex.status)
-            log_exchange(request, ex, elapsed)
+            # Counted and logged once the loop is free again: for the common small answer
+            # aiohttp writes it right after this returns, so the vendor does not wait for the
+            # metrics and the access line (nothing in them depends on the write).
+            asyncio.get_running_loop().call_soon(self._account, request, ex, elapsed)
+
+    def _account(self, request: web.Request, ex: Exchange, elapsed: float) -> None:
+        metrics = self._metrics
+        metrics.inflight.dec()
+        if self._counted:
+            key = (ex.vendor, ex.district, ex.resource, ex.method, str(ex.status))
+            children = self._children.get(key)
+            if children is None:
+                children = (
+                    metrics.requests.labels(*key),
+                    metrics.request_duration.labels(*key[:3]),
+                )
+                if len(self._children) < 10_000:
+                    self._children[key] = children
+            tally = metrics.tally
+            tally.count(children[0])
+            tally.observe(children[1], elapsed)
+            metrics.activity.record(ex.app_id, ex.status)
+        log_exchange(request, ex, elapsed)
 
 
 def create_app(
@@ -195,6 +203,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         for source in services.runtime.current.token_sources.values():
             await source.close()
         await services.managed.close()
+        await services.limits.close()
         await services.pool.close()
         await services.session.close()
         await services.write_session.close()

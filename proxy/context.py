@@ -19,8 +19,8 @@ from .inbound import Authenticator
 from .jwt_cutoff import SecretWatch
 from .limits import Limits
 from .metrics import Metrics
-from .resolve import StoreConnections
 from .pool import KeepAlivePool
+from .resolve import StoreConnections
 from .runtime import Runtime
 from .signing.oauth2 import OAuth2TokenSource
 from .store.base import Store

@@ -228,6 +228,7 @@ class Gateway:
             return answer
         district = conn.district.name
         counter = self._bytes_counter(district)
+        tally = self.services.metrics.tally
         if small:
             # A small page (the common case) is read whole and sent with its head in one
             # write: one syscall instead of three, and no chunk loop.
@@ -243,7 +244,7 @@ class Gateway:
                 status=upstream.status, reason=upstream.reason, body=body, headers=headers
             )
             ex.bytes_out = len(body)
-            counter.inc(len(body))
+            tally.count(counter, len(body))
             return response
 
         downstream = web.StreamResponse(
@@ -253,7 +254,7 @@ class Gateway:
 
         def on_bytes(n: int) -> None:
             ex.bytes_out += n
-            counter.inc(n)
+            tally.count(counter, n)
 
         try:
             await forward.stream_back(upstream, downstream, request, on_bytes, hrefs)

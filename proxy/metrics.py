@@ -18,6 +18,9 @@ interval.
 
 from __future__ import annotations
 
+import os
+from bisect import bisect_left
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -82,10 +85,71 @@ class _RequestCounter(Counter):
         return super().labels(*labelvalues, **labelkwargs)
 
 
+class Tally:
+    """Per-request updates of counter and histogram children, counted in plain lists and
+    folded into the children before anything reads them.
+
+    prometheus-client takes a lock and makes several Python calls per update (a histogram
+    observation walks its buckets), three to four times per request. Here an update is a dict
+    look-up and an add; ``fold`` adds the totals to the children. It is registered first in the
+    registry, so every collection (``/metrics``, ``get_sample_value``) folds before it reads.
+    With ``PROMETHEUS_MULTIPROC_DIR`` (``serve --workers``) the values live in files the
+    supervisor reads without asking the workers, so updates go straight to the children."""
+
+    def __init__(self, direct: bool) -> None:
+        self._counts: dict[Any, float] = {}
+        self._observed: dict[Any, list[float]] = {}
+        if direct:
+            self.count = _count_direct  # type: ignore[method-assign]
+            self.observe = _observe_direct  # type: ignore[method-assign]
+
+    def count(self, child: Any, amount: float = 1) -> None:
+        counts = self._counts
+        counts[child] = counts.get(child, 0) + amount
+
+    def observe(self, child: Any, amount: float) -> None:
+        entry = self._observed.get(child)
+        if entry is None:
+            # [sum, then one count per bucket]; the bounds end with +Inf.
+            entry = self._observed[child] = [0.0] * (len(child._upper_bounds) + 1)
+        entry[0] += amount
+        # The first bucket whose bound is >= amount: where Histogram.observe counts it.
+        entry[1 + bisect_left(child._upper_bounds, amount)] += 1
+
+    def fold(self) -> None:
+        counts, self._counts = self._counts, {}
+        observed, self._observed = self._observed, {}
+        for child, amount in counts.items():
+            child.inc(amount)
+        for child, entry in observed.items():
+            child._sum.inc(entry[0])
+            for bucket, n in zip(child._buckets, entry[1:], strict=True):
+                if n:
+                    bucket.inc(n)
+
+    # A collector with no families of its own: collecting it folds the pending counts.
+    def collect(self) -> Iterator[Any]:
+        self.fold()
+        return iter(())
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())
+
+
+def _count_direct(child: Any, amount: float = 1) -> None:
+    child.inc(amount)
+
+
+def _observe_direct(child: Any, amount: float) -> None:
+    child.observe(amount)
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        self.tally = Tally(direct=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")))
+        r.register(self.tally)  # first: collections fold before they read
         self.requests = _RequestCounter(
             "oneroster_proxy_requests_total",
             "Requests answered by the gateway.",
