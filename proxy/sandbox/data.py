@@ -318,7 +318,7 @@ class _Gen:
             district["children"].append(Ref("org", school["sourcedId"]))
             schools.append((school, code, grades))
 
-        sessions = self.sessions(district_ref)
+        sessions = self.sessions()
         year_ref, fall, spring, quarters = sessions
         categories = [
             self.add(
@@ -422,7 +422,7 @@ class _Gen:
                     )
         self.assessments()
 
-    def sessions(self, district_ref: Ref) -> tuple[Ref, Ref, Ref, dict[str, Ref]]:
+    def sessions(self) -> tuple[Ref, Ref, Ref, dict[str, Ref]]:
         def session(title: str, kind: str, start: str, end: str, parent: Ref | None) -> Ref:
             record = self.add(
                 "academicSessions",
@@ -434,7 +434,8 @@ class _Gen:
                     "endDate": end,
                     "children": [],
                     "schoolYear": "2026",
-                    "v12:org": district_ref,
+                    # No ``org``: the 1.2 JSON binding's AcademicSessionDType has none (and
+                    # forbids additional properties); sessions belong to the whole district.
                 },
             )
             if parent is not None:

@@ -274,7 +274,7 @@ class District:
             name = pattern.rsplit("/", 1)[1]
             return [u for u in self.records(version, name) if school_id in user_org_ids(u)]
         if pattern == "schools/{id}/terms":
-            # Terms belong to the district (1.2 ``org``) and so to each of its schools.
+            # Terms belong to the district (a session names no org) and so to each school.
             owners = {school_id, _ref_id(school, "parent")}
             return [
                 t
