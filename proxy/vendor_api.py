@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, unquote_plus
 from aiohttp import web
 
 from .context import EXCHANGE, SERVICES
-from .errors import BadRequest, StoreUnavailable
+from .errors import BadRequest, StoreUnavailable, Unauthorized
 from .forward import read_up_to
 from .inbound import Authenticator, encode_jwt
 from .jwt_cutoff import cut_second
@@ -34,10 +34,17 @@ async def applications(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     runtime = services.runtime.current
     config = runtime.config
-    principal = await services.authenticator.authenticate(
-        request.headers.get("Authorization"), config.vendors, config.server.jwt_keys
-    )
-    request[EXCHANGE].vendor = principal.vendor
+    ex = request[EXCHANGE]
+    try:
+        principal = await services.authenticator.authenticate(
+            request.headers.get("Authorization"), config.vendors, config.server.jwt_keys
+        )
+    except Unauthorized as exc:
+        # As on the gateway: the log line says whose refused token it was.
+        ex.token_id, ex.vendor = exc.token_id, exc.vendor or "-"
+        raise
+    ex.vendor = principal.vendor
+    ex.token_id = principal.token_id
     base = public_base(
         request.scheme,
         request.host,

@@ -215,6 +215,11 @@ async def test_a_refused_tokens_access_line_names_it(sandbox, tmp_path, http):
         stranger = lines["v1p1/schools"]
         assert stranger["token_id"] == "unknownid123" and stranger["vendor"] == "-"
         assert stranger["app"] == "-"  # an unknown token's app is not its to claim
+        # GET /applications names a refused token the same way.
+        async with http.get(f"{proc.url}/applications", headers=auth(opaque)) as resp:
+            assert resp.status == 401
+        apps = json.loads(await proc.wait_for_log('"path": "/applications"'))
+        assert (apps["token_id"], apps["vendor"]) == (opaque_id, "acme")
         assert opaque not in proc.text() and expired not in proc.text()
     finally:
         await proc.stop()

@@ -10,6 +10,7 @@ cuts too, and the store never holds the secret.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import sqlite3
 from typing import Any
@@ -142,3 +143,24 @@ async def test_restart_on_a_changed_secret_ends_jwts_and_the_store_holds_no_secr
     assert "vendor_auth" in dump
     for secret in (ACME_CLIENT_SECRET, NEW_SECRET):
         assert secret not in dump
+
+
+async def test_store_outage_keeps_the_last_cut_in_force(
+    sandbox, start_proxy, tmp_path, http, redis_server
+):
+    doc = base_config(tmp_path, sandbox)
+    doc["store"] = {"url": redis_server.url, "cache_ttl": "1s"}
+    proxy = await start_proxy(sandbox, doc)
+    old = await new_jwt(proxy, http)
+    async with http.delete(
+        f"{proxy.admin_url}/admin/vendors/acme/tokens", headers=auth(ADMIN_TOKEN)
+    ) as resp:
+        assert resp.status == 200
+    fresh = await new_jwt(proxy, http)
+    assert await status_of(http, proxy.app_url("v1p1/orgs"), fresh) == 200
+
+    redis_server.stop()
+    await asyncio.sleep(1.2)  # past cache_ttl: the cut can no longer be read
+    # JWTs verify without the store; the last cut read stays in force, both ways.
+    assert await status_of(http, proxy.app_url("v1p1/orgs"), fresh) == 200
+    assert await status_of(http, proxy.app_url("v1p1/orgs"), old) == 401
