@@ -8,7 +8,8 @@ connections the runtime knows, so the table is bounded by the config and the sto
 
 An error is an answer of 500 or more: the district failing or the proxy failing on its behalf
 (502/503/504). A vendor's 4xx (unknown record, scope refused) is not the connection failing.
-With ``serve --workers N`` each worker counts its own requests.
+With ``serve --workers N`` each worker counts its own requests, and the supervisor's console
+adds up every worker's ``GET /admin/activity`` (``merge``).
 """
 
 from __future__ import annotations
@@ -55,3 +56,24 @@ class Activity:
             slot = slots[minute % MINUTES] if slots is not None else None
             out.append((slot[1], slot[2]) if slot is not None and slot[0] == minute else (0, 0))
         return out
+
+    def snapshot(self) -> dict[str, list[tuple[int, int]]]:
+        """``last_hour`` of every appId that had a request within the hour."""
+        out = {}
+        for app_id in list(self._apps):
+            minutes = self.last_hour(app_id)
+            if any(r for r, _ in minutes):
+                out[app_id] = minutes
+        return out
+
+
+def merge(parts: list[dict[str, list[tuple[int, int]]]]) -> dict[str, list[tuple[int, int]]]:
+    """Minute-by-minute sums of several processes' snapshots (taken within the same minute)."""
+    total: dict[str, list[tuple[int, int]]] = {}
+    for part in parts:
+        for app_id, minutes in part.items():
+            mine = total.setdefault(app_id, [(0, 0)] * MINUTES)
+            total[app_id] = [
+                (a + int(r), b + int(e)) for (a, b), (r, e) in zip(mine, minutes, strict=False)
+            ]
+    return total

@@ -83,6 +83,7 @@ def create_admin_app(
     app.router.add_post("/admin/reload", reload)
     app.router.add_post("/admin/connections/{app_id}/invite", invite_connection)
     admin_connections.add_routes(app, services)
+    app.router.add_get("/admin/activity", activity)
     add_console(app, gateway)
     return app
 
@@ -420,3 +421,11 @@ async def invite_connection(request: web.Request) -> web.Response:
         interface="admin",
     )
     return web.json_response(made.as_json(), status=201)
+
+
+async def activity(request: web.Request) -> web.Response:
+    """This process's last hour per appId, per minute (requests, errors): what the console's
+    board draws; the ``--workers`` supervisor adds up every worker's."""
+    services = _services(request)
+    snapshot = services.metrics.activity.snapshot()
+    return web.json_response({"apps": {a: [list(m) for m in v] for a, v in snapshot.items()}})

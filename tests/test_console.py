@@ -354,3 +354,32 @@ async def test_intake_links_are_single_use_rate_limited_and_bound_to_their_appid
         assert retry_after is not None and int(retry_after) > 0
     invite_record = await proxy.services.store.get_invite(hash_token(path.rsplit("/", 1)[1]))
     assert invite_record is not None and invite_record.spent is None
+
+
+async def test_background_checks_and_the_audit_page_cover_store_connections(
+    console, proxy, sandbox
+):
+    from proxy.background import BackgroundChecks
+
+    await connect_via_intake(proxy, sandbox, "app-bg")
+    checked = await BackgroundChecks(proxy.services, interval=0.0).round()
+    assert checked is not None and "app-bg" in checked and "app-7" in checked
+    last = await proxy.services.store.list_check_results("app-bg")
+    assert len(last) == 1 and last[0].ok
+
+    await console.sign_in()
+    await console.post("/console/vendors/acme/issue", {"ttl": "1h"})
+    _, page, _ = await console.get("/console/audit")
+    actions = re.findall(r'<td data-label="Action"><code>([^<]+)</code>', page)
+    # Newest first: the token issued last is on top, the invite that began it all below.
+    assert actions[0] == "token.issue"
+    assert actions.index("connection.intake") < actions.index("connection.invite")
+    _, page, _ = await console.get("/console/audit?action=connection.intake")
+    assert set(re.findall(r'<td data-label="Action"><code>([^<]+)</code>', page)) == {
+        "connection.intake"
+    }
+    _, page, _ = await console.get("/console/audit?app=app-bg")
+    apps = re.findall(r'<td data-label="appId">([^<]*)</td>', page)
+    assert apps and set(apps) == {"app-bg"}
+    _, page, _ = await console.get("/console/audit?app=nobody")
+    assert "Nothing recorded that matches." in page

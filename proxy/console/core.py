@@ -49,6 +49,17 @@ class Console:
     gateway: web.Application
     env: jinja2.Environment = field(default_factory=templates)
     sessions: Sessions = field(default_factory=Sessions)
+    # Under ``serve --workers N`` the supervisor serves this console and the workers serve the
+    # traffic: it sets this to add up their activity (``proxy.workers``).
+    activity: Callable[[], Awaitable[dict[str, list[tuple[int, int]]]]] | None = None
+
+    async def last_hour(self) -> dict[str, list[tuple[int, int]]]:
+        own = self.services.metrics.activity.snapshot()
+        if self.activity is None:
+            return own
+        from ..activity import merge
+
+        return merge([own, await self.activity()])
 
     @property
     def services(self) -> Services:

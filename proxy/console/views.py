@@ -90,6 +90,8 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
     failing_only = request.query.get("failing") == "1"
     every = await every_connection(services)
     last = await services.store.last_check_results([c.app_id for c in every])
+    hour = await console.last_hour()
+    quiet = [(0, 0)] * 60
     rows = []
     for listed in every:
         conn, app_id = listed.connection, listed.app_id
@@ -99,7 +101,7 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
             continue
         if failing_only and (check is None or check.ok):
             continue
-        minutes = services.metrics.activity.last_hour(app_id)
+        minutes = hour.get(app_id, quiet)
         requests = sum(r for r, _ in minutes)
         errors = sum(e for _, e in minutes)
         rows.append(

@@ -27,7 +27,9 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 
+from ..activity import merge
 from ..config import Config
+from ..console.core import CONSOLE
 from ..errors import ConfigError
 from .process import Worker, worker_session
 
@@ -85,6 +87,7 @@ class ControlPlane:
         self._runners.append(gateway_runner)
         admin = create_admin_app(gateway, metrics_text=self.metrics_text)
         admin.middlewares.append(self._admin_middleware)
+        admin[CONSOLE].activity = self.worker_activity
         admin_runner = web.AppRunner(admin, access_log=None, handle_signals=False)
         await admin_runner.setup()
         self._runners.insert(0, admin_runner)
@@ -122,6 +125,36 @@ class ControlPlane:
         families = [own.tokens_active, own.check_ok, own.check_timestamp, own.check_failed_twice]
         registry.register(WorkerMetrics(self.fleet.metrics_dir, own=families))
         return generate_latest(registry)
+
+    # -- the console's last hour --------------------------------------------------------------
+
+    async def worker_activity(self) -> dict[str, list[tuple[int, int]]]:
+        """Every ready worker's last hour per appId, added up, for the console's board."""
+        from ..context import SERVICES
+
+        assert self.gateway is not None
+        token = self.gateway[SERVICES].runtime.current.config.admin.token or ""
+        ready = [w for w in self.fleet.workers.values() if w.ready and w.running()]
+
+        async def one(worker: Worker) -> dict[str, list[tuple[int, int]]]:
+            try:
+                async with (
+                    worker_session(worker) as session,
+                    session.get(
+                        "http://worker/admin/activity",
+                        headers={"Authorization": f"Bearer {token}"},
+                        timeout=aiohttp.ClientTimeout(total=5),
+                    ) as resp,
+                ):
+                    data = await resp.json(content_type=None)
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+                return {}  # a worker restarting: the board shows what the others saw
+            apps = data.get("apps") if isinstance(data, dict) else None
+            if not isinstance(apps, dict):
+                return {}
+            return {a: [(int(r), int(e)) for r, e in v] for a, v in apps.items()}
+
+        return merge(list(await asyncio.gather(*(one(w) for w in ready))))
 
     # -- /readyz and /admin/reload ----------------------------------------------------------
 
