@@ -105,6 +105,22 @@ COMBOS: dict[str, tuple[dict[str, Any], str]] = {
         },
         "rediss://:${REDIS_PASSWORD}@redis.example:6380/2",
     ),
+    "external-sentinel": (
+        {
+            "config": DISTRICTS_AND_CONNECTIONS,
+            "secrets": SECRETS,
+            "store": {
+                "sentinel": {
+                    "hosts": [f"redis-node-{i}.redis-headless:26379" for i in range(3)],
+                    "service": "orp",
+                    "db": 1,
+                    "passwordFrom": "REDIS_PASSWORD",
+                }
+            },
+        },
+        "redis+sentinel://:${REDIS_PASSWORD}@redis-node-0.redis-headless:26379,"
+        "redis-node-1.redis-headless:26379,redis-node-2.redis-headless:26379/orp/1",
+    ),
     "single-pod-sqlite": (
         {
             "replicaCount": 1,
@@ -339,6 +355,19 @@ def test_grafana_dashboard_configmap() -> None:
             {"serviceMonitor": {"enabled": True}, "adminService": {"enabled": False}},
             "needs adminService.enabled",
         ),
+        ({"replicaCount": 1}, "node drain"),
+        (
+            {"autoscaling": {"enabled": True, "minReplicas": 1}, "replicaCount": 3},
+            "node drain",
+        ),
+        (
+            {"store": {"url": "redis://r:6379/0", "sentinel": {"hosts": ["s:26379"]}}},
+            "two stores",
+        ),
+        (
+            {"store": {"sentinel": {"hosts": ["s:26379"], "passwordFrom": "REDIS_PASSWORD"}}},
+            "no Secret is configured",
+        ),
     ],
 )
 def test_unworkable_values_fail_with_a_reason(values: dict[str, Any], message: str) -> None:
@@ -356,6 +385,8 @@ def test_unworkable_values_fail_with_a_reason(values: dict[str, Any], message: s
         {"config": {"server": {"listen": "0.0.0.0:1"}}},  # the chart owns the listeners
         {"secrets": {"not-an-env-name": "x"}},
         {"store": {"url": "postgres://db/x"}},
+        {"store": {"sentinel": {"hosts": ["no-port"]}}},
+        {"store": {"sentinel": {"hosts": ["s:26379"], "passwordFrom": "not an env name"}}},
     ],
 )
 def test_schema_refuses_bad_values(values: dict[str, Any]) -> None:
@@ -406,3 +437,38 @@ def test_notes_name_the_store_without_its_password() -> None:
     assert "rediss://***@redis.example:6380/2" in notes
     assert "REDIS_PASSWORD" not in notes
     assert "tokens issue VENDOR" in notes
+
+
+def test_sentinel_store_deploys_no_redis_and_probes_outlast_a_failover() -> None:
+    values, url = COMBOS["external-sentinel"]
+    kinds = by_kind(render(values))
+    assert [d["metadata"]["name"] for d in kinds["Deployment"]] == ["orp-oneroster-proxy"]
+    assert "orp-oneroster-proxy-redis" not in {s["metadata"]["name"] for s in kinds["Service"]}
+    assert rendered_config(kinds)["store"]["url"] == url
+    notes = render(values)["oneroster-proxy/templates/NOTES.txt"]
+    assert "redis+sentinel://***@redis-node-0" in notes and SECRETS["REDIS_PASSWORD"] not in notes
+    # /readyz follows the store, but one failover (SPEC: followed within 10 s) must not take
+    # every pod out of the Service at once: they all share the store.
+    probe = proxy_deployment(kinds)["spec"]["template"]["spec"]["containers"][0]
+    readiness = probe["readinessProbe"]
+    assert readiness["httpGet"] == {"path": "/readyz", "port": "admin"}
+    assert readiness["periodSeconds"] * readiness["failureThreshold"] > 10
+
+
+def test_the_disruption_budget_keeps_a_replica_through_a_node_drain() -> None:
+    for values in ({}, COMBOS["bundled-redis-everything-on"][0], COMBOS["external-sentinel"][0]):
+        kinds = by_kind(render(values))
+        (pdb,) = kinds["PodDisruptionBudget"]
+        deployment = proxy_deployment(kinds)
+        replicas = deployment["spec"].get("replicas")
+        if replicas is None:  # autoscaling: the HPA's floor
+            (hpa,) = kinds["HorizontalPodAutoscaler"]
+            replicas = hpa["spec"]["minReplicas"]
+        spec = pdb["spec"]
+        if "maxUnavailable" in spec:
+            assert replicas - int(spec["maxUnavailable"]) >= 1
+        else:
+            assert int(spec["minAvailable"]) >= 1
+        selector = spec["selector"]["matchLabels"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert all(labels.get(k) == v for k, v in selector.items())

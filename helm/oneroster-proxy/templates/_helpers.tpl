@@ -56,10 +56,21 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s-redis" (include "oneroster-proxy.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* store.url if given, else the bundled Redis, else a sqlite file (one replica only). */}}
+{{/* "true" when the bundled Redis is deployed: enabled, and no external store given. */}}
+{{- define "oneroster-proxy.bundledRedis" -}}
+{{- if and .Values.redis.enabled (not .Values.store.url) (not (.Values.store.sentinel | default dict).hosts) }}true{{ end }}
+{{- end }}
+
+{{/* store.url if given, else the sentinels, else the bundled Redis, else a sqlite file (one
+replica only). */}}
 {{- define "oneroster-proxy.storeUrl" -}}
+{{- $sentinel := .Values.store.sentinel | default dict }}
 {{- if .Values.store.url }}
 {{- .Values.store.url }}
+{{- else if $sentinel.hosts }}
+{{- $auth := "" }}
+{{- with $sentinel.passwordFrom }}{{ $auth = printf ":${%s}@" . }}{{ end }}
+{{- printf "redis+sentinel://%s%s/%s/%d" $auth (join "," $sentinel.hosts) ($sentinel.service | default "mymaster") (int ($sentinel.db | default 0)) }}
 {{- else if .Values.redis.enabled }}
 {{- printf "redis://%s:6379/0" (include "oneroster-proxy.redisName" .) }}
 {{- else }}
