@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import config as config_mod
 from ..errors import ConfigError
+from ..partial import StoreOnly
 from ..store import open_store
 from ..store.base import Store
 
@@ -27,7 +28,7 @@ def duration(value: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def with_store(config: config_mod.Config, action: Callable[[Store], Awaitable[T]]) -> T:
+def with_store(config: config_mod.Config | StoreOnly, action: Callable[[Store], Awaitable[T]]) -> T:
     """Run ``action`` with the config's store opened, and close it whatever happens."""
 
     async def run() -> T:
@@ -41,7 +42,7 @@ def with_store(config: config_mod.Config, action: Callable[[Store], Awaitable[T]
     return asyncio.run(run())
 
 
-def known_vendor(config: config_mod.Config, vendor: str) -> None:
+def known_vendor(config: config_mod.Config | StoreOnly, vendor: str) -> None:
     if vendor not in config.vendors:
         raise ConfigError([f'vendor "{vendor}" is not in [vendors] of {config.source}'])
 

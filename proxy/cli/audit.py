@@ -6,8 +6,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from .. import config as config_mod
 from .. import tokens
+from ..partial import load_store_only
 from ._common import with_store
 
 if TYPE_CHECKING:
@@ -24,7 +24,8 @@ def register(sub: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_mod.load(args.config)
+    # SPEC: only [store] is needed; the secrets of districts are never resolved here.
+    config = load_store_only(args.config)
     events = with_store(config, lambda s: s.list_audit())
     rows = [
         {

@@ -11,8 +11,8 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .. import config as config_mod
 from .. import tokens
+from ..partial import StoreOnly, load_store_only
 from ..store.base import Store, TokenRecord
 from ._common import duration, known_vendor, print_table, with_store
 
@@ -61,7 +61,8 @@ def register(sub: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_mod.load(args.config)
+    # SPEC: only [store] is needed; the secrets of districts are never resolved here.
+    config = load_store_only(args.config)
     action = args.tokens_command
     if action == "issue":
         known_vendor(config, args.vendor)
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     raise AssertionError(action)
 
 
-def _revoke(args: argparse.Namespace, config: config_mod.Config) -> int:
+def _revoke(args: argparse.Namespace, config: StoreOnly) -> int:
     if args.all_vendor:
         if args.token_id:
             print("give either a TOKEN_ID or --all VENDOR, not both", file=sys.stderr)

@@ -1,0 +1,169 @@
+"""``connections import TOML``: another config file's districts and connections into the store.
+
+SPEC.md "Connections in the store": an operator migrates in one command. The file is
+validated whole (its secrets resolved now, from the environment and ``${file:...}``), then
+every item is planned before anything is written: a district or connection already in the
+store with the same values is left as it is (so an import can be run again), one with other
+values, a name the config file defines, or a vendor the config file lacks is a problem, and any
+problem means nothing is written. ``--dry-run`` prints the plan and stops.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from .. import config as config_mod
+from .. import managed
+from ..config import ConnectionConfig, DistrictConfig, Rate
+from ..errors import ConfigError
+from ..partial import StoreOnly
+from ..store.base import Store
+from ..store.crypto import SecretBox, SecretKeyError
+from ._managed import run
+
+_VERSIONS = {"v1p1": "1.1", "v1p2": "1.2"}
+
+
+def district_table(cfg: DistrictConfig) -> dict[str, Any]:
+    table: dict[str, Any] = {
+        "base_url": cfg.base_url,
+        "auth": cfg.auth,
+        "vendor_authorization": cfg.vendor_authorization,
+        "versions": [_VERSIONS.get(v, v) for v in cfg.versions],
+        "max_wait": f"{cfg.max_wait:g}s",
+    }
+    if cfg.auth == "oauth1":
+        table["signature_method"] = cfg.signature_method
+    else:
+        table["token_url"] = cfg.token_url
+    if cfg.max_connections is not None:
+        table["max_connections"] = cfg.max_connections
+    if cfg.rate_limit is not None:
+        table["rate_limit"] = _rate(cfg.rate_limit)
+    return table
+
+
+def _rate(rate: Rate) -> str:
+    unit = {1.0: "s", 60.0: "m", 3600.0: "h"}.get(rate.period)
+    if unit is None:
+        return f"{rate.per_second:g}/s"
+    return f"{rate.count:g}/{unit}"
+
+
+def connection_table(cfg: ConnectionConfig) -> dict[str, Any]:
+    table: dict[str, Any] = {
+        "vendor": cfg.vendor,
+        "district": cfg.district,
+        "key": cfg.key,
+        "secret": cfg.secret,
+        "scopes": sorted(cfg.scopes),
+        "enabled": cfg.enabled,
+    }
+    if cfg.expires is not None:
+        table["expires"] = cfg.expires
+    return table
+
+
+async def _plan(
+    store: Store, target: StoreOnly, source: config_mod.Config, box: SecretBox, path: str
+) -> tuple[list[tuple[str, str, dict[str, Any]]], list[str], list[str]]:
+    """(writes, unchanged, problems); a write is (kind, name, table)."""
+    catalog = target.catalog
+    writes: list[tuple[str, str, dict[str, Any]]] = []
+    unchanged: list[str] = []
+    problems: list[str] = []
+    for name, district in sorted(source.districts.items()):
+        where = f"{path}: districts.{name}"
+        if name in catalog.districts:
+            problems.append(f"{where}: also defined in {target.source}")
+            continue
+        if not district.tls_verify or district.rewrite_hrefs:
+            problems.append(
+                f"{where}: tls_verify and rewrite_hrefs are not kept in the store; keep this "
+                "district in the config file"
+            )
+            continue
+        table = district_table(district)
+        stored = await store.get_district(name)
+        if stored is None:
+            try:
+                managed.check_district(name, table)
+            except ConfigError as err:
+                problems += [f"{path}: {p}" for p in err.problems]
+                continue
+            writes.append(("district", name, table))
+        elif managed.district_table(stored) == managed.district_table(
+            managed.district_record(name, managed.check_district(name, table), table)
+        ):
+            unchanged.append(f"district {name}")
+        else:
+            problems.append(f"{where}: in the store already, with other values")
+    for app_id, conn in sorted(source.connections.items()):
+        where = f"{path}: connections.{app_id}"
+        if app_id in catalog.connections:
+            problems.append(f"{where}: also defined in {target.source}")
+            continue
+        if conn.vendor not in catalog.vendors:
+            problems.append(f'{where}.vendor: vendor "{conn.vendor}" is not in {target.source}')
+            continue
+        table = connection_table(conn)
+        existing = await store.get_connection(app_id)
+        if existing is None:
+            try:  # what the write will check, checked before anything is written
+                managed.check_connection(app_id, table, catalog.vendors, True)
+            except ConfigError as err:
+                problems += [f"{path}: {p}" for p in err.problems]
+                continue
+            writes.append(("connection", app_id, table))
+            continue
+        try:
+            same_secret = box.open(app_id, existing.secret) == conn.secret
+        except SecretKeyError:
+            same_secret = False
+        same = (
+            existing.vendor,
+            existing.district,
+            existing.key,
+            tuple(existing.scopes),
+            existing.enabled,
+            existing.expires,
+        ) == (conn.vendor, conn.district, conn.key, tuple(sorted(conn.scopes)), conn.enabled,
+              conn.expires)  # fmt: skip
+        if same and same_secret:
+            unchanged.append(f"connection {app_id}")
+        else:
+            problems.append(f"{where}: in the store already, with other values")
+    return writes, unchanged, problems
+
+
+def import_file(target: StoreOnly, path: str, *, dry_run: bool) -> int:
+    source = config_mod.load(path)
+    box = target.secret_box()
+    if source.connections and not box.can_seal:
+        box.seal("-", "-")  # raises the one-line error naming store.secret_keys
+
+    async def act(store: Store) -> int:
+        writes, unchanged, problems = await _plan(store, target, source, box, path)
+        if problems:
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            print(f"{path}: nothing imported ({len(problems)} problem(s))", file=sys.stderr)
+            return 1
+        verb = "would add" if dry_run else "added"
+        catalog = target.catalog
+        for kind, name, table in writes:
+            if not dry_run:
+                if kind == "district":
+                    await managed.add_district(store, catalog, name, table, interface="cli")
+                else:
+                    await managed.add_connection(store, catalog, box, name, table, interface="cli")
+            extra = f" ({table['vendor']} -> {table['district']})" if kind == "connection" else ""
+            print(f"{verb} {kind} {name}{extra}")
+        for item in unchanged:
+            print(f"unchanged {item} (already in the store)")
+        if dry_run:
+            print(f"dry run: nothing written ({len(writes)} to add)")
+        return 0
+
+    return run(target, act)

@@ -1,0 +1,93 @@
+"""What the ``districts``, ``connections`` and ``store`` commands share: the config file read
+for the store only, the secret read from standard input or ``--secret-env`` (never argv), and
+records printed as ``key: value`` lines or ``--json``. Changes go through ``proxy.managed``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import date
+from typing import Any, TypeVar
+
+from ..errors import ConfigError
+from ..partial import StoreOnly, load_store_only
+from ..store import open_store
+from ..store.base import Store
+
+T = TypeVar("T")
+
+
+def config_arg(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    parser.add_argument("--config", required=True, metavar="PATH")
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def secret_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--secret-env",
+        metavar="NAME",
+        help="read the secret from this environment variable "
+        "(default: one line of standard input; never an argument)",
+    )
+
+
+def read_secret(args: argparse.Namespace) -> str | None:
+    """The secret: ``--secret-env NAME``, else one line of standard input (not echoed on a
+    terminal). None when there is none (the validation then says ``secret: required``)."""
+    # SECURITY: never from argv, where ps and shell history would show it.
+    if args.secret_env:
+        value = os.environ.get(args.secret_env)
+        if value is None:
+            raise ConfigError([f"--secret-env: environment variable {args.secret_env} is not set"])
+        return value or None
+    stream = sys.stdin
+    if stream is None or stream.closed:
+        return None
+    if stream.isatty():
+        return getpass.getpass("secret (not shown): ") or None
+    line = stream.readline()
+    return line.removesuffix("\n").removesuffix("\r") or None
+
+
+def run(config: StoreOnly, action: Callable[[Store], Awaitable[T]]) -> T:
+    async def main() -> T:
+        store = open_store(config.store.url)
+        await store.open()
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def load(args: argparse.Namespace) -> StoreOnly:
+    return load_store_only(args.config)
+
+
+def dates(value: str) -> date:
+    """An argparse type: ``YYYY-MM-DD``."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f'invalid date "{value}" (write e.g. 2027-06-30)') from exc
+
+
+def csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def show(view: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(view, indent=2))
+        return
+    for key, value in view.items():
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        print(f"{key}: {'-' if value is None else value}")

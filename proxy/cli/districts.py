@@ -1,0 +1,143 @@
+"""``districts add | list | show | update | remove`` (SPEC.md "Connections in the store").
+
+A district in the store takes the keys of ``[districts.X]`` as flags; ``remove`` refuses while
+a connection uses it. The config file's districts are listed too (``source: config``) and
+change only in the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from .. import managed
+from ..errors import NotFound
+from ._managed import config_arg, csv, load, run, show
+
+if TYPE_CHECKING:
+    from ._common import Commands
+
+ORDER = 40
+
+
+def register(sub: Commands) -> None:
+    group = sub.add_parser("districts", help="districts kept in the store")
+    group.set_defaults(run=main)
+    actions = group.add_subparsers(dest="districts_command", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="a district in the store")
+    add.add_argument("name")
+    config_arg(add)
+    _district_flags(add, adding=True)
+    lst = actions.add_parser("list", help="the config file's and the store's districts")
+    config_arg(lst)
+    one = actions.add_parser("show", help="one district")
+    one.add_argument("name")
+    config_arg(one)
+    update = actions.add_parser("update", help="change a store district")
+    update.add_argument("name")
+    config_arg(update)
+    _district_flags(update, adding=False)
+    remove = actions.add_parser("remove", help="remove a store district no connection uses")
+    remove.add_argument("name")
+    config_arg(remove)
+
+
+def _district_flags(parser: argparse.ArgumentParser, *, adding: bool) -> None:
+    parser.add_argument("--base-url", required=adding, metavar="URL")
+    parser.add_argument("--auth", choices=("oauth1", "oauth2"))
+    parser.add_argument("--token-url", metavar="URL")
+    parser.add_argument("--signature-method", metavar="M", help="HMAC-SHA256 or HMAC-SHA1")
+    flag = parser.add_mutually_exclusive_group()
+    flag.add_argument(
+        "--vendor-authorization",
+        action="store_true",
+        default=None,
+        help="send the vendor's x-vendor-authorization on gradebook endpoints",
+    )
+    if not adding:
+        flag.add_argument(
+            "--no-vendor-authorization", dest="vendor_authorization", action="store_false"
+        )
+    parser.add_argument("--versions", type=csv, metavar="1.1,1.2")
+    parser.add_argument("--max-connections", type=int, metavar="N")
+    parser.add_argument("--max-wait", metavar="D", help="e.g. 10s")
+    parser.add_argument("--rate-limit", metavar="R", help="e.g. 600/m")
+
+
+def _table(args: argparse.Namespace) -> dict[str, Any]:
+    names = {
+        "base_url": args.base_url,
+        "auth": args.auth,
+        "token_url": args.token_url,
+        "signature_method": args.signature_method,
+        "vendor_authorization": args.vendor_authorization,
+        "versions": args.versions,
+        "max_connections": args.max_connections,
+        "max_wait": args.max_wait,
+        "rate_limit": args.rate_limit,
+    }
+    return {k: v for k, v in names.items() if v is not None}
+
+
+def main(args: argparse.Namespace) -> int:
+    config = load(args)
+    catalog = config.catalog
+    action = args.districts_command
+    if action == "add":
+        record = run(
+            config,
+            lambda s: managed.add_district(s, catalog, args.name, _table(args), interface="cli"),
+        )
+        show(managed.district_view(record, "store"), args.json)
+        return 0
+    if action == "update":
+        record = run(
+            config,
+            lambda s: managed.update_district(s, catalog, args.name, _table(args), interface="cli"),
+        )
+        show(managed.district_view(record, "store"), args.json)
+        return 0
+    if action == "remove":
+        run(config, lambda s: managed.remove_district(s, catalog, args.name, interface="cli"))
+        print(f"removed district {args.name}")
+        return 0
+    if action == "show":
+        if args.name in config.districts:
+            show(_config_view(args.name, config.districts[args.name]), args.json)
+            return 0
+        found = run(config, lambda s: s.get_district(args.name))
+        if found is None:
+            raise NotFound(f'no district "{args.name}"')
+        show(managed.district_view(found, "store"), args.json)
+        return 0
+    if action == "list":
+        stored = run(config, lambda s: s.list_districts())
+        views = [_config_view(n, t) for n, t in config.districts.items()]
+        views += [managed.district_view(d, "store") for d in stored]
+        views.sort(key=lambda v: v["name"])
+        if args.json:
+            print(json.dumps(views, indent=2))
+            return 0
+        columns = ("name", "auth", "base_url", "source")
+        print("  ".join(c.upper().ljust(w) for c, w in zip(columns, _WIDTHS, strict=True)))
+        for view in views:
+            cells = [str(view.get(c) or "-") for c in columns]
+            print("  ".join(c.ljust(w) for c, w in zip(cells, _WIDTHS, strict=True)).rstrip())
+        return 0
+    raise AssertionError(action)
+
+
+_WIDTHS = (24, 6, 56, 6)
+
+
+def _config_view(name: str, table: Any) -> dict[str, Any]:
+    """A district of the config file as written (its values may hold unresolved ``${...}``:
+    this command does not resolve the file's secrets)."""
+    raw = table if isinstance(table, dict) else {}
+    view: dict[str, Any] = {"name": name}
+    for key in managed.DISTRICT_FIELDS:
+        view[key] = raw.get(key)
+    view["auth"] = view["auth"] or "oauth1"
+    view["source"] = "config"
+    return view
