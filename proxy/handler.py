@@ -31,6 +31,7 @@ from .errors import (
     UpstreamTimeout,
 )
 from .hrefs import is_json
+from .metrics import Children
 from .paths import Target, parse_target
 from .rewrite import public_base, request_headers, response_headers
 from .scopes import Route, classify
@@ -51,8 +52,7 @@ class Gateway:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.upstream = Upstream(services)
-        # Labelled metric children per district: .labels() costs a lock and a dict per call.
-        self._counters: dict[str, Any] = {}
+        self._bytes = Children(services.metrics.response_bytes)
         self._bases: dict[tuple[str, str, str | None, str | None, bool], str] = {}
         self._routes: dict[tuple[str, str], tuple[Target, Route]] = {}
 
@@ -227,7 +227,7 @@ class Gateway:
             await answer.write_eof()
             return answer
         district = conn.district.name
-        counter = self._bytes_counter(district)
+        counter = self._bytes(district)
         tally = self.services.metrics.tally
         if small:
             # A small page (the common case) is read whole and sent with its head in one
@@ -290,14 +290,6 @@ class Gateway:
                 self._bases.clear()
             self._bases[key] = base
         return base
-
-    def _bytes_counter(self, district: str) -> Any:
-        counter = self._counters.get(district)
-        if counter is None:
-            counter = self._counters[district] = self.services.metrics.response_bytes.labels(
-                district
-            )
-        return counter
 
 
 def _note_refused(ex: Exchange, exc: Unauthorized, runtime: Runtime, raw_path: str) -> None:

@@ -144,6 +144,24 @@ def _observe_direct(child: Any, amount: float) -> None:
     child.observe(amount)
 
 
+class Children:
+    """The labelled children of one collector, remembered by their label values: ``.labels()``
+    costs a lock and a dict per call, too much for every request. For labels with few values
+    (districts), not for a client's choosing."""
+
+    __slots__ = ("_children", "_collector")
+
+    def __init__(self, collector: Any) -> None:
+        self._collector = collector
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *labels: str) -> Any:
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self._collector.labels(*labels)
+        return child
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()

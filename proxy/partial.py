@@ -12,7 +12,6 @@ still validate everything.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,15 +52,7 @@ class StoreOnly:
 def load_store_only(path: str) -> StoreOnly:
     """Read ``path`` for a store command; ConfigError for a missing file, bad TOML or a bad
     ``[store]`` table (every problem at once)."""
-    try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError as exc:
-        raise ConfigError([f"{path}: no such file"]) from exc
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from exc
+    raw = config_mod.read_toml(path)
     store_table = raw.get("store", {})
     if not isinstance(store_table, dict):
         raise ConfigError(["store: must be a table"])

@@ -30,10 +30,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import forward
 from .errors import UpstreamConnectError, UpstreamError, UpstreamResetError, UpstreamTimeout
+from .metrics import Children
 
 if TYPE_CHECKING:
     from .context import Services
@@ -114,8 +115,7 @@ class Upstream:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        # Labelled metric children per district: .labels() costs a lock and a dict per call.
-        self._timers: dict[str, Any] = {}
+        self._timers = Children(services.metrics.upstream_duration)
 
     async def send(
         self, conn: Connection, out: forward.Outgoing, content_type: str | None, timeout: float
@@ -180,7 +180,7 @@ class Upstream:
             except UpstreamError as exc:
                 self._count_error(conn, exc.kind)
                 raise
-            services.metrics.tally.observe(self._timer(district.name), _monotonic() - started)
+            services.metrics.tally.observe(self._timers(district.name), _monotonic() - started)
             limits.record_success(district)
 
             if response.status == 401 and token is not None and replayable and not refreshed:
@@ -198,14 +198,6 @@ class Upstream:
                         await asyncio.sleep(delay)
                         continue
             return response
-
-    def _timer(self, district: str) -> Any:
-        timer = self._timers.get(district)
-        if timer is None:
-            timer = self._timers[district] = self.services.metrics.upstream_duration.labels(
-                district
-            )
-        return timer
 
     def _count_error(self, conn: Connection, kind: str) -> None:
         self.services.metrics.upstream_errors.labels(conn.district.name, kind).inc()

@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tomllib
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import config as config_mod
 from ..config_advice import advice
@@ -48,12 +47,6 @@ def run(args: argparse.Namespace) -> int:
     return validate(args.path)
 
 
-def _raw(path: str) -> dict[str, Any]:
-    # Read again, as written (``load`` has just parsed it, so this cannot fail).
-    with open(path, "rb") as fh:
-        return tomllib.load(fh)
-
-
 def example_text() -> str:
     return resources.files("proxy").joinpath("example.toml").read_text(encoding="utf-8")
 
@@ -66,7 +59,7 @@ def validate(path: str) -> int:
             print(problem, file=sys.stderr)
         print(f"{path}: invalid ({plural(len(err.problems), 'problem')})", file=sys.stderr)
         return 1
-    warnings = [*config.warnings, *advice(_raw(path))]
+    warnings = [*config.warnings, *advice(config_mod.read_toml(path))]
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     counts = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from ..errors import ConfigError
 from .model import (
@@ -47,6 +48,20 @@ def read_file(path: str) -> bytes:
         raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from exc
 
 
+def parse_toml(text: bytes, source: str) -> dict[str, Any]:
+    """A config file's bytes as TOML; ``ConfigError`` naming ``source`` if they are not."""
+    try:
+        return tomllib.loads(text.decode())
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError([f"{source}: invalid TOML: {exc}"]) from exc
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """The parsed TOML file; ``ConfigError`` (one line naming the path) for a missing or
+    unreadable file or bad TOML."""
+    return parse_toml(read_file(path), path)
+
+
 def loads(
     text: bytes,
     *,
@@ -57,11 +72,7 @@ def loads(
     """Validate a config file's bytes as read from ``source`` (which reloads read again);
     ``ConfigError`` for bad TOML too. ``serve --workers`` validates the exact bytes it then
     hands its workers."""
-    try:
-        raw = tomllib.loads(text.decode())
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError([f"{source}: invalid TOML: {exc}"]) from exc
-    return validate(raw, env, now=now, source=source)
+    return validate(parse_toml(text, source), env, now=now, source=source)
 
 
 def load(path: str, env: Mapping[str, str] | None = None, *, now: datetime | None = None) -> Config:
@@ -91,6 +102,7 @@ __all__ = [
     "parse_listen",
     "parse_rate",
     "parse_size",
+    "parse_toml",
     "read_file",
     "validate",
 ]

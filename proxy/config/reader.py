@@ -12,9 +12,10 @@ import re
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import MISSING, fields
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+T = TypeVar("T")
 # ``${NAME}`` from the environment, ``${file:/path}`` from a file (SPEC.md "Connections in the
 # store": Kubernetes Secrets mounted as files); both read again on every load, so SIGHUP.
 ENV_RE = re.compile(r"\$\{(?:file:([^}]+)|([A-Za-z_][A-Za-z0-9_]*))\}")
@@ -90,6 +91,30 @@ class Reader:
         for problem in missing:
             self.problems.append(f"{self.key(name)}: {problem}")
         return None if missing else result
+
+    def strings(self, name: str, parse: Callable[[str], T]) -> list[T]:
+        """A list of strings, each interpolated and parsed; one problem per bad entry, naming
+        its index (``name[i]``) and never repeating the value (these lists hold keys)."""
+        raw = self.table.get(name)
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            self.problems.append(f"{self.key(name)}: must be a list of strings")
+            return []
+        values: list[T] = []
+        for i, item in enumerate(raw):
+            key = f"{name}[{i}]"
+            if not isinstance(item, str):
+                self.problems.append(f"{self.key(key)}: must be a string")
+                continue
+            text = self.interpolate(key, item)
+            if text is None:
+                continue
+            try:
+                values.append(parse(text))
+            except ValueError as exc:
+                self.problems.append(f"{self.key(key)}: {exc}")
+        return values
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self.table.get(name, default)

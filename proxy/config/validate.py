@@ -145,26 +145,15 @@ def _server(r: Reader) -> ServerConfig:
     return server
 
 
+def _jwt_key(value: str) -> str:
+    if len(value.encode()) < 32:
+        raise ValueError("must be at least 32 bytes (HS256 key)")
+    return value
+
+
 def _jwt_keys(r: Reader) -> tuple[str, ...]:
     """``[server] jwt_keys``: HS256 keys of at least 32 bytes (RFC 7518 §3.2)."""
-    raw = r.raw("jwt_keys")
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        r.problems.append("server.jwt_keys: must be a list of strings")
-        return ()
-    keys: list[str] = []
-    for i, item in enumerate(raw):
-        key = f"jwt_keys[{i}]"
-        if not isinstance(item, str):
-            r.problems.append(f"server.{key}: must be a string")
-            continue
-        value = r.interpolate(key, item)
-        if value is not None and len(value.encode()) < 32:
-            r.problems.append(f"server.{key}: must be at least 32 bytes (HS256 key)")
-        elif value is not None:
-            keys.append(value)
-    return tuple(keys)
+    return tuple(r.strings("jwt_keys", _jwt_key))
 
 
 def _admin(r: Reader) -> AdminConfig:
@@ -199,26 +188,7 @@ def _store(r: Reader) -> StoreConfig:
 def _secret_keys(r: Reader) -> tuple[bytes, ...]:
     """``[store] secret_keys``: base64url keys of 32 bytes (SPEC.md "Connections in the
     store"); each bad entry is a problem naming its index, never repeating the value."""
-    raw = r.raw("secret_keys")
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        r.problems.append("store.secret_keys: must be a list of strings")
-        return ()
-    keys: list[bytes] = []
-    for i, item in enumerate(raw):
-        name = f"secret_keys[{i}]"
-        if not isinstance(item, str):
-            r.problems.append(f"store.{name}: must be a string")
-            continue
-        value = r.interpolate(name, item)
-        if value is None:
-            continue
-        try:
-            keys.append(parse_key(value))
-        except ValueError as exc:
-            r.problems.append(f"store.{name}: {exc}")
-    return tuple(keys)
+    return tuple(r.strings("secret_keys", parse_key))
 
 
 def _vendor(name: str, r: Reader, server: ServerConfig) -> VendorConfig:
