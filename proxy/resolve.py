@@ -22,9 +22,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .config import ConnectionConfig, DistrictConfig
+from .config import Config, ConnectionConfig, DistrictConfig
 from .errors import ConfigError, ServiceUnavailable, StoreUnavailable
 from .managed import district_config
 from .runtime import Connection, Runtime, TokenSourceFactory, make_connection
@@ -205,6 +205,37 @@ class StoreConnections:
             await source.close()
         self._sources.clear()
         self._cache.clear()
+
+
+def with_store_connection(
+    config: Config,
+    record: ConnectionRecord,
+    district_record: DistrictRecord | None,
+    box: SecretBox,
+) -> Config | None:
+    """``config`` with store connection ``record`` (and its store district) added, as
+    ``check`` takes it: secret opened (SecretKeyError naming ``store.secret_keys`` if it
+    cannot be). None when its vendor or district is gone (the gateway answers 404 for it)."""
+    district = config.districts.get(record.district)
+    if district is None and district_record is not None:
+        district = district_config(district_record)
+    if district is None or record.vendor not in config.vendors:
+        return None
+    conn = ConnectionConfig(
+        app_id=record.app_id,
+        vendor=record.vendor,
+        district=record.district,
+        key=record.key,
+        secret=box.open(record.app_id, record.secret),
+        scopes=frozenset(record.scopes),
+        enabled=record.enabled,
+        expires=record.expires,
+    )
+    return replace(
+        config,
+        districts={**config.districts, district.name: district},
+        connections={**config.connections, record.app_id: conn},
+    )
 
 
 def _version(

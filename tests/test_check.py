@@ -627,7 +627,9 @@ async def test_cli_check_human_and_exit_codes(
 
     code, out, err = await run_cli("check", "app-404", "--config", good)
     assert code == 2 and out == ""
-    assert err.strip() == f'unknown appId "app-404" (not in [connections] of {good})'
+    assert (
+        err.strip() == f'unknown appId "app-404" (not in [connections] of {good} nor in the store)'
+    )
 
 
 async def test_cli_check_all(sandboxes: Callable[..., Any], tmp_path: Path) -> None:

@@ -34,6 +34,9 @@ def register(sub: Commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_mod.load(args.config)
+    if args.all or (args.app_id and args.app_id not in config.connections):
+        # Store connections are checked as if the file defined them.
+        config = asyncio.run(_with_store(config, None if args.all else args.app_id))
     if args.all:
         return check_all(config, as_json=args.json)
     if not args.app_id:
@@ -42,12 +45,44 @@ def run(args: argparse.Namespace) -> int:
     return check_one(config, args.app_id, as_json=args.json)
 
 
+async def _with_store(config: Config, app_id: str | None) -> Config:
+    """``config`` plus store connection ``app_id`` (or every store connection)."""
+    from ..resolve import with_store_connection
+    from ..store import open_store
+    from ..store.crypto import SecretBox
+
+    box = SecretBox(list(config.store.secret_keys))
+    store = open_store(config.store.url)
+    await store.open()
+    try:
+        if app_id is not None:
+            ids = [app_id]
+        else:
+            ids, after = [], ""
+            while True:
+                page = await store.list_connections(after=after, limit=500)
+                ids += [r.app_id for r in page if r.app_id not in config.connections]
+                if len(page) < 500:
+                    break
+                after = page[-1].app_id
+        for one in ids:
+            found = await store.resolve_connection(one)
+            if found is not None:
+                config = with_store_connection(config, *found, box) or config
+    finally:
+        await store.close()
+    return config
+
+
 def check_one(config: Config, app_id: str, as_json: bool = False) -> int:
     from ..check import format_report, run_check
 
     if app_id not in config.connections:
         where = f" of {config.source}" if config.source else ""
-        print(f'unknown appId "{app_id}" (not in [connections]{where})', file=sys.stderr)
+        print(
+            f'unknown appId "{app_id}" (not in [connections]{where} nor in the store)',
+            file=sys.stderr,
+        )
         return 2
     report = asyncio.run(run_check(config, app_id))
     print(json.dumps(report.as_json(), indent=2) if as_json else format_report(report))
