@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from . import managed
-from .config import DistrictConfig
+from .config import DistrictConfig, expired
 from .context import Services
 from .errors import ConfigError, Conflict, NotFound, ProxyError
 from .managed import Catalog
@@ -123,7 +123,7 @@ async def store_connection_view(
         signature_method=district.signature_method
         if district is not None and district.auth == "oauth1"
         else None,
-        expired=record.expires is not None and now.date() > record.expires,
+        expired=expired(record.expires, now),
         vendor_authorization=bool(
             district and district.vendor_authorization and vendor and vendor.vendor_authorization
         ),

@@ -22,13 +22,13 @@ from typing import Any
 
 from .config import Config, parse_duration
 from .errors import BadRequest, Conflict, NotFound
+from .names import is_name
 from .scopes import SCOPES
 from .store.base import AuditEvent, InviteRecord, Store
 from .tokens import now_utc
 
 DEFAULT_TTL = timedelta(days=7)
 TOKEN_BYTES = 32
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def hash_token(token: str) -> str:
@@ -102,12 +102,12 @@ async def create_invite(
 ) -> Invite:
     """Store a new invite and record ``connection.invite``; BadRequest / NotFound / Conflict
     name what is wrong. ``connections`` are the running ``runtime.Connection`` objects."""
-    if not _NAME_RE.match(app_id) or app_id in (".", ".."):
+    if not is_name(app_id):
         raise BadRequest(f"app_id: {app_id!r} is not a valid appId")
     if vendor not in config.vendors:
         raise NotFound(f"vendor: unknown vendor {vendor!r}")
     district = district_name or app_id
-    if not _NAME_RE.match(district) or district in (".", ".."):
+    if not is_name(district):
         raise BadRequest(f"district_name: {district!r} is not a valid district name")
     granted = check_scopes(scopes)
     if app_id in config.connections:

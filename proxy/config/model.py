@@ -176,6 +176,11 @@ def expiry_end(expires: date) -> datetime:
     return datetime.combine(expires + timedelta(days=1), time.min, tzinfo=UTC)
 
 
+def expired(expires: date | None, now: datetime) -> bool:
+    """Whether a connection with ``expires`` (None: never) no longer works at ``now``."""
+    return expires is not None and now.astimezone(UTC) >= expiry_end(expires)
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionConfig:
     app_id: str
@@ -193,8 +198,7 @@ class ConnectionConfig:
         return None if self.expires is None else expiry_end(self.expires)
 
     def expired(self, now: datetime) -> bool:
-        ends = self.ends_at
-        return ends is not None and now.astimezone(UTC) >= ends
+        return expired(self.expires, now)
 
     def days_left(self, now: datetime) -> int | None:
         """Whole days from ``now``'s UTC date to ``expires`` (0 on the last day, negative after)."""
