@@ -7,29 +7,29 @@ issued token is shown once. ``/readyz`` answers 503 while the store is unreachab
 moment a SIGTERM drain begins, so a load balancer stops sending new requests. Each ``/admin/*``
 request is logged (method, path, status; never the Authorization header).
 
-Beyond SPEC's list, ``DELETE /admin/vendors/{vendor}/tokens`` revokes every token of a vendor,
-as ``tokens revoke --all VENDOR`` does.
+The token routes are ``proxy.admin_tokens``'s, the managed districts and connections
+``proxy.admin_connections``'s.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import admin_connections, invites, tokens
+from . import admin_connections, admin_tokens, invites
+from .admin_body import json_object, only_fields
 from .background import refresh_check_gauges
 from .catalog import check_connection as catalog_check
 from .catalog import every_connection, find_connection
-from .config import ConfigError, Rate, parse_duration
+from .config import ConfigError, Rate
 from .console import add_console, is_console_route
 from .context import SERVICES, Services
 from .errors import (
@@ -75,11 +75,7 @@ def create_admin_app(
     app.router.add_get("/admin/connections", connections)
     app.router.add_get("/admin/connections/{app_id}", connection)
     app.router.add_post("/admin/connections/{app_id}/check", check_connection)
-    app.router.add_get("/admin/vendors/{vendor}/tokens", list_tokens)
-    app.router.add_post("/admin/vendors/{vendor}/tokens", issue_token)
-    app.router.add_post("/admin/vendors/{vendor}/tokens/rotate", rotate_tokens)
-    app.router.add_delete("/admin/vendors/{vendor}/tokens", revoke_vendor_tokens)
-    app.router.add_delete("/admin/tokens/{token_id}", revoke_token)
+    admin_tokens.add_routes(app, services)
     app.router.add_post("/admin/reload", reload)
     app.router.add_post("/admin/connections/{app_id}/invite", invite_connection)
     admin_connections.add_routes(app, services)
@@ -274,112 +270,6 @@ async def check_connection(request: web.Request) -> web.Response:
     return web.json_response(report.as_json())
 
 
-async def _json(request: web.Request) -> dict[str, Any]:
-    if not request.body_exists:
-        return {}
-    try:
-        value = json.loads(await request.read() or b"{}")
-    except ValueError as exc:
-        raise BadRequest("the body must be JSON") from exc
-    if not isinstance(value, dict):
-        raise BadRequest("the body must be a JSON object")
-    return value
-
-
-def _duration(body: dict[str, Any], name: str) -> timedelta | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f'{name}: write a duration string such as "24h"')
-    try:
-        return timedelta(seconds=parse_duration(value))
-    except ValueError as exc:
-        raise BadRequest(f"{name}: {exc}") from exc
-
-
-def _only(body: dict[str, Any], *allowed: str) -> None:
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
-        raise BadRequest(f"unknown field(s): {', '.join(unknown)}; expected {', '.join(allowed)}")
-
-
-def _vendor(request: web.Request) -> str:
-    vendor = request.match_info["vendor"]
-    if vendor not in _services(request).runtime.current.config.vendors:
-        raise NotFound(f"unknown vendor {vendor!r}")
-    return vendor
-
-
-async def list_tokens(request: web.Request) -> web.Response:
-    services = _services(request)
-    records = await services.store.list_tokens(_vendor(request))
-    return web.json_response([tokens.listing(r) for r in records])
-
-
-async def issue_token(request: web.Request) -> web.Response:
-    services = _services(request)
-    vendor = _vendor(request)
-    body = await _json(request)
-    _only(body, "ttl")
-    issued = await tokens.issue(
-        services.store, vendor, ttl=_duration(body, "ttl"), interface="admin"
-    )
-    return web.json_response({**tokens.listing(issued.record), "token": issued.token}, status=201)
-
-
-async def rotate_tokens(request: web.Request) -> web.Response:
-    services = _services(request)
-    vendor = _vendor(request)
-    body = await _json(request)
-    _only(body, "grace", "ttl")
-    grace = _duration(body, "grace")
-    if grace is None:
-        # As the CLI's required --grace: ending every older token at once must be asked for.
-        raise BadRequest('grace: required, e.g. {"grace": "1h"}; "0s" ends older tokens at once')
-    ttl = _duration(body, "ttl") if "ttl" in body else tokens.INHERIT
-    issued, ending = await tokens.rotate(
-        services.store, vendor, grace=grace, ttl=ttl, interface="admin"
-    )
-    # This process sees the new expiry at once; other replicas within cache_ttl.
-    for token_id in ending:
-        services.authenticator.forget(token_id)
-    return web.json_response(
-        {**tokens.listing(issued.record), "token": issued.token, "ending": ending}, status=201
-    )
-
-
-async def revoke_vendor_tokens(request: web.Request) -> web.Response:
-    services = _services(request)
-    vendor = _vendor(request)
-    ids = await tokens.revoke_all(services.store, vendor, interface="admin")
-    for token_id in ids:
-        services.authenticator.forget(token_id)
-    services.authenticator.forget_cutoff(vendor)
-    return web.json_response({"vendor": vendor, "revoked": ids})
-
-
-async def revoke_token(request: web.Request) -> web.Response:
-    services = _services(request)
-    ref = request.match_info["token_id"]
-    if tokens.parse_token(ref) is not None:
-        # SECURITY: a whole token in a URL lands in logs on the way; ask for its id.
-        raise BadRequest("give the token's id or listed prefix, not the token")
-    try:
-        found = await tokens.resolve(services.store, ref)
-    except tokens.AmbiguousTokenReference as exc:
-        raise BadRequest(str(exc)) from exc
-    except tokens.TokenReferenceError as exc:
-        raise NotFound("unknown token id") from exc
-    token_id = found.id
-    record = await tokens.revoke(services.store, token_id, interface="admin")
-    if record is None:
-        raise NotFound("unknown token id")
-    services.authenticator.forget(token_id)
-    fresh = await services.store.get_token(token_id)
-    return web.json_response(tokens.listing(fresh or record))
-
-
 async def reload(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     try:
@@ -394,8 +284,8 @@ async def reload(request: web.Request) -> web.Response:
 async def invite_connection(request: web.Request) -> web.Response:
     """SPEC "District intake": a one-time link for this appId; the URL is shown once."""
     services = _services(request)
-    body = await _json(request)
-    _only(body, "vendor", "district_name", "scopes", "ttl")
+    body = await json_object(request)
+    only_fields(body, "vendor", "district_name", "scopes", "ttl")
     vendor = body.get("vendor")
     if not isinstance(vendor, str) or not vendor:
         raise BadRequest("vendor: required")
