@@ -83,6 +83,18 @@ def test_every_json_spelling_of_the_prefix(text: str) -> None:
 def test_an_escaped_quote_before_href_is_text() -> None:
     body = ('{"a": "x\\"href\\": \\"' + UP + '\\"", "b": ["\\\\"]}').encode()
     assert rewritten(body, []) == body
+    # Wherever the body is cut, the backslash before the quote is seen (also across chunks).
+    for cut in range(len(body) + 1):
+        assert rewritten(body, [cut]) == body, cut
+    # A key that ends in an escaped quote and "href" is another key: its value stays.
+    other_key = ('{"x\\"href": "' + UP + 'y", "href": "' + UP + 'z"}').encode()
+    assert json.loads(rewritten(other_key, [])) == {'x"href': UP + "y", "href": PUB + "z"}
+    for cut in range(len(other_key) + 1):
+        assert rewritten(other_key, [cut]) == rewritten(other_key, []), cut
+    real = ('["\\\\", {"href": "' + UP + 'x"}]').encode()  # an escaped backslash, then a key
+    expected_real = real.replace(UP.encode(), PUB.encode())
+    for cut in range(len(real) + 1):
+        assert rewritten(real, [cut]) == expected_real, cut
 
 
 def test_public_prefix_is_json_escaped() -> None:
@@ -110,13 +122,15 @@ documents = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=10) | refs,
     lambda inner: (
         st.lists(inner, max_size=4)
-        | st.dictionaries(st.sampled_from(["href", "a", "org", 'x"y']), inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["href", "a", "org", 'x"y', 'x"href', "x\\href"]), inner, max_size=4
+        )
     ),
     max_leaves=12,
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(doc=documents, indent=st.sampled_from([None, 0, 2]), escape=st.booleans())
 def test_property_any_split_gives_the_whole_body_answer(
     doc: Any, indent: int | None, escape: bool
