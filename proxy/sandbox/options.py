@@ -43,7 +43,7 @@ PROFILES: dict[str, str] = {
 
 AuthMode = Literal["oauth1", "oauth2"]
 
-#: OneRoster versions a district can serve: the names operators write (and config.py's
+#: OneRoster versions a district can serve: the names operators write (and proxy/config's
 #: ``versions`` accepts) -> the path segment the sandbox routes on.
 VERSION_NAMES: dict[str, str] = {"1.1": "v1p1", "v1p1": "v1p1", "1.2": "v1p2", "v1p2": "v1p2"}
 
