@@ -269,3 +269,26 @@ def test_serve_workers_log_is_json_throughout(tmp_path: Path) -> None:
         assert not str(line["admin"]).endswith(":t")
         port = str(line["admin"]).rpartition(":")[2]
         assert line["admin"].startswith("unix:") or port.isdigit(), line
+
+
+def test_every_command_takes_orp_config_and_log_format_after_it(
+    monkeypatch: Any,
+) -> None:
+    """Over the whole argparse tree, so a command added later is held to it too."""
+    import argparse
+
+    from proxy.cli import _parsers, build_parser
+
+    monkeypatch.setenv("ORP_CONFIG", "/etc/oneroster-proxy/proxy.toml")
+    parsers = [p for p in _parsers(build_parser()) if p.add_help]
+    with_config = [p for p in parsers if "--config" in p._option_string_actions]
+    assert len(with_config) >= 8
+    for parser in with_config:
+        action = parser._option_string_actions["--config"]
+        assert not action.required and action.default == "/etc/oneroster-proxy/proxy.toml", (
+            parser.prog
+        )
+    for parser in parsers:
+        leaf = not any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
+        if leaf:
+            assert "--log-format" in parser._option_string_actions, parser.prog
