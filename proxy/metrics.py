@@ -145,20 +145,20 @@ def _observe_direct(child: Any, amount: float) -> None:
 
 
 class Children:
-    """The labelled children of one collector, remembered by their label values: ``.labels()``
-    costs a lock and a dict per call, too much for every request. For labels with few values
-    (districts), not for a client's choosing."""
+    """The children of a one-label collector (``district``), remembered by label value:
+    ``.labels()`` costs a lock and a dict per call, too much for every request. For a label
+    with few values, never one of a client's choosing."""
 
     __slots__ = ("_children", "_collector")
 
     def __init__(self, collector: Any) -> None:
         self._collector = collector
-        self._children: dict[tuple[str, ...], Any] = {}
+        self._children: dict[str, Any] = {}
 
-    def __call__(self, *labels: str) -> Any:
-        child = self._children.get(labels)
+    def __call__(self, label: str) -> Any:
+        child = self._children.get(label)
         if child is None:
-            child = self._children[labels] = self._collector.labels(*labels)
+            child = self._children[label] = self._collector.labels(label)
         return child
 
 
