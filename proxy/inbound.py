@@ -90,6 +90,7 @@ class Authenticator:
         # cache_ttl; the last value read outlives the TTL, for store outages.
         self._cutoffs: TTLCache[str, float | None] = TTLCache(maxsize=maxsize, ttl=cache_ttl)
         self._last_cutoffs: dict[str, float | None] = {}
+        self._cutoff_locks: dict[str, asyncio.Lock] = {}
 
     def set_ttl(self, cache_ttl: float) -> None:
         if cache_ttl != self._cache.ttl:
@@ -103,11 +104,26 @@ class Authenticator:
         self._cutoffs.pop(vendor, None)
 
     async def jwt_cutoff(self, vendor: str) -> float | None:
-        """The vendor's JWT "not before" (epoch seconds), cached for ``cache_ttl``."""
+        """The vendor's JWT "not before" (epoch seconds), cached for ``cache_ttl``. A burst of
+        requests meeting a lapsed entry makes one store read: the first reads under the
+        vendor's lock, the others find its answer when they get the lock."""
         try:
             return self._cutoffs[vendor]
         except KeyError:
             pass
+        lock = self._cutoff_locks.get(vendor)
+        if lock is None:
+            if len(self._cutoff_locks) >= self._max_verified:
+                self._cutoff_locks.clear()
+            lock = self._cutoff_locks[vendor] = asyncio.Lock()
+        async with lock:
+            try:
+                return self._cutoffs[vendor]  # read by the task that held the lock
+            except KeyError:
+                pass
+            return await self._read_cutoff(vendor)
+
+    async def _read_cutoff(self, vendor: str) -> float | None:
         try:
             record = await self.store.get_vendor_auth(vendor)
         except StoreUnavailable:
