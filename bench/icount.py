@@ -9,7 +9,7 @@ a change to the hot path can be judged on its own. bare/proxy predicts the req/s
 idle core (req/s ~ 1 / instructions when the target is CPU-bound).
 
     python bench/icount.py [--requests 300] [--warmup 50] [--targets proxy,bare,bare-uvloop]
-                           [--loop uvloop|asyncio] [--keep]
+                           [--loop uvloop|asyncio] [--max-connections N] [--keep]
 
 ``bare`` is ``bare_forwarder.py --chunked`` (the baseline of ``targets.py``), ``bare-uvloop``
 the same on uvloop; ``--loop`` sets ``ONEROSTER_PROXY_LOOP`` for the proxy. Each target runs
@@ -91,6 +91,9 @@ def main() -> int:
     parser.add_argument("--targets", default="proxy,bare,bare-uvloop")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), help="the proxy's loop")
     parser.add_argument("--keep", action="store_true", help="keep the callgrind dumps")
+    parser.add_argument(
+        "--max-connections", type=int, help="cap the district (store slots on the hot path)"
+    )
     args = parser.parse_args()
     wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
     wait_port = rb.wait_port
@@ -113,6 +116,8 @@ def main() -> int:
         for name in wanted:
             bench = Counted(options, tmp)
             bench.out_dir = tmp
+            if args.max_connections:
+                bench.district_cap = f"max_connections = {args.max_connections}\n"
             try:
                 district = bench.start_district(docroot)
                 if name == "proxy":

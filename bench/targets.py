@@ -128,6 +128,8 @@ class Bench:
         self.load_cpu, self.target_cpu = ("0", "1") if pinned else (None, None)
         self.all_cpus = "0,1" if pinned else None
         self.stack = rb.Stack(tmp, None, None)
+        # A max_connections line for the fast district (bench/icount.py --max-connections).
+        self.district_cap = ""
         self.nginx = rb.ensure_nginx()
         self.wrk = rb.ensure_wrk()
 
@@ -186,7 +188,7 @@ url = "sqlite://{self.tmp}/{name}.db"
 base_url = "http://127.0.0.1:{district}"
 auth = "oauth1"
 signature_method = "HMAC-SHA256"
-
+{self.district_cap}
 [districts.slowville]
 base_url = "http://127.0.0.1:{slow}"
 auth = "oauth1"
@@ -443,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
             if "rate" in parts:
                 items["rate direct"] = lambda: bench.rate(direct, SMALL)
                 items["rate proxy"] = lambda: bench.rate(proxy, SMALL)
+                # What a forwarder with none of the proxy's work adds: the floor for (3).
+                items["rate bare"] = lambda: bench.rate(nodes["bare"], SMALL)
+                items["rate bare-uvloop"] = lambda: bench.rate(nodes["bare-uvloop"], SMALL)
             if "slow" in parts:
                 slow_direct = Node("slow-direct", slow, lambda: [], prefix="")
                 slow_proxy = dataclasses.replace(proxy, prefix=f"/{SLOW_APP}")
@@ -523,7 +528,7 @@ def report(
             head = ["target", "req/s", "x bare", "p50 ms", "p99 ms", "CPU µs/req", "errors"]
             print(table(head, rows))
     rows = []
-    for item in ("rate direct", "rate proxy"):
+    for item in ("rate direct", "rate proxy", "rate bare", "rate bare-uvloop"):
         if item in runs:
             rows.append(
                 [
