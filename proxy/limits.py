@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
+import secrets
 import time
-import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -188,6 +189,10 @@ class Limits:
         # Store slots given back after their exchange, in order, by one task at a time.
         self._to_release: deque[tuple[Store, str, str]] = deque()
         self._releaser: asyncio.Task[None] | None = None
+        # Store slot holder ids, unique across processes and replicas (a random prefix per
+        # Limits) without a urandom read per request.
+        self._holder_prefix = secrets.token_hex(8) + "-"
+        self._holders = itertools.count(1)
 
     # -- rate limits ----------------------------------------------------------------------------
 
@@ -262,7 +267,7 @@ class Limits:
             yield
             return
         key = f"district:{district.name}"
-        holder = uuid.uuid4().hex
+        holder = f"{self._holder_prefix}{next(self._holders):x}"
         try:
             held = await self._poll_slot(store, key, limit, holder, deadline)
         except asyncio.CancelledError:
