@@ -3,7 +3,8 @@
 
 ``validate``: every problem on its own line (key path first) and exit 1, or ``PATH: ok (...)``
 and exit 0, with any warnings on stderr (they never fail). ``example``: the annotated example
-configuration shipped in the package (``config/example.toml`` of the repository), for
+configuration shipped in the package (``proxy/example.toml``; ``config/example.toml`` in the
+repository points to it), for
 ``oneroster-proxy config example > proxy.toml`` on a machine that has only the wheel.
 """
 
