@@ -29,7 +29,7 @@ from .admin_body import json_object, only_fields
 from .background import refresh_check_gauges
 from .catalog import check_connection as catalog_check
 from .catalog import every_connection, find_connection
-from .config import ConfigError, Rate
+from .config import ConfigError
 from .console import add_console, is_console_route
 from .context import SERVICES, Services
 from .errors import (
@@ -202,17 +202,9 @@ def connection_view(conn: Connection, now: datetime) -> dict[str, Any]:
         "expired": cfg.expired(now),
         "vendor_authorization": conn.vendor_header is not None,
         "max_connections": conn.district.max_connections,
-        "rate_limit": _rate(conn.district.rate_limit),
+        "rate_limit": None if conn.district.rate_limit is None else str(conn.district.rate_limit),
         "source": "config",
     }
-
-
-def _rate(rate: Rate | None) -> str | None:
-    if rate is None:
-        return None
-    unit = {1.0: "s", 60.0: "m", 3600.0: "h"}.get(rate.period)
-    count = int(rate.count) if float(rate.count).is_integer() else rate.count
-    return f"{count}/{unit}" if unit else f"{rate.per_second:g}/s"
 
 
 async def connections(request: web.Request) -> web.Response:

@@ -128,19 +128,10 @@ async def store_connection_view(
             district and district.vendor_authorization and vendor and vendor.vendor_authorization
         ),
         max_connections=district.max_connections if district else None,
-        rate_limit=_rate_text(district),
+        rate_limit=str(district.rate_limit) if district and district.rate_limit else None,
         circuit=services.limits.circuit_state(district) if district else "closed",
     )
     return view
-
-
-def _rate_text(district: DistrictConfig | None) -> str | None:
-    if district is None or district.rate_limit is None:
-        return None
-    rate = district.rate_limit
-    unit = {1.0: "s", 60.0: "m", 3600.0: "h"}.get(rate.period)
-    count = int(rate.count) if float(rate.count).is_integer() else rate.count
-    return f"{count}/{unit}" if unit else f"{rate.per_second:g}/s"
 
 
 # -- districts --------------------------------------------------------------------------------

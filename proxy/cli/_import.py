@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import config as config_mod
 from .. import managed
-from ..config import ConnectionConfig, DistrictConfig, Rate
+from ..config import ConnectionConfig, DistrictConfig
 from ..errors import ConfigError
 from ..partial import StoreOnly
 from ..store.base import Store
@@ -40,15 +40,8 @@ def district_table(cfg: DistrictConfig) -> dict[str, Any]:
     if cfg.max_connections is not None:
         table["max_connections"] = cfg.max_connections
     if cfg.rate_limit is not None:
-        table["rate_limit"] = _rate(cfg.rate_limit)
+        table["rate_limit"] = str(cfg.rate_limit)
     return table
-
-
-def _rate(rate: Rate) -> str:
-    unit = {1.0: "s", 60.0: "m", 3600.0: "h"}.get(rate.period)
-    if unit is None:
-        return f"{rate.per_second:g}/s"
-    return f"{rate.count:g}/{unit}"
 
 
 def connection_table(cfg: ConnectionConfig) -> dict[str, Any]:

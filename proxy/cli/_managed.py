@@ -5,21 +5,16 @@ records printed as ``key: value`` lines or ``--json``. Changes go through ``prox
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any
 
 from ..errors import ConfigError
 from ..partial import StoreOnly, load_store_only
-from ..store import open_store
-from ..store.base import Store
-
-T = TypeVar("T")
+from ._common import with_store
 
 
 def config_arg(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
@@ -55,16 +50,9 @@ def read_secret(args: argparse.Namespace) -> str | None:
     return line.removesuffix("\n").removesuffix("\r") or None
 
 
-def run(config: StoreOnly, action: Callable[[Store], Awaitable[T]]) -> T:
-    async def main() -> T:
-        store = open_store(config.store.url)
-        await store.open()
-        try:
-            return await action(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
+#: The store around a command's action: ``_common.with_store``, under the name these commands
+#: use.
+run = with_store
 
 
 def load(args: argparse.Namespace) -> StoreOnly:

@@ -29,6 +29,7 @@ _SIZE_UNITS = {
 }
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*$")
 _RATE_UNITS = {"s": 1, "m": 60, "h": 3600}
+_RATE_NAMES = {float(seconds): unit for unit, seconds in _RATE_UNITS.items()}
 _IC_KEY_RE = re.compile(
     r"^InfiniteCampus_(?P<vendor_key>.+)_(?P<guid>[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}"
     r"-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12})$"
@@ -71,6 +72,14 @@ class Rate:
     @property
     def burst(self) -> float:
         return max(1.0, self.count)
+
+    def __str__(self) -> str:
+        """As a config file writes it (``20/s``, ``1200/m``): what ``parse_rate`` reads."""
+        unit = _RATE_NAMES.get(self.period)
+        if unit is None:
+            return f"{self.per_second:g}/s"
+        count = int(self.count) if float(self.count).is_integer() else self.count
+        return f"{count}/{unit}"
 
 
 def parse_rate(value: str) -> Rate:
