@@ -55,15 +55,24 @@ class AuthError(Exception):
 class NonceCache:
     """Nonces seen within the timestamp window (RFC 5849 §3.3)."""
 
-    def __init__(self, lifetime: float = 2 * TIMESTAMP_LIFETIME) -> None:
+    def __init__(self, lifetime: float = 2 * TIMESTAMP_LIFETIME, limit: int = 200_000) -> None:
         self._seen: dict[tuple[str, str, str], float] = {}
         self._lifetime = lifetime
+        self._limit = limit
 
     def add(self, key: str, timestamp: str, nonce: str) -> bool:
         """Record the nonce; False if it was already used."""
         now = time.monotonic()
-        if len(self._seen) > 10_000:
-            self._seen = {k: t for k, t in self._seen.items() if t > now}
+        seen = self._seen
+        # Every entry lives one lifetime, so insertion order is expiry order: expired entries
+        # leave from the front, O(1) per request however busy the district is (a sweep of the
+        # whole dict on each request made a loaded sandbox slower with every request). Past
+        # ``limit`` live nonces the oldest go too: memory stays bounded under any load.
+        while seen:
+            oldest = next(iter(seen))
+            if seen[oldest] > now and len(seen) < self._limit:
+                break
+            del seen[oldest]
         entry = (key, timestamp, nonce)
         expires = self._seen.get(entry)
         if expires is not None and expires > now:
