@@ -28,6 +28,7 @@ from .scopes import SCOPES, parse_scope
 _VERSION_NAMES = {"v1p1": "1.1", "v1p2": "1.2"}
 _MAX_TOKEN_FORM = 8 * 1024
 _FORM = "application/x-www-form-urlencoded"
+_PAGE = 500
 
 
 async def applications(request: web.Request) -> web.Response:
@@ -55,9 +56,23 @@ async def applications(request: web.Request) -> web.Response:
     )
     now = datetime.now(UTC)
     apps = []
-    for app_id, conn in sorted(runtime.connections.items()):
-        if conn.config.vendor != principal.vendor:
-            continue
+    mine = [c for c in runtime.connections.values() if c.config.vendor == principal.vendor]
+    # The vendor's store connections too (SPEC.md "Connections in the store"), a page at a time.
+    after = ""
+    while True:
+        page = await services.store.list_connections(
+            vendor=principal.vendor, after=after, limit=_PAGE
+        )
+        for record in page:
+            if record.app_id not in runtime.connections:
+                found = await services.managed.get(record.app_id, runtime)
+                if found is not None and found.config.vendor == principal.vendor:
+                    mine.append(found)
+        if len(page) < _PAGE:
+            break
+        after = page[-1].app_id
+    for conn in sorted(mine, key=lambda c: c.app_id):
+        app_id = conn.app_id
         scopes = conn.config.scopes
         if principal.scopes is not None:
             scopes = scopes & principal.scopes

@@ -259,3 +259,19 @@ async def test_renew_of_an_oauth2_connection_drops_the_old_district_token(
     assert len(new_bearers) == 1 and not new_bearers & old_bearers
     fetched = token_clients(sandbox, mark)
     assert len(fetched) == 1
+
+
+async def test_applications_lists_the_vendors_store_connections(
+    sandbox, start_proxy, http, tmp_path
+):
+    proxy = await start_proxy(sandbox, with_key(base_config(tmp_path, sandbox)))
+    await add(proxy, "store-1", sandbox, expires="2031-01-31")
+    await add(proxy, "store-9", sandbox, vendor="other")
+    token = await proxy.token()
+    status, body, _ = await get_json(http, f"{proxy.url}/applications", token)
+    assert status == 200
+    listed = {a["appId"]: a for a in body["applications"]}
+    assert set(listed) == {"app-7", "store-1"}
+    assert listed["store-1"]["expires"] == "2031-01-31"
+    assert listed["store-1"]["base_url"].endswith("/store-1/ims/oneroster")
+    assert "key" not in listed["store-1"] and "secret" not in listed["store-1"]
