@@ -544,7 +544,7 @@ async def _fill_and_time(store_url: str, count: int, samples: int) -> tuple[floa
         # row is a commit of its own, which makes 100,000 of them minutes of set-up.
         import sqlite3
 
-        from proxy.store.sqlite import _TOKEN_COLUMNS, _token_row
+        from proxy.store.sqlite_tokens import _TOKEN_COLUMNS, _token_row
 
         store = open_store(store_url)
         await store.open()  # creates the schema

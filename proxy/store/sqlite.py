@@ -1,5 +1,9 @@
 """The embedded store: one sqlite file shared by the running proxy and the CLI.
 
+This module holds the file (connections, migrations, the store's one thread) and the audit
+trail; each other role has its own module (``sqlite_tokens``, ``sqlite_connections``,
+``sqlite_checks``, ``sqlite_limits``), mixed into ``SqliteStore``.
+
 SPEC.md "Config" (``[store] url = "sqlite:///var/lib/oneroster-proxy/store.db"``, the default)
 and "Install and commands" (``tokens issue`` works before ``serve`` starts and while it runs,
 same store). Another process writes the same file a running proxy reads, so the file is in WAL
@@ -19,27 +23,21 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..errors import StoreUnavailable
 from .base import (
-    CHECK_HISTORY,
     AuditEvent,
-    CheckResult,
-    InviteRecord,
-    TokenRecord,
-    VendorAuth,
-    validate_bucket,
-    validate_slot,
 )
+from .sqlite_checks import SqliteChecks
 from .sqlite_connections import TABLES as CONNECTION_TABLES
 from .sqlite_connections import SqliteConnections
-from .sqlite_rows import _iso, _iso_or_none, _time, _write
+from .sqlite_limits import SqliteLimits
+from .sqlite_rows import _iso, _time, _write
+from .sqlite_tokens import SqliteTokens
 
 T = TypeVar("T")
 
@@ -115,8 +113,6 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
 }
 
-_TOKEN_COLUMNS = "id, vendor, secret_hash, prefix, created, expires, revoked, last_used"
-
 # SQLITE_BUSY and SQLITE_LOCKED (primary result codes, the low byte of extended ones):
 # another connection holds the lock.
 _BUSY_CODES = frozenset({5, 6})
@@ -140,64 +136,7 @@ def _fast_connection(path: str) -> sqlite3.Connection:
     return conn
 
 
-# Float error in the refill arithmetic must not turn "exactly enough" into a tiny wait.
-_EPSILON = 1e-9
-
-
-def _token_row(record: TokenRecord) -> tuple[str | None, ...]:
-    """The ``tokens`` row of a record, columns in ``_TOKEN_COLUMNS`` order."""
-    return (
-        record.id,
-        record.vendor,
-        record.secret_hash,
-        record.prefix,
-        _iso(record.created),
-        _iso_or_none(record.expires),
-        _iso_or_none(record.revoked),
-        _iso_or_none(record.last_used),
-    )
-
-
-def _record(row: tuple[Any, ...]) -> TokenRecord:
-    created = _time(row[4])
-    assert created is not None  # NOT NULL column
-    return TokenRecord(
-        id=row[0],
-        vendor=row[1],
-        secret_hash=row[2],
-        prefix=row[3],
-        created=created,
-        expires=_time(row[5]),
-        revoked=_time(row[6]),
-        last_used=_time(row[7]),
-    )
-
-
-_INVITE_COLUMNS = "token_hash, app_id, vendor, district_name, scopes, created, expires, spent"
-
-
-def _check_result(row: tuple[Any, ...]) -> CheckResult:
-    at = _time(row[1])
-    assert at is not None  # NOT NULL column
-    return CheckResult(app_id=row[0], at=at, document=json.loads(row[2]))
-
-
-def _invite(row: tuple[Any, ...]) -> InviteRecord:
-    created, expires = _time(row[5]), _time(row[6])
-    assert created is not None and expires is not None  # NOT NULL columns
-    return InviteRecord(
-        token_hash=row[0],
-        app_id=row[1],
-        vendor=row[2],
-        district_name=row[3],
-        scopes=tuple(json.loads(row[4])),
-        created=created,
-        expires=expires,
-        spent=_time(row[7]),
-    )
-
-
-class SqliteStore(SqliteConnections):
+class SqliteStore(SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits):
     """``Store`` on one sqlite file; any number of processes on one host may share it."""
 
     def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
@@ -369,166 +308,6 @@ class SqliteStore(SqliteConnections):
     async def ping(self) -> None:
         await self._run(lambda conn, limits: conn.execute("SELECT 1").fetchone())
 
-    # -- tokens -------------------------------------------------------------------------------
-
-    async def add_token(self, record: TokenRecord) -> None:
-        row = _token_row(record)
-
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
-            conn.execute(f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", row)
-
-        try:
-            await self._run(op)
-        except sqlite3.IntegrityError as exc:
-            raise ValueError(f"token id {record.id!r} already exists") from exc
-
-    async def get_token(self, token_id: str) -> TokenRecord | None:
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> TokenRecord | None:
-            row = conn.execute(
-                f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,)
-            ).fetchone()
-            return None if row is None else _record(row)
-
-        return await self._run(op)
-
-    async def list_tokens(self, vendor: str | None = None) -> list[TokenRecord]:
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> list[TokenRecord]:
-            if vendor is None:
-                rows = conn.execute(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created, id")
-            else:
-                rows = conn.execute(
-                    f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE vendor = ? ORDER BY created, id",
-                    (vendor,),
-                )
-            return [_record(row) for row in rows]
-
-        return await self._run(op)
-
-    async def revoke_token(self, token_id: str, at: datetime) -> bool:
-        when = _iso(at)
-
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked IS NULL", (when, token_id)
-            )
-            return cursor.rowcount == 1
-
-        return await self._run(op)
-
-    async def revoke_vendor(self, vendor: str, at: datetime) -> list[str]:
-        when = _iso(at)
-
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> list[str]:
-            with _write(conn):
-                ids = [
-                    row[0]
-                    for row in conn.execute(
-                        "SELECT id FROM tokens WHERE vendor = ? AND revoked IS NULL "
-                        "ORDER BY created, id",
-                        (vendor,),
-                    )
-                ]
-                conn.execute(
-                    "UPDATE tokens SET revoked = ? WHERE vendor = ? AND revoked IS NULL",
-                    (when, vendor),
-                )
-            return ids
-
-        return await self._run(op)
-
-    async def expire_vendor(self, vendor: str, at: datetime, keep: str) -> list[str]:
-        when = _iso(at)
-        where = "vendor = ? AND id != ? AND revoked IS NULL AND (expires IS NULL OR expires > ?)"
-
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> list[str]:
-            with _write(conn):
-                ids = [
-                    row[0]
-                    for row in conn.execute(
-                        f"SELECT id FROM tokens WHERE {where} ORDER BY created, id",
-                        (vendor, keep, when),
-                    )
-                ]
-                conn.execute(
-                    f"UPDATE tokens SET expires = ? WHERE {where}", (when, vendor, keep, when)
-                )
-            return ids
-
-        return await self._run(op)
-
-    async def get_vendor_auth(self, vendor: str) -> VendorAuth | None:
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> VendorAuth | None:
-            row = conn.execute(
-                "SELECT jwt_not_before, secret_fingerprint FROM vendor_auth WHERE vendor = ?",
-                (vendor,),
-            ).fetchone()
-            return None if row is None else VendorAuth(_time(row[0]), row[1])
-
-        return await self._run(op)
-
-    async def set_jwt_not_before(self, vendor: str, at: datetime) -> None:
-        when = _iso(at)
-
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
-            # Fixed-width ISO text compares as time: max() keeps the later instant.
-            conn.execute(
-                "INSERT INTO vendor_auth (vendor, jwt_not_before) VALUES (?, ?) "
-                "ON CONFLICT (vendor) DO UPDATE SET jwt_not_before = "
-                "max(coalesce(jwt_not_before, ''), excluded.jwt_not_before)",
-                (vendor, when),
-            )
-
-        await self._run(op)
-
-    async def set_secret_fingerprint(
-        self, vendor: str, fingerprint: str, *, not_before: datetime | None = None
-    ) -> None:
-        if not fingerprint:
-            raise ValueError("an empty secret fingerprint")
-        when = _iso_or_none(not_before)
-
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO vendor_auth (vendor, jwt_not_before, secret_fingerprint) "
-                "VALUES (?, ?, ?) ON CONFLICT (vendor) DO UPDATE SET "
-                "secret_fingerprint = excluded.secret_fingerprint, "
-                "jwt_not_before = CASE WHEN excluded.jwt_not_before IS NULL "
-                "THEN jwt_not_before ELSE max(coalesce(jwt_not_before, ''), "
-                "excluded.jwt_not_before) END",
-                (vendor, when, fingerprint),
-            )
-
-        await self._run(op)
-
-    async def touch(self, last_used: dict[str, datetime]) -> None:
-        if not last_used:
-            return
-        rows = [(_iso(at), token_id, _iso(at)) for token_id, at in last_used.items()]
-
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
-            with _write(conn):
-                # Several processes touch the same token: the latest use wins, whoever is last.
-                conn.executemany(
-                    "UPDATE tokens SET last_used = ? "
-                    "WHERE id = ? AND (last_used IS NULL OR last_used < ?)",
-                    rows,
-                )
-
-        await self._run(op)
-
-    async def count_active(self, at: datetime) -> dict[str, int]:
-        when = _iso(at)
-
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> dict[str, int]:
-            rows = conn.execute(
-                "SELECT vendor, sum((expires IS NULL OR expires > ?) "
-                "AND (revoked IS NULL OR revoked > ?)) FROM tokens GROUP BY vendor",
-                (when, when),
-            )
-            return {vendor: int(count) for vendor, count in rows}
-
-        return await self._run(op)
-
     # -- audit --------------------------------------------------------------------------------
 
     async def add_audit(self, event: AuditEvent) -> None:
@@ -577,160 +356,3 @@ class SqliteStore(SqliteConnections):
             return events
 
         return await self._run(op)
-
-    # -- background checks and intake links ---------------------------------------------------
-
-    async def add_check_result(self, result: CheckResult) -> None:
-        row = (result.app_id, _iso(result.at), json.dumps(result.document, separators=(",", ":")))
-
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
-            with _write(conn):
-                conn.execute("INSERT INTO check_results (app_id, at, document) VALUES (?,?,?)", row)
-                conn.execute(
-                    "DELETE FROM check_results WHERE app_id = ? AND seq NOT IN "
-                    "(SELECT seq FROM check_results WHERE app_id = ? ORDER BY seq DESC LIMIT ?)",
-                    (result.app_id, result.app_id, CHECK_HISTORY),
-                )
-
-        await self._run(op)
-
-    async def list_check_results(
-        self, app_id: str, limit: int = CHECK_HISTORY
-    ) -> list[CheckResult]:
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> list[CheckResult]:
-            rows = conn.execute(
-                "SELECT app_id, at, document FROM check_results WHERE app_id = ? "
-                "ORDER BY seq DESC LIMIT ?",
-                (app_id, max(0, limit)),
-            )
-            return [_check_result(row) for row in rows]
-
-        return await self._run(op)
-
-    async def last_check_results(self, app_ids: list[str]) -> dict[str, list[CheckResult]]:
-        wanted = set(app_ids)
-
-        def op(
-            conn: sqlite3.Connection, limits: sqlite3.Connection
-        ) -> dict[str, list[CheckResult]]:
-            rows = conn.execute(
-                "SELECT app_id, at, document FROM ("
-                " SELECT app_id, at, document, seq,"
-                " row_number() OVER (PARTITION BY app_id ORDER BY seq DESC) AS n"
-                " FROM check_results) WHERE n <= 2 ORDER BY app_id, seq DESC"
-            )
-            out: dict[str, list[CheckResult]] = {}
-            for row in rows:
-                if row[0] in wanted:
-                    out.setdefault(row[0], []).append(_check_result(row))
-            return out
-
-        return await self._run(op)
-
-    async def add_invite(self, invite: InviteRecord) -> None:
-        row = (
-            invite.token_hash,
-            invite.app_id,
-            invite.vendor,
-            invite.district_name,
-            json.dumps(list(invite.scopes)),
-            _iso(invite.created),
-            _iso(invite.expires),
-            _iso_or_none(invite.spent),
-        )
-
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
-            conn.execute(f"INSERT INTO invites ({_INVITE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", row)
-
-        try:
-            await self._run(op)
-        except sqlite3.IntegrityError as exc:
-            raise ValueError("an invite with that token already exists") from exc
-
-    async def get_invite(self, token_hash: str) -> InviteRecord | None:
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> InviteRecord | None:
-            row = conn.execute(
-                f"SELECT {_INVITE_COLUMNS} FROM invites WHERE token_hash = ?", (token_hash,)
-            ).fetchone()
-            return None if row is None else _invite(row)
-
-        return await self._run(op)
-
-    async def spend_invite(self, token_hash: str, at: datetime) -> bool:
-        when = _iso(at)
-
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "UPDATE invites SET spent = ? "
-                "WHERE token_hash = ? AND spent IS NULL AND expires > ?",
-                (when, token_hash, when),
-            )
-            return cursor.rowcount == 1
-
-        return await self._run(op)
-
-    # -- limiter state ------------------------------------------------------------------------
-
-    async def take_tokens(self, key: str, rate: float, burst: float, cost: float = 1.0) -> float:
-        """Token bucket in the ``buckets`` table, one row per key updated in one transaction,
-        so every process using this file (``serve --workers N``) shares it. Time is this
-        host's clock: a sqlite file is only ever shared on one host."""
-        validate_bucket(rate, burst, cost)
-
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> float:
-            with _write(limits):
-                now = time.time()  # read under the write lock: callers are then in time order
-                row = limits.execute(
-                    "SELECT tokens, updated FROM buckets WHERE key = ?", (key,)
-                ).fetchone()
-                tokens, updated = (burst, now) if row is None else row
-                # max(0, ...): a clock stepped backwards must not drain the bucket.
-                tokens = min(burst, tokens + max(0.0, now - updated) * rate)
-                if tokens + _EPSILON < cost:
-                    return (cost - tokens) / rate
-                limits.execute(
-                    "INSERT INTO buckets (key, tokens, updated) VALUES (?, ?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, "
-                    "updated = excluded.updated",
-                    (key, max(0.0, tokens - cost), now),
-                )
-                return 0.0
-
-        return await self._run(op)
-
-    async def acquire_slot(self, key: str, limit: int, holder: str, ttl: float) -> bool:
-        validate_slot(limit, ttl)
-
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> bool:
-            with _write(limits):
-                now = time.time()
-                limits.execute("DELETE FROM slots WHERE key = ? AND expires <= ?", (key, now))
-                renewed = limits.execute(
-                    "UPDATE slots SET expires = ? WHERE key = ? AND holder = ?",
-                    (now + ttl, key, holder),
-                ).rowcount
-                if renewed:
-                    return True
-                (held,) = limits.execute(
-                    "SELECT count(*) FROM slots WHERE key = ?", (key,)
-                ).fetchone()
-                if held >= limit:
-                    return False
-                limits.execute(
-                    "INSERT INTO slots (key, holder, expires) VALUES (?, ?, ?)",
-                    (key, holder, now + ttl),
-                )
-                return True
-
-        done, taken = self._inline(lambda fast: op(fast, fast))
-        if done:
-            return bool(taken)
-        return await self._run(op)
-
-    async def release_slot(self, key: str, holder: str) -> None:
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
-            limits.execute("DELETE FROM slots WHERE key = ? AND holder = ?", (key, holder))
-
-        done, _ = self._inline(lambda fast: op(fast, fast))
-        if not done:
-            await self._run(op)

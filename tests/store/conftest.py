@@ -18,7 +18,8 @@ import redis
 
 from proxy.store.base import Store, TokenRecord
 from proxy.store.redis import RedisStore
-from proxy.store.sqlite import _TOKEN_COLUMNS, SqliteStore, _token_row
+from proxy.store.sqlite import SqliteStore
+from proxy.store.sqlite_tokens import _TOKEN_COLUMNS, _token_row
 from proxy.tokens import hash_secret
 from tests.redis_server import RedisServer, require_redis_server
 
