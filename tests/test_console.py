@@ -4,6 +4,7 @@ can type, and no secret on any page. The real browser walks are in test_console_
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import re
@@ -383,3 +384,41 @@ async def test_background_checks_and_the_audit_page_cover_store_connections(
     assert apps and set(apps) == {"app-bg"}
     _, page, _ = await console.get("/console/audit?app=nobody")
     assert "Nothing recorded that matches." in page
+
+
+async def test_signed_out_and_forged_sessions_are_refused(console, proxy):
+    await console.sign_in()
+    cookie = next(c.value for c in console.http.cookie_jar if c.key == "orp_console")
+    expires, nonce, mac = cookie.split(".")
+    await console.post("/console/signout", {})
+    async with aiohttp.ClientSession() as http:
+        for value in (
+            cookie,  # signed out
+            f"{int(expires) + 3600}.{nonce}.{mac}",  # a longer life it was never given
+            f"{expires}.{nonce}x.{mac}",
+            "garbage",
+        ):
+            async with http.get(
+                proxy.admin_url + "/console/",
+                headers={"Cookie": f"orp_console={value}"},
+                allow_redirects=False,
+            ) as resp:
+                assert resp.status == 303 and resp.headers["Location"] == "/console/signin"
+
+
+async def test_expired_link_and_wrong_csrf_on_the_intake_page(proxy):
+    path = await invite(proxy, "app-short", ttl="1s")
+    fresh = await invite(proxy, "app-csrf")
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+        async with http.get(proxy.url + fresh) as resp:
+            assert resp.status == 200
+            csrf = CSRF_RE.search(await resp.text()).group(1)  # type: ignore[union-attr]
+        async with http.post(proxy.url + fresh, data={"csrf": csrf + "x"}) as resp:
+            assert resp.status == 403
+        async with http.post(proxy.url + fresh, data={"csrf": csrf}) as resp:
+            assert resp.status == 422  # the right token gets as far as the form's checks
+        await asyncio.sleep(1.2)  # past the link's one-second life
+        async with http.get(proxy.url + path) as resp:
+            assert resp.status == 404
+            assert "unknown, expired or already used" in await resp.text()
