@@ -28,7 +28,7 @@ from . import admin_connections, admin_tokens, invites
 from .admin_body import json_object, only_fields
 from .background import refresh_check_gauges
 from .catalog import check_connection as catalog_check
-from .catalog import every_connection, find_connection
+from .catalog import find_connection
 from .config import ConfigError
 from .console import add_console, is_console_route
 from .context import SERVICES, Services
@@ -294,7 +294,6 @@ async def invite_connection(request: web.Request) -> web.Response:
     made = await invites.create_invite(
         services.store,
         runtime.config,
-        [c.connection for c in await every_connection(services)],
         app_id=request.match_info["app_id"],
         vendor=vendor,
         district_name=name,

@@ -88,10 +88,21 @@ def check_scopes(scopes: Iterable[str], field: str = "scopes") -> tuple[str, ...
     return tuple(out)
 
 
+async def taken(store: Store, config: Config) -> list[tuple[str, str, str]]:
+    """(appId, vendor, district) of every connection, TOML and store."""
+    out = [(a, c.vendor, c.district) for a, c in config.connections.items()]
+    after = ""
+    while True:
+        page = await store.list_connections(after=after, limit=500)
+        out += [(r.app_id, r.vendor, r.district) for r in page]
+        if len(page) < 500:
+            return out
+        after = page[-1].app_id
+
+
 async def create_invite(
     store: Store,
     config: Config,
-    connections: Iterable[Any],
     *,
     app_id: str,
     vendor: str,
@@ -101,7 +112,7 @@ async def create_invite(
     interface: str,
 ) -> Invite:
     """Store a new invite and record ``connection.invite``; BadRequest / NotFound / Conflict
-    name what is wrong. ``connections`` are the running ``runtime.Connection`` objects."""
+    name what is wrong."""
     if not is_name(app_id):
         raise BadRequest(f"app_id: {app_id!r} is not a valid appId")
     if vendor not in config.vendors:
@@ -115,14 +126,15 @@ async def create_invite(
             f"app_id: {app_id!r} is a connection of the config file; only store connections "
             "are changed at run time"
         )
-    for conn in connections:
-        if conn.app_id == app_id and conn.config.vendor != vendor:
-            raise Conflict(f"app_id: {app_id!r} belongs to vendor {conn.config.vendor!r}")
-        if conn.district.name == district and conn.app_id != app_id:
+    for other, owner, used in await taken(store, config):
+        if other == app_id and owner != vendor:
+            raise Conflict(f"app_id: {app_id!r} belongs to vendor {owner!r}")
+        if other == app_id and used != district:
+            raise Conflict(f"district_name: {app_id!r} uses district {used!r}, not {district!r}")
+        if used == district and other != app_id:
             # SECURITY: the intake would rewrite that district under another connection.
             raise Conflict(
-                f"district_name: {district!r} is used by connection {conn.app_id!r}; "
-                "choose a new name"
+                f"district_name: {district!r} is used by connection {other!r}; choose a new name"
             )
     if not config.store.secret_keys:
         raise BadRequest(

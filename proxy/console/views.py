@@ -161,7 +161,6 @@ async def _invite(console: Console, **values: Any) -> invites.Invite:
     return await invites.create_invite(
         services.store,
         runtime.config,
-        [c.connection for c in await every_connection(services)],
         ttl=ttl,
         interface="console",
         **values,
