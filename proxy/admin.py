@@ -293,7 +293,7 @@ async def invite_connection(request: web.Request) -> web.Response:
     runtime = services.runtime.current
     made = await invites.create_invite(
         services.store,
-        runtime.config,
+        invites.Names.of(runtime.config),
         app_id=request.match_info["app_id"],
         vendor=vendor,
         district_name=name,

@@ -15,12 +15,12 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from .config import Config, parse_duration
+from .config import Config, Listen, parse_duration
 from .errors import BadRequest, Conflict, NotFound
 from .names import is_name
 from .scopes import SCOPES
@@ -35,17 +35,37 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def intake_url(config: Config, token: str) -> str:
-    """``<public_url>/intake/<token>``; without ``public_url``, the gateway's listen address
-    (good enough on a laptop; set ``public_url`` in production)."""
-    base = config.server.public_url
-    if not base:
-        listen = config.server.listen
-        host = "127.0.0.1" if listen.host in ("0.0.0.0", "::", "") else listen.host
-        base = (
-            f"http://{host}:{listen.port}" if ":" not in host else f"http://[{host}]:{listen.port}"
+@dataclass(frozen=True, slots=True)
+class Names:
+    """What an invite is checked against, from a running proxy's config or from the CLI's
+    store-only reading of the file: vendor names, the file's connections (appId -> vendor,
+    district) and districts, whether a secret can be sealed, and the gateway's public base."""
+
+    vendors: frozenset[str]
+    connections: Mapping[str, tuple[str, str]]
+    districts: frozenset[str]
+    can_seal: bool
+    public_base: str
+
+    @classmethod
+    def of(cls, config: Config) -> Names:
+        return cls(
+            vendors=frozenset(config.vendors),
+            connections={a: (c.vendor, c.district) for a, c in config.connections.items()},
+            districts=frozenset(config.districts),
+            can_seal=bool(config.store.secret_keys),
+            public_base=public_base(config.server.public_url, config.server.listen),
         )
-    return f"{base}/intake/{token}"
+
+
+def public_base(public_url: str | None, listen: Listen | None) -> str:
+    """``[server] public_url``; without it, the gateway's listen address (good enough on a
+    laptop; set ``public_url`` in production)."""
+    if public_url:
+        return public_url.rstrip("/")
+    listen = listen or Listen("127.0.0.1", 8080)
+    host = "127.0.0.1" if listen.host in ("0.0.0.0", "::", "") else listen.host
+    return f"http://[{host}]:{listen.port}" if ":" in host else f"http://{host}:{listen.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +108,9 @@ def check_scopes(scopes: Iterable[str], field: str = "scopes") -> tuple[str, ...
     return tuple(out)
 
 
-async def taken(store: Store, config: Config) -> list[tuple[str, str, str]]:
+async def taken(store: Store, names: Names) -> list[tuple[str, str, str]]:
     """(appId, vendor, district) of every connection, TOML and store."""
-    out = [(a, c.vendor, c.district) for a, c in config.connections.items()]
+    out = [(a, vendor, district) for a, (vendor, district) in names.connections.items()]
     after = ""
     while True:
         page = await store.list_connections(after=after, limit=500)
@@ -102,7 +122,7 @@ async def taken(store: Store, config: Config) -> list[tuple[str, str, str]]:
 
 async def create_invite(
     store: Store,
-    config: Config,
+    names: Names,
     *,
     app_id: str,
     vendor: str,
@@ -115,18 +135,18 @@ async def create_invite(
     name what is wrong."""
     if not is_name(app_id):
         raise BadRequest(f"app_id: {app_id!r} is not a valid appId")
-    if vendor not in config.vendors:
+    if vendor not in names.vendors:
         raise NotFound(f"vendor: unknown vendor {vendor!r}")
     district = district_name or app_id
     if not is_name(district):
         raise BadRequest(f"district_name: {district!r} is not a valid district name")
     granted = check_scopes(scopes)
-    if app_id in config.connections:
+    if app_id in names.connections:
         raise Conflict(
             f"app_id: {app_id!r} is a connection of the config file; only store connections "
             "are changed at run time"
         )
-    for other, owner, used in await taken(store, config):
+    for other, owner, used in await taken(store, names):
         if other == app_id and owner != vendor:
             raise Conflict(f"app_id: {app_id!r} belongs to vendor {owner!r}")
         if other == app_id and used != district:
@@ -136,12 +156,12 @@ async def create_invite(
             raise Conflict(
                 f"district_name: {district!r} is used by connection {other!r}; choose a new name"
             )
-    if not config.store.secret_keys:
+    if not names.can_seal:
         raise BadRequest(
             "store.secret_keys is not set: the district's secret could not be stored; add it "
             "to [store] first"
         )
-    if district in config.districts:
+    if district in names.districts:
         raise Conflict(f"district_name: {district!r} is a district of the config file")
     token = secrets.token_urlsafe(TOKEN_BYTES)
     now = now_utc()
@@ -168,7 +188,7 @@ async def create_invite(
             },
         )
     )
-    return Invite(url=intake_url(config, token), record=record)
+    return Invite(url=f"{names.public_base}/intake/{token}", record=record)
 
 
 async def find_invite(store: Store, token: str) -> InviteRecord:

@@ -19,6 +19,7 @@ from .. import managed
 from ..errors import NotFound
 from ..store.base import Store
 from ._import import import_file
+from ._invite import invite, invite_parser
 from ._managed import config_arg, csv, dates, load, read_secret, run, secret_args, show
 
 if TYPE_CHECKING:
@@ -247,6 +248,7 @@ ACTIONS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callabl
     "renew": ("new key and secret (secret on stdin or --secret-env)", _renew_parser, _renew),
     "remove": ("remove a store connection", _remove_parser, _remove),
     "import": ("copy another TOML file's districts and connections", _import_parser, _import),
+    "invite": ("a one-time district intake link (last line of stdout)", invite_parser, invite),
 }
 
 

@@ -160,7 +160,7 @@ async def _invite(console: Console, **values: Any) -> invites.Invite:
     ttl = invites.parse_ttl(values.pop("ttl"))
     return await invites.create_invite(
         services.store,
-        runtime.config,
+        invites.Names.of(runtime.config),
         ttl=ttl,
         interface="console",
         **values,
