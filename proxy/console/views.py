@@ -11,10 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import invites, tokens
+from .. import invites
 from ..catalog import Listed, check_connection, every_connection, find_connection
 from ..check import HINTS
-from ..errors import BadRequest, NotFound
+from ..errors import NotFound
 from ..scopes import SCOPE_ORDER
 from ..store.base import CheckResult
 from .core import CONSOLE, Console
@@ -22,7 +22,7 @@ from .core import CONSOLE, Console
 _VERSIONS = {"v1p1": "1.1", "v1p2": "1.2"}
 
 
-def _console(request: web.Request) -> Console:
+def console_of(request: web.Request) -> Console:
     return request.app[CONSOLE]
 
 
@@ -72,7 +72,7 @@ def spark(minutes: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
 
 
 async def _connection(request: web.Request) -> Listed:
-    found = await find_connection(_console(request).services, request.match_info["app_id"])
+    found = await find_connection(console_of(request).services, request.match_info["app_id"])
     if found is None:
         raise NotFound("There is no connection with that appId.")
     return found
@@ -82,7 +82,7 @@ async def _connection(request: web.Request) -> Listed:
 
 
 async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
-    console = _console(request)
+    console = console_of(request)
     services = console.services
     runtime = services.runtime.current
     today = datetime.now(UTC).date()
@@ -137,7 +137,7 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
 
 
 async def invite_new(request: web.Request) -> web.StreamResponse:
-    console = _console(request)
+    console = console_of(request)
     form = await request.post()
     made = await _invite(
         console,
@@ -171,7 +171,7 @@ async def _invite(console: Console, **values: Any) -> invites.Invite:
 
 
 async def connection(request: web.Request, **extra: Any) -> web.StreamResponse:
-    console = _console(request)
+    console = console_of(request)
     services = console.services
     listed = await _connection(request)
     conn = listed.connection
@@ -206,7 +206,7 @@ async def connection(request: web.Request, **extra: Any) -> web.StreamResponse:
 
 
 async def run_check_now(request: web.Request) -> web.StreamResponse:
-    services = _console(request).services
+    services = console_of(request).services
     listed = await _connection(request)
     report = await check_connection(services, listed.connection)
     shown = {
@@ -232,7 +232,7 @@ async def _set_enabled(request: web.Request, enabled: bool) -> web.StreamRespons
     from . import manage
 
     listed = await _connection(request)
-    await manage.set_enabled(_console(request).services, listed.app_id, enabled)
+    await manage.set_enabled(console_of(request).services, listed.app_id, enabled)
     word = "enabled" if enabled else "disabled"
     return await connection(request, notices=[{"kind": "ok", "text": f"Connection {word}."}])
 
@@ -243,7 +243,7 @@ async def renew(request: web.Request) -> web.StreamResponse:
     listed = await _connection(request)
     form = await request.post()
     await manage.renew(
-        _console(request).services,
+        console_of(request).services,
         listed.app_id,
         key=str(form.get("key", "")),
         secret=str(form.get("secret", "")),
@@ -255,7 +255,7 @@ async def renew(request: web.Request) -> web.StreamResponse:
 
 
 async def invite_again(request: web.Request) -> web.StreamResponse:
-    console = _console(request)
+    console = console_of(request)
     conn = (await _connection(request)).connection
     form = await request.post()
     made = await _invite(
@@ -267,142 +267,3 @@ async def invite_again(request: web.Request) -> web.StreamResponse:
         ttl=str(form.get("ttl", "")),
     )
     return await connection(request, invite_url=made.url)
-
-
-# -- a vendor's tokens -------------------------------------------------------------------------
-
-
-def _vendor(request: web.Request) -> str:
-    vendor = request.match_info["vendor"]
-    if vendor not in _console(request).services.runtime.current.config.vendors:
-        raise NotFound("There is no vendor of that name.")
-    return vendor
-
-
-async def vendor(request: web.Request, **extra: Any) -> web.StreamResponse:
-    console = _console(request)
-    name = _vendor(request)
-    now = datetime.now(UTC)
-    records = await console.services.store.list_tokens(name)
-    rows = []
-    for record in reversed(records):  # newest first
-        state = "active"
-        if record.revoked is not None and record.revoked <= now:
-            state = "revoked"
-        elif record.expires is not None and record.expires <= now:
-            state = "expired"
-        rows.append(
-            {
-                "id": record.id,
-                "prefix": record.prefix,
-                "created": when(record.created),
-                "expires": when(record.expires),
-                "last_used": when(record.last_used),
-                "state": state,
-            }
-        )
-    return console.render(
-        request,
-        "vendor.html",
-        vendor=name,
-        tokens=rows,
-        new_token=extra.pop("new_token", None),
-        **extra,
-    )
-
-
-def _duration(form: Any, name: str, *, required: bool) -> Any:
-    from datetime import timedelta
-
-    from ..config import parse_duration
-
-    value = str(form.get(name, "")).strip()
-    if not value:
-        if required:
-            raise BadRequest(f"{name}: required")
-        return None
-    try:
-        return timedelta(seconds=parse_duration(value))
-    except ValueError as exc:
-        raise BadRequest(f"{name}: {exc}") from exc
-
-
-async def issue(request: web.Request) -> web.StreamResponse:
-    services = _console(request).services
-    name = _vendor(request)
-    form = await request.post()
-    issued = await tokens.issue(
-        services.store, name, ttl=_duration(form, "ttl", required=False), interface="console"
-    )
-    new = {"id": issued.record.id, "token": issued.token}
-    return await vendor(request, new_token=new)
-
-
-async def rotate(request: web.Request) -> web.StreamResponse:
-    services = _console(request).services
-    name = _vendor(request)
-    form = await request.post()
-    grace = _duration(form, "grace", required=True)
-    issued, ending = await tokens.rotate(services.store, name, grace=grace, interface="console")
-    for token_id in ending:
-        services.authenticator.forget(token_id)
-    new = {"id": issued.record.id, "token": issued.token}
-    text = f"Rotated: {len(ending)} older token(s) end after the grace."
-    return await vendor(request, new_token=new, notices=[{"kind": "ok", "text": text}])
-
-
-async def revoke(request: web.Request) -> web.StreamResponse:
-    services = _console(request).services
-    name = _vendor(request)
-    form = await request.post()
-    token_id = str(form.get("token_id", ""))
-    record = await services.store.get_token(token_id)
-    # SECURITY: only a token of the vendor whose page this is.
-    if record is None or record.vendor != name:
-        raise NotFound("That vendor has no token with that id.")
-    await tokens.revoke(services.store, token_id, interface="console")
-    services.authenticator.forget(token_id)
-    return await vendor(request, notices=[{"kind": "ok", "text": f"Token {token_id} revoked."}])
-
-
-# -- the audit trail ---------------------------------------------------------------------------
-
-
-def _app_of(detail: dict[str, Any]) -> str | None:
-    for name in ("app_id", "appId", "app"):
-        value = detail.get(name)
-        if isinstance(value, str):
-            return value
-    return None
-
-
-async def audit(request: web.Request) -> web.StreamResponse:
-    console = _console(request)
-    action = request.query.get("action", "")
-    app = request.query.get("app", "").strip()
-    events = await console.services.store.list_audit(limit=1000)
-    actions = sorted({e.action for e in events})
-    rows = []
-    for event in reversed(events):  # newest first
-        app_id = _app_of(event.detail)
-        if action and event.action != action:
-            continue
-        if app and app_id != app:
-            continue
-        detail = ", ".join(
-            f"{k}={v}" for k, v in sorted(event.detail.items()) if k not in ("app_id", "appId")
-        )
-        rows.append(
-            {
-                "when": event.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-                "action": event.action,
-                "interface": event.interface,
-                "app_id": app_id,
-                "vendor": event.vendor,
-                "token_id": event.token_id,
-                "detail": detail,
-            }
-        )
-    return console.render(
-        request, "audit.html", events=rows, actions=actions, action=action, app=app
-    )
