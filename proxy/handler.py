@@ -227,7 +227,7 @@ class Gateway:
             await answer.write_eof()
             return answer
         district = conn.district.name
-        counter = self._bytes(district)
+        counter = self._bytes[district]
         tally = self.services.metrics.tally
         if small:
             # A small page (the common case) is read whole and sent with its head in one

@@ -144,21 +144,21 @@ def _observe_direct(child: Any, amount: float) -> None:
     child.observe(amount)
 
 
-class Children:
-    """The children of a one-label collector (``district``), remembered by label value:
-    ``.labels()`` costs a lock and a dict per call, too much for every request. For a label
-    with few values, never one of a client's choosing."""
+class Children(dict[str, Any]):
+    """The children of a one-label collector (``district``) by label value: ``children[name]``.
 
-    __slots__ = ("_children", "_collector")
+    ``.labels()`` costs a lock and a dict per call, too much for every request; a hit here is
+    one dict look-up in C (no Python frame), a miss asks the collector once. For a label with
+    few values, never one of a client's choosing."""
+
+    __slots__ = ("_collector",)
 
     def __init__(self, collector: Any) -> None:
+        super().__init__()
         self._collector = collector
-        self._children: dict[str, Any] = {}
 
-    def __call__(self, label: str) -> Any:
-        child = self._children.get(label)
-        if child is None:
-            child = self._children[label] = self._collector.labels(label)
+    def __missing__(self, label: str) -> Any:
+        child = self[label] = self._collector.labels(label)
         return child
 
 

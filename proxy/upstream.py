@@ -180,7 +180,7 @@ class Upstream:
             except UpstreamError as exc:
                 self._count_error(conn, exc.kind)
                 raise
-            services.metrics.tally.observe(self._timers(district.name), _monotonic() - started)
+            services.metrics.tally.observe(self._timers[district.name], _monotonic() - started)
             limits.record_success(district)
 
             if response.status == 401 and token is not None and replayable and not refreshed:
