@@ -32,18 +32,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -53,8 +50,7 @@ from .. import eventloop
 from ..config import Config, Listen
 from ..errors import ConfigError
 from .control import ControlPlane
-from .process import MULTIPROC_ENV, Worker, describe_exit, worker_session
-from .worker import BOOT
+from .process import Worker, describe_exit, spawn, worker_session
 
 log = logging.getLogger("oneroster_proxy")
 
@@ -213,45 +209,22 @@ class Supervisor:
 
     def _spawn(self, index: int, socket_path: str, *, standby: bool) -> Worker:
         assert self._listener is not None
-        fd = self._listener.fileno()
         spec = {
             "config": self.config_path,
             "snapshot": self._snapshot,
-            "gateway_fd": fd,
             "admin_socket": socket_path,
             "log_format": self.log_format,
             "supervisor": os.getpid(),
             "index": index,
-            "standby": standby,
         }
-        env = dict(os.environ)
-        env[MULTIPROC_ENV] = self.metrics_dir
-        # The worker imports this very package, wherever it was imported from here.
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        process = subprocess.Popen(
-            [sys.executable, "-c", BOOT, json.dumps(spec)],
-            stdin=subprocess.PIPE if standby else subprocess.DEVNULL,
-            env=env,
-            pass_fds=(fd,),
-        )
-        return Worker(index, process, socket_path, started=time.monotonic())
+        return spawn(spec, self._listener.fileno(), self.metrics_dir, standby=standby)
 
     def _take_standby(self, index: int) -> bool:
         """Put the standby in the place of worker ``index``; False if there is none."""
         spare, self.standby = self.standby, None
         if spare is None or not spare.running() or spare.process.stdin is None:
             return False
-        spare.index, spare.socket_path, spare.started = (
-            index,
-            self._socket_path(index),
-            time.monotonic(),
-        )
-        try:
-            line = json.dumps({"index": index, "admin_socket": spare.socket_path}) + "\n"
-            spare.process.stdin.write(line.encode())
-            spare.process.stdin.close()
-        except OSError:
+        if not spare.activate(index, self._socket_path(index)):
             return False
         self.workers[index] = spare
         log.info("standby worker takes over", extra={"fields": {"worker": index, "pid": spare.pid}})

@@ -41,7 +41,6 @@ from .process import MULTIPROC_ENV
 log = logging.getLogger("oneroster_proxy")
 
 ORPHAN_CHECK = 1.0  # how often a worker checks that its supervisor is still there
-BOOT = "from proxy.workers.worker import worker_main; worker_main()"
 
 
 def worker_main(argv: list[str] | None = None) -> None:
