@@ -35,7 +35,7 @@ from .context import SERVICES, Services
 from .errors import NotFound, ProxyError
 from .invites import find_invite, hash_token
 from .scopes import SCOPE_ORDER, SCOPES
-from .store.base import InviteRecord
+from .store.base import CheckResult, InviteRecord
 from .tokens import now_utc
 
 log = logging.getLogger("oneroster_proxy.intake")
@@ -219,6 +219,10 @@ async def submit(request: web.Request) -> web.StreamResponse:
             message=f"{err.description}. Ask the vendor for a new link.",
             csrf_token="",
         )
+    # The passing run is the connection's first check: the board shows it green at once.
+    await services.store.add_check_result(
+        CheckResult(app_id=conn.app_id, at=now_utc(), document=report.as_json())
+    )
     _log(invite, "saved", True)
     return _render(request, "intake.html", invite=invite, saved=True, checks=checks, csrf_token="")
 
