@@ -145,22 +145,24 @@ _writer: AccessWriter | None = None
 def log_exchange(request: web.Request, ex: Exchange, elapsed: float) -> None:
     if not access_log.isEnabledFor(logging.INFO):
         return
-    path = request.path
-    if len(path) > _MAX_PATH:
-        path = path[:_MAX_PATH] + "..."
-    names = query_names(request.query_string)
     duration_ms = round(elapsed * 1000, 2)
     token_id = ex.token_id
     if _writer is not None:
         # Encoded here field by field, with json's own C string encoder and int/float reprs
         # (what json.dumps writes for these types): a dict and a json.dumps per request cost
-        # twice as much. tests/test_logs.py compares the line with json.dumps of the fields.
+        # twice as much. The fields that repeat from request to request (who, where, which
+        # path and parameter names) are encoded once per distinct value and remembered.
+        # tests/test_logs.py compares the line with json.dumps of the fields.
+        key = (ex.vendor, ex.app_id, ex.district, ex.method, request.raw_path)
+        middle = _encoded.get(key)
+        if middle is None:
+            middle = _encode_middle(request, ex)
+            if len(_encoded) >= _ENCODED_MAX:
+                _encoded.clear()  # the path is the vendor's to vary: bound what it can hold
+            _encoded[key] = middle
         upstream_status = ex.upstream_status
         _writer.write_encoded(
-            f'"request_id": {_json_str(ex.request_id)}, "vendor": {_json_str(ex.vendor)}, '
-            f'"app": {_json_str(ex.app_id)}, "district": {_json_str(ex.district)}, '
-            f'"method": {_json_str(ex.method)}, "path": {_json_str(path)}, '
-            f'"query_params": [{", ".join(map(_json_str, names))}], '
+            f'"request_id": {_json_str(ex.request_id)}, {middle}, '
             f'"status": {int.__repr__(ex.status)}, '
             f'"upstream_status": '
             f"{'null' if upstream_status is None else int.__repr__(upstream_status)}, "
@@ -169,6 +171,8 @@ def log_exchange(request: web.Request, ex: Exchange, elapsed: float) -> None:
             f'"token_id": {_json_opt(token_id)}, "error": {_json_opt(ex.error)}'
         )
         return
+    path = _logged_path(request)
+    names = query_names(request.query_string)
     fields = {
         "request_id": ex.request_id,
         "vendor": ex.vendor,
@@ -185,6 +189,26 @@ def log_exchange(request: web.Request, ex: Exchange, elapsed: float) -> None:
         "error": ex.error,
     }
     access_log.info("request", extra={"fields": fields})
+
+
+def _logged_path(request: web.Request) -> str:
+    path = request.path
+    return path if len(path) <= _MAX_PATH else path[:_MAX_PATH] + "..."
+
+
+def _encode_middle(request: web.Request, ex: Exchange) -> str:
+    names = query_names(request.query_string)
+    return (
+        f'"vendor": {_json_str(ex.vendor)}, "app": {_json_str(ex.app_id)}, '
+        f'"district": {_json_str(ex.district)}, "method": {_json_str(ex.method)}, '
+        f'"path": {_json_str(_logged_path(request))}, '
+        f'"query_params": [{", ".join(map(_json_str, names))}]'
+    )
+
+
+# (vendor, app, district, method, raw path and query) -> their encoded fields.
+_encoded: dict[tuple[str, str, str, str, str], str] = {}
+_ENCODED_MAX = 1024
 
 
 def _json_opt(value: str | None) -> str:
