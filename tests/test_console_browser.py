@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from proxy.background import BackgroundChecks
 from proxy.check import CHECKS
 from proxy.scopes import SCOPES
 from tests.support import ADMIN_TOKEN, auth
@@ -111,8 +112,10 @@ async def test_operator_signs_in_reads_the_board_checks_and_manages_tokens(brows
     check_cell = failing_rows.first.locator('td[data-label="Last check"]')
     assert "credentials_accepted" in await check_cell.inner_text()
     assert "key/secret wrong or expired" in await check_cell.inner_text()
-    # The README's picture: every connection, one of them failing.
+    # The README's picture: every connection checked (as check_interval would), one failing.
+    assert await BackgroundChecks(proxy.services, interval=0.0).round() is not None
     await page.goto(proxy.admin_url + "/console/")
+    assert "not yet" not in await page.locator("#board").inner_text()
     await page.screenshot(path=str(DOCS / "console-board.png"), full_page=True)
 
     # A vendor's tokens: issue one (shown once), see it work, revoke it.
