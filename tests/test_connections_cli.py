@@ -108,6 +108,17 @@ def test_store_commands_need_only_the_store_table(cli: Cli) -> None:
     ):
         code, _, err = cli(*args, "--config", cfg)
         assert code == 0, (args, err)
+    # secret_keys is read only by the commands that seal or open a secret.
+    without_key = {k: v for k, v in cli.env.items() if k != "ORP_STORE_KEY"}
+    saved, cli.env = cli.env, without_key
+    assert cli("tokens", "list", "--config", cfg)[0] == 0
+    assert cli("connections", "list", "--config", cfg)[0] == 0
+    code, _, err = cli(
+        "connections", "add", "s1", "--config", cfg, "--vendor", "acme",
+        "--district", "springfield", "--key", "k", "--scopes", "roster.readonly", stdin=SECRET,
+    )  # fmt: skip
+    assert code == 2 and "store.secret_keys[0]: environment variable ORP_STORE_KEY" in err
+    cli.env = saved
     issued = cli.ok("tokens", "issue", "acme")
     assert issued.rstrip().splitlines()[-1].startswith("orp_")
     code, _, err = cli("config", "validate", cfg)
