@@ -451,8 +451,12 @@ def main(argv: list[str] | None = None) -> int:
             if "slow" in parts:
                 slow_direct = Node("slow-direct", slow, lambda: [], prefix="")
                 slow_proxy = dataclasses.replace(proxy, prefix=f"/{SLOW_APP}")
+                # The bare forwarder in front of the slow district: what any aiohttp forwarder
+                # costs there (the floor for (4)).
+                slow_bare = bench.start_bare("bare-slow", slow, uvloop=True)
                 items["slow direct"] = lambda: bench.load(slow_direct, SMALL, 400)
                 items["slow proxy"] = lambda: bench.load(slow_proxy, SMALL, 400)
+                items["slow bare-uvloop"] = lambda: bench.load(slow_bare, SMALL, 400)
             names = list(items)
             for r in range(args.rounds):
                 for name in order(names, r):
@@ -544,7 +548,7 @@ def report(
         print(f"\n{args.rate:g} req/s constant rate, small page (rate_client.py)")
         print(table(["target", "p50 ms", "p99 ms", "max ms", "late", "errors"], rows))
     rows = []
-    for item in ("slow direct", "slow proxy"):
+    for item in ("slow direct", "slow proxy", "slow bare-uvloop"):
         if item in runs:
             rows.append(
                 [
