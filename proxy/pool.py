@@ -124,7 +124,7 @@ class KeepAlivePool:
         self._max_line = max_line_size
         self._max_field = max_field_size
         self._max_headers = max_headers
-        self._origins: dict[str, _Origin] = {}
+        self._origins: dict[tuple[str, bool], _Origin] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._contexts: dict[bool, ssl.SSLContext] = {}
         self.closed = False
@@ -141,9 +141,12 @@ class KeepAlivePool:
         """Send ``method url`` (absolute, already encoded as it must go out) with ``headers``
         and wait up to ``timeout`` for connecting and for each read of the answer's head."""
         origin_text, target = _split(url)
-        origin = self._origins.get(origin_text)
+        # SECURITY: a connection made without certificate checks (tls_verify = false) is never
+        # handed to a request that wants them: the pool is keyed by both.
+        key = (origin_text, verify)
+        origin = self._origins.get(key)
         if origin is None:
-            origin = self._origins[origin_text] = _Origin(origin_text)
+            origin = self._origins[key] = _Origin(origin_text)
         head = _head(method, target, origin.host_header, headers)
         proto = self._idle(origin)
         if proto is None:

@@ -138,7 +138,7 @@ async def test_connection_close_and_unread_answers_are_never_reused(pool):
 async def test_a_district_that_closed_an_idle_connection_gets_a_fresh_one(pool):
     async with Server(lambda head: OK) as server:
         assert await get(pool, server.url()) == b"hello"
-        idle = pool._origins[f"http://127.0.0.1:{server.port}"].idle
+        idle = pool._origins[(f"http://127.0.0.1:{server.port}", True)].idle
         idle[0][1].transport.close()  # as if the district had closed it
         await asyncio.sleep(0.05)
         assert await get(pool, server.url()) == b"hello"
@@ -204,3 +204,70 @@ async def test_idle_connections_are_closed_after_keepalive():
             await asyncio.wait_for(server.closed.wait(), 10)
     finally:
         await pool.close()
+
+
+def _self_signed(tmp_path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 that no CA signed, and its key (PEM files)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+async def test_tls_is_verified_unless_the_district_turns_it_off(pool, tmp_path):
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = Server(lambda head: OK)
+    server._server = await asyncio.start_server(server._handle, "127.0.0.1", 0, ssl=context)
+    server.port = server._server.sockets[0].getsockname()[1]
+    url = f"https://127.0.0.1:{server.port}/ims/oneroster/v1p1/users"
+    try:
+        # SECURITY: a certificate no trusted CA signed is refused by default...
+        with pytest.raises(UpstreamConnectError, match="certificate"):
+            with forward.UPSTREAM_ERRORS:
+                await pool.get(url, [], 5)
+        # ...and accepted only where the district's tls_verify = false says so.
+        with forward.UPSTREAM_ERRORS:
+            response = await pool.get(url, [], 5, verify=False)
+            assert await response.read() == b"hello"
+        assert server.heads[-1].startswith(b"GET /ims/oneroster/v1p1/users HTTP/1.1\r\n")
+        # The unverified connection now idles in the pool: a verifying request never gets it.
+        with pytest.raises(UpstreamConnectError, match="certificate"):
+            with forward.UPSTREAM_ERRORS:
+                await pool.get(url, [], 5)
+    finally:
+        await server.__aexit__()
