@@ -203,6 +203,9 @@ async def _run(
     tally = Tally()
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
+        # aiohttp re-sends a GET once when its connection drops (RFC 9112 9.3.1); vendors'
+        # clients may not, so the tally counts what the proxy itself lets through.
+        session._retry_connection = False
         admin = proc.admin_url
 
         async def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:

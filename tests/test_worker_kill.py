@@ -72,6 +72,9 @@ async def _kill_under_load(proc: Served, token: str) -> None:
     connector = aiohttp.TCPConnector(force_close=True, limit=0)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        # aiohttp re-sends a GET once when its connection drops (RFC 9112 9.3.1): that would
+        # hide the very failures this test counts.
+        session._retry_connection = False
 
         async def client() -> None:
             while not stop.is_set():
