@@ -36,8 +36,11 @@ from .errors import (
     BadRequest,
     NotFound,
     ProxyError,
+    StoreUnavailable,
     Unauthorized,
     error_response,
+    imsx_body,
+    imsx_response,
     refusal_response,
 )
 from .reload import reload_config
@@ -118,6 +121,14 @@ async def _admin_errors(request: web.Request, handler: Handler) -> web.StreamRes
         if request.path not in PUBLIC_PATHS and not is_console_route(request):
             _authorize(request)
         return await handler(request)
+    except StoreUnavailable as err:
+        if request.path in PUBLIC_PATHS or is_console_route(request):
+            return error_response(err)
+        # An operator who passed the admin token is told what the store said (e.g. that no
+        # Redis replica confirmed a new token); the description names the store without its
+        # password. Vendors and unauthenticated probes only ever get the generic text.
+        body = imsx_body(err.description, err.code_minor)
+        return imsx_response(err.status, body, err.headers())
     except ProxyError as err:
         return error_response(err)
     except web.HTTPException as exc:

@@ -217,6 +217,9 @@ async def _run_failover(proxies: dict[str, Served], cluster: SentinelCluster) ->
             f"{proxies['b'].admin_url}/admin/vendors/acme/tokens", json={}, headers=ADMIN
         ) as resp:
             assert resp.status == 503, await resp.text()
+            assert resp.headers["Retry-After"]
+            # The operator is told why (the vendor-facing text would say only "unavailable").
+            assert "no replica confirmed it" in (await resp.json())["imsx_description"]
         # The dead node comes back; Sentinel makes it a replica of the promoted one, and
         # issuing works again, on the new master.
         await asyncio.to_thread(cluster.restore)
