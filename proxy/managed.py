@@ -29,6 +29,7 @@ from .records import (
     check_connection,
     check_district,
     config_connection_view,
+    connection_table,
     connection_view,
     district_config,
     district_record,
@@ -134,20 +135,6 @@ async def _stored(store: Store, catalog: Catalog, app_id: str) -> ConnectionReco
     return record
 
 
-def _table(record: ConnectionRecord, secret: str) -> dict[str, Any]:
-    table: dict[str, Any] = {
-        "vendor": record.vendor,
-        "district": record.district,
-        "key": record.key,
-        "secret": secret,
-        "scopes": list(record.scopes),
-        "enabled": record.enabled,
-    }
-    if record.expires is not None:
-        table["expires"] = record.expires
-    return table
-
-
 async def update_connection(
     store: Store, catalog: Catalog, app_id: str, changes: Mapping[str, Any], *, interface: str
 ) -> ConnectionRecord:
@@ -161,7 +148,7 @@ async def update_connection(
     if problems:
         raise ConfigError(problems)
     # The secret stays sealed: validation needs a value, not this one.
-    table = {**_table(old, "unchanged"), **changes}
+    table = {**connection_table(old, "unchanged"), **changes}
     table = {k: v for k, v in table.items() if v is not None}
     cfg = check_connection(app_id, table, catalog.vendors | {old.vendor}, True)
     record = replace(
@@ -199,7 +186,7 @@ async def renew_connection(
 ) -> ConnectionRecord:
     """New key and secret (and expiry when given; None: no expiry), in use at once."""
     old = await _stored(store, catalog, app_id)
-    table = {**_table(old, ""), "key": key, "secret": secret}
+    table = {**connection_table(old, ""), "key": key, "secret": secret}
     if expires is not _KEEP:
         table["expires"] = expires
     table = {k: v for k, v in table.items() if v is not None}
@@ -231,6 +218,7 @@ __all__ = [
     "check_connection",
     "check_district",
     "config_connection_view",
+    "connection_table",
     "connection_view",
     "district_config",
     "district_record",

@@ -155,19 +155,43 @@ def district_record(name: str, cfg: DistrictConfig, table: Mapping[str, Any]) ->
     )
 
 
-def district_table(record: DistrictRecord) -> dict[str, Any]:
-    """The ``[districts.X]`` table of a store district (what ``check_district`` takes)."""
+def district_table(district: DistrictRecord | DistrictConfig) -> dict[str, Any]:
+    """The ``[districts.X]`` table of a district (what ``check_district`` takes): a store
+    record's values as written, or a validated config's written back."""
     table: dict[str, Any] = {
-        "base_url": record.base_url,
-        "auth": record.auth,
-        "vendor_authorization": record.vendor_authorization,
-        "versions": [_VERSIONS.get(v, v) for v in record.versions],
+        "base_url": district.base_url,
+        "auth": district.auth,
+        "vendor_authorization": district.vendor_authorization,
+        "versions": [_VERSIONS.get(v, v) for v in district.versions],
     }
-    if record.auth == "oauth1":
-        table["signature_method"] = record.signature_method
-    for name in ("token_url", "max_connections", "max_wait", "rate_limit"):
-        if getattr(record, name) is not None:
-            table[name] = getattr(record, name)
+    if district.auth == "oauth1":
+        table["signature_method"] = district.signature_method
+    if isinstance(district, DistrictConfig):
+        optional: dict[str, Any] = {
+            "token_url": district.token_url,
+            "max_connections": district.max_connections,
+            "max_wait": f"{district.max_wait:g}s",
+            "rate_limit": None if district.rate_limit is None else str(district.rate_limit),
+        }
+    else:
+        names = ("token_url", "max_connections", "max_wait", "rate_limit")
+        optional = {name: getattr(district, name) for name in names}
+    table.update({k: v for k, v in optional.items() if v is not None})
+    return table
+
+
+def connection_table(conn: ConnectionRecord | ConnectionConfig, secret: str) -> dict[str, Any]:
+    """The ``[connections.X]`` table of a connection, with ``secret`` (a record's is sealed)."""
+    table: dict[str, Any] = {
+        "vendor": conn.vendor,
+        "district": conn.district,
+        "key": conn.key,
+        "secret": secret,
+        "scopes": sorted(conn.scopes),
+        "enabled": conn.enabled,
+    }
+    if conn.expires is not None:
+        table["expires"] = conn.expires
     return table
 
 

@@ -15,47 +15,11 @@ from typing import Any
 
 from .. import config as config_mod
 from .. import managed
-from ..config import ConnectionConfig, DistrictConfig
 from ..errors import ConfigError
 from ..partial import StoreOnly
 from ..store.base import Store
 from ..store.crypto import SecretBox, SecretKeyError
 from ._managed import run
-
-_VERSIONS = {"v1p1": "1.1", "v1p2": "1.2"}
-
-
-def district_table(cfg: DistrictConfig) -> dict[str, Any]:
-    table: dict[str, Any] = {
-        "base_url": cfg.base_url,
-        "auth": cfg.auth,
-        "vendor_authorization": cfg.vendor_authorization,
-        "versions": [_VERSIONS.get(v, v) for v in cfg.versions],
-        "max_wait": f"{cfg.max_wait:g}s",
-    }
-    if cfg.auth == "oauth1":
-        table["signature_method"] = cfg.signature_method
-    else:
-        table["token_url"] = cfg.token_url
-    if cfg.max_connections is not None:
-        table["max_connections"] = cfg.max_connections
-    if cfg.rate_limit is not None:
-        table["rate_limit"] = str(cfg.rate_limit)
-    return table
-
-
-def connection_table(cfg: ConnectionConfig) -> dict[str, Any]:
-    table: dict[str, Any] = {
-        "vendor": cfg.vendor,
-        "district": cfg.district,
-        "key": cfg.key,
-        "secret": cfg.secret,
-        "scopes": sorted(cfg.scopes),
-        "enabled": cfg.enabled,
-    }
-    if cfg.expires is not None:
-        table["expires"] = cfg.expires
-    return table
 
 
 async def _plan(
@@ -77,7 +41,7 @@ async def _plan(
                 "district in the config file"
             )
             continue
-        table = district_table(district)
+        table = managed.district_table(district)
         stored = await store.get_district(name)
         if stored is None:
             try:
@@ -100,7 +64,7 @@ async def _plan(
         if conn.vendor not in catalog.vendors:
             problems.append(f'{where}.vendor: vendor "{conn.vendor}" is not in {target.source}')
             continue
-        table = connection_table(conn)
+        table = managed.connection_table(conn, conn.secret)
         existing = await store.get_connection(app_id)
         if existing is None:
             try:  # what the write will check, checked before anything is written

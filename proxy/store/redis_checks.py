@@ -6,18 +6,15 @@ hashes that Redis drops a day after they expire. Mixed into ``RedisStore``.
 from __future__ import annotations
 
 import json
-from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, cast
-
-import redis.asyncio as aioredis
 
 from .base import (
     CHECK_HISTORY,
     CheckResult,
     InviteRecord,
 )
-from .redis_rows import _time, _us
+from .redis_rows import RedisRole, _time, _us
 
 _ADD_INVITE = """
 -- KEYS: invite hash.  ARGV: expire-at (ms), then hash field/value pairs
@@ -37,17 +34,8 @@ return 1
 """
 
 
-class RedisChecks:
+class RedisChecks(RedisRole):
     """The ``CheckStore`` methods of ``RedisStore``."""
-
-    _client: aioredis.Redis
-    _prefix: str
-
-    def _key(self, kind: str, name: str = "") -> str:  # supplied by RedisStore
-        raise NotImplementedError
-
-    def _unavailable(self, operation: str) -> AbstractContextManager[None]:
-        raise NotImplementedError
 
     def _register_check_scripts(self) -> None:
         register = self._client.register_script

@@ -16,16 +16,13 @@ one round trip for the connection and its district. Mixed into ``RedisStore``.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Any, cast
 
-import redis.asyncio as aioredis
-
 from ..errors import Conflict, NotFound
 from .base import ConnectionRecord, DistrictRecord
+from .redis_rows import RedisRole, _us
 from .redis_rows import _time as _parse_time
-from .redis_rows import _us
 
 _ADD_DISTRICT = """
 -- KEYS: district hash, districts index.  ARGV: name, then field/value pairs
@@ -187,17 +184,8 @@ def _pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-class RedisConnections:
+class RedisConnections(RedisRole):
     """The ``ConnectionStore`` methods of ``RedisStore``."""
-
-    _client: aioredis.Redis
-    _prefix: str
-
-    def _key(self, kind: str, name: str = "") -> str:  # supplied by RedisStore
-        raise NotImplementedError
-
-    def _unavailable(self, operation: str) -> AbstractContextManager[None]:
-        raise NotImplementedError
 
     def _register_connection_scripts(self) -> None:
         register = self._client.register_script

@@ -6,14 +6,12 @@ Mixed into ``RedisStore``.
 from __future__ import annotations
 
 import math
-from contextlib import AbstractContextManager
-
-import redis.asyncio as aioredis
 
 from .base import (
     validate_bucket,
     validate_slot,
 )
+from .redis_rows import RedisRole
 
 # Server TIME, not each replica's clock: replicas with skewed clocks still share one bucket.
 # Numbers go back as strings because Redis truncates a Lua number reply to an integer.
@@ -51,17 +49,8 @@ return 1
 """
 
 
-class RedisLimits:
+class RedisLimits(RedisRole):
     """The ``LimitStore`` methods of ``RedisStore``."""
-
-    _client: aioredis.Redis
-    _prefix: str
-
-    def _key(self, kind: str, name: str = "") -> str:  # supplied by RedisStore
-        raise NotImplementedError
-
-    def _unavailable(self, operation: str) -> AbstractContextManager[None]:
-        raise NotImplementedError
 
     def _register_limit_scripts(self) -> None:
         register = self._client.register_script

@@ -6,17 +6,14 @@ with Sentinel a change is acknowledged only once a replica has it (``_replicated
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, cast
-
-import redis.asyncio as aioredis
 
 from .base import (
     TokenRecord,
     VendorAuth,
 )
-from .redis_rows import _time, _us
+from .redis_rows import RedisRole, _time, _us
 
 _ADD_TOKEN = """
 -- KEYS: token hash, all index, vendor index, active index, vendors set
@@ -98,17 +95,8 @@ return 0
 """
 
 
-class RedisTokens:
+class RedisTokens(RedisRole):
     """The ``TokenStore`` methods of ``RedisStore``."""
-
-    _client: aioredis.Redis
-    _prefix: str
-
-    def _key(self, kind: str, name: str = "") -> str:  # supplied by RedisStore
-        raise NotImplementedError
-
-    def _unavailable(self, operation: str) -> AbstractContextManager[None]:
-        raise NotImplementedError
 
     async def _replicated(
         self, script: Any, keys: list[str], args: list[Any], operation: str

@@ -7,19 +7,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from .base import (
     CHECK_HISTORY,
     CheckResult,
     InviteRecord,
 )
-from .sqlite_rows import _iso, _iso_or_none, _time, _write
-
-T = TypeVar("T")
-Op = Callable[[sqlite3.Connection, sqlite3.Connection], T]
+from .sqlite_rows import SqliteRole, _iso, _iso_or_none, _time, _write
 
 _INVITE_COLUMNS = "token_hash, app_id, vendor, district_name, scopes, created, expires, spent"
 
@@ -45,11 +41,8 @@ def _invite(row: tuple[Any, ...]) -> InviteRecord:
     )
 
 
-class SqliteChecks:
+class SqliteChecks(SqliteRole):
     """The ``CheckStore`` methods of ``SqliteStore``."""
-
-    async def _run(self, fn: Op[T]) -> T:  # supplied by SqliteStore
-        raise NotImplementedError
 
     # -- background checks and intake links ---------------------------------------------------
 

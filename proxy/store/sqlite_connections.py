@@ -10,15 +10,12 @@ pass the check. Mixed into ``SqliteStore``, which supplies ``_run`` (the store's
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from ..errors import Conflict, NotFound
 from .base import ConnectionRecord, DistrictRecord
-from .sqlite_rows import _iso, _time, _write
-
-T = TypeVar("T")
+from .sqlite_rows import SqliteRole, _iso, _time, _write
 
 #: Schema 2 of the sqlite store: applied by ``SqliteStore``'s migrations.
 TABLES: tuple[str, ...] = (
@@ -135,14 +132,8 @@ def _connection(row: tuple[Any, ...]) -> ConnectionRecord:
     )
 
 
-Op = Callable[[sqlite3.Connection, sqlite3.Connection], T]
-
-
-class SqliteConnections:
+class SqliteConnections(SqliteRole):
     """The ``ConnectionStore`` methods of ``SqliteStore``."""
-
-    async def _run(self, fn: Op[T]) -> T:  # supplied by SqliteStore
-        raise NotImplementedError
 
     # -- districts ------------------------------------------------------------------------------
 

@@ -15,20 +15,16 @@ from .base import (
     validate_bucket,
     validate_slot,
 )
-from .sqlite_rows import _write
+from .sqlite_rows import SqliteRole, _write
 
 T = TypeVar("T")
-Op = Callable[[sqlite3.Connection, sqlite3.Connection], T]
 
 # Float error in the refill arithmetic must not turn "exactly enough" into a tiny wait.
 _EPSILON = 1e-9
 
 
-class SqliteLimits:
+class SqliteLimits(SqliteRole):
     """The ``LimitStore`` methods of ``SqliteStore``."""
-
-    async def _run(self, fn: Op[T]) -> T:  # supplied by SqliteStore
-        raise NotImplementedError
 
     def _inline(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[bool, T | None]:
         raise NotImplementedError  # supplied by SqliteStore

@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TypeVar
+
+T = TypeVar("T")
+Op = Callable[[sqlite3.Connection, sqlite3.Connection], T]
 
 
 def _iso(value: datetime) -> str:
@@ -34,3 +38,11 @@ def _write(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+class SqliteRole:
+    """The part of ``SqliteStore`` a role's mixin uses: ``_run`` runs ``fn(conn, limits)`` on
+    the store's one thread (``SqliteStore`` supplies it)."""
+
+    async def _run(self, fn: Op[T]) -> T:
+        raise NotImplementedError

@@ -6,18 +6,14 @@ fingerprint). Mixed into ``SqliteStore``, which supplies ``_run`` (the store's o
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from .base import (
     TokenRecord,
     VendorAuth,
 )
-from .sqlite_rows import _iso, _iso_or_none, _time, _write
-
-T = TypeVar("T")
-Op = Callable[[sqlite3.Connection, sqlite3.Connection], T]
+from .sqlite_rows import SqliteRole, _iso, _iso_or_none, _time, _write
 
 _TOKEN_COLUMNS = "id, vendor, secret_hash, prefix, created, expires, revoked, last_used"
 
@@ -51,11 +47,8 @@ def _record(row: tuple[Any, ...]) -> TokenRecord:
     )
 
 
-class SqliteTokens:
+class SqliteTokens(SqliteRole):
     """The ``TokenStore`` methods of ``SqliteStore``."""
-
-    async def _run(self, fn: Op[T]) -> T:  # supplied by SqliteStore
-        raise NotImplementedError
 
     # -- tokens -------------------------------------------------------------------------------
 
