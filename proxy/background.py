@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from .catalog import Listed, check_connection, every_connection
+from .config import expiry_end
 from .context import SERVICES, Services
 from .errors import ProxyError
 
@@ -132,12 +133,17 @@ async def refresh_check_gauges(services: Services) -> None:
     """``check_ok``, ``check_timestamp_seconds`` and ``check_failed_twice`` from the store, at
     scrape time: the same on every replica, and gone for a removed connection."""
     districts = {a: c.district.name for a, c in services.runtime.current.connections.items()}
+    file_apps = set(districts)
+    # Store connections' expiry series too (the alert on expiring connections covers them).
+    ends: dict[tuple[str, str], float] = {}
     try:
         after = ""
         while True:
             page = await services.store.list_connections(after=after, limit=500)
             for record in page:
                 districts.setdefault(record.app_id, record.district)
+                if record.expires is not None and record.app_id not in file_apps:
+                    ends[(record.app_id, record.district)] = expiry_end(record.expires).timestamp()
             if len(page) < 500:
                 break
             after = page[-1].app_id
@@ -145,6 +151,7 @@ async def refresh_check_gauges(services: Services) -> None:
     except ProxyError:
         return
     metrics = services.metrics
+    metrics.set_store_expiry(ends)
     for gauge in (metrics.check_ok, metrics.check_timestamp, metrics.check_failed_twice):
         gauge.clear()
     for app_id, results in last.items():

@@ -8,8 +8,9 @@ three-digit status.
 
 One metric beyond SPEC's list: ``connection_expiry_timestamp_seconds{app,district}``, the end
 of each connection's ``expires`` day (UTC) as a Unix time, set from the config at start and on
-every reload, so an alert can fire 30 days before a district connection lapses
-(``config/prometheus-alerts.yml``). Connections without ``expires`` have no series.
+every reload (and for store connections from the store at scrape time), so an alert can fire
+30 days before a district connection lapses (``config/prometheus-alerts.yml``). Connections
+without ``expires`` have no series.
 And, beside SPEC's ``check_ok`` and ``check_timestamp_seconds``,
 ``check_failed_twice{app,district}``: 1 when the two newest background checks both failed, the
 alert's condition, which a gauge of the newest result alone cannot express whatever the
@@ -18,6 +19,7 @@ interval.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -239,6 +241,8 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        # The store connections' series, so the next scrape can drop those that left.
+        self._store_expiry: dict[tuple[str, str], float] = {}
         # SPEC "Background checks"; read from the store at scrape time (proxy.background).
         self.check_ok = Gauge(
             "oneroster_proxy_check_ok",
@@ -269,7 +273,20 @@ class Metrics:
     def set_connections(self, config: Config) -> None:
         """Expiry series for ``config``'s connections (at start and after every reload)."""
         self.connection_expiry.clear()
+        self._store_expiry.clear()
         for app_id, conn in config.connections.items():
             end = conn.ends_at
             if end is not None:
                 self.connection_expiry.labels(app_id, conn.district).set(end.timestamp())
+
+    def set_store_expiry(self, ends: dict[tuple[str, str], float]) -> None:
+        """Expiry series for store connections, ``(app, district) -> end`` as read from the
+        store at scrape time; a series whose connection left the store (or lost its expiry)
+        goes with it."""
+        gone = set(self._store_expiry) - set(ends)
+        for labels in gone:
+            with contextlib.suppress(KeyError):
+                self.connection_expiry.remove(*labels)
+        for labels, end in ends.items():
+            self.connection_expiry.labels(*labels).set(end)
+        self._store_expiry = dict(ends)

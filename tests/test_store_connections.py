@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +276,32 @@ async def test_applications_lists_the_vendors_store_connections(
     assert listed["store-1"]["expires"] == "2031-01-31"
     assert listed["store-1"]["base_url"].endswith("/store-1/ims/oneroster")
     assert "key" not in listed["store-1"] and "secret" not in listed["store-1"]
+
+
+async def test_store_connections_have_expiry_series_until_removed(
+    sandbox, start_proxy, http, tmp_path
+):
+    proxy = await start_proxy(sandbox, with_key(base_config(tmp_path, sandbox)))
+    await add(proxy, "store-1", sandbox, expires="2031-01-31")
+    await add(proxy, "store-2", sandbox)
+
+    async def expiry_lines() -> list[str]:
+        async with http.get(f"{proxy.admin_url}/metrics") as resp:
+            text = await resp.text()
+        return [
+            line
+            for line in text.splitlines()
+            if line.startswith("oneroster_proxy_connection_expiry_timestamp_seconds{")
+        ]
+
+    lines = await expiry_lines()
+    store_lines = [line for line in lines if 'app="store-' in line]
+    assert len(store_lines) == 1, lines
+    labels, value = store_lines[0].rsplit(" ", 1)
+    assert labels.endswith('{app="store-1",district="springfield"}')
+    # The end of 2031-01-31, UTC (expires is inclusive).
+    assert float(value) == datetime(2031, 2, 1, tzinfo=UTC).timestamp()
+    await managed.remove_connection(
+        proxy.services.store, Catalog.of(proxy.config), "store-1", interface="cli"
+    )
+    assert not [line for line in await expiry_lines() if 'app="store-' in line]
