@@ -35,7 +35,7 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -158,6 +158,65 @@ class _Renewal:
                 await task
 
 
+class _HeldSlot:
+    """One exchange's hold on a capped district: a place in this process's FIFO queue
+    (``FairSlots``), then a slot in the store (shared by every process on it), renewed while a
+    long transfer runs and given back after the answer. A plain class rather than a generator
+    context manager: it is entered on every request to a capped district."""
+
+    __slots__ = ("_district", "_held", "_limit", "_limits", "_local", "_renewal")
+
+    def __init__(self, limits: Limits, district: DistrictConfig, limit: int) -> None:
+        self._limits = limits
+        self._district = district
+        self._limit = limit
+        self._local: FairSlots | None = None
+        self._renewal: _Renewal | None = None
+        self._held: tuple[Store, str, str] | None = None
+
+    async def __aenter__(self) -> None:
+        limits, district, limit = self._limits, self._district, self._limit
+        deadline = limits._clock() + district.max_wait
+        local = limits._local_slots(district.name, limit)
+        if not await local.acquire(district.max_wait):
+            raise limits._busy(district)
+        self._local = local
+        try:
+            store = limits.store
+            if store is None:
+                return
+            key = f"district:{district.name}"
+            holder = f"{limits._holder_prefix}{next(limits._holders):x}"
+            try:
+                held = await limits._poll_slot(store, key, limit, holder, deadline)
+            except asyncio.CancelledError:
+                # The vendor went away mid-poll, perhaps just as the store granted the slot:
+                # give it back now rather than leave it to the ttl.
+                with contextlib.suppress(StoreUnavailable):
+                    await store.release_slot(key, holder)
+                raise
+            if held is None:
+                raise limits._busy(district)
+            if held:  # False: the store is down, the local cap alone holds (fail open)
+                self._renewal = _Renewal(limits, store, key, limit, holder)
+                self._held = (store, key, holder)
+        except BaseException:
+            local.release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if self._renewal is not None:
+                await self._renewal.stop()
+            if self._held is not None:
+                # Given back after the answer, not before it: the vendor does not wait for the
+                # store, and this process's own cap (FairSlots) is freed at once anyway.
+                self._limits._release_later(*self._held)
+        finally:
+            if self._local is not None:
+                self._local.release()
+
+
 class Limits:
     """Every limit of one app; kept across config reloads (keyed by vendor/district name).
 
@@ -236,19 +295,7 @@ class Limits:
         the common case costs no generator per request."""
         if district.max_connections is None:
             return _NO_SLOT
-        return self._held_slot(district, district.max_connections)
-
-    @contextlib.asynccontextmanager
-    async def _held_slot(self, district: DistrictConfig, limit: int) -> AsyncIterator[None]:
-        deadline = self._clock() + district.max_wait
-        local = self._local_slots(district.name, limit)
-        if not await local.acquire(district.max_wait):
-            raise self._busy(district)
-        try:
-            async with self._store_slot(district, limit, deadline):
-                yield
-        finally:
-            local.release()
+        return _HeldSlot(self, district, district.max_connections)
 
     def _local_slots(self, name: str, limit: int) -> FairSlots:
         slots = self._slots.get(name)
@@ -257,36 +304,6 @@ class Limits:
             # the old one release it as they finish.
             slots = self._slots[name] = FairSlots(limit)
         return slots
-
-    @contextlib.asynccontextmanager
-    async def _store_slot(
-        self, district: DistrictConfig, limit: int, deadline: float
-    ) -> AsyncIterator[None]:
-        store = self.store
-        if store is None:
-            yield
-            return
-        key = f"district:{district.name}"
-        holder = f"{self._holder_prefix}{next(self._holders):x}"
-        try:
-            held = await self._poll_slot(store, key, limit, holder, deadline)
-        except asyncio.CancelledError:
-            # The vendor went away mid-poll, perhaps just as the store granted the slot: give
-            # it back now rather than leave it to the ttl.
-            with contextlib.suppress(StoreUnavailable):
-                await store.release_slot(key, holder)
-            raise
-        if held is None:
-            raise self._busy(district)
-        renewal = _Renewal(self, store, key, limit, holder) if held else None
-        try:
-            yield
-        finally:
-            if renewal is not None:
-                await renewal.stop()
-                # Given back after the answer, not before it: the vendor does not wait for the
-                # store, and this process's own cap (FairSlots) is freed at once anyway.
-                self._release_later(store, key, holder)
 
     def _release_later(self, store: Store, key: str, holder: str) -> None:
         self._to_release.append((store, key, holder))
