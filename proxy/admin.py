@@ -45,6 +45,7 @@ from .errors import (
 )
 from .reload import reload_config
 from .runtime import Connection
+from .scopes import SCOPES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("oneroster_proxy.admin")
@@ -284,23 +285,41 @@ async def reload(request: web.Request) -> web.Response:
     )
 
 
+@admin_connections.answers(lambda request: "")
 async def invite_connection(request: web.Request) -> web.Response:
-    """SPEC "District intake": a one-time link for this appId; the URL is shown once."""
+    """SPEC "District intake": a one-time link for this appId; the URL is shown once. Refusals
+    are this API's ``{"errors": [...]}`` (SPEC "Connections in the store"), every problem of
+    the body at once."""
     services = _services(request)
     body = await json_object(request)
     only_fields(body, "vendor", "district_name", "scopes", "ttl")
+    problems: list[str] = []
     vendor = body.get("vendor")
     if not isinstance(vendor, str) or not vendor:
-        raise BadRequest("vendor: required")
+        problems.append("vendor: required")
     scopes = body.get("scopes", [])
     if not isinstance(scopes, list) or not all(isinstance(x, str) for x in scopes):
-        raise BadRequest("scopes: must be a list of scope names")
+        problems.append("scopes: must be a list of scope names")
+    else:
+        problems += [
+            f'scopes[{i}]: unknown scope "{scope}"'
+            for i, scope in enumerate(scopes)
+            if scope not in SCOPES
+        ]
     name = body.get("district_name")
+    if name is not None and not isinstance(name, str):
+        problems.append("district_name: must be a string")
     ttl = body.get("ttl")
-    if (name is not None and not isinstance(name, str)) or (
-        ttl is not None and not isinstance(ttl, str)
-    ):
-        raise BadRequest("district_name and ttl: must be strings")
+    if ttl is not None and not isinstance(ttl, str):
+        problems.append("ttl: must be a string")
+    else:
+        try:
+            invites.parse_ttl(ttl)
+        except BadRequest as err:
+            problems.append(err.description)
+    if problems:
+        raise ConfigError(problems)
+    assert isinstance(vendor, str) and isinstance(scopes, list)
     runtime = services.runtime.current
     made = await invites.create_invite(
         services.store,

@@ -250,3 +250,36 @@ async def test_without_secret_keys_adding_a_secret_is_refused_naming_the_key(
 async def test_the_admin_token_is_required(proxy, http):
     async with http.post(f"{proxy.admin_url}/admin/districts", json={}) as resp:
         assert resp.status == 401
+
+
+async def test_invite_refusals_are_errors_lists_with_every_problem(proxy, http):
+    """POST /admin/connections/{appId}/invite answers like the other store routes: 400 with
+    every problem of the body, 404 for an unknown vendor, 409 for a config connection."""
+    status, body = await call(
+        http,
+        proxy,
+        "POST",
+        "/admin/connections/new-9/invite",
+        {"vendor": "", "scopes": ["roster-core.readonly", "bogus"], "ttl": "x"},
+    )
+    assert status == 400
+    assert body["errors"][0] == "vendor: required"
+    assert body["errors"][1] == 'scopes[1]: unknown scope "bogus"'
+    assert body["errors"][2].startswith("ttl: ")
+    status, body = await call(http, proxy, "POST", "/admin/connections/new-9/invite", "[]")
+    assert status == 400 and body["errors"]
+    status, body = await call(
+        http, proxy, "POST", "/admin/connections/new-9/invite", {"vendor": "nobody"}
+    )
+    assert status == 404 and "nobody" in body["errors"][0]
+    status, body = await call(
+        http, proxy, "POST", "/admin/connections/app-7/invite", {"vendor": "acme"}
+    )
+    assert status == 409 and "app-7" in body["errors"][0]
+    status, made = await call(
+        http, proxy, "POST", "/admin/connections/new-9/invite", {"vendor": "acme"}
+    )
+    assert status == 201 and "/intake/" in made["url"]
+    assert [a for a in await audit_actions(proxy) if a[0] == "connection.invite"] == [
+        ("connection.invite", "admin", "new-9")
+    ]
