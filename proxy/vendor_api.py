@@ -86,6 +86,8 @@ async def applications(request: web.Request) -> web.Response:
                 "expired": conn.config.expired(now),
                 "expires": conn.config.expires.isoformat() if conn.config.expires else None,
                 "base_url": f"{base}/{app_id}/ims/oneroster",
+                # SPEC.md "Connections in the store": every listing shows where it lives.
+                "source": "config" if app_id in runtime.connections else "store",
             }
         )
     return web.json_response({"applications": apps})

@@ -276,6 +276,7 @@ async def test_applications_lists_the_vendors_store_connections(
     assert listed["store-1"]["expires"] == "2031-01-31"
     assert listed["store-1"]["base_url"].endswith("/store-1/ims/oneroster")
     assert "key" not in listed["store-1"] and "secret" not in listed["store-1"]
+    assert (listed["app-7"]["source"], listed["store-1"]["source"]) == ("config", "store")
 
 
 async def test_store_connections_have_expiry_series_until_removed(
