@@ -84,18 +84,9 @@ def main(args: argparse.Namespace) -> int:
     config = load(args)
     catalog = config.catalog
     action = args.districts_command
-    if action == "add":
-        record = run(
-            config,
-            lambda s: managed.add_district(s, catalog, args.name, _table(args), interface="cli"),
-        )
-        show(managed.district_view(record, "store"), args.json)
-        return 0
-    if action == "update":
-        record = run(
-            config,
-            lambda s: managed.update_district(s, catalog, args.name, _table(args), interface="cli"),
-        )
+    if action in ("add", "update"):
+        change = managed.add_district if action == "add" else managed.update_district
+        record = run(config, lambda s: change(s, catalog, args.name, _table(args), interface="cli"))
         show(managed.district_view(record, "store"), args.json)
         return 0
     if action == "remove":
