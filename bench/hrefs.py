@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -92,16 +91,8 @@ key = "bench-key"
 secret = "bench-secret"
 scopes = ["roster.readonly"]
 """)
-    cli = [sys.executable, "-c", "from proxy.cli import main; main()"]
-    issued = subprocess.run(
-        [*cli, "tokens", "issue", "acme", "--config", str(config)],
-        cwd=bench.ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    token = issued.stdout.strip().splitlines()[-1]
-    proc = stack.spawn([*cli, "serve", "--config", str(config)], f"proxy-{name}.log", None)
+    token = bench.issue_token(config)
+    proc = stack.spawn([*bench.CLI, "serve", "--config", str(config)], f"proxy-{name}.log", None)
     bench.wait_port(port, proc, f"proxy ({name})")
     return bench.Target(name, port, proc, headers={"Authorization": f"Bearer {token}"})
 

@@ -46,6 +46,8 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+# The proxy's CLI, run from ROOT so that ``proxy`` imports without installing.
+CLI = [sys.executable, "-c", "from proxy.cli import main; main()"]
 
 APP_ID = "app-bench"
 SMALL_PATH = "/ims/oneroster/v1p1/users?limit=5"
@@ -323,6 +325,19 @@ def start_upstream(stack: Stack, nginx: str, docroot: Path) -> int:
     return port
 
 
+def issue_token(config: Path, vendor: str = "acme") -> str:
+    """A bearer token for ``vendor`` from ``tokens issue`` (its last output line)."""
+    issued = subprocess.run(
+        [*CLI, "tokens", "issue", vendor, "--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if issued.returncode != 0:
+        raise RuntimeError(f"tokens issue failed: {issued.stderr.strip()}")
+    return issued.stdout.strip().splitlines()[-1]
+
+
 def start_proxy(stack: Stack, upstream_port: int) -> Target:
     port, admin_port = free_port(), free_port()
     scopes = ", ".join(json.dumps(s) for s in ALL_SCOPES)
@@ -355,18 +370,9 @@ key = "bench-key"
 secret = "bench+secret/with=odd~chars&"
 scopes = [{scopes}]
 """)
-    cli = [sys.executable, "-c", "from proxy.cli import main; main()"]
-    issued = subprocess.run(
-        [*cli, "tokens", "issue", "acme", "--config", str(config)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    if issued.returncode != 0:
-        raise RuntimeError(f"tokens issue failed: {issued.stderr.strip()}")
-    token = issued.stdout.strip().splitlines()[-1]
+    token = issue_token(config)
     # The JSON access log (one line per request, through the normal logger) goes to a file.
-    proc = stack.spawn([*cli, "serve", "--config", str(config)], "proxy.log", stack.target_cpu)
+    proc = stack.spawn([*CLI, "serve", "--config", str(config)], "proxy.log", stack.target_cpu)
     wait_port(port, proc, "proxy")
     return Target("proxy", port, proc, headers={"Authorization": f"Bearer {token}"})
 

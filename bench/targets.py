@@ -57,7 +57,7 @@ SMALL = "/ims/oneroster/rostering/v1p2/users?limit=100"
 BIG = "/ims/oneroster/rostering/v1p2/classes?limit=1000"
 STREAM = "/ims/oneroster/rostering/v1p2/enrollments"
 SMALL_BYTES, BIG_BYTES = 2_381, 951_011
-CLI = [sys.executable, "-c", "from proxy.cli import main; main()"]
+CLI = rb.CLI
 
 
 def sized_page(wrapper: str, records: int, size: int, padding: int = 0) -> bytes:
@@ -209,15 +209,7 @@ key = "bench-key"
 secret = "bench+secret/with=odd~chars&"
 scopes = [{scopes}]
 """)
-        issued = subprocess.run(
-            [*CLI, "tokens", "issue", "acme", "--config", str(config)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
-        if issued.returncode != 0:
-            raise RuntimeError(f"tokens issue failed: {issued.stderr.strip()}")
-        token = issued.stdout.strip().splitlines()[-1]
+        token = rb.issue_token(config)
         argv = [*CLI, "serve", "--config", str(config)]
         if workers > 1:
             argv += ["--workers", str(workers)]
