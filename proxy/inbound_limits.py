@@ -27,7 +27,9 @@ upgrade that changes them fails there.
 
 from __future__ import annotations
 
+import ast
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -40,6 +42,7 @@ from aiohttp.web_server import Server
 
 from .errors import (
     BadRequest,
+    Forbidden,
     HeadersTooLarge,
     InternalError,
     ProxyError,
@@ -52,6 +55,9 @@ log = logging.getLogger("oneroster_proxy")
 
 #: Header lines per request (aiohttp's own default, made explicit).
 MAX_HEADER_COUNT = 128
+
+#: An RFC 9110 §5.6.2 token: what a method is, known or not.
+_METHOD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def parser_limits(max_line: int, max_headers: int) -> dict[str, int]:
@@ -73,7 +79,39 @@ def refusal(exc: BaseException | None, max_line: int, max_field: int) -> ProxyEr
         return HeadersTooLarge(f"request header line over {max_field} bytes")
     if isinstance(exc, HttpProcessingError) and "Too many headers" in str(exc.message):
         return HeadersTooLarge(f"more than {MAX_HEADER_COUNT} request header lines")
+    method = unknown_method(exc)
+    if method is not None:
+        # SPEC.md: an unknown method is outside every scope (403), not a malformed request.
+        return Forbidden(f"{method} is not a OneRoster operation")
     return BadRequest("malformed HTTP request")
+
+
+def unknown_method(exc: BaseException | None) -> str | None:
+    """The method of a well-formed request line whose method llhttp does not know.
+
+    aiohttp's C parser refuses methods outside its list with ``BadHttpMethod``, quoting the
+    request line as a bytes literal; TLS and other junk raise the same class with a line that
+    is not ``TOKEN SP target SP HTTP/x.y``, and stay 400."""
+    if not isinstance(exc, BadHttpMethod):
+        return None
+    text = str(exc.message)
+    start = text.find("b'")
+    if not text.startswith("Invalid method encountered") or start < 0:
+        return None
+    try:
+        line = ast.literal_eval(text[start:].split("\n", 1)[0].strip())
+    except (SyntaxError, ValueError):
+        return None
+    parts = line.split(b" ") if isinstance(line, bytes) else []
+    if len(parts) != 3 or not _METHOD.fullmatch(parts[0]) or not parts[2].startswith(b"HTTP/"):
+        return None
+    return parts[0].decode("ascii")
+
+
+async def _refuse_connect(request: BaseRequest) -> web.StreamResponse:
+    response = error_response(Forbidden("CONNECT is not a OneRoster operation"))
+    response.headers["X-Request-Id"] = uuid.uuid4().hex
+    return response
 
 
 class GuardedRequestHandler(RequestHandler):
@@ -117,6 +155,10 @@ class GuardedRequestHandler(RequestHandler):
         start_time: float | None,
         request_handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
     ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
+        if request.method == "CONNECT":
+            # aiohttp reads CONNECT's target as an authority, so no route matches and its
+            # router would answer a plain-text 404; SPEC.md: an unknown method is 403 imsx.
+            request_handler = _refuse_connect
         # A plain method handing back aiohttp's own coroutine: the common GET, with no body to
         # watch, gets no extra coroutine layer (each one is paid on every resume of the task).
         if not request.body_exists:

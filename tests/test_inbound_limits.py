@@ -284,3 +284,18 @@ async def test_slow_but_steady_body_is_accepted(limited, sandbox):
         writer.close()
     assert reply.status in (200, 201), reply.body
     assert recorded(sandbox)[-1].body == body
+
+
+@pytest.mark.parametrize("method", ["FOO", "CONNECT", "PROPFIND"])
+async def test_unknown_methods_are_403_imsx(limited, sandbox, method):
+    """SPEC.md: an unknown method is outside every scope (403), whether or not aiohttp's parser
+    knows it (FOO it refuses before any handler; CONNECT it reads as an authority)."""
+    token = await limited.token()
+    reply = await exchange(
+        port_of(limited), head("/app-7/ims/oneroster/v1p1/users", token, method=method)
+    )
+    assert reply.status == 403
+    assert_imsx(reply.json())
+    assert method in reply.json()["imsx_description"]
+    assert reply.headers["x-request-id"]
+    assert recorded(sandbox) == []
