@@ -28,18 +28,32 @@ import pytest
 EXECUTABLE = "redis-server"
 
 
-def require_redis_server() -> str:
-    """The path of ``redis-server``; skip (or, under ``CI``, fail) the test without it."""
-    path = shutil.which(EXECUTABLE)
+def require_executable(name: str, message: str) -> str:
+    """The path of ``name``; without it skip the test with ``message`` (under ``CI``, fail it:
+    there a missing program is a broken setup, not a reason to pass)."""
+    path = shutil.which(name)
     if path is None:
-        message = (
-            f"{EXECUTABLE} is not on PATH: install it (Debian: apt-get install redis-server) "
-            "to run the Redis tests"
-        )
         if os.environ.get("CI"):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return path
+
+
+def require_redis_server() -> str:
+    """The path of ``redis-server``; skip (or, under ``CI``, fail) the test without it."""
+    return require_executable(
+        EXECUTABLE,
+        f"{EXECUTABLE} is not on PATH: install it (Debian: apt-get install redis-server) "
+        "to run the Redis tests",
+    )
+
+
+def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+    """A ``redis-server`` or ``redis-sentinel`` in the foreground; it writes to its logfile,
+    so nothing is read from it."""
+    return subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def free_port() -> int:
@@ -103,9 +117,7 @@ class RedisServer:
             *self._extra_args,
         ]
         # fmt: on
-        self._process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        self._process = spawn(argv)
         deadline = time.monotonic() + self._startup_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -14,18 +14,19 @@ when ``redis-sentinel`` is missing, or fails it under ``CI`` (a broken setup the
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 
-import pytest
-
-from tests.redis_server import RedisServer, free_port, require_redis_server
+from tests.redis_server import (
+    RedisServer,
+    free_port,
+    require_executable,
+    require_redis_server,
+    spawn,
+)
 
 SERVICE = "orp"
 DOWN_AFTER_MS = 1000
@@ -34,13 +35,9 @@ FAILOVER_TIMEOUT_MS = 5000
 
 def require_sentinel() -> str:
     require_redis_server()
-    path = shutil.which("redis-sentinel")
-    if path is None:
-        message = "redis-sentinel is not on PATH (Debian: apt-get install redis-sentinel)"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return path
+    return require_executable(
+        "redis-sentinel", "redis-sentinel is not on PATH (Debian: apt-get install redis-sentinel)"
+    )
 
 
 def command(port: int, *args: str, timeout: float = 1.0) -> str:
@@ -92,12 +89,7 @@ class Sentinel:
                 ]
             )
         )
-        self.process = subprocess.Popen(
-            [executable, str(self.conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.process = spawn([executable, str(self.conf)])
 
     def master(self) -> tuple[str, int] | None:
         try:
