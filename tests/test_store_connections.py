@@ -50,6 +50,23 @@ async def add(proxy: Any, app_id: str, sandbox: Any, **fields: Any) -> None:
     )
 
 
+async def renew(proxy: Any, sandbox: Any, app_id: str, key: str, *, interface: str) -> None:
+    """New credentials that the sandbox accepts, renewed in the store; returns once the old
+    look-up is past ``cache_ttl``."""
+    secret = "renewed-secret-0123456789"
+    sandbox.accept_credentials(key, secret)
+    await managed.renew_connection(
+        proxy.services.store,
+        Catalog.of(proxy.config),
+        box_of(proxy),
+        app_id,
+        key,
+        secret,
+        interface=interface,
+    )
+    await asyncio.sleep(TTL + 0.2)
+
+
 def consumer_keys(sandbox: Any, since: int = 0) -> list[str]:
     keys = []
     for rec in sandbox.recorded[since:]:
@@ -121,17 +138,7 @@ async def test_renew_signs_with_the_new_credentials_after_cache_ttl(
     await add(proxy, "store-1", sandbox)
     assert (await get_json(http, proxy.app_url("v1p1/orgs", "store-1"), token))[0] == 200
 
-    sandbox.accept_credentials("renewed-key", "renewed-secret-0123456789")
-    await managed.renew_connection(
-        proxy.services.store,
-        Catalog.of(proxy.config),
-        box_of(proxy),
-        "store-1",
-        "renewed-key",
-        "renewed-secret-0123456789",
-        interface="cli",
-    )
-    await asyncio.sleep(TTL + 0.2)
+    await renew(proxy, sandbox, "store-1", "renewed-key", interface="cli")
     mark = len(sandbox.recorded)
     for _ in range(3):
         assert (await get_json(http, proxy.app_url("v1p1/orgs", "store-1"), token))[0] == 200
@@ -242,17 +249,7 @@ async def test_renew_of_an_oauth2_connection_drops_the_old_district_token(
     old_bearers = set(bearers(sandbox))
     assert len(old_bearers) == 1 and len(token_clients(sandbox)) == 1
 
-    sandbox.accept_credentials("renewed-client", "renewed-secret-0123456789")
-    await managed.renew_connection(
-        proxy.services.store,
-        Catalog.of(proxy.config),
-        box_of(proxy),
-        "store-1",
-        "renewed-client",
-        "renewed-secret-0123456789",
-        interface="admin",
-    )
-    await asyncio.sleep(TTL + 0.2)
+    await renew(proxy, sandbox, "store-1", "renewed-client", interface="admin")
     mark = len(sandbox.recorded)
     for _ in range(3):
         assert (await get_json(http, proxy.app_url("v1p1/orgs", "store-1"), token))[0] == 200
