@@ -45,6 +45,15 @@ def bind_socket(listen: Listen, *, reuse_port: bool = False) -> socket.socket:
     return sock
 
 
+def _listen(listen: Listen, key: str) -> socket.socket:
+    """``bind_socket`` for ``serve``: a port in use is one line naming the key, not a traceback
+    (as the ``--workers`` supervisor words it)."""
+    try:
+        return bind_socket(listen)
+    except OSError as exc:
+        raise ConfigError([f"{key}: cannot listen on {listen} ({exc.strerror})"]) from exc
+
+
 @dataclass
 class Running:
     gateway: web.Application
@@ -91,7 +100,11 @@ async def start(
         handler_cancellation=True,
     )
     await runner.setup()
-    sock = gateway_sock or bind_socket(config.server.listen)
+    try:
+        sock = gateway_sock or _listen(config.server.listen, "server.listen")
+    except ConfigError:
+        await runner.cleanup()
+        raise
     site = web.SockSite(runner, sock)
     await site.start()
     gateway_port = sock.getsockname()[1]
@@ -101,7 +114,12 @@ async def start(
     admin = create_admin_app(gateway, metrics_text=metrics_text)  # type: ignore[arg-type]
     admin_runner = web.AppRunner(admin, access_log=None, handle_signals=False)
     await admin_runner.setup()
-    asock = admin_sock or bind_socket(config.admin.listen)
+    try:
+        asock = admin_sock or _listen(config.admin.listen, "admin.listen")
+    except ConfigError:
+        await admin_runner.cleanup()
+        await runner.cleanup()
+        raise
     await web.SockSite(admin_runner, asock).start()
     # A worker's admin app listens on a Unix socket, whose name is a path, not (host, port).
     name = asock.getsockname()

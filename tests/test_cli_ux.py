@@ -12,12 +12,16 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from proxy import __version__
 from tests.support import free_port, toml_dumps
@@ -292,3 +296,20 @@ def test_every_command_takes_orp_config_and_log_format_after_it(
         leaf = not any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
         if leaf:
             assert "--log-format" in parser._option_string_actions, parser.prog
+
+
+@pytest.mark.parametrize("key", ["server.listen", "admin.listen"])
+def test_serve_on_a_port_in_use_is_one_line_naming_the_key(tmp_path: Path, key: str) -> None:
+    """``serve`` with its gateway or admin port taken: one line naming the listen key and the
+    reason, exit 2, no traceback (as ``config validate`` reports problems)."""
+    path = config_file(tmp_path)
+    table = key.split(".")[0]
+    host, port = tomllib.loads(path.read_text())[table]["listen"].rsplit(":", 1)
+    with socket.socket() as taken:
+        taken.bind((host, int(port)))
+        taken.listen(1)
+        done = cli("serve", "--config", str(path), env=ENV)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"{key}: cannot listen on {host}:{port} (Address already in use)"
+    ]
