@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from proxy import config as config_mod
 from proxy import tokens
@@ -57,6 +58,15 @@ def toml_dumps(doc: Mapping[str, Any]) -> str:
             lines += [f"{k} = {toml_value(v)}" for k, v in sub.items()]
             lines.append("")
     return "\n".join(lines)
+
+
+async def serve_on_loopback(app: web.Application, **runner: Any) -> tuple[web.AppRunner, int]:
+    """``app`` served on 127.0.0.1 at a port the OS picks: its runner (``cleanup()`` it when
+    done; ``runner`` are ``AppRunner`` options) and the port."""
+    started = web.AppRunner(app, **runner)
+    await started.setup()
+    await web.TCPSite(started, "127.0.0.1", 0).start()
+    return started, int(started.addresses[0][1])
 
 
 def free_port() -> int:

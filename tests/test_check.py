@@ -27,7 +27,7 @@ from proxy import config as config_mod
 from proxy.check import CHECKS, HINTS, Report, check_all, run_check, summary_lines
 from proxy.sandbox import SandboxOptions
 from proxy.sandbox.server import RunningSandbox, start_sandbox
-from tests.support import ALL_SCOPES, free_port, toml_dumps
+from tests.support import ALL_SCOPES, free_port, serve_on_loopback, toml_dumps
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 REPO = str(Path(__file__).resolve().parents[1])
@@ -781,10 +781,7 @@ async def test_check_reads_a_probe_answer_sent_in_pieces():
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", district)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_on_loopback(app)
     doc = {
         "server": {"upstream_timeout": "3s"},
         "store": {"url": "sqlite:///unused.db"},

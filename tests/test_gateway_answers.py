@@ -30,6 +30,7 @@ from tests.support import (
     auth,
     base_config,
     free_port,
+    serve_on_loopback,
 )
 from tests.test_jwt import basic, claims, get_jwt
 from tests.test_reload_drain import ProxyProcess, issue_token
@@ -47,11 +48,7 @@ async def stalled_token_endpoint() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/oauth2/token", hang)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_on_loopback(app)
     yield f"http://127.0.0.1:{port}/oauth2/token"
     release.set()
     await runner.cleanup()

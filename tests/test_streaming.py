@@ -32,7 +32,7 @@ import aiohttp
 import pytest
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256, Client
 
-from tests.support import base_config, free_port, toml_dumps
+from tests.support import base_config, free_port, serve_on_loopback, toml_dumps
 
 ROOT = Path(__file__).resolve().parents[1]
 # 92,000 synthetic users of ~3.4 KB each: a users page of ~315 MB (300 MiB).
@@ -382,10 +382,8 @@ async def _fake_district(handler: Any) -> tuple[Any, str]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+    runner, port = await serve_on_loopback(app, shutdown_timeout=0.1)
+    return runner, f"http://127.0.0.1:{port}"
 
 
 async def test_district_stalling_mid_body_breaks_the_transfer(start_proxy, http):

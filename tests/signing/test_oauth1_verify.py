@@ -22,6 +22,7 @@ from aiohttp import web
 from oauthlib.oauth1 import RequestValidator, SignatureOnlyEndpoint
 
 from proxy.signing.oauth1 import OAuth1Signer
+from tests.support import serve_on_loopback
 
 KEY = "InfiniteCampus_acme_6f1c0e4e-2b7d-4f6a-9d1e-3c2b1a0f9e8d"
 SECRET = "p+a/s=s~w&o rd-é"
@@ -103,11 +104,7 @@ async def district() -> AsyncIterator[District]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_on_loopback(app)
     holder.url = f"http://127.0.0.1:{port}"
     yield holder
     await runner.cleanup()

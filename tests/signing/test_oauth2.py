@@ -17,6 +17,7 @@ from aiohttp import web
 
 from proxy.errors import UpstreamTokenError, UpstreamTokenTimeout
 from proxy.signing.oauth2 import OAuth2TokenSource
+from tests.support import serve_on_loopback
 
 SCOPES = [
     "https://purl.imsglobal.org/spec/or/v1p2/scope/roster-core.readonly",
@@ -80,11 +81,8 @@ async def endpoint() -> AsyncIterator[TokenEndpoint]:
 
     app = web.Application()
     app.router.add_post("/oauth2/token", token)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}/oauth2/token"
+    runner, port = await serve_on_loopback(app)
+    state.url = f"http://127.0.0.1:{port}/oauth2/token"
     yield state
     await runner.cleanup()
 
@@ -311,11 +309,7 @@ async def test_wrong_secret(endpoint: TokenEndpoint, make_source: Callable[..., 
 
 async def test_connection_refused(make_source: Callable[..., Any]) -> None:
     # A port that was just free: nothing listens there.
-    probe = web.AppRunner(web.Application())
-    await probe.setup()
-    site = web.TCPSite(probe, "127.0.0.1", 0)
-    await site.start()
-    port = probe.addresses[0][1]
+    probe, port = await serve_on_loopback(web.Application())
     await probe.cleanup()
     url = f"http://127.0.0.1:{port}/oauth2/token"
     with pytest.raises(UpstreamTokenError) as info:
@@ -386,11 +380,7 @@ async def test_district_token_answer_in_several_chunks_is_read_whole():
 
     app = web.Application()
     app.router.add_post("/token", token_endpoint)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_on_loopback(app)
     source = OAuth2TokenSource(f"http://127.0.0.1:{port}/token", "key", "secret", [])
     try:
         assert await source.token() == "district-token-1"
