@@ -81,11 +81,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="orp-breakdown-"))
     tmp.chmod(0o755)
     try:
-        docroot = tmp / "docroot"
-        docroot.mkdir(mode=0o755)
-        (docroot / "users.json").write_bytes(tg.small_page())
-        for name in ("classes.json", "enrollments.json"):
-            (docroot / name).write_bytes(b"{}")
+        docroot = tg.small_docroot(tmp)
         bench = tg.Bench(options, tmp)
         try:
             district = bench.start_district(docroot)

@@ -108,11 +108,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="orp-icount-"))
     tmp.chmod(0o755)
     try:
-        docroot = tmp / "docroot"
-        docroot.mkdir(mode=0o755)
-        (docroot / "users.json").write_bytes(tg.small_page())
-        (docroot / "classes.json").write_bytes(b"{}")
-        (docroot / "enrollments.json").write_bytes(b"{}")
+        docroot = tg.small_docroot(tmp)
         for name in wanted:
             bench = Counted(options, tmp)
             bench.out_dir = tmp

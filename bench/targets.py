@@ -85,6 +85,17 @@ def big_page() -> bytes:
 # Processes
 
 
+def small_docroot(tmp: Path) -> Path:
+    """The district's pages for small-page runs only (bench/breakdown.py, bench/icount.py):
+    the 100-user page and empty ``classes`` / ``enrollments`` (not fetched, but served)."""
+    docroot = tmp / "docroot"
+    docroot.mkdir(mode=0o755)
+    (docroot / "users.json").write_bytes(small_page())
+    for name in ("classes.json", "enrollments.json"):
+        (docroot / name).write_bytes(b"{}")
+    return docroot
+
+
 def pin(cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus] if cpus is not None else []
 
