@@ -236,8 +236,16 @@ def test_district_rules() -> None:
         "districts.springfield.base_url: give everything before /ims/oneroster, not the API path",
         'districts.springfield.token_url: required with auth = "oauth2"',
         "districts.shelbyville.base_url: must not contain a query or fragment",
-        'districts.shelbyville.token_url: only used with auth = "oauth2"',
     ]
+    # token_url beside oauth1 (as SPEC.md's example has it) loads, with a warning.
+    del doc["districts"]["springfield"]
+    doc["districts"]["shelbyville"]["base_url"] = "https://y.example"
+    doc["connections"]["app-7"]["district"] = "shelbyville"
+    loaded = validate(doc, {}, now=NOW)
+    assert loaded.districts["shelbyville"].auth == "oauth1"
+    assert 'districts.shelbyville.token_url: ignored, only used with auth = "oauth2"' in (
+        loaded.warnings
+    )
 
 
 def test_versions_accept_both_spellings() -> None:
