@@ -48,9 +48,8 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import parse_wrk, workdir  # noqa: E402  (the wrk output parser of bench/run.py)
+from run import CLI, issue_token, parse_wrk, workdir  # noqa: E402  (helpers of bench/run.py)
 
-CLI = [sys.executable, "-c", "from proxy.cli import main; main()"]
 USERS = "/ims/oneroster/v1p1/users?limit=5"
 SCOPES = ["roster.readonly", "roster-core.readonly"]
 
@@ -318,20 +317,6 @@ def start_proxy(procs: Procs, config: Path, workers: int = 1) -> Proxy:
     return Proxy(proc, port, admin, config, startup)
 
 
-def issue_token(config: Path, vendor: str = "v0") -> str:
-    done = subprocess.run(
-        [*CLI, "tokens", "issue", vendor, "--config", str(config)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"tokens issue failed: {done.stderr.strip()}")
-    return done.stdout.strip().splitlines()[-1]
-
-
 # -- load -------------------------------------------------------------------------------------
 
 
@@ -418,7 +403,7 @@ def part_workers(procs: Procs, upstream: Upstream, args: argparse.Namespace) -> 
         tmp = procs.tmp / f"workers{workers}"
         tmp.mkdir()
         config = write_config(tmp / f"w{workers}.toml", upstream, f"sqlite://{tmp}/store.db")
-        token = issue_token(config)
+        token = issue_token(config, "v0")
         proxy = start_proxy(procs, config, workers)
         result = load([(proxy.url(), token)], args.duration, args.connections, [proxy.proc.pid])
         rss = rss_mb(proxy.proc.pid)
@@ -455,7 +440,7 @@ def part_replicas(procs: Procs, upstream: Upstream, args: argparse.Namespace) ->
             configs = [
                 write_config(tmp / f"r{i}.toml", upstream, redis.url) for i in range(replicas)
             ]
-            token = issue_token(configs[0])  # one store: the token works on every replica
+            token = issue_token(configs[0], "v0")  # one store: the token works on every replica
             proxies = [start_proxy(procs, c) for c in configs]
             per = max(1, args.connections // replicas)
             result = load(
@@ -506,7 +491,7 @@ def part_connections(procs: Procs, upstream: Upstream, args: argparse.Namespace)
             env=dict(os.environ, PYTHONPATH=str(ROOT)),
         )
         validate_s = time.monotonic() - started
-        token = issue_token(config)
+        token = issue_token(config, "v0")
         proxy = start_proxy(procs, config)
         rss_ready = rss_mb(proxy.proc.pid)
         result = load(
@@ -607,7 +592,7 @@ def part_tokens(procs: Procs, upstream: Upstream, args: argparse.Namespace) -> l
                     url = redis.url.rpartition("/")[0] + f"/{1 if count == 100 else 2}"
                 fill, p50, p99 = asyncio.run(_fill_and_time(url, count, 2000))
                 config = write_config(tmp / "t.toml", upstream, url, connections=2, vendors=100)
-                token = issue_token(config)
+                token = issue_token(config, "v0")
                 proxy = start_proxy(procs, config)
                 scrape = _scrape_ms(proxy.admin_port)
                 result = load(
