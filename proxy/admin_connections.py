@@ -98,12 +98,28 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return value
 
 
-def _name(request: web.Request, body: dict[str, Any], field: str) -> str:
+#: A valid name that validates the rest of a body whose own name is missing.
+_STAND_IN_NAME = "unnamed"
+
+
+def _name(request: web.Request, body: dict[str, Any], field: str) -> str | None:
+    """The body's name, or None when it is missing (``_nameless`` then lists every problem)."""
     value = body.pop(field, None)
     if not isinstance(value, str) or not value:
-        raise ConfigError([f"{field}: required (a string)"])
+        return None
     request[_NAMED] = value
     return value
+
+
+def _nameless(field: str, path: str, check: Callable[[str], object]) -> ConfigError:
+    """SPEC "bad input: every problem": the missing name and whatever else the body lacks,
+    found by checking it under a stand-in name."""
+    problems = [f"{field}: required (a string)"]
+    try:
+        check(_STAND_IN_NAME)
+    except ConfigError as err:
+        problems += managed.relative(err.problems, f"{path}.{_STAND_IN_NAME}")
+    return ConfigError(problems)
 
 
 async def store_connection_view(
@@ -150,6 +166,8 @@ async def add_district(request: web.Request) -> web.Response:
     services = _services(request)
     body = await _body(request)
     name = _name(request, body, "name")
+    if name is None:
+        raise _nameless("name", "districts", lambda n: managed.check_district(n, body))
     record = await managed.add_district(
         services.store, _catalog(services), name, body, interface="admin"
     )
@@ -197,6 +215,17 @@ async def add_connection(request: web.Request) -> web.Response:
     services = _services(request)
     body = await _body(request)
     app_id = _name(request, body, "app_id")
+    if app_id is None:
+        catalog = _catalog(services)
+        district = body.get("district")
+        known = isinstance(district, str) and (
+            district in catalog.districts or await services.store.get_district(district) is not None
+        )
+        raise _nameless(
+            "app_id",
+            "connections",
+            lambda n: managed.check_connection(n, body, catalog.vendors, known),
+        )
     record = await managed.add_connection(
         services.store,
         _catalog(services),

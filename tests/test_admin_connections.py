@@ -283,3 +283,26 @@ async def test_invite_refusals_are_errors_lists_with_every_problem(proxy, http):
     assert [a for a in await audit_actions(proxy) if a[0] == "connection.invite"] == [
         ("connection.invite", "admin", "new-9")
     ]
+
+
+async def test_a_body_without_its_name_still_lists_every_problem(proxy, http):
+    """A missing ``name`` / ``app_id`` is one problem among the others, not the only one."""
+    status, body = await call(
+        http, proxy, "POST", "/admin/districts", {"base_url": "ftp://x", "auth": "kerberos"}
+    )
+    assert status == 400
+    assert body["errors"][0] == "name: required (a string)"
+    assert any(p.startswith("base_url: invalid URL") for p in body["errors"]), body
+    assert 'auth: must be "oauth1" or "oauth2", not "kerberos"' in body["errors"]
+    status, body = await call(
+        http, proxy, "POST", "/admin/connections", {"vendor": "nobody", "scopes": ["bogus"]}
+    )
+    assert status == 400
+    problems = body["errors"]
+    assert problems[0] == "app_id: required (a string)"
+    assert 'vendor: no vendor "nobody" in [vendors]' in problems, problems
+    assert 'scopes[0]: unknown scope "bogus"' in problems
+    assert {"district: required", "key: required", "secret: required"} <= set(problems)
+    assert not any("unnamed" in p for p in problems)
+    assert await proxy.services.store.list_districts() == []
+    assert await audit_actions(proxy) == []
