@@ -16,16 +16,25 @@ from .config import parse_duration
 from .errors import BadRequest
 
 
+def decode_object(raw: bytes) -> dict[str, Any]:
+    """``raw`` as a JSON object (no body is ``{}``); else ValueError saying what it must be,
+    which each API words in its own error shape."""
+    try:
+        value = json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise ValueError("must be JSON") from exc
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON object")
+    return value
+
+
 async def json_object(request: web.Request) -> dict[str, Any]:
     if not request.body_exists:
         return {}
     try:
-        value = json.loads(await request.read() or b"{}")
+        return decode_object(await request.read())
     except ValueError as exc:
-        raise BadRequest("the body must be JSON") from exc
-    if not isinstance(value, dict):
-        raise BadRequest("the body must be a JSON object")
-    return value
+        raise BadRequest(f"the body {exc}") from exc
 
 
 def duration_field(body: dict[str, Any], name: str) -> timedelta | None:

@@ -12,7 +12,6 @@ a secret) and is seen by this process at once, by every other within ``cache_ttl
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from . import managed
+from .admin_body import decode_object
 from .config import DistrictConfig, expired
 from .context import Services
 from .errors import ConfigError, Conflict, NotFound, ProxyError
@@ -90,12 +90,9 @@ def _catalog(services: Services) -> Catalog:
 
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
-        value = json.loads(await request.read() or b"{}")
+        return decode_object(await request.read())
     except ValueError as exc:
-        raise ConfigError(["body: must be JSON"]) from exc
-    if not isinstance(value, dict):
-        raise ConfigError(["body: must be a JSON object"])
-    return value
+        raise ConfigError([f"body: {exc}"]) from exc
 
 
 #: A valid name that validates the rest of a body whose own name is missing.

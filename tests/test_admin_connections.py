@@ -306,3 +306,20 @@ async def test_a_body_without_its_name_still_lists_every_problem(proxy, http):
     assert not any("unnamed" in p for p in problems)
     assert await proxy.services.store.list_districts() == []
     assert await audit_actions(proxy) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "problem", "prefix"),
+    [
+        # The store routes list problems by field; the token routes answer imsx.
+        ("/admin/districts", lambda data: data["errors"], "body: "),
+        ("/admin/vendors/acme/tokens", lambda data: [data["imsx_description"]], "the body "),
+    ],
+)
+async def test_a_body_that_is_not_a_json_object_is_a_400_naming_the_body(
+    proxy, http, path, problem, prefix
+):
+    for raw, says in ((b"{not json", "must be JSON"), (b"[1, 2]", "must be a JSON object")):
+        async with http.post(f"{proxy.admin_url}{path}", headers=ADMIN, data=raw) as resp:
+            assert resp.status == 400
+            assert problem(await resp.json()) == [prefix + says]
