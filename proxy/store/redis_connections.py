@@ -315,3 +315,6 @@ class RedisConnections(RedisRole):
             )
         if not done:
             raise NotFound(f"no connection {app_id} in the store")
+        with self._unavailable("remove_connection"):
+            # Its check history goes with it: an appId added again starts with no last check.
+            await self._client.delete(self._key("checks", app_id))

@@ -289,6 +289,8 @@ class SqliteConnections(SqliteRole):
         def op(conn: sqlite3.Connection, _: sqlite3.Connection) -> None:
             if not conn.execute("DELETE FROM connections WHERE app_id = ?", (app_id,)).rowcount:
                 raise NotFound(f"no connection {app_id} in the store")
+            # Its check history goes with it: an appId added again starts with no last check.
+            conn.execute("DELETE FROM check_results WHERE app_id = ?", (app_id,))
 
         await self._run(op)
 

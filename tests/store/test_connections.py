@@ -12,7 +12,7 @@ from datetime import date
 import pytest
 
 from proxy.errors import Conflict, NotFound
-from proxy.store import Store
+from proxy.store import CheckResult, Store
 from proxy.store.base import ConnectionRecord, DistrictRecord
 
 from .conftest import SECOND, T0, Backend
@@ -195,8 +195,13 @@ async def test_remove_connection(store: Store) -> None:
     assert await store.list_connections() == []
     with pytest.raises(NotFound):
         await store.remove_connection("app-1")
-    # The appId is free again.
+    # The appId is free again, without the removed connection's check history.
     await store.add_connection(connection("app-1"), district_in_store=True)
+    await store.add_check_result(CheckResult(app_id="app-1", at=T0, document={"ok": True}))
+    await store.remove_connection("app-1")
+    await store.add_connection(connection("app-1"), district_in_store=True)
+    assert await store.list_check_results("app-1") == []
+    assert (await store.last_check_results(["app-1"])).get("app-1", []) == []
 
 
 async def test_list_pages_in_appid_order_per_vendor(store: Store) -> None:
