@@ -207,7 +207,9 @@ def _all_cases():
         yield pytest.param("v1p1", "v1p1", method, template, expected, id=f"v1p1:{op_id}")
 
 
-@pytest.mark.parametrize(("prefix", "version", "method", "template", "expected"), _all_cases())
+@pytest.mark.parametrize(
+    ("prefix", "version", "method", "template", "expected"), list(_all_cases())
+)
 def test_every_operation_needs_its_declared_scope(prefix, version, method, template, expected):
     for id_ in IDS:
         rest = f"{prefix}/{fill(template, id_)}"
