@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from .config import ConnectionConfig, DistrictConfig
+from .exchange import EXCHANGE, Exchange
 from .inbound import Authenticator
 from .jwt_cutoff import SecretWatch
 from .limits import Limits
@@ -80,27 +81,6 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
-
-
-@dataclass(slots=True)
-class Exchange:
-    """Everything one request learns on its way through; read by metrics and the access log."""
-
-    request_id: str
-    started: float
-    method: str
-    vendor: str = "-"
-    district: str = "-"
-    app_id: str = "-"
-    resource: str = "other"
-    status: int = 0
-    upstream_status: int | None = None
-    bytes_out: int = 0
-    token_id: str | None = None
-    error: str | None = None
-
-
-EXCHANGE = web.RequestKey("exchange", Exchange)
 
 
 __all__ = ["EXCHANGE", "SERVICES", "Exchange", "RuntimeHolder", "Services"]

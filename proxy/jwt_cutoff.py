@@ -25,7 +25,7 @@ import math
 import secrets
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .config import VendorConfig
 from .errors import StoreUnavailable
@@ -33,8 +33,13 @@ from .logs import log_action
 from .store.base import Store
 from .tokens import now_utc
 
-if TYPE_CHECKING:
-    from .inbound import Authenticator
+
+class _Authenticator(Protocol):
+    """What a cut needs of ``proxy.inbound.Authenticator`` (named here so the two modules do not
+    import each other)."""
+
+    def forget_cutoff(self, vendor: str) -> None: ...
+
 
 log = logging.getLogger("oneroster_proxy")
 
@@ -93,7 +98,7 @@ class SecretWatch:
         self.pending = False
 
     async def sync_logged(
-        self, store: Store, vendors: Mapping[str, VendorConfig], authenticator: Authenticator
+        self, store: Store, vendors: Mapping[str, VendorConfig], authenticator: _Authenticator
     ) -> None:
         """``sync``, for a load or reload: a store outage defers the comparison (``pending``)
         instead of failing the load; a vendor cut here is refused at once by this process."""

@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from .context import Exchange
+    from .exchange import Exchange
 
 log = logging.getLogger("oneroster_proxy")
 access_log = logging.getLogger("oneroster_proxy.access")

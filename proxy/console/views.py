@@ -18,6 +18,8 @@ from ..errors import NotFound
 from ..scopes import SCOPE_ORDER
 from ..store.base import CheckResult
 from .core import CONSOLE, Console
+from .manage import renew as renew_credentials
+from .manage import set_enabled
 
 _VERSIONS = {"v1p1": "1.1", "v1p2": "1.2"}
 
@@ -229,20 +231,16 @@ async def disable(request: web.Request) -> web.StreamResponse:
 
 
 async def _set_enabled(request: web.Request, enabled: bool) -> web.StreamResponse:
-    from . import manage
-
     listed = await _connection(request)
-    await manage.set_enabled(console_of(request).services, listed.app_id, enabled)
+    await set_enabled(console_of(request).services, listed.app_id, enabled)
     word = "enabled" if enabled else "disabled"
     return await connection(request, notices=[{"kind": "ok", "text": f"Connection {word}."}])
 
 
 async def renew(request: web.Request) -> web.StreamResponse:
-    from . import manage
-
     listed = await _connection(request)
     form = await request.post()
-    await manage.renew(
+    await renew_credentials(
         console_of(request).services,
         listed.app_id,
         key=str(form.get("key", "")),

@@ -47,7 +47,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ..errors import StoreUnavailable
-from . import sentinel
 from .base import (
     AuditEvent,
 )
@@ -55,6 +54,8 @@ from .redis_checks import RedisChecks
 from .redis_connections import RedisConnections
 from .redis_limits import RedisLimits
 from .redis_tokens import RedisTokens
+from .sentinel import SCHEME as SENTINEL_SCHEME
+from .sentinel import master_client, parse_sentinel_url
 
 
 def _iso(value: datetime) -> str:
@@ -104,11 +105,11 @@ class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits):
         self._wait_replicas = 0
         self._wait_ms = max(1, int(timeout * 500))  # half the socket timeout: WAIT answers first
         scheme = url.partition("://")[0].lower() if "://" in url else ""
-        if scheme == sentinel.SCHEME:
-            parsed = sentinel.parse_sentinel_url(url)
+        if scheme == SENTINEL_SCHEME:
+            parsed = parse_sentinel_url(url)
             self.url_display = parsed.display
             self._password = parsed.password
-            self._client, self._sentinel = sentinel.master_client(parsed, **options)
+            self._client, self._sentinel = master_client(parsed, **options)
             self._wait_replicas = 1
         elif scheme in ("redis", "rediss"):
             self.url_display = _display(url)
