@@ -234,36 +234,31 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
-        self.connection_expiry = Gauge(
+
+        def per_connection(name: str, documentation: str) -> Gauge:
+            # One series per appId; under --workers the highest worker's value is the truth.
+            return Gauge(
+                name, documentation, ["app", "district"], registry=r, multiprocess_mode="max"
+            )
+
+        self.connection_expiry = per_connection(
             "oneroster_proxy_connection_expiry_timestamp_seconds",
             "End of a connection's last valid day (its config 'expires', UTC), as a Unix time.",
-            ["app", "district"],
-            registry=r,
-            multiprocess_mode="max",
         )
         # The store connections' series, so the next scrape can drop those that left.
         self._store_expiry: dict[tuple[str, str], float] = {}
         # SPEC "Background checks"; read from the store at scrape time (proxy.background).
-        self.check_ok = Gauge(
+        self.check_ok = per_connection(
             "oneroster_proxy_check_ok",
             "1 if the connection's newest background check had no failing item, else 0.",
-            ["app", "district"],
-            registry=r,
-            multiprocess_mode="max",
         )
-        self.check_timestamp = Gauge(
+        self.check_timestamp = per_connection(
             "oneroster_proxy_check_timestamp_seconds",
             "When the connection's newest background check ran, as a Unix time.",
-            ["app", "district"],
-            registry=r,
-            multiprocess_mode="max",
         )
-        self.check_failed_twice = Gauge(
+        self.check_failed_twice = per_connection(
             "oneroster_proxy_check_failed_twice",
             "1 if the connection's two newest background checks both failed, else 0.",
-            ["app", "district"],
-            registry=r,
-            multiprocess_mode="max",
         )
         # Not Prometheus: the board's last hour per appId (proxy.activity).
         self.activity = Activity()
