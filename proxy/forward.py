@@ -100,7 +100,7 @@ def disable_connection_retry(session: aiohttp.ClientSession) -> None:
     """Switch off aiohttp's silent re-send on a stale keep-alive connection.
 
     aiohttp exposes no public switch (its own test client sets this attribute); a test
-    (``tests/test_retries.py``) proves no PUT/POST/DELETE is ever received twice, so a
+    (``tests/test_upstream.py``) proves no PUT/POST/DELETE is ever received twice, so a
     future aiohttp that renames it fails loudly there.
     """
     if not hasattr(session, "_retry_connection"):

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.cli.test_tokens import LISTING_FIELDS, TOKEN_RE, run_cli
 from tests.redis_server import RedisServer
 from tests.support import (
     ACME_CLIENT_SECRET,
@@ -25,7 +26,6 @@ from tests.support import (
     base_config,
     raw_exchange,
 )
-from tests.test_tokens_cli import LISTING_FIELDS, TOKEN_RE, run_cli
 
 ADMIN = auth(ADMIN_TOKEN)
 ENDPOINTS = [

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import auth, base_config
-from tests.test_reload_drain import ProxyProcess, issue_token
+from tests.test_server import ProxyProcess, issue_token
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None

@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 
 from proxy.sandbox import RECORDED
+from tests.cli.test_tokens import run_cli
 from tests.support import (
     ACME_CLIENT_SECRET,
     ADMIN_TOKEN,
@@ -32,9 +33,8 @@ from tests.support import (
     free_port,
     serve_on_loopback,
 )
-from tests.test_jwt import basic, claims, get_jwt
-from tests.test_reload_drain import ProxyProcess, issue_token
-from tests.test_tokens_cli import run_cli
+from tests.test_server import ProxyProcess, issue_token
+from tests.test_vendor_api import basic, claims, get_jwt
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from tests.cli.test_tokens import run_cli, status_of, wait_for_status
 from tests.redis_server import RedisServer, require_redis_server
 from tests.support import ACME_CLIENT_SECRET, ADMIN_TOKEN, auth, base_config
-from tests.test_jwt import basic, token_request
-from tests.test_tokens_cli import run_cli, status_of, wait_for_status
+from tests.test_vendor_api import basic, token_request
 
 NEW_SECRET = "acme-client-secret-rotated-9876543210"
 # cache_ttl is 1 s in these configs; polling allows for a loaded machine, not a timed check.

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from proxy.sandbox import SandboxOptions
 from proxy.sandbox.server import start_sandbox
+from tests.cli.test_tokens import run_cli, token_id
 from tests.support import (
     ACME_CLIENT_SECRET,
     ACME_VENDOR_AUTH,
@@ -24,8 +25,7 @@ from tests.support import (
     auth,
     base_config,
 )
-from tests.test_reload_drain import ProxyProcess, issue_token, status_of
-from tests.test_tokens_cli import run_cli, token_id
+from tests.test_server import ProxyProcess, issue_token, status_of
 
 ACCESS_FIELDS = {
     "time",

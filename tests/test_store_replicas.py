@@ -25,7 +25,7 @@ import pytest
 from proxy.store.crypto import new_key
 from tests.redis_server import RedisServer, require_redis_server
 from tests.support import ADMIN_TOKEN, auth, base_config
-from tests.test_reload_drain import ProxyProcess
+from tests.test_server import ProxyProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 TTL = 1.0

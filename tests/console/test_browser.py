@@ -21,8 +21,8 @@ import pytest
 from proxy.background import BackgroundChecks
 from proxy.check import CHECKS
 from proxy.scopes import SCOPES
+from tests.console.test_http import console_config
 from tests.support import ADMIN_TOKEN, auth
-from tests.test_console import console_config
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -35,7 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
 TOKEN_RE = re.compile(r"^orp_[a-z0-9]{12}_[A-Za-z0-9_-]{43,}$")
 

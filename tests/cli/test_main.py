@@ -26,7 +26,7 @@ import pytest
 from proxy import __version__
 from tests.support import free_port, toml_dumps
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from proxy.cli import main; main()"]
 
 

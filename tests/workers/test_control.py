@@ -12,7 +12,7 @@ from tests.console_support import ConsoleClient
 from tests.served import Served
 from tests.served import cli as _cli
 from tests.served import wait_ready as _ready
-from tests.test_workers import _burst, _write_config
+from tests.workers.test_supervisor import _burst, _write_config
 
 
 async def test_the_board_adds_up_every_workers_requests(sandbox: Any, tmp_path: Path) -> None:

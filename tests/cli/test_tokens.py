@@ -22,7 +22,7 @@ import aiohttp
 
 from tests.support import auth
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN_RE = re.compile(r"^orp_([a-z0-9]{12})_([A-Za-z0-9_-]{43,})$")
 LISTING_FIELDS = {"id", "vendor", "prefix", "created", "expires", "last_used"}
 CACHE_TTL = 1.0

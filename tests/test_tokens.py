@@ -10,8 +10,7 @@ from typing import Any
 
 from proxy.store.base import TokenRecord
 from proxy.tokens import hash_secret, now_utc
-from tests.support import ADMIN_TOKEN, assert_imsx, auth
-from tests.test_tokens_cli import (
+from tests.cli.test_tokens import (
     CACHE_TTL,
     cli_token,
     list_json,
@@ -20,6 +19,7 @@ from tests.test_tokens_cli import (
     token_id,
     wait_for_status,
 )
+from tests.support import ADMIN_TOKEN, assert_imsx, auth
 
 ADMIN = auth(ADMIN_TOKEN)
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import aiohttp
 
+from tests.cli.test_tokens import run_cli
+from tests.console.test_http import console_config
 from tests.support import ProxyHarness
-from tests.test_console import console_config
-from tests.test_tokens_cli import run_cli
 
 
 async def test_invite_prints_a_working_link_on_the_last_line(sandbox, tmp_path) -> None:

@@ -1,6 +1,6 @@
 """The console and the intake page over plain HTTP (SPEC.md "Console", "District intake"):
 cookie flags, CSRF refusals, the CSP header, escaping of everything an operator or a district
-can type, and no secret on any page. The real browser walks are in test_console_browser.py."""
+can type, and no secret on any page. The real browser walks are in test_browser.py."""
 
 from __future__ import annotations
 

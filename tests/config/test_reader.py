@@ -12,7 +12,7 @@ import signal
 from proxy.config import validate
 from proxy.errors import ConfigError
 from tests.support import ADMIN_TOKEN, auth, base_config
-from tests.test_reload_drain import ProxyProcess
+from tests.test_server import ProxyProcess
 
 
 def signer(rec) -> str | None:

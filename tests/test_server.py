@@ -241,7 +241,7 @@ async def test_sighup_with_an_invalid_config_keeps_the_old_one(sandbox, spawn, t
     proc.send(signal.SIGHUP)
     assert json.loads(await proc.wait_for_log('"config.reload"', after=mark))["result"] == "ok"
     assert await status_of(http, proc.app_url("v1p1/orgs"), token) == 403
-    from tests.test_tokens_cli import run_cli
+    from tests.cli.test_tokens import run_cli
 
     code, out, err = await run_cli("audit", "--config", str(proc.config_path), "--json")
     assert code == 0, err

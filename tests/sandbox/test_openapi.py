@@ -29,7 +29,7 @@ import pytest
 import yaml
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256, Client
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ENV = "ORP_ONEROSTER_OPENAPI_DIR"
 # Records validated per collection operation: enough to meet every kind the sample data has.
 PAGE = 1000

@@ -13,8 +13,8 @@ import pty
 import sys
 import threading
 
+from tests.cli.test_tokens import ROOT, run_cli
 from tests.support import ALL_SCOPES, base_config
-from tests.test_tokens_cli import ROOT, run_cli
 
 
 async def exact_share(sandbox, start_proxy, tmp_path):

@@ -18,7 +18,7 @@ import pytest
 from proxy.store.crypto import SecretBox, new_key, parse_key
 from tests.support import toml_dumps
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cli-secret-9Qx!never-printed"
 
 
