@@ -349,9 +349,21 @@ async def test_no_admin_token_configured_closes_the_api(sandbox, start_proxy, tm
 async def test_non_ascii_admin_authorization_is_401_not_500(proxy):
     """The admin token check must refuse any header value, not fail on one that is not
     ASCII: a 500 with aiohttp's plain-text page is neither the API's shape nor its answer."""
-    raw = await raw_exchange(
-        proxy.running.admin_port,
-        b"GET /admin/connections HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer \xff\xfe\r\n"
-        b"Connection: close\r\n\r\n",
-    )
-    assert raw.startswith(b"HTTP/1.1 401"), raw[:200]
+
+    async def answer(token: bytes) -> tuple[bytes, bytes]:
+        raw = await raw_exchange(
+            proxy.running.admin_port,
+            b"GET /admin/connections HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer "
+            + token
+            + b"\r\nConnection: close\r\n\r\n",
+        )
+        head, _, body = raw.partition(b"\r\n\r\n")
+        return head, body
+
+    head, body = await answer(b"\xff\xfe")
+    assert head.startswith(b"HTTP/1.1 401"), head
+    assert b"\r\nContent-Type: application/json" in head, head
+    assert_imsx(json.loads(body))
+    # The same refusal as any other wrong token.
+    _, wrong = await answer(b"wrong-admin-token")
+    assert json.loads(body) == json.loads(wrong)

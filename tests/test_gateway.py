@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from oauthlib import oauth1
 from yarl import URL
 
 from tests.support import (
@@ -348,17 +349,32 @@ async def test_gradebook_writes_arrive_byte_for_byte(proxy, sandbox, http):
         assert_imsx(await resp.json())  # the district's own imsx error passes unchanged
 
 
+async def direct_answer(http: aiohttp.ClientSession, sandbox: Any, target: str) -> Any:
+    """The district's own answer to ``GET target``, signed by oauthlib (RFC 5849), no proxy."""
+    parts = urlsplit(sandbox.base_url)
+    client = oauth1.Client(
+        sandbox.key, client_secret=sandbox.secret, signature_method=oauth1.SIGNATURE_HMAC_SHA256
+    )
+    url, headers, _ = client.sign(f"{parts.scheme}://{parts.netloc}{target}", "GET")
+    async with http.get(URL(url, encoded=True), headers=headers) as resp:
+        return resp.status, resp.headers, await resp.read()
+
+
 async def test_district_errors_pass_through_unchanged(proxy, sandbox, http):
     token = await proxy.token()
     for path, status in (("v1p1/users/no-such-user", 404), ("v1p1/users?filter=nonsense", 400)):
         async with http.get(proxy.app_url(path), headers=auth(token)) as resp:
             assert resp.status == status
-            body = await resp.json()
-        assert body["imsx_codeMajor"] == "failure"
+            body, content_type = await resp.read(), resp.headers["Content-Type"]
+        assert_imsx(json.loads(body))
         # The district's own answer, passed through: it received the request and gave this
-        # status itself.
+        # status itself, and the vendor gets its bytes, not a re-encoding or an answer of ours.
         rec = recorded(sandbox)[-1]
         assert rec.path.endswith(path) and rec.status == status
+        direct_status, direct_headers, direct_body = await direct_answer(http, sandbox, rec.path)
+        assert direct_status == status
+        assert body == direct_body
+        assert content_type == direct_headers["Content-Type"]
 
 
 async def test_unreachable_district_is_502(sandbox, start_proxy, tmp_path, http):

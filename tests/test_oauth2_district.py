@@ -5,6 +5,7 @@ burst (single flight), and refetched once after the district answers 401."""
 from __future__ import annotations
 
 import asyncio
+from base64 import b64encode
 from typing import Any
 
 import pytest
@@ -91,10 +92,27 @@ async def test_persistent_401_reaches_the_vendor_unchanged(oauth2_sandbox, start
     proxy = await start_proxy(oauth2_sandbox)
     token = await proxy.token()
     oauth2_sandbox.faults.expire_tokens_after = 0.0  # every district token is dead on arrival
-    status, data, _ = await get_json(http, proxy.app_url("v1p1/orgs"), token)
+    async with http.get(proxy.app_url("v1p1/orgs"), headers=auth(token)) as resp:
+        status, body, challenge = resp.status, await resp.read(), resp.headers["WWW-Authenticate"]
     assert status == 401
-    assert data["imsx_codeMajor"] == "failure"
     assert len(token_requests(oauth2_sandbox)) == 2  # one refetch, no loop
+    # The district's own 401, byte for byte: its answer to a token of its own, dead on arrival.
+    target = api_requests(oauth2_sandbox)[-1].path
+    basic = f"{oauth2_sandbox.key}:{oauth2_sandbox.secret}"
+    async with http.post(
+        oauth2_sandbox.token_url,
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic {b64encode(basic.encode()).decode()}"},
+    ) as resp:
+        assert resp.status == 200
+        district_token = (await resp.json())["access_token"]
+    origin = oauth2_sandbox.base_url.split("/", 3)[:3]
+    async with http.get(
+        "/".join(origin) + target, headers={"Authorization": f"Bearer {district_token}"}
+    ) as resp:
+        assert resp.status == 401
+        assert body == await resp.read()
+        assert challenge == resp.headers["WWW-Authenticate"]
 
 
 async def test_broken_token_endpoint_is_502(oauth2_sandbox, start_proxy, tmp_path, http):
