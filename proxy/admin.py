@@ -234,7 +234,7 @@ async def connections(request: web.Request) -> web.Response:
     if not after:
         for app_id in sorted(runtime.connections):
             view = connection_view(runtime.connections[app_id], now)
-            view["circuit"] = services.limits.circuit_state(runtime.connections[app_id].district)
+            view["circuit"] = services.circuits.state(runtime.connections[app_id].district)
             views.append(view)
     records = await services.store.list_connections(after=after, limit=limit)
     for record in records:
@@ -257,7 +257,7 @@ async def connection(request: web.Request) -> web.Response:
         view["last_check"] = results[0].as_json() if results else None
         return web.json_response(view)
     view = connection_view(conn, datetime.now(UTC))
-    view["circuit"] = services.limits.circuit_state(conn.district)
+    view["circuit"] = services.circuits.state(conn.district)
     # SPEC "Background checks": the newest stored result (check --json plus "at"), or null.
     results = await services.store.list_check_results(conn.app_id, limit=1)
     view["last_check"] = results[0].as_json() if results else None

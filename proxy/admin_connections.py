@@ -142,7 +142,7 @@ async def store_connection_view(
         ),
         max_connections=district.max_connections if district else None,
         rate_limit=str(district.rate_limit) if district and district.rate_limit else None,
-        circuit=services.limits.circuit_state(district) if district else "closed",
+        circuit=services.circuits.state(district) if district else "closed",
     )
     return view
 

@@ -2,9 +2,9 @@
 
 Everything a request needs hangs off ``Services`` (``proxy.context``) under one ``web.AppKey``:
 the current ``Runtime`` (swapped atomically on reload), the authenticator with its token cache,
-the store, metrics, limits and the upstream client sessions (pooled for reads, fresh
-connections for writes), opened and closed in ``cleanup_ctx``. No module-level state, so tests
-build as many apps side by side as they like.
+the store, metrics, limits, circuit breakers and the upstream client sessions (pooled for
+reads, fresh connections for writes), opened and closed in ``cleanup_ctx``. No module-level
+state, so tests build as many apps side by side as they like.
 
 ``Observed`` wraps every handler of the listener: the request id, the in-flight gauge,
 metrics, the access log line, and the one place where a ``ProxyError`` (or one of aiohttp's
@@ -29,6 +29,7 @@ from aiohttp import web
 
 from . import forward, vendor_api
 from .background import background_checks
+from .circuit import Circuits
 from .config import Config
 from .context import EXCHANGE, SERVICES, Exchange, RuntimeHolder, Services
 from .errors import BrokenTransfer, ProxyError, error_response, refusal_response
@@ -151,7 +152,8 @@ def create_app(
         store=store,
         authenticator=Authenticator(store, config.store.cache_ttl),
         metrics=metrics,
-        limits=limits or Limits(metrics, store),
+        limits=limits or Limits(store),
+        circuits=Circuits(metrics),
     )
     services.runtime = RuntimeHolder(build_runtime(config, services.token_source))
     services.managed = StoreConnections(

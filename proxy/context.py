@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
+from .circuit import Circuits
 from .config import ConnectionConfig, DistrictConfig
 from .exchange import EXCHANGE, Exchange
 from .inbound import Authenticator
@@ -46,6 +47,7 @@ class Services:
     authenticator: Authenticator
     metrics: Metrics
     limits: Limits
+    circuits: Circuits
     runtime: RuntimeHolder = field(init=False)
     # appIds the TOML file does not define, looked up in the store (SPEC.md "Connections in
     # the store").

@@ -1,8 +1,9 @@
-"""Protecting districts: per-district concurrency cap, rate limits, circuit breaking.
+"""Protecting districts: per-district concurrency cap and rate limits.
 
 SPEC.md config keys ``max_connections``, ``max_wait``, ``rate_limit`` (vendor and district) and
 the status table: 429 (vendor over its ``rate_limit``, ``Retry-After``), 503 (district slots
-busy for ``max_wait``, district rate exhausted, or its circuit open; ``Retry-After``).
+busy for ``max_wait``, or district rate exhausted; ``Retry-After``). A district's circuit
+breaker is ``proxy.circuit``'s.
 
 Where each limit lives (THREAT_MODEL.md repeats this for operators):
 
@@ -16,9 +17,6 @@ Where each limit lives (THREAT_MODEL.md repeats this for operators):
 * **Rate limits**: token buckets in the store (``Store.take_tokens``), shared the same way. A
   process remembers "that bucket is empty until t" and refuses locally until t, so a vendor
   hammering past its limit costs no store round-trip per refused request.
-* **Circuit breaker**: per process, in memory. Each worker/replica opens on its own failures;
-  a failing district is seen failing by all of them within a few requests, and a per-process
-  breaker cannot be wedged open by another process.
 
 If the store cannot be reached, limits fail open to the per-process parts (each process still
 caps a district at ``max_connections``; rate limits are not enforced) and a warning is logged at
@@ -36,22 +34,16 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .config import DistrictConfig, Rate, VendorConfig
 from .errors import ServiceUnavailable, StoreUnavailable, TooManyRequests
 
 if TYPE_CHECKING:
-    from .metrics import Metrics
     from .store.base import Store
 
 log = logging.getLogger("oneroster_proxy")
 
-#: Consecutive connect failures/timeouts that open a district's circuit.
-CIRCUIT_FAILURES = 5
-#: Seconds an open circuit fails fast before letting one probe through.
-CIRCUIT_COOLDOWN = 30.0
 #: Lifetime of a store slot without renewal: what a crashed process can hold a slot for.
 SLOT_TTL = 30.0
 #: Backoff bounds while polling the store for a free slot (seconds).
@@ -103,21 +95,6 @@ class FairSlots:
                 waiter.set_result(None)  # the slot passes to the next in line; held unchanged
                 return
         self.held -= 1
-
-
-@dataclass(slots=True)
-class Circuit:
-    """One district's breaker: closed -> open (after ``failures`` in a row) -> half-open
-    (after the cool-down; one probe) -> closed on success, open again on failure."""
-
-    failures: int = 0
-    opened_at: float | None = None
-    probe_until: float | None = None  # a probe is in flight until then (its deadline)
-
-    def state(self, now: float, cooldown: float) -> str:
-        if self.opened_at is None:
-            return "closed"
-        return "open" if now < self.opened_at + cooldown else "half-open"
 
 
 class _NoSlot:
@@ -218,30 +195,19 @@ class _HeldSlot:
 
 
 class Limits:
-    """Every limit of one app; kept across config reloads (keyed by vendor/district name).
-
-    ``circuit_failures`` and ``circuit_cooldown`` are read on every request, so an operator (or
-    a test) may change them on a running instance.
-    """
+    """Every limit of one app; kept across config reloads (keyed by vendor/district name)."""
 
     def __init__(
         self,
-        metrics: Metrics | None = None,
         store: Store | None = None,
         *,
-        circuit_failures: int = CIRCUIT_FAILURES,
-        circuit_cooldown: float = CIRCUIT_COOLDOWN,
         slot_ttl: float = SLOT_TTL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.metrics = metrics
         self.store = store
-        self.circuit_failures = circuit_failures
-        self.circuit_cooldown = circuit_cooldown
         self.slot_ttl = slot_ttl
         self._clock = clock
         self._slots: dict[str, FairSlots] = {}
-        self._circuits: dict[str, Circuit] = {}
         # Bucket key -> clock time before which it is known to be empty.
         self._empty_until: dict[str, float] = {}
         self._warned_at = -math.inf
@@ -360,13 +326,12 @@ class Limits:
             retry_after=max(1.0, district.max_wait / 2),
         )
 
-    # -- per attempt: circuit, district rate ------------------------------------------------------
+    # -- per attempt: district rate ---------------------------------------------------------------
 
-    async def before_send(self, district: DistrictConfig, deadline: float | None = None) -> None:
-        """Called before each upstream attempt. Fails fast (503) while the circuit is open;
-        waits for the district's rate limit if a token comes before ``deadline`` (the
-        request's upstream deadline) and within ``max_wait``, else 503 + Retry-After."""
-        self.check_circuit(district, deadline)
+    async def district_rate(self, district: DistrictConfig, deadline: float | None = None) -> None:
+        """Called before each upstream attempt to a district with a ``rate_limit``: waits for a
+        token if one comes before ``deadline`` (the request's upstream deadline) and within
+        ``max_wait``, else 503 + Retry-After."""
         rate = district.rate_limit
         if rate is None:
             return
@@ -384,75 +349,7 @@ class Limits:
                 )
             await asyncio.sleep(wait)
 
-    def check_circuit(self, district: DistrictConfig, deadline: float | None) -> None:
-        circuit = self._circuits.get(district.name)
-        if circuit is None or circuit.opened_at is None:
-            return
-        now = self._clock()
-        cooldown = self.circuit_cooldown
-        if circuit.state(now, cooldown) == "open":
-            raise self._open(district, circuit.opened_at + cooldown - now)
-        # Half-open: exactly one probe at a time. A probe that never reports (its vendor went
-        # away) stops counting at its deadline, so the circuit cannot stay wedged.
-        if circuit.probe_until is not None and now < circuit.probe_until:
-            raise self._open(district, 1.0)
-        circuit.probe_until = deadline if deadline is not None else now + cooldown
-
-    def _open(self, district: DistrictConfig, retry_after: float) -> ServiceUnavailable:
-        return ServiceUnavailable(
-            f"district {district.name} is failing; requests to it are paused",
-            retry_after=max(1.0, retry_after),
-        )
-
-    def record_failure(self, district: DistrictConfig) -> None:
-        """A connect failure, reset before the response head, or timeout."""
-        circuit = self._circuits.setdefault(district.name, Circuit())
-        circuit.failures += 1
-        now = self._clock()
-        if circuit.opened_at is not None:
-            if circuit.state(now, self.circuit_cooldown) == "half-open":
-                circuit.opened_at = now  # the probe (or a straggler) failed: another cool-down
-                circuit.probe_until = None
-            return
-        if circuit.failures >= self.circuit_failures:
-            circuit.opened_at = now
-            circuit.probe_until = None
-            self._gauge(district.name, 1)
-            log.warning(
-                "circuit opened",
-                extra={"fields": {"event": "circuit.open", "district": district.name,
-                                  "failures": circuit.failures,
-                                  "cooldown": self.circuit_cooldown}},
-            )  # fmt: skip
-
-    def record_success(self, district: DistrictConfig) -> None:
-        """A response head arrived (whatever its status: the district is answering)."""
-        circuit = self._circuits.get(district.name)
-        if circuit is None:
-            return
-        was_open = circuit.opened_at is not None
-        circuit.failures = 0
-        circuit.opened_at = None
-        circuit.probe_until = None
-        if was_open:
-            self._gauge(district.name, 0)
-            log.info(
-                "circuit closed",
-                extra={"fields": {"event": "circuit.close", "district": district.name}},
-            )
-
-    def circuit_state(self, district: DistrictConfig) -> str:
-        """``closed``, ``open`` or ``half-open`` (shown in ``/admin/connections``)."""
-        circuit = self._circuits.get(district.name)
-        if circuit is None:
-            return "closed"
-        return circuit.state(self._clock(), self.circuit_cooldown)
-
     # -- plumbing -------------------------------------------------------------------------------
-
-    def _gauge(self, district: str, value: int) -> None:
-        if self.metrics is not None:
-            self.metrics.circuit_open.labels(district).set(value)
 
     def _warn(self, exc: StoreUnavailable) -> None:
         now = self._clock()

@@ -6,8 +6,9 @@ it to one request:
 
 * Every attempt is signed anew (``authorization``): a fresh OAuth1 nonce and timestamp, or the
   OAuth2 token the connection's token source holds now.
-* Before each attempt the district's circuit must be closed and its rate must allow a request
-  (``Limits.before_send``; an open circuit is 503 with ``Retry-After``, no request sent).
+* Before each attempt the district's circuit must be closed (``Circuits.check``; an open
+  circuit is 503 with ``Retry-After``, no request sent) and its rate must allow a request
+  (``Limits.district_rate``).
 * Sent once, never again: a PUT, POST, DELETE or PATCH (the district may have acted on it),
   and any request whose body streams (over ``BUFFER_LIMIT``, not held to be sent again).
 * Retried, GET (and HEAD, GET without the body) only: a connect failure or a reset before the
@@ -17,7 +18,7 @@ it to one request:
   in [0, min(``BACKOFF_CAP``, ``BACKOFF_BASE`` * 2**n)], so proxies do not return in step.
 * Every attempt and every wait fit inside ``upstream_timeout``: a retry that would not is not
   made, and the last answer (or error) stands.
-* The circuit counts connect failures, resets and timeouts (``Limits.record_failure``); any
+* The circuit counts connect failures, resets and timeouts (``Circuits.record_failure``); any
   answer from the district, whatever its status, counts as a success.
 * OAuth2 401: the token is dropped (``invalidate``) and the same request is sent once more with
   a fresh one, whatever its method, if its body is held; a second 401 goes to the vendor.
@@ -122,7 +123,7 @@ class Upstream:
     ) -> forward.Response:
         """The district's answer (its head; the caller reads and releases the body)."""
         services = self.services
-        limits = services.limits
+        circuits = services.circuits
         district = conn.district
         deadline = _monotonic() + timeout
         replayable = out.body is None or isinstance(out.body, bytes)
@@ -143,10 +144,9 @@ class Upstream:
                     self._count_error(conn, "token")
                     raise
             headers = authorization(conn, out, content_type, token)
-            if district.rate_limit is None:
-                limits.check_circuit(district, deadline)  # no rate to wait for
-            else:
-                await limits.before_send(district, deadline)
+            circuits.check(district, deadline)
+            if district.rate_limit is not None:
+                await services.limits.district_rate(district, deadline)
             started = _monotonic()
             remaining = deadline - started
             if remaining <= 0:
@@ -163,10 +163,10 @@ class Upstream:
                         pool=services.pool,
                     )
             except _RESETS as exc:
-                limits.record_failure(district)
+                circuits.record_failure(district)
                 # A reset before the head may mean the district read the request: only a GET
                 # is tried again, and not once the circuit has opened on this district.
-                if retry_get and limits.circuit_state(district) == "closed":
+                if retry_get and circuits.state(district) == "closed":
                     delay = _retry_in(attempt, None, deadline)
                     if delay is not None:
                         await asyncio.sleep(delay)
@@ -174,14 +174,14 @@ class Upstream:
                 self._count_error(conn, exc.kind)
                 raise
             except UpstreamTimeout:
-                limits.record_failure(district)
+                circuits.record_failure(district)
                 self._count_error(conn, "timeout")
                 raise
             except UpstreamError as exc:
                 self._count_error(conn, exc.kind)
                 raise
             services.metrics.tally.observe(self._timers[district.name], _monotonic() - started)
-            limits.record_success(district)
+            circuits.record_success(district)
 
             if response.status == 401 and token is not None and replayable and not refreshed:
                 assert source is not None

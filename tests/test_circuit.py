@@ -65,8 +65,8 @@ async def get(http: aiohttp.ClientSession, url: str, token: str) -> tuple[int, A
 async def breaker_proxy(start_proxy: Any, tmp_path: Any, port: int, **server: Any) -> Any:
     doc = base_config(tmp_path, Coordinates(f"http://127.0.0.1:{port}"), **server)
     proxy = await start_proxy(None, doc)
-    proxy.services.limits.circuit_failures = 3
-    proxy.services.limits.circuit_cooldown = 0.6
+    proxy.services.circuits.threshold = 3
+    proxy.services.circuits.cooldown = 0.6
     return proxy
 
 

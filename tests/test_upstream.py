@@ -197,9 +197,9 @@ async def test_connect_failures_retry_gets_only(start_proxy, tmp_path, http):
     with sock:
         doc = fake_district_doc(tmp_path, url)
         reader = await start_proxy(None, doc)
-        reader.services.limits.circuit_failures = upstream.MAX_ATTEMPTS
+        reader.services.circuits.threshold = upstream.MAX_ATTEMPTS
         writer = await start_proxy(None, doc)
-        writer.services.limits.circuit_failures = 2
+        writer.services.circuits.threshold = 2
         token = await reader.token()
 
         async with http.get(reader.app_url("v1p1/orgs"), headers=auth(token)) as resp:

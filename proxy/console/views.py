@@ -121,7 +121,7 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
                 "errors": errors,
                 "error_share": f"{errors / requests:.0%}" if requests else "0%",
                 "spark": spark(minutes),
-                "circuit": services.limits.circuit_state(conn.district),
+                "circuit": services.circuits.state(conn.district),
             }
         )
     return console.render(
@@ -193,7 +193,7 @@ async def connection(request: web.Request, **extra: Any) -> web.StreamResponse:
         "expires": cfg.expires.isoformat() if cfg.expires else None,
         "days_left": days_left(cfg.expires, datetime.now(UTC).date()),
         "vendor_authorization": conn.vendor_header is not None,
-        "circuit": services.limits.circuit_state(district),
+        "circuit": services.circuits.state(district),
         "source": listed.source,
     }
     return console.render(
