@@ -1,7 +1,8 @@
 """The troubleshooting checklist: ``check APP_ID``, ``check --all``, the admin ``check``.
 
 ``report`` (items, reports, their text), ``probes`` (the signed GETs of the district),
-``items`` (the checklist, ``run_check``, ``check_all``); printing is ``proxy.cli.check``'s.
+``config_items`` (the items judged from the config alone), ``items`` (the checklist and its
+live items); ``run_check`` and ``check_all`` here; printing is ``proxy.cli.check``'s.
 
 SPEC.md "``check APP_ID``: the troubleshooting checklist". Every item is judged live against the
 district and read-only: the only requests are GETs with ``limit=1`` (plus the OAuth2 token

@@ -1,4 +1,6 @@
-"""The checklist items: each judged from the config or from live probes, in SPEC order.
+"""The checklist of one connection, in SPEC order: the live items, judged from probes.
+
+The items judged from the config alone are ``proxy.check.config_items``'s.
 
 Probes that do not depend on each other run concurrently, so a hanging district costs one
 ``upstream_timeout``; an item that cannot be judged because an earlier one failed is ``skip``.
@@ -14,17 +16,12 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ..config import (
-    EXPIRY_WARNING,
-    Config,
-    ConnectionConfig,
-    DistrictConfig,
-    infinite_campus_vendor_key,
-)
+from ..config import Config, ConnectionConfig, DistrictConfig
 from ..errors import ProxyError
 from ..runtime import build_runtime
 from ..scopes import GRADEBOOK_READ, classify
 from ..signing.oauth2 import OAuth2TokenSource
+from .config_items import connection_enabled, infinite_campus_key, not_expired
 from .probes import (
     GRADEBOOK_SCOPES,
     PATHS,
@@ -36,7 +33,7 @@ from .probes import (
     Prober,
     collection_records,
 )
-from .report import CHECKS, HINTS, VERSION_NAMES, Item, Report, fail
+from .report import CHECKS, VERSION_NAMES, Item, Report, fail
 
 
 class Checklist:
@@ -88,9 +85,9 @@ class Checklist:
 
     async def run(self) -> Report:
         try:
-            self.items["connection_enabled"] = self.connection_enabled()
-            self.items["not_expired"] = self.not_expired()
-            self.items["infinite_campus_key"] = self.infinite_campus_key()
+            self.items["connection_enabled"] = connection_enabled(self.cfg)
+            self.items["not_expired"] = not_expired(self.cfg, self.now)
+            self.items["infinite_campus_key"] = infinite_campus_key(self.cfg, self.conn.vendor)
             reachable, token = await asyncio.gather(
                 self.district_reachable(), self.token_endpoint()
             )
@@ -126,60 +123,6 @@ class Checklist:
                 await self.conn.token_source.close()
         checks = [self.items[name] for name in CHECKS]
         return Report(self.cfg.app_id, all(i.status != "fail" for i in checks), checks)
-
-    # -- from the config -----------------------------------------------------------------
-
-    def connection_enabled(self) -> Item:
-        name = "connection_enabled"
-        if self.cfg.enabled:
-            return Item(name, "ok", "enabled")
-        return fail(
-            name,
-            f"connections.{self.cfg.app_id}.enabled = false; the gateway "
-            "answers 403 to every request",
-        )
-
-    def not_expired(self) -> Item:
-        name = "not_expired"
-        expires = self.cfg.expires
-        if expires is None:
-            return Item(name, "ok", "no expiry date set")
-        if self.cfg.expired(self.now):
-            return fail(name, f"expired on {expires.isoformat()}; the gateway answers 403")
-        left = self.cfg.days_left(self.now)
-        if left is not None and left <= EXPIRY_WARNING.days:
-            return Item(
-                name,
-                "ok",
-                f"warning: expires in {left} days ({expires.isoformat()}): {HINTS[name]}",
-            )
-        return Item(name, "ok", f"expires {expires.isoformat()} (in {left} days)")
-
-    def infinite_campus_key(self) -> Item:
-        name = "infinite_campus_key"
-        named = infinite_campus_vendor_key(self.cfg.key)
-        if named is None:
-            return Item(name, "skip", "not an InfiniteCampus_<vendorKey>_<GUID> key")
-        vendor = self.conn.vendor
-        if vendor.vendor_key is None:
-            return Item(
-                name,
-                "skip",
-                f"vendors.{vendor.name}.vendor_authorization is not set, "
-                "so there is no vendor key to compare",
-            )
-        if named == vendor.vendor_key:
-            return Item(
-                name,
-                "ok",
-                f'the key names vendor key "{named}", as '
-                f"vendors.{vendor.name}.vendor_authorization does",
-            )
-        return fail(
-            name,
-            f'the key names vendor key "{named}" but '
-            f'vendors.{vendor.name}.vendor_authorization is for "{vendor.vendor_key}"',
-        )
 
     # -- live ----------------------------------------------------------------------------
 

@@ -12,18 +12,17 @@ the proxy in front of it, and the test suite uses it as the real upstream.
 
 from __future__ import annotations
 
-from .app import (
+from .app import create_sandbox_app, revoke_all_tokens
+from .options import ALL_SCOPES, PROFILES, Faults, SandboxOptions
+from .server import RunningSandbox, run_sandbox_cli, start_sandbox
+from .state import (
     DISTRICT,
     FAULTS,
     OPTIONS,
     RECORDED,
     TOKENS,
     RecordedRequest,
-    create_sandbox_app,
-    revoke_all_tokens,
 )
-from .options import ALL_SCOPES, PROFILES, Faults, SandboxOptions
-from .server import RunningSandbox, run_sandbox_cli, start_sandbox
 
 __all__ = [
     "ALL_SCOPES",

@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from .data import V1P1, V1P2, VERSIONS, Dataset, Ref, build_dataset, ref_dict
+from .data import Dataset, build_dataset
 from .endpoints import COLLECTIONS
 from .options import SandboxOptions
+from .render import V1P1, V1P2, VERSIONS, Ref, ref_dict
 
 Record = dict[str, Any]
 

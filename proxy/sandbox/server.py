@@ -18,16 +18,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .app import (
-    FAULTS,
-    OPTIONS,
-    RECORDED,
-    RecordedRequest,
-    accept_credentials,
-    create_sandbox_app,
-    revoke_all_tokens,
-)
+from .app import accept_credentials, create_sandbox_app, revoke_all_tokens
 from .options import ALL_SCOPES, PROFILES, Faults, SandboxOptions, parse_versions
+from .state import FAULTS, OPTIONS, RECORDED, RecordedRequest
 
 
 @dataclass

@@ -10,8 +10,8 @@ import pytest
 from yarl import URL
 
 from proxy.sandbox import DISTRICT
-from proxy.sandbox.data import HrefAbsolutizer
 from proxy.sandbox.endpoints import API_ROOTS, COLLECTIONS, ID
+from proxy.sandbox.render import HrefAbsolutizer
 
 from .conftest import assert_imsx, call, sign
 

@@ -12,8 +12,8 @@ import pytest
 from oauthlib.common import INVALID_HEX_PATTERN
 from oauthlib.common import urlencoded as OAUTHLIB_QUERY_CHARS
 
-from proxy.signing.oauth1 import (
-    OAuth1Signer,
+from proxy.signing.oauth1 import OAuth1Signer
+from proxy.signing.rfc5849 import (
     base_string_uri,
     hmac_signature,
     normalize_parameters,
