@@ -62,7 +62,7 @@ def report(
             head = ["target", "req/s", "x bare", "p50 ms", "p99 ms", "CPU µs/req", "errors"]
             print(table(head, rows))
     rows = []
-    for item in ("rate direct", "rate proxy", "rate bare", "rate bare-uvloop"):
+    for item in ("rate direct", "rate proxy", "rate bare", "rate bare-uvloop", "rate nginx"):
         if item in runs:
             rows.append(
                 [
@@ -90,7 +90,10 @@ def report(
                 ]
             )
     if rows:
-        print("\nslow district (500 ms per answer, max_connections = 400), wrk -t1 -c400")
+        print(
+            "\nslow district (500 ms per answer, max_connections = 400), "
+            f"wrk -t1 -c400 -d{args.slow_duration}s"
+        )
         print(table(["target", "req/s", "p50 ms", "p99 ms", "errors"], rows))
     for name in ("proxy", "bare"):
         s = extra.get(f"stream_{name}")
