@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -292,6 +293,9 @@ class SqliteStore(SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits):
         # in-flight write, then empties the log file.
         with contextlib.suppress(sqlite3.Error):
             if self._limits is not None:
+                # Slots of holders that died holding them: acquire_slot's one-statement path
+                # only counts unexpired rows and never deletes, so they go here.
+                self._limits.execute("DELETE FROM slots WHERE expires <= ?", (time.time(),))
                 self._limits.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     async def close(self) -> None:

@@ -82,7 +82,21 @@ class SqliteLimits(SqliteRole):
                 )
                 return True
 
-        done, taken = self._inline(lambda fast: op(fast, fast))
+        def take_free(fast: sqlite3.Connection) -> bool:
+            # Nearly every call is a new holder below the limit: one statement (atomic on its
+            # own) inserts it if it holds nothing yet and fewer than ``limit`` unexpired slots
+            # are held. No row: a renewal, or at the limit; ``op`` then decides (and deletes
+            # expired rows, which only a process that died holding a slot leaves behind).
+            now = time.time()
+            inserted = fast.execute(
+                "INSERT INTO slots (key, holder, expires) SELECT ?, ?, ? "
+                "WHERE NOT EXISTS (SELECT 1 FROM slots WHERE key = ? AND holder = ?) "
+                "AND (SELECT count(*) FROM slots WHERE key = ? AND expires > ?) < ?",
+                (key, holder, now + ttl, key, holder, key, now, limit),
+            ).rowcount
+            return bool(inserted) or op(fast, fast)
+
+        done, taken = self._inline(take_free)
         if done:
             return bool(taken)
         return await self._run(op)

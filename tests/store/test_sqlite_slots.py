@@ -57,3 +57,28 @@ async def test_the_wal_is_checkpointed_while_slots_churn(tmp_path: Path, monkeyp
         assert size < 4 * 2**20
     finally:
         await store.close()
+
+
+async def test_slots_left_by_dead_holders_are_deleted_while_slots_churn(
+    tmp_path: Path, monkeypatch
+):
+    # A holder that died keeps its row until it expires; a district below its limit never
+    # takes acquire_slot's full path (which deletes expired rows), so the checkpoint does.
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_EVERY", 20)
+    path = tmp_path / "store.db"
+    store = SqliteStore(str(path))
+    await store.open()
+    try:
+        for i in range(5):
+            assert await store.acquire_slot("district:d", 10, f"dead{i}", 0.05)
+        await asyncio.sleep(0.1)
+        for i in range(40):
+            assert await store.acquire_slot("district:d", 10, f"h{i}", 30)
+            await store.release_slot("district:d", f"h{i}")
+            await asyncio.sleep(0)  # let the checkpoint run
+        await asyncio.sleep(0.2)
+        with sqlite3.connect(path) as conn:
+            holders = [h for (h,) in conn.execute("SELECT holder FROM slots")]
+        assert holders == []
+    finally:
+        await store.close()
