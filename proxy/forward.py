@@ -152,21 +152,26 @@ def _vendor_side_cause(exc: BaseException) -> ProxyError | None:
     return None
 
 
+_Kinds = type[Exception] | tuple[type[Exception], ...]
+#: aiohttp client error -> the proxy's error, the first that matches (a subclass before its
+#: base: a certificate error is a connector error, a connector error an OS error).
+_TRANSLATIONS: tuple[tuple[_Kinds, type[ProxyError], str], ...] = (
+    ((aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError), UpstreamTimeout,
+     "the district did not answer in time"),
+    (aiohttp.ClientConnectorCertificateError, UpstreamConnectError,
+     "the district's TLS certificate was not accepted"),
+    (aiohttp.ClientConnectorError, UpstreamConnectError, "the district could not be reached"),
+    (aiohttp.ServerDisconnectedError, UpstreamResetError, "the district closed the connection"),
+    (aiohttp.ClientResponseError, UpstreamBadResponse, "the district sent an unusable response"),
+    (aiohttp.ClientPayloadError, UpstreamResetError, "the district broke off its response"),
+    (aiohttp.ClientOSError, UpstreamResetError, "the district connection failed"),
+)  # fmt: skip
+
+
 def _translate(exc: aiohttp.ClientError) -> ProxyError:
-    if isinstance(exc, aiohttp.ConnectionTimeoutError | aiohttp.ServerTimeoutError):
-        return UpstreamTimeout("the district did not answer in time")
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return UpstreamConnectError("the district's TLS certificate was not accepted")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamConnectError("the district could not be reached")
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return UpstreamResetError("the district closed the connection")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return UpstreamBadResponse("the district sent an unusable response")
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return UpstreamResetError("the district broke off its response")
-    if isinstance(exc, aiohttp.ClientOSError):
-        return UpstreamResetError("the district connection failed")
+    for kinds, error, description in _TRANSLATIONS:
+        if isinstance(exc, kinds):
+            return error(description)
     return UpstreamBadResponse("the district exchange failed")
 
 

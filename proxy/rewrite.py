@@ -31,9 +31,11 @@ Choices, each from the point of view of an operator of a production gateway:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.errors import BadRequest
 
@@ -92,7 +94,8 @@ class _HeaderSource(Protocol):
     def items(self) -> Iterable[tuple[str, str]]: ...
 
 
-Headers = Mapping[str, str] | _HeaderSource | Iterable[tuple[str, str]]
+# A collection, not any iterable: the headers are read twice (``Connection`` first).
+Headers = Mapping[str, str] | _HeaderSource | Collection[tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,15 +242,29 @@ def _items(headers: Headers) -> Iterable[tuple[str, str]]:
     return headers  # type: ignore[return-value]
 
 
-def connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
-    """Header names listed in ``Connection`` (RFC 9110 §7.6.1), lower case, except the
+def connection_tokens(values: Iterable[str]) -> frozenset[str]:
+    """Header names listed in ``Connection`` values (RFC 9110 §7.6.1), lower case, except the
     ``keep-alive``/``close`` options that name no header (they are hop-by-hop anyway)."""
     names: set[str] = set()
-    for name, value in headers:
-        if name.lower() == "connection":
-            names.update(t.strip().lower() for t in value.split(",") if t.strip())
+    for value in values:
+        names.update(t.strip().lower() for t in value.split(",") if t.strip())
     names -= _CONNECTION_OPTIONS
     return frozenset(names)
+
+
+def _dropped(headers: Headers, always: frozenset[str]) -> frozenset[str]:
+    """The header names not passed on: ``always`` and those that ``Connection`` lists.
+
+    aiohttp's parsed headers (every request and response of the gateway) give their
+    ``Connection`` values in one look-up, so the headers are still walked only once."""
+    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        values: Sequence[str] = headers.getall("Connection", ())
+    else:
+        values = [value for name, value in _items(headers) if name.lower() == "connection"]
+    if not values:
+        return always
+    listed = connection_tokens(values)
+    return always | listed if listed else always
 
 
 def response_headers(
@@ -261,19 +278,14 @@ def response_headers(
     kept; ``Link``/``Location``/``Content-Location`` rewritten; hop-by-hop and the headers the
     module docstring lists dropped (and ``Content-Length`` with ``drop_length``, for a
     response whose own body sets it)."""
-    dropped = _RESPONSE_DROPPED_WITH_LENGTH if drop_length else _RESPONSE_DROPPED
+    dropped = _dropped(
+        upstream_headers, _RESPONSE_DROPPED_WITH_LENGTH if drop_length else _RESPONSE_DROPPED
+    )
     prefix = _prefix(upstream_prefix)
     out: list[tuple[str, str]] = []
-    connection: list[tuple[str, str]] | None = None
-    # One pass over the headers (this runs on every response): the names a ``Connection``
-    # header lists are taken out afterwards, which leaves what filtering them first would.
     for name, value in _items(upstream_headers):
         lower = name.lower()
         if lower in dropped:
-            if lower == "connection":
-                if connection is None:
-                    connection = []
-                connection.append((name, value))
             continue
         if lower == "link":
             value = rewrite_link(value, prefix, public_prefix)
@@ -285,35 +297,21 @@ def response_headers(
         if "\r" in value or "\n" in value or "\x00" in value:
             continue
         out.append((name, value))
-    if connection is not None:
-        named = connection_tokens(connection)
-        if named:
-            out = [(name, value) for name, value in out if name.lower() not in named]
     return out
 
 
 def request_headers(inbound: Headers) -> list[tuple[str, str]]:
     """The vendor's end-to-end request headers to send to the district (before signing adds
     ``Authorization`` and the gateway adds ``X-Request-Id`` and ``x-vendor-authorization``)."""
+    dropped = _dropped(inbound, _REQUEST_DROPPED)
     out: list[tuple[str, str]] = []
-    connection: list[tuple[str, str]] | None = None
     unsafe = _UNSAFE_VALUE.search
-    # One pass, as in response_headers: names listed in ``Connection`` are taken out after.
     for name, value in _items(inbound):
-        lower = name.lower()
-        if lower in _REQUEST_DROPPED:
-            if lower == "connection":
-                if connection is None:
-                    connection = []
-                connection.append((name, value))
+        if name.lower() in dropped:
             continue
         if unsafe(name) or unsafe(value):
             continue
         out.append((name, value))
-    if connection is not None:
-        named = connection_tokens(connection)
-        if named:
-            out = [(name, value) for name, value in out if name.lower() not in named]
     return out
 
 
