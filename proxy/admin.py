@@ -72,6 +72,7 @@ def create_admin_app(
     app[GATEWAY] = gateway
     app[STATE] = AdminState()
     services = gateway[SERVICES]
+    app[SERVICES] = services  # what every admin route reads, whichever module it is in
     app[METRICS_TEXT] = metrics_text or (lambda: generate_latest(services.metrics.registry))
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
@@ -79,10 +80,10 @@ def create_admin_app(
     app.router.add_get("/admin/connections", connections)
     app.router.add_get("/admin/connections/{app_id}", connection)
     app.router.add_post("/admin/connections/{app_id}/check", check_connection)
-    admin_tokens.add_routes(app, services)
+    admin_tokens.add_routes(app)
     app.router.add_post("/admin/reload", reload)
     app.router.add_post("/admin/connections/{app_id}/invite", invite_connection)
-    admin_connections.add_routes(app, services)
+    admin_connections.add_routes(app)
     app.router.add_get("/admin/activity", activity)
     add_console(app, gateway)
     return app
@@ -139,7 +140,7 @@ async def _admin_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 def _services(request: web.Request) -> Services:
-    return request.app[GATEWAY][SERVICES]
+    return request.app[SERVICES]
 
 
 def _authorize(request: web.Request) -> None:

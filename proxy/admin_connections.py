@@ -21,20 +21,18 @@ from aiohttp import web
 from . import managed
 from .admin_body import decode_object
 from .config import DistrictConfig, expired
-from .context import Services
+from .context import SERVICES, Services
 from .errors import ConfigError, Conflict, NotFound, ProxyError
 from .managed import Catalog
 from .store.base import ConnectionRecord
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_SERVICES = web.AppKey("managed_services", Services)
 # The name a POST body gave (``name``, ``app_id``): error lines are relative to it.
 _NAMED = web.RequestKey("managed_name", str)
 
 
-def add_routes(app: web.Application, services: Services) -> None:
-    """Register the routes on the admin app, for the gateway whose ``services`` they change."""
-    app[_SERVICES] = services
+def add_routes(app: web.Application) -> None:
+    """Register the routes on the admin app (it holds the ``SERVICES`` they change)."""
     app.router.add_get("/admin/districts", list_districts)
     app.router.add_post("/admin/districts", add_district)
     app.router.add_get("/admin/districts/{name}", get_district)
@@ -81,7 +79,7 @@ def _connection_path(request: web.Request) -> str:
 
 
 def _services(request: web.Request) -> Services:
-    return request.app[_SERVICES]
+    return request.app[SERVICES]
 
 
 def _catalog(services: Services) -> Catalog:
@@ -145,6 +143,14 @@ async def store_connection_view(
         circuit=services.circuits.state(district) if district else "closed",
     )
     return view
+
+
+def _changed(services: Services, record: ConnectionRecord, *, status: int = 200) -> web.Response:
+    """The answer to a change of a connection, which this process sees at once: what it has
+    cached for the appId (after an add: that it is unknown) is forgotten; other processes see
+    the change within ``cache_ttl``."""
+    services.managed.forget(record.app_id)
+    return web.json_response(managed.connection_view(record), status=status)
 
 
 # -- districts --------------------------------------------------------------------------------
@@ -231,8 +237,7 @@ async def add_connection(request: web.Request) -> web.Response:
         body,
         interface="admin",
     )
-    services.managed.forget(app_id)  # an unknown-appId answer may be cached
-    return web.json_response(managed.connection_view(record), status=201)
+    return _changed(services, record, status=201)
 
 
 @answers(_connection_path)
@@ -243,8 +248,7 @@ async def update_connection(request: web.Request) -> web.Response:
     record = await managed.update_connection(
         services.store, _catalog(services), app_id, body, interface="admin"
     )
-    services.managed.forget(app_id)
-    return web.json_response(managed.connection_view(record))
+    return _changed(services, record)
 
 
 @answers(_connection_path)
@@ -266,8 +270,7 @@ async def renew_connection(request: web.Request) -> web.Response:
         interface="admin",
         **extra,
     )
-    services.managed.forget(app_id)
-    return web.json_response(managed.connection_view(record))
+    return _changed(services, record)
 
 
 @answers(_connection_path)

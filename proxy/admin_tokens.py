@@ -15,15 +15,12 @@ from aiohttp import web
 
 from . import tokens
 from .admin_body import duration_field, json_object, only_fields
-from .context import Services
+from .context import SERVICES, Services
 from .errors import BadRequest, NotFound
 
-_SERVICES = web.AppKey("token_services", Services)
 
-
-def add_routes(app: web.Application, services: Services) -> None:
-    """Register the token routes on the admin app, for the gateway of ``services``."""
-    app[_SERVICES] = services
+def add_routes(app: web.Application) -> None:
+    """Register the token routes on the admin app (it holds the gateway's ``SERVICES``)."""
     app.router.add_get("/admin/vendors/{vendor}/tokens", list_tokens)
     app.router.add_post("/admin/vendors/{vendor}/tokens", issue_token)
     app.router.add_post("/admin/vendors/{vendor}/tokens/rotate", rotate_tokens)
@@ -32,7 +29,7 @@ def add_routes(app: web.Application, services: Services) -> None:
 
 
 def _services(request: web.Request) -> Services:
-    return request.app[_SERVICES]
+    return request.app[SERVICES]
 
 
 def _vendor(request: web.Request) -> str:

@@ -15,6 +15,7 @@ import secrets
 import string
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .logs import log_action
 from .store.base import AuditEvent, Store, TokenRecord
@@ -78,21 +79,14 @@ def new_token(
 async def issue(store: Store, vendor: str, *, ttl: timedelta | None, interface: str) -> IssuedToken:
     issued = new_token(vendor, ttl=ttl)
     await store.add_token(issued.record)
-    await store.add_audit(
-        AuditEvent(
-            at=issued.record.created,
-            action="token.issue",
-            interface=interface,
-            vendor=vendor,
-            token_id=issued.record.id,
-            detail={"ttl_seconds": ttl.total_seconds() if ttl else None},
-        )
-    )
-    log_action(
+    await _record(
+        store,
+        "token.issue",
         "token issued",
-        event="token.issue",
+        at=issued.record.created,
         interface=interface,
         vendor=vendor,
+        detail={"ttl_seconds": ttl.total_seconds() if ttl else None},
         token_id=issued.record.id,
         expires=iso_utc(issued.record.expires),
     )
@@ -122,25 +116,18 @@ async def rotate(
     issued = new_token(vendor, ttl=ttl)
     await store.add_token(issued.record)
     ended = await store.expire_vendor(vendor, issued.record.created + grace, keep=issued.record.id)
-    await store.add_audit(
-        AuditEvent(
-            at=issued.record.created,
-            action="token.rotate",
-            interface=interface,
-            vendor=vendor,
-            token_id=issued.record.id,
-            detail={
-                "grace_seconds": grace.total_seconds(),
-                "ttl_seconds": ttl.total_seconds() if ttl else None,
-                "ending": ended,
-            },
-        )
-    )
-    log_action(
+    await _record(
+        store,
+        "token.rotate",
         "token rotated",
-        event="token.rotate",
+        at=issued.record.created,
         interface=interface,
         vendor=vendor,
+        detail={
+            "grace_seconds": grace.total_seconds(),
+            "ttl_seconds": ttl.total_seconds() if ttl else None,
+            "ending": ended,
+        },
         token_id=issued.record.id,
         grace_s=grace.total_seconds(),
         expires=iso_utc(issued.record.expires),
@@ -208,18 +195,11 @@ async def revoke(store: Store, token_id: str, *, interface: str) -> TokenRecord 
         return None
     at = now_utc()
     await store.revoke_token(token_id, at)
-    await store.add_audit(
-        AuditEvent(
-            at=at,
-            action="token.revoke",
-            interface=interface,
-            vendor=record.vendor,
-            token_id=token_id,
-        )
-    )
-    log_action(
+    await _record(
+        store,
+        "token.revoke",
         "token revoked",
-        event="token.revoke",
+        at=at,
         interface=interface,
         vendor=record.vendor,
         token_id=token_id,
@@ -233,23 +213,44 @@ async def revoke_all(store: Store, vendor: str, *, interface: str) -> list[str]:
     at = now_utc()
     await store.set_jwt_not_before(vendor, at)
     ids = await store.revoke_vendor(vendor, at)
-    await store.add_audit(
-        AuditEvent(
-            at=at,
-            action="token.revoke_all",
-            interface=interface,
-            vendor=vendor,
-            detail={"token_ids": ids, "jwts_issued_before": iso_utc(at)},
-        )
-    )
-    log_action(
+    await _record(
+        store,
+        "token.revoke_all",
         "vendor tokens revoked",
-        event="token.revoke_all",
+        at=at,
         interface=interface,
         vendor=vendor,
+        detail={"token_ids": ids, "jwts_issued_before": iso_utc(at)},
         token_ids=ids,
     )
     return ids
+
+
+async def _record(
+    store: Store,
+    action: str,
+    message: str,
+    *,
+    at: datetime,
+    interface: str,
+    vendor: str,
+    detail: dict[str, Any] | None = None,
+    **logged: Any,
+) -> None:
+    """A token action's audit event and its log line, both named ``action``. ``logged`` are
+    the line's further fields (ids, never a secret); a ``token_id`` among them is the event's
+    too."""
+    await store.add_audit(
+        AuditEvent(
+            at=at,
+            action=action,
+            interface=interface,
+            vendor=vendor,
+            token_id=logged.get("token_id"),
+            detail=detail or {},
+        )
+    )
+    log_action(message, event=action, interface=interface, vendor=vendor, **logged)
 
 
 def iso_utc(value: datetime | None) -> str | None:

@@ -18,12 +18,11 @@ from typing import Any
 from .. import config as config_mod
 from ..errors import ConfigError
 from ..invites import Names, create_invite, parse_ttl, public_base
-from ._managed import config_arg, csv, load, run
+from ._managed import connection_arg, csv, load, run
 
 
 def invite_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("app_id", metavar="APP_ID")
-    config_arg(p, json_flag=False)
+    connection_arg(p, json_flag=False)
     p.add_argument("--vendor", required=True, metavar="V")
     p.add_argument("--district-name", metavar="NAME", help="the district's name (default APP_ID)")
     p.add_argument(

@@ -23,6 +23,12 @@ def config_arg(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> No
         parser.add_argument("--json", action="store_true", help="print JSON")
 
 
+def connection_arg(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    """The ``APP_ID`` an action on one connection is about, and ``--config`` (``config_arg``)."""
+    parser.add_argument("app_id", metavar="APP_ID")
+    config_arg(parser, json_flag=json_flag)
+
+
 def secret_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--secret-env",

@@ -20,7 +20,17 @@ from ..errors import NotFound
 from ..store.base import Store
 from ._import import import_file
 from ._invite import invite, invite_parser
-from ._managed import config_arg, csv, dates, load, read_secret, run, secret_args, show
+from ._managed import (
+    config_arg,
+    connection_arg,
+    csv,
+    dates,
+    load,
+    read_secret,
+    run,
+    secret_args,
+    show,
+)
 
 if TYPE_CHECKING:
     from ._common import Commands
@@ -30,8 +40,7 @@ PAGE = 500
 
 
 def _add_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("app_id", metavar="APP_ID")
-    config_arg(p)
+    connection_arg(p)
     p.add_argument("--vendor", required=True, metavar="V")
     p.add_argument("--district", required=True, metavar="D")
     p.add_argument("--key", required=True, metavar="KEY")
@@ -129,8 +138,7 @@ def _text_emitter() -> Callable[[dict[str, Any] | None], None]:
 
 
 def _show_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("app_id", metavar="APP_ID")
-    config_arg(p)
+    connection_arg(p)
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -147,8 +155,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _update_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("app_id", metavar="APP_ID")
-    config_arg(p)
+    connection_arg(p)
     p.add_argument("--scopes", type=csv, metavar="S1,S2")
     state = p.add_mutually_exclusive_group()
     state.add_argument("--enable", dest="enabled", action="store_true", default=None)
@@ -186,8 +193,7 @@ def _update(args: argparse.Namespace) -> int:
 
 
 def _renew_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("app_id", metavar="APP_ID")
-    config_arg(p)
+    connection_arg(p)
     p.add_argument("--key", required=True, metavar="KEY")
     _expiry_flags(p)
     secret_args(p)
@@ -215,8 +221,7 @@ def _renew(args: argparse.Namespace) -> int:
 
 
 def _remove_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("app_id", metavar="APP_ID")
-    config_arg(p, json_flag=False)
+    connection_arg(p, json_flag=False)
 
 
 def _remove(args: argparse.Namespace) -> int:
