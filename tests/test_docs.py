@@ -320,3 +320,20 @@ def test_checklist_names_every_check() -> None:
     text = (DOCS / "checklist.md").read_text()
     for name in CHECKS:
         assert f"| `{name}` |" in text, f"docs/checklist.md lacks {name}"
+
+
+def test_the_layout_page_names_every_module() -> None:
+    # docs/layout.md is where a contributor looks for a module's job: a module added without
+    # its line there is one a newcomer cannot place. Package modules may be named by their
+    # stem (sqlite*.py covers store/sqlite_tokens.py) or be a package's __init__/__main__.
+    page = (ROOT / "docs" / "layout.md").read_text()
+    named = set(re.findall(r"([a-z_0-9]+)(?:\*)?(?:\.py)?", page))
+    stems = set(re.findall(r"([a-z_0-9]+)\*\.py", page))
+    missing = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "proxy").rglob("*.py"))
+        if path.stem not in ("__init__", "__main__")
+        and path.stem not in named
+        and not any(path.stem.startswith(stem) for stem in stems)
+    ]
+    assert missing == []
