@@ -10,8 +10,18 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
+
 from proxy.store import sqlite as sqlite_store
 from proxy.store.sqlite import SqliteStore
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    opened = SqliteStore(str(tmp_path / "store.db"))
+    await opened.open()
+    yield opened
+    await opened.close()
 
 
 async def test_slots_are_taken_inline_and_wait_for_a_lock_held_elsewhere(tmp_path: Path):
@@ -40,45 +50,33 @@ async def test_slots_are_taken_inline_and_wait_for_a_lock_held_elsewhere(tmp_pat
         await store.close()
 
 
-async def test_the_wal_is_checkpointed_while_slots_churn(tmp_path: Path, monkeypatch):
+async def test_the_wal_is_checkpointed_while_slots_churn(store: SqliteStore, monkeypatch):
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_EVERY", 50)
-    path = tmp_path / "store.db"
-    store = SqliteStore(str(path))
-    await store.open()
-    try:
-        for i in range(3000):
-            assert await store.acquire_slot("district:d", 10, f"h{i}", 30)
-            await store.release_slot("district:d", f"h{i}")
-            if i % 50 == 0:
-                await asyncio.sleep(0)  # let the checkpoint run
-        await asyncio.sleep(0.2)
-        # 6,000 writes of a page or more each: without checkpoints the WAL would be >20 MB.
-        size = await asyncio.to_thread(os.path.getsize, f"{path}-wal")
-        assert size < 4 * 2**20
-    finally:
-        await store.close()
+    for i in range(3000):
+        assert await store.acquire_slot("district:d", 10, f"h{i}", 30)
+        await store.release_slot("district:d", f"h{i}")
+        if i % 50 == 0:
+            await asyncio.sleep(0)  # let the checkpoint run
+    await asyncio.sleep(0.2)
+    # 6,000 writes of a page or more each: without checkpoints the WAL would be >20 MB.
+    size = await asyncio.to_thread(os.path.getsize, f"{store.path}-wal")
+    assert size < 4 * 2**20
 
 
 async def test_slots_left_by_dead_holders_are_deleted_while_slots_churn(
-    tmp_path: Path, monkeypatch
+    store: SqliteStore, monkeypatch
 ):
     # A holder that died keeps its row until it expires; a district below its limit never
     # takes acquire_slot's full path (which deletes expired rows), so the checkpoint does.
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_EVERY", 20)
-    path = tmp_path / "store.db"
-    store = SqliteStore(str(path))
-    await store.open()
-    try:
-        for i in range(5):
-            assert await store.acquire_slot("district:d", 10, f"dead{i}", 0.05)
-        await asyncio.sleep(0.1)
-        for i in range(40):
-            assert await store.acquire_slot("district:d", 10, f"h{i}", 30)
-            await store.release_slot("district:d", f"h{i}")
-            await asyncio.sleep(0)  # let the checkpoint run
-        await asyncio.sleep(0.2)
-        with sqlite3.connect(path) as conn:
-            holders = [h for (h,) in conn.execute("SELECT holder FROM slots")]
-        assert holders == []
-    finally:
-        await store.close()
+    for i in range(5):
+        assert await store.acquire_slot("district:d", 10, f"dead{i}", 0.05)
+    await asyncio.sleep(0.1)
+    for i in range(40):
+        assert await store.acquire_slot("district:d", 10, f"h{i}", 30)
+        await store.release_slot("district:d", f"h{i}")
+        await asyncio.sleep(0)  # let the checkpoint run
+    await asyncio.sleep(0.2)
+    with sqlite3.connect(store.path) as conn:
+        holders = [h for (h,) in conn.execute("SELECT holder FROM slots")]
+    assert holders == []
