@@ -2,7 +2,7 @@
 
 Two figures, printed side by side; nothing is asserted (they depend on the machine):
 
-1. **The rewriter alone**: ``proxy.hrefs`` over the 1 MB page fed in 64 KB chunks (what the
+1. **The rewriter alone**: ``proxy.gateway.hrefs`` over the 1 MB page fed in 64 KB chunks (what the
    district connection delivers), milliseconds per page, against a loop that only joins the
    same chunks. Wall clock, best of ``--repeat`` runs (the least disturbed by other work).
 2. **Through the proxy**: two ``oneroster-proxy serve`` processes, ``rewrite_hrefs`` off and
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import run as bench
 
-from proxy.hrefs import HrefMatcher
+from proxy.gateway.hrefs import HrefMatcher
 
 CHUNK = 64 * 1024
 PATH = f"/{bench.APP_ID}{bench.BIG_PATH}"

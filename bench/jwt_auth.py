@@ -1,4 +1,4 @@
-"""The cost of the JWT kill switch (``proxy.jwt_cutoff``) on the gateway's hot path.
+"""The cost of the JWT kill switch (``proxy.gateway.jwt_cutoff``) on the gateway's hot path.
 
 Three figures; nothing is asserted (they depend on the machine):
 
@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from proxy.config import VendorConfig
-from proxy.inbound import Authenticator, encode_jwt
-from proxy.jwt_cutoff import fingerprint
+from proxy.gateway.inbound import Authenticator, encode_jwt
+from proxy.gateway.jwt_cutoff import fingerprint
 from proxy.store.sqlite import SqliteStore
 
 KEY = "bench-jwt-key-0123456789abcdef0123456789"

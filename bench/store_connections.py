@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 
 from proxy import config as config_mod  # noqa: E402
-from proxy.context import SERVICES  # noqa: E402
+from proxy.gateway.context import SERVICES  # noqa: E402
 from proxy.sandbox import SandboxOptions  # noqa: E402
 from proxy.sandbox.server import start_sandbox  # noqa: E402
-from proxy.server import bind_socket, start  # noqa: E402
+from proxy.serve.server import bind_socket, start  # noqa: E402
 from proxy.store import open_store  # noqa: E402
 from proxy.store.base import ConnectionRecord  # noqa: E402
 from proxy.store.crypto import SecretBox, new_key, parse_key  # noqa: E402

@@ -1,4 +1,4 @@
-"""The last hour's traffic of each connection, for the console's board (SPEC.md "Console").
+"""The last hour's traffic of each connection, for the console's board (docs/http-api.md).
 
 Prometheus counts requests by vendor and district; the board wants them per appId and over
 the last hour, which a counter of the process can answer without a Prometheus server: sixty

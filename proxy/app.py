@@ -1,6 +1,6 @@
-"""The gateway application, built by ``create_app`` (SPEC.md "Gateway listener").
+"""The gateway application, built by ``create_app`` (docs/http-api.md).
 
-Everything a request needs hangs off ``Services`` (``proxy.context``) under one ``web.AppKey``:
+Everything a request needs hangs off ``Services`` (``proxy.gateway.context``) under one ``web.AppKey``:
 the current ``Runtime`` (swapped atomically on reload), the authenticator with its token cache,
 the store, metrics, limits, circuit breakers and the upstream client sessions (pooled for
 reads, fresh connections for writes), opened and closed in ``cleanup_ctx``. No module-level
@@ -27,22 +27,22 @@ from typing import Any
 
 from aiohttp import web
 
-from . import forward, vendor_api
-from .background import background_checks
-from .circuit import Circuits
-from .config import Config
-from .context import EXCHANGE, SERVICES, Exchange, RuntimeHolder, Services
-from .errors import BrokenTransfer, ProxyError, error_response, refusal_response
-from .handler import Gateway
-from .inbound import Authenticator
-from .inbound_limits import parser_limits
-from .intake import add_intake
-from .limits import Limits
-from .logs import log_exchange
-from .metrics import Metrics
-from .resolve import StoreConnections
-from .runtime import build_runtime
-from .store.base import Store
+from proxy.check.background import background_checks
+from proxy.config import Config
+from proxy.console.intake import add_intake
+from proxy.errors import BrokenTransfer, ProxyError, error_response, refusal_response
+from proxy.gateway import forward, vendor_api
+from proxy.gateway.circuit import Circuits
+from proxy.gateway.context import EXCHANGE, SERVICES, Exchange, RuntimeHolder, Services
+from proxy.gateway.handler import Gateway
+from proxy.gateway.inbound import Authenticator
+from proxy.gateway.inbound_limits import parser_limits
+from proxy.gateway.limits import Limits
+from proxy.gateway.resolve import StoreConnections
+from proxy.gateway.runtime import build_runtime
+from proxy.logs import log_exchange
+from proxy.metrics import Metrics
+from proxy.store.base import Store
 
 log = logging.getLogger("oneroster_proxy")
 
@@ -175,7 +175,7 @@ def create_app(
     app.router.add_post(
         "/oauth/token", Observed(vendor_api.token, metrics, ids, counted=False).handle
     )
-    # SPEC "District intake": the one-time form district IT reaches on this listener.
+    # docs/http-api.md "District intake": the one-time form district IT reaches on this listener.
     add_intake(app)
     # Everything else is the gateway's, whatever the path: ``[\s\S]`` rather than ``.``, since
     # the router matches the decoded path and a ``%0a`` in it must reach the gateway's own

@@ -1,6 +1,6 @@
 """``oneroster-proxy demo``: the sandbox district and a proxy wired to it, in one process.
 
-SPEC.md ``demo``: a temporary config and sqlite store, the gateway on ``--port`` (default
+docs/ ``demo``: a temporary config and sqlite store, the gateway on ``--port`` (default
 8080), the sandbox and the admin listener on free ports, a token issued, and a ``curl`` line
 that works as pasted. Ctrl-C or SIGTERM ends everything it started (all of it lives in this
 process) and removes the temporary directory, with exit status 0.
@@ -18,12 +18,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import config as config_mod
-from . import tokens
-from .sandbox import SandboxOptions
-from .sandbox.server import start_sandbox
-from .server import bind_socket, start
-from .store import open_store
+from proxy import config as config_mod
+from proxy import tokens
+from proxy.sandbox import SandboxOptions
+from proxy.sandbox.server import start_sandbox
+from proxy.serve.server import bind_socket, start
+from proxy.store import open_store
 
 VENDOR = "demo-vendor"
 APP_ID = "demo-district"

@@ -1,7 +1,7 @@
 """The per-request record: what one request learns on its way through the gateway.
 
 A leaf (it imports nothing of the package), so the access log (``proxy.logs``) and the shared
-``proxy.context`` both read it without importing each other (SPEC.md "Metrics", the access
+``proxy.gateway.context`` both read it without importing each other (docs/metrics.md, the access
 log of "Admin listener").
 """
 

@@ -1,4 +1,4 @@
-"""Structured logs: one JSON line per request and per operator action (SPEC.md ``serve``,
+"""Structured logs: one JSON line per request and per operator action (docs/ ``serve``,
 "Install and commands"), or ``key=value`` text with ``--log-format text``.
 
 SECURITY: no line ever carries a token, key, secret or query value (filters carry student
@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from .exchange import Exchange
+    from proxy.exchange import Exchange
 
 log = logging.getLogger("oneroster_proxy")
 access_log = logging.getLogger("oneroster_proxy.access")

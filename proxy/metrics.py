@@ -1,4 +1,4 @@
-"""Every ``oneroster_proxy_*`` Prometheus collector (SPEC.md "Metrics"), on an injected registry.
+"""Every ``oneroster_proxy_*`` Prometheus collector (docs/metrics.md), on an injected registry.
 
 Label values are bounded, so a scanner cannot grow the series count: ``resource`` is a
 collection name from ``proxy.scopes`` or ``other``; ``vendor``/``district`` come from the
@@ -6,12 +6,12 @@ config, never from the request, and are ``-`` when the request never got that fa
 token, unknown appId); ``method`` is one of the HTTP methods below or ``other``; ``code`` is a
 three-digit status.
 
-One metric beyond SPEC's list: ``connection_expiry_timestamp_seconds{app,district}``, the end
+One metric beyond the documented contract's list: ``connection_expiry_timestamp_seconds{app,district}``, the end
 of each connection's ``expires`` day (UTC) as a Unix time, set from the config at start and on
 every reload (and for store connections from the store at scrape time), so an alert can fire
 30 days before a district connection lapses (``config/prometheus-alerts.yml``). Connections
 without ``expires`` have no series.
-And, beside SPEC's ``check_ok`` and ``check_timestamp_seconds``,
+And, beside the documented contract's ``check_ok`` and ``check_timestamp_seconds``,
 ``check_failed_twice{app,district}``: 1 when the two newest background checks both failed, the
 alert's condition, which a gauge of the newest result alone cannot express whatever the
 interval.
@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from .activity import Activity
+from proxy.activity import Activity
 
 if TYPE_CHECKING:
-    from .config import Config
+    from proxy.config import Config
 
 PREFIX = "oneroster_proxy_"
 # A proxy's latencies: from a cached, local answer (~1 ms) to a slow district page (30 s).
@@ -247,7 +247,7 @@ class Metrics:
         )
         # The store connections' series, so the next scrape can drop those that left.
         self._store_expiry: dict[tuple[str, str], float] = {}
-        # SPEC "Background checks"; read from the store at scrape time (proxy.background).
+        # docs/checklist.md "Background checks"; read from the store at scrape time (proxy.check.background).
         self.check_ok = per_connection(
             "oneroster_proxy_check_ok",
             "1 if the connection's newest background check had no failing item, else 0.",

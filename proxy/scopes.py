@@ -1,4 +1,4 @@
-"""OneRoster path + method -> the scopes that allow it (SPEC.md "Config", scope table).
+"""OneRoster path + method -> the scopes that allow it (docs/configuration.md, scope table).
 
 The table follows the scopes the OneRoster 1.2 OpenAPI files declare per operation (Rostering,
 Gradebook and Resources Service REST/JSON bindings 1.2, §"Service Calls" / OAuth2 scopes), and
@@ -10,12 +10,12 @@ applies the same reading to the OneRoster 1.1 REST endpoints (1.1 §4, "Service 
   ``roster.readonly``;
 * ``demographics``, ``demographics/{id}``: ``roster-demographics.readonly``;
 * gradebook: GET ``gradebook.readonly``; PUT or POST ``gradebook.createput``; DELETE
-  ``gradebook.delete`` (on every known gradebook path, as SPEC words it per method);
+  ``gradebook.delete`` (on every known gradebook path, as the contract words it per method);
 * resources: GET ``resource.readonly``;
 * anything else refused (empty scope set, the gateway answers 403).
 
 Only the methods ``GET``, ``PUT``, ``POST`` and ``DELETE`` are known. ``HEAD`` and ``OPTIONS``
-are refused like any other method: SPEC says "any other method ... refused (403)", no OneRoster
+are refused like any other method: the contract says "any other method ... refused (403)", no OneRoster
 binding defines them, and a district's answer to them is not something a scope was granted for.
 Method names are case-sensitive (RFC 9110 §9.1), so ``get`` is refused too.
 
@@ -39,7 +39,7 @@ GRADEBOOK_READ = "gradebook.readonly"
 GRADEBOOK_CREATEPUT = "gradebook.createput"
 GRADEBOOK_DELETE = "gradebook.delete"
 
-#: SPEC order, for forms and listings (the console, the intake page).
+#: the documented order, for forms and listings (the console, the intake page).
 SCOPE_ORDER: tuple[str, ...] = (
     ROSTER,
     ROSTER_CORE,
@@ -143,7 +143,7 @@ _GRADEBOOK_V1P2 = (
 )  # fmt: skip
 _GRADEBOOK_V1P1 = (
     "categories", "categories/{}",
-    "lineItemCategories", "lineItemCategories/{}",  # named by SPEC's gradebook definition
+    "lineItemCategories", "lineItemCategories/{}",  # named by the documented contract's gradebook definition
     "classes/{}/lineItems", "classes/{}/lineItems/{}/results", "classes/{}/results",
     "classes/{}/students/{}/results",
     "lineItems", "lineItems/{}",
@@ -156,7 +156,7 @@ _RESOURCES_V1P2 = (
 )  # fmt: skip
 _RESOURCES_V1P1 = ("resources", "resources/{}", "classes/{}/resources", "courses/{}/resources")
 
-# SPEC: in 1.1, a path with one of these (collection) segments is a gradebook endpoint. An id
+# the contract (docs/): in 1.1, a path with one of these (collection) segments is a gradebook endpoint. An id
 # that happens to read "results" does not make users/{id} a gradebook call.
 _GRADEBOOK_SEGMENTS_V1P1 = frozenset({"lineItems", "lineItemCategories", "categories", "results"})
 
@@ -243,7 +243,7 @@ def endpoint_templates() -> dict[str, tuple[str, ...]]:
 
 def classify(rest: str, method: str) -> Route:
     """The Route of ``rest`` (the decoded path after ``/ims/oneroster/``, checked by
-    :func:`proxy.paths.parse_target`) for ``method``. Unknown paths or methods get a Route with
+    :func:`proxy.gateway.paths.parse_target`) for ``method``. Unknown paths or methods get a Route with
     no scopes; the gateway refuses those with 403 before any upstream request.
 
     One trailing slash is accepted (``v1p1/users/`` is the users collection); every other empty

@@ -1,6 +1,6 @@
 """Vendor access tokens: ``orp_<id>_<secret>``, stored as a hash of the secret.
 
-SPEC.md "Token format": ``<id>`` is 12 characters of ``[a-z0-9]``, ``<secret>`` at least 32
+docs/commands.md: ``<id>`` is 12 characters of ``[a-z0-9]``, ``<secret>`` at least 32
 random bytes in base64url. The store keeps SHA-256 of the secret: the secret has 256 bits of
 entropy, so a slow password hash would add latency and no strength.
 """
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .logs import log_action
-from .store.base import AuditEvent, Store, TokenRecord
+from proxy.logs import log_action
+from proxy.store.base import AuditEvent, Store, TokenRecord
 
 PREFIX = "orp_"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -209,7 +209,7 @@ async def revoke(store: Store, token_id: str, *, interface: str) -> TokenRecord 
 
 async def revoke_all(store: Store, vendor: str, *, interface: str) -> list[str]:
     """Revoke every opaque token of ``vendor`` and end every JWT issued to it so far (its
-    JWT "not before", ``proxy.jwt_cutoff``); returns the opaque tokens' ids."""
+    JWT "not before", ``proxy.gateway.jwt_cutoff``); returns the opaque tokens' ids."""
     at = now_utc()
     await store.set_jwt_not_before(vendor, at)
     ids = await store.revoke_vendor(vendor, at)
@@ -263,9 +263,9 @@ LISTING_FIELDS = ("id", "vendor", "prefix", "created", "expires", "last_used")
 
 
 def listing(record: TokenRecord) -> dict[str, str | None]:
-    """The fields of ``tokens list --json`` and the admin API, exactly SPEC's: never the secret
+    """The fields of ``tokens list --json`` and the admin API, exactly the documented contract's: never the secret
     or its hash. A revoked token's ``expires`` is the moment it was revoked (when it stopped
-    working), so the list needs no field SPEC does not name."""
+    working), so the list needs no field the contract does not name."""
     expires = record.expires
     if record.revoked is not None and (expires is None or record.revoked < expires):
         expires = record.revoked

@@ -1,7 +1,7 @@
 """Test support: a real proxy (in process, on loopback port 0) wired to a real sandbox district.
 
 ``ProxyHarness`` writes a real TOML config file, opens a real sqlite store, starts both
-listeners with ``proxy.server.start`` and issues real tokens, so tests talk HTTP to exactly
+listeners with ``proxy.serve.server.start`` and issues real tokens, so tests talk HTTP to exactly
 what ``oneroster-proxy serve`` runs.
 """
 
@@ -21,7 +21,7 @@ from aiohttp import web
 
 from proxy import config as config_mod
 from proxy import tokens
-from proxy.server import Running, bind_socket, start
+from proxy.serve.server import Running, bind_socket, start
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 JWT_KEY = "jwt-key-for-tests-0123456789abcdef0123"
@@ -178,7 +178,7 @@ class ProxyHarness:
 
     @property
     def services(self) -> Any:
-        from proxy.context import SERVICES
+        from proxy.gateway.context import SERVICES
 
         assert self.running is not None
         return self.running.gateway[SERVICES]
@@ -209,7 +209,7 @@ async def get_json(
 
 
 def assert_imsx(data: Any, code_minor: str | None = None) -> None:
-    """SPEC.md's imsx failure payload; with ``code_minor``, that imsx_codeMinorFieldValue."""
+    """docs/'s imsx failure payload; with ``code_minor``, that imsx_codeMinorFieldValue."""
     assert isinstance(data, dict), data
     assert data["imsx_codeMajor"] == "failure"
     assert data["imsx_severity"] == "error"

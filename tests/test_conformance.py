@@ -1,5 +1,5 @@
 """A consumer's OneRoster conformance suite, run through the proxy against the sandbox district
-(SPEC.md "The sandbox district": realistic enough that a consumer's OneRoster conformance
+(docs/sandbox.md: realistic enough that a consumer's OneRoster conformance
 suite passes against it through the proxy).
 
 Written the way a vendor tests a district before going live: discover ids by walking the API

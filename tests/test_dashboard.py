@@ -1,4 +1,4 @@
-"""``config/grafana-dashboard.json`` and ``config/prometheus-alerts.yml`` (SPEC.md "Metrics"): they
+"""``config/grafana-dashboard.json`` and ``config/prometheus-alerts.yml`` (docs/metrics.md): they
 parse, cover what the issue asks for, and every metric and label they use is one the proxy
 exports (``proxy/metrics.py``), so a renamed metric cannot leave a silent, empty dashboard."""
 

@@ -1,4 +1,4 @@
-"""``oneroster-proxy demo``: the README's first command (SPEC.md "Install and commands").
+"""``oneroster-proxy demo``: the README's first command (docs/commands.md).
 
 Runs the real command as a subprocess, takes the ``curl`` line it prints, runs exactly that
 line through a shell (with a tiny ``curl`` stand-in on PATH when the machine has none, which

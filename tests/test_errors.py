@@ -1,5 +1,5 @@
 """proxy.errors: every refusal class renders the one imsx shape with its own status and codeMinor
-(SPEC.md "Gateway listener", statuses; OneRoster 1.1 §3.3 / 1.2 REST binding §3.3)."""
+(docs/http-api.md, statuses; OneRoster 1.1 §3.3 / 1.2 REST binding §3.3)."""
 
 from __future__ import annotations
 

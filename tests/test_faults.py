@@ -1,4 +1,4 @@
-"""The proxy against a misbehaving district (SPEC.md "Gateway listener", 502/504), using the
+"""The proxy against a misbehaving district (docs/http-api.md, 502/504), using the
 sandbox's injected faults: a district that hangs, resets mid-body, answers 503 with Retry-After,
 or closes keep-alive connections between requests."""
 

@@ -1,4 +1,4 @@
-"""Hostile input as properties (SPEC.md "Gateway listener": a refusal, never a 500), against a real
+"""Hostile input as properties (docs/http-api.md: a refusal, never a 500), against a real
 proxy and two real sandbox districts, over raw sockets so that nothing between the generator and the
 proxy tidies the bytes up:
 

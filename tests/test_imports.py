@@ -8,6 +8,10 @@ skipped, since they never run. A cycle is reported as the modules on it, in impo
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +116,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_proxy_has_no_import_cycles() -> None:
     graph = import_graph(ROOT, "proxy")
-    assert "proxy.context" in graph["proxy.handler"]  # the graph is really read
+    assert "proxy.gateway.context" in graph["proxy.gateway.handler"]  # the graph is really read
     assert cycles(graph) == []
 
 
@@ -132,3 +136,48 @@ def test_a_cycle_through_a_function_level_import_is_found(tmp_path: Path) -> Non
     assert graph["pkg.d"] == {"pkg.a"}
     assert graph["pkg.e"] == {"pkg.d", "pkg"}  # VERSION is the package's own name
     assert cycles(graph) == [["pkg.a", "pkg.b"]]
+
+
+def _contract_layers() -> list[str]:
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        contracts = tomllib.load(handle)["tool"]["importlinter"]["contracts"]
+    (layers,) = [c["layers"] for c in contracts if c["type"] == "layers"]
+    return [name.strip() for layer in layers for name in layer.split("|")]
+
+
+def test_imports_only_go_down_the_layers() -> None:
+    # The layers of docs/layout.md as an import-linter contract (pyproject.toml): an import of
+    # a higher layer from a lower one fails here, function-level imports included.
+    lint = Path(sys.executable).parent / "lint-imports"
+    done = subprocess.run(
+        [str(lint), "--config", str(ROOT / "pyproject.toml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_top_level_module_is_in_a_layer() -> None:
+    # A package or module the contract does not name is one whose imports nothing checks.
+    named = set(_contract_layers())
+    top = {
+        f"proxy.{path.stem if path.is_file() else path.name}"
+        for path in (ROOT / "proxy").iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__")
+        or (path.is_dir() and (path / "__init__.py").exists())
+    }
+    assert top - named == set()
+    assert named - top == set()
+
+
+def test_the_layout_page_lists_the_contract_layers() -> None:
+    # docs/layout.md draws the same layers, in the same order, as the contract enforces.
+    page = (ROOT / "docs" / "layout.md").read_text()
+    section = page.split("## Layers, top to bottom", 1)[1].split("\n## ", 1)[0]
+    listed = [
+        f"proxy.{word.strip('`/').removesuffix('.py')}"
+        for word in re.findall(r"`[a-z_]+(?:/|\.py)`", section)
+    ]
+    assert listed == _contract_layers()

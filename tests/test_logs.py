@@ -1,4 +1,4 @@
-"""Logs of a real ``oneroster-proxy serve`` process (SPEC.md ``serve``): one structured line per
+"""Logs of a real ``oneroster-proxy serve`` process (docs/ ``serve``): one structured line per
 request and per operator action, ``--log-format text`` for humans, and never a token, key,
 secret or query value: the test greps the whole log of a realistic session for every secret
 the session used, and for the student name it filtered on.
@@ -17,6 +17,7 @@ from urllib.parse import quote
 from proxy.sandbox import SandboxOptions
 from proxy.sandbox.server import start_sandbox
 from tests.cli.test_tokens import run_cli, token_id
+from tests.serve.test_server import ProxyProcess, issue_token, status_of
 from tests.support import (
     ACME_CLIENT_SECRET,
     ACME_VENDOR_AUTH,
@@ -25,7 +26,6 @@ from tests.support import (
     auth,
     base_config,
 )
-from tests.test_server import ProxyProcess, issue_token, status_of
 
 ACCESS_FIELDS = {
     "time",
@@ -178,7 +178,7 @@ async def test_a_realistic_session_logs_every_request_and_action_and_no_secret(
         records = proc.records()
         assert len(records) == len(proc.text().splitlines()), "every line is one JSON object"
 
-        # --- one access line per request, with SPEC's fields -----------------------------
+        # --- one access line per request, with the documented contract's fields -----------------------------
         access = [r for r in records if r.get("logger") == "oneroster_proxy.access"]
         assert len(access) >= 12
         for r in access:

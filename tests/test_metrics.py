@@ -1,5 +1,5 @@
 """proxy.metrics: ``/metrics`` on the admin listener after real traffic (names, labels and
-bounded label values exactly as SPEC.md "Metrics" lists them), and ``Tally``: counts kept
+bounded label values exactly as docs/metrics.md lists them), and ``Tally``: counts kept
 locally and folded in give exactly the samples that updating the prometheus children one by
 one gives, every read of the registry folds first, and in multiprocess mode updates go straight
 to the children."""
@@ -22,7 +22,7 @@ from proxy.sandbox.server import start_sandbox
 from tests.support import ADMIN_TOKEN, auth, base_config, free_port
 
 P = "oneroster_proxy_"
-# name -> label names, exactly (SPEC.md "Metrics"); the histograms' own "le" aside.
+# name -> label names, exactly (docs/metrics.md); the histograms' own "le" aside.
 SPEC_METRICS = {
     "requests_total": {"vendor", "district", "resource", "method", "code"},
     "request_duration_seconds": {"vendor", "district", "resource"},
@@ -94,7 +94,7 @@ async def test_names_labels_and_bounded_values_after_traffic(proxy, sandbox, htt
 
     text, samples = await scrape(proxy, http)
 
-    # Every SPEC metric is there, with exactly SPEC's labels.
+    # Every SPEC metric is there, with exactly the documented contract's labels.
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name, labels in SPEC_METRICS.items():
         base = P + name.removesuffix("_total")

@@ -1,4 +1,4 @@
-"""proxy.names: the one rule for appIds, vendor and district names (SPEC.md, last section)."""
+"""proxy.names: the one rule for appIds, vendor and district names (docs/, last section)."""
 
 from __future__ import annotations
 

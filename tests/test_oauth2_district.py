@@ -1,4 +1,4 @@
-"""OAuth2 districts through the gateway (SPEC.md "Gateway listener"; RFC 6749 §4.4):
+"""OAuth2 districts through the gateway (docs/http-api.md; RFC 6749 §4.4):
 client-credentials token fetched with the connection's scope URIs, cached, fetched once for a
 burst (single flight), and refetched once after the district answers 401."""
 

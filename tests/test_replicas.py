@@ -1,4 +1,4 @@
-"""Replicas on one redis store, and store outages, seen from the gateway (SPEC.md "Config",
+"""Replicas on one redis store, and store outages, seen from the gateway (docs/configuration.md,
 ``[store] url``).
 
 Two real proxies share a real ``redis-server``: a token issued or revoked through one is

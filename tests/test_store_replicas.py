@@ -1,4 +1,4 @@
-"""Store connections across real processes (SPEC.md "Connections in the store"): two
+"""Store connections across real processes (docs/commands.md): two
 ``oneroster-proxy serve`` replicas on one real ``redis-server``, the sandbox as the district
 verifying every signature itself, the CLI in processes of its own.
 
@@ -24,8 +24,8 @@ import pytest
 
 from proxy.store.crypto import new_key
 from tests.redis_server import RedisServer, require_redis_server
+from tests.serve.test_server import ProxyProcess
 from tests.support import ADMIN_TOKEN, auth, base_config
-from tests.test_server import ProxyProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 TTL = 1.0

@@ -1,6 +1,5 @@
 """Rotation keeps the TTL, and revocation by id, whole token or listed prefix, through the real
-CLI and admin API against a running proxy (SPEC.md "Token, gateway and CLI rules added after
-trying the product").
+CLI and admin API against a running proxy (docs/http-api.md).
 """
 
 from __future__ import annotations

@@ -4,14 +4,14 @@
 ``config_items`` (the items judged from the config alone), ``items`` (the checklist and its
 live items); ``run_check`` and ``check_all`` here; printing is ``proxy.cli.check``'s.
 
-SPEC.md "``check APP_ID``: the troubleshooting checklist". Every item is judged live against the
+docs/checklist.md. Every item is judged live against the
 district and read-only: the only requests are GETs with ``limit=1`` (plus the OAuth2 token
 request), signed exactly as the gateway signs them, through the connection's own
-``proxy.runtime.Connection`` (OAuth1 signer or OAuth2 token source, ``x-vendor-authorization``
+``proxy.gateway.runtime.Connection`` (OAuth1 signer or OAuth2 token source, ``x-vendor-authorization``
 on gradebook endpoints). Each probe is bounded by ``[server] upstream_timeout``, and the probes
 that do not depend on each other run concurrently, so a hanging district costs one timeout.
 
-The items, in SPEC order, and what each one needs before it can be judged:
+The items, in the documented order, and what each one needs before it can be judged:
 
     connection_enabled, not_expired, infinite_campus_key    the config alone
     district_reachable      an unsigned GET of the rostering orgs collection gets any answer
@@ -37,11 +37,11 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from .. import forward
-from ..config import Config
-from ..errors import NotFound
-from .items import Checklist
-from .report import CHECKS, HINTS, Item, Report, format_report, summary_lines
+from proxy.check.items import Checklist
+from proxy.check.report import CHECKS, HINTS, Item, Report, format_report, summary_lines
+from proxy.config import Config
+from proxy.errors import NotFound
+from proxy.gateway import forward
 
 #: ``check --all`` checks this many connections at once, so a large config does not open
 #: hundreds of district connections in one burst.

@@ -1,4 +1,4 @@
-"""The checklist items judged from the config alone (SPEC.md "``check APP_ID``"), in SPEC order.
+"""The checklist items judged from the config alone (docs/checklist.md), in the documented order.
 
 Pure functions of the connection's config (and the time): no request is made, so they are
 judged first and never ``skip`` for an earlier failure.
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..config import EXPIRY_WARNING, ConnectionConfig, VendorConfig, infinite_campus_vendor_key
-from .report import HINTS, Item, fail
+from proxy.check.report import HINTS, Item, fail
+from proxy.config import EXPIRY_WARNING, ConnectionConfig, VendorConfig, infinite_campus_vendor_key
 
 
 def connection_enabled(cfg: ConnectionConfig) -> Item:
-    """SPEC's first item: a disabled connection is refused (403) by the gateway."""
+    """the documented contract's first item: a disabled connection is refused (403) by the gateway."""
     name = "connection_enabled"
     if cfg.enabled:
         return Item(name, "ok", "enabled")

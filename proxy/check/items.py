@@ -1,4 +1,4 @@
-"""The checklist of one connection, in SPEC order: the live items, judged from probes.
+"""The checklist of one connection, in the documented order: the live items, judged from probes.
 
 The items judged from the config alone are ``proxy.check.config_items``'s.
 
@@ -16,13 +16,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ..config import Config, ConnectionConfig, DistrictConfig
-from ..errors import ProxyError
-from ..runtime import build_runtime
-from ..scopes import GRADEBOOK_READ, classify
-from ..signing.oauth2 import OAuth2TokenSource
-from .config_items import connection_enabled, infinite_campus_key, not_expired
-from .probes import (
+from proxy.check.config_items import connection_enabled, infinite_campus_key, not_expired
+from proxy.check.probes import (
     GRADEBOOK_SCOPES,
     PATHS,
     READ_SCOPES,
@@ -33,11 +28,16 @@ from .probes import (
     Prober,
     collection_records,
 )
-from .report import CHECKS, VERSION_NAMES, Item, Report, fail
+from proxy.check.report import CHECKS, VERSION_NAMES, Item, Report, fail
+from proxy.config import Config, ConnectionConfig, DistrictConfig
+from proxy.errors import ProxyError
+from proxy.gateway.runtime import build_runtime
+from proxy.scopes import GRADEBOOK_READ, classify
+from proxy.signing.oauth2 import OAuth2TokenSource
 
 
 class Checklist:
-    """The items of one connection, judged in SPEC order; ``run`` returns the report."""
+    """The items of one connection, judged in the documented order; ``run`` returns the report."""
 
     def __init__(
         self, config: Config, conn: ConnectionConfig, session: aiohttp.ClientSession, now: datetime

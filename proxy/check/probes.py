@@ -18,10 +18,12 @@ from typing import Any
 
 import aiohttp
 
-from .. import __version__, forward
-from ..errors import ProxyError
-from ..runtime import Connection
-from ..scopes import (
+from proxy import __version__
+from proxy.bodies import read_up_to
+from proxy.errors import ProxyError
+from proxy.gateway import forward
+from proxy.gateway.runtime import Connection
+from proxy.scopes import (
     GRADEBOOK_CREATEPUT,
     GRADEBOOK_DELETE,
     GRADEBOOK_READ,
@@ -170,7 +172,7 @@ class Prober:
             )
             try:
                 with forward.UPSTREAM_ERRORS:
-                    body = await forward.read_up_to(response.content, MAX_PROBE_BODY)
+                    body = await read_up_to(response.content, MAX_PROBE_BODY)
             finally:
                 response.release()
         except ProxyError as exc:

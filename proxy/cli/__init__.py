@@ -1,6 +1,6 @@
 """The ``oneroster-proxy`` command: parse, call, print. The only place that exits.
 
-SPEC.md "Install and commands". Library errors become one-line messages on stderr and a
+docs/commands.md. Library errors become one-line messages on stderr and a
 non-zero exit; a token a command issues is the last line of stdout.
 
 One module per command group, found in this package at start (``pkgutil``), so a new group
@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import cast
 
-from .. import __version__
-from ..errors import ConfigError, ProxyError
+from proxy import __version__
+from proxy.errors import ConfigError, ProxyError
 
 
 def command_modules() -> list[ModuleType]:
@@ -72,7 +72,7 @@ def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
 
 def _everywhere(parser: argparse.ArgumentParser) -> None:
     """What every command accepts: ``--log-format`` after the subcommand as well as before
-    it, and ``--config`` from ``ORP_CONFIG`` when the flag is absent (SPEC.md, last section)."""
+    it, and ``--config`` from ``ORP_CONFIG`` when the flag is absent (docs/, last section)."""
     if not parser.add_help:
         return  # the sandbox: its own parser reads the rest of the line
     if "--log-format" not in parser._option_string_actions:
@@ -95,11 +95,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "sandbox":
         # The sandbox parses its own arguments (its --help included).
-        from .serve import run_sandbox
+        from proxy.cli.serve import run_sandbox
 
         sys.exit(run_sandbox(argv[1:]))
     args = build_parser().parse_args(argv)
-    from ..logs import setup_logging
+    from proxy.logs import setup_logging
 
     log_format = args.log_format or ("json" if args.command in _JSON_LOG_COMMANDS else "text")
     setup_logging(log_format)

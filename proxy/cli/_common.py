@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import config as config_mod
-from ..errors import ConfigError
-from ..partial import StoreOnly
-from ..store import open_store
-from ..store.base import Store
+from proxy import config as config_mod
+from proxy.connections.partial import StoreOnly
+from proxy.errors import ConfigError
+from proxy.store import open_store
+from proxy.store.base import Store
 
 T = TypeVar("T")
 if TYPE_CHECKING:

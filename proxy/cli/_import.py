@@ -1,6 +1,6 @@
 """``connections import TOML``: another config file's districts and connections into the store.
 
-SPEC.md "Connections in the store": an operator migrates in one command. The file is
+docs/commands.md: an operator migrates in one command. The file is
 validated whole (its secrets resolved now, from the environment and ``${file:...}``), then
 every item is planned before anything is written: a district or connection already in the
 store with the same values is left as it is (so an import can be run again), one with other
@@ -13,13 +13,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .. import config as config_mod
-from .. import managed
-from ..errors import ConfigError
-from ..partial import StoreOnly
-from ..store.base import Store
-from ..store.crypto import SecretBox, SecretKeyError
-from ._managed import run
+from proxy import config as config_mod
+from proxy.cli._managed import run
+from proxy.connections import managed
+from proxy.connections.partial import StoreOnly
+from proxy.errors import ConfigError
+from proxy.store.base import Store
+from proxy.store.crypto import SecretBox, SecretKeyError
 
 
 async def _plan(

@@ -1,5 +1,5 @@
 """``connections invite APP_ID --vendor V [--district-name NAME] [--scopes S1,S2] [--ttl 7d]``
-(SPEC.md "Connections in the store", "District intake"): a one-time intake link, printed as
+(docs/commands.md, docs/http-api.md): a one-time intake link, printed as
 the last line of standard output.
 
 Like every store command it reads only what it needs from the file: ``[store]``, the names of
@@ -15,10 +15,10 @@ import os
 import tomllib
 from typing import Any
 
-from .. import config as config_mod
-from ..errors import ConfigError
-from ..invites import Names, create_invite, parse_ttl, public_base
-from ._managed import connection_arg, csv, load, run
+from proxy import config as config_mod
+from proxy.cli._managed import connection_arg, csv, load, run
+from proxy.connections.invites import Names, create_invite, parse_ttl, public_base
+from proxy.errors import ConfigError
 
 
 def invite_parser(p: argparse.ArgumentParser) -> None:

@@ -1,6 +1,6 @@
 """What the ``districts``, ``connections`` and ``store`` commands share: the config file read
 for the store only, the secret read from standard input or ``--secret-env`` (never argv), and
-records printed as ``key: value`` lines or ``--json``. Changes go through ``proxy.managed``."""
+records printed as ``key: value`` lines or ``--json``. Changes go through ``proxy.connections.managed``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import sys
 from datetime import date
 from typing import Any
 
-from ..errors import ConfigError
-from ..partial import StoreOnly, load_store_only
-from ._common import with_store
+from proxy.cli._common import with_store
+from proxy.connections.partial import StoreOnly, load_store_only
+from proxy.errors import ConfigError
 
 
 def config_arg(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:

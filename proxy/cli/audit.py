@@ -1,4 +1,4 @@
-"""``audit [--json]``: the operator actions recorded in the store (SPEC.md "Admin listener")."""
+"""``audit [--json]``: the operator actions recorded in the store (docs/http-api.md)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from .. import tokens
-from ..partial import load_store_only
-from ._common import with_store
+from proxy import tokens
+from proxy.cli._common import with_store
+from proxy.connections.partial import load_store_only
 
 if TYPE_CHECKING:
-    from ._common import Commands
+    from proxy.cli._common import Commands
 
 ORDER = 60
 
@@ -24,7 +24,7 @@ def register(sub: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # SPEC: only [store] is needed; the secrets of districts are never resolved here.
+    # the contract (docs/): only [store] is needed; the secrets of districts are never resolved here.
     config = load_store_only(args.config)
     events = with_store(config, lambda s: s.list_audit())
     rows = [

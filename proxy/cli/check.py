@@ -1,4 +1,4 @@
-"""``check APP_ID | --all [--json]``: the troubleshooting checklist (SPEC.md "check APP_ID").
+"""``check APP_ID | --all [--json]``: the troubleshooting checklist (docs/checklist.md).
 
 ``check APP_ID`` exits 0 if no item fails, 1 if one does, 2 for an unknown appId; ``check
 --all`` prints one line per connection (``--json``: one JSON array of the reports), shows
@@ -13,12 +13,12 @@ import json
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from .. import config as config_mod
-from ..config import Config
+from proxy import config as config_mod
+from proxy.config import Config
 
 if TYPE_CHECKING:
-    from ..check import Report
-    from ._common import Commands
+    from proxy.check import Report
+    from proxy.cli._common import Commands
 
 ORDER = 40
 
@@ -47,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
 async def _with_store(config: Config, app_id: str | None) -> Config:
     """``config`` plus store connection ``app_id`` (or every store connection)."""
-    from ..resolve import with_store_connection
-    from ..store import open_store
-    from ..store.crypto import SecretBox
+    from proxy.gateway.resolve import with_store_connection
+    from proxy.store import open_store
+    from proxy.store.crypto import SecretBox
 
     box = SecretBox(list(config.store.secret_keys))
     store = open_store(config.store.url)
@@ -75,7 +75,7 @@ async def _with_store(config: Config, app_id: str | None) -> Config:
 
 
 def check_one(config: Config, app_id: str, as_json: bool = False) -> int:
-    from ..check import format_report, run_check
+    from proxy.check import format_report, run_check
 
     if app_id not in config.connections:
         where = f" of {config.source}" if config.source else ""
@@ -93,7 +93,7 @@ def check_all(config: Config, as_json: bool = False) -> int:
     """Every connection; a summary line each (or one JSON array of the ``check --json``
     documents). On a terminal, progress goes to stderr as each connection finishes; piped or
     redirected, stderr gets the final count only, so logs and CI output stay clean."""
-    from .. import check
+    from proxy import check
 
     total = len(config.connections)
     progress = Progress(sys.stderr, total) if sys.stderr.isatty() else None

@@ -1,5 +1,4 @@
-"""``config validate PATH`` and ``config example`` (SPEC.md "Install and commands", "Config
-(TOML)").
+"""``config validate PATH`` and ``config example`` (docs/commands.md, docs/).
 
 ``validate``: every problem on its own line (key path first) and exit 1, or ``PATH: ok (...)``
 and exit 0, with any warnings on stderr (they never fail). ``example``: the annotated example
@@ -16,13 +15,13 @@ import sys
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from .. import config as config_mod
-from ..config_advice import advice
-from ..errors import ConfigError
-from ._common import plural
+from proxy import config as config_mod
+from proxy.cli._common import plural
+from proxy.config.advice import advice
+from proxy.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ._common import Commands
+    from proxy.cli._common import Commands
 
 ORDER = 50
 

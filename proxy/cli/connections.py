@@ -1,5 +1,4 @@
-"""``connections add | list | show | update | renew | remove | import`` (SPEC.md "Connections in
-the store").
+"""``connections add | list | show | update | renew | remove | import`` (docs/).
 
 A secret is read from standard input (one line) or ``--secret-env NAME``, never from argv, and
 never printed. ``list`` streams: the config file's connections, then the store's page by page,
@@ -15,12 +14,9 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import managed
-from ..errors import NotFound
-from ..store.base import Store
-from ._import import import_file
-from ._invite import invite, invite_parser
-from ._managed import (
+from proxy.cli._import import import_file
+from proxy.cli._invite import invite, invite_parser
+from proxy.cli._managed import (
     config_arg,
     connection_arg,
     csv,
@@ -31,9 +27,12 @@ from ._managed import (
     secret_args,
     show,
 )
+from proxy.connections import managed
+from proxy.errors import NotFound
+from proxy.store.base import Store
 
 if TYPE_CHECKING:
-    from ._common import Commands
+    from proxy.cli._common import Commands
 
 ORDER = 45
 PAGE = 500

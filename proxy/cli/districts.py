@@ -1,4 +1,4 @@
-"""``districts add | list | show | update | remove`` (SPEC.md "Connections in the store").
+"""``districts add | list | show | update | remove`` (docs/commands.md).
 
 A district in the store takes the keys of ``[districts.X]`` as flags; ``remove`` refuses while
 a connection uses it. The config file's districts are listed too (``source: config``) and
@@ -11,12 +11,12 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from .. import managed
-from ..errors import NotFound
-from ._managed import config_arg, csv, load, run, show
+from proxy.cli._managed import config_arg, csv, load, run, show
+from proxy.connections import managed
+from proxy.errors import NotFound
 
 if TYPE_CHECKING:
-    from ._common import Commands
+    from proxy.cli._common import Commands
 
 ORDER = 40
 

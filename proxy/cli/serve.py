@@ -1,6 +1,6 @@
 """``demo``, ``serve [--workers N]`` and ``sandbox``: the commands that run listeners.
 
-SPEC.md "Install and commands", ``serve``, "The sandbox district". Each imports what it runs
+docs/commands.md, ``serve``, "The sandbox district". Each imports what it runs
 only when chosen, so the short commands (tokens, config validate) start fast.
 """
 
@@ -10,10 +10,10 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .. import config as config_mod
+from proxy import config as config_mod
 
 if TYPE_CHECKING:
-    from ._common import Commands
+    from proxy.cli._common import Commands
 
 ORDER = 10
 
@@ -50,7 +50,7 @@ def register(sub: Commands) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
+    from proxy.demo import run_demo
 
     return run_demo(port=args.port, auth=args.auth)
 
@@ -58,16 +58,16 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     config = config_mod.load(args.config)
     if args.workers > 1:
-        from ..workers import serve_workers
+        from proxy.serve.workers import serve_workers
 
         return serve_workers(args.config, config, args.workers)
-    from ..eventloop import run
-    from ..server import serve
+    from proxy.serve.eventloop import run
+    from proxy.serve.server import serve
 
     return run(serve(config))
 
 
 def run_sandbox(argv: Sequence[str]) -> int:
-    from ..sandbox.server import run_sandbox_cli
+    from proxy.sandbox.server import run_sandbox_cli
 
     return run_sandbox_cli(list(argv))

@@ -1,6 +1,6 @@
 """``store rekey``: every store secret sealed again with the first of ``[store] secret_keys``.
 
-SPEC.md "Connections in the store", key rotation: put the new key first in ``secret_keys``
+docs/commands.md, key rotation: put the new key first in ``secret_keys``
 (the old one after it), run ``store rekey``, then drop the old key. Secrets already sealed with
 the first key are left as they are, so the command can be run again after an interruption.
 """
@@ -11,12 +11,12 @@ import argparse
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..store.base import AuditEvent, Store
-from ..tokens import now_utc
-from ._managed import config_arg, load, run
+from proxy.cli._managed import config_arg, load, run
+from proxy.store.base import AuditEvent, Store
+from proxy.tokens import now_utc
 
 if TYPE_CHECKING:
-    from ._common import Commands
+    from proxy.cli._common import Commands
 
 ORDER = 48
 PAGE = 500

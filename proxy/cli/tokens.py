@@ -1,4 +1,4 @@
-"""``tokens issue | rotate | revoke | list`` (SPEC.md "Install and commands", "Tokens").
+"""``tokens issue | rotate | revoke | list`` (docs/commands.md, docs/).
 
 A token a command issues is the last line of stdout; a token id is never confused with a token
 (a whole token pasted as an id is refused without being echoed).
@@ -11,13 +11,13 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .. import tokens
-from ..partial import StoreOnly, load_store_only
-from ..store.base import Store, TokenRecord
-from ._common import duration, known_vendor, print_table, with_store
+from proxy import tokens
+from proxy.cli._common import duration, known_vendor, print_table, with_store
+from proxy.connections.partial import StoreOnly, load_store_only
+from proxy.store.base import Store, TokenRecord
 
 if TYPE_CHECKING:
-    from ._common import Commands
+    from proxy.cli._common import Commands
 
 ORDER = 30
 
@@ -61,7 +61,7 @@ def register(sub: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # SPEC: only [store] is needed; the secrets of districts are never resolved here.
+    # the contract (docs/): only [store] is needed; the secrets of districts are never resolved here.
     config = load_store_only(args.config)
     action = args.tokens_command
     if action == "issue":

@@ -1,4 +1,4 @@
-"""Configuration: TOML in, frozen dataclasses out (SPEC.md "Config (TOML)").
+"""Configuration: TOML in, frozen dataclasses out (docs/configuration.md).
 
 ``model`` holds the dataclasses (one per section, their fields the section's keys) and the
 value parsers; ``validate`` the one side-effect-free function that ``serve``, SIGHUP,
@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ..errors import ConfigError
-from .model import (
+from proxy.config.model import (
     DEFAULT_VERSIONS,
     EXPIRY_WARNING,
     AdminConfig,
@@ -35,7 +34,8 @@ from .model import (
     parse_rate,
     parse_size,
 )
-from .validate import SCHEMA, validate
+from proxy.config.validate import SCHEMA, validate
+from proxy.errors import ConfigError
 
 
 def read_file(path: str) -> bytes:

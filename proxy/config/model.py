@@ -1,8 +1,8 @@
 """The configuration as data: frozen dataclasses, one per TOML section, and the value parsers.
 
-SPEC.md "Config (TOML)". Each dataclass's fields are its section's keys (``proxy.config.
+docs/configuration.md. Each dataclass's fields are its section's keys (``proxy.config.
 validate`` derives the accepted keys from them); everything the request hot path needs is
-precomputed from these at load (``proxy.runtime``). ``expiry_end`` is the one definition of
+precomputed from these at load (``proxy.gateway.runtime``). ``expiry_end`` is the one definition of
 when a connection stops working.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from ..scopes import scope_uri
+from proxy.scopes import scope_uri
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -120,7 +120,7 @@ class ServerConfig:
     max_line: int = 8190
     max_headers: int = 16384
     client_timeout: float = 60.0
-    # SPEC "Background checks": seconds between checklist rounds; 0 = off (the default).
+    # docs/checklist.md "Background checks": seconds between checklist rounds; 0 = off (the default).
     check_interval: float = 0.0
 
 
@@ -168,7 +168,7 @@ class DistrictConfig:
     # SECURITY: on by default; off only for a test district with a self-signed certificate,
     # and `config validate` warns about it.
     tls_verify: bool = True
-    # Rewrite JSON ``href`` values naming the district to the proxy (proxy/hrefs.py); off by
+    # Rewrite JSON ``href`` values naming the district to the proxy (proxy/gateway/hrefs.py); off by
     # default, since it costs a scan of every JSON body.
     rewrite_hrefs: bool = False
 
@@ -179,7 +179,7 @@ class DistrictConfig:
 
 def expiry_end(expires: date) -> datetime:
     """The first instant a connection with ``expires`` no longer works. ``expires`` is inclusive
-    (SPEC.md "Config (TOML)"): the connection works through that whole day, UTC, so it ends at
+    (docs/configuration.md): the connection works through that whole day, UTC, so it ends at
     the next midnight UTC. The one definition the gateway, ``check``, the expiry metric and the
     config warnings share."""
     return datetime.combine(expires + timedelta(days=1), time.min, tzinfo=UTC)

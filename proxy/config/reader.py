@@ -1,4 +1,4 @@
-"""Reading one TOML table into typed values, one problem per bad key (SPEC.md "Config (TOML)").
+"""Reading one TOML table into typed values, one problem per bad key (docs/configuration.md).
 
 ``Reader`` never raises: a bad value is recorded as ``<key path>: <what is wrong>`` and its
 default used, so validation can go on and report every problem at once. ``${ENV}`` is
@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 T = TypeVar("T")
-# ``${NAME}`` from the environment, ``${file:/path}`` from a file (SPEC.md "Connections in the
-# store": Kubernetes Secrets mounted as files); both read again on every load, so SIGHUP.
+# ``${NAME}`` from the environment, ``${file:/path}`` from a file (docs/: Kubernetes Secrets mounted as files); both read again on every load, so SIGHUP.
 ENV_RE = re.compile(r"\$\{(?:file:([^}]+)|([A-Za-z_][A-Za-z0-9_]*))\}")
 
 

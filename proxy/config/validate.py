@@ -1,6 +1,6 @@
 """``validate``: a parsed TOML document in, a ``Config`` out, every problem reported at once.
 
-SPEC.md "Config (TOML)". The one side-effect-free function that ``serve``, SIGHUP,
+docs/configuration.md. The one side-effect-free function that ``serve``, SIGHUP,
 ``POST /admin/reload``, ``config validate`` and ``check`` all use (oauth2-proxy's habit:
 config structs apart from validation, one line per problem). One small validator per section,
 each reading its table with a ``Reader`` over the section dataclass's fields; a problem names
@@ -15,13 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from ..errors import ConfigError
-from ..names import NAME_RULE, is_name
-from ..scopes import SCOPES
-from ..store.crypto import parse_key
-from ..store.sentinel import SCHEME as SENTINEL_SCHEME
-from ..store.sentinel import parse_sentinel_url
-from .model import (
+from proxy.config.model import (
     DEFAULT_VERSIONS,
     EXPIRY_WARNING,
     AdminConfig,
@@ -36,7 +30,13 @@ from .model import (
     parse_rate,
     parse_size,
 )
-from .reader import Reader, closest, defaults, plain_http, section_keys, tables, url
+from proxy.config.reader import Reader, closest, defaults, plain_http, section_keys, tables, url
+from proxy.errors import ConfigError
+from proxy.names import NAME_RULE, is_name
+from proxy.scopes import SCOPES
+from proxy.store.crypto import parse_key
+from proxy.store.sentinel import SCHEME as SENTINEL_SCHEME
+from proxy.store.sentinel import parse_sentinel_url
 
 #: The keys each kind of table accepts: its dataclass's fields.
 SCHEMA: dict[str, frozenset[str]] = {
@@ -186,8 +186,7 @@ def _store(r: Reader) -> StoreConfig:
 
 
 def _secret_keys(r: Reader) -> tuple[bytes, ...]:
-    """``[store] secret_keys``: base64url keys of 32 bytes (SPEC.md "Connections in the
-    store"); each bad entry is a problem naming its index, never repeating the value."""
+    """``[store] secret_keys``: base64url keys of 32 bytes (docs/); each bad entry is a problem naming its index, never repeating the value."""
     return tuple(r.strings("secret_keys", parse_key))
 
 
@@ -226,7 +225,7 @@ def _district(name: str, r: Reader, warnings: list[str]) -> DistrictConfig:
     if auth == "oauth2" and token_url is None and "token_url" not in r.table:
         problems.append(f'{path}.token_url: required with auth = "oauth2"')
     if auth == "oauth1" and "token_url" in r.table:
-        # A warning, not a problem: SPEC.md's own [districts.X] example sets token_url beside
+        # A warning, not a problem: docs/'s own [districts.X] example sets token_url beside
         # auth = "oauth1" (the key documented, not used), and that example must load.
         warnings.append(f'{path}.token_url: ignored, only used with auth = "oauth2"')
     versions = _versions(r)

@@ -1,4 +1,4 @@
-"""The operators' console on the admin listener: ``/console/`` (SPEC.md "Console").
+"""The operators' console on the admin listener: ``/console/`` (docs/http-api.md).
 
 Server-rendered HTML (Jinja2, autoescape on, no JavaScript), our own stylesheet served from
 here, so nothing loads from elsewhere. ``page`` wraps every handler: it signs the operator in
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import auth, vendors, views
-from .core import CONSOLE, CSS, SECURITY_HEADERS, Console, page, templates
+from proxy.console import auth, vendors, views
+from proxy.console.core import CONSOLE, CSS, SECURITY_HEADERS, Console, page, templates
 
 __all__ = ["CONSOLE", "CSS", "SECURITY_HEADERS", "add_console", "is_console_route", "templates"]
 

@@ -1,4 +1,4 @@
-"""Signing in to the console with the admin token, and out (SPEC.md "Console")."""
+"""Signing in to the console with the admin token, and out (docs/http-api.md)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import logging
 
 from aiohttp import web
 
-from .core import CONSOLE, CSS, SESSION
-from .session import COOKIE, CSRF_COOKIE, new_csrf, same
+from proxy.console.core import CONSOLE, CSS, SESSION
+from proxy.console.session import COOKIE, CSRF_COOKIE, new_csrf, same
 
 log = logging.getLogger("oneroster_proxy.console")
 

@@ -1,4 +1,4 @@
-"""The console's frame (SPEC.md "Console"): the ``Console`` object on the admin app, the
+"""The console's frame (docs/http-api.md): the ``Console`` object on the admin app, the
 templates (Jinja2, autoescape on), and ``page``, which wraps every console handler: it signs
 the operator in (or sends them to the sign-in form), checks the CSRF token of every POST (403
 without it), renders any refusal as an HTML page rather than the API's JSON, and sets the
@@ -16,9 +16,9 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from ..context import SERVICES, Services
-from ..errors import ProxyError
-from .session import COOKIE, Session, Sessions, same, session_key
+from proxy.console.session import COOKIE, Session, Sessions, same, session_key
+from proxy.errors import ProxyError
+from proxy.gateway.context import SERVICES, Services
 
 log = logging.getLogger("oneroster_proxy.console")
 HERE = Path(__file__).parent
@@ -50,14 +50,14 @@ class Console:
     env: jinja2.Environment = field(default_factory=templates)
     sessions: Sessions = field(default_factory=Sessions)
     # Under ``serve --workers N`` the supervisor serves this console and the workers serve the
-    # traffic: it sets this to add up their activity (``proxy.workers``).
+    # traffic: it sets this to add up their activity (``proxy.serve.workers``).
     activity: Callable[[], Awaitable[dict[str, list[tuple[int, int]]]]] | None = None
 
     async def last_hour(self) -> dict[str, list[tuple[int, int]]]:
         own = self.services.metrics.activity.snapshot()
         if self.activity is None:
             return own
-        from ..activity import merge
+        from proxy.activity import merge
 
         return merge([own, await self.activity()])
 

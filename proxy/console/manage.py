@@ -1,8 +1,8 @@
 """What the console and the intake page change in the store: enable, disable, renew, and the
-district and connection an intake link saves (SPEC.md "Connections in the store": only
+district and connection an intake link saves (docs/commands.md: only
 ``store`` connections change at run time).
 
-Every change goes through ``proxy.managed``, the one place the CLI and the admin API use too,
+Every change goes through ``proxy.connections.managed``, the one place the CLI and the admin API use too,
 so input is refused with the same words, secrets are sealed the same way and every change is
 audited the same way. The running process forgets its cached copy at once (other replicas
 follow within ``[store] cache_ttl``).
@@ -13,13 +13,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from .. import managed
-from ..config import ConnectionConfig, DistrictConfig
-from ..context import Services
-from ..errors import BadRequest, ConfigError, Conflict
-from ..store.base import AuditEvent, InviteRecord
-from ..store.crypto import SecretBox
-from ..tokens import now_utc
+from proxy.config import ConnectionConfig, DistrictConfig
+from proxy.connections import managed
+from proxy.errors import BadRequest, ConfigError, Conflict
+from proxy.gateway.context import Services
+from proxy.store.base import AuditEvent, InviteRecord
+from proxy.store.crypto import SecretBox
+from proxy.tokens import now_utc
 
 _VERSIONS = {"v1p1": "1.1", "v1p2": "1.2"}
 

@@ -1,4 +1,4 @@
-"""Console sessions and CSRF tokens (SPEC.md "Console"; OWASP CSRF Prevention Cheat Sheet).
+"""Console sessions and CSRF tokens (docs/http-api.md; OWASP CSRF Prevention Cheat Sheet).
 
 Signing in with the admin token gives a session cookie ``orp_console``:
 ``<expires>.<nonce>.<mac>``, where ``mac`` is HMAC-SHA256 over ``<expires>.<nonce>`` with a

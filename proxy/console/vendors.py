@@ -1,4 +1,4 @@
-"""The console's vendor and audit pages (SPEC.md "Console"): a vendor's tokens (issue with a
+"""The console's vendor and audit pages (docs/http-api.md): a vendor's tokens (issue with a
 TTL, rotate with a grace, revoke; a new token shown once, on the page that issued it) and the
 audit trail, newest first, filtered by action and appId."""
 
@@ -9,10 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import tokens
-from ..config import parse_duration
-from ..errors import BadRequest, NotFound
-from .views import console_of, when
+from proxy import tokens
+from proxy.config import parse_duration
+from proxy.console.views import console_of, when
+from proxy.errors import BadRequest, NotFound
 
 # -- a vendor's tokens -------------------------------------------------------------------------
 

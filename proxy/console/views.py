@@ -1,4 +1,4 @@
-"""The console's pages (SPEC.md "Console"): the connections board, a connection's page, a
+"""The console's pages (docs/http-api.md): the connections board, a connection's page, a
 vendor's tokens, the audit trail. Each handler gathers plain values and renders a template; no
 key or secret is ever among those values (a new vendor token, once, is the one exception)."""
 
@@ -11,15 +11,15 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import invites
-from ..catalog import Listed, check_connection, every_connection, find_connection
-from ..check import HINTS
-from ..errors import NotFound
-from ..scopes import SCOPE_ORDER
-from ..store.base import CheckResult
-from .core import CONSOLE, Console
-from .manage import renew as renew_credentials
-from .manage import set_enabled
+from proxy.check import HINTS
+from proxy.check.catalog import Listed, check_connection, every_connection, find_connection
+from proxy.connections import invites
+from proxy.console.core import CONSOLE, Console
+from proxy.console.manage import renew as renew_credentials
+from proxy.console.manage import set_enabled
+from proxy.errors import NotFound
+from proxy.scopes import SCOPE_ORDER
+from proxy.store.base import CheckResult
 
 _VERSIONS = {"v1p1": "1.1", "v1p2": "1.2"}
 

@@ -1,4 +1,4 @@
-"""The sandbox district: a local OneRoster 1.1 + 1.2 server (SPEC.md "The sandbox district").
+"""The sandbox district: a local OneRoster 1.1 + 1.2 server (docs/sandbox.md).
 
 Vendors integrate against it before they meet a real district, ``oneroster-proxy demo`` puts
 the proxy in front of it, and the test suite uses it as the real upstream.
@@ -12,10 +12,10 @@ the proxy in front of it, and the test suite uses it as the real upstream.
 
 from __future__ import annotations
 
-from .app import create_sandbox_app, revoke_all_tokens
-from .options import ALL_SCOPES, PROFILES, Faults, SandboxOptions
-from .server import RunningSandbox, run_sandbox_cli, start_sandbox
-from .state import (
+from proxy.sandbox.app import create_sandbox_app, revoke_all_tokens
+from proxy.sandbox.options import ALL_SCOPES, PROFILES, Faults, SandboxOptions
+from proxy.sandbox.server import RunningSandbox, run_sandbox_cli, start_sandbox
+from proxy.sandbox.state import (
     DISTRICT,
     FAULTS,
     OPTIONS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .server import run_sandbox_cli
+from proxy.sandbox.server import run_sandbox_cli
 
 if __name__ == "__main__":
     sys.exit(run_sandbox_cli(sys.argv[1:]))

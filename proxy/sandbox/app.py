@@ -1,6 +1,6 @@
 """The sandbox district's HTTP face: ``create_sandbox_app(options)``.
 
-Implements SPEC.md "The sandbox district" over HTTP: the middlewares (``proxy.sandbox.middleware``:
+Implements docs/sandbox.md over HTTP: the middlewares (``proxy.sandbox.middleware``:
 record, faults, imsx errors) in front of one dispatch (``proxy.sandbox.handlers``). Everything
 hangs off the app under the typed ``web.AppKey``s of ``proxy.sandbox.state``, so tests run
 several districts side by side and change faults or read what a district received while it runs.
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .auth import OAuth1Verifier, TokenStore
-from .district import District
-from .handlers import dispatch
-from .middleware import MIDDLEWARES
-from .options import SandboxOptions
-from .render import HrefAbsolutizer
-from .state import ALSO, DISTRICT, FAULTS, HREFS, OPTIONS, RECORDED, TOKENS, VERIFIER
+from proxy.sandbox.auth import OAuth1Verifier, TokenStore
+from proxy.sandbox.district import District
+from proxy.sandbox.handlers import dispatch
+from proxy.sandbox.middleware import MIDDLEWARES
+from proxy.sandbox.options import SandboxOptions
+from proxy.sandbox.render import HrefAbsolutizer
+from proxy.sandbox.state import ALSO, DISTRICT, FAULTS, HREFS, OPTIONS, RECORDED, TOKENS, VERIFIER
 
 
 def create_sandbox_app(options: SandboxOptions | None = None) -> web.Application:

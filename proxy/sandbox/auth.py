@@ -1,6 +1,6 @@
 """How the sandbox district authenticates requests: OAuth 1.0a or OAuth2 client credentials.
 
-Implements the authentication of SPEC.md "The sandbox district", independently of the proxy's
+Implements the authentication of docs/sandbox.md, independently of the proxy's
 signer (nothing here imports ``proxy.signing``, so a signing bug cannot hide behind shared code):
 
 * OAuth 1.0a two-legged requests as OneRoster 1.1 uses them (RFC 5849 §3.1-3.4, HMAC-SHA256 and
@@ -29,7 +29,7 @@ from typing import Any
 from oauthlib import common as oauth_common
 from oauthlib.oauth1 import RequestValidator, SignatureOnlyEndpoint
 
-from .options import ALL_SCOPES, SCOPE_URI_PREFIXES, SandboxOptions
+from proxy.sandbox.options import ALL_SCOPES, SCOPE_URI_PREFIXES, SandboxOptions
 
 #: RFC 5849 §3.3: "servers MAY choose to restrict the time period"; 5 minutes, as districts do.
 TIMESTAMP_LIFETIME = 300

@@ -1,4 +1,4 @@
-"""Deterministic sample data of the sandbox district (SPEC.md "The sandbox district").
+"""Deterministic sample data of the sandbox district (docs/sandbox.md).
 
 A district with three schools, academic sessions (school year, two terms, four grading periods
 linked by parent/children), courses, classes (``school``, ``course``, ``terms`` refs),
@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .render import STORES, V1P1, V1P2_ONLY_STORES, VERSIONS, Ref, render
+from proxy.sandbox.render import STORES, V1P1, V1P2_ONLY_STORES, VERSIONS, Ref, render
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """What the sandbox district knows and how its endpoints read and write it.
 
-The semantics behind SPEC.md "The sandbox district": collections and records per version,
+The semantics behind docs/sandbox.md: collections and records per version,
 relationship endpoints derived from the records' references (so gradebook writes show up in
 ``classes/{id}/lineItems`` at once), gradebook writes (PUT creates or replaces, POST creates in
 bulk, DELETE removes), and who is visible (``hide_students``; Infinite Campus's 1.1 rule that
@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from .data import Dataset, build_dataset
-from .endpoints import COLLECTIONS
-from .options import SandboxOptions
-from .render import V1P1, V1P2, VERSIONS, Ref, ref_dict
+from proxy.sandbox.data import Dataset, build_dataset
+from proxy.sandbox.endpoints import COLLECTIONS
+from proxy.sandbox.options import SandboxOptions
+from proxy.sandbox.render import V1P1, V1P2, VERSIONS, Ref, ref_dict
 
 Record = dict[str, Any]
 

@@ -3,7 +3,7 @@
 The endpoint lists follow the OneRoster 1.1 REST binding (``/ims/oneroster/v1p1/...``) and the
 OneRoster 1.2 OpenAPI files of the rostering, gradebook and resources services
 (``/ims/oneroster/{rostering,gradebook,resources}/v1p2/...``); the scope of each request follows
-SPEC.md's scope table. This is the sandbox's own small table, kept apart from the proxy's
+the scope table (docs/configuration.md). This is the sandbox's own small table, kept apart from the proxy's
 ``proxy.scopes`` on purpose: the sandbox checks the proxy, so the two must not share a mistake.
 """
 
@@ -28,7 +28,7 @@ COLLECTIONS: dict[str, tuple[str, str, str]] = {
     "students": ("users", "users", "user"),
     "teachers": ("users", "users", "user"),
     "categories": ("categories", "categories", "category"),
-    # Some 1.1 districts name the categories collection lineItemCategories (SPEC lists both).
+    # Some 1.1 districts name the categories collection lineItemCategories (the contract lists both).
     "lineItemCategories": ("categories", "categories", "category"),
     "lineItems": ("lineItems", "lineItems", "lineItem"),
     "results": ("results", "results", "result"),
@@ -221,7 +221,7 @@ def match(segments: list[str]) -> tuple[str, Match | None]:
 
 
 def required_scopes(endpoint: Endpoint, method: str) -> frozenset[str]:
-    """The scopes of which a request needs one (SPEC.md scope table); empty: refused."""
+    """The scopes of which a request needs one (scope table, docs/configuration.md); empty: refused."""
     if endpoint.service == "rostering":
         if method != "GET":
             return frozenset()
@@ -243,7 +243,7 @@ def required_scopes(endpoint: Endpoint, method: str) -> frozenset[str]:
 
 
 def is_gradebook_path(segments: list[str]) -> bool:
-    """SPEC.md: gradebook endpoints, where Infinite Campus wants ``x-vendor-authorization``."""
+    """docs/: gradebook endpoints, where Infinite Campus wants ``x-vendor-authorization``."""
     if segments[:2] == ["gradebook", "v1p2"]:
         return True
     special = {"lineItems", "lineItemCategories", "categories", "results"}

@@ -1,6 +1,6 @@
 """The sandbox district's handlers: one dispatch from the path to the answer.
 
-SPEC.md "The sandbox district". A request flows top to bottom:
+docs/sandbox.md. A request flows top to bottom:
 
     base path  ->  /oauth2/token | /ims/oneroster/...  ->  authenticate (401)
         ->  endpoint (404/405)  ->  scope (403)  ->  Infinite Campus vendor header (401)
@@ -21,14 +21,14 @@ from typing import Any
 
 from aiohttp import web
 
-from .auth import AuthError, TokenRequestError, token_response
-from .data import synthetic_index, synthetic_user
-from .district import District, DistrictError
-from .endpoints import COLLECTIONS, Match, is_gradebook_path, match, required_scopes
-from .middleware import apply_connection_faults, reset_connection, write_chunks
-from .query import Query, compile_filter, link_header, parse_query
-from .render import Ref, ref_dict
-from .state import (
+from proxy.sandbox.auth import AuthError, TokenRequestError, token_response
+from proxy.sandbox.data import synthetic_index, synthetic_user
+from proxy.sandbox.district import District, DistrictError
+from proxy.sandbox.endpoints import COLLECTIONS, Match, is_gradebook_path, match, required_scopes
+from proxy.sandbox.middleware import apply_connection_faults, reset_connection, write_chunks
+from proxy.sandbox.query import Query, compile_filter, link_header, parse_query
+from proxy.sandbox.render import Ref, ref_dict
+from proxy.sandbox.state import (
     ALSO,
     CONTEXT,
     DISTRICT,

@@ -1,6 +1,6 @@
 """The sandbox district's middlewares, in the order a request meets them: record, faults, imsx.
 
-SPEC.md "The sandbox district": ``_record`` keeps each request as received (``RECORDED``),
+docs/sandbox.md: ``_record`` keeps each request as received (``RECORDED``),
 ``_faults`` applies the faults set at run time (hangs, delays, 429/503 with ``Retry-After``,
 dropped keep-alive, slow or reset bodies), ``_errors`` turns every refusal into the imsx
 payload a district answers with. The stream helpers apply the same faults to answers written
@@ -16,10 +16,18 @@ from collections.abc import Awaitable, Callable, Iterator
 
 from aiohttp import web
 
-from .auth import AuthError
-from .district import DistrictError
-from .query import QueryError
-from .state import CONTEXT, FAULTS, OPTIONS, RECORDED, Context, RecordedRequest, imsx_response
+from proxy.sandbox.auth import AuthError
+from proxy.sandbox.district import DistrictError
+from proxy.sandbox.query import QueryError
+from proxy.sandbox.state import (
+    CONTEXT,
+    FAULTS,
+    OPTIONS,
+    RECORDED,
+    Context,
+    RecordedRequest,
+    imsx_response,
+)
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -1,10 +1,10 @@
 """Settings of one sandbox district: profile, credentials, shared scopes and injected faults.
 
-Implements the knobs of SPEC.md "The sandbox district" and the `sandbox` command row: profiles
+Implements the knobs of docs/sandbox.md and the `sandbox` command row: profiles
 that reproduce real districts (``infinite-campus``), switches that break one thing on purpose
 (deny a scope, hide students, students without user accounts on 1.1, OAuth2, serve only one
 OneRoster version), and a mutable ``Faults`` object that tests flip at run time to make the
-district hang, reset, throttle or drop connections (SPEC.md "The sandbox district").
+district hang, reset, throttle or drop connections (docs/sandbox.md).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
-#: The OneRoster 1.2 scope short names (SPEC.md "Config"), in the order the spec lists them.
+#: The OneRoster 1.2 scope short names (docs/configuration.md), in the order the spec lists them.
 ALL_SCOPES: tuple[str, ...] = (
     "roster.readonly",
     "roster-core.readonly",

@@ -1,6 +1,6 @@
 """Collection query parameters of a OneRoster district: filter, sort/orderBy, fields, paging.
 
-Implements OneRoster 1.1 §3.4 / OneRoster 1.2 REST binding §3.4 as SPEC.md "The sandbox district"
+Implements OneRoster 1.1 §3.4 / OneRoster 1.2 REST binding §3.4 as docs/sandbox.md
 asks: ``filter=field op 'value'`` with ops ``= != > >= < <= ~`` and at most one ``AND``/``OR``;
 ``sort``/``orderBy``; ``fields`` selection; ``limit`` (default 100) and ``offset`` with RFC 5988
 ``Link`` headers (first, last, next, prev) and ``X-Total-Count``. Errors are the imsx codeMinor

@@ -1,6 +1,6 @@
 """Running the sandbox district: ``start_sandbox`` for tests and ``oneroster-proxy sandbox``.
 
-Implements the ``sandbox`` row of SPEC.md "Install and commands": the command prints
+Implements the ``sandbox`` row of docs/commands.md: the command prints
 ``base_url: ...``, ``key: ...``, ``secret: ...`` (``token_url: ...`` with OAuth2,
 ``vendor_authorization: ...`` with the Infinite Campus profile), each line flushed at once, then
 serves until SIGINT/SIGTERM.
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .app import accept_credentials, create_sandbox_app, revoke_all_tokens
-from .options import ALL_SCOPES, PROFILES, Faults, SandboxOptions, parse_versions
-from .state import FAULTS, OPTIONS, RECORDED, RecordedRequest
+from proxy.sandbox.app import accept_credentials, create_sandbox_app, revoke_all_tokens
+from proxy.sandbox.options import ALL_SCOPES, PROFILES, Faults, SandboxOptions, parse_versions
+from proxy.sandbox.state import FAULTS, OPTIONS, RECORDED, RecordedRequest
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """What the sandbox district's app holds and what one request carries through it.
 
-The typed ``web.AppKey``s (SPEC.md "The sandbox district": tests run several districts side by
+The typed ``web.AppKey``s (docs/sandbox.md: tests run several districts side by
 side and change faults or read what a district received while it runs), the request as the
 district received it (``RecordedRequest``), the per-request ``Context``, and the imsx failure
 payload every part of the district answers errors with. A leaf of ``proxy.sandbox``: the
@@ -15,10 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from .auth import OAuth1Verifier, TokenStore
-from .district import District
-from .options import Faults, SandboxOptions
-from .render import HrefAbsolutizer
+from proxy.sandbox.auth import OAuth1Verifier, TokenStore
+from proxy.sandbox.district import District
+from proxy.sandbox.options import Faults, SandboxOptions
+from proxy.sandbox.render import HrefAbsolutizer
 
 
 @dataclass

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from .oauth1 import OAuth1Signer
-from .oauth2 import OAuth2TokenSource
+from proxy.signing.oauth1 import OAuth1Signer
+from proxy.signing.oauth2 import OAuth2TokenSource
 
 __all__ = ["OAuth1Signer", "OAuth2TokenSource"]

@@ -23,7 +23,7 @@ import time
 from bisect import bisect_left
 from typing import Final
 
-from .rfc5849 import (
+from proxy.signing.rfc5849 import (
     Hmac,
     base_origin,
     encode_encoded,

@@ -29,8 +29,8 @@ from urllib.parse import quote_plus, urlsplit
 
 import aiohttp
 
-from ..errors import UpstreamTokenError, UpstreamTokenTimeout
-from ..forward import read_up_to
+from proxy.bodies import read_up_to
+from proxy.errors import UpstreamTokenError, UpstreamTokenTimeout
 
 __all__ = ["OAuth2TokenSource", "basic_credentials"]
 

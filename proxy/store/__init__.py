@@ -1,10 +1,10 @@
-"""The token store, chosen by ``[store] url`` (SPEC.md "Config").
+"""The token store, chosen by ``[store] url`` (docs/configuration.md).
 
-``sqlite://<path>``: everything after ``sqlite://`` is the file's path, so SPEC's
+``sqlite://<path>``: everything after ``sqlite://`` is the file's path, so the documented contract's
 ``sqlite:///var/lib/oneroster-proxy/store.db`` is ``/var/lib/oneroster-proxy/store.db`` and
 ``sqlite://store.db`` is ``store.db`` relative to the working directory. ``redis://`` and
 ``rediss://`` (TLS) URLs go to redis-py as they are; ``redis+sentinel://HOST:PORT[,...]/SERVICE[/DB]``
-follows the master that Redis Sentinel names (SPEC.md "Redis high availability",
+follows the master that Redis Sentinel names (docs/configuration.md,
 ``proxy.store.sentinel``).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .base import AuditEvent, CheckResult, InviteRecord, Store, TokenRecord, VendorAuth
+from proxy.store.base import AuditEvent, CheckResult, InviteRecord, Store, TokenRecord, VendorAuth
 
 __all__ = [
     "AuditEvent",
@@ -36,13 +36,13 @@ def open_store(url: str) -> Store:
         path = url[len(_SQLITE) :]
         if not path:
             raise ValueError('[store] url: "sqlite://" needs a path, e.g. sqlite:///var/lib/x.db')
-        from .sqlite import SqliteStore
+        from proxy.store.sqlite import SqliteStore
 
         return SqliteStore(path)
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme in ("redis", "rediss", "redis+sentinel"):
         # Imported here: with a sqlite store, the CLI starts without loading redis-py.
-        from .redis import RedisStore
+        from proxy.store.redis import RedisStore
 
         return RedisStore(url)
     shown = f"{scheme}://..." if scheme else "a URL without a scheme"

@@ -4,10 +4,10 @@ checks and intake links, limits.
 Two backends implement every role: ``SqliteStore`` (embedded, the default, one host) and
 ``RedisStore`` (several replicas). One conformance suite per role (``tests/store/test_*.py``)
 runs unchanged against both. The gateway never calls the store per request for a token or a
-connection it has seen within ``[store] cache_ttl``: see ``proxy.inbound`` and
-``proxy.resolve``.
+connection it has seen within ``[store] cache_ttl``: see ``proxy.gateway.inbound`` and
+``proxy.gateway.resolve``.
 
-Districts and connections (SPEC.md "Connections in the store") are kept as records whose
+Districts and connections (docs/commands.md) are kept as records whose
 fields are the keys of ``[districts.X]`` and ``[connections.X]``; a connection's secret is kept
 only sealed (``proxy.store.crypto``), never in clear.
 
@@ -84,7 +84,7 @@ class ConnectionRecord:
 
 @dataclass(frozen=True, slots=True)
 class VendorAuth:
-    """What the store keeps of a vendor's JWT grant (SPEC.md "Token, gateway and CLI rules").
+    """What the store keeps of a vendor's JWT grant (docs/http-api.md).
 
     ``jwt_not_before``: a JWT of this vendor issued at or before this instant is refused (the
     kill switch of ``tokens revoke --all`` and of a changed or removed ``client_secret``).
@@ -111,7 +111,7 @@ class AuditEvent:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-#: Checklist results kept per connection (SPEC "Background checks": the last 20).
+#: Checklist results kept per connection (docs/checklist.md "Background checks": the last 20).
 CHECK_HISTORY = 20
 
 
@@ -134,7 +134,7 @@ class CheckResult:
 
 @dataclass(frozen=True, slots=True)
 class InviteRecord:
-    """A district intake link (SPEC "District intake"): only the hash of its token is kept."""
+    """A district intake link (docs/http-api.md "District intake"): only the hash of its token is kept."""
 
     token_hash: str
     app_id: str
@@ -203,7 +203,7 @@ class TokenStore(Protocol):
 
 
 class ConnectionStore(Protocol):
-    """Districts and connections managed at run time (SPEC.md "Connections in the store").
+    """Districts and connections managed at run time (docs/commands.md).
 
     Writes are all-or-nothing: a refused write (``Conflict``, ``NotFound``) changes nothing.
     """
@@ -259,7 +259,7 @@ class AuditStore(Protocol):
 
 
 class CheckStore(Protocol):
-    """Background check results and district intake links (SPEC.md "Background checks",
+    """Background check results and district intake links (docs/checklist.md,
     "District intake")."""
 
     async def add_check_result(self, result: CheckResult) -> None:

@@ -1,6 +1,6 @@
 """District secrets at rest: AES-256-GCM with the appId as associated data.
 
-SPEC.md "Connections in the store": secrets are never in the store in clear; ``[store]
+docs/commands.md: secrets are never in the store in clear; ``[store]
 secret_keys`` holds base64url keys of 32 random bytes each, the first encrypts and every one
 decrypts (rotation: add the new key first, ``store rekey``, then drop the old one). The appId
 is the associated data (NIST SP 800-38D §5.2.1), so a sealed secret copied onto another
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..errors import BadRequest
+from proxy.errors import BadRequest
 
 PREFIX = "orp1"
 KEY_BYTES = 32

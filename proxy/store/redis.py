@@ -2,7 +2,7 @@
 trail; each other role in its own module (``redis_tokens``, ``redis_connections``,
 ``redis_checks``, ``redis_limits``), mixed into ``RedisStore``.
 
-SPEC.md "Config" (``[store] url = "redis://host:6379/0"`` for several replicas) and "Redis
+docs/configuration.md (``[store] url = "redis://host:6379/0"`` for several replicas) and "Redis
 high availability": one interface with the sqlite store; an outage is a quick 503, and the
 store recovers by itself when redis returns.
 
@@ -46,16 +46,16 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from ..errors import StoreUnavailable
-from .base import (
+from proxy.errors import StoreUnavailable
+from proxy.store.base import (
     AuditEvent,
 )
-from .redis_checks import RedisChecks
-from .redis_connections import RedisConnections
-from .redis_limits import RedisLimits
-from .redis_tokens import RedisTokens
-from .sentinel import SCHEME as SENTINEL_SCHEME
-from .sentinel import master_client, parse_sentinel_url
+from proxy.store.redis_checks import RedisChecks
+from proxy.store.redis_connections import RedisConnections
+from proxy.store.redis_limits import RedisLimits
+from proxy.store.redis_tokens import RedisTokens
+from proxy.store.sentinel import SCHEME as SENTINEL_SCHEME
+from proxy.store.sentinel import master_client, parse_sentinel_url
 
 
 def _iso(value: datetime) -> str:

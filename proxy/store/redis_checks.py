@@ -9,12 +9,12 @@ import json
 from datetime import datetime
 from typing import Any, cast
 
-from .base import (
+from proxy.store.base import (
     CHECK_HISTORY,
     CheckResult,
     InviteRecord,
 )
-from .redis_rows import RedisRole, _time, _us
+from proxy.store.redis_rows import RedisRole, _time, _us
 
 _ADD_INVITE = """
 -- KEYS: invite hash.  ARGV: expire-at (ms), then hash field/value pairs

@@ -1,6 +1,6 @@
 """Districts and connections in the Redis store (``ConnectionStore`` of ``base.py``).
 
-SPEC.md "Connections in the store". Layout (``orp:`` is the default prefix):
+docs/commands.md. Layout (``orp:`` is the default prefix):
 
     orp:district:<name>   hash: the district's fields (absent field = unset)
     orp:districts         sorted set of district names, all scored 0 (ordered by name)
@@ -19,10 +19,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, cast
 
-from ..errors import Conflict, NotFound
-from .base import ConnectionRecord, DistrictRecord
-from .redis_rows import RedisRole, _us
-from .redis_rows import _time as _parse_time
+from proxy.errors import Conflict, NotFound
+from proxy.store.base import ConnectionRecord, DistrictRecord
+from proxy.store.redis_rows import RedisRole, _us
+from proxy.store.redis_rows import _time as _parse_time
 
 _ADD_DISTRICT = """
 -- KEYS: district hash, districts index.  ARGV: name, then field/value pairs

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import math
 
-from .base import (
+from proxy.store.base import (
     validate_bucket,
     validate_slot,
 )
-from .redis_rows import RedisRole
+from proxy.store.redis_rows import RedisRole
 
 # Server TIME, not each replica's clock: replicas with skewed clocks still share one bucket.
 # Numbers go back as strings because Redis truncates a Lua number reply to an integer.

@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from .base import (
+from proxy.store.base import (
     TokenRecord,
     VendorAuth,
 )
-from .redis_rows import RedisRole, _time, _us
+from proxy.store.redis_rows import RedisRole, _time, _us
 
 _ADD_TOKEN = """
 -- KEYS: token hash, all index, vendor index, active index, vendors set

@@ -1,6 +1,6 @@
 """``redis+sentinel://`` store URLs: Redis Sentinel through redis-py's asyncio Sentinel client.
 
-SPEC.md "Redis high availability":
+docs/configuration.md:
 
     [store] url = "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB]"
 

@@ -4,7 +4,7 @@ This module holds the file (connections, migrations, the store's one thread) and
 trail; each other role has its own module (``sqlite_tokens``, ``sqlite_connections``,
 ``sqlite_checks``, ``sqlite_limits``), mixed into ``SqliteStore``.
 
-SPEC.md "Config" (``[store] url = "sqlite:///var/lib/oneroster-proxy/store.db"``, the default)
+docs/configuration.md (``[store] url = "sqlite:///var/lib/oneroster-proxy/store.db"``, the default)
 and "Install and commands" (``tokens issue`` works before ``serve`` starts and while it runs,
 same store). Another process writes the same file a running proxy reads, so the file is in WAL
 mode (readers never wait for the writer) and every connection has a ``busy_timeout`` (a writer
@@ -29,16 +29,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from ..errors import StoreUnavailable
-from .base import (
+from proxy.errors import StoreUnavailable
+from proxy.store.base import (
     AuditEvent,
 )
-from .sqlite_checks import SqliteChecks
-from .sqlite_connections import TABLES as CONNECTION_TABLES
-from .sqlite_connections import SqliteConnections
-from .sqlite_limits import SqliteLimits
-from .sqlite_rows import _iso, _time, _write
-from .sqlite_tokens import SqliteTokens
+from proxy.store.sqlite_checks import SqliteChecks
+from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
+from proxy.store.sqlite_connections import SqliteConnections
+from proxy.store.sqlite_limits import SqliteLimits
+from proxy.store.sqlite_rows import _iso, _time, _write
+from proxy.store.sqlite_tokens import SqliteTokens
 
 T = TypeVar("T")
 

@@ -10,12 +10,12 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from .base import (
+from proxy.store.base import (
     CHECK_HISTORY,
     CheckResult,
     InviteRecord,
 )
-from .sqlite_rows import SqliteRole, _iso, _iso_or_none, _time, _write
+from proxy.store.sqlite_rows import SqliteRole, _iso, _iso_or_none, _time, _write
 
 _INVITE_COLUMNS = "token_hash, app_id, vendor, district_name, scopes, created, expires, spent"
 

@@ -1,6 +1,6 @@
 """Districts and connections in the sqlite store (``ConnectionStore`` of ``base.py``).
 
-SPEC.md "Connections in the store". Two tables, one row per district and per connection;
+docs/commands.md. Two tables, one row per district and per connection;
 list-valued fields (versions, scopes) are comma-joined text, booleans 0/1, the secret is the
 sealed text of ``proxy.store.crypto``. Every write that checks before it changes (name taken,
 district in use) runs in one ``BEGIN IMMEDIATE`` transaction, so two processes cannot both
@@ -13,9 +13,9 @@ import sqlite3
 from datetime import date, datetime
 from typing import Any
 
-from ..errors import Conflict, NotFound
-from .base import ConnectionRecord, DistrictRecord
-from .sqlite_rows import SqliteRole, _iso, _time, _write
+from proxy.errors import Conflict, NotFound
+from proxy.store.base import ConnectionRecord, DistrictRecord
+from proxy.store.sqlite_rows import SqliteRole, _iso, _time, _write
 
 #: Schema 2 of the sqlite store: applied by ``SqliteStore``'s migrations.
 TABLES: tuple[str, ...] = (

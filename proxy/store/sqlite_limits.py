@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from .base import (
+from proxy.store.base import (
     validate_bucket,
     validate_slot,
 )
-from .sqlite_rows import SqliteRole, _write
+from proxy.store.sqlite_rows import SqliteRole, _write
 
 T = TypeVar("T")
 

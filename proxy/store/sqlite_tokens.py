@@ -9,11 +9,11 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from .base import (
+from proxy.store.base import (
     TokenRecord,
     VendorAuth,
 )
-from .sqlite_rows import SqliteRole, _iso, _iso_or_none, _time, _write
+from proxy.store.sqlite_rows import SqliteRole, _iso, _iso_or_none, _time, _write
 
 _TOKEN_COLUMNS = "id, vendor, secret_hash, prefix, created, expires, revoked, last_used"
 

@@ -1,8 +1,8 @@
 """``check``: every checklist item broken on purpose against a real sandbox district.
 
-SPEC.md "``check APP_ID``: the troubleshooting checklist". Each break test sets up a sandbox (or
+docs/checklist.md. Each break test sets up a sandbox (or
 a config) that breaks exactly one item and asserts that ``check`` fails exactly that item, with
-SPEC's hint, while every other item keeps its all-green status or is skipped because it depends
+the documented contract's hint, while every other item keeps its all-green status or is skipped because it depends
 on the broken one. The CLI tests run the real ``oneroster-proxy`` entry point in a subprocess
 against a sandbox served by the test's own event loop.
 """
@@ -87,7 +87,7 @@ def statuses(report: Report) -> dict[str, str]:
 
 
 def assert_only(report: Report, expected: dict[str, str]) -> None:
-    """Every item has exactly the expected status; each failure ends with SPEC's hint."""
+    """Every item has exactly the expected status; each failure ends with the documented contract's hint."""
     assert [i.name for i in report.checks] == list(CHECKS)
     assert statuses(report) == expected, "\n".join(
         f"{i.status:<5} {i.name}: {i.detail}" for i in report.checks

@@ -1,5 +1,5 @@
 """proxy.check.report: the one-line summary of each report that ``check --all`` prints
-(SPEC.md "``check APP_ID``: the troubleshooting checklist")."""
+(docs/checklist.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``check`` as a new operator runs it, through the real CLI against the sandbox district
-(SPEC.md "Token, gateway and CLI rules added after trying the product"): a district sharing
+(docs/http-api.md): a district sharing
 more than ``scopes`` is ``ok`` with a warning, ``check --all --json`` prints one JSON array, and
 ``check --all`` shows progress on stderr when (and only when) stderr is a terminal.
 """

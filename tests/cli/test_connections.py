@@ -1,5 +1,5 @@
 """``districts ...``, ``connections ...`` and ``store rekey`` through the real CLI, one
-subprocess per command as an operator types them (SPEC.md "Connections in the store"): secrets
+subprocess per command as an operator types them (docs/commands.md): secrets
 from standard input or ``--secret-env`` and never shown, every problem at once with its key
 path, conflicts exit 1 naming the name, nothing half-written, and commands that read only what
 they need."""

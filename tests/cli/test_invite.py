@@ -1,5 +1,4 @@
-"""``oneroster-proxy connections invite`` (SPEC.md "Connections in the store", "District
-intake"): the real CLI in a subprocess makes a link, the real proxy serves its form, and bad
+"""``oneroster-proxy connections invite`` (docs/commands.md, docs/): the real CLI in a subprocess makes a link, the real proxy serves its form, and bad
 input is one line naming what is wrong."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Token lifecycle through the real ``oneroster-proxy tokens`` CLI, against a running proxy that
-shares its sqlite store (SPEC.md "Install and commands").
+shares its sqlite store (docs/commands.md).
 
 Every CLI call is a subprocess: what an operator types, in another process than the proxy, so
 revocation and rotation must reach the running proxy through the store within ``cache_ttl``

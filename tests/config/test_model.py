@@ -1,5 +1,5 @@
 """proxy.config.model: the value parsers of durations, sizes, rates and listen addresses
-(SPEC.md "Config (TOML)")."""
+(docs/configuration.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``${file:/path}`` values (SPEC.md "Connections in the store": Kubernetes Secrets mounted as
+"""``${file:/path}`` values (docs/commands.md: Kubernetes Secrets mounted as
 files) in a real ``serve`` process: the file's contents less one trailing newline, read again
 on SIGHUP, so a rotated key and secret apply without a restart; a missing file is refused
 naming the key."""
@@ -11,8 +11,8 @@ import signal
 
 from proxy.config import validate
 from proxy.errors import ConfigError
+from tests.serve.test_server import ProxyProcess
 from tests.support import ADMIN_TOKEN, auth, base_config
-from tests.test_server import ProxyProcess
 
 
 def signer(rec) -> str | None:

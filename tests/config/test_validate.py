@@ -1,4 +1,4 @@
-"""Config validation (SPEC.md "Config (TOML)") and ``oneroster-proxy config validate``.
+"""Config validation (docs/configuration.md) and ``oneroster-proxy config validate``.
 
 ``validate`` must report every problem at once, one line each, naming the key path; unknown keys
 are errors (with a did-you-mean); ``${ENV}`` is interpolated in every string and a missing
@@ -233,7 +233,7 @@ def test_district_rules() -> None:
         'districts.springfield.token_url: required with auth = "oauth2"',
         "districts.shelbyville.base_url: must not contain a query or fragment",
     ]
-    # token_url beside oauth1 (as SPEC.md's example has it) loads, with a warning.
+    # token_url beside oauth1 (as docs/'s example has it) loads, with a warning.
     del doc["districts"]["springfield"]
     doc["districts"]["shelbyville"]["base_url"] = "https://y.example"
     doc["connections"]["app-7"]["district"] = "shelbyville"
@@ -333,8 +333,8 @@ def test_expires_is_inclusive_in_utc() -> None:
 
 
 def test_expiry_has_one_definition_shared_by_runtime_and_metrics() -> None:
+    from proxy.gateway.runtime import build_runtime
     from proxy.metrics import Metrics
-    from proxy.runtime import build_runtime
 
     config = validate(minimal(expires=dt.date(2026, 3, 1)), {}, now=NOW)
     conn = config.connections["app-7"]

@@ -1,6 +1,6 @@
 """The console and the intake page in a real browser: Debian's headless Chromium
 (``/usr/bin/chromium``, never a downloaded build) driven by Playwright, against the real proxy
-and the real sandbox district (SPEC.md "Console", "District intake").
+and the real sandbox district (docs/http-api.md).
 
 Each test launches its own Chromium (a fresh temporary profile) and each walk that must not
 share cookies gets a fresh browser context. The screenshots of the board and of the intake
@@ -18,8 +18,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from proxy.background import BackgroundChecks
 from proxy.check import CHECKS
+from proxy.check.background import BackgroundChecks
 from proxy.scopes import SCOPES
 from tests.console.test_http import console_config
 from tests.support import ADMIN_TOKEN, auth

@@ -1,4 +1,4 @@
-"""The console and the intake page over plain HTTP (SPEC.md "Console", "District intake"):
+"""The console and the intake page over plain HTTP (docs/http-api.md):
 cookie flags, CSRF refusals, the CSP header, escaping of everything an operator or a district
 can type, and no secret on any page. The real browser walks are in test_browser.py."""
 
@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from proxy.invites import hash_token
+from proxy.connections.invites import hash_token
 from proxy.scopes import SCOPE_ORDER
 from tests.console_support import CSRF_RE, ConsoleClient
 from tests.support import ADMIN_TOKEN, auth, base_config
@@ -360,7 +360,7 @@ async def test_intake_links_are_single_use_rate_limited_and_bound_to_their_appid
 async def test_background_checks_and_the_audit_page_cover_store_connections(
     console, proxy, sandbox
 ):
-    from proxy.background import BackgroundChecks
+    from proxy.check.background import BackgroundChecks
 
     await connect_via_intake(proxy, sandbox, "app-bg")
     checked = await BackgroundChecks(proxy.services, interval=0.0).round()

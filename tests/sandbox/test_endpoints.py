@@ -12,8 +12,7 @@ from yarl import URL
 from proxy.sandbox import DISTRICT
 from proxy.sandbox.endpoints import API_ROOTS, COLLECTIONS, ID
 from proxy.sandbox.render import HrefAbsolutizer
-
-from .conftest import assert_imsx, call, sign
+from tests.sandbox.conftest import assert_imsx, call, sign
 
 
 def _ids(sbx: Any, version: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Injected faults (SPEC.md "The sandbox district"), synthetic streaming users and the request
+"""Injected faults (docs/sandbox.md), synthetic streaming users and the request
 recorder."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 import aiohttp
 import pytest
 
-from .conftest import call, sign
+from tests.sandbox.conftest import call, sign
 
 USERS = "/ims/oneroster/v1p1/users"
 

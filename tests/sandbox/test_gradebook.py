@@ -8,8 +8,7 @@ import json
 import pytest
 
 from proxy.sandbox import DISTRICT
-
-from .conftest import assert_imsx, call
+from tests.sandbox.conftest import assert_imsx, call
 
 JSON = {"Content-Type": "application/json"}
 

@@ -15,7 +15,7 @@ from oauthlib.oauth1 import (
 )
 from oauthlib.oauth1.rfc5849 import signature, utils
 
-from .conftest import assert_imsx, call, q
+from tests.sandbox.conftest import assert_imsx, call, q
 
 USERS_11 = "/ims/oneroster/v1p1/users?limit=1"
 USERS_12 = "/ims/oneroster/rostering/v1p2/users?limit=1"
@@ -168,7 +168,7 @@ async def test_form_body_on_get_is_part_of_the_signature(sbx, http):
 async def test_request_uri_is_the_raw_target(sbx, http):
     """Signing a differently encoded but equivalent path must fail: the path is signed as sent."""
     url = sbx.base_url + "/ims/oneroster/v1p1/users"
-    from .conftest import sign
+    from tests.sandbox.conftest import sign
 
     _, headers, _ = sign(sbx, "GET", url.replace("/users", "/%75sers"))
     async with http.get(url, headers=headers) as resp:

@@ -10,8 +10,7 @@ import urllib.parse
 import pytest
 
 from proxy.sandbox import ALL_SCOPES
-
-from .conftest import assert_imsx, call
+from tests.sandbox.conftest import assert_imsx, call
 
 V12 = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
 

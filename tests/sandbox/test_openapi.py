@@ -1,4 +1,4 @@
-"""The sandbox against the official OneRoster 1.2 OpenAPI files (SPEC.md "The sandbox district":
+"""The sandbox against the official OneRoster 1.2 OpenAPI files (docs/sandbox.md:
 vendors integrate against it, so its answers must validate against the operations' response
 schemas of the Rostering, Gradebook and Resources REST bindings published by 1EdTech).
 

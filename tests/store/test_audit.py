@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 
 from proxy.store import AuditEvent, Store
-
-from .conftest import SECOND, T0
+from tests.store.conftest import SECOND, T0
 
 # -- audit --------------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """The store conformance suite, continued: background check results and district intake links
-(SPEC.md "Background checks", "District intake"), run unchanged on sqlite and on redis-server."""
+(docs/checklist.md, docs/http-api.md), run unchanged on sqlite and on redis-server."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from proxy.store import CheckResult, InviteRecord, Store
 from proxy.store.base import CHECK_HISTORY
-
-from .conftest import Backend
+from tests.store.conftest import Backend
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 250001, tzinfo=UTC)
 # Invites live in real time: Redis drops an invite's key a day after it expires.

@@ -14,8 +14,7 @@ import pytest
 from proxy.errors import Conflict, NotFound
 from proxy.store import CheckResult, Store
 from proxy.store.base import ConnectionRecord, DistrictRecord
-
-from .conftest import SECOND, T0, Backend
+from tests.store.conftest import SECOND, T0, Backend
 
 
 def district(name: str = "springfield", **fields: object) -> DistrictRecord:

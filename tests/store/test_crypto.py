@@ -1,4 +1,4 @@
-"""Secrets at rest (SPEC.md "Connections in the store"): AES-256-GCM with the appId as
+"""Secrets at rest (docs/commands.md): AES-256-GCM with the appId as
 associated data, ``[store] secret_keys`` (first seals, all open), one-line errors naming
 ``store.secret_keys``; and the raw store, sqlite file and redis keys alike, never holds a
 secret in clear."""
@@ -15,9 +15,8 @@ from proxy.config import validate
 from proxy.errors import ConfigError
 from proxy.store import Store
 from proxy.store.crypto import SecretBox, SecretKeyError, new_key, parse_key
-
-from .conftest import Backend
-from .test_connections import connection, district
+from tests.store.conftest import Backend
+from tests.store.test_connections import connection, district
 
 SECRET = "district-secret-Zq8!vL2#pW"
 

@@ -8,8 +8,7 @@ import asyncio
 import pytest
 
 from proxy.store import Store
-
-from .conftest import Backend
+from tests.store.conftest import Backend
 
 # -- limiters -----------------------------------------------------------------------------------
 

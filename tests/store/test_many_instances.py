@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from proxy.store import AuditEvent, Store
 from proxy.tokens import new_token
-
-from .conftest import T0, Backend
+from tests.store.conftest import T0, Backend
 
 # -- many instances on one store ----------------------------------------------------------------
 

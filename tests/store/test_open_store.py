@@ -1,4 +1,4 @@
-"""``open_store``: ``[store] url`` -> backend (SPEC.md "Config")."""
+"""``open_store``: ``[store] url`` -> backend (docs/configuration.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Store outages become ``StoreUnavailable`` (a 503), quickly, never a redis-py or sqlite3
-exception, and the same store object works again once the backend is back (SPEC.md "Redis high
-availability")."""
+exception, and the same store object works again once the backend is back (docs/)."""
 
 from __future__ import annotations
 

@@ -15,8 +15,7 @@ import pytest
 
 from proxy.store import Store
 from proxy.tokens import issue, rotate
-
-from .conftest import ROOT, SECOND, T0, Backend, record
+from tests.store.conftest import ROOT, SECOND, T0, Backend, record
 
 # -- tokens -------------------------------------------------------------------------------------
 

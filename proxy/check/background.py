@@ -1,0 +1,163 @@
+"""Background checks: the ``check`` checklist for every connection on a schedule.
+
+docs/checklist.md: ``[server] check_interval`` (``0s``, the default, is off) runs the
+checklist of every connection on that schedule, one replica at a time (a lock in the store), at
+most 8 connections at once, and keeps the last 20 results per connection in the store. The
+``check_ok`` / ``check_timestamp_seconds`` gauges and ``last_check`` of ``GET
+/admin/connections/{appId}`` are read back from the store, so every replica shows the same
+answer whichever replica ran the round.
+
+Every process (each ``--workers`` worker, each replica) runs the loop; the lock makes them take
+turns, and a connection is checked only when its newest stored result is older than the
+interval, so a round another replica just finished is not repeated. The loop rereads the
+interval on every turn, so a reload switches checks on, off or to another pace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from proxy.check.catalog import Listed, check_connection, every_connection
+from proxy.config import expiry_end
+from proxy.errors import ProxyError
+from proxy.gateway.context import SERVICES, Services
+
+log = logging.getLogger("oneroster_proxy.checks")
+
+LOCK_KEY = "background-checks"
+#: At most this many connections are checked at once (the contract (docs/): 8).
+AT_ONCE = 8
+#: The lock outlives a crashed holder by this much; a live holder renews it well before.
+LOCK_TTL = 60.0
+#: Longest sleep between looks at the schedule: a reload that turns checks on, or a round
+#: another replica left unfinished, is noticed within this.
+MAX_NAP = 30.0
+
+
+class BackgroundChecks:
+    """The loop of one process; ``round()`` is one turn, callable directly from tests."""
+
+    def __init__(
+        self, services: Services, *, holder: str | None = None, interval: float | None = None
+    ) -> None:
+        self.services = services
+        self.holder = holder or f"checks-{secrets.token_hex(8)}"
+        self._interval = interval  # None: the config's, reread every turn
+
+    @property
+    def interval(self) -> float:
+        if self._interval is not None:
+            return self._interval
+        return self.services.runtime.current.config.server.check_interval
+
+    async def run_forever(self) -> None:
+        while True:
+            interval = self.interval
+            if interval > 0:
+                try:
+                    await self.round()
+                except ProxyError as exc:  # the store is down: try again next turn
+                    log.warning("background checks skipped: %s", exc.description)
+            await asyncio.sleep(min(interval, MAX_NAP) if interval > 0 else MAX_NAP)
+
+    async def round(self, *, now: datetime | None = None) -> list[str] | None:
+        """Check every connection that is due; the appIds checked, or None if another
+        process holds the lock."""
+        store = self.services.store
+        if not await store.acquire_slot(LOCK_KEY, 1, self.holder, LOCK_TTL):
+            return None
+        renew = asyncio.ensure_future(self._renew())
+        try:
+            due = await self.due(now or datetime.now(UTC))
+            limit = asyncio.Semaphore(AT_ONCE)
+            return list(await asyncio.gather(*(self._one(listed, limit) for listed in due)))
+        finally:
+            renew.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renew
+            with contextlib.suppress(ProxyError):
+                await store.release_slot(LOCK_KEY, self.holder)
+
+    async def due(self, now: datetime) -> list[Listed]:
+        """Connections (TOML and store) whose newest result is older than the interval, or
+        that have none."""
+        every = await every_connection(self.services)
+        last = await self.services.store.last_check_results([c.app_id for c in every])
+        # A little slack: a round that started a moment early still covers this turn.
+        horizon = now - timedelta(seconds=self.interval * 0.95)
+        return [c for c in every if c.app_id not in last or last[c.app_id][0].at <= horizon]
+
+    async def _one(self, listed: Listed, limit: asyncio.Semaphore) -> str:
+        app_id = listed.app_id
+        async with limit:
+            report = await check_connection(self.services, listed.connection)
+        if not report.ok:
+            log.warning(
+                "background check failed",
+                extra={
+                    "fields": {
+                        "event": "check.failed",
+                        "app": app_id,
+                        "failing": [i.name for i in report.failed],
+                    }
+                },
+            )
+        return app_id
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(LOCK_TTL / 3)
+            with contextlib.suppress(ProxyError):
+                await self.services.store.acquire_slot(LOCK_KEY, 1, self.holder, LOCK_TTL)
+
+
+async def background_checks(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx`` of the gateway app: the loop runs while the app does."""
+    task = asyncio.ensure_future(BackgroundChecks(app[SERVICES]).run_forever())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def refresh_check_gauges(services: Services) -> None:
+    """``check_ok``, ``check_timestamp_seconds`` and ``check_failed_twice`` from the store, at
+    scrape time: the same on every replica, and gone for a removed connection."""
+    districts = {a: c.district.name for a, c in services.runtime.current.connections.items()}
+    file_apps = set(districts)
+    # Store connections' expiry series too (the alert on expiring connections covers them).
+    ends: dict[tuple[str, str], float] = {}
+    try:
+        after = ""
+        while True:
+            page = await services.store.list_connections(after=after, limit=500)
+            for record in page:
+                districts.setdefault(record.app_id, record.district)
+                if record.expires is not None and record.app_id not in file_apps:
+                    ends[(record.app_id, record.district)] = expiry_end(record.expires).timestamp()
+            if len(page) < 500:
+                break
+            after = page[-1].app_id
+        last = await services.store.last_check_results(sorted(districts))
+    except ProxyError:
+        return
+    metrics = services.metrics
+    metrics.set_store_expiry(ends)
+    for gauge in (metrics.check_ok, metrics.check_timestamp, metrics.check_failed_twice):
+        gauge.clear()
+    for app_id, results in last.items():
+        labels = (app_id, districts[app_id])
+        newest = results[0]
+        metrics.check_ok.labels(*labels).set(1 if newest.ok else 0)
+        metrics.check_timestamp.labels(*labels).set(newest.at.timestamp())
+        twice = len(results) >= 2 and not results[0].ok and not results[1].ok
+        metrics.check_failed_twice.labels(*labels).set(1 if twice else 0)

@@ -1,0 +1,76 @@
+"""Every connection, TOML and store alike, for the pages and loops that list or check them all
+(docs/http-api.md: one row per connection; "Background checks": every connection).
+
+The gateway never lists connections: it looks one appId up (``proxy.gateway.resolve``). The console,
+the background checks and the admin check do, so this module pages through the store's
+connections and builds each one through the same ``StoreConnections`` the gateway uses (same
+cache, same sealed-secret handling), and runs the checklist on a store connection by handing
+``check`` a one-connection config, exactly as it gets a TOML one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+from proxy.check import Report, run_check
+from proxy.gateway.context import Services
+from proxy.gateway.runtime import Connection
+from proxy.store.base import CheckResult
+
+PAGE = 500
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Listed:
+    connection: Connection
+    source: str  # "config" or "store"
+
+    @property
+    def app_id(self) -> str:
+        return self.connection.app_id
+
+
+async def every_connection(services: Services) -> list[Listed]:
+    """TOML connections, then store ones, by appId; a store record that cannot be built (its
+    vendor or district gone) is left out, as the gateway would answer 404 for it."""
+    runtime = services.runtime.current
+    out = [Listed(runtime.connections[a], "config") for a in sorted(runtime.connections)]
+    after = ""
+    while True:
+        page = await services.store.list_connections(after=after, limit=PAGE)
+        for record in page:
+            if record.app_id in runtime.connections:
+                continue
+            conn = await services.managed.get(record.app_id, runtime)
+            if conn is not None:
+                out.append(Listed(conn, "store"))
+        if len(page) < PAGE:
+            break
+        after = page[-1].app_id
+    return out
+
+
+async def find_connection(services: Services, app_id: str) -> Listed | None:
+    runtime = services.runtime.current
+    conn = runtime.connections.get(app_id)
+    if conn is not None:
+        return Listed(conn, "config")
+    conn = await services.managed.get(app_id, runtime)
+    return None if conn is None else Listed(conn, "store")
+
+
+async def check_connection(services: Services, conn: Connection, *, keep: bool = True) -> Report:
+    """The checklist of ``conn``, live; kept in the store's history unless ``keep`` is off."""
+    config = services.runtime.current.config
+    single = dataclasses.replace(
+        config,
+        districts={**config.districts, conn.district.name: conn.district},
+        connections={conn.app_id: conn.config},
+    )
+    report = await run_check(single, conn.app_id, session=services.session)
+    if keep:
+        await services.store.add_check_result(
+            CheckResult(app_id=conn.app_id, at=datetime.now(UTC), document=report.as_json())
+        )
+    return report
