@@ -51,11 +51,23 @@ def load_specs(directory: Path) -> dict[str, dict[str, Any]]:
         doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         if not isinstance(doc, dict) or "paths" not in doc:
             continue
-        url = (doc.get("servers") or [{}])[0].get("url", "")
-        match = SERVICE_URL.search(url)
+        match = SERVICE_URL.search(server_url(doc))
         if match:
             specs[match.group(1)] = doc
     return specs
+
+
+def server_url(doc: dict[str, Any]) -> str:
+    """The first server's URL with its ``{variables}`` replaced by their defaults (OpenAPI 3.0
+    §4.7.5 Server Object: 1EdTech publishes ``https://{hostName}{basePath}``)."""
+    server = (doc.get("servers") or [{}])[0]
+    variables = server.get("variables") or {}
+
+    def value(match: re.Match[str]) -> str:
+        variable = variables.get(match.group(1)) or {}
+        return str(variable.get("default", match.group(0)))
+
+    return re.sub(r"\{([^{}]+)\}", value, str(server.get("url", "")))
 
 
 class Sandbox:
