@@ -1,7 +1,8 @@
 """The gateway application, built by ``create_app`` (docs/http-api.md).
 
-Everything a request needs hangs off ``Services`` (``proxy.gateway.context``) under one ``web.AppKey``:
-the current ``Runtime`` (swapped atomically on reload), the authenticator with its token cache,
+Everything a request needs hangs off ``Services`` (``proxy.gateway.context``) under one
+``web.AppKey``: the current ``Runtime`` (swapped atomically on reload), the authenticator with its
+token cache,
 the store, metrics, limits, circuit breakers and the upstream client sessions (pooled for
 reads, fresh connections for writes), opened and closed in ``cleanup_ctx``. No module-level
 state, so tests build as many apps side by side as they like.

@@ -6,8 +6,8 @@
 of ``[districts.X]`` and ``[connections.X]`` (``app_id`` and ``name`` name the record). Bad
 input is 400 ``{"errors": ["<field>: <problem>", ...]}`` with every problem worded as
 ``config validate`` words it; an unknown name 404 and a name taken or in use 409, both as
-``{"errors": [...]}`` too. Each change goes through ``proxy.connections.managed`` (one audit event, never
-a secret) and is seen by this process at once, by every other within ``cache_ttl``.
+``{"errors": [...]}`` too. Each change goes through ``proxy.connections.managed`` (one audit
+event, never a secret) and is seen by this process at once, by every other within ``cache_ttl``.
 """
 
 from __future__ import annotations

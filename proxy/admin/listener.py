@@ -45,9 +45,9 @@ from proxy.errors import (
     refusal_response,
 )
 from proxy.gateway.context import SERVICES, Services
+from proxy.gateway.reload import reload_config
 from proxy.gateway.runtime import Connection
 from proxy.scopes import SCOPES
-from proxy.gateway.reload import reload_config
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("oneroster_proxy.admin")
@@ -261,7 +261,8 @@ async def connection(request: web.Request) -> web.Response:
         return web.json_response(view)
     view = connection_view(conn, datetime.now(UTC))
     view["circuit"] = services.circuits.state(conn.district)
-    # docs/checklist.md "Background checks": the newest stored result (check --json plus "at"), or null.
+    # docs/checklist.md "Background checks": the newest stored result (check --json plus "at"), or
+    # null.
     results = await services.store.list_check_results(conn.app_id, limit=1)
     view["last_check"] = results[0].as_json() if results else None
     return web.json_response(view)
@@ -290,9 +291,10 @@ async def reload(request: web.Request) -> web.Response:
 
 @admin_connections.answers(lambda request: "")
 async def invite_connection(request: web.Request) -> web.Response:
-    """docs/http-api.md "District intake": a one-time link for this appId; the URL is shown once. Refusals
-    are this API's ``{"errors": [...]}`` (docs/commands.md "Connections in the store"), every problem of
-    the body at once."""
+    """docs/http-api.md "District intake": a one-time link for this appId; the URL is shown once.
+    Refusals are this API's ``{"errors": [...]}`` (docs/commands.md "Connections in the store"),
+    every
+    problem of the body at once."""
     services = _services(request)
     body = await json_object(request)
     only_fields(body, "vendor", "district_name", "scopes", "ttl")

@@ -32,7 +32,7 @@ from proxy.gateway.context import SERVICES, Services
 log = logging.getLogger("oneroster_proxy.checks")
 
 LOCK_KEY = "background-checks"
-#: At most this many connections are checked at once (the contract (docs/): 8).
+#: At most this many connections are checked at once (docs/checklist.md: 8).
 AT_ONCE = 8
 #: The lock outlives a crashed holder by this much; a live holder renews it well before.
 LOCK_TTL = 60.0

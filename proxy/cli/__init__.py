@@ -72,7 +72,7 @@ def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
 
 def _everywhere(parser: argparse.ArgumentParser) -> None:
     """What every command accepts: ``--log-format`` after the subcommand as well as before
-    it, and ``--config`` from ``ORP_CONFIG`` when the flag is absent (docs/, last section)."""
+    it, and ``--config`` from ``ORP_CONFIG`` when the flag is absent (docs/commands.md)."""
     if not parser.add_help:
         return  # the sandbox: its own parser reads the rest of the line
     if "--log-format" not in parser._option_string_actions:

@@ -24,7 +24,8 @@ def register(sub: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # the contract (docs/): only [store] is needed; the secrets of districts are never resolved here.
+    # docs/commands.md: only [store] is needed; the secrets of districts are never resolved
+    # here.
     config = load_store_only(args.config)
     events = with_store(config, lambda s: s.list_audit())
     rows = [

@@ -2,8 +2,8 @@
 district and connection an intake link saves (docs/commands.md: only
 ``store`` connections change at run time).
 
-Every change goes through ``proxy.connections.managed``, the one place the CLI and the admin API use too,
-so input is refused with the same words, secrets are sealed the same way and every change is
+Every change goes through ``proxy.connections.managed``, the one place the CLI and the admin API use
+too, so input is refused with the same words, secrets are sealed the same way and every change is
 audited the same way. The running process forgets its cached copy at once (other replicas
 follow within ``[store] cache_ttl``).
 """

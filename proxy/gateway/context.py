@@ -49,7 +49,7 @@ class Services:
     limits: Limits
     circuits: Circuits
     runtime: RuntimeHolder = field(init=False)
-    # appIds the TOML file does not define, looked up in the store (docs/).
+    # appIds the TOML file does not define, looked up in the store (docs/http-api.md).
     managed: StoreConnections = field(init=False)
     session: aiohttp.ClientSession = field(init=False)
     write_session: aiohttp.ClientSession = field(init=False)

@@ -310,8 +310,8 @@ async def _body(
     request: web.Request, max_body: int
 ) -> tuple[bytes | AsyncIterator[bytes] | None, str | None]:
     """The request body to send: bytes when it must be signed (form) or may be re-sent
-    (``proxy.gateway.upstream.BUFFER_LIMIT``), a counted stream otherwise. 413 before reading anything
-    when Content-Length is over."""
+    (``proxy.gateway.upstream.BUFFER_LIMIT``), a counted stream otherwise. 413 before reading
+    anything when Content-Length is over."""
     length = request.content_length
     if length is not None and length > max_body:
         raise PayloadTooLarge(f"request body of {length} bytes is over the {max_body} limit")

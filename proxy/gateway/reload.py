@@ -1,4 +1,4 @@
-"""The reload operation: validate the config file again and swap it in (docs/ ``serve``).
+"""The reload operation: validate the config file again and swap it in (docs/http-api.md ``serve``).
 
 SIGHUP and ``POST /admin/reload`` both call ``reload_config``. A valid file is swapped in
 atomically (requests in flight keep the runtime they started with), an invalid one is logged

@@ -4,7 +4,8 @@ docs/commands.md: a change made through any interface, on any replica,
 takes effect everywhere within ``[store] cache_ttl``, with no reload. The gateway looks an
 appId up in the TOML connections first (a dictionary look-up), then here:
 
-* A look-up is cached for ``cache_ttl``, like a token's (``proxy.gateway.inbound``): the hot path does
+* A look-up is cached for ``cache_ttl``, like a token's (``proxy.gateway.inbound``): the hot path
+does
   no I/O for an appId seen recently. An uncached appId costs one store read
   (``resolve_connection``: the connection and its district in one round trip), never a scan,
   and concurrent misses for one appId share it. Only appIds that requests name are cached, so
@@ -108,7 +109,7 @@ class StoreConnections:
             found = await self.store.resolve_connection(app_id)
         except StoreUnavailable:
             if entry is not None:
-                # the contract (docs/): cached connections keep serving while the store is down.
+                # docs/http-api.md: cached connections keep serving while the store is down.
                 entry.fresh_until = self._clock() + self.ttl
                 return entry.connection
             raise

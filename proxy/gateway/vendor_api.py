@@ -94,8 +94,9 @@ async def applications(request: web.Request) -> web.Response:
 
 
 async def _after_cut(authenticator: Authenticator, vendor: str) -> None:
-    """A JWT's ``iat`` is whole seconds and a cut ends its whole second (``proxy.gateway.jwt_cutoff``):
-    right after one, wait for the next second so the new JWT is not born revoked."""
+    """A JWT's ``iat`` is whole seconds and a cut ends its whole second
+    (``proxy.gateway.jwt_cutoff``): right after one, wait for the next second so the new JWT is not
+    born revoked."""
     try:
         cutoff = await authenticator.jwt_cutoff(vendor)
     except StoreUnavailable:

@@ -1,4 +1,4 @@
-"""What a person at a terminal meets (docs/, last section): ``--version``, ``ORP_CONFIG``,
+"""What a person at a terminal meets (docs/commands.md): ``--version``, ``ORP_CONFIG``,
 ``config example``, text (not JSON) logs for interactive commands, ``--log-format`` before or
 after the subcommand, a closed stdout ending a command quietly, ``demo`` stopped by SIGTERM,
 and the JSON log of ``serve --workers`` (warnings inside it, no bogus admin address).
