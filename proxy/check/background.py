@@ -73,7 +73,7 @@ class BackgroundChecks:
         store = self.services.store
         if not await store.acquire_slot(LOCK_KEY, 1, self.holder, LOCK_TTL):
             return None
-        renew = asyncio.ensure_future(self._renew())
+        renew = asyncio.get_running_loop().create_task(self._renew())
         try:
             due = await self.due(now or datetime.now(UTC))
             limit = asyncio.Semaphore(AT_ONCE)
@@ -120,7 +120,7 @@ class BackgroundChecks:
 
 async def background_checks(app: web.Application) -> AsyncIterator[None]:
     """``cleanup_ctx`` of the gateway app: the loop runs while the app does."""
-    task = asyncio.ensure_future(BackgroundChecks(app[SERVICES]).run_forever())
+    task = asyncio.get_running_loop().create_task(BackgroundChecks(app[SERVICES]).run_forever())
     try:
         yield
     finally:

@@ -32,6 +32,7 @@ from proxy.gateway.runtime import Connection, Runtime, TokenSourceFactory, make_
 from proxy.signing.oauth2 import OAuth2TokenSource
 from proxy.store.base import ConnectionRecord, ConnectionStore, DistrictRecord
 from proxy.store.crypto import SecretBox, SecretKeyError
+from proxy.tasks import TaskSet
 
 log = logging.getLogger("oneroster_proxy")
 
@@ -66,7 +67,7 @@ class StoreConnections:
         self._cache: dict[str, _Entry] = {}
         self._pending: dict[str, asyncio.Future[Connection | None]] = {}
         self._sources: dict[tuple[str, ...], OAuth2TokenSource] = {}
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing = TaskSet()
         self._upstream_timeout = 30.0
         self.reads = 0  # store reads made (bench/ and tests count them)
 
@@ -195,13 +196,10 @@ class StoreConnections:
         for key, source in list(self._sources.items()):
             if source is old.token_source:
                 del self._sources[key]
-        task = asyncio.get_running_loop().create_task(old.token_source.close())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._closing.spawn(old.token_source.close())
 
     async def close(self) -> None:
-        for task in list(self._closing):
-            await task
+        await self._closing.wait()
         for source in self._sources.values():
             await source.close()
         self._sources.clear()

@@ -29,6 +29,7 @@ from proxy.gateway.reload import RELOAD_LOCK, reload_config
 from proxy.logs import flush_access_log
 from proxy.serve.eventloop import loop_name
 from proxy.store import open_store
+from proxy.tasks import TaskSet
 
 log = logging.getLogger("oneroster_proxy")
 
@@ -132,12 +133,10 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, **kwargs:
     running = await start(config, **kwargs)  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    reloads: set[asyncio.Task[None]] = set()  # held until done, or the GC may drop them
+    reloads = TaskSet()
 
     def on_hup() -> None:
-        task = loop.create_task(_reload_quietly(running.gateway))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
+        reloads.spawn(_reload_quietly(running.gateway))
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
