@@ -157,7 +157,7 @@ def create_app(
         circuits=Circuits(metrics),
     )
     services.runtime = RuntimeHolder(build_runtime(config, services.token_source))
-    services.managed = StoreConnections(
+    services.store_connections = StoreConnections(
         store, config.store.cache_ttl, services.token_source, secret_box=services.secret_box
     )
 
@@ -205,7 +205,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             await services.authenticator.flush_last_used()
         for source in services.runtime.current.token_sources.values():
             await source.close()
-        await services.managed.close()
+        await services.store_connections.close()
         await services.limits.close()
         await services.pool.close()
         await services.session.close()

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from proxy.check.catalog import Listed, check_connection, every_connection
+from proxy.check.catalog import Listed, every_connection, run_and_keep_check
 from proxy.config import expiry_end
 from proxy.errors import ProxyError
 from proxy.gateway.context import SERVICES, Services
@@ -97,7 +97,7 @@ class BackgroundChecks:
     async def _one(self, listed: Listed, limit: asyncio.Semaphore) -> str:
         app_id = listed.app_id
         async with limit:
-            report = await check_connection(self.services, listed.connection)
+            report = await run_and_keep_check(self.services, listed.connection)
         if not report.ok:
             log.warning(
                 "background check failed",

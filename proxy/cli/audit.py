@@ -13,8 +13,6 @@ from proxy.connections.partial import load_store_only
 if TYPE_CHECKING:
     from proxy.cli._common import Commands
 
-ORDER = 60
-
 
 def register(sub: Commands) -> None:
     audit = sub.add_parser("audit", help="operator actions recorded in the store")

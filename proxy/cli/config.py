@@ -23,8 +23,6 @@ from proxy.errors import ConfigError
 if TYPE_CHECKING:
     from proxy.cli._common import Commands
 
-ORDER = 50
-
 
 def register(sub: Commands) -> None:
     cfg = sub.add_parser("config", help="configuration tools")

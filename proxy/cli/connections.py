@@ -34,7 +34,6 @@ from proxy.store.base import Store
 if TYPE_CHECKING:
     from proxy.cli._common import Commands
 
-ORDER = 45
 PAGE = 500
 
 

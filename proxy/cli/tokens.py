@@ -19,8 +19,6 @@ from proxy.store.base import Store, TokenRecord
 if TYPE_CHECKING:
     from proxy.cli._common import Commands
 
-ORDER = 30
-
 
 def register(sub: Commands) -> None:
     tok = sub.add_parser("tokens", help="issue, rotate, revoke and list vendor tokens")

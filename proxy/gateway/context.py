@@ -50,7 +50,7 @@ class Services:
     circuits: Circuits
     runtime: RuntimeHolder = field(init=False)
     # appIds the TOML file does not define, looked up in the store (docs/http-api.md).
-    managed: StoreConnections = field(init=False)
+    store_connections: StoreConnections = field(init=False)
     session: aiohttp.ClientSession = field(init=False)
     write_session: aiohttp.ClientSession = field(init=False)
     # Bodiless GETs to districts (proxy.gateway.pool); everything else goes through ``session``.

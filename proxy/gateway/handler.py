@@ -118,7 +118,7 @@ class Gateway:
     async def _managed(self, runtime: Runtime, target: Target) -> Connection | None:
         """An appId the TOML file does not define: a store connection (cached for
         ``cache_ttl``), or None."""
-        return await self.services.managed.get(target.app_id, runtime)
+        return await self.services.store_connections.get(target.app_id, runtime)
 
     @staticmethod
     def _connection(conn: Connection | None, principal: Principal, ex: Exchange) -> Connection:

@@ -65,7 +65,7 @@ async def applications(request: web.Request) -> web.Response:
         )
         for record in page:
             if record.app_id not in runtime.connections:
-                found = await services.managed.get(record.app_id, runtime)
+                found = await services.store_connections.get(record.app_id, runtime)
                 if found is not None and found.config.vendor == principal.vendor:
                     mine.append(found)
         if len(page) < _PAGE:
