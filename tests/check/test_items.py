@@ -15,6 +15,7 @@ import copy
 import datetime as dt
 import json
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -55,6 +56,11 @@ def district_doc(sb: RunningSandbox) -> dict[str, Any]:
     return district
 
 
+# The configs' store: in a directory of this test process, not a file at / that every checkout
+# on the machine shares (a newer schema left there by another checkout fails to open here).
+STORE_URL = f"sqlite://{tempfile.mkdtemp(prefix='orp-check-')}/store.db"
+
+
 def doc_for(sb: RunningSandbox, *, timeout: str = "3s", **connection: Any) -> dict[str, Any]:
     """A config with one connection ``app-7`` of vendor acme to the sandbox, every scope."""
     vendor: dict[str, Any] = {}
@@ -62,7 +68,7 @@ def doc_for(sb: RunningSandbox, *, timeout: str = "3s", **connection: Any) -> di
         vendor["vendor_authorization"] = f"{sb.vendor_key}:{sb.vendor_secret}"
     return {
         "server": {"upstream_timeout": timeout},
-        "store": {"url": "sqlite:///unused.db"},
+        "store": {"url": STORE_URL},
         "vendors": {"acme": vendor},
         "districts": {"springfield": district_doc(sb)},
         "connections": {
@@ -764,7 +770,7 @@ async def test_check_reads_a_probe_answer_sent_in_pieces():
     runner, port = await serve_on_loopback(app)
     doc = {
         "server": {"upstream_timeout": "3s"},
-        "store": {"url": "sqlite:///unused.db"},
+        "store": {"url": STORE_URL},
         "vendors": {"acme": {}},
         "districts": {"springfield": {"base_url": f"http://127.0.0.1:{port}", "auth": "oauth1"}},
         "connections": {
