@@ -39,10 +39,10 @@ def store_kind(url: str) -> Literal["sqlite", "redis", "sentinel"]:
     (never the password).
 
     The one reading of the URL: ``config validate`` reports its error and ``open_store`` builds
-    from its answer, so a URL that validates always opens (docs/configuration.md). Only the
-    scheme is split off here; the rest is parsed by our own code, not ``urllib``, whose IPv6
-    checks differ between Python patch releases (Debian's 3.11.2 refuses a Sentinel host list
-    such as ``127.0.0.1:26379,[::1]:26380``)."""
+    from its answer, so a URL that validates always opens (docs/configuration.md). A Sentinel
+    host list is read by our own parser, never ``urllib``, whose IPv6 checks differ between
+    Python patch releases (Debian's 3.11.2 refuses ``127.0.0.1:26379,[::1]:26380``); a plain
+    ``redis://`` URL is read as redis-py itself will read it."""
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower() if sep else ""
     if scheme == "sqlite":
