@@ -64,3 +64,5 @@ def test_ci_runs_the_fast_part_with_the_lowest_versions() -> None:
     script = (REPO / ".ci" / "run").read_text()
     assert '-c .ci/lowest.txt ".[test]"' in script
     assert '"not slow"' in script and "= 5 ]" in script
+    # The README's Python: Debian's own, whatever python3 comes first on the caller's PATH.
+    assert 'export PATH="/usr/bin:$PATH"' in script
