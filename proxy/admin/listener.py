@@ -34,6 +34,7 @@ from proxy.config import ConfigError
 from proxy.connections import invites
 from proxy.console import add_console, is_console_route
 from proxy.errors import (
+    FROM_PROXY,
     BadRequest,
     NotFound,
     ProxyError,
@@ -45,9 +46,9 @@ from proxy.errors import (
     refusal_response,
 )
 from proxy.gateway.context import SERVICES, Services
+from proxy.gateway.reload import reload_config
 from proxy.gateway.runtime import Connection
 from proxy.scopes import SCOPES
-from proxy.gateway.reload import reload_config
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("oneroster_proxy.admin")
@@ -124,7 +125,10 @@ async def _admin_errors(request: web.Request, handler: Handler) -> web.StreamRes
         # variants be judged by routing alone).
         if request.path not in PUBLIC_PATHS and not is_console_route(request):
             _authorize(request)
-        return await handler(request)
+        response = await handler(request)
+        if not response.prepared:
+            response.headers.add(*FROM_PROXY)  # docs/http-api.md "Who made an answer"
+        return response
     except StoreUnavailable as err:
         if request.path in PUBLIC_PATHS or is_console_route(request):
             return error_response(err)
@@ -137,6 +141,7 @@ async def _admin_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error_response(err)
     except web.HTTPException as exc:
         if exc.status < 400:
+            exc.headers.add(*FROM_PROXY)  # a console redirect
             raise
         return refusal_response(exc)
 

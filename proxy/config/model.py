@@ -120,8 +120,9 @@ class ServerConfig:
     max_line: int = 8190
     max_headers: int = 16384
     client_timeout: float = 60.0
-    # docs/checklist.md "Background checks": seconds between checklist rounds; 0 = off (the default).
-    check_interval: float = 0.0
+    # docs/checklist.md "Background checks": seconds between checklist rounds (default 6h, so
+    # the console's board fills on its own); 0 = off.
+    check_interval: float = 6 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)

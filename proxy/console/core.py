@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from proxy.activity import Minute, merge
 from proxy.console.session import COOKIE, Session, Sessions, same, session_key
 from proxy.errors import ProxyError
 from proxy.gateway.context import SERVICES, Services
@@ -51,14 +52,12 @@ class Console:
     sessions: Sessions = field(default_factory=Sessions)
     # Under ``serve --workers N`` the supervisor serves this console and the workers serve the
     # traffic: it sets this to add up their activity (``proxy.serve.workers``).
-    activity: Callable[[], Awaitable[dict[str, list[tuple[int, int]]]]] | None = None
+    activity: Callable[[], Awaitable[dict[str, list[Minute]]]] | None = None
 
-    async def last_hour(self) -> dict[str, list[tuple[int, int]]]:
+    async def last_hour(self) -> dict[str, list[Minute]]:
         own = self.services.metrics.activity.snapshot()
         if self.activity is None:
             return own
-        from proxy.activity import merge
-
         return merge([own, await self.activity()])
 
     @property

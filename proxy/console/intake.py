@@ -31,7 +31,7 @@ from proxy.connections.invites import find_invite, hash_token
 from proxy.console.core import CSS, SECURITY_HEADERS, templates
 from proxy.console.manage import save_intake
 from proxy.console.session import new_csrf, same
-from proxy.errors import NotFound, ProxyError
+from proxy.errors import FROM_PROXY, NotFound, ProxyError
 from proxy.gateway.context import SERVICES, Services
 from proxy.scopes import SCOPE_ORDER, SCOPES
 from proxy.store.base import CheckResult, InviteRecord
@@ -55,6 +55,7 @@ def add_intake(app: web.Application) -> None:
 async def stylesheet(request: web.Request) -> web.StreamResponse:
     response = web.Response(body=CSS, content_type="text/css")
     response.headers.update(SECURITY_HEADERS)
+    response.headers.add(*FROM_PROXY)
     response.headers["Cache-Control"] = "max-age=300"
     return response
 
@@ -71,6 +72,7 @@ def _render(request: web.Request, name: str, status: int = 200, **values: Any) -
     body = env.get_template(name).render(**values)
     response = web.Response(status=status, text=body, content_type="text/html")
     response.headers.update(SECURITY_HEADERS)
+    response.headers.add(*FROM_PROXY)
     return response
 
 
