@@ -93,7 +93,6 @@ def merge(parts: list[dict[str, list[Minute]]]) -> dict[str, list[Minute]]:
         for app_id, minutes in part.items():
             mine = total.setdefault(app_id, [QUIET] * MINUTES)
             total[app_id] = [
-                (a[0] + b[0], a[1] + b[1], a[2] + b[2])
-                for a, b in zip(mine, minutes, strict=False)
+                (a[0] + b[0], a[1] + b[1], a[2] + b[2]) for a, b in zip(mine, minutes, strict=False)
             ]
     return total

@@ -448,3 +448,36 @@ async def test_an_infinite_campus_district_connects_with_grade_book_sync(start_p
                 assert resp.status == 200, await resp.text()
     finally:
         await campus.close()
+
+
+async def test_the_board_shows_district_refusals_apart_from_errors(console, proxy, sandbox):
+    # docs/http-api.md "Console": the last hour's requests, the share the district refused
+    # (its own 401 and 403) and the share of errors (5xx), apart. app-9's secret is wrong, so
+    # the district refuses every request with 401: that is not "0% errors" and nothing else.
+    token = await proxy.token("other")
+    async with aiohttp.ClientSession() as http:
+
+        async def status(path: str, app: str) -> int:
+            async with http.get(proxy.app_url(path, app), headers=auth(token)) as resp:
+                return resp.status
+
+        assert [await status("v1p1/orgs", "app-9") for _ in range(2)] == [401, 401]
+        assert await status("v1p1/orgs", "app-8") == 200
+        assert await status("v1p1/schools/x/classes", "app-8") == 403  # the proxy's own
+        sandbox.options.faults.status_503_retry_after = 120
+        sandbox.options.faults.status_503_count = 1
+        assert await status("v1p1/orgs", "app-8") == 503
+    await console.sign_in()
+    _, board, _ = await console.get("/console/")
+
+    def hour(app: str) -> str:
+        row = re.search(rf'<tr data-app="{app}">(.*?)</tr>', board, re.S)
+        assert row is not None
+        cell = re.search(r'data-label="Last hour"[^>]*>(.*?)</td>', row.group(1), re.S)
+        assert cell is not None
+        return re.sub(r"<[^>]+>", "", cell.group(1))
+
+    assert "2 req" in hour("app-9") and "100% refused by the district" in hour("app-9")
+    assert "0% errors" in hour("app-9")
+    assert "3 req" in hour("app-8") and "0% refused by the district" in hour("app-8")
+    assert "33% errors" in hour("app-8")
