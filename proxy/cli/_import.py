@@ -36,10 +36,11 @@ async def _plan(
         if name in catalog.districts:
             problems.append(f"{where}: also defined in {target.source}")
             continue
-        if not district.tls_verify or district.rewrite_hrefs:
+        if not district.tls_verify or not district.rewrite_hrefs:
+            # A store district always verifies TLS and rewrites hrefs (the defaults).
             problems.append(
-                f"{where}: tls_verify and rewrite_hrefs are not kept in the store; keep this "
-                "district in the config file"
+                f"{where}: tls_verify = false and rewrite_hrefs = false are not kept in the "
+                "store; keep this district in the config file"
             )
             continue
         table = managed.district_table(district)

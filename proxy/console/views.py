@@ -159,8 +159,15 @@ async def invite_new(request: web.Request) -> web.StreamResponse:
     return await board(
         request,
         invite_url=made.url,
-        notices=[{"kind": "ok", "text": f"Invite made for {made.record.app_id}."}],
+        notices=[
+            {"kind": "ok", "text": f"Invite made for {made.record.app_id}."},
+            *warned(made),
+        ],
     )
+
+
+def warned(made: invites.Invite) -> list[dict[str, str]]:
+    return [{"kind": "warn", "text": f"Warning: {w}"} for w in made.warnings]
 
 
 async def _invite(console: Console, **values: Any) -> invites.Invite:
@@ -271,4 +278,4 @@ async def invite_again(request: web.Request) -> web.StreamResponse:
         scopes=sorted(conn.config.scopes),
         ttl=str(form.get("ttl", "")),
     )
-    return await connection(request, invite_url=made.url)
+    return await connection(request, invite_url=made.url, notices=warned(made))

@@ -481,3 +481,16 @@ async def test_the_board_shows_district_refusals_apart_from_errors(console, prox
     assert "0% errors" in hour("app-9")
     assert "3 req" in hour("app-8") and "0% refused by the district" in hour("app-8")
     assert "33% errors" in hour("app-8")
+
+
+async def test_invite_is_offered_for_store_connections_only(console, proxy, sandbox):
+    # A config connection's invite could only answer 409: its page does not offer one.
+    await connect_via_intake(proxy, sandbox, "app-s")
+    await console.sign_in()
+    _, config_page, _ = await console.get("/console/connections/app-7")
+    assert "/console/connections/app-7/invite" not in config_page
+    assert ">Invite</button>" not in config_page
+    _, store_page, _ = await console.get("/console/connections/app-s")
+    assert "/console/connections/app-s/invite" in store_page
+    _, board, _ = await console.get("/console/")
+    assert 'action="/console/invite"' in board  # a new appId is still invited from the board

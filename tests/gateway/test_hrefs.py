@@ -160,18 +160,19 @@ async def _users(http: aiohttp.ClientSession, url: str, token: str) -> tuple[Any
         return await resp.json(), resp.headers
 
 
-async def test_gateway_rewrites_hrefs_only_when_on(
+async def test_gateway_rewrites_hrefs_by_default_and_false_turns_it_off(
     sandbox: Any, start_proxy: Any, http: aiohttp.ClientSession, tmp_path: Any
 ) -> None:
     doc = base_config(tmp_path, sandbox)
+    doc["districts"]["springfield"]["rewrite_hrefs"] = False
     off = await start_proxy(sandbox, doc)
     token = await off.token()
     url = off.app_url("rostering/v1p2/classes?limit=3")
     body, _ = await _users(http, url, token)
     href = body["classes"][0]["school"]["href"]
-    assert href.startswith(sandbox.base_url + "/ims/oneroster/"), "off by default: untouched"
+    assert href.startswith(sandbox.base_url + "/ims/oneroster/"), "false: untouched"
 
-    doc["districts"]["springfield"]["rewrite_hrefs"] = True
+    del doc["districts"]["springfield"]["rewrite_hrefs"]  # the default: on
     on = await start_proxy(sandbox, doc)
     token = await on.token()
     public = f"{on.url}/app-7/ims/oneroster/"
