@@ -33,6 +33,7 @@ from proxy.check.catalog import find_connection
 from proxy.config import ConfigError
 from proxy.connections import invites
 from proxy.console import add_console, is_console_route
+from proxy.console.core import no_favicon
 from proxy.errors import (
     FROM_PROXY,
     BadRequest,
@@ -52,7 +53,7 @@ from proxy.scopes import SCOPES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("oneroster_proxy.admin")
-PUBLIC_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+PUBLIC_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/favicon.ico"})
 
 
 @dataclass
@@ -80,6 +81,7 @@ def create_admin_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/favicon.ico", no_favicon)  # the console's browser asks for it
     app.router.add_get("/admin/connections", connections)
     app.router.add_get("/admin/connections/{app_id}", connection)
     app.router.add_post("/admin/connections/{app_id}/check", check_connection)

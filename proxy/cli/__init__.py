@@ -19,7 +19,7 @@ import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import cast
+from typing import NoReturn, cast
 
 from proxy import __version__
 from proxy.errors import ConfigError, ProxyError
@@ -35,8 +35,18 @@ def command_modules() -> list[ModuleType]:
     return sorted(modules, key=lambda m: (getattr(m, "ORDER", 1000), m.__name__))
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose "required: --config" also says where else it is read from
+    (sub-parsers are made of the same class)."""
+
+    def error(self, message: str) -> NoReturn:
+        if "required" in message and "--config" in message:
+            message += f" (or set {CONFIG_ENV} to the config file's path)"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="oneroster-proxy",
         description="One stable URL and one bearer token for every district's OneRoster API.",
     )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from proxy import tokens
 from proxy.cli._common import with_store
+from proxy.config import details_text
 from proxy.connections.partial import load_store_only
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for row in rows:
-            detail = json.dumps(row["detail"]) if row["detail"] else ""
+            detail = details_text(row["detail"]) if row["detail"] else ""
             print(
                 f"{row['at']}  {row['action']:<17} {row['interface']:<6} "
                 f"{row['vendor'] or '-':<12} {row['token_id'] or '-':<12} {detail}".rstrip()

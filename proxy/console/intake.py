@@ -28,7 +28,7 @@ from aiohttp import web
 from proxy.check import HINTS, run_check
 from proxy.config import ConnectionConfig, DistrictConfig
 from proxy.connections.invites import find_invite, hash_token
-from proxy.console.core import CSS, SECURITY_HEADERS, templates
+from proxy.console.core import CSS, SECURITY_HEADERS, no_favicon, templates
 from proxy.console.manage import save_intake
 from proxy.console.session import new_csrf, same
 from proxy.errors import FROM_PROXY, NotFound, ProxyError
@@ -47,6 +47,7 @@ _ENV = web.AppKey("intake_templates", object)
 def add_intake(app: web.Application) -> None:
     """Routes on the gateway app; registered before the gateway's catch-all."""
     app[_ENV] = templates()
+    app.router.add_get("/favicon.ico", no_favicon)  # the intake page's browser asks for it
     app.router.add_get("/intake/static/console.css", stylesheet)
     app.router.add_get("/intake/{token}", show)
     app.router.add_post("/intake/{token}", submit)
@@ -67,6 +68,7 @@ def _services(request: web.Request) -> Services:
 def _render(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
     env: Any = request.app[_ENV]
     values.setdefault("signed_in", False)
+    values.setdefault("intake", True)  # error.html: the district intake's frame, not the console's
     values.setdefault("notices", [])
     values.setdefault("css_url", "/intake/static/console.css")
     body = env.get_template(name).render(**values)

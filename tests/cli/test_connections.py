@@ -376,3 +376,15 @@ def test_store_rekey(cli: Cli) -> None:
     ]
     with pytest.raises(Exception, match=r"store\.secret_keys"):
         SecretBox([parse_key(old)]).open("s0", rows["s0"])
+
+
+def test_show_and_list_print_booleans_and_absent_values_as_words(cli: Cli) -> None:
+    cli.ok(
+        "connections", "add", "s1", "--vendor", "acme", "--district", "springfield",
+        "--key", "k", "--scopes", "roster.readonly", "--disabled", stdin=SECRET,
+    )  # fmt: skip
+    shown = cli.ok("connections", "show", "s1")
+    assert "enabled: no" in shown and "expires: -" in shown, shown
+    for text in (shown, cli.ok("connections", "list"), cli.ok("districts", "list")):
+        assert not any(word in text for word in ("True", "False", "None")), text
+    assert cli.json("connections", "show", "s1")["enabled"] is False  # JSON keeps its own

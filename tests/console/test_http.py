@@ -494,3 +494,34 @@ async def test_invite_is_offered_for_store_connections_only(console, proxy, sand
     assert "/console/connections/app-s/invite" in store_page
     _, board, _ = await console.get("/console/")
     assert 'action="/console/invite"' in board  # a new appId is still invited from the board
+
+
+async def test_a_disabled_store_connection_is_enabled_by_a_command_not_a_config_key(
+    console, proxy, sandbox
+):
+    await connect_via_intake(proxy, sandbox, "app-s")
+    await console.sign_in()
+    await console.post("/console/connections/app-s/disable", {})
+    _, page, _ = await console.post("/console/connections/app-s/check", {})
+    item = re.search(r'<li[^>]*data-item="connection_enabled"(.*?)</li>', page, re.S)
+    assert item is not None and "fail" in item.group(0).split(">")[0], page
+    assert "connections update app-s --enable" in item.group(0)
+    assert "enabled = false" not in item.group(0)
+
+
+async def test_an_intake_404_is_not_the_console_and_favicon_is_no_refusal(proxy, http):
+    async with http.get(proxy.url + "/intake/" + "x" * 43) as resp:
+        page = await resp.text()
+        assert resp.status == 404
+    title = re.search(r"<title>(.*?)</title>", page, re.S)
+    brand = re.search(r'class="brand">(.*?)</span>', page, re.S)
+    assert title and brand and "console" not in title.group(1) + brand.group(1), page
+    assert "intake" in brand.group(1)
+    # A browser showing the intake page (or the console) asks for /favicon.ico: never a 401,
+    # counted or logged as a refused request.
+    for base in (proxy.url, proxy.admin_url):
+        async with http.get(base + "/favicon.ico") as resp:
+            assert resp.status == 404
+    async with http.get(proxy.admin_url + "/metrics") as resp:
+        metrics = await resp.text()
+    assert 'code="401"' not in metrics and 'code="404"' not in metrics
