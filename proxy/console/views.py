@@ -65,14 +65,19 @@ def spark(minutes: list[Minute]) -> list[tuple[int, int, int, int]]:
     """Twelve bars of five minutes: (x, requests height, refused height, errors height), 16 px
     high; refused and errors are drawn over the requests bar, refused stacked on errors."""
     buckets = [
-        tuple(sum(m[k] for m in minutes[i : i + 5]) for k in range(3))
+        (
+            sum(m[0] for m in minutes[i : i + 5]),
+            sum(m[1] for m in minutes[i : i + 5]),
+            sum(m[2] for m in minutes[i : i + 5]),
+        )
         for i in range(0, len(minutes), 5)
     ]
     peak = max([b[0] for b in buckets] + [1])
-    return [
-        (i * 5, *(math.ceil(n * 16 / peak) for n in (r, f + e, e)))
-        for i, (r, f, e) in enumerate(buckets)
-    ]
+
+    def height(n: int) -> int:
+        return math.ceil(n * 16 / peak)
+
+    return [(i * 5, height(r), height(f + e), height(e)) for i, (r, f, e) in enumerate(buckets)]
 
 
 def share(part: int, whole: int) -> str:
