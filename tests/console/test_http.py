@@ -525,3 +525,21 @@ async def test_an_intake_404_is_not_the_console_and_favicon_is_no_refusal(proxy,
     async with http.get(proxy.admin_url + "/metrics") as resp:
         metrics = await resp.text()
     assert 'code="401"' not in metrics and 'code="404"' not in metrics
+
+
+async def test_the_audit_page_reads_durations_and_a_second_revoke_says_so(console, proxy):
+    await console.sign_in()
+    await console.post("/console/vendors/acme/issue", {"ttl": ""})
+    _, page, _ = await console.post("/console/vendors/acme/rotate", {"grace": "5s"})
+    token_id = re.search(r'id="new-token">orp_([a-z0-9]{12})_', page)
+    assert token_id is not None
+    revoked = {"token_id": token_id.group(1)}
+    _, first, _ = await console.post("/console/vendors/acme/revoke", revoked)
+    assert f"Token {token_id.group(1)} revoked." in first
+    _, second, _ = await console.post("/console/vendors/acme/revoke", revoked)
+    assert "already revoked" in second
+    events = await proxy.services.store.list_audit()
+    assert [e.action for e in events].count("token.revoke") == 1
+    _, audit, _ = await console.get("/console/audit")
+    assert "grace=5s" in audit and "ttl=-" in audit
+    assert "None" not in audit and "_seconds" not in audit
