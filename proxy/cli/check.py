@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from proxy.cli._common import Commands
     from proxy.store.base import Store
 
-ORDER = 40
-
 
 def register(sub: Commands) -> None:
     check = sub.add_parser("check", help="run the troubleshooting checklist against a district")
