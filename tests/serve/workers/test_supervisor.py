@@ -240,13 +240,7 @@ async def test_ctrl_c_stops_every_worker_quietly(tmp_path: Path, sandbox: Any) -
     # and every worker. The operator sees log lines, never a KeyboardInterrupt traceback, and
     # no prometheus_client warning from any worker.
     config = _write_config(tmp_path, sandbox)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--config", str(config), "--workers", "2"],
-        cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    proc = _serve_in_own_group(config, workers=2)
     lines: list[str] = []
     assert proc.stdout is not None
     reader = threading.Thread(
@@ -273,6 +267,18 @@ async def test_ctrl_c_stops_every_worker_quietly(tmp_path: Path, sandbox: Any) -
     assert code == 0, text
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
     assert "Clearing labels" not in text and "multi-process mode" not in text, text
+
+
+def _serve_in_own_group(config: Path, workers: int) -> subprocess.Popen[bytes]:
+    """``serve --workers N`` as a terminal runs it: the leader of its process group, so a
+    signal to the group reaches it and everything it started, as Ctrl-C does."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return subprocess.Popen(
+        [*CLI, "serve", "--config", str(config), "--workers", str(workers)],
+        cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
 
 
 def _listen(config: Path, table: str) -> str:
