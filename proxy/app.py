@@ -104,6 +104,7 @@ class Observed:
                 response = error_response(err)
             except web.HTTPException as exc:
                 if exc.status < 400:
+                    exc.headers[ORIGIN] = "proxy"
                     raise
                 ex.error = exc.reason
                 response = refusal_response(exc)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,8 +51,24 @@ def add_intake(app: web.Application) -> None:
     app[_ENV] = templates()
     app.router.add_get("/favicon.ico", no_favicon)  # the intake page's browser asks for it
     app.router.add_get("/intake/static/console.css", stylesheet)
-    app.router.add_get("/intake/{token}", show)
-    app.router.add_post("/intake/{token}", submit)
+    app.router.add_get("/intake/{token}", _marked(show))
+    app.router.add_post("/intake/{token}", _marked(submit))
+
+
+def _marked(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """aiohttp's own answers raised on the way (a form body over its size limit) are the
+    proxy's too (docs/http-api.md "Who made an answer"); the pages mark themselves."""
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            exc.headers.add(*FROM_PROXY)
+            raise
+
+    return run
 
 
 async def stylesheet(request: web.Request) -> web.StreamResponse:
