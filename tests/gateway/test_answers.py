@@ -308,4 +308,3 @@ async def test_a_version_the_district_does_not_serve_is_404_before_any_upstream_
             "serves OneRoster 1.1 (/ims/oneroster/v1p1/...)"
             in (await resp.json())["imsx_description"]
         )
-
