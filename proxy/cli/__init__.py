@@ -55,7 +55,8 @@ class Parser(argparse.ArgumentParser):
     (sub-parsers are made of the same class)."""
 
     def error(self, message: str) -> NoReturn:
-        if "required" in message and "--config" in message:
+        names_file = "--config" in message or self.prog.endswith("config validate")
+        if "required" in message and names_file:
             message += f" (or set {CONFIG_ENV} to the config file's path)"
         super().error(message)
 
