@@ -210,15 +210,13 @@ class Gateway:
         head = request.method == "HEAD"
         small = length is not None and length <= SMALL_BODY and not head
         prefix = f"{base}/{conn.app_id}/ims/oneroster/"
-        hrefs = None
-        if conn.hrefs is not None and _rewritable(upstream.headers):
-            hrefs = conn.hrefs.stream(prefix)
+        matcher = conn.hrefs if conn.hrefs is not None and _rewritable(upstream.headers) else None
         headers = response_headers(
             upstream.headers,
             upstream_prefix=conn.link_prefix,
             public_prefix=prefix,
             # web.Response sets it for the body it sends; a rewritten body has another length.
-            drop_length=small or hrefs is not None,
+            drop_length=small or matcher is not None,
         )
         headers.append(("X-Request-Id", ex.request_id))
         headers.append(FROM_DISTRICT)
@@ -243,8 +241,8 @@ class Gateway:
             except (UpstreamError, UpstreamTimeout) as exc:
                 self.services.metrics.upstream_errors.labels(district, exc.kind).inc()
                 raise
-            if hrefs is not None:
-                body = hrefs.feed(body) + hrefs.close()
+            if matcher is not None:
+                body = matcher.rewrite(body, prefix)
             response = web.Response(
                 status=upstream.status, reason=upstream.reason, body=body, headers=headers
             )
@@ -261,6 +259,7 @@ class Gateway:
             ex.bytes_out += n
             tally.count(counter, n)
 
+        hrefs = matcher.stream(prefix) if matcher is not None else None
         try:
             await forward.stream_back(upstream, downstream, request, on_bytes, hrefs)
         except (UpstreamError, UpstreamTimeout) as exc:  # an idle read past upstream_timeout

@@ -143,6 +143,18 @@ def test_property_any_split_gives_the_whole_body_answer(
     for cut in range(len(body) + 1):
         assert rewritten(body, [cut]) == whole, cut
     assert rewritten(body, list(range(1, len(body)))) == whole  # one byte at a time
+    # The whole-body path (small pages) gives the same answer, skipping the scan only when no
+    # spelling of the prefix is in the body.
+    assert HrefMatcher.for_district(BASE).rewrite(body, PUB) == whole
+
+
+def test_a_page_whose_hrefs_name_another_host_is_passed_as_it_is() -> None:
+    matcher = HrefMatcher.for_district(BASE)
+    other = json.dumps({"org": {"href": "https://elsewhere.example/ims/oneroster/v1p1/x"}})
+    body = other.encode()
+    assert matcher.rewrite(body, PUB) is body  # no scan, no copy
+    escaped = json.dumps({"org": {"href": UP + "orgs/1"}}).replace("/", "\\/").encode()
+    assert json.loads(matcher.rewrite(escaped, PUB)) == {"org": {"href": PUB + "orgs/1"}}
 
 
 def test_memory_held_back_is_bounded() -> None:
