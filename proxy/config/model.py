@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
+from proxy.courtesy.schedule import Pause, Window
 from proxy.scopes import scope_uri
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -171,6 +172,11 @@ class DistrictConfig:
     # Rewrite JSON ``href`` values naming the district to the proxy (proxy/gateway/hrefs.py); off by
     # default, since it costs a scan of every JSON body.
     rewrite_hrefs: bool = False
+    # docs/configuration.md "SIS courtesy": the zone windows and pauses are read in, the
+    # peak-hour windows (each its own cap) and the pauses (nothing is sent).
+    timezone: str = "UTC"
+    windows: tuple[Window, ...] = ()
+    pauses: tuple[Pause, ...] = ()
 
     @property
     def upstream_prefix(self) -> str:

@@ -113,6 +113,17 @@ def _flat(fields: dict[str, str | int]) -> list[str | int]:
     return [item for pair in fields.items() for item in pair]
 
 
+_OPTIONAL = (
+    "token_url",
+    "max_connections",
+    "max_wait",
+    "rate_limit",
+    "timezone",
+    "windows",
+    "pauses",
+)
+
+
 def district_fields(r: DistrictRecord) -> dict[str, str | int]:
     fields: dict[str, str | int] = {
         "base_url": r.base_url,
@@ -123,7 +134,7 @@ def district_fields(r: DistrictRecord) -> dict[str, str | int]:
         "created": _us(r.created),
         "updated": _us(r.updated),
     }
-    for name in ("token_url", "max_connections", "max_wait", "rate_limit"):
+    for name in _OPTIONAL:
         value = getattr(r, name)
         if value is not None:
             fields[name] = value
@@ -142,6 +153,9 @@ def _district(name: str, f: dict[str, str]) -> DistrictRecord:
         max_connections=int(f["max_connections"]) if "max_connections" in f else None,
         max_wait=f.get("max_wait"),
         rate_limit=f.get("rate_limit"),
+        timezone=f.get("timezone"),
+        windows=f.get("windows"),
+        pauses=f.get("pauses"),
         created=_time(f["created"]),
         updated=_time(f["updated"]),
     )
