@@ -593,13 +593,13 @@ async def test_cli_check_human_and_exit_codes(
     for line, name in zip(lines, CHECKS, strict=False):
         status, shown, _ = line.split(None, 2)
         assert shown == name and status in ("ok", "skip")
-    assert lines[-1] == "app-7: ok (7 ok, 0 failed, 2 skipped)"
+    assert lines[-1] == "app-7: ok (8 ok, 0 failed, 2 skipped)"
 
     bad = write_config(tmp_path, doc_for(sb, secret="wrong"), "bad.toml")
     code, out, _ = await run_cli("check", "app-7", "--config", bad)
     assert code == 1
     assert any(line.startswith("FAIL  credentials_accepted") for line in out.splitlines())
-    assert out.splitlines()[-1] == "app-7: FAIL (3 ok, 1 failed, 5 skipped)"
+    assert out.splitlines()[-1] == "app-7: FAIL (4 ok, 1 failed, 5 skipped)"
     code, out, _ = await run_cli("check", "app-7", "--config", bad, "--json")
     assert code == 1 and json.loads(out)["ok"] is False
 
@@ -620,7 +620,7 @@ async def test_cli_check_all(sandboxes: Callable[..., Any], tmp_path: Path) -> N
     code, out, err = await run_cli("check", "--all", "--config", path)
     assert code == 1
     assert out.splitlines() == [
-        "app-7  ok    7/9 ok, 2 skipped",
+        "app-7  ok    8/10 ok, 2 skipped",
         "app-8  FAIL  credentials_accepted: the district refused the signed request: "
         'GET v1p1/orgs?limit=1 answered 401 ("OAuth signature invalid"): '
         "key/secret wrong or expired",
@@ -634,7 +634,7 @@ async def test_cli_check_all(sandboxes: Callable[..., Any], tmp_path: Path) -> N
     code, out, _ = await run_cli(
         "check", "--all", "--config", write_config(tmp_path, good, "g.toml")
     )
-    assert code == 0 and out == "app-7  ok    7/9 ok, 2 skipped\n"
+    assert code == 0 and out == "app-7  ok    8/10 ok, 2 skipped\n"
 
 
 # -- sandbox switches: students without user accounts, one OneRoster version ------------------
