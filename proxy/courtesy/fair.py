@@ -1,18 +1,20 @@
 """Fair share of a district's slots: a counting semaphore whose waiters go in round-robin by
 vendor, then by connection, not in arrival order (docs/configuration.md "SIS courtesy").
 
-While a slot is free and nobody waits, taking one is a counter increment (``try_take``): the
-queue costs nothing on a district with room. Once every slot is busy, each freed slot goes to
-the next vendor in turn (its longest-waiting connection's oldest request, connections of one
-vendor taking turns too), so one vendor's bulk sync of thousands of pages queues behind
-itself while another vendor's single lookup waits for one slot at most.
+While a slot is free and nobody waits, taking one is a counter increment and a note of whose
+turn it was (``try_take``): the queue costs nothing on a district with room. Once every slot is
+busy, each freed slot goes to the waiting vendor whose last turn is oldest (then, within it, to
+its connection whose last turn is oldest; the oldest request of that connection), so one
+vendor's bulk sync of thousands of pages queues behind itself while another vendor's single
+lookup is let in at the next freed slot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict, deque
+import math
+from collections import deque
 
 _Queue = deque[asyncio.Future[None]]
 
@@ -20,34 +22,42 @@ _Queue = deque[asyncio.Future[None]]
 class FairSlots:
     """``limit`` slots; waiters served round-robin by vendor, then by connection."""
 
-    __slots__ = ("_vendors", "held", "limit", "waiting")
+    __slots__ = ("_app_turn", "_turn", "_vendor_turn", "_vendors", "held", "limit", "waiting")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.held = 0
         self.waiting = 0
-        # vendor -> connection -> its waiters, oldest first; the first vendor (and, within a
-        # vendor, the first connection) is served next, then moves to the back.
-        self._vendors: OrderedDict[str, OrderedDict[str, _Queue]] = OrderedDict()
+        # vendor -> connection -> its waiters, oldest first.
+        self._vendors: dict[str, dict[str, _Queue]] = {}
+        # The turn (a counter) at which each vendor and each connection last got a slot: the
+        # next slot goes to the waiting vendor served longest ago (never: first), and within it
+        # to its waiting connection served longest ago. AppIds are unique across vendors.
+        self._turn = 0
+        self._vendor_turn: dict[str, int] = {}
+        self._app_turn: dict[str, int] = {}
 
-    def try_take(self) -> bool:
+    def try_take(self, vendor: str = "", app: str = "") -> bool:
         """Take a free slot without waiting (nobody is queued and one is free)."""
         if self.held < self.limit and not self.waiting:
             self.held += 1
+            self._turn = turn = self._turn + 1
+            self._vendor_turn[vendor] = turn
+            self._app_turn[app] = turn
             return True
         return False
 
     async def acquire(self, within: float, vendor: str = "", app: str = "") -> bool:
         """Take a slot within ``within`` seconds, queued as ``vendor``'s ``app``; False if
         none came free in time."""
-        if self.try_take():
+        if self.try_take(vendor, app):
             return True
         if within <= 0:
             return False
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         apps = self._vendors.get(vendor)
         if apps is None:
-            apps = self._vendors[vendor] = OrderedDict()
+            apps = self._vendors[vendor] = {}
         queue = apps.get(app)
         if queue is None:
             queue = apps[app] = deque()
@@ -87,22 +97,19 @@ class FairSlots:
             del self._vendors[vendor]
 
     def _next(self) -> asyncio.Future[None] | None:
-        """The next waiter in turn, its vendor and connection moved to the back."""
-        vendors = self._vendors
-        while vendors:
-            vendor, apps = next(iter(vendors.items()))
-            app, queue = next(iter(apps.items()))
-            waiter = queue.popleft()
+        """The next waiter in turn: of the waiting vendor served longest ago, its waiting
+        connection served longest ago, the oldest request (ties: the first to queue)."""
+        while self._vendors:
+            vendor = _longest_ago(self._vendors, self._vendor_turn)
+            apps = self._vendors[vendor]
+            app = _longest_ago(apps, self._app_turn)
+            waiter = apps[app].popleft()
             self.waiting -= 1
-            if queue:
-                apps.move_to_end(app)
-            else:
-                del apps[app]
-            if apps:
-                vendors.move_to_end(vendor)
-            else:
-                del vendors[vendor]
+            self._drop_empty(vendor, app)
             if not waiter.done():
+                self._turn = turn = self._turn + 1
+                self._vendor_turn[vendor] = turn
+                self._app_turn[app] = turn
                 return waiter
         return None
 
@@ -112,3 +119,13 @@ class FairSlots:
             waiter.set_result(None)  # the slot passes to the next in turn; held unchanged
         else:
             self.held -= 1
+
+
+def _longest_ago(waiting: dict[str, object], turns: dict[str, int]) -> str:
+    """The key of ``waiting`` whose last turn is oldest (never served: -1; ties: first)."""
+    best, best_turn = "", math.inf
+    for key in waiting:
+        turn = turns.get(key, -1)
+        if turn < best_turn:
+            best, best_turn = key, turn
+    return best

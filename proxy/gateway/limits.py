@@ -122,7 +122,7 @@ class _HeldSlot:
         limits, district, limit = self._limits, self._district, self._limit
         local = limits._local_slots(district.name, limit)
         waited_since: float | None = None
-        if not local.try_take():
+        if not local.try_take(self._vendor, self._app):
             # Every slot of this process is busy: the fair queue, timed for
             # district_wait_seconds (a free slot costs neither).
             waited_since = limits._clock()
