@@ -781,3 +781,35 @@ async def test_check_reads_a_probe_answer_sent_in_pieces():
         assert item.status == "ok", item.detail
     finally:
         await runner.cleanup()
+
+
+async def test_cli_check_not_paused_fails_during_a_pause_and_warns_before_one(
+    sandboxes: Callable[..., Any], tmp_path: Path
+) -> None:
+    """docs/checklist.md ``not_paused``, in its place in the list (run against today's date)."""
+    sb = await sandboxes()
+    today = dt.datetime.now(dt.UTC).date()
+    doc = doc_for(sb)
+    doc["districts"]["springfield"]["pauses"] = [
+        {"from": today - dt.timedelta(days=1), "to": today + dt.timedelta(days=1),
+         "reason": "summer rollover"},
+    ]  # fmt: skip
+    code, out, _ = await run_cli("check", "app-7", "--config", write_config(tmp_path, doc))
+    assert code == 1
+    lines = out.splitlines()
+    assert [line.split()[1] for line in lines[:-1]] == list(CHECKS)
+    paused = lines[CHECKS.index("not_paused")]
+    assert paused.startswith("FAIL  not_paused")
+    assert "summer rollover" in paused and (today + dt.timedelta(days=1)).isoformat() in paused
+    assert paused.endswith(HINTS["not_paused"])
+    soon = today + dt.timedelta(days=10)
+    doc["districts"]["springfield"]["pauses"] = [
+        {"from": soon, "to": soon + dt.timedelta(days=40), "reason": "summer rollover"}
+    ]
+    code, out, _ = await run_cli(
+        "check", "app-7", "--config", write_config(tmp_path, doc, "soon.toml"), "--json"
+    )
+    assert code == 0
+    item = {c["name"]: c for c in json.loads(out)["checks"]}["not_paused"]
+    assert item["status"] == "ok" and item["detail"].startswith("warning:")
+    assert soon.isoformat() in item["detail"]
