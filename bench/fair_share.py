@@ -75,15 +75,11 @@ base_url = "http://127.0.0.1:{district_port}"
 max_connections = {cap}
 max_wait = "60s"
 
-[connections.app-bulk]
-vendor = "acme"
-district = "slowville"
-key = "k"
-secret = "s"
-scopes = ["roster-core.readonly"]
-
-[connections.app-lookup]
-vendor = "other"
+"""
+    for app, vendor in (("app-bulk", "acme"), ("app-lookup", "other")):
+        doc += f"""
+[connections.{app}]
+vendor = "{vendor}"
 district = "slowville"
 key = "k"
 secret = "s"

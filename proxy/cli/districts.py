@@ -8,6 +8,7 @@ change only in the file.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any
@@ -128,20 +129,17 @@ def main(args: argparse.Namespace) -> int:
         record = run(config, lambda s: change(s, catalog, args.name, _table(args), interface="cli"))
         show(managed.district_view(record, "store"), args.json)
         return 0
-    if action == "pause":
-        pause = {"from": args.start.isoformat(), "to": args.end.isoformat(), "reason": args.reason}
-        record = run(
-            config,
-            lambda s: managed.pause_district(s, catalog, args.name, pause, interface="cli"),
-        )
-        show(managed.district_view(record, "store"), args.json)
-        return 0
-    if action == "resume":
-        now = datetime.now(UTC)
-        record = run(
-            config,
-            lambda s: managed.resume_district(s, catalog, args.name, now, interface="cli"),
-        )
+    if action in ("pause", "resume"):
+        if action == "pause":
+            pause = {
+                "from": args.start.isoformat(),
+                "to": args.end.isoformat(),
+                "reason": args.reason,
+            }
+            change = functools.partial(managed.pause_district, pause=pause)
+        else:
+            change = functools.partial(managed.resume_district, now=datetime.now(UTC))
+        record = run(config, lambda s: change(s, catalog, args.name, interface="cli"))
         show(managed.district_view(record, "store"), args.json)
         return 0
     if action == "remove":

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import math
 from collections import deque
+from collections.abc import Iterable
 
 _Queue = deque[asyncio.Future[None]]
 
@@ -121,7 +122,7 @@ class FairSlots:
             self.held -= 1
 
 
-def _longest_ago(waiting: dict[str, object], turns: dict[str, int]) -> str:
+def _longest_ago(waiting: Iterable[str], turns: dict[str, int]) -> str:
     """The key of ``waiting`` whose last turn is oldest (never served: -1; ties: first)."""
     best, best_turn = "", math.inf
     for key in waiting:

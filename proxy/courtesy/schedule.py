@@ -138,16 +138,10 @@ def parse_date(value: Any) -> date:
 
 def parse_window(table: Any, problems: list[str], key: str) -> Window | None:
     """One ``windows`` entry; a problem per bad key (``key.to: ...``), None when any."""
-    if not isinstance(table, Mapping):
-        problems.append(
-            f'{key}: must be a table such as {{ days = "mon-fri", from = "07:00", '
-            'to = "16:00", max_connections = 1 }'
-        )
-        return None
+    example = '{ days = "mon-fri", from = "07:00", to = "16:00", max_connections = 1 }'
     count = len(problems)
-    for name in table:
-        if name not in ("days", "from", "to", "max_connections"):
-            problems.append(f"{key}.{name}: unknown key")
+    if not _entry(table, problems, key, ("days", "from", "to", "max_connections"), example):
+        return None
     days = _field(problems, f"{key}.days", table.get("days"), parse_days)
     start = _field(problems, f"{key}.from", table.get("from"), parse_clock)
     end = _field(problems, f"{key}.to", table.get("to"), parse_clock)
@@ -167,16 +161,10 @@ def parse_window(table: Any, problems: list[str], key: str) -> Window | None:
 
 def parse_pause(table: Any, problems: list[str], key: str) -> Pause | None:
     """One ``pauses`` entry; a problem per bad key, None when any."""
-    if not isinstance(table, Mapping):
-        problems.append(
-            f"{key}: must be a table such as "
-            '{ from = 2027-06-20, to = 2027-08-01, reason = "..." }'
-        )
-        return None
+    example = '{ from = 2027-06-20, to = 2027-08-01, reason = "..." }'
     count = len(problems)
-    for name in table:
-        if name not in ("from", "to", "reason"):
-            problems.append(f"{key}.{name}: unknown key")
+    if not _entry(table, problems, key, ("from", "to", "reason"), example):
+        return None
     start = _field(problems, f"{key}.from", table.get("from"), parse_date)
     end = _field(problems, f"{key}.to", table.get("to"), parse_date)
     reason = table.get("reason")
@@ -199,6 +187,15 @@ def overlaps(windows: Sequence[Window]) -> list[tuple[int, int]]:
             if a.days & b.days and a.start < b.end and b.start < a.end:
                 found.append((i, j))
     return found
+
+
+def _entry(table: Any, problems: list[str], key: str, keys: tuple[str, ...], example: str) -> bool:
+    """Whether ``table`` is a table (a problem if not), with a problem per unknown key."""
+    if not isinstance(table, Mapping):
+        problems.append(f"{key}: must be a table such as {example}")
+        return False
+    problems.extend(f"{key}.{name}: unknown key" for name in table if name not in keys)
+    return True
 
 
 def _field(problems: list[str], key: str, value: Any, parse: Any) -> Any:

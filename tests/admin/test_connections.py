@@ -357,7 +357,9 @@ async def test_store_district_windows_and_pauses_and_the_gateway_follows(proxy, 
     proxy.services.limits.wall = lambda: datetime(2027, 7, 1, 12, tzinfo=UTC).timestamp()
     status, data, _ = await get_json(http, proxy.app_url("v1p1/orgs", "store-1"), token)
     assert status == 503 and "summer rollover" in data["imsx_description"]
-    async with http.get(f"{proxy.url}/applications", headers={"Authorization": f"Bearer {token}"}) as r:
+    async with http.get(
+        f"{proxy.url}/applications", headers={"Authorization": f"Bearer {token}"}
+    ) as r:
         apps = {a["appId"]: a for a in (await r.json())["applications"]}
     assert apps["store-1"]["paused_until"] == "2027-08-01"
     assert apps["app-7"]["paused_until"] is None

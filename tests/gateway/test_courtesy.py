@@ -53,7 +53,9 @@ async def test_a_pause_answers_503_until_its_end_and_vendors_are_told(
     # Every method, every connection of the district; nothing was sent to it.
     async with http.post(proxy.app_url("v1p2/gradebook/lineItems"), headers=auth(token)) as r:
         assert r.status == 503
-    assert (await fetch(http, proxy.app_url("v1p1/orgs", app="app-8"), await proxy.token("other")))[0] == 503
+    assert (await fetch(http, proxy.app_url("v1p1/orgs", app="app-8"), await proxy.token("other")))[
+        0
+    ] == 503
     assert recorded(sandbox) == []
     apps = await applications(proxy, http, token)
     assert apps["app-7"]["paused_until"] == "2027-08-01"
@@ -71,9 +73,7 @@ async def test_a_pause_answers_503_until_its_end_and_vendors_are_told(
 
 async def test_a_peak_window_cap_replaces_the_district_cap(sandbox, start_proxy, tmp_path, http):
     sandbox.faults.delay_head = 0.2
-    doc = capped(
-        tmp_path, sandbox, timezone="America/Chicago", max_connections=3, windows=[PEAK]
-    )
+    doc = capped(tmp_path, sandbox, timezone="America/Chicago", max_connections=3, windows=[PEAK])
     proxy = await start_proxy(sandbox, doc)
     token = await proxy.token()
 
