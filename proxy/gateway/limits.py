@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from proxy.config import DistrictConfig, Rate, VendorConfig
 from proxy.courtesy.fair import FairSlots
-from proxy.courtesy.schedule import cap_at, pause_end, paused
+from proxy.courtesy.schedule import Pause, cap_at, pause_end, paused
 from proxy.errors import ServiceUnavailable, StoreUnavailable, TooManyRequests
 
 if TYPE_CHECKING:
@@ -196,9 +196,9 @@ class Limits:
         # district_wait_seconds histogram (set by create_app), observed only after a wait.
         self.wall = wall
         self.wait_seconds = wait_seconds
-        # district name -> (district, minute, cap): a windowed district's cap, read once a
-        # minute (windows have minute resolution).
-        self._caps: dict[str, tuple[DistrictConfig, int, int | None]] = {}
+        # district name -> (district, minute, cap, pause): what its windows and pauses say
+        # in that minute (windows have minute resolution, pauses whole days).
+        self._courtesy: dict[str, tuple[DistrictConfig, int, int | None, Pause | None]] = {}
         self._slots: dict[str, FairSlots] = {}
         # Bucket key -> clock time before which it is known to be empty.
         self._empty_until: dict[str, float] = {}
@@ -259,21 +259,15 @@ class Limits:
         return _HeldSlot(self, district, limit, vendor, app)
 
     def cap(self, district: DistrictConfig) -> int | None:
-        """The district's cap now (``proxy.courtesy.cap_at``), computed once a minute."""
-        now = self.wall()
-        minute = int(now // 60)
-        known = self._caps.get(district.name)
-        if known is not None and known[0] is district and known[1] == minute:
-            return known[2]
-        cap = cap_at(district, datetime.fromtimestamp(now, UTC))
-        self._caps[district.name] = (district, minute, cap)
-        return cap
+        """The district's cap now (``proxy.courtesy.cap_at``), read once a minute."""
+        return self._now(district, self.wall())[0]
 
     def not_paused(self, district: DistrictConfig) -> None:
         """503 while ``district`` is in one of its ``pauses``: ``Retry-After`` to the pause's
-        end, the description naming its reason and last day."""
+        end, the description naming its reason and last day. Read once a minute, like the cap
+        (pauses are whole days, windows whole minutes)."""
         now = self.wall()
-        pause = paused(district, datetime.fromtimestamp(now, UTC))
+        pause = self._now(district, now)[1]
         if pause is None:
             return
         end = pause_end(district, pause)
@@ -283,6 +277,17 @@ class Limits:
             f"{end.date().isoformat()} ({district.timezone})",
             retry_after=max(1.0, end.timestamp() - now),
         )
+
+    def _now(self, district: DistrictConfig, now: float) -> tuple[int | None, Pause | None]:
+        """The district's cap and pause in the minute of ``now`` (wall clock seconds)."""
+        minute = int(now // 60)
+        known = self._courtesy.get(district.name)
+        if known is not None and known[0] is district and known[1] == minute:
+            return known[2], known[3]
+        moment = datetime.fromtimestamp(minute * 60, UTC)
+        cap, pause = cap_at(district, moment), paused(district, moment)
+        self._courtesy[district.name] = (district, minute, cap, pause)
+        return cap, pause
 
     def _waited(self, district: str, since: float) -> None:
         if self.wait_seconds is not None:

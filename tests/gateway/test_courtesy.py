@@ -111,3 +111,21 @@ async def test_a_second_vendor_lookup_is_let_in_before_a_bulk_sync(
     assert order[:2] == ["users?limit=1&offset=0", "orgs"]
     _, samples = await scrape(proxy, http)
     assert value(samples, "district_wait_seconds_count", district="springfield") == 5
+
+
+async def test_a_window_cap_holds_across_processes_on_one_store(
+    sandbox, start_proxy, tmp_path, http
+):
+    sandbox.faults.delay_head = 0.2
+    doc = capped(tmp_path, sandbox, timezone="America/Chicago", max_connections=4, windows=[PEAK])
+    one = await start_proxy(sandbox, doc)
+    two = await start_proxy(sandbox, doc)
+    for proxy in (one, two):
+        at(proxy, MONDAY_PEAK)
+    token = await one.token()
+    async with InFlight(sandbox) as inflight:
+        results = await asyncio.gather(
+            *[fetch(http, p.app_url("v1p1/orgs"), token) for p in (one, two) * 3]
+        )
+    assert [r[0] for r in results] == [200] * 6
+    assert inflight.peak == 1
