@@ -10,7 +10,7 @@ one-table document (``proxy.connections.records``, re-exported here), and a prob
 all pass, and each change is one store write plus one audit event (``district.add``,
 ``connection.renew``, ...) holding the appId and the interface, never a secret.
 
-What the TOML file holds is the ``Catalog``: vendor names, and the names (and tables) of its
+What the TOML file holds is the ``ConfigEntries``: vendor names, and the names (and tables) of its
 districts and connections. A store name may not repeat a TOML name (409), and only store
 records change at run time.
 """
@@ -25,8 +25,7 @@ from typing import Any
 from proxy.connections.records import (
     CONNECTION_FIELDS,
     DISTRICT_FIELDS,
-    Catalog,
-    check_connection,
+    ConfigEntries,
     check_district,
     config_connection_view,
     connection_table,
@@ -37,6 +36,7 @@ from proxy.connections.records import (
     district_table,
     district_view,
     relative,
+    validated_connection,
 )
 from proxy.courtesy import paused
 from proxy.errors import ConfigError, Conflict, NotFound
@@ -55,7 +55,7 @@ async def _audit(store: Store, action: str, interface: str, **detail: Any) -> No
 
 
 async def add_district(
-    store: Store, catalog: Catalog, name: str, table: Mapping[str, Any], *, interface: str
+    store: Store, catalog: ConfigEntries, name: str, table: Mapping[str, Any], *, interface: str
 ) -> DistrictRecord:
     cfg = check_district(name, table)
     if name in catalog.districts:
@@ -68,7 +68,7 @@ async def add_district(
 
 async def update_district(
     store: Store,
-    catalog: Catalog,
+    catalog: ConfigEntries,
     name: str,
     changes: Mapping[str, Any] | Callable[[DistrictRecord], Mapping[str, Any]],
     *,
@@ -95,7 +95,7 @@ async def update_district(
 
 
 async def pause_district(
-    store: Store, catalog: Catalog, name: str, pause: Mapping[str, Any], *, interface: str
+    store: Store, catalog: ConfigEntries, name: str, pause: Mapping[str, Any], *, interface: str
 ) -> DistrictRecord:
     """Add ``pause`` (``from``, ``to``, ``reason``) to a store district's ``pauses``
     (docs/configuration.md "SIS courtesy"); checked like every other change."""
@@ -109,7 +109,7 @@ async def pause_district(
 
 
 async def resume_district(
-    store: Store, catalog: Catalog, name: str, now: datetime, *, interface: str
+    store: Store, catalog: ConfigEntries, name: str, now: datetime, *, interface: str
 ) -> DistrictRecord:
     """Remove the pause in effect at ``now`` from a store district (409 when none is);
     coming pauses stay."""
@@ -125,7 +125,9 @@ async def resume_district(
     )
 
 
-async def remove_district(store: Store, catalog: Catalog, name: str, *, interface: str) -> None:
+async def remove_district(
+    store: Store, catalog: ConfigEntries, name: str, *, interface: str
+) -> None:
     if name in catalog.districts and await store.get_district(name) is None:
         raise Conflict(f'district "{name}" is defined in the config file; remove it there')
     await store.remove_district(name)
@@ -134,7 +136,7 @@ async def remove_district(store: Store, catalog: Catalog, name: str, *, interfac
 
 async def add_connection(
     store: Store,
-    catalog: Catalog,
+    catalog: ConfigEntries,
     box: SecretBox,
     app_id: str,
     table: Mapping[str, Any],
@@ -148,7 +150,7 @@ async def add_connection(
     in_store = (
         isinstance(district, str) and not in_toml and await store.get_district(district) is not None
     )
-    cfg = check_connection(app_id, table, catalog.vendors, in_toml or in_store)
+    cfg = validated_connection(app_id, table, catalog.vendors, in_toml or in_store)
     if app_id in catalog.connections:
         raise Conflict(f"connection {app_id} is defined in the config file")
     now = now_utc()
@@ -169,7 +171,7 @@ async def add_connection(
     return record
 
 
-async def _stored(store: Store, catalog: Catalog, app_id: str) -> ConnectionRecord:
+async def _stored(store: Store, catalog: ConfigEntries, app_id: str) -> ConnectionRecord:
     record = await store.get_connection(app_id)
     if record is None:
         if app_id in catalog.connections:
@@ -179,7 +181,7 @@ async def _stored(store: Store, catalog: Catalog, app_id: str) -> ConnectionReco
 
 
 async def update_connection(
-    store: Store, catalog: Catalog, app_id: str, changes: Mapping[str, Any], *, interface: str
+    store: Store, catalog: ConfigEntries, app_id: str, changes: Mapping[str, Any], *, interface: str
 ) -> ConnectionRecord:
     """``changes``: any of ``scopes``, ``enabled``, ``expires`` (None: no expiry)."""
     old = await _stored(store, catalog, app_id)
@@ -193,7 +195,7 @@ async def update_connection(
     # The secret stays sealed: validation needs a value, not this one.
     table = {**connection_table(old, "unchanged"), **changes}
     table = {k: v for k, v in table.items() if v is not None}
-    cfg = check_connection(app_id, table, catalog.vendors | {old.vendor}, True)
+    cfg = validated_connection(app_id, table, catalog.vendors | {old.vendor}, True)
     record = replace(
         old,
         scopes=tuple(sorted(cfg.scopes)),
@@ -218,7 +220,7 @@ _KEEP = object()
 
 async def renew_connection(
     store: Store,
-    catalog: Catalog,
+    catalog: ConfigEntries,
     box: SecretBox,
     app_id: str,
     key: Any,
@@ -233,7 +235,7 @@ async def renew_connection(
     if expires is not _KEEP:
         table["expires"] = expires
     table = {k: v for k, v in table.items() if v is not None}
-    cfg = check_connection(app_id, table, catalog.vendors | {old.vendor}, True)
+    cfg = validated_connection(app_id, table, catalog.vendors | {old.vendor}, True)
     record = replace(
         old,
         key=cfg.key,
@@ -246,7 +248,9 @@ async def renew_connection(
     return record
 
 
-async def remove_connection(store: Store, catalog: Catalog, app_id: str, *, interface: str) -> None:
+async def remove_connection(
+    store: Store, catalog: ConfigEntries, app_id: str, *, interface: str
+) -> None:
     old = await _stored(store, catalog, app_id)
     await store.remove_connection(app_id)
     await _audit(store, "connection.remove", interface, app_id=app_id, vendor=old.vendor)
@@ -255,10 +259,9 @@ async def remove_connection(store: Store, catalog: Catalog, app_id: str, *, inte
 __all__ = [
     "CONNECTION_FIELDS",
     "DISTRICT_FIELDS",
-    "Catalog",
+    "ConfigEntries",
     "add_connection",
     "add_district",
-    "check_connection",
     "check_district",
     "config_connection_view",
     "connection_table",
@@ -275,4 +278,5 @@ __all__ = [
     "resume_district",
     "update_connection",
     "update_district",
+    "validated_connection",
 ]

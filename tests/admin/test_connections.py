@@ -353,7 +353,7 @@ async def test_store_district_windows_and_pauses_and_the_gateway_follows(proxy, 
         http, proxy, "PATCH", "/admin/districts/shelbyville", {"pauses": [pause]}
     )
     assert status == 200 and changed["pauses"] == [pause] and changed["windows"] == [window]
-    proxy.services.managed.forget()
+    proxy.services.store_connections.forget()
     proxy.services.limits.wall = lambda: datetime(2027, 7, 1, 12, tzinfo=UTC).timestamp()
     status, data, _ = await get_json(http, proxy.app_url("v1p1/orgs", "store-1"), token)
     assert status == 503 and "summer rollover" in data["imsx_description"]
