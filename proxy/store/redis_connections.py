@@ -16,6 +16,7 @@ one round trip for the connection and its district. Mixed into ``RedisStore``.
 
 from __future__ import annotations
 
+from dataclasses import fields as dataclass_fields
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -113,15 +114,8 @@ def _flat(fields: dict[str, str | int]) -> list[str | int]:
     return [item for pair in fields.items() for item in pair]
 
 
-_OPTIONAL = (
-    "token_url",
-    "max_connections",
-    "max_wait",
-    "rate_limit",
-    "timezone",
-    "windows",
-    "pauses",
-)
+#: The district fields a hash holds only when set (the record's fields that default to None).
+_OPTIONAL = tuple(f.name for f in dataclass_fields(DistrictRecord) if f.default is None)
 
 
 def district_fields(r: DistrictRecord) -> dict[str, str | int]:
