@@ -8,11 +8,14 @@ flight without pause, as a full sync paging through users does; vendor ``other``
 to answer less the district's own ``--delay``: the time it queued for a slot.
 
     python bench/fair_share.py [--rounds 3] [--lookups 20] [--bulk 8] [--cap 2] [--delay 0.5]
+                               [--max-wait 60] [--replicas]
 
 ``fifo`` replaces the proxy's queue with one that ignores vendors and connections (every waiter
 in one line, in arrival order: the behaviour before fair share); ``fair`` is the proxy as
 shipped. Both run in this process on loopback (the proxy, the district, the clients): every
 wait is a sleep of the district's, not CPU, so the one process does not skew them.
+``--replicas`` sends the sync through one proxy and the lookups through a second one on the
+same sqlite store (one cap, two queues): fair share across replicas.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class FifoSlots(FairSlots):
         return await super().acquire(within)
 
 
-def config(tmp: Path, district_port: int, cap: int) -> config_mod.Config:
+def config(tmp: Path, district_port: int, cap: int, max_wait: float) -> config_mod.Config:
     doc = f"""
 [server]
 listen = "127.0.0.1:0"
@@ -73,7 +76,7 @@ url = "sqlite://{tmp}/store.db"
 [districts.slowville]
 base_url = "http://127.0.0.1:{district_port}"
 max_connections = {cap}
-max_wait = "60s"
+max_wait = "{max_wait}s"
 
 """
     for app, vendor in (("app-bulk", "acme"), ("app-lookup", "other")):
@@ -96,28 +99,38 @@ async def one_round(mode: str, args: argparse.Namespace) -> list[float]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     district_port = runner.addresses[0][1]
-    cfg = config(tmp, district_port, args.cap)
-    running = await start(
-        cfg,
-        gateway_sock=bind_socket(config_mod.Listen("127.0.0.1", 0)),
-        admin_sock=bind_socket(config_mod.Listen("127.0.0.1", 0)),
-    )
+    cfg = config(tmp, district_port, args.cap, args.max_wait)
+    proxies = []
+    for _ in range(2 if args.replicas else 1):  # replicas: one sqlite file, one cap
+        proxies.append(
+            await start(
+                cfg,
+                gateway_sock=bind_socket(config_mod.Listen("127.0.0.1", 0)),
+                admin_sock=bind_socket(config_mod.Listen("127.0.0.1", 0)),
+            )
+        )
+    running = proxies[0]
     store = running.gateway[SERVICES].store
     bulk_token = (await tokens.issue(store, "acme", ttl=None, interface="cli")).token
     lookup_token = (await tokens.issue(store, "other", ttl=None, interface="cli")).token
-    base = f"http://127.0.0.1:{running.gateway_port}"
+    bases = {
+        "app-bulk": f"http://127.0.0.1:{proxies[0].gateway_port}",
+        "app-lookup": f"http://127.0.0.1:{proxies[-1].gateway_port}",
+    }
     stop = asyncio.Event()
     waits: list[float] = []
+    refused = 0
     gaps = random.Random(7)
     limit = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=limit) as http:
 
-        async def get(app: str, token: str, rest: str) -> None:
-            url = f"{base}/{app}/ims/oneroster/v1p1/{rest}"
+        async def get(app: str, token: str, rest: str) -> int:
+            url = f"{bases[app]}/{app}/ims/oneroster/v1p1/{rest}"
             async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
                 await resp.read()
-                if resp.status != 200:
+                if resp.status not in (200, 503):
                     raise RuntimeError(f"{app}: {resp.status}")
+                return resp.status
 
         async def sync(worker: int) -> None:
             page = 0
@@ -129,15 +142,20 @@ async def one_round(mode: str, args: argparse.Namespace) -> list[float]:
         await asyncio.sleep(args.delay * 3)  # the queue is full and turning over
         for _ in range(args.lookups):
             started = time.monotonic()
-            await get("app-lookup", lookup_token, "orgs/org-1")
-            waits.append(time.monotonic() - started - args.delay)
+            status = await get("app-lookup", lookup_token, "orgs/org-1")
+            # A 503 waited max_wait for a slot and got none: counted as that long a wait.
+            waits.append(time.monotonic() - started - (args.delay if status == 200 else 0))
+            refused += status == 503
             # Lookups land at random points of the district's turn-over (seeded: both modes
             # see the same gaps).
             await asyncio.sleep(gaps.uniform(0, args.delay))
         stop.set()
         await asyncio.gather(*syncs)
-    await running.stop(5.0)
+    for proxy in proxies:
+        await proxy.stop(5.0)
     await runner.cleanup()
+    if refused:
+        print(f"  ({mode}: {refused} of {args.lookups} lookups answered 503 after max_wait)")
     return waits
 
 
@@ -157,6 +175,12 @@ async def main() -> None:
     parser.add_argument("--bulk", type=int, default=8, help="acme's requests kept in flight")
     parser.add_argument("--cap", type=int, default=2, help="the district's max_connections")
     parser.add_argument("--delay", type=float, default=0.5, help="the district's seconds")
+    parser.add_argument("--max-wait", type=float, default=60.0, help="the district's max_wait")
+    parser.add_argument(
+        "--replicas",
+        action="store_true",
+        help="the sync through one proxy, the lookups through a second on the same store",
+    )
     args = parser.parse_args()
     results: dict[str, list[list[float]]] = {"fifo": [], "fair": []}
     for _ in range(args.rounds):
@@ -165,7 +189,8 @@ async def main() -> None:
     print(
         f"wait of a second vendor's lookup (time to answer less the district's "
         f"{args.delay * 1000:.0f} ms) while {args.bulk} requests of a sync keep a district "
-        f"capped at {args.cap} busy; {args.lookups} lookups per round:"
+        f"capped at {args.cap} busy; {args.lookups} lookups per round"
+        + (", sync and lookups on two replicas:" if args.replicas else ":")
     )
     for mode, rounds in results.items():
         for i, waits in enumerate(rounds, 1):

@@ -14,8 +14,10 @@ Where each limit lives (THREAT_MODEL.md repeats this for operators):
   the store (``Store.acquire_slot``, one holder id per request, a ttl renewed while the request
   runs as a guard against crashed processes). Every process using one store (``--workers N`` on
   one sqlite file, replicas on one redis) therefore shares one cap. A process waiting for a
-  store slot polls with a growing backoff; across processes the order is first-come by poll,
-  so fair share holds within each process and the cap across all of them.
+  store slot polls with a growing backoff, and only while it holds the district's turn in
+  the store (``<key>:next``, one holder across every process): a slot one process frees goes
+  to the process that has waited for it, not back to the freeing process's own queue. Fair
+  share is exact within a process; across processes they take turns (docs/configuration.md).
 * **Pauses** (``pauses``): every request for a paused district is refused with 503 before it
   takes a slot (``Limits.not_paused``).
 * **Rate limits**: token buckets in the store (``Store.take_tokens``), shared the same way. A
@@ -56,6 +58,8 @@ SLOT_TTL = 30.0
 #: Backoff bounds while polling the store for a free slot (seconds).
 POLL_MIN = 0.005
 POLL_MAX = 0.1
+#: Lifetime of a district's turn (``<key>:next``) without renewal; renewed on every poll.
+TURN_TTL = 1.0
 #: At most one "store unavailable" warning per this many seconds.
 WARN_EVERY = 60.0
 
@@ -140,7 +144,9 @@ class _HeldSlot:
             holder = f"{limits._holder_prefix}{next(limits._holders):x}"
             start = waited_since if waited_since is not None else limits._clock()
             try:
-                held = await limits._poll_slot(store, key, limit, holder, start + district.max_wait)
+                held = await limits._poll_slot(
+                    store, key, limit, holder, start + district.max_wait, waited_since is not None
+                )
             except asyncio.CancelledError:
                 # The vendor went away mid-poll, perhaps just as the store granted the slot:
                 # give it back now rather than leave it to the ttl.
@@ -322,25 +328,39 @@ class Limits:
             await self._releaser
 
     async def _poll_slot(
-        self, store: Store, key: str, limit: int, holder: str, deadline: float
+        self, store: Store, key: str, limit: int, holder: str, deadline: float, waited: bool
     ) -> str | None:
         """``_FIRST_TRY`` or ``_AFTER_POLL``: a store slot is held. ``_STORE_DOWN``: fail open
-        to the local cap. None: no slot came free before ``deadline``."""
+        to the local cap. None: no slot came free before ``deadline``.
+
+        A request that finds every slot busy (or that ``waited`` in this process's queue) takes
+        the district's turn first (``<key>:next``, one holder across every process), and only
+        the holder of the turn polls for the slot: a slot one process frees goes to the process
+        that has waited longest for it, not back to the freeing process's own queue, which
+        would otherwise win every time (its next request asks at once, others after a backoff).
+        """
         backoff = POLL_MIN
-        held = _FIRST_TRY
-        while True:
-            try:
-                if await store.acquire_slot(key, limit, holder, self.slot_ttl):
-                    return held
-            except StoreUnavailable as exc:
-                self._warn(exc)
-                return _STORE_DOWN
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                return None
-            await asyncio.sleep(min(backoff, remaining))
-            backoff = min(POLL_MAX, backoff * 2)
-            held = _AFTER_POLL
+        turn = f"{key}:next"
+        in_turn = False
+        try:
+            if not waited and await store.acquire_slot(key, limit, holder, self.slot_ttl):
+                return _FIRST_TRY
+            while True:
+                # Taken, or renewed while held (its ttl outlives the longest backoff tenfold).
+                in_turn = await store.acquire_slot(turn, 1, holder, TURN_TTL)
+                if in_turn and await store.acquire_slot(key, limit, holder, self.slot_ttl):
+                    return _AFTER_POLL
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    return None
+                await asyncio.sleep(min(backoff, remaining))
+                backoff = min(POLL_MAX, backoff * 2)
+        except StoreUnavailable as exc:
+            self._warn(exc)
+            return _STORE_DOWN
+        finally:
+            if in_turn:
+                self._release_later(store, turn, holder)
 
     async def _renew(self, store: Store, key: str, limit: int, holder: str) -> None:
         """Keep a long transfer's slot alive (``acquire_slot`` renews a slot already held)."""

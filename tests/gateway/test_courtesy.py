@@ -93,22 +93,27 @@ async def test_a_peak_window_cap_replaces_the_district_cap(sandbox, start_proxy,
 async def test_a_second_vendor_lookup_is_let_in_before_a_bulk_sync(
     sandbox, start_proxy, tmp_path, http
 ):
-    sandbox.faults.delay_head = 0.15
     proxy = await start_proxy(sandbox, capped(tmp_path, sandbox, max_connections=1))
     acme, other = await proxy.token(), await proxy.token("other")
+    # Both tokens known to the proxy's cache first, so each request reaches the queue in the
+    # order it is sent.
+    lookup = proxy.app_url("v1p1/orgs", app="app-8")
+    assert (await fetch(http, proxy.app_url("v1p1/orgs"), acme))[0] == 200
+    assert (await fetch(http, lookup, other))[0] == 200
+    seen = len(recorded(sandbox))
+    sandbox.faults.delay_head = 0.15
     loop = asyncio.get_running_loop()
     tasks = []
     for i in range(5):  # acme's sync: five pages, queued one after another
         url = proxy.app_url(f"v1p1/users?limit=1&offset={i}")
         tasks.append(loop.create_task(fetch(http, url, acme)))
         await asyncio.sleep(0.02)
-    lookup = proxy.app_url("v1p1/orgs", app="app-8")
     tasks.append(loop.create_task(fetch(http, lookup, other)))  # arrives last
     results = await asyncio.gather(*tasks)
     assert [r[0] for r in results] == [200] * 6
-    order = [r.path.rsplit("/", 1)[1] for r in recorded(sandbox)]
+    order = [r.path.rsplit("/", 1)[1] for r in recorded(sandbox)[seen:]]
     # The first page held the slot; the lookup is next, then the rest of the sync.
-    assert order[:2] == ["users?limit=1&offset=0", "orgs"]
+    assert order[:2] == ["users?limit=1&offset=0", "orgs"], order
     _, samples = await scrape(proxy, http)
     assert value(samples, "district_wait_seconds_count", district="springfield") == 5
 
@@ -129,3 +134,30 @@ async def test_a_window_cap_holds_across_processes_on_one_store(
         )
     assert [r[0] for r in results] == [200] * 6
     assert inflight.peak == 1
+
+
+async def test_a_lookup_on_another_replica_gets_the_next_freed_slot(
+    sandbox, start_proxy, tmp_path, http
+):
+    """One store, two proxies: the sync saturates the district through the first, and the
+    lookup through the second still gets the next slot the first one frees (the district's
+    turn in the store), instead of losing every time to the first proxy's own queue."""
+    doc = capped(tmp_path, sandbox, max_connections=1, max_wait="20s")
+    one = await start_proxy(sandbox, doc)
+    two = await start_proxy(sandbox, doc)
+    acme, other = await one.token(), await one.token("other")
+    assert (await fetch(http, one.app_url("v1p1/orgs"), acme))[0] == 200
+    assert (await fetch(http, two.app_url("v1p1/orgs", app="app-8"), other))[0] == 200
+    seen = len(recorded(sandbox))
+    sandbox.faults.delay_head = 0.15
+    loop = asyncio.get_running_loop()
+    tasks = [
+        loop.create_task(fetch(http, one.app_url(f"v1p1/users?limit=1&offset={i}"), acme))
+        for i in range(6)
+    ]
+    await asyncio.sleep(0.05)
+    tasks.append(loop.create_task(fetch(http, two.app_url("v1p1/orgs", app="app-8"), other)))
+    results = await asyncio.gather(*tasks)
+    assert [r[0] for r in results] == [200] * 7
+    order = [r.path.rsplit("/", 1)[1] for r in recorded(sandbox)[seen:]]
+    assert order.index("orgs") <= 2, order
