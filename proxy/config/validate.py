@@ -290,15 +290,15 @@ def _windows(r: Reader) -> tuple[Window, ...]:
     if raw is None:
         return ()
     parsed = [parse_window(t, r.problems, f"{r.path}.windows[{i}]") for i, t in enumerate(raw)]
-    windows = [w for w in parsed if w is not None]
-    if len(windows) < len(parsed):
-        return ()
-    for i, j in overlaps(windows):
+    valid = [(i, w) for i, w in enumerate(parsed) if w is not None]
+    # Overlaps among the entries that parsed, named by their own indexes.
+    for a, b in overlaps([w for _, w in valid]):
+        (i, first), (j, _) = valid[a], valid[b]
         r.problems.append(
-            f"{r.path}.windows[{j}]: overlaps windows[{i}] ({windows[i].describe()}); "
+            f"{r.path}.windows[{j}]: overlaps windows[{i}] ({first.describe()}); "
             "a moment may fall in one window only"
         )
-    return tuple(windows)
+    return tuple(w for _, w in valid) if len(valid) == len(parsed) else ()
 
 
 def _pauses(r: Reader) -> tuple[Pause, ...]:

@@ -154,3 +154,16 @@ def test_a_window_may_end_at_midnight_and_dates_may_be_quoted() -> None:
     assert cap_at(d, utc(2027, 3, 7, 5, 59)) == 2  # Saturday 23:59 in Chicago
     assert paused(d, utc(2027, 12, 25, 12)) is not None
     assert timedelta(0) < pause_end(d, d.pauses[0]) - utc(2027, 12, 25, 12)
+
+
+def test_every_bad_window_is_named_at_once() -> None:
+    found = problems(
+        windows=[
+            PEAK,
+            {**PEAK, "days": "fri", "from": "15:00", "to": "06:00"},
+            {"days": "sat,sun", "from": "08:00", "to": "12:00", "max_connections": 2},
+            {"days": "sun", "from": "11:00", "to": "13:00", "max_connections": 2},
+        ]
+    )
+    assert any(p.startswith("districts.springfield.windows[1].to: 06:00") for p in found)
+    assert any(p.startswith("districts.springfield.windows[3]: overlaps windows[2]") for p in found)
