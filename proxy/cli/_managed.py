@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 from proxy.cli._common import with_store
+from proxy.config import as_text
 from proxy.connections.partial import StoreOnly, load_store_only
 from proxy.errors import ConfigError
 
@@ -83,13 +84,4 @@ def show(view: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(view, indent=2))
         return
     for key, value in view.items():
-        if isinstance(value, list) and not value:
-            value = None
-        elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
-            # windows and pauses: one "key=value ..." per entry, "-" when none
-            value = "; ".join(" ".join(f"{k}={w}" for k, w in v.items()) for v in value) or None
-        elif isinstance(value, list):
-            value = ",".join(str(v) for v in value)
-        elif isinstance(value, bool):
-            value = str(value).lower()
-        print(f"{key}: {'-' if value is None else value}")
+        print(f"{key}: {as_text(value)}")
