@@ -54,6 +54,10 @@ def toml_value(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table (a district's windows and pauses)
+        return (
+            "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+        )
     if isinstance(value, str):
         return json.dumps(value)
     raise TypeError(type(value))

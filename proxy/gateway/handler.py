@@ -67,9 +67,12 @@ class Gateway:
         target, route = self._target(request, ex)
         found = runtime.connections.get(target.app_id) or await self._managed(runtime, target)
         conn = self._connection(found, principal, ex)
+        if conn.district.pauses:
+            # docs/configuration.md "SIS courtesy": a paused district gets nothing.
+            self.services.limits.not_paused(conn.district)
         self._scope(request.method, target, route, conn, principal)
         out, content_type = await self._outgoing(request, runtime, conn, target, route, ex)
-        async with self.services.limits.district(conn.district):
+        async with self.services.limits.district(conn.district, principal.vendor, conn.app_id):
             upstream = await self.upstream.send(
                 conn, out, content_type, runtime.config.server.upstream_timeout
             )

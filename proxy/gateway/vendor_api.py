@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, unquote_plus
 from aiohttp import web
 
 from proxy.bodies import read_up_to
+from proxy.courtesy import paused
 from proxy.errors import BadRequest, StoreUnavailable, Unauthorized
 from proxy.gateway.context import EXCHANGE, SERVICES
 from proxy.gateway.inbound import Authenticator, encode_jwt
@@ -71,8 +72,11 @@ async def applications(request: web.Request) -> web.Response:
         if len(page) < _PAGE:
             break
         after = page[-1].app_id
+    # Pauses are read on the limits' wall clock: the one the gateway refuses by.
+    wall = datetime.fromtimestamp(services.limits.wall(), UTC)
     for conn in sorted(mine, key=lambda c: c.app_id):
         app_id = conn.app_id
+        pause = paused(conn.district, wall)
         scopes = conn.config.scopes
         if principal.scopes is not None:
             scopes = scopes & principal.scopes
@@ -88,6 +92,9 @@ async def applications(request: web.Request) -> web.Response:
                 "base_url": f"{base}/{app_id}/ims/oneroster",
                 # docs/commands.md: every listing shows where it lives.
                 "source": "config" if app_id in runtime.connections else "store",
+                # docs/configuration.md "SIS courtesy": the last paused day, and why.
+                "paused_until": pause.end.isoformat() if pause else None,
+                "pause_reason": pause.reason if pause else None,
             }
         )
     return web.json_response({"applications": apps})

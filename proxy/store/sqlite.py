@@ -34,15 +34,15 @@ from proxy.store.base import (
     AuditEvent,
 )
 from proxy.store.sqlite_checks import SqliteChecks
+from proxy.store.sqlite_connections import COURTESY_COLUMNS, SqliteConnections
 from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
-from proxy.store.sqlite_connections import SqliteConnections
 from proxy.store.sqlite_limits import SqliteLimits
 from proxy.store.sqlite_rows import _iso, _time, _write
 from proxy.store.sqlite_tokens import SqliteTokens
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Migration n takes a file at schema n-1 to schema n; applied in order in one transaction.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -112,6 +112,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             secret_fingerprint TEXT
         )""",
     ),
+    # A district's time zone, peak-hour windows and pauses (docs/configuration.md).
+    5: COURTESY_COLUMNS,
 }
 
 # SQLITE_BUSY and SQLITE_LOCKED (primary result codes, the low byte of extended ones):
