@@ -13,6 +13,10 @@ body that stops arriving. ``GuardedAppRunner`` installs a ``RequestHandler`` sub
   ``MAX_HEADER_COUNT`` header lines, is 431; any other malformed request is 400. The two size
   limits are told apart by the limit the parser reports, so they are kept distinct (see
   ``parser_limits``).
+* answers 431 to a request whose header lines add up to more than ``MAX_HEADER_BYTES`` (the
+  parser limits only each line and their number: 128 lines of 16 KB passed), before any
+  handler runs: a district would close on such a head, and nothing this large is a OneRoster
+  request.
 * closes a connection whose request head is not complete ``client_timeout`` after the connection
   opened or the previous response ended (aiohttp's keep-alive timer, which data arriving does
   not reset: a head trickled one byte at a time still ends at the deadline).
@@ -28,6 +32,7 @@ upgrade that changes them fails there.
 from __future__ import annotations
 
 import ast
+import itertools
 import logging
 import re
 import uuid
@@ -55,6 +60,10 @@ log = logging.getLogger("oneroster_proxy")
 
 #: Header lines per request (aiohttp's own default, made explicit).
 MAX_HEADER_COUNT = 128
+#: All of a request's header lines together, in bytes (name, value, ": " and CRLF each).
+MAX_HEADER_BYTES = 64 * 1024
+#: What a header line adds besides its name and value.
+_LINE_OVERHEAD = 4
 
 #: An RFC 9110 §5.6.2 token: what a method is, known or not.
 _METHOD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -114,11 +123,29 @@ async def _refuse_connect(request: BaseRequest) -> web.StreamResponse:
     return response
 
 
+def head_size(raw_headers: tuple[tuple[bytes, bytes], ...]) -> int:
+    """The bytes of a request's header lines as they came: names, values, separators."""
+    return sum(map(len, itertools.chain.from_iterable(raw_headers))) + _LINE_OVERHEAD * len(
+        raw_headers
+    )
+
+
+async def _refuse_head(request: BaseRequest) -> web.StreamResponse:
+    response = error_response(
+        HeadersTooLarge(f"request headers over {MAX_HEADER_BYTES} bytes in total")
+    )
+    response.headers["X-Request-Id"] = uuid.uuid4().hex
+    response.force_close()
+    return response
+
+
 class GuardedRequestHandler(RequestHandler):
     """aiohttp's connection handler with imsx parser refusals and a request-body deadline."""
 
     client_timeout: float = 60.0
     _last_read: float = 0.0
+    #: Header lines that, each within the parser's line limit, cannot pass MAX_HEADER_BYTES.
+    _unsummed: int = 0
 
     def data_received(self, data: bytes) -> None:
         self._last_read = self._loop.time()
@@ -159,6 +186,12 @@ class GuardedRequestHandler(RequestHandler):
             # aiohttp reads CONNECT's target as an authority, so no route matches and its
             # router would answer a plain-text 404; docs/: an unknown method is 403 imsx.
             request_handler = _refuse_connect
+        raw = request.raw_headers
+        # SECURITY: lines short enough to pass the parser one by one must not add up to a
+        # head a district closes on (docs/http-api.md, 431). So few lines that each within
+        # max_headers cannot reach the cap together are not summed.
+        if len(raw) > self._unsummed and head_size(raw) > MAX_HEADER_BYTES:
+            request_handler = _refuse_head
         # A plain method handing back aiohttp's own coroutine: the common GET, with no body to
         # watch, gets no extra coroutine layer (each one is paid on every resume of the task).
         if not request.body_exists:
@@ -203,6 +236,7 @@ class _GuardedServer(Server):
     def __call__(self) -> RequestHandler:
         handler = GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
         handler.client_timeout = self.client_timeout
+        handler._unsummed = MAX_HEADER_BYTES // (handler.max_field_size + _LINE_OVERHEAD)
         return handler
 
 
@@ -228,6 +262,7 @@ class GuardedAppRunner(web.AppRunner):
 
 
 __all__ = [
+    "MAX_HEADER_BYTES",
     "MAX_HEADER_COUNT",
     "GuardedAppRunner",
     "GuardedRequestHandler",
