@@ -51,9 +51,13 @@ POLL_MIN = 0.005
 POLL_MAX = 0.1
 #: At most one "store unavailable" warning per this many seconds.
 WARN_EVERY = 60.0
-#: Failed ``POST /oauth/token`` attempts per client address and per client id: 10 at once,
-#: then one every 6 seconds (10 a minute); more get 429 until the bucket has room again.
-TOKEN_FAILURES = Rate(10, 60.0)
+#: Failed ``POST /oauth/token`` attempts per client address: 10 at once, then one every 6
+#: seconds (10 a minute); more get 429 until the bucket has room again.
+TOKEN_FAILURES_PER_ADDRESS = Rate(10, 60.0)
+#: ... and per client id (a vendor the config knows), whatever the addresses: 60 a minute, so
+#: guessers spread over many addresses run out too, and a vendor's own token fetches are held
+#: up only by a flood of guesses, never by a few.
+TOKEN_FAILURES_PER_CLIENT = Rate(60, 60.0)
 #: Empty buckets remembered locally at most (their keys may be a client's address).
 MAX_REMEMBERED = 10_000
 
@@ -237,15 +241,15 @@ class Limits:
 
     # -- failed client credentials (POST /oauth/token) --------------------------------------------
 
-    def failures_refused(self, keys: Iterable[str]) -> float:
-        """Seconds until every one of the failure buckets ``keys`` takes an attempt again, as
-        this process knows it (no store round-trip: a good request pays nothing), or 0.0."""
-        return max((self._known_empty(key, TOKEN_FAILURES) for key in keys), default=0.0)
+    def failures_refused(self, buckets: Iterable[tuple[str, Rate]]) -> float:
+        """Seconds until every one of the failure ``buckets`` takes an attempt again, as this
+        process knows it (no store round-trip: a good request pays nothing), or 0.0."""
+        return max((self._known_empty(key, rate) for key, rate in buckets), default=0.0)
 
-    async def failure(self, keys: Iterable[str]) -> float:
-        """Count one failed attempt in each bucket of ``keys`` (shared through the store); the
+    async def failure(self, buckets: Iterable[tuple[str, Rate]]) -> float:
+        """Count one failed attempt in each of ``buckets`` (shared through the store); the
         seconds until the emptiest takes one again, or 0.0 while all had room."""
-        waits = [await self._take(key, TOKEN_FAILURES) for key in keys]
+        waits = [await self._take(key, rate) for key, rate in buckets]
         return max(waits, default=0.0)
 
     def _known_empty(self, key: str, rate: Rate) -> float:

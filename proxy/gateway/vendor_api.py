@@ -26,11 +26,12 @@ from proxy.forms import FORM_URLENCODED, is_form
 from proxy.gateway.context import EXCHANGE, SERVICES
 from proxy.gateway.inbound import Authenticator, encode_jwt
 from proxy.gateway.jwt_cutoff import cut_second
+from proxy.gateway.limits import TOKEN_FAILURES_PER_ADDRESS, TOKEN_FAILURES_PER_CLIENT
 from proxy.gateway.rewrite import public_base
 from proxy.scopes import SCOPES, parse_scope
 
 if TYPE_CHECKING:
-    from proxy.config import Config
+    from proxy.config import Config, Rate
 
 _VERSION_NAMES = {"v1p1": "1.1", "v1p2": "1.2"}
 _MAX_TOKEN_FORM = 8 * 1024
@@ -149,15 +150,15 @@ def client_address(request: web.Request, trust_forwarded: bool) -> str:
 
 def _failure_buckets(
     request: web.Request, config: Config, candidates: list[tuple[str, str]]
-) -> list[str]:
+) -> list[tuple[str, Rate]]:
     """The failure buckets of this attempt: its client address, and each vendor it names
     (only names the config knows: a client id chosen at random adds no bucket)."""
     address = client_address(request, config.server.trust_forwarded)
-    buckets = [f"token-failures:address:{address}"]
+    buckets = [(f"token-failures:address:{address}", TOKEN_FAILURES_PER_ADDRESS)]
     for client_id, _ in candidates:
-        key = f"token-failures:client:{client_id}"
-        if client_id in config.vendors and key not in buckets:
-            buckets.append(key)
+        bucket = (f"token-failures:client:{client_id}", TOKEN_FAILURES_PER_CLIENT)
+        if client_id in config.vendors and bucket not in buckets:
+            buckets.append(bucket)
     return buckets
 
 
