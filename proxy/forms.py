@@ -33,6 +33,8 @@ _FORM_BODY: Final = re.compile(r"[A-Za-z0-9_.\-=&;:%+~,*@!()/?'$]*")
 _BAD_ESCAPE: Final = re.compile(r"%[^0-9A-Fa-f]|%[0-9A-Fa-f][^0-9A-Fa-f]")
 # Fields are split on "&" and, for refusing, on ";" too (older decoders split on both).
 _FIELDS: Final = re.compile(r"[&;]")
+# An escape (lower case) of an ASCII letter, "_" and a few neighbours, or of "%" itself.
+_SUSPECT_ESCAPE: Final = re.compile(r"%(?:[4-7][0-9a-f]|25)")
 # Percent-decodings of a name tried before it is judged (a district may decode again).
 _DECODINGS: Final = 5
 
@@ -74,11 +76,12 @@ def decoded_name(raw: str) -> str:
 def reserved_name(raw: str) -> str | None:
     """The first field name of the query or form string ``raw`` that is the district's
     (``oauth_*`` or ``_method``, decoded as ``decoded_name`` reads it), or None."""
-    if "%" not in raw:
-        # Without an escape only case, "+", "." and spaces can change a name: the letters
-        # must be there as they are, and nearly every query is dismissed by these two finds.
-        folded = raw.lower()
-        if "oauth" not in folded and "method" not in folded:
+    folded = raw.lower()
+    if "oauth" not in folded and "method" not in folded:
+        # Neither word is there as it is: a reserved name needs one of its letters, its "_"
+        # or a "%" (encoded twice) escaped. Encoders escape none of those, so a query such
+        # as ``filter=familyName%3D%27x%27`` is dismissed here, without splitting it.
+        if "%" not in folded or _SUSPECT_ESCAPE.search(folded) is None:
             return None
     for field in _FIELDS.split(raw):
         name = decoded_name(field.partition("=")[0])

@@ -144,12 +144,27 @@ class GuardedRequestHandler(RequestHandler):
 
     client_timeout: float = 60.0
     _last_read: float = 0.0
-    #: Header lines that, each within the parser's line limit, cannot pass MAX_HEADER_BYTES.
-    _unsummed: int = 0
+    # The total head cap without measuring every head: bytes received since the parser last
+    # completed a request head (an upper bound on the next head's size: bodies count too),
+    # requests parsed (aiohttp's own count) and handled on this connection, and the last
+    # parsed request whose head must be measured.
+    _unmeasured: int = 0
+    _handled: int = 0
+    _measure_upto: int = 0
 
     def data_received(self, data: bytes) -> None:
         self._last_read = self._loop.time()
+        parsed = self._request_count
         super().data_received(data)
+        size = len(data)
+        if self._request_count == parsed:
+            self._unmeasured += size
+            return
+        # One or more heads ended in this chunk; each is at most what came since the last one.
+        if self._unmeasured + size > MAX_HEADER_BYTES:
+            self._measure_upto = self._request_count
+        # What follows them in the chunk (a body, the start of the next head) is at most all.
+        self._unmeasured = size
 
     def handle_error(
         self,
@@ -186,11 +201,13 @@ class GuardedRequestHandler(RequestHandler):
             # aiohttp reads CONNECT's target as an authority, so no route matches and its
             # router would answer a plain-text 404; docs/: an unknown method is 403 imsx.
             request_handler = _refuse_connect
-        raw = request.raw_headers
         # SECURITY: lines short enough to pass the parser one by one must not add up to a
-        # head a district closes on (docs/http-api.md, 431). So few lines that each within
-        # max_headers cannot reach the cap together are not summed.
-        if len(raw) > self._unsummed and head_size(raw) > MAX_HEADER_BYTES:
+        # head a district closes on (docs/http-api.md, 431). Only a head that may be that
+        # large (see data_received) is measured: nearly every request costs two comparisons.
+        self._handled += 1
+        if self._handled <= self._measure_upto and head_size(request.raw_headers) > (
+            MAX_HEADER_BYTES
+        ):
             request_handler = _refuse_head
         # A plain method handing back aiohttp's own coroutine: the common GET, with no body to
         # watch, gets no extra coroutine layer (each one is paid on every resume of the task).
@@ -236,7 +253,6 @@ class _GuardedServer(Server):
     def __call__(self) -> RequestHandler:
         handler = GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
         handler.client_timeout = self.client_timeout
-        handler._unsummed = MAX_HEADER_BYTES // (handler.max_field_size + _LINE_OVERHEAD)
         return handler
 
 

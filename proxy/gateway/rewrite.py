@@ -317,22 +317,18 @@ def _request_drop(name: str) -> bool:
     return lower in _REQUEST_DROPPED or lower.startswith(_REQUEST_DROP_PREFIXES)
 
 
-class _Verdicts(dict[str, bool]):
-    """Header name as sent -> dropped or not: the rule above decided once per spelling, so a
-    request pays one dictionary look-up per header (no case folding, no prefix test). The
-    names are the client's to choose: a full table starts again rather than grow."""
-
-    __slots__ = ()
-    LIMIT = 1024
-
-    def __missing__(self, name: str) -> bool:
-        if len(self) >= self.LIMIT:
-            self.clear()
-        verdict = self[name] = _request_drop(name)
-        return verdict
+#: Header name as sent -> dropped or not: ``_request_drop`` decided once per spelling, so a
+#: request pays one dictionary look-up per header (no case folding, no prefix test). The names
+#: are the client's to choose: a full table starts again rather than grow (``_verdict``).
+_VERDICTS: dict[str, bool] = {}
+_VERDICTS_LIMIT = 1024
 
 
-_VERDICTS = _Verdicts()
+def _verdict(name: str) -> bool:
+    if len(_VERDICTS) >= _VERDICTS_LIMIT:
+        _VERDICTS.clear()
+    verdict = _VERDICTS[name] = _request_drop(name)
+    return verdict
 
 
 def request_headers(inbound: Headers) -> list[tuple[str, str]]:
@@ -340,11 +336,14 @@ def request_headers(inbound: Headers) -> list[tuple[str, str]]:
     ``Authorization`` and the gateway adds ``X-Request-Id`` and ``x-vendor-authorization``):
     one pass over them."""
     listed = _dropped(inbound, _CONNECTION_NONE)
-    verdicts = _VERDICTS
+    verdict_of = _VERDICTS.get
     out: list[tuple[str, str]] = []
     unsafe = _UNSAFE_VALUE.search
     for name, value in _items(inbound):
-        if verdicts[name] or (listed and name.lower() in listed):
+        drop = verdict_of(name)
+        if drop is None:
+            drop = _verdict(name)
+        if drop or (listed and name.lower() in listed):
             continue
         if unsafe(name) or unsafe(value):
             continue

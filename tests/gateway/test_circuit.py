@@ -1,7 +1,8 @@
 """Circuit breaking per district (docs/http-api.md, the circuit breaker): after
-consecutive connect failures or timeouts (one per request) the proxy fails fast with 503 (imsx, ``Retry-After``) for
-a cool-down, then lets one probe through; success closes the circuit. State in
-``/admin/connections`` and in the metric ``oneroster_proxy_circuit_open{district}``."""
+consecutive connect failures or timeouts (one per request) the proxy fails fast with 503
+(imsx, ``Retry-After``) for a cool-down, then lets one probe through; success closes the
+circuit. State in ``/admin/connections`` and in the metric
+``oneroster_proxy_circuit_open{district}``."""
 
 from __future__ import annotations
 

@@ -60,6 +60,32 @@ async def test_request_heads_are_capped_in_total(proxy, sandbox, http):
     assert len(recorded(sandbox)) == 1
 
 
+async def test_large_heads_are_caught_pipelined_or_in_pieces(proxy, sandbox, http):
+    """The cap holds however the bytes arrive: behind a small request in the same packet, or
+    trickled in pieces."""
+    token = await proxy.token()
+    port = int(proxy.url.rsplit(":", 1)[1])
+    line = b"GET /app-7/ims/oneroster/v1p1/orgs HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer "
+    small = line + token.encode() + b"\r\n\r\n"
+    pad = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 15_000) for i in range(6))
+    big = line + token.encode() + b"\r\n" + pad + b"Connection: close\r\n\r\n"
+    answer = await raw_exchange(port, small + big)
+    statuses = [part.split(b" ", 2)[1] for part in answer.split(b"HTTP/1.")[1:]]
+    assert statuses == [b"200", b"431"], answer[:300]
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for start in range(0, len(big), 4096):
+            writer.write(big[start : start + 4096])
+            await writer.drain()
+            await asyncio.sleep(0)
+        head = await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+    assert head.split(b" ", 2)[1] == b"431"
+    assert len(recorded(sandbox)) == 1  # the small one only
+
+
 async def test_a_vendor_the_district_closes_on_does_not_pause_it_for_others(proxy, sandbox, http):
     """Vendor acme sends heads the district resets the connection on (each GET tried three
     times); the shared district's circuit stays closed and vendor other is served."""
