@@ -115,29 +115,8 @@ async def test_district_4xx_answers_do_not_open_the_circuit(proxy, sandbox, http
 
 # -- 2. oauth_* and _method, however they are encoded ---------------------------------------------
 
-QUERIES = [
-    "%6Fauth_token=evil",
-    "o%61uth_signature_method=PLAINTEXT",
-    "limit=1&%4F%41%55%54%48_consumer_key=x",
-    "%256Fauth_token=twice-encoded",
-    "limit=1;oauth_nonce=semicolon",
-    "+oauth_token=leading-space",
-    "oauth.token=php-reads-this-as-oauth_token",
-    "_method=DELETE",
-    "%5Fmethod=DELETE",
-]
-
-
-@pytest.mark.parametrize("query", QUERIES)
-async def test_encoded_protocol_and_override_parameters_are_refused(proxy, sandbox, http, query):
-    token = await proxy.token()
-    url = URL(proxy.app_url("v1p1/users") + "?" + query, encoded=True)
-    async with http.get(url, headers=auth(token)) as resp:
-        assert resp.status == 400
-        data = await resp.json()
-        assert_imsx(data)
-        assert "evil" not in data["imsx_description"]
-    assert recorded(sandbox) == []
+# The query half of item 2 is tests/gateway/test_handler.py::
+# test_vendor_oauth_params_are_refused_before_signing (each encoding as a query and as a form).
 
 
 @pytest.mark.parametrize(
