@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         )
         _print_listing(tokens.listing(issued.record))
         print(f"older tokens ending: {', '.join(ending) or 'none'} (grace {args.grace})")
+        if not args.grace:
+            print("JWTs issued to this vendor so far: ended (no grace)")
         print(issued.token)
         return 0
     if action == "revoke":
