@@ -20,15 +20,17 @@ Choices, each from the point of view of an operator of a production gateway:
 * ``Set-Cookie`` is dropped and inbound ``Cookie`` is not forwarded: a district session belongs
   to the proxy's signed district credentials, not to the vendor, and every request is signed
   on its own.
-* ``Forwarded``, every ``X-Forwarded-*`` (one prefix rule: ``-For``, ``-User``,
+* ``Forwarded``, every ``X-Forwarded*`` (one prefix rule: ``-For``, ``-User``,
   ``-Client-Cert`` and whatever a district's framework trusts next), ``X-Real-IP``,
-  ``True-Client-IP`` and ``CF-Connecting-IP`` are not forwarded: the proxy is the district's
-  client, and a vendor must not be able to claim an address, a user or a certificate to a
-  district that trusts those headers. ``X-Request-Id`` is set by the gateway on both sides, so
-  the district's and the vendor's copies are dropped here.
-* ``X-HTTP-Method-Override``, ``X-Method-Override``, ``X-Original-URL`` and ``X-Rewrite-URL``
-  are not forwarded: frameworks behind a district (Rails, Laravel, Symfony, IIS) act on them as
-  the method or the path, and the scope check judged the request's own method and path.
+  ``True-Client-IP``, ``CF-Connecting-IP`` and the other client-address headers below are not
+  forwarded: the proxy is the district's client, and a vendor must not be able to claim an
+  address, a user or a certificate to a district that trusts those headers. ``X-Request-Id``
+  is set by the gateway on both sides, so the district's and the vendor's copies are dropped
+  here.
+* ``X-HTTP-Method-Override``, ``X-Method-Override``, ``X-HTTP-Method``, ``X-Original-Method``,
+  ``X-Original-URL`` and ``X-Rewrite-URL`` are not forwarded: frameworks behind a district
+  (Rails, Laravel, Symfony, IIS) act on them as the method or the path, and the scope check
+  judged the request's own method and path.
 * ``Content-Length`` is kept on responses (the body is forwarded unchanged, still encoded) and
   dropped on requests (the HTTP client sets it for the body it sends).
 """
@@ -75,16 +77,25 @@ _REQUEST_DROP: frozenset[str] = frozenset(
         "x-real-ip",
         "true-client-ip",
         "cf-connecting-ip",
+        "x-client-ip",
+        "client-ip",
+        "x-cluster-client-ip",
+        "fastly-client-ip",
+        "x-originating-ip",
+        "x-remote-ip",
+        "x-remote-addr",
         # SECURITY: another method or path than the one the scope check judged.
         "x-http-method-override",
         "x-method-override",
+        "x-http-method",
+        "x-original-method",
         "x-original-url",
         "x-rewrite-url",
         "x-request-id",
     }
 )
 #: Request header names dropped by prefix (lower case): the whole forwarded family.
-_REQUEST_DROP_PREFIXES: tuple[str, ...] = ("x-forwarded-",)
+_REQUEST_DROP_PREFIXES: tuple[str, ...] = ("x-forwarded", "x-original-forwarded")
 _URL_HEADERS = frozenset({"location", "content-location"})
 _RESPONSE_DROPPED = HOP_BY_HOP | _RESPONSE_DROP
 _RESPONSE_DROPPED_WITH_LENGTH = _RESPONSE_DROPPED | {"content-length"}

@@ -174,6 +174,10 @@ NEVER_FORWARDED = {
     "X-Real-IP": "10.0.0.1",
     "True-Client-IP": "10.0.0.1",
     "CF-Connecting-IP": "10.0.0.1",
+    "X-Client-IP": "10.0.0.1",
+    "X-Cluster-Client-IP": "10.0.0.1",
+    "X-Original-Forwarded-For": "10.0.0.1",
+    "X-HTTP-Method": "DELETE",
 }
 
 
