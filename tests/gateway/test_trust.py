@@ -268,6 +268,7 @@ async def test_rotate_without_grace_ends_the_vendors_jwts(proxy, http):
     assert await status_of(http, url, await get_jwt(proxy, http)) == 200
 
 
+@pytest.mark.slow  # the CLI runs as a subprocess
 async def test_cli_rotation_without_grace_ends_jwts_on_running_proxies(proxy, http):
     from tests.cli.test_tokens import run_cli
 
