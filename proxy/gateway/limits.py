@@ -39,7 +39,7 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,15 @@ POLL_MAX = 0.1
 TURN_TTL = 1.0
 #: At most one "store unavailable" warning per this many seconds.
 WARN_EVERY = 60.0
+#: Failed ``POST /oauth/token`` attempts per client address: 10 at once, then one every 6
+#: seconds (10 a minute); more get 429 until the bucket has room again.
+TOKEN_FAILURES_PER_ADDRESS = Rate(10, 60.0)
+#: ... and per client id (a vendor the config knows), whatever the addresses: 60 a minute, so
+#: guessers spread over many addresses run out too, and a vendor's own token fetches are held
+#: up only by a flood of guesses, never by a few.
+TOKEN_FAILURES_PER_CLIENT = Rate(60, 60.0)
+#: Empty buckets remembered locally at most (their keys may be a client's address).
+MAX_REMEMBERED = 10_000
 
 
 class _NoSlot:
@@ -228,17 +237,37 @@ class Limits:
         if wait > 0:
             raise TooManyRequests(f"vendor {vendor.name} is over its rate limit", retry_after=wait)
 
-    async def _take(self, key: str, rate: Rate) -> float:
-        """Take one token from bucket ``key``: 0.0, or the seconds until one is there."""
-        now = self._clock()
-        # The rate is part of the local key: a reload that changes the rate must not keep
-        # refusing on what the old rate predicted.
+    # -- failed client credentials (POST /oauth/token) --------------------------------------------
+
+    def failures_refused(self, buckets: Iterable[tuple[str, Rate]]) -> float:
+        """Seconds until every one of the failure ``buckets`` takes an attempt again, as this
+        process knows it (no store round-trip: a good request pays nothing), or 0.0."""
+        return max((self._known_empty(key, rate) for key, rate in buckets), default=0.0)
+
+    async def failure(self, buckets: Iterable[tuple[str, Rate]]) -> float:
+        """Count one failed attempt in each of ``buckets`` (shared through the store); the
+        seconds until the emptiest takes one again, or 0.0 while all had room."""
+        waits = [await self._take(key, rate) for key, rate in buckets]
+        return max(waits, default=0.0)
+
+    def _known_empty(self, key: str, rate: Rate) -> float:
         local = f"{key}|{rate.per_second}|{rate.burst}"
         until = self._empty_until.get(local)
-        if until is not None:
-            if now < until:
-                return until - now
+        if until is None:
+            return 0.0
+        left = until - self._clock()
+        if left <= 0:
             del self._empty_until[local]
+            return 0.0
+        return left
+
+    async def _take(self, key: str, rate: Rate) -> float:
+        """Take one token from bucket ``key``: 0.0, or the seconds until one is there."""
+        # The rate is part of the local key: a reload that changes the rate must not keep
+        # refusing on what the old rate predicted.
+        known = self._known_empty(key, rate)
+        if known > 0:
+            return known
         if self.store is None:
             return 0.0
         try:
@@ -247,7 +276,9 @@ class Limits:
             self._warn(exc)
             return 0.0
         if wait > 0:
-            self._empty_until[local] = self._clock() + wait
+            if len(self._empty_until) >= MAX_REMEMBERED:
+                self._empty_until.clear()  # keys a client chooses (its address): bounded
+            self._empty_until[f"{key}|{rate.per_second}|{rate.burst}"] = self._clock() + wait
         return wait
 
     # -- concurrency cap ------------------------------------------------------------------------
