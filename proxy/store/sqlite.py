@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -137,6 +138,38 @@ def _fast_connection(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _private_file(path: str) -> None:
+    """Create the store file 0600 (and each folder it needs 0700), whatever the umask.
+
+    SECURITY: the file holds token hashes, sealed secrets and the audit trail. sqlite creates
+    the ``-wal`` and ``-shm`` files with the main file's permissions (docs/configuration.md),
+    so making the main file private before sqlite opens it makes all three private. A file
+    that exists already keeps its owner and loses any group or other access."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    parent = Path(path).parent
+    missing = []
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
+            os.chmod(folder, 0o700)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        for name in (path, f"{path}-wal", f"{path}-shm"):
+            with contextlib.suppress(OSError):
+                if os.stat(name).st_mode & 0o077:
+                    os.chmod(name, 0o600)
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 class SqliteStore(SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits):
     """``Store`` on one sqlite file; any number of processes on one host may share it."""
 
@@ -214,7 +247,7 @@ class SqliteStore(SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits):
     def _ensure_open(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
         if self._conn is None or self._limits is None:
             self._drop()
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self.path)
             conn = self._connect("FULL")
             try:
                 self._migrate(conn)

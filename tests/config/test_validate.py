@@ -104,7 +104,7 @@ def test_spec_example_validates() -> None:
         }},
     }  # fmt: skip
     env = {
-        "ORP_JWT_KEY": "k" * 40, "ORP_ADMIN_TOKEN": "a" * 32, "ACME_CLIENT_SECRET": "c" * 20,
+        "ORP_JWT_KEY": "k" * 40, "ORP_ADMIN_TOKEN": "a" * 32, "ACME_CLIENT_SECRET": "c" * 40,
         "SPRINGFIELD_KEY": "the-key", "SPRINGFIELD_SECRET": "the+secret/=",
     }  # fmt: skip
     config = validate(doc, env, now=NOW)
@@ -268,7 +268,7 @@ def test_server_values_must_be_positive_and_sized() -> None:
 
 def test_client_secret_needs_jwt_keys() -> None:
     doc = minimal()
-    doc["vendors"]["acme"]["client_secret"] = "a-long-enough-client-secret"
+    doc["vendors"]["acme"]["client_secret"] = "a-long-enough-client-secret-0123456789"
     assert problems(doc) == ["vendors.acme.client_secret: needs server.jwt_keys to sign JWTs"]
 
 
@@ -566,7 +566,7 @@ def test_cli_validate_advises_on_how_the_file_is_written(
     doc["server"] = {"jwt_keys": ["${JWT_KEY}", "a-literal-jwt-key-0123456789abcdef"]}
     doc["admin"] = {"token": "literal-admin-token-0123456789"}
     doc["vendors"]["acme"] = {
-        "client_secret": "literal-client-secret-0123",
+        "client_secret": "literal-client-secret-0123456789abcdef",
         "vendor_authorization": "LMS:${JWT_KEY}",
     }
     path = tmp_path / "proxy.toml"
