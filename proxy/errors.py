@@ -127,6 +127,11 @@ class Conflict(ProxyError):
     code_minor = "invaliddata"
 
 
+class Stale(Conflict):
+    """A store record changed since it was read (another writer won): nothing was written.
+    The proxy's own operations read again and retry; one that keeps losing answers 409."""
+
+
 class PayloadTooLarge(ProxyError):
     status = 413
     code_minor = "invaliddata"

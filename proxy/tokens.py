@@ -78,15 +78,17 @@ def new_token(
 
 async def issue(store: Store, vendor: str, *, ttl: timedelta | None, interface: str) -> IssuedToken:
     issued = new_token(vendor, ttl=ttl)
-    await store.add_token(issued.record)
-    await _record(
-        store,
-        "token.issue",
+    detail = {"ttl_seconds": ttl.total_seconds() if ttl else None}
+    # The token and its audit event in one store write: both are kept or neither.
+    event = _event(
+        "token.issue", issued.record.created, interface, vendor, detail, issued.record.id
+    )
+    await store.add_token(issued.record, audit=event)
+    log_action(
         "token issued",
-        at=issued.record.created,
+        event="token.issue",
         interface=interface,
         vendor=vendor,
-        detail={"ttl_seconds": ttl.total_seconds() if ttl else None},
         token_id=issued.record.id,
         expires=iso_utc(issued.record.expires),
     )
@@ -194,12 +196,12 @@ async def revoke(store: Store, token_id: str, *, interface: str) -> TokenRecord 
     if record is None:
         return None
     at = now_utc()
-    await store.revoke_token(token_id, at)
-    await _record(
-        store,
-        "token.revoke",
+    event = _event("token.revoke", at, interface, record.vendor, {}, token_id)
+    if not await store.revoke_token(token_id, at, audit=event):
+        await store.add_audit(event)  # revoked already: nothing changed, the request is kept
+    log_action(
         "token revoked",
-        at=at,
+        event="token.revoke",
         interface=interface,
         vendor=record.vendor,
         token_id=token_id,
@@ -226,6 +228,24 @@ async def revoke_all(store: Store, vendor: str, *, interface: str) -> list[str]:
     return ids
 
 
+def _event(
+    action: str,
+    at: datetime,
+    interface: str,
+    vendor: str,
+    detail: dict[str, Any],
+    token_id: str | None,
+) -> AuditEvent:
+    return AuditEvent(
+        at=at,
+        action=action,
+        interface=interface,
+        vendor=vendor,
+        token_id=token_id,
+        detail=detail,
+    )
+
+
 async def _record(
     store: Store,
     action: str,
@@ -241,14 +261,7 @@ async def _record(
     the line's further fields (ids, never a secret); a ``token_id`` among them is the event's
     too."""
     await store.add_audit(
-        AuditEvent(
-            at=at,
-            action=action,
-            interface=interface,
-            vendor=vendor,
-            token_id=logged.get("token_id"),
-            detail=detail or {},
-        )
+        _event(action, at, interface, vendor, detail or {}, logged.get("token_id"))
     )
     log_action(message, event=action, interface=interface, vendor=vendor, **logged)
 

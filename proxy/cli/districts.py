@@ -84,9 +84,22 @@ def main(args: argparse.Namespace) -> int:
     config = load(args)
     catalog = config.catalog
     action = args.districts_command
-    if action in ("add", "update"):
-        change = managed.add_district if action == "add" else managed.update_district
-        record = run(config, lambda s: change(s, catalog, args.name, _table(args), interface="cli"))
+    if action == "add":
+        record = run(
+            config,
+            lambda s: managed.add_district(s, catalog, args.name, _table(args), interface="cli"),
+        )
+        show(managed.district_view(record, "store"), args.json)
+        return 0
+    if action == "update":
+        # A change of where the district sends re-seals its connections' secrets.
+        box = config.secret_box()
+        record = run(
+            config,
+            lambda s: managed.update_district(
+                s, catalog, args.name, _table(args), interface="cli", box=box
+            ),
+        )
         show(managed.district_view(record, "store"), args.json)
         return 0
     if action == "remove":

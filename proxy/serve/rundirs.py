@@ -54,7 +54,7 @@ def clean_stale(prefix: str, folder: str | None = None) -> list[str]:
     owning process is dead; returns their paths."""
     base = folder or tempfile.gettempdir()
     pattern = re.compile(re.escape(prefix) + r"(\d+)\.(\d+)-[^/]+$")
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(base)
     except OSError:

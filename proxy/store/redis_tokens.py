@@ -10,31 +10,34 @@ from datetime import datetime
 from typing import Any, cast
 
 from proxy.store.base import (
+    AuditEvent,
     TokenRecord,
     VendorAuth,
 )
-from proxy.store.redis_rows import RedisRole, _time, _us
+from proxy.store.redis_rows import RedisRole, _time, _us, audited
 
-_ADD_TOKEN = """
+_ADD_TOKEN = audited("""
 -- KEYS: token hash, all index, vendor index, active index, vendors set
 -- ARGV: id, vendor, created, end of life (or +inf), then hash field/value pairs
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+audit()
 redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[2])
 return 1
-"""
+""")
 
-_REVOKE_TOKEN = """
+_REVOKE_TOKEN = audited("""
 -- KEYS: token hash.  ARGV: key prefix, id, revoked
 local vendor = redis.call('HGET', KEYS[1], 'vendor')
 if not vendor or redis.call('HEXISTS', KEYS[1], 'revoked') == 1 then return 0 end
+audit()
 redis.call('HSET', KEYS[1], 'revoked', ARGV[3])
 redis.call('ZADD', ARGV[1] .. 'active:' .. vendor, 'LT', ARGV[3], ARGV[2])
 return 1
-"""
+""")
 
 _REVOKE_VENDOR = """
 -- KEYS: vendor index, active index.  ARGV: key prefix, revoked
@@ -170,8 +173,8 @@ class RedisTokens(RedisRole):
 
     # -- tokens -------------------------------------------------------------------------------
 
-    async def add_token(self, record: TokenRecord) -> None:
-        keys, args = self._add_token_call(record)
+    async def add_token(self, record: TokenRecord, *, audit: AuditEvent | None = None) -> None:
+        keys, args = self._audited(*self._add_token_call(record), audit)
         with self._unavailable("add_token"):
             added = await self._replicated(self._add_token, keys, args, "the new token")
         if not added:
@@ -196,14 +199,14 @@ class RedisTokens(RedisRole):
             rows = await pipe.execute() if ids else []
         return [self._record(i, fields) for i, fields in zip(ids, rows, strict=True) if fields]
 
-    async def revoke_token(self, token_id: str, at: datetime) -> bool:
+    async def revoke_token(
+        self, token_id: str, at: datetime, *, audit: AuditEvent | None = None
+    ) -> bool:
+        keys, args = self._audited(
+            [self._key("token", token_id)], [self._prefix, token_id, _us(at)], audit
+        )
         with self._unavailable("revoke_token"):
-            done = await self._replicated(
-                self._revoke_token,
-                [self._key("token", token_id)],
-                [self._prefix, token_id, _us(at)],
-                "the revocation",
-            )
+            done = await self._replicated(self._revoke_token, keys, args, "the revocation")
         return bool(done)
 
     async def revoke_vendor(self, vendor: str, at: datetime) -> list[str]:

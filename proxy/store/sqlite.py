@@ -36,14 +36,15 @@ from proxy.store.base import (
 )
 from proxy.store.sqlite_checks import SqliteChecks
 from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
+from proxy.store.sqlite_connections import VERSIONS as CONNECTION_VERSIONS
 from proxy.store.sqlite_connections import SqliteConnections
 from proxy.store.sqlite_limits import SqliteLimits
-from proxy.store.sqlite_rows import _iso, _time, _write
+from proxy.store.sqlite_rows import _audit, _time, _write
 from proxy.store.sqlite_tokens import SqliteTokens
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Migration n takes a file at schema n-1 to schema n; applied in order in one transaction.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -113,6 +114,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             secret_fingerprint TEXT
         )""",
     ),
+    # Compare-and-set: every write of a district or connection names the version it read.
+    5: CONNECTION_VERSIONS,
 }
 
 # SQLITE_BUSY and SQLITE_LOCKED (primary result codes, the low byte of extended ones):
@@ -348,21 +351,8 @@ class SqliteStore(SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits):
     # -- audit --------------------------------------------------------------------------------
 
     async def add_audit(self, event: AuditEvent) -> None:
-        row = (
-            _iso(event.at),
-            event.action,
-            event.interface,
-            event.vendor,
-            event.token_id,
-            json.dumps(event.detail, separators=(",", ":")),
-        )
-
         def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO audit (at, action, interface, vendor, token_id, detail) "
-                "VALUES (?,?,?,?,?,?)",
-                row,
-            )
+            _audit(conn, event)
 
         await self._run(op)
 
