@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from proxy.store.crypto import SecretBox, new_key, parse_key
+from proxy.store.crypto import Binding, SecretBox, new_key, parse_key
 from tests.support import toml_dumps
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -203,14 +203,16 @@ def test_connection_lifecycle_secret_from_stdin_or_env(cli: Cli) -> None:
     assert len(text.splitlines()) == 4
     assert cli.json("connections", "show", "store-2")["enabled"] is False
 
-    # The secrets are stored sealed for their own appIds.
+    # The secrets are stored sealed for their own appIds, keys and (config-file) district.
     import sqlite3
 
     with sqlite3.connect(cli.tmp_path / "store.db") as db:
         rows = dict(db.execute("SELECT app_id, secret FROM connections"))
     box = SecretBox([parse_key(cli.env["ORP_STORE_KEY"])])
-    assert box.open("store-1", rows["store-1"]) == SECRET
-    assert box.open("store-2", rows["store-2"]) == SECRET + "-2"
+    assert box.open(Binding.of_config("store-1", "k1", "springfield"), rows["store-1"]) == SECRET
+    assert box.open(Binding.of_config("store-2", "k2", "springfield"), rows["store-2"]) == (
+        SECRET + "-2"
+    )
 
     updated = cli.json("connections", "update", "store-2", "--enable", "--no-expiry")
     assert updated["enabled"] is True and updated["expires"] is None
@@ -220,7 +222,9 @@ def test_connection_lifecycle_secret_from_stdin_or_env(cli: Cli) -> None:
     assert renewed["key"] == "k1-new" and renewed["expires"] is None
     with sqlite3.connect(cli.tmp_path / "store.db") as db:
         sealed = db.execute("SELECT secret FROM connections WHERE app_id = 'store-1'").fetchone()
-    assert box.open("store-1", sealed[0]) == SECRET + "-3"
+    assert box.open(Binding.of_config("store-1", "k1-new", "springfield"), sealed[0]) == (
+        SECRET + "-3"
+    )
     out = cli.ok("connections", "remove", "store-2")
     assert "removed connection store-2" in out
     audit = cli.json("audit")
@@ -346,8 +350,9 @@ def test_store_rekey(cli: Cli) -> None:
     with sqlite3.connect(cli.tmp_path / "store.db") as db:
         rows = dict(db.execute("SELECT app_id, secret FROM connections"))
     only_new = SecretBox([parse_key(new)])
-    assert [only_new.open(f"s{i}", rows[f"s{i}"]) for i in range(3)] == [
+    where = [Binding.of_config(f"s{i}", "k", "springfield") for i in range(3)]
+    assert [only_new.open(where[i], rows[f"s{i}"]) for i in range(3)] == [
         f"{SECRET}-{i}" for i in range(3)
     ]
     with pytest.raises(Exception, match=r"store\.secret_keys"):
-        SecretBox([parse_key(old)]).open("s0", rows["s0"])
+        SecretBox([parse_key(old)]).open(where[0], rows["s0"])
