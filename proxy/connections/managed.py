@@ -21,7 +21,9 @@ records change at run time.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import random
 from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -49,8 +51,9 @@ from proxy.tokens import now_utc
 # -- operations -------------------------------------------------------------------------------
 
 #: A write that loses a race (``Stale``: the record changed since it was read) is read and
-#: applied again, up to this many times; then the 409 reaches the operator.
-ATTEMPTS = 5
+#: applied again, up to this many times (after a short random pause, so racing writers spread
+#: out); then the 409 reaches the operator.
+ATTEMPTS = 10
 PAGE = 500
 T = TypeVar("T")
 
@@ -71,6 +74,7 @@ async def _retrying(write: Callable[[], Awaitable[T]]) -> T:
         except Stale:
             if attempt == ATTEMPTS - 1:
                 raise
+            await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
     raise AssertionError("unreachable")
 
 
@@ -356,6 +360,7 @@ async def reseal(
                 await store.update_connection(sealed)
                 return True
             except Stale:
+                await asyncio.sleep(random.uniform(0, 0.005))
                 again = await store.get_connection(record.app_id)
                 if again is None:
                     return False

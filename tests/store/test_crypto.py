@@ -1,11 +1,12 @@
 """Secrets at rest (docs/commands.md): AES-256-GCM bound to the appId, the connection's key
-and where its district sends, ``[store] secret_keys`` (first seals, all open), one-line errors naming
-``store.secret_keys``; and the raw store, sqlite file and redis keys alike, never holds a
+and where its district sends, ``[store] secret_keys`` (first seals, all open), one-line
+errors naming ``store.secret_keys``; and the raw store, sqlite file and redis keys alike, never holds a
 secret in clear."""
 
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,47 @@ def _raw_bytes(backend: Backend) -> bytes:
         if dump.exists():
             out.append(dump.read_bytes())
     return b"\n".join(out)
+
+
+def test_a_secret_opens_only_for_where_it_was_sealed() -> None:
+    """Each bound field, changed alone, makes the secret fail to open (credentials must be
+    entered again): the appId, the key, and the district's name, auth, base_url, token_url."""
+    sealer = box(new_key())
+    home = district(auth="oauth2", token_url="https://springfield.example/token")
+    where = Binding.of("app-1", "key-app-1", home)
+    sealed = sealer.seal(where, SECRET)
+    assert sealer.open(where, sealed) == SECRET
+    elsewhere = [
+        Binding.of("app-2", "key-app-1", home),
+        Binding.of("app-1", "key-other", home),
+        Binding.of("app-1", "key-app-1", replace(home, name="shelbyville")),
+        Binding.of("app-1", "key-app-1", replace(home, auth="oauth1")),
+        Binding.of("app-1", "key-app-1", replace(home, base_url="https://evil.example/api")),
+        Binding.of("app-1", "key-app-1", replace(home, token_url="https://evil.example/t")),
+        Binding.of_config("app-1", "key-app-1", "springfield"),
+    ]
+    for other in elsewhere:
+        with pytest.raises(SecretKeyError) as err:
+            sealer.open(other, sealed)
+        assert err.value.reenter and "credentials must be entered again" in str(err.value)
+    # An oauth1 district never uses a token_url: it binds none.
+    plain = Binding.of("app-1", "k", district())
+    assert plain == Binding.of("app-1", "k", district(token_url="https://ignored.example/t"))
+
+
+def test_an_earlier_versions_secret_is_opened_only_to_be_sealed_again() -> None:
+    """``orp1.`` (bound to the appId alone, as an earlier version sealed): never opened for
+    use, since its district could have been pointed elsewhere; ``open_legacy`` takes it out
+    once (store rekey, serve at start) to seal it for its district."""
+    key = new_key()
+    kid_box = box(key)
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = b"\0" * 12
+    body = AESGCM(parse_key(key)).encrypt(nonce, SECRET.encode(), b"app-1")
+    legacy = f"orp1.{kid_box.current_id}." + base64.urlsafe_b64encode(nonce + body).decode()
+    assert kid_box.is_legacy(legacy) and not kid_box.is_current(legacy)
+    with pytest.raises(SecretKeyError, match="earlier version"):
+        kid_box.open(bind("app-1"), legacy)
+    assert kid_box.open_legacy("app-1", legacy) == SECRET
+    assert kid_box.is_current(kid_box.seal(bind("app-1"), SECRET))
