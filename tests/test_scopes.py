@@ -354,7 +354,10 @@ def test_table_covers_exactly_the_spec_lists():
     assert set(templates["rostering/v1p2"]) == shapes(ROSTERING_V1P2)
     assert set(templates["gradebook/v1p2"]) == shapes(GRADEBOOK_V1P2)
     assert set(templates["resources/v1p2"]) == shapes(RESOURCES_V1P2)
-    extra_v1p1 = {"lineItemCategories", "lineItemCategories/{}"}  # the documented contract's gradebook definition
+    extra_v1p1 = {
+        "lineItemCategories",
+        "lineItemCategories/{}",
+    }  # the documented contract's gradebook definition
     assert set(templates["v1p1"]) == shapes(V1P1) | extra_v1p1
 
 

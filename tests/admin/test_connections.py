@@ -323,3 +323,21 @@ async def test_a_body_that_is_not_a_json_object_is_a_400_naming_the_body(
         async with http.post(f"{proxy.admin_url}{path}", headers=ADMIN, data=raw) as resp:
             assert resp.status == 400
             assert problem(await resp.json()) == [prefix + says]
+
+
+async def test_a_district_url_with_a_password_is_400_naming_the_field(proxy, http, sandbox):
+    """``https://user:pass@host`` is refused by the admin API (a new district, and a change to
+    one), naming the field; nothing is written and the password is not echoed."""
+    bad = sandbox.base_url.replace("http://", "http://sis:hunter2-pw@")
+    status, body = await call(
+        http, proxy, "POST", "/admin/districts", {"name": "d3", "base_url": bad}
+    )
+    assert status == 400 and "hunter2" not in str(body)
+    assert "base_url: must not contain a user name or password (user:pass@)" in body["errors"]
+    await call(
+        http, proxy, "POST", "/admin/districts", {"name": "d3", "base_url": sandbox.base_url}
+    )
+    status, body = await call(http, proxy, "PATCH", "/admin/districts/d3", {"base_url": bad})
+    assert status == 400 and "hunter2" not in str(body)
+    stored = await proxy.services.store.get_district("d3")
+    assert stored is not None and stored.base_url == sandbox.base_url

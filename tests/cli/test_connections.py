@@ -356,3 +356,56 @@ def test_store_rekey(cli: Cli) -> None:
     ]
     with pytest.raises(Exception, match=r"store\.secret_keys"):
         SecretBox([parse_key(old)]).open(where[0], rows["s0"])
+
+
+def test_an_import_cut_short_adds_what_is_missing_with_its_audit_events(cli: Cli) -> None:
+    """The audit trail cannot take an event (a full disk) in the middle of an import: the
+    connection being added is not kept either, and running the import again adds it, with
+    its ``connection.add``."""
+    import sqlite3
+
+    def conn(i: int) -> dict[str, Any]:
+        return {
+            "vendor": "acme", "district": "ogdenville", "key": f"og-key-{i}",
+            "secret": f"{SECRET}-{i}", "scopes": ["roster.readonly"],
+        }  # fmt: skip
+
+    doc: dict[str, Any] = {
+        "vendors": {"acme": {}},
+        "districts": {"ogdenville": {"base_url": "https://ogdenville.example/api"}},
+        "connections": {"og-1": conn(1)},
+    }
+    first, whole = cli.tmp_path / "first.toml", cli.tmp_path / "whole.toml"
+    first.write_text(toml_dumps(doc))
+    doc["connections"]["og-2"] = conn(2)
+    whole.write_text(toml_dumps(doc))
+    cli.ok("connections", "import", str(first))
+
+    db_path = cli.tmp_path / "store.db"
+    with sqlite3.connect(db_path) as db:  # the audit trail stops taking events
+        db.execute("ALTER TABLE audit RENAME TO audit_kept")
+        db.execute("CREATE VIEW audit AS SELECT * FROM audit_kept")
+    code, _, err = cli("connections", "import", str(whole), "--config", str(cli.config))
+    assert code != 0 and "Traceback" not in err
+    with sqlite3.connect(db_path) as db:
+        assert [r[0] for r in db.execute("SELECT app_id FROM connections")] == ["og-1"]
+        db.execute("DROP VIEW audit")
+        db.execute("ALTER TABLE audit_kept RENAME TO audit")
+
+    again = cli.ok("connections", "import", str(whole))
+    assert "added connection og-2" in again and "unchanged connection og-1" in again
+    added = [e["detail"]["app_id"] for e in cli.json("audit") if e["action"] == "connection.add"]
+    assert added == ["og-1", "og-2"]
+
+
+def test_a_district_url_with_a_password_is_refused_by_the_cli(cli: Cli) -> None:
+    for flag in ("--base-url", "--token-url"):
+        args = ["--base-url", "https://ok.example/api", "--auth", "oauth2"]
+        args += ["--token-url", "https://ok.example/token"]
+        args[args.index(flag) + 1] = "https://sis:hunter2-pw@ok.example/x"
+        code, out, err = cli("districts", "add", "ogdenville", *args, "--config", str(cli.config))
+        key = flag.removeprefix("--").replace("-", "_")
+        assert code == 2 and f"{key}: must not contain a user name or password" in err
+        assert "hunter2" not in out + err
+    assert cli.json("districts", "list") == [d for d in cli.json("districts", "list")]
+    assert all(d["name"] != "ogdenville" for d in cli.json("districts", "list"))

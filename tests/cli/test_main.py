@@ -313,3 +313,17 @@ def test_serve_on_a_port_in_use_is_one_line_naming_the_key(tmp_path: Path, key: 
     assert done.stderr.strip().splitlines() == [
         f"{key}: cannot listen on {host}:{port} (Address already in use)"
     ]
+
+
+def test_a_url_with_a_password_fails_validation_cleanly(tmp_path: Path) -> None:
+    """``serve`` and ``config validate`` on a file whose district URL carries userinfo: the
+    key named, exit 2, no traceback, the password nowhere."""
+    path = config_file(tmp_path, "https://sis:hunter2-pw@127.0.0.1:9/api")
+    for args in (("serve", "--config", str(path)), ("config", "validate", str(path))):
+        done = cli(*args, env=ENV)
+        assert done.returncode in (1, 2), (args, done.stderr)
+        assert "districts.springfield.base_url: must not contain a user name or password" in (
+            done.stderr + done.stdout
+        )
+        assert "Traceback" not in done.stderr
+        assert "hunter2" not in done.stderr + done.stdout
