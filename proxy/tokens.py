@@ -116,23 +116,31 @@ async def rotate(
     if isinstance(ttl, Inherit):
         ttl = await newest_ttl(store, vendor)
     issued = new_token(vendor, ttl=ttl)
-    await store.add_token(issued.record)
-    ended = await store.expire_vendor(vendor, issued.record.created + grace, keep=issued.record.id)
-    await _record(
-        store,
-        "token.rotate",
+    record = issued.record
+    until = record.created + grace
+    # What the expiry below will end (for the audit event, written with the new token).
+    ending = [
+        r.id
+        for r in await store.list_tokens(vendor)
+        if r.revoked is None and (r.expires is None or r.expires > until)
+    ]
+    detail = {
+        "grace_seconds": grace.total_seconds(),
+        "ttl_seconds": ttl.total_seconds() if ttl else None,
+        "ending": ending,
+    }
+    # The new token and its audit event in one store write: both are kept or neither.
+    event = _event("token.rotate", record.created, interface, vendor, detail, record.id)
+    await store.add_token(record, audit=event)
+    ended = await store.expire_vendor(vendor, until, keep=record.id)
+    log_action(
         "token rotated",
-        at=issued.record.created,
+        event="token.rotate",
         interface=interface,
         vendor=vendor,
-        detail={
-            "grace_seconds": grace.total_seconds(),
-            "ttl_seconds": ttl.total_seconds() if ttl else None,
-            "ending": ended,
-        },
-        token_id=issued.record.id,
+        token_id=record.id,
         grace_s=grace.total_seconds(),
-        expires=iso_utc(issued.record.expires),
+        expires=iso_utc(record.expires),
         ending=ended,
     )
     return issued, ended

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from proxy.errors import Conflict, NotFound, Stale
 from proxy.store.base import AuditEvent, ConnectionRecord, DistrictRecord
@@ -206,12 +206,9 @@ class SqliteConnections(SqliteRole):
                     values,
                 ).rowcount
                 if not changed:
-                    found = conn.execute(
-                        "SELECT 1 FROM districts WHERE name = ?", (record.name,)
-                    ).fetchone()
-                    if found is None:
-                        raise NotFound(f'no district "{record.name}" in the store')
-                    raise Stale(f'district "{record.name}" changed meanwhile; try again')
+                    _not_written(
+                        conn, "districts", "name", record.name, f'district "{record.name}"'
+                    )
                 if reseal is not None:
                     users = dict(
                         conn.execute(
@@ -353,12 +350,9 @@ class SqliteConnections(SqliteRole):
                     values,
                 ).rowcount
                 if not changed:
-                    found = conn.execute(
-                        "SELECT 1 FROM connections WHERE app_id = ?", (record.app_id,)
-                    ).fetchone()
-                    if found is None:
-                        raise NotFound(f"no connection {record.app_id} in the store")
-                    raise Stale(f"connection {record.app_id} changed meanwhile; try again")
+                    _not_written(
+                        conn, "connections", "app_id", record.app_id, f"connection {record.app_id}"
+                    )
                 _audit(conn, audit)
 
         await self._run(op)
@@ -374,6 +368,15 @@ class SqliteConnections(SqliteRole):
                 _audit(conn, audit)
 
         await self._run(op)
+
+
+def _not_written(
+    conn: sqlite3.Connection, table: str, column: str, key: str, what: str
+) -> NoReturn:
+    """Why a compare-and-set update changed no row: NotFound, or Stale (another version)."""
+    if conn.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", (key,)).fetchone() is None:
+        raise NotFound(f"no {what} in the store")
+    raise Stale(f"{what} changed meanwhile; try again")
 
 
 def _marks(n: int) -> str:

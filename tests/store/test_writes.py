@@ -250,3 +250,24 @@ async def test_no_change_is_kept_without_its_audit_event(store: Store, backend: 
     await store.add_token(record("bbbbbbbbbbbb"), audit=event("token.issue"))
     actions = [e.action for e in await store.list_audit()][len(before) :]
     assert actions == ["connection.update", "token.issue"]
+
+
+async def test_no_token_is_issued_or_rotated_in_without_its_audit_event(
+    store: Store, backend: Backend
+) -> None:
+    from proxy import tokens
+
+    first = await tokens.issue(store, "acme", ttl=None, interface="cli")
+    break_audit(backend)
+    for attempt in (
+        tokens.issue(store, "acme", ttl=None, interface="cli"),
+        tokens.rotate(store, "acme", grace=SECOND, interface="cli"),
+    ):
+        with pytest.raises(StoreUnavailable):
+            await attempt
+    mend_audit(backend)
+    assert [t.id for t in await store.list_tokens("acme")] == [first.record.id]
+    rotated, ending = await tokens.rotate(store, "acme", grace=SECOND, interface="cli")
+    events = [(e.action, e.token_id) for e in await store.list_audit()]
+    assert events == [("token.issue", first.record.id), ("token.rotate", rotated.record.id)]
+    assert ending == [first.record.id]
