@@ -148,3 +148,44 @@ async def test_a_district_pointed_elsewhere_in_the_store_never_gets_the_secret(
     tamper(store_url, "shelbyville", "auth", "oauth1")
     await asyncio.sleep(TTL + 0.2)
     assert (await get_json(http, proxy.app_url("v1p1/orgs", "store-1"), token))[0] == 503
+
+
+async def test_a_store_written_by_an_earlier_version_keeps_working(
+    sandbox, start_proxy, http, tmp_path
+):
+    """Secrets sealed by an earlier version (``orp1.``, bound to the appId only) are sealed
+    again for their district when ``serve`` starts, and the connection serves."""
+    import base64
+    import os
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from proxy.store.base import ConnectionRecord
+    from proxy.store.crypto import SecretBox, parse_key
+    from proxy.store.sqlite import SqliteStore
+    from proxy.tokens import now_utc
+
+    key = new_key()
+    nonce = os.urandom(12)
+    body = AESGCM(parse_key(key)).encrypt(nonce, sandbox.secret.encode(), b"old-1")
+    kid = SecretBox([parse_key(key)]).current_id
+    legacy = f"orp1.{kid}." + base64.urlsafe_b64encode(nonce + body).decode().rstrip("=")
+    store = SqliteStore(f"{tmp_path}/store.db")
+    await store.open()
+    await store.add_connection(
+        ConnectionRecord(
+            app_id="old-1", vendor="acme", district="springfield", key=sandbox.key,
+            secret=legacy, scopes=("roster-core.readonly",), created=now_utc(),
+            updated=now_utc(),
+        ),
+        district_in_store=False,
+    )  # fmt: skip
+    await store.close()
+
+    doc = base_config(tmp_path, sandbox)
+    doc["store"]["secret_keys"] = [key]
+    proxy = await start_proxy(sandbox, doc)
+    token = await proxy.token()
+    assert (await get_json(http, proxy.app_url("v1p1/orgs", "old-1"), token))[0] == 200
+    resealed = await proxy.services.store.get_connection("old-1")
+    assert resealed is not None and resealed.secret.startswith("orp2.")
