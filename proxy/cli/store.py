@@ -23,7 +23,6 @@ from proxy.tokens import now_utc
 if TYPE_CHECKING:
     from proxy.cli._common import Commands
 
-ORDER = 48
 
 
 def register(sub: Commands) -> None:

@@ -14,7 +14,7 @@ writer is read and applied again (``ATTEMPTS``). A secret is sealed for where it
 (``proxy.store.crypto.Binding``), and a change of where a district sends re-seals every
 connection of it in the same store step.
 
-What the TOML file holds is the ``Catalog``: vendor names, and the names (and tables) of its
+What the TOML file holds is the ``ConfigEntries``: vendor names, and the names (and tables) of its
 districts and connections. A store name may not repeat a TOML name (409), and only store
 records change at run time.
 """
@@ -31,8 +31,7 @@ from typing import Any, TypeVar
 from proxy.connections.records import (
     CONNECTION_FIELDS,
     DISTRICT_FIELDS,
-    Catalog,
-    check_connection,
+    ConfigEntries,
     check_district,
     config_connection_view,
     connection_table,
@@ -42,6 +41,7 @@ from proxy.connections.records import (
     district_table,
     district_view,
     relative,
+    validated_connection,
 )
 from proxy.errors import ConfigError, Conflict, NotFound, Stale
 from proxy.store.base import AuditEvent, ConnectionRecord, DistrictRecord, Store
@@ -88,7 +88,9 @@ def binding(
     return None if record is None else Binding.of(app_id, key, record)
 
 
-async def _binding(store: Store, catalog: Catalog, app_id: str, key: str, district: str) -> Binding:
+async def _binding(
+    store: Store, catalog: ConfigEntries, app_id: str, key: str, district: str
+) -> Binding:
     in_config = district in catalog.districts
     record = None if in_config else await store.get_district(district)
     where = binding(app_id, key, district, in_config, record)
@@ -98,7 +100,7 @@ async def _binding(store: Store, catalog: Catalog, app_id: str, key: str, distri
 
 
 async def add_district(
-    store: Store, catalog: Catalog, name: str, table: Mapping[str, Any], *, interface: str
+    store: Store, catalog: ConfigEntries, name: str, table: Mapping[str, Any], *, interface: str
 ) -> DistrictRecord:
     cfg = check_district(name, table)
     if name in catalog.districts:
@@ -140,7 +142,7 @@ def _resealed(
 
 async def update_district(
     store: Store,
-    catalog: Catalog,
+    catalog: ConfigEntries,
     name: str,
     changes: Mapping[str, Any],
     *,
@@ -178,7 +180,9 @@ async def update_district(
     return await _retrying(write)
 
 
-async def remove_district(store: Store, catalog: Catalog, name: str, *, interface: str) -> None:
+async def remove_district(
+    store: Store, catalog: ConfigEntries, name: str, *, interface: str
+) -> None:
     if name in catalog.districts and await store.get_district(name) is None:
         raise Conflict(f'district "{name}" is defined in the config file; remove it there')
     await store.remove_district(name, audit=_event("district.remove", interface, district=name))
@@ -186,7 +190,7 @@ async def remove_district(store: Store, catalog: Catalog, name: str, *, interfac
 
 async def add_connection(
     store: Store,
-    catalog: Catalog,
+    catalog: ConfigEntries,
     box: SecretBox,
     app_id: str,
     table: Mapping[str, Any],
@@ -201,11 +205,11 @@ async def add_connection(
     stored = (
         await store.get_district(district) if isinstance(district, str) and not in_toml else None
     )
-    cfg = check_connection(app_id, table, catalog.vendors, in_toml or stored is not None)
+    cfg = validated_connection(app_id, table, catalog.vendors, in_toml or stored is not None)
     if app_id in catalog.connections:
         raise Conflict(f"connection {app_id} is defined in the config file")
     where = binding(app_id, cfg.key, cfg.district, in_toml, stored)
-    assert where is not None  # check_connection refused an unknown district
+    assert where is not None  # validated_connection refused an unknown district
     now = now_utc()
     record = ConnectionRecord(
         app_id=app_id,
@@ -225,7 +229,7 @@ async def add_connection(
     return record
 
 
-async def _stored(store: Store, catalog: Catalog, app_id: str) -> ConnectionRecord:
+async def _stored(store: Store, catalog: ConfigEntries, app_id: str) -> ConnectionRecord:
     record = await store.get_connection(app_id)
     if record is None:
         if app_id in catalog.connections:
@@ -235,7 +239,7 @@ async def _stored(store: Store, catalog: Catalog, app_id: str) -> ConnectionReco
 
 
 async def update_connection(
-    store: Store, catalog: Catalog, app_id: str, changes: Mapping[str, Any], *, interface: str
+    store: Store, catalog: ConfigEntries, app_id: str, changes: Mapping[str, Any], *, interface: str
 ) -> ConnectionRecord:
     """``changes``: any of ``scopes``, ``enabled``, ``expires`` (None: no expiry)."""
     problems = [
@@ -251,7 +255,7 @@ async def update_connection(
         # The secret stays sealed: validation needs a value, not this one.
         table = {**connection_table(old, "unchanged"), **changes}
         table = {k: v for k, v in table.items() if v is not None}
-        cfg = check_connection(app_id, table, catalog.vendors | {old.vendor}, True)
+        cfg = validated_connection(app_id, table, catalog.vendors | {old.vendor}, True)
         record = replace(
             old,
             scopes=tuple(sorted(cfg.scopes)),
@@ -273,7 +277,7 @@ _KEEP = object()
 
 async def renew_connection(
     store: Store,
-    catalog: Catalog,
+    catalog: ConfigEntries,
     box: SecretBox,
     app_id: str,
     key: Any,
@@ -291,7 +295,7 @@ async def renew_connection(
         if expires is not _KEEP:
             table["expires"] = expires
         table = {k: v for k, v in table.items() if v is not None}
-        cfg = check_connection(app_id, table, catalog.vendors | {old.vendor}, True)
+        cfg = validated_connection(app_id, table, catalog.vendors | {old.vendor}, True)
         where = await _binding(store, catalog, app_id, cfg.key, old.district)
         record = replace(
             old,
@@ -307,7 +311,9 @@ async def renew_connection(
     return await _retrying(write)
 
 
-async def remove_connection(store: Store, catalog: Catalog, app_id: str, *, interface: str) -> None:
+async def remove_connection(
+    store: Store, catalog: ConfigEntries, app_id: str, *, interface: str
+) -> None:
     old = await _stored(store, catalog, app_id)
     event = _event("connection.remove", interface, app_id=app_id, vendor=old.vendor)
     await store.remove_connection(app_id, audit=event)
@@ -384,11 +390,10 @@ async def reseal(
 __all__ = [
     "CONNECTION_FIELDS",
     "DISTRICT_FIELDS",
-    "Catalog",
+    "ConfigEntries",
     "add_connection",
     "add_district",
     "binding",
-    "check_connection",
     "check_district",
     "config_connection_view",
     "connection_table",
@@ -405,4 +410,5 @@ __all__ = [
     "reseal",
     "update_connection",
     "update_district",
+    "validated_connection",
 ]

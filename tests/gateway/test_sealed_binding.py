@@ -19,7 +19,7 @@ import redis
 from aiohttp import web
 
 from proxy.connections import managed
-from proxy.connections.managed import Catalog
+from proxy.connections.managed import ConfigEntries
 from proxy.store.crypto import new_key
 from tests.redis_server import RedisServer, require_redis_server
 from tests.support import ADMIN_TOKEN, base_config, get_json
@@ -86,7 +86,7 @@ async def test_a_district_pointed_elsewhere_in_the_store_never_gets_the_secret(
     proxy = await start_proxy(sandbox, doc)
     store, catalog, box = (
         proxy.services.store,
-        Catalog.of(proxy.config),
+        ConfigEntries.of(proxy.config),
         proxy.services.secret_box(),
     )
     await managed.add_district(

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from proxy.connections import managed
-from proxy.connections.managed import Catalog
+from proxy.connections.managed import ConfigEntries
 from proxy.errors import NotFound, Stale, StoreUnavailable
 from proxy.store import Store
 from proxy.store.base import AuditEvent, ConnectionRecord
@@ -21,7 +21,7 @@ from proxy.store.crypto import Binding, SecretBox, new_key, parse_key
 from tests.store.conftest import SECOND, T0, Backend, record
 from tests.store.test_connections import connection, district
 
-CATALOG = Catalog(vendors=frozenset({"acme"}))
+CATALOG = ConfigEntries(vendors=frozenset({"acme"}))
 
 
 def event(action: str, **detail: str) -> AuditEvent:
