@@ -409,3 +409,38 @@ def test_a_district_url_with_a_password_is_refused_by_the_cli(cli: Cli) -> None:
         assert "hunter2" not in out + err
     assert cli.json("districts", "list") == [d for d in cli.json("districts", "list")]
     assert all(d["name"] != "ogdenville" for d in cli.json("districts", "list"))
+
+
+def test_districts_update_reseals_its_connections(cli: Cli) -> None:
+    """A change of where a store district sends re-seals each of its connections' secrets
+    for the new values, in the same step; the old binding no longer opens them."""
+    import sqlite3
+
+    from proxy.store.base import DistrictRecord
+
+    cli.ok("districts", "add", "ogdenville", "--base-url", "https://og.example/api")
+    cli.ok(
+        "connections", "add", "og-1", "--vendor", "acme", "--district", "ogdenville",
+        "--key", "k", "--scopes", "roster.readonly", stdin=SECRET,
+    )  # fmt: skip
+    cli.ok(
+        "districts", "update", "ogdenville", "--auth", "oauth2", "--token-url",
+        "https://og.example/token", "--base-url", "https://og2.example/api",
+    )  # fmt: skip
+    with sqlite3.connect(cli.tmp_path / "store.db") as db:
+        sealed = db.execute("SELECT secret FROM connections WHERE app_id = 'og-1'").fetchone()[0]
+    box = SecretBox([parse_key(cli.env["ORP_STORE_KEY"])])
+
+    def where(**values: str) -> Binding:
+        return Binding.of(
+            "og-1", "k", DistrictRecord(name="ogdenville", created=None, updated=None, **values)
+        )  # type: ignore[arg-type]
+
+    now = where(
+        base_url="https://og2.example/api", auth="oauth2", token_url="https://og.example/token"
+    )
+    assert box.open(now, sealed) == SECRET
+    with pytest.raises(Exception, match="credentials must be entered again"):
+        box.open(where(base_url="https://og.example/api"), sealed)
+    actions = [e["action"] for e in cli.json("audit")]
+    assert actions[-1] == "district.update"
