@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from proxy.cli._common import Commands
 
 
-
 def register(sub: Commands) -> None:
     group = sub.add_parser("store", help="store maintenance")
     group.set_defaults(run=main)

@@ -1,7 +1,7 @@
 """Secrets at rest (docs/commands.md): AES-256-GCM bound to the appId, the connection's key
 and where its district sends, ``[store] secret_keys`` (first seals, all open), one-line
-errors naming ``store.secret_keys``; and the raw store, sqlite file and redis keys alike, never holds a
-secret in clear."""
+errors naming ``store.secret_keys``; and the raw store, sqlite file and redis keys alike,
+never holds a secret in clear."""
 
 from __future__ import annotations
 
