@@ -222,15 +222,15 @@ async def revoke_all(store: Store, vendor: str, *, interface: str) -> list[str]:
     JWT "not before", ``proxy.gateway.jwt_cutoff``); returns the opaque tokens' ids."""
     at = now_utc()
     await store.set_jwt_not_before(vendor, at)
-    ids = await store.revoke_vendor(vendor, at)
-    await _record(
-        store,
-        "token.revoke_all",
+    # The revocations and their audit event in one store write (the store names the ids).
+    detail = {"jwts_issued_before": iso_utc(at)}
+    event = _event("token.revoke_all", at, interface, vendor, detail, None)
+    ids = await store.revoke_vendor(vendor, at, audit=event)
+    log_action(
         "vendor tokens revoked",
-        at=at,
+        event="token.revoke_all",
         interface=interface,
         vendor=vendor,
-        detail={"token_ids": ids, "jwts_issued_before": iso_utc(at)},
         token_ids=ids,
     )
     return ids
@@ -252,26 +252,6 @@ def _event(
         token_id=token_id,
         detail=detail,
     )
-
-
-async def _record(
-    store: Store,
-    action: str,
-    message: str,
-    *,
-    at: datetime,
-    interface: str,
-    vendor: str,
-    detail: dict[str, Any] | None = None,
-    **logged: Any,
-) -> None:
-    """A token action's audit event and its log line, both named ``action``. ``logged`` are
-    the line's further fields (ids, never a secret); a ``token_id`` among them is the event's
-    too."""
-    await store.add_audit(
-        _event(action, at, interface, vendor, detail or {}, logged.get("token_id"))
-    )
-    log_action(message, event=action, interface=interface, vendor=vendor, **logged)
 
 
 def iso_utc(value: datetime | None) -> str | None:

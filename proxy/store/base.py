@@ -185,8 +185,11 @@ class TokenStore(Protocol):
         """Mark revoked at ``at`` and keep ``audit`` in the same write; False (and no event)
         if no such token (or already revoked)."""
 
-    async def revoke_vendor(self, vendor: str, at: datetime) -> list[str]:
-        """Revoke every unrevoked token of ``vendor``; returns their ids."""
+    async def revoke_vendor(
+        self, vendor: str, at: datetime, *, audit: AuditEvent | None = None
+    ) -> list[str]:
+        """Revoke every unrevoked token of ``vendor``; returns their ids. ``audit`` is kept in
+        the same write, with ``detail["token_ids"]`` set to those ids."""
 
     async def expire_vendor(self, vendor: str, at: datetime, keep: str) -> list[str]:
         """Rotation grace: every other active token of ``vendor`` expires at ``at`` at the

@@ -6,6 +6,7 @@ with Sentinel a change is acknowledged only once a replica has it (``_replicated
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -39,19 +40,29 @@ redis.call('ZADD', ARGV[1] .. 'active:' .. vendor, 'LT', ARGV[3], ARGV[2])
 return 1
 """)
 
-_REVOKE_VENDOR = """
+_REVOKE_VENDOR = audited(
+    """
 -- KEYS: vendor index, active index.  ARGV: key prefix, revoked
+-- The audit event names the ids revoked: spliced in for its "token_ids" placeholder.
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local key = ARGV[1] .. 'token:' .. id
-  if redis.call('HEXISTS', key, 'revoked') == 0 then
-    redis.call('HSET', key, 'revoked', ARGV[2])
-    redis.call('ZADD', KEYS[2], 'LT', ARGV[2], id)
+  if redis.call('HEXISTS', ARGV[1] .. 'token:' .. id, 'revoked') == 0 then
     out[#out + 1] = id
   end
 end
+if audit_entry ~= '' then
+  local ids = '[]'
+  if #out > 0 then ids = '["' .. table.concat(out, '","') .. '"]' end
+  audit_entry = (string.gsub(audit_entry, '"' .. IDS .. '"', ids))
+end
+audit()
+for _, id in ipairs(out) do
+  redis.call('HSET', ARGV[1] .. 'token:' .. id, 'revoked', ARGV[2])
+  redis.call('ZADD', KEYS[2], 'LT', ARGV[2], id)
+end
 return out
-"""
+""".replace("IDS", "'" + "__TOKEN_IDS__" + "'")
+)
 
 _EXPIRE_VENDOR = """
 -- KEYS: vendor index, active index.  ARGV: key prefix, at, id to keep
@@ -209,12 +220,18 @@ class RedisTokens(RedisRole):
             done = await self._replicated(self._revoke_token, keys, args, "the revocation")
         return bool(done)
 
-    async def revoke_vendor(self, vendor: str, at: datetime) -> list[str]:
-        keys = [self._key("vendor", vendor), self._key("active", vendor)]
+    async def revoke_vendor(
+        self, vendor: str, at: datetime, *, audit: AuditEvent | None = None
+    ) -> list[str]:
+        if audit is not None:  # the script puts the ids it revokes in place of the marker
+            audit = replace(audit, detail={**audit.detail, "token_ids": "__TOKEN_IDS__"})
+        keys, args = self._audited(
+            [self._key("vendor", vendor), self._key("active", vendor)],
+            [self._prefix, _us(at)],
+            audit,
+        )
         with self._unavailable("revoke_vendor"):
-            ids = await self._replicated(
-                self._revoke_vendor, keys, [self._prefix, _us(at)], "the revocation"
-            )
+            ids = await self._replicated(self._revoke_vendor, keys, args, "the revocation")
         return list(ids)
 
     async def expire_vendor(self, vendor: str, at: datetime, keep: str) -> list[str]:

@@ -6,6 +6,7 @@ fingerprint). Mixed into ``SqliteStore``, which supplies ``_run`` (the store's o
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -106,7 +107,9 @@ class SqliteTokens(SqliteRole):
 
         return await self._run(op)
 
-    async def revoke_vendor(self, vendor: str, at: datetime) -> list[str]:
+    async def revoke_vendor(
+        self, vendor: str, at: datetime, *, audit: AuditEvent | None = None
+    ) -> list[str]:
         when = _iso(at)
 
         def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> list[str]:
@@ -123,6 +126,8 @@ class SqliteTokens(SqliteRole):
                     "UPDATE tokens SET revoked = ? WHERE vendor = ? AND revoked IS NULL",
                     (when, vendor),
                 )
+                if audit is not None:
+                    _audit(conn, replace(audit, detail={**audit.detail, "token_ids": ids}))
             return ids
 
         return await self._run(op)

@@ -271,3 +271,21 @@ async def test_no_token_is_issued_or_rotated_in_without_its_audit_event(
     events = [(e.action, e.token_id) for e in await store.list_audit()]
     assert events == [("token.issue", first.record.id), ("token.rotate", rotated.record.id)]
     assert ending == [first.record.id]
+
+
+async def test_revoke_all_and_its_audit_event_are_one_write(store: Store, backend: Backend) -> None:
+    """The event names the tokens revoked; if it cannot be written, none is revoked."""
+    from proxy import tokens
+
+    issued = [await tokens.issue(store, "acme", ttl=None, interface="cli") for _ in range(2)]
+    break_audit(backend)
+    with pytest.raises(StoreUnavailable):
+        await tokens.revoke_all(store, "acme", interface="admin")
+    mend_audit(backend)
+    assert all(t.revoked is None for t in await store.list_tokens("acme"))
+    ids = await tokens.revoke_all(store, "acme", interface="admin")
+    assert ids == [t.record.id for t in issued]
+    last = (await store.list_audit())[-1]
+    assert last.action == "token.revoke_all" and last.detail["token_ids"] == ids
+    assert await tokens.revoke_all(store, "acme", interface="admin") == []
+    assert (await store.list_audit())[-1].detail["token_ids"] == []
