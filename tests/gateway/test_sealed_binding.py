@@ -142,6 +142,16 @@ async def test_a_district_pointed_elsewhere_in_the_store_never_gets_the_secret(
     ) as resp:
         assert resp.status == 200
     assert seen == []
+    # The background checks record it as failing and go on with every other connection.
+    from proxy.check.background import BackgroundChecks
+
+    checked = await BackgroundChecks(proxy.services, interval=3600).round()
+    assert checked is not None and {"app-7", "app-8", "store-1"} <= set(checked)
+    last = (await store.list_check_results("store-1"))[0].document
+    assert last["ok"] is False and last["checks"][0]["name"] == "credentials_accepted"
+    assert "credentials must be entered again" in last["checks"][0]["detail"]
+    assert (await store.list_check_results("store-2"))[0].document["ok"] is True
+    assert seen == []
 
     # Switching auth by the same means does not open it either.
     tamper(store_url, "shelbyville", "token_url", sandbox.token_url)
