@@ -115,16 +115,7 @@ class BackgroundChecks:
         await self.services.store.add_check_result(
             CheckResult(app_id=app_id, at=datetime.now(UTC), document=report.as_json())
         )
-        log.warning(
-            "background check failed",
-            extra={
-                "fields": {
-                    "event": "check.failed",
-                    "app": app_id,
-                    "failing": ["credentials_accepted"],
-                }
-            },
-        )
+        _log_failed(report)
         return app_id
 
     async def _one(self, listed: Listed, limit: asyncio.Semaphore) -> str:
@@ -132,16 +123,7 @@ class BackgroundChecks:
         async with limit:
             report = await run_and_keep_check(self.services, listed.connection)
         if not report.ok:
-            log.warning(
-                "background check failed",
-                extra={
-                    "fields": {
-                        "event": "check.failed",
-                        "app": app_id,
-                        "failing": [i.name for i in report.failed],
-                    }
-                },
-            )
+            _log_failed(report)
         return app_id
 
     async def _renew(self) -> None:
@@ -149,6 +131,19 @@ class BackgroundChecks:
             await asyncio.sleep(LOCK_TTL / 3)
             with contextlib.suppress(ProxyError):
                 await self.services.store.acquire_slot(LOCK_KEY, 1, self.holder, LOCK_TTL)
+
+
+def _log_failed(report: Report) -> None:
+    log.warning(
+        "background check failed",
+        extra={
+            "fields": {
+                "event": "check.failed",
+                "app": report.app,
+                "failing": [i.name for i in report.failed],
+            }
+        },
+    )
 
 
 async def background_checks(app: web.Application) -> AsyncIterator[None]:
