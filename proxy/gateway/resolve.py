@@ -179,6 +179,7 @@ class StoreConnections:
             scopes=frozenset(record.scopes),
             enabled=record.enabled,
             expires=record.expires,
+            stored=True,
         )
 
     def _source_for(
@@ -245,6 +246,7 @@ def with_store_connection(
         scopes=frozenset(record.scopes),
         enabled=record.enabled,
         expires=record.expires,
+        stored=True,
     )
     return replace(
         config,
