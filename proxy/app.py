@@ -30,6 +30,7 @@ from aiohttp import web
 
 from proxy.check.background import background_checks
 from proxy.config import Config
+from proxy.connections import managed
 from proxy.console.intake import add_intake
 from proxy.errors import ORIGIN, BrokenTransfer, ProxyError, error_response, refusal_response
 from proxy.gateway import forward, vendor_api
@@ -41,7 +42,7 @@ from proxy.gateway.inbound_limits import parser_limits
 from proxy.gateway.limits import Limits
 from proxy.gateway.resolve import StoreConnections
 from proxy.gateway.runtime import build_runtime
-from proxy.logs import log_exchange
+from proxy.logs import log_action, log_exchange
 from proxy.metrics import Metrics
 from proxy.store.base import Store
 
@@ -204,6 +205,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     services.pool = forward.new_pool()
     await services.store.open()
     await services.sync_client_secrets()
+    await _reseal_legacy(services)
     flusher = asyncio.get_running_loop().create_task(_flush_last_used(services))
     try:
         yield
@@ -221,6 +223,28 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await services.session.close()
         await services.write_session.close()
         await services.store.close()
+
+
+async def _reseal_legacy(services: Services) -> None:
+    """Secrets an earlier version sealed (bound to the appId only) sealed again for where
+    they are sent, so a store written by an earlier version keeps working (docs/commands.md,
+    ``store rekey``). Every worker and replica may do it at once: each swap names the version
+    it read, so the second finds nothing left to do."""
+    config = services.runtime.current.config
+    box = services.secret_box()
+    if not box.can_seal:
+        return
+    try:
+        done, _, problems = await managed.reseal(
+            services.store, box, config.districts, legacy_only=True
+        )
+    except ProxyError as exc:
+        log.warning("could not re-seal the store's older secrets: %s", exc.description)
+        return
+    if done:
+        log_action(f"re-sealed {done} store secret(s) for their districts", event="store.reseal")
+    for problem in problems:
+        log.error("%s", problem, extra={"fields": {"event": "store.secret"}})
 
 
 async def _flush_last_used(services: Services, every: float = 5.0) -> None:

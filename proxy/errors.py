@@ -16,6 +16,7 @@ listener and the HTTP parser guard (``proxy.gateway.inbound_limits``) all answer
      ├── NotFound          404
      ├── RequestTimeout    408  (a request body that stopped arriving)
      ├── Conflict          409  (a name already taken, or still in use)
+     │    └── Stale        409  (a store record changed since it was read; nothing written)
      ├── PayloadTooLarge   413
      ├── URITooLong        414
      ├── TooManyRequests   429  (Retry-After)
@@ -128,6 +129,11 @@ class Conflict(ProxyError):
 
     status = 409
     code_minor = "invaliddata"
+
+
+class Stale(Conflict):
+    """A store record changed since it was read (another writer won): nothing was written.
+    The proxy's own operations read again and retry; one that keeps losing answers 409."""
 
 
 class PayloadTooLarge(ProxyError):

@@ -28,7 +28,7 @@ from proxy.serve.server import Running, bind_socket, start
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 JWT_KEY = "jwt-key-for-tests-0123456789abcdef0123"
-ACME_CLIENT_SECRET = "acme-client-secret-0123456789"
+ACME_CLIENT_SECRET = "acme-client-secret-0123456789abcdef"
 ACME_VENDOR_AUTH = "AwesomeLMS:F24F1E3A9B"
 
 

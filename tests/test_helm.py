@@ -30,7 +30,7 @@ CUSTOM_KINDS = {"ServiceMonitor"}
 
 SECRETS = {
     "ORP_ADMIN_TOKEN": "admin-token-0123456789abcdef",
-    "ACME_CLIENT_SECRET": "acme-secret-0123456789abcdef",
+    "ACME_CLIENT_SECRET": "acme-secret-0123456789abcdef-0123456",
     "ORP_JWT_KEY": "jwt-key-0123456789abcdef0123456789abcdef",
     "SPRINGFIELD_KEY": "key-1",
     "SPRINGFIELD_SECRET": "secret-1",

@@ -196,7 +196,7 @@ async def update_district(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     body = await _body(request)
     record = await managed.update_district(
-        services.store, _catalog(services), name, body, interface="admin"
+        services.store, _catalog(services), name, body, interface="admin", box=services.secret_box()
     )
     services.store_connections.forget()  # every connection of the district
     return web.json_response(managed.district_view(record, "store"))

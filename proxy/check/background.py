@@ -25,11 +25,13 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from proxy.check.catalog import Listed, every_connection, run_and_keep_check
+from proxy.check.report import Item, Report
 from proxy.config import DistrictConfig, expiry_end
 from proxy.connections.records import district_config
 from proxy.courtesy import paused
 from proxy.errors import ProxyError
 from proxy.gateway.context import SERVICES, Services
+from proxy.store.base import CheckResult
 
 log = logging.getLogger("oneroster_proxy.checks")
 
@@ -77,9 +79,13 @@ class BackgroundChecks:
             return None
         renew = asyncio.get_running_loop().create_task(self._renew())
         try:
-            due = await self.due(now or datetime.now(UTC))
+            unusable: dict[str, str] = {}
+            due = await self.due(now or datetime.now(UTC), unusable)
             limit = asyncio.Semaphore(AT_ONCE)
-            return list(await asyncio.gather(*(self._one(listed, limit) for listed in due)))
+            done = list(await asyncio.gather(*(self._one(listed, limit) for listed in due)))
+            for app_id, why in sorted(unusable.items()):
+                done.append(await self._unusable(app_id, why))
+            return done
         finally:
             renew.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -87,30 +93,39 @@ class BackgroundChecks:
             with contextlib.suppress(ProxyError):
                 await store.release_slot(LOCK_KEY, self.holder)
 
-    async def due(self, now: datetime) -> list[Listed]:
+    async def due(self, now: datetime, unusable: dict[str, str] | None = None) -> list[Listed]:
         """Connections (TOML and store) whose newest result is older than the interval, or
-        that have none."""
-        every = await every_connection(self.services)
-        last = await self.services.store.last_check_results([c.app_id for c in every])
+        that have none. ``unusable`` (when given) keeps, of the store connections whose secret
+        does not open, those that are due too."""
+        found: dict[str, str] = {}
+        every = await every_connection(self.services, found)
+        last = await self.services.store.last_check_results([*(c.app_id for c in every), *found])
         # A little slack: a round that started a moment early still covers this turn.
         horizon = now - timedelta(seconds=self.interval * 0.95)
-        return [c for c in every if c.app_id not in last or last[c.app_id][0].at <= horizon]
+
+        def is_due(app_id: str) -> bool:
+            return app_id not in last or last[app_id][0].at <= horizon
+
+        if unusable is not None:
+            unusable.update({a: why for a, why in found.items() if is_due(a)})
+        return [c for c in every if is_due(c.app_id)]
+
+    async def _unusable(self, app_id: str, why: str) -> str:
+        """A failing result for a store connection whose secret does not open (its record was
+        changed outside the proxy): the console and ``check_ok`` show it, nothing is sent."""
+        report = Report(app_id, False, [Item("credentials_accepted", "fail", why)])
+        await self.services.store.add_check_result(
+            CheckResult(app_id=app_id, at=datetime.now(UTC), document=report.as_json())
+        )
+        _log_failed(report)
+        return app_id
 
     async def _one(self, listed: Listed, limit: asyncio.Semaphore) -> str:
         app_id = listed.app_id
         async with limit:
             report = await run_and_keep_check(self.services, listed.connection)
         if not report.ok:
-            log.warning(
-                "background check failed",
-                extra={
-                    "fields": {
-                        "event": "check.failed",
-                        "app": app_id,
-                        "failing": [i.name for i in report.failed],
-                    }
-                },
-            )
+            _log_failed(report)
         return app_id
 
     async def _renew(self) -> None:
@@ -118,6 +133,19 @@ class BackgroundChecks:
             await asyncio.sleep(LOCK_TTL / 3)
             with contextlib.suppress(ProxyError):
                 await self.services.store.acquire_slot(LOCK_KEY, 1, self.holder, LOCK_TTL)
+
+
+def _log_failed(report: Report) -> None:
+    log.warning(
+        "background check failed",
+        extra={
+            "fields": {
+                "event": "check.failed",
+                "app": report.app,
+                "failing": [i.name for i in report.failed],
+            }
+        },
+    )
 
 
 async def background_checks(app: web.Application) -> AsyncIterator[None]:

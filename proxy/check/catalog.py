@@ -14,6 +14,7 @@ import dataclasses
 from datetime import UTC, datetime
 
 from proxy.check import Report, run_check
+from proxy.errors import ServiceUnavailable, StoreUnavailable
 from proxy.gateway.context import Services
 from proxy.gateway.runtime import Connection
 from proxy.store.base import CheckResult
@@ -31,9 +32,12 @@ class Listed:
         return self.connection.app_id
 
 
-async def every_connection(services: Services) -> list[Listed]:
+async def every_connection(
+    services: Services, unusable: dict[str, str] | None = None
+) -> list[Listed]:
     """TOML connections, then store ones, by appId; a store record that cannot be built (its
-    vendor or district gone) is left out, as the gateway would answer 404 for it."""
+    vendor or district gone) is left out, as the gateway would answer 404 for it, and so is one
+    whose secret does not open (named in ``unusable``, appId -> why, when given)."""
     runtime = services.runtime.current
     out = [Listed(runtime.connections[a], "config") for a in sorted(runtime.connections)]
     after = ""
@@ -42,7 +46,16 @@ async def every_connection(services: Services) -> list[Listed]:
         for record in page:
             if record.app_id in runtime.connections:
                 continue
-            conn = await services.store_connections.get(record.app_id, runtime)
+            try:
+                conn = await services.store_connections.get(record.app_id, runtime)
+            except StoreUnavailable:
+                raise
+            except ServiceUnavailable as exc:
+                # Its secret does not open (logged, naming it): its own requests and check
+                # fail; every other connection is listed and checked as usual.
+                if unusable is not None:
+                    unusable[record.app_id] = exc.description
+                continue
             if conn is not None:
                 out.append(Listed(conn, "store"))
         if len(page) < PAGE:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from proxy.cli._managed import config_arg, csv, dates, load, run, show
 from proxy.config import as_text
 from proxy.connections import managed
-from proxy.errors import NotFound
+from proxy.errors import ConfigError, NotFound
+from proxy.store.crypto import SecretBox
 
 if TYPE_CHECKING:
     from proxy.cli._common import Commands
@@ -123,9 +124,26 @@ def main(args: argparse.Namespace) -> int:
     config = load(args)
     catalog = config.catalog
     action = args.districts_command
-    if action in ("add", "update"):
-        change = managed.add_district if action == "add" else managed.update_district
-        record = run(config, lambda s: change(s, catalog, args.name, _table(args), interface="cli"))
+    if action == "add":
+        record = run(
+            config,
+            lambda s: managed.add_district(s, catalog, args.name, _table(args), interface="cli"),
+        )
+        show(managed.district_view(record, "store"), args.json)
+        return 0
+    if action == "update":
+        # A change of where the district sends re-seals its connections' secrets; any other
+        # change needs no key (without one, a re-seal is refused naming store.secret_keys).
+        try:
+            box: SecretBox | None = config.secret_box()
+        except ConfigError:
+            box = None
+        record = run(
+            config,
+            lambda s: managed.update_district(
+                s, catalog, args.name, _table(args), interface="cli", box=box
+            ),
+        )
         show(managed.district_view(record, "store"), args.json)
         return 0
     if action in ("pause", "resume"):

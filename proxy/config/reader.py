@@ -164,7 +164,23 @@ def url(
     if parts.query or parts.fragment:
         problems.append(f"{key}: must not contain a query or fragment")
         return None
+    refused = userinfo_problem(key, value)
+    if refused:
+        problems.append(refused)
+        return None
     return value.rstrip("/")
+
+
+def userinfo_problem(key: str, value: str) -> str | None:
+    """The problem of a URL that carries a user name or password (``https://user:pass@host/``),
+    naming ``key`` and never repeating the URL; None when it carries none.
+
+    SECURITY: userinfo in a district URL is a credential in a place every listing, log line
+    and error message shows (RFC 3986 §3.2.1 deprecates it); every interface that takes a
+    URL (config file, CLI, admin API, console, intake) refuses it through this function."""
+    if "@" in urlsplit(value).netloc:
+        return f"{key}: must not contain a user name or password (user:pass@)"
+    return None
 
 
 def read_value_file(path: str) -> str:

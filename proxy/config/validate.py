@@ -184,13 +184,20 @@ def _secret_keys(r: Reader) -> tuple[bytes, ...]:
     return tuple(r.strings("secret_keys", parse_key))
 
 
+#: A vendor ``client_secret``'s shortest length (docs/configuration.md): long enough that
+#: guessing it, online or from a copy of the store, is hopeless.
+MIN_CLIENT_SECRET = 32
+
+
 def _vendor(name: str, r: Reader, server: ServerConfig) -> VendorConfig:
     va = r.string("vendor_authorization")
     if va is not None and (":" not in va or not va.partition(":")[0] or not va.partition(":")[2]):
         r.problems.append(f"{r.path}.vendor_authorization: must be key:secret")
     client_secret = r.string("client_secret")
-    if client_secret is not None and len(client_secret) < 16:
-        r.problems.append(f"{r.path}.client_secret: must be at least 16 characters")
+    if client_secret is not None and len(client_secret) < MIN_CLIENT_SECRET:
+        r.problems.append(
+            f"{r.path}.client_secret: must be at least {MIN_CLIENT_SECRET} characters"
+        )
     vendor = VendorConfig(
         name=name,
         client_secret=client_secret,

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from proxy import config as config_mod
 from proxy.config import Config, ConnectionConfig, DistrictConfig
@@ -246,6 +247,11 @@ def district_view(record: DistrictRecord | DistrictConfig, source: str) -> dict[
     view.update(courtesy_table(record))
     view.setdefault("token_url", None)
     view.setdefault("max_connections", None)
+    for name in ("base_url", "token_url"):
+        # SECURITY: a URL stored by an earlier version with user:pass@ is never shown whole.
+        if isinstance(view[name], str) and "@" in urlsplit(view[name]).netloc:
+            parts = urlsplit(view[name])
+            view[name] = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
     view["source"] = source
     return view
 

@@ -97,7 +97,9 @@ async def save_intake(
         if await store.get_district(district.name) is None:
             await managed.add_district(store, catalog, district.name, table, interface="intake")
         else:
-            await managed.update_district(store, catalog, district.name, table, interface="intake")
+            await managed.update_district(
+                store, catalog, district.name, table, interface="intake", box=box
+            )
         if old is None:
             await managed.add_connection(
                 store,

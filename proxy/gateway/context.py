@@ -59,8 +59,10 @@ class Services:
     secrets: SecretWatch = field(default_factory=SecretWatch)
 
     async def sync_client_secrets(self) -> None:
-        vendors = self.runtime.current.config.vendors
-        await self.secrets.sync_logged(self.store, vendors, self.authenticator)
+        config = self.runtime.current.config
+        await self.secrets.sync_logged(
+            self.store, config.vendors, self.authenticator, config.server.jwt_keys
+        )
 
     def secret_box(self) -> SecretBox:
         """``[store] secret_keys`` of the running config (a reload may change them)."""

@@ -26,12 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from proxy.config import Config, ConnectionConfig, DistrictConfig
-from proxy.connections.managed import district_config
+from proxy.connections.managed import binding, district_config
 from proxy.errors import ConfigError, ServiceUnavailable, StoreUnavailable
 from proxy.gateway.runtime import Connection, Runtime, TokenSourceFactory, make_connection
 from proxy.signing.oauth2 import OAuth2TokenSource
 from proxy.store.base import ConnectionRecord, ConnectionStore, DistrictRecord
-from proxy.store.crypto import SecretBox, SecretKeyError
+from proxy.store.crypto import Binding, SecretBox, SecretKeyError
 from proxy.tasks import TaskSet
 
 log = logging.getLogger("oneroster_proxy")
@@ -137,6 +137,7 @@ class StoreConnections:
         self._upstream_timeout = config.server.upstream_timeout
         vendor = config.vendors.get(record.vendor)
         district: DistrictConfig | None = config.districts.get(record.district)
+        in_config = district is not None
         if district is None and district_record is not None:
             try:
                 district = district_config(district_record)
@@ -146,14 +147,26 @@ class StoreConnections:
         if vendor is None or district is None:
             # A vendor removed from the file, or a district gone: nothing to serve (404).
             return None
-        conn = self._connection_config(record)
+        where = binding(record.app_id, record.key, record.district, in_config, district_record)
+        assert where is not None  # the district was found above
+        conn = self._connection_config(record, where)
         return make_connection(conn, district, vendor, self._source_for)
 
-    def _connection_config(self, record: ConnectionRecord) -> ConnectionConfig:
+    def _connection_config(self, record: ConnectionRecord, where: Binding) -> ConnectionConfig:
         try:
-            secret = self._box().open(record.app_id, record.secret)
+            # SECURITY: opened only for the district it was sealed for (docs/http-api.md):
+            # a record pointed elsewhere in the store alone does not decrypt.
+            secret = self._box().open(where, record.secret)
         except SecretKeyError as exc:
-            log.error("%s", exc.description, extra={"fields": {"event": "store.secret"}})
+            log.error(
+                "%s",
+                exc.description,
+                extra={"fields": {"event": "store.secret", "app": record.app_id}},
+            )
+            if exc.reenter:
+                raise ServiceUnavailable(
+                    f"connection {record.app_id}: credentials must be entered again"
+                ) from exc
             raise ServiceUnavailable(
                 "this connection's credentials cannot be read; try again later", retry_after=30
             ) from exc
@@ -217,16 +230,19 @@ def with_store_connection(
     ``check`` takes it: secret opened (SecretKeyError naming ``store.secret_keys`` if it
     cannot be). None when its vendor or district is gone (the gateway answers 404 for it)."""
     district = config.districts.get(record.district)
+    in_config = district is not None
     if district is None and district_record is not None:
         district = district_config(district_record)
     if district is None or record.vendor not in config.vendors:
         return None
+    where = binding(record.app_id, record.key, record.district, in_config, district_record)
+    assert where is not None  # the district was found above
     conn = ConnectionConfig(
         app_id=record.app_id,
         vendor=record.vendor,
         district=record.district,
         key=record.key,
-        secret=box.open(record.app_id, record.secret),
+        secret=box.open(where, record.secret),
         scopes=frozenset(record.scopes),
         enabled=record.enabled,
         expires=record.expires,

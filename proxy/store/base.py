@@ -14,10 +14,17 @@ only sealed (``proxy.store.crypto``), never in clear.
 Every backend failure (file unreadable, connection refused, timeout) is raised as
 ``proxy.errors.StoreUnavailable`` so the gateway answers 503, never 500. A name already taken
 or a district still in use is ``proxy.errors.Conflict`` (409).
+
+Districts and connections carry a ``version``, raised by one at each write: an update names the
+version it read and is refused (``proxy.errors.Stale``, nothing written) if the record moved on
+meanwhile, so no writer overwrites a change it did not see. A write that changes what operators
+audit takes the ``AuditEvent`` and writes it in the same transaction (sqlite) or script (redis):
+the change and its event are both kept or neither (docs/commands.md, "Audit").
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -67,6 +74,7 @@ class DistrictRecord:
     timezone: str | None = None
     windows: str | None = None
     pauses: str | None = None
+    version: int = 0  # raised by one at every write (compare-and-set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +93,7 @@ class ConnectionRecord:
     enabled: bool = True
     expires: date | None = None
     source: str = "store"
+    version: int = 0  # raised by one at every write (compare-and-set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,18 +176,25 @@ class Lifecycle(Protocol):
 class TokenStore(Protocol):
     """Vendor tokens: issue, look up, rotate, revoke, last use."""
 
-    async def add_token(self, record: TokenRecord) -> None: ...
+    async def add_token(self, record: TokenRecord, *, audit: AuditEvent | None = None) -> None:
+        """Keep ``record`` and, in the same write, ``audit``."""
 
     async def get_token(self, token_id: str) -> TokenRecord | None: ...
 
     async def list_tokens(self, vendor: str | None = None) -> list[TokenRecord]:
         """Every token (or every token of ``vendor``), oldest first, revoked ones included."""
 
-    async def revoke_token(self, token_id: str, at: datetime) -> bool:
-        """Mark revoked at ``at``; False if no such token (or already revoked)."""
+    async def revoke_token(
+        self, token_id: str, at: datetime, *, audit: AuditEvent | None = None
+    ) -> bool:
+        """Mark revoked at ``at`` and keep ``audit`` in the same write; False (and no event)
+        if no such token (or already revoked)."""
 
-    async def revoke_vendor(self, vendor: str, at: datetime) -> list[str]:
-        """Revoke every unrevoked token of ``vendor``; returns their ids."""
+    async def revoke_vendor(
+        self, vendor: str, at: datetime, *, audit: AuditEvent | None = None
+    ) -> list[str]:
+        """Revoke every unrevoked token of ``vendor``; returns their ids. ``audit`` is kept in
+        the same write, with ``detail["token_ids"]`` set to those ids."""
 
     async def expire_vendor(self, vendor: str, at: datetime, keep: str) -> list[str]:
         """Rotation grace: every other active token of ``vendor`` expires at ``at`` at the
@@ -214,24 +230,42 @@ class ConnectionStore(Protocol):
     Writes are all-or-nothing: a refused write (``Conflict``, ``NotFound``) changes nothing.
     """
 
-    async def add_district(self, record: DistrictRecord) -> None:
-        """Conflict if the name is taken."""
+    async def add_district(
+        self, record: DistrictRecord, *, audit: AuditEvent | None = None
+    ) -> None:
+        """Conflict if the name is taken. Stored at version 1."""
 
     async def get_district(self, name: str) -> DistrictRecord | None: ...
 
     async def list_districts(self) -> list[DistrictRecord]:
         """Every district, by name."""
 
-    async def update_district(self, record: DistrictRecord) -> None:
-        """Replace the district of ``record.name`` (``created`` stays); NotFound if none."""
+    async def update_district(
+        self,
+        record: DistrictRecord,
+        *,
+        reseal: Mapping[str, tuple[int, str]] | None = None,
+        audit: AuditEvent | None = None,
+    ) -> None:
+        """Replace the district of ``record.name`` (``created`` stays) if its stored version
+        is still ``record.version``; NotFound if none, Stale if it moved on. ``reseal``
+        (appId -> (version read, new sealed secret)) names every connection of the district,
+        each re-sealed for the new values in the same step: Stale, and nothing written, if
+        the district's connections are not exactly those, at those versions."""
 
-    async def remove_district(self, name: str) -> None:
+    async def remove_district(self, name: str, *, audit: AuditEvent | None = None) -> None:
         """NotFound if none; Conflict (naming one appId) while a store connection uses it."""
 
-    async def add_connection(self, record: ConnectionRecord, *, district_in_store: bool) -> None:
+    async def add_connection(
+        self,
+        record: ConnectionRecord,
+        *,
+        district_in_store: bool,
+        audit: AuditEvent | None = None,
+    ) -> None:
         """Conflict if the appId is taken. With ``district_in_store``, NotFound unless the
         district is in the store, checked in the same step as the write (a district removed
-        meanwhile cannot be left with a connection)."""
+        meanwhile cannot be left with a connection). Stored at version 1."""
 
     async def get_connection(self, app_id: str) -> ConnectionRecord | None: ...
 
@@ -247,11 +281,14 @@ class ConnectionStore(Protocol):
         """One page of connections ordered by appId, those after ``after`` (exclusive), at
         most ``limit``; a short page is the last. ``vendor`` keeps only that vendor's."""
 
-    async def update_connection(self, record: ConnectionRecord) -> None:
-        """Replace the connection of ``record.app_id`` (``created`` stays); NotFound if none.
-        The district does not change (remove and add to move a connection)."""
+    async def update_connection(
+        self, record: ConnectionRecord, *, audit: AuditEvent | None = None
+    ) -> None:
+        """Replace the connection of ``record.app_id`` (``created`` stays) if its stored
+        version is still ``record.version`` (then one more); NotFound if none, Stale if it
+        moved on. The district does not change (remove and add to move a connection)."""
 
-    async def remove_connection(self, app_id: str) -> None:
+    async def remove_connection(self, app_id: str, *, audit: AuditEvent | None = None) -> None:
         """NotFound if none."""
 
 

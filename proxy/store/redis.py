@@ -54,6 +54,7 @@ from proxy.store.base import (
 from proxy.store.redis_checks import RedisChecks
 from proxy.store.redis_connections import RedisConnections
 from proxy.store.redis_limits import RedisLimits
+from proxy.store.redis_rows import audit_entry
 from proxy.store.redis_tokens import RedisTokens
 from proxy.store.sentinel import SCHEME as SENTINEL_SCHEME
 from proxy.store.sentinel import master_client, parse_redis_url, parse_sentinel_url
@@ -196,21 +197,10 @@ class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits):
     # -- audit --------------------------------------------------------------------------------
 
     async def add_audit(self, event: AuditEvent) -> None:
-        entry = json.dumps(
-            {
-                "at": _iso(event.at),
-                "action": event.action,
-                "interface": event.interface,
-                "vendor": event.vendor,
-                "token_id": event.token_id,
-                "detail": event.detail,
-            },
-            separators=(",", ":"),
-        )
         key = self._key("audit")
         with self._unavailable("add_audit"):
             pipe = self._client.pipeline(transaction=True)
-            pipe.rpush(key, entry)
+            pipe.rpush(key, audit_entry(event))
             pipe.ltrim(key, -self._audit_max, -1)
             await pipe.execute()
 

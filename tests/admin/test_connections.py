@@ -396,3 +396,21 @@ async def test_bad_courtesy_input_names_each_key_and_keeps_nothing(proxy, sandbo
     assert "windows[0].max_connections: must be an integer >= 1" in body["errors"]
     assert any(p.startswith("windows[0].to: 07:00 is not after") for p in body["errors"])
     assert await proxy.services.store.get_district("shelbyville") == before
+
+
+async def test_a_district_url_with_a_password_is_400_naming_the_field(proxy, http, sandbox):
+    """``https://user:pass@host`` is refused by the admin API (a new district, and a change to
+    one), naming the field; nothing is written and the password is not echoed."""
+    bad = sandbox.base_url.replace("http://", "http://sis:hunter2-pw@")
+    status, body = await call(
+        http, proxy, "POST", "/admin/districts", {"name": "d3", "base_url": bad}
+    )
+    assert status == 400 and "hunter2" not in str(body)
+    assert "base_url: must not contain a user name or password (user:pass@)" in body["errors"]
+    await call(
+        http, proxy, "POST", "/admin/districts", {"name": "d3", "base_url": sandbox.base_url}
+    )
+    status, body = await call(http, proxy, "PATCH", "/admin/districts/d3", {"base_url": bad})
+    assert status == 400 and "hunter2" not in str(body)
+    stored = await proxy.services.store.get_district("d3")
+    assert stored is not None and stored.base_url == sandbox.base_url

@@ -22,6 +22,7 @@ def district(name: str = "springfield", **fields: object) -> DistrictRecord:
         "base_url": f"https://{name}.example/api",
         "created": T0,
         "updated": T0,
+        "version": 1,  # what an added record is stored at
     }
     values.update(fields)
     return DistrictRecord(name=name, **values)  # type: ignore[arg-type]
@@ -36,6 +37,7 @@ def connection(app_id: str, **fields: object) -> ConnectionRecord:
         "scopes": ("roster-core.readonly",),
         "created": T0,
         "updated": T0,
+        "version": 1,  # what an added record is stored at
     }
     values.update(fields)
     return ConnectionRecord(app_id=app_id, **values)  # type: ignore[arg-type]
@@ -84,7 +86,7 @@ async def test_district_update_keeps_created_and_clears_unset_fields(store: Stor
     )
     await store.update_district(changed)
     got = await store.get_district("springfield")
-    assert got == replace(changed, created=T0)
+    assert got == replace(changed, created=T0, version=2)
     assert got.max_connections is None and got.rate_limit is None
     with pytest.raises(NotFound):
         await store.update_district(district("nowhere"))
@@ -179,7 +181,7 @@ async def test_update_replaces_fields_and_keeps_created_and_district(store: Stor
         updated=T0 + SECOND,
     )
     await store.update_connection(renewed)
-    assert await store.get_connection("app-1") == replace(renewed, created=T0)
+    assert await store.get_connection("app-1") == replace(renewed, created=T0, version=2)
     # The vendor's listing follows the new vendor.
     assert [c.app_id for c in await store.list_connections(vendor="globex")] == ["app-1"]
     assert await store.list_connections(vendor="acme") == []
