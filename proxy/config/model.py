@@ -122,6 +122,8 @@ class ServerConfig:
     client_timeout: float = 60.0
     # docs/checklist.md "Background checks": seconds between checklist rounds; 0 = off (the default).
     check_interval: float = 0.0
+    # docs/configuration.md: intake may reach loopback / private / link-local addresses.
+    intake_private_networks: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from proxy.console.guard import TokenGuard
 from proxy.console.session import COOKIE, Session, Sessions, same, session_key
 from proxy.errors import ProxyError
 from proxy.gateway.context import SERVICES, Services
@@ -24,7 +25,7 @@ log = logging.getLogger("oneroster_proxy.console")
 HERE = Path(__file__).parent
 CSS = (HERE / "static" / "console.css").read_bytes()
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'",
+    "Content-Security-Policy": "default-src 'self'; form-action 'self'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -49,6 +50,8 @@ class Console:
     gateway: web.Application
     env: jinja2.Environment = field(default_factory=templates)
     sessions: Sessions = field(default_factory=Sessions)
+    # Wrong admin tokens per client address, for the console's sign-in and the admin API.
+    guard: TokenGuard = field(default_factory=TokenGuard)
     # Under ``serve --workers N`` the supervisor serves this console and the workers serve the
     # traffic: it sets this to add up their activity (``proxy.serve.workers``).
     activity: Callable[[], Awaitable[dict[str, list[tuple[int, int]]]]] | None = None
@@ -74,9 +77,16 @@ class Console:
         public = self.services.runtime.current.config.server.public_url or ""
         return public.startswith("https://")
 
-    def session_of(self, request: web.Request) -> Session | None:
+    async def session_of(self, request: web.Request) -> Session | None:
         key = self.key()
-        return None if key is None else self.sessions.check(key, request.cookies.get(COOKIE))
+        if key is None:
+            return None
+        cookie = request.cookies.get(self.cookie_name(COOKIE))
+        return await self.sessions.check(key, cookie, self.services.store)
+
+    def cookie_name(self, name: str) -> str:
+        """``__Host-`` names where browsers allow them: Secure cookies, behind https."""
+        return cookie_name(name, self.secure_cookies)
 
     def render(
         self, request: web.Request, name: str, status: int = 200, **values: Any
@@ -91,14 +101,30 @@ class Console:
         return web.Response(status=status, text=body, content_type="text/html")
 
     def set_cookie(self, response: web.StreamResponse, name: str, value: str) -> None:
-        response.set_cookie(
-            name,
-            value,
-            path="/console/",
-            httponly=True,
-            samesite="Strict",
-            secure=self.secure_cookies,
-        )
+        set_cookie(response, name, value, secure=self.secure_cookies, path="/console/")
+
+    def del_cookie(self, response: web.StreamResponse, name: str) -> None:
+        secure = self.secure_cookies
+        response.del_cookie(cookie_name(name, secure), path="/" if secure else "/console/")
+
+
+def cookie_name(name: str, secure: bool) -> str:
+    return f"__Host-{name}" if secure else name
+
+
+def set_cookie(
+    response: web.StreamResponse, name: str, value: str, *, secure: bool, path: str
+) -> None:
+    """HttpOnly, SameSite=Strict; behind https Secure with the ``__Host-`` prefix (which
+    requires ``Path=/`` and no Domain), else scoped to ``path``."""
+    response.set_cookie(
+        cookie_name(name, secure),
+        value,
+        path="/" if secure else path,
+        httponly=True,
+        samesite="Strict",
+        secure=secure,
+    )
 
 
 CONSOLE = web.AppKey("console", Console)
@@ -110,7 +136,7 @@ def page(handler: Handler, *, signed_in: bool = True) -> Handler:
         console = request.app[CONSOLE]
         try:
             if signed_in:
-                session = console.session_of(request)
+                session = await console.session_of(request)
                 if session is None:
                     raise web.HTTPSeeOther("/console/signin")
                 request[SESSION] = session

@@ -38,11 +38,14 @@ from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
 from proxy.store.sqlite_connections import SqliteConnections
 from proxy.store.sqlite_limits import SqliteLimits
 from proxy.store.sqlite_rows import _iso, _time, _write
+from proxy.store.sqlite_intake import SqliteIntake
+from proxy.store.sqlite_sessions import TABLES as SESSION_TABLES
+from proxy.store.sqlite_sessions import SqliteSessions
 from proxy.store.sqlite_tokens import SqliteTokens
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Migration n takes a file at schema n-1 to schema n; applied in order in one transaction.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -112,6 +115,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             secret_fingerprint TEXT
         )""",
     ),
+    # Console sessions, so that a sign-out holds on every process and across restarts.
+    5: SESSION_TABLES,
 }
 
 # SQLITE_BUSY and SQLITE_LOCKED (primary result codes, the low byte of extended ones):
@@ -137,7 +142,9 @@ def _fast_connection(path: str) -> sqlite3.Connection:
     return conn
 
 
-class SqliteStore(SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits):
+class SqliteStore(
+    SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits, SqliteIntake, SqliteSessions
+):
     """``Store`` on one sqlite file; any number of processes on one host may share it."""
 
     def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
