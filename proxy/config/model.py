@@ -38,12 +38,20 @@ EXPIRY_WARNING = timedelta(days=30)
 DEFAULT_VERSIONS: tuple[str, ...] = ("v1p1", "v1p2")
 
 
+#: The longest duration accepted anywhere (docs/configuration.md): ten years.
+MAX_DURATION = 3653 * 86400.0
+
+
 def parse_duration(value: str) -> float:
-    """``30s``, ``15m``, ``24h``, ``7d`` (and ``500ms``) to seconds."""
+    """``30s``, ``15m``, ``24h``, ``7d`` (and ``500ms``) to seconds; at most ten years, so
+    every duration fits a ``timedelta`` and a date (ValueError above)."""
     match = _DURATION_RE.match(value) if isinstance(value, str) else None
     if match is None:
         raise ValueError(f'invalid duration "{value}" (write e.g. 30s, 15m, 24h, 7d)')
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if not seconds <= MAX_DURATION:
+        raise ValueError(f'duration "{value}" is over ten years')
+    return seconds
 
 
 def parse_size(value: str | int) -> int:
