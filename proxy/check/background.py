@@ -25,9 +25,11 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from proxy.check.catalog import Listed, check_connection, every_connection
+from proxy.check.report import Item, Report
 from proxy.config import expiry_end
 from proxy.errors import ProxyError
 from proxy.gateway.context import SERVICES, Services
+from proxy.store.base import CheckResult
 
 log = logging.getLogger("oneroster_proxy.checks")
 
@@ -65,6 +67,8 @@ class BackgroundChecks:
                     await self.round()
                 except ProxyError as exc:  # the store is down: try again next turn
                     log.warning("background checks skipped: %s", exc.description)
+                except Exception:  # never the end of the loop: logged now, tried next turn
+                    log.exception("background check round failed")
             await asyncio.sleep(min(interval, MAX_NAP) if interval > 0 else MAX_NAP)
 
     async def round(self, *, now: datetime | None = None) -> list[str] | None:
@@ -75,9 +79,13 @@ class BackgroundChecks:
             return None
         renew = asyncio.ensure_future(self._renew())
         try:
-            due = await self.due(now or datetime.now(UTC))
+            broken: dict[str, str] = {}
+            due = await self.due(now or datetime.now(UTC), broken)
             limit = asyncio.Semaphore(AT_ONCE)
-            return list(await asyncio.gather(*(self._one(listed, limit) for listed in due)))
+            done = list(await asyncio.gather(*(self._one(listed, limit) for listed in due)))
+            for app_id, why in sorted(broken.items()):
+                await self._unusable(app_id, why)
+            return done + sorted(broken)
         finally:
             renew.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -85,19 +93,34 @@ class BackgroundChecks:
             with contextlib.suppress(ProxyError):
                 await store.release_slot(LOCK_KEY, self.holder)
 
-    async def due(self, now: datetime) -> list[Listed]:
+    async def due(self, now: datetime, broken: dict[str, str] | None = None) -> list[Listed]:
         """Connections (TOML and store) whose newest result is older than the interval, or
-        that have none."""
-        every = await every_connection(self.services)
+        that have none; store records that cannot be used go into ``broken``."""
+        every = await every_connection(self.services, broken)
         last = await self.services.store.last_check_results([c.app_id for c in every])
         # A little slack: a round that started a moment early still covers this turn.
         horizon = now - timedelta(seconds=self.interval * 0.95)
         return [c for c in every if c.app_id not in last or last[c.app_id][0].at <= horizon]
 
+    async def _unusable(self, app_id: str, why: str) -> None:
+        """A stored connection that cannot even be built fails its own check, kept like any
+        other result, so the board and ``check_ok`` show it."""
+        item = Item("district_reachable", "fail", f"the stored connection cannot be used: {why}")
+        document = Report(app_id, False, [item]).as_json()
+        with contextlib.suppress(ProxyError):
+            await self.services.store.add_check_result(
+                CheckResult(app_id=app_id, at=datetime.now(UTC), document=document)
+            )
+
     async def _one(self, listed: Listed, limit: asyncio.Semaphore) -> str:
         app_id = listed.app_id
         async with limit:
-            report = await check_connection(self.services, listed.connection)
+            try:
+                report = await check_connection(self.services, listed.connection)
+            except Exception as exc:  # noqa: BLE001 (one connection's fault stays its own)
+                log.exception("background check of %s failed", app_id)
+                await self._unusable(app_id, str(exc) or type(exc).__name__)
+                return app_id
         if not report.ok:
             log.warning(
                 "background check failed",

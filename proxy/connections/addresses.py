@@ -129,7 +129,9 @@ class PinnedResolver(AbstractResolver):
                 if why is not None:
                     # SECURITY: one refused address refuses the host: a name that answers with
                     # a public and a private address would otherwise pick either.
-                    raise OSError(f"{host} resolves to a {why} address, which intake does not reach")
+                    raise OSError(
+                        f"{host} resolves to a {why} address, which intake does not reach"
+                    )
             out.append(
                 {
                     "hostname": host,

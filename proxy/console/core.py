@@ -147,7 +147,10 @@ def page(handler: Handler, *, signed_in: bool = True) -> Handler:
             if exc.status < 400:
                 exc.headers.update(SECURITY_HEADERS)
                 raise
-            response = error_page(request, exc.status, exc.reason, exc.text or exc.reason)
+            if exc.status == 413:  # the form itself is over the listener's 1 MB
+                response = error_page(request, 400, "Bad Request", "body: larger than 1 MB")
+            else:
+                response = error_page(request, exc.status, exc.reason, exc.text or exc.reason)
         except ProxyError as err:
             response = error_page(request, err.status, _reason(err.status), err.description)
         response.headers.update(SECURITY_HEADERS)

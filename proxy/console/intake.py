@@ -183,7 +183,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
         return _refusal(request, err.status, "Unavailable", err.description)
     try:
         form = await request.post()
-    except (ValueError, UnicodeError):
+    except (ValueError, UnicodeError, web.HTTPRequestEntityTooLarge):
         return _refusal(request, 400, "Bad Request", "The form could not be read; reload the page.")
     cookie = request.cookies.get(cookie_name(CSRF_COOKIE, _cookie_secure(request)))
     # SECURITY: the CSRF token is checked before the link's budget is touched: posts that are

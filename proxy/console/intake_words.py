@@ -114,9 +114,7 @@ _IC_STUDENTS = (
 
 def is_vendors(item: Item) -> bool:
     """A failure that district IT cannot fix: the vendor's or the operator's."""
-    return item.status == "fail" and (
-        item.name in VENDOR_ITEMS or item.name not in DISTRICT_ITEMS
-    )
+    return item.status == "fail" and (item.name in VENDOR_ITEMS or item.name not in DISTRICT_ITEMS)
 
 
 def described(detail: str) -> str | None:

@@ -154,7 +154,10 @@ async def test_every_page_carries_the_csp_header(console, proxy):
     ]
     for path in pages:
         status, _, headers = await console.get(path)
-        assert headers["Content-Security-Policy"] == "default-src 'self'; form-action 'self'; base-uri 'none'", path
+        assert (
+            headers["Content-Security-Policy"]
+            == "default-src 'self'; form-action 'self'; base-uri 'none'"
+        ), path
         assert headers["X-Frame-Options"] == "DENY"
     status, text, _ = await console.get("/console/connections/nope")
     assert status == 404 and "<html" in text
@@ -162,7 +165,10 @@ async def test_every_page_carries_the_csp_header(console, proxy):
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         for path in (intake, "/intake/" + "A" * 43, "/intake/static/console.css"):
             async with http.get(proxy.url + path) as resp:
-                assert resp.headers["Content-Security-Policy"] == "default-src 'self'; form-action 'self'; base-uri 'none'", path
+                assert (
+                    resp.headers["Content-Security-Policy"]
+                    == "default-src 'self'; form-action 'self'; base-uri 'none'"
+                ), path
                 assert resp.headers["Referrer-Policy"] == "no-referrer"
     # Nothing on any page loads from elsewhere.
     for text in console.pages:
