@@ -215,3 +215,59 @@ async def test_district_connects_itself_through_an_intake_link(browser, proxy, s
     assert sandbox.secret not in record.secret  # sealed, never in clear
     actions = [e.action for e in await proxy.services.store.list_audit()]
     assert "connection.invite" in actions and "connection.intake" in actions
+
+
+async def every_field_is_labelled(page: Any) -> None:
+    """A screen reader names every field: each visible input has a <label>."""
+    unlabelled = await page.evaluate(
+        """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+              .filter(e => e.labels.length === 0).map(e => e.name || e.id)"""
+    )
+    assert unlabelled == []
+
+
+async def test_an_infinite_campus_district_sees_campus_help_and_words_for_it(
+    browser, start_proxy, tmp_path
+):
+    from proxy.sandbox import SandboxOptions
+    from proxy.sandbox.server import start_sandbox
+
+    campus = await start_sandbox(SandboxOptions(profile="infinite-campus"))
+    try:
+        proxy = await start_proxy(campus, console_config(tmp_path, campus))
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{proxy.admin_url}/admin/connections/app-ic/invite",
+                json={"vendor": "acme", "scopes": ["roster-core.readonly", "gradebook.readonly"]},
+                headers=auth(ADMIN_TOKEN),
+            ) as resp:
+                link = proxy.url + "/intake/" + (await resp.json())["url"].rsplit("/", 1)[1]
+        context = await browser.new_context()
+        page = await context.new_page()
+        await page.goto(link)
+        await every_field_is_labelled(page)
+        assert await page.locator("#infinite-campus-help").count() == 0
+        assert "gradebook" in (await page.locator("#scope-2-what").inner_text()).lower()
+        await page.get_by_label("Base URL").fill(campus.base_url)
+        await page.get_by_label("Key").fill(campus.key)
+        await page.get_by_label("Secret").fill("not-the-secret")
+        await page.get_by_role("button", name="Connect").click()
+        await page.locator('li[data-item="credentials_accepted"]').wait_for()
+        await every_field_is_labelled(page)
+        help_text = await page.locator("#infinite-campus-help").inner_text()
+        assert "Grade Book sync" in help_text and "user accounts" in help_text
+        items = await page.locator("ul.items").inner_text()
+        # The vendor's own settings (its Infinite Campus vendor key) and config keys: nowhere.
+        vendor_key = campus.key.split("_")[1]
+        for hidden in ("vendor_authorization", "vendors.", "districts.", "scopes"):
+            assert hidden not in items, hidden
+        assert vendor_key not in help_text and vendor_key not in items
+        grade = page.locator('li[data-item="vendor_authorization"]')
+        assert await grade.get_attribute("data-status") == "skip"
+        assert "operator checks the connection" in await grade.inner_text()
+        await page.get_by_label("Secret").fill(campus.secret)
+        await page.get_by_role("button", name="Connect").click()
+        await page.get_by_role("heading", name="Connected").wait_for()
+        await context.close()
+    finally:
+        await campus.close()
