@@ -15,7 +15,6 @@ from aiohttp import web
 from proxy.config import parse_duration
 from proxy.errors import BadRequest
 
-
 #: Deepest nesting of arrays and objects a body may have (THREAT_MODEL.md "Admin API").
 MAX_DEPTH = 32
 

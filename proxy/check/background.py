@@ -117,7 +117,7 @@ class BackgroundChecks:
         async with limit:
             try:
                 report = await check_connection(self.services, listed.connection)
-            except Exception as exc:  # noqa: BLE001 (one connection's fault stays its own)
+            except Exception as exc:
                 log.exception("background check of %s failed", app_id)
                 await self._unusable(app_id, str(exc) or type(exc).__name__)
                 return app_id

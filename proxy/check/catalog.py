@@ -54,7 +54,7 @@ async def every_connection(
                 conn = await services.managed.get(record.app_id, runtime)
             except StoreUnavailable:
                 raise  # the whole store is down, not this record
-            except Exception as exc:  # noqa: BLE001 (one record's fault stays its own)
+            except Exception as exc:
                 why = exc.description if isinstance(exc, ProxyError) else str(exc)
                 log.warning(
                     "store connection cannot be used",

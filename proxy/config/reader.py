@@ -166,7 +166,7 @@ def url(
         return None
     try:
         parts = urlsplit(value)
-        parts.port  # noqa: B018 (ValueError for a port that is not one)
+        _ = parts.port  # ValueError for a port that is not one
     except ValueError as exc:
         problems.append(f"{key}: invalid URL ({exc}; a bad host or port)")
         return None

@@ -1,10 +1,11 @@
 """Admin token guessing, bounded (THREAT_MODEL.md "Admin API and console"): more than
-``MAX_WRONG`` wrong admin tokens from one client address within one clock minute, through the
-admin API's bearer or the console's sign-in, and every further try from that address (the
-right token included) is 429 with ``Retry-After`` until that minute ends.
+``MAX_WRONG`` wrong admin tokens from one client address within a minute, through the admin
+API's bearer or the console's sign-in, and every further try from that address (the right
+token included) is 429 with ``Retry-After`` until that minute ends.
 
-Counted in this process, per client address (the admin listener's peer: it trusts no
-forwarded header). Windows are clock minutes, so "until that minute ends" is exact.
+The minute of an address starts with its first wrong token and lasts ``WINDOW`` seconds; the
+next wrong token after it starts a new one. Counted in this process, per client address (the
+admin listener's peer: it trusts no forwarded header).
 """
 
 from __future__ import annotations
@@ -19,28 +20,35 @@ _MAX_ADDRESSES = 100_000
 
 
 class TokenGuard:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._window = 0
-        self._wrong: dict[str, int] = {}
+        self._wrong: dict[str, tuple[float, int]] = {}  # address -> (minute's start, count)
 
-    def _roll(self) -> float:
-        now = self._clock()
-        window = int(now // WINDOW)
-        if window != self._window:
-            self._window, self._wrong = window, {}
-        return now
+    def _current(self, address: str, now: float) -> tuple[float, int] | None:
+        entry = self._wrong.get(address)
+        if entry is not None and now - entry[0] >= WINDOW:
+            del self._wrong[address]
+            return None
+        return entry
 
     def retry_after(self, address: str) -> int:
-        """Seconds until this minute ends when ``address`` already spent its wrong tries; 0
-        when it may try."""
-        now = self._roll()
-        if self._wrong.get(address, 0) < MAX_WRONG:
+        """Seconds until the address's minute ends when it already sent ``MAX_WRONG`` wrong
+        tokens in it; 0 when it may try."""
+        now = self._clock()
+        entry = self._current(address, now)
+        if entry is None or entry[1] < MAX_WRONG:
             return 0
-        return max(1, math.ceil((self._window + 1) * WINDOW - now))
+        return max(1, math.ceil(entry[0] + WINDOW - now))
 
     def wrong(self, address: str) -> None:
-        self._roll()
-        if len(self._wrong) >= _MAX_ADDRESSES and address not in self._wrong:
-            return  # a flood of addresses cannot grow this without bound within one minute
-        self._wrong[address] = self._wrong.get(address, 0) + 1
+        now = self._clock()
+        entry = self._current(address, now)
+        if entry is None:
+            if len(self._wrong) >= _MAX_ADDRESSES:
+                # Ended minutes go first; a flood of fresh addresses cannot grow this unbounded.
+                self._wrong = {a: e for a, e in self._wrong.items() if now - e[0] < WINDOW}
+                if len(self._wrong) >= _MAX_ADDRESSES:
+                    return
+            self._wrong[address] = (now, 1)
+        else:
+            self._wrong[address] = (entry[0], entry[1] + 1)

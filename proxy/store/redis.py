@@ -53,8 +53,8 @@ from proxy.store.base import (
 )
 from proxy.store.redis_checks import RedisChecks
 from proxy.store.redis_connections import RedisConnections
-from proxy.store.redis_limits import RedisLimits
 from proxy.store.redis_intake import RedisIntake
+from proxy.store.redis_limits import RedisLimits
 from proxy.store.redis_sessions import RedisSessions
 from proxy.store.redis_tokens import RedisTokens
 from proxy.store.sentinel import SCHEME as SENTINEL_SCHEME

@@ -36,9 +36,9 @@ from proxy.store.base import (
 from proxy.store.sqlite_checks import SqliteChecks
 from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
 from proxy.store.sqlite_connections import SqliteConnections
+from proxy.store.sqlite_intake import SqliteIntake
 from proxy.store.sqlite_limits import SqliteLimits
 from proxy.store.sqlite_rows import _iso, _time, _write
-from proxy.store.sqlite_intake import SqliteIntake
 from proxy.store.sqlite_sessions import TABLES as SESSION_TABLES
 from proxy.store.sqlite_sessions import SqliteSessions
 from proxy.store.sqlite_tokens import SqliteTokens

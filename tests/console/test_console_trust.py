@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
 import aiohttp
 import pytest
@@ -28,9 +27,7 @@ async def proxy(sandbox, start_proxy, tmp_path):
     return await start_proxy(sandbox, console_config(tmp_path, sandbox))
 
 
-async def test_more_than_ten_wrong_admin_tokens_a_minute_get_429_the_right_one_too(
-    proxy, caplog
-):
+async def test_more_than_ten_wrong_admin_tokens_a_minute_get_429_the_right_one_too(proxy, caplog):
     caplog.set_level(logging.WARNING)
     statuses = []
     async with aiohttp.ClientSession() as http:
@@ -40,9 +37,7 @@ async def test_more_than_ten_wrong_admin_tokens_a_minute_get_429_the_right_one_t
                 retry_after = r.headers.get("Retry-After")
         assert statuses == [401] * 10 + [429]
         assert retry_after is not None and 1 <= int(retry_after) <= 60
-        async with http.get(
-            proxy.admin_url + "/admin/connections", headers=auth(ADMIN_TOKEN)
-        ) as r:
+        async with http.get(proxy.admin_url + "/admin/connections", headers=auth(ADMIN_TOKEN)) as r:
             assert r.status == 429 and r.headers["Retry-After"]
     # The console's sign-in from the same address waits too, with the right token.
     console = ConsoleClient(proxy.admin_url)
@@ -70,9 +65,7 @@ async def test_wrong_console_sign_ins_count_toward_the_same_limit(proxy):
             assert r.status == 429
 
 
-async def test_sign_out_ends_the_session_on_every_replica_and_after_a_restart(
-    sandbox, tmp_path
-):
+async def test_sign_out_ends_the_session_on_every_replica_and_after_a_restart(sandbox, tmp_path):
     doc = console_config(tmp_path, sandbox)
     first = await ProxyHarness(tmp_path, doc).start()
     second = await ProxyHarness(tmp_path, doc).start()  # a replica on the same store
@@ -128,7 +121,9 @@ async def test_invites_cli_lists_without_the_link_and_revokes(proxy):
     async with aiohttp.ClientSession() as http:
         async with http.get(proxy.url + path) as resp:
             assert resp.status == 404
-    events = [e for e in await proxy.services.store.list_audit() if e.action == "connection.invite_revoke"]
+    events = [
+        e for e in await proxy.services.store.list_audit() if e.action == "connection.invite_revoke"
+    ]
     assert [e.interface for e in events] == ["cli"]
 
 
@@ -147,7 +142,9 @@ async def test_the_console_lists_outstanding_links_and_revokes_one(proxy):
     async with aiohttp.ClientSession() as http:
         async with http.get(proxy.url + path) as resp:
             assert resp.status == 404
-    events = [e for e in await proxy.services.store.list_audit() if e.action == "connection.invite_revoke"]
+    events = [
+        e for e in await proxy.services.store.list_audit() if e.action == "connection.invite_revoke"
+    ]
     assert [e.interface for e in events] == ["console"]
 
 
@@ -156,13 +153,45 @@ async def test_the_console_lists_outstanding_links_and_revokes_one(proxy):
     [
         ("POST", "/admin/vendors/acme/tokens", b'{"ttl": "9999999999999d"}', "ttl"),
         ("POST", "/admin/vendors/acme/tokens/rotate", b'{"grace": "9999999999999d"}', "grace"),
-        ("POST", "/admin/connections/app-x/invite", b'{"vendor": "acme", "ttl": "9999999999999d"}', "ttl"),
-        ("POST", "/admin/districts", b'{"name": "d1", "base_url": "https://a.example", "max_connections": 10000000000000000000000000000000000000000}', "max_connections"),
-        ("POST", "/admin/districts", b'{"name": "d2", "base_url": "https://a.example", "max_wait": "9999999999999d"}', "max_wait"),
+        (
+            "POST",
+            "/admin/connections/app-x/invite",
+            b'{"vendor": "acme", "ttl": "9999999999999d"}',
+            "ttl",
+        ),
+        (
+            "POST",
+            "/admin/districts",
+            b'{"name": "d1", "base_url": "https://a.example", "max_connections": 1'
+            + b"0" * 40
+            + b"}",
+            "max_connections",
+        ),
+        (
+            "POST",
+            "/admin/districts",
+            b'{"name": "d2", "base_url": "https://a.example", "max_wait": "9999999999999d"}',
+            "max_wait",
+        ),
         ("POST", "/admin/districts", b'{"name": "d3", "base_url": "http://[::1"}', "base_url"),
-        ("POST", "/admin/districts", b'{"name": "d4", "base_url": "http://a.example:70000"}', "base_url"),
-        ("POST", "/admin/districts", b'{"name": "d5", "base_url": "http://user:pw@a.example"}', "base_url"),
-        ("POST", "/admin/districts", b'{"name": "d6", "base_url": "https://a.example/\\ud800"}', "base_url"),
+        (
+            "POST",
+            "/admin/districts",
+            b'{"name": "d4", "base_url": "http://a.example:70000"}',
+            "base_url",
+        ),
+        (
+            "POST",
+            "/admin/districts",
+            b'{"name": "d5", "base_url": "http://user:pw@a.example"}',
+            "base_url",
+        ),
+        (
+            "POST",
+            "/admin/districts",
+            b'{"name": "d6", "base_url": "https://a.example/\\ud800"}',
+            "base_url",
+        ),
         ("POST", "/admin/vendors/acme/tokens", b'{"ttl": "\\udc00"}', "ttl"),
         ("POST", "/admin/districts", b"[" * 100_000, "body"),
         ("POST", "/admin/districts", b'{"a":' * 40 + b"1" + b"}" * 40, "body"),

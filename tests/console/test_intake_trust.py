@@ -177,7 +177,7 @@ async def test_scopes_beyond_the_invite_are_400_naming_them_and_not_saved(proxy,
 async def test_the_vendors_header_never_leaves_during_an_intake(proxy):
     path = await invite(proxy, "app-ic", scopes=["roster-core.readonly", "gradebook.readonly"])
     async with Recorder() as evil:
-        status, text = await submit(
+        _, text = await submit(
             proxy, path, form(evil.url, IC_KEY, "s", "roster-core.readonly", "gradebook.readonly")
         )
     assert evil.seen, "the checks reached the typed server"
