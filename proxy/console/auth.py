@@ -39,20 +39,8 @@ async def signin(request: web.Request) -> web.StreamResponse:
     if wait:
         # SECURITY: more than 10 wrong admin tokens from this address this minute
         # (THREAT_MODEL.md "Admin API and console"); the right one waits too.
-        log.warning(
-            "console sign-in refused",
-            extra={"fields": {"event": "console.signin", "client": address, "result": "throttled"}},
-        )
-        csrf = new_csrf()
-        response = console.render(
-            request,
-            "signin.html",
-            status=429,
-            csrf_token=csrf,
-            notices=[{"kind": "fail", "text": "Too many wrong tokens; try again in a minute."}],
-        )
+        response = _refused(request, address, 429, "Too many wrong tokens; try again later.")
         response.headers["Retry-After"] = str(wait)
-        console.set_cookie(response, CSRF_COOKIE, csrf)
         return response
     expected = console.services.runtime.current.config.admin.token
     given = form.get("token")
@@ -63,26 +51,33 @@ async def signin(request: web.Request) -> web.StreamResponse:
     # SECURITY: constant-time comparison; no admin token configured means no console.
     if not expected or key is None or not hmac.compare_digest(given_bytes, expected.encode()):
         console.guard.wrong(address)
-        log.warning(
-            "console sign-in refused",
-            extra={"fields": {"event": "console.signin", "client": address, "result": "wrong"}},
-        )
-        csrf = new_csrf()
-        response = console.render(
-            request,
-            "signin.html",
-            status=401,
-            csrf_token=csrf,
-            notices=[{"kind": "fail", "text": "That is not the admin token."}],
-        )
-        console.set_cookie(response, CSRF_COOKIE, csrf)
-        return response
+        return _refused(request, address, 401, "That is not the admin token.")
     cookie, _ = await console.sessions.issue(key, console.services.store)
     response = web.HTTPSeeOther("/console/")
     console.set_cookie(response, COOKIE, cookie)
     console.del_cookie(response, CSRF_COOKIE)
     log.info("console sign-in", extra={"fields": {"event": "console.signin", "result": "ok"}})
     raise response
+
+
+def _refused(request: web.Request, address: str, status: int, text: str) -> web.Response:
+    """The sign-in form again, saying why; the refusal is logged, never the token sent."""
+    console = request.app[CONSOLE]
+    result = "throttled" if status == 429 else "wrong"
+    log.warning(
+        "console sign-in refused",
+        extra={"fields": {"event": "console.signin", "client": address, "result": result}},
+    )
+    csrf = new_csrf()
+    response = console.render(
+        request,
+        "signin.html",
+        status=status,
+        csrf_token=csrf,
+        notices=[{"kind": "fail", "text": text}],
+    )
+    console.set_cookie(response, CSRF_COOKIE, csrf)
+    return response
 
 
 async def signout(request: web.Request) -> web.StreamResponse:

@@ -30,18 +30,6 @@ assert set(SCOPE_LINES) == set(SCOPE_ORDER)
 VENDOR_SETUP = "The vendor has to finish its setup; nothing to change on your side."
 #: Items whose failure only the vendor or the operator can fix.
 VENDOR_ITEMS = frozenset({"connection_enabled", "not_expired"})
-#: Items this page knows how to word; a failure of any other item is the vendor's.
-DISTRICT_ITEMS = frozenset(
-    {
-        "district_reachable",
-        "token_endpoint",
-        "credentials_accepted",
-        "data_shared",
-        "students_visible",
-        "vendor_authorization",
-        "infinite_campus_key",
-    }
-)
 MAX_DESCRIPTION = 200
 # probes.Probe.says(): 'GET <path> answered <status> ("<imsx_description>")'
 _IMSX = re.compile(r'answered \d{3} \("(.+?)"\)')
@@ -102,6 +90,8 @@ _FAIL = {
         "vendor's OneRoster connection in Campus."
     ),
 }
+#: Items whose failure district IT can fix (a failure of any other item is the vendor's).
+DISTRICT_ITEMS = frozenset(_FAIL)
 _NO_VERSION = (
     "No OneRoster API of the versions ticked answered under the Base URL. Tick the OneRoster "
     "version(s) your SIS serves, and check the Base URL."

@@ -102,6 +102,12 @@ async def test_sign_out_ends_the_session_on_every_replica_and_after_a_restart(sa
         await second.stop()
 
 
+async def revoked_through(proxy: ProxyHarness) -> list[str]:
+    """The interfaces of the audit trail's ``connection.invite_revoke`` events, oldest first."""
+    events = await proxy.services.store.list_audit()
+    return [e.interface for e in events if e.action == "connection.invite_revoke"]
+
+
 async def test_invites_cli_lists_without_the_link_and_revokes(proxy):
     path = await invite(proxy, "app-cli", district_name="cli-district")
     token = path.rsplit("/", 1)[1]
@@ -121,10 +127,7 @@ async def test_invites_cli_lists_without_the_link_and_revokes(proxy):
     async with aiohttp.ClientSession() as http:
         async with http.get(proxy.url + path) as resp:
             assert resp.status == 404
-    events = [
-        e for e in await proxy.services.store.list_audit() if e.action == "connection.invite_revoke"
-    ]
-    assert [e.interface for e in events] == ["cli"]
+    assert await revoked_through(proxy) == ["cli"]
 
 
 async def test_the_console_lists_outstanding_links_and_revokes_one(proxy):
@@ -142,10 +145,7 @@ async def test_the_console_lists_outstanding_links_and_revokes_one(proxy):
     async with aiohttp.ClientSession() as http:
         async with http.get(proxy.url + path) as resp:
             assert resp.status == 404
-    events = [
-        e for e in await proxy.services.store.list_audit() if e.action == "connection.invite_revoke"
-    ]
-    assert [e.interface for e in events] == ["console"]
+    assert await revoked_through(proxy) == ["console"]
 
 
 @pytest.mark.parametrize(

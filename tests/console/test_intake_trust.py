@@ -357,3 +357,30 @@ async def test_outstanding_invites_are_listed_and_revoked_over_the_admin_api(pro
     assert revoked[0].detail["app_id"] == "app-l"
     # The district name is free again for a new link.
     await invite(proxy, "app-l2", district_name="lake")
+
+
+async def test_what_only_the_vendor_can_fix_says_so_and_is_in_the_audit_trail(
+    sandbox, start_proxy, tmp_path
+):
+    doc = console_config(tmp_path, sandbox)
+    doc["vendors"]["lonely"] = {}
+    proxy = await start_proxy(sandbox, doc)
+    status, made = await admin(
+        proxy, "POST", "/admin/connections/app-v/invite", {"vendor": "lonely"}
+    )
+    assert status == 201, made
+    path = "/intake/" + made["url"].rsplit("/", 1)[1]
+    # The operator drops the vendor from the file before the district answers.
+    del doc["vendors"]["lonely"]
+    proxy.write(doc)
+    assert (await admin(proxy, "POST", "/admin/reload"))[0] == 200
+    status, text = await submit(proxy, path, form(sandbox.base_url, sandbox.key, sandbox.secret))
+    assert status == 409, text
+    assert "The vendor has to finish its setup" in text
+    assert "vendors." not in text and "lonely" not in text.split("<main>")[1]
+    blocked = [
+        e
+        for e in await proxy.services.store.list_audit()
+        if e.action == "connection.intake_blocked"
+    ]
+    assert len(blocked) == 1 and blocked[0].detail["app_id"] == "app-v"
