@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from proxy.check.catalog import Listed, check_connection, every_connection
+from proxy.check.catalog import Listed, every_connection, run_and_keep_check
 from proxy.check.report import Item, Report
 from proxy.config import expiry_end
 from proxy.errors import ProxyError
@@ -34,7 +34,7 @@ from proxy.store.base import CheckResult
 log = logging.getLogger("oneroster_proxy.checks")
 
 LOCK_KEY = "background-checks"
-#: At most this many connections are checked at once (the contract (docs/): 8).
+#: At most this many connections are checked at once (docs/checklist.md: 8).
 AT_ONCE = 8
 #: The lock outlives a crashed holder by this much; a live holder renews it well before.
 LOCK_TTL = 60.0
@@ -77,7 +77,7 @@ class BackgroundChecks:
         store = self.services.store
         if not await store.acquire_slot(LOCK_KEY, 1, self.holder, LOCK_TTL):
             return None
-        renew = asyncio.ensure_future(self._renew())
+        renew = asyncio.get_running_loop().create_task(self._renew())
         try:
             broken: dict[str, str] = {}
             due = await self.due(now or datetime.now(UTC), broken)
@@ -116,7 +116,7 @@ class BackgroundChecks:
         app_id = listed.app_id
         async with limit:
             try:
-                report = await check_connection(self.services, listed.connection)
+                report = await run_and_keep_check(self.services, listed.connection)
             except Exception as exc:
                 log.exception("background check of %s failed", app_id)
                 await self._unusable(app_id, str(exc) or type(exc).__name__)
@@ -143,7 +143,7 @@ class BackgroundChecks:
 
 async def background_checks(app: web.Application) -> AsyncIterator[None]:
     """``cleanup_ctx`` of the gateway app: the loop runs while the app does."""
-    task = asyncio.ensure_future(BackgroundChecks(app[SERVICES]).run_forever())
+    task = asyncio.get_running_loop().create_task(BackgroundChecks(app[SERVICES]).run_forever())
     try:
         yield
     finally:

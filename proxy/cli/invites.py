@@ -15,8 +15,6 @@ from proxy.connections.partial import load_store_only
 if TYPE_CHECKING:
     from proxy.cli._common import Commands
 
-ORDER = 46
-
 
 def register(sub: Commands) -> None:
     group = sub.add_parser("invites", help="outstanding intake links: list, revoke")

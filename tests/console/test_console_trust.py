@@ -108,6 +108,7 @@ async def revoked_through(proxy: ProxyHarness) -> list[str]:
     return [e.interface for e in events if e.action == "connection.invite_revoke"]
 
 
+@pytest.mark.slow  # the CLI in subprocesses
 async def test_invites_cli_lists_without_the_link_and_revokes(proxy):
     path = await invite(proxy, "app-cli", district_name="cli-district")
     token = path.rsplit("/", 1)[1]
