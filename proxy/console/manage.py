@@ -17,7 +17,7 @@ from proxy.config import ConnectionConfig, DistrictConfig
 from proxy.connections import managed
 from proxy.errors import BadRequest, ConfigError, Conflict
 from proxy.gateway.context import Services
-from proxy.store.base import AuditEvent, ConnectionRecord, InviteRecord
+from proxy.store.base import AuditEvent, ConnectionRecord, IntakeSave, InviteRecord
 from proxy.store.crypto import SecretBox
 from proxy.tokens import now_utc
 
@@ -125,9 +125,8 @@ async def save_intake(
     )
     # SECURITY: checked and written in one store step: a link spent while another connection
     # took the district, or after its appId changed hands, writes nothing (409).
-    await store.save_intake(
-        invite.token_hash, now, managed.district_record(district.name, d_cfg, table), record
-    )
+    district_record = managed.district_record(district.name, d_cfg, table)
+    await store.save_intake(IntakeSave(invite.token_hash, now, district_record, record))
     await store.add_audit(
         AuditEvent(
             at=now,

@@ -285,6 +285,17 @@ class CheckStore(Protocol):
         caller, however many replicas race for it."""
 
 
+@dataclass(frozen=True, slots=True)
+class IntakeSave:
+    """What a spent intake link saves: the link (its token's hash), when, the district and the
+    connection (its secret sealed)."""
+
+    token_hash: str
+    at: datetime
+    district: DistrictRecord
+    connection: ConnectionRecord
+
+
 class IntakeStore(Protocol):
     """Outstanding intake links, their revocation, and the one step that spends a link and
     saves what it connected (THREAT_MODEL.md "The intake link")."""
@@ -295,14 +306,8 @@ class IntakeStore(Protocol):
     async def revoke_invites(self, app_id: str, at: datetime) -> int:
         """Spend every usable invite of ``app_id`` at ``at``; how many there were."""
 
-    async def save_intake(
-        self,
-        token_hash: str,
-        at: datetime,
-        district: DistrictRecord,
-        connection: ConnectionRecord,
-    ) -> bool:
-        """In one step: the invite of ``token_hash`` must be usable at ``at`` (else
+    async def save_intake(self, save: IntakeSave) -> bool:
+        """In one step: the invite of ``save.token_hash`` must be usable at ``save.at`` (else
         NotFound), no connection but ``connection.app_id`` may use ``district.name`` and an
         existing ``connection.app_id`` must have the same vendor and district (else Conflict);
         then the district and connection are written (``created`` of existing ones stays) and

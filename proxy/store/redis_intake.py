@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import cast
 
 from proxy.errors import Conflict, NotFound
-from proxy.store.base import ConnectionRecord, DistrictRecord, InviteRecord
+from proxy.store.base import IntakeSave, InviteRecord
 from proxy.store.redis_connections import _flat, connection_fields, district_fields
 from proxy.store.redis_rows import RedisRole, _us
 
@@ -96,13 +96,13 @@ class RedisIntake(RedisRole):
             done = await self._revoke_invites(keys=keys, args=[app_id, _us(at)])
         return int(done)
 
-    async def save_intake(
-        self,
-        token_hash: str,
-        at: datetime,
-        district: DistrictRecord,
-        connection: ConnectionRecord,
-    ) -> bool:
+    async def save_intake(self, save: IntakeSave) -> bool:
+        token_hash, at, district, connection = (
+            save.token_hash,
+            save.at,
+            save.district,
+            save.connection,
+        )
         d_fields = _flat(district_fields(district))
         keys = [
             self._key("invite", token_hash),

@@ -13,7 +13,7 @@ import sqlite3
 from datetime import datetime
 
 from proxy.errors import Conflict, NotFound
-from proxy.store.base import ConnectionRecord, DistrictRecord, InviteRecord
+from proxy.store.base import IntakeSave, InviteRecord
 from proxy.store.sqlite_checks import _INVITE_COLUMNS, _invite
 from proxy.store.sqlite_connections import (
     _C_COLUMNS,
@@ -54,14 +54,9 @@ class SqliteIntake(SqliteRole):
 
         return await self._run(op)
 
-    async def save_intake(
-        self,
-        token_hash: str,
-        at: datetime,
-        district: DistrictRecord,
-        connection: ConnectionRecord,
-    ) -> bool:
-        when = _iso(at)
+    async def save_intake(self, save: IntakeSave) -> bool:
+        token_hash, district, connection = save.token_hash, save.district, save.connection
+        when = _iso(save.at)
         d_row, c_row = _district_row(district), _connection_row(connection)
 
         def op(conn: sqlite3.Connection, _: sqlite3.Connection) -> bool:

@@ -11,9 +11,15 @@ import pytest
 
 from proxy.errors import Conflict, NotFound
 from proxy.store import Store
-from proxy.store.base import ConnectionRecord, DistrictRecord
+from proxy.store.base import ConnectionRecord, DistrictRecord, IntakeSave
 from tests.store.conftest import Backend
 from tests.store.test_checks_and_invites import NOW, invite
+
+
+async def save(
+    store: Store, token_hash: str, at: datetime, d: DistrictRecord, c: ConnectionRecord
+) -> bool:
+    return await store.save_intake(IntakeSave(token_hash, at, d, c))
 
 
 def district(name: str = "shelbyville", base_url: str = "https://a.example") -> DistrictRecord:
@@ -56,16 +62,14 @@ async def test_outstanding_invites_are_listed_and_revoked(store: Store) -> None:
 
 async def test_save_intake_writes_district_connection_and_spends_in_one_step(store: Store) -> None:
     await store.add_invite(invite())
-    assert await store.save_intake("h" * 64, NOW, district(), connection())
+    assert await save(store, "h" * 64, NOW, district(), connection())
     saved = await store.resolve_connection("app-9")
     assert saved is not None and saved[1] is not None
     assert saved[1].base_url == "https://a.example"
     assert await store.list_invites(NOW) == []
     # The link is spent: a second save is refused and writes nothing.
     with pytest.raises(NotFound):
-        await store.save_intake(
-            "h" * 64, NOW, district(base_url="https://evil.example"), connection()
-        )
+        await save(store, "h" * 64, NOW, district(base_url="https://evil.example"), connection())
     again = await store.get_district("shelbyville")
     assert again is not None and again.base_url == "https://a.example"
 
@@ -74,10 +78,10 @@ async def test_save_intake_never_changes_a_district_another_connection_uses(stor
     # Two outstanding links name one district: the first saves, the second is refused.
     await store.add_invite(invite("a" * 64, app_id="app-1"))
     await store.add_invite(invite("b" * 64, app_id="app-2"))
-    await store.save_intake("a" * 64, NOW, district(), connection("app-1"))
+    await save(store, "a" * 64, NOW, district(), connection("app-1"))
     with pytest.raises(Conflict):
-        await store.save_intake(
-            "b" * 64, NOW, district(base_url="https://evil.example"), connection("app-2")
+        await save(
+            store, "b" * 64, NOW, district(base_url="https://evil.example"), connection("app-2")
         )
     kept = await store.get_district("shelbyville")
     assert kept is not None and kept.base_url == "https://a.example"
@@ -91,8 +95,12 @@ async def test_save_intake_renews_the_invites_own_connection(store: Store) -> No
     await store.add_connection(connection(key="old"), district_in_store=True)
     await store.add_invite(invite())
     later = NOW + timedelta(seconds=5)
-    new = await store.save_intake(
-        "h" * 64, NOW, district(base_url="https://b.example"), connection(key="new", updated=later)
+    new = await save(
+        store,
+        "h" * 64,
+        NOW,
+        district(base_url="https://b.example"),
+        connection(key="new", updated=later),
     )
     assert new is False
     got = await store.get_connection("app-9")
@@ -100,15 +108,15 @@ async def test_save_intake_renews_the_invites_own_connection(store: Store) -> No
     # Another vendor's appId of the same name is not the invite's: refused.
     await store.add_invite(invite("x" * 64))
     with pytest.raises(Conflict):
-        await store.save_intake("x" * 64, NOW, district(), connection(vendor="other"))
+        await save(store, "x" * 64, NOW, district(), connection(vendor="other"))
 
 
 async def test_racing_saves_of_two_links_for_one_district_let_one_win(store: Store) -> None:
     await store.add_invite(invite("a" * 64, app_id="app-1"))
     await store.add_invite(invite("b" * 64, app_id="app-2"))
     results = await asyncio.gather(
-        store.save_intake("a" * 64, NOW, district(), connection("app-1")),
-        store.save_intake("b" * 64, NOW, district(), connection("app-2")),
+        save(store, "a" * 64, NOW, district(), connection("app-1")),
+        save(store, "b" * 64, NOW, district(), connection("app-2")),
         return_exceptions=True,
     )
     assert sum(isinstance(r, Conflict) for r in results) == 1
