@@ -47,6 +47,7 @@ log = logging.getLogger("oneroster_proxy.intake")
 CSRF_COOKIE = "orp_intake_csrf"
 SUBMISSIONS_PER_HOUR = 10
 MAX_FIELD = 2048
+MAX_FORM = 1024 * 1024
 _ENV = web.AppKey("intake_templates", object)
 
 
@@ -182,6 +183,10 @@ async def submit(request: web.Request) -> web.StreamResponse:
         return _gone(request)
     except ProxyError as err:
         return _refusal(request, err.status, "Unavailable", err.description)
+    length = request.content_length
+    if length is None or length > MAX_FORM:
+        # A form is a few KB; its length is known (browsers always send it) and bounded.
+        return _refusal(request, 400, "Bad Request", "The form is too large; reload the page.")
     try:
         form = await request.post()
     except (ValueError, UnicodeError, web.HTTPRequestEntityTooLarge):

@@ -121,6 +121,11 @@ def for_district(item: Item, *, campus: bool) -> dict[str, str]:
         text = VENDOR_SETUP
     elif item.status == "ok":
         text = _OK.get(item.name, "Passed.")
+        if item.name == "data_shared" and "shares more than" in item.detail:
+            text += (
+                " It also shares data that is not ticked here; the proxy never passes that on, "
+                "but you may narrow this vendor's Data to Share in your SIS."
+            )
     elif item.status == "skip":
         text = _SKIP.get(item.name, "Not checked: an item above has to pass first.")
     elif item.name == "credentials_accepted" and "serves no OneRoster" in item.detail:

@@ -309,6 +309,7 @@ async def test_odd_form_input_is_400_never_500(proxy):
             b"base_url=https%3A%2F%2Fa.example%2F%ED%A0%80&key=%ED%A0%80&secret=x",
             b"base_url=http%3A%2F%2F%5B%3A%3A1&key=k&secret=s&versions=v1p1&scopes=roster-core.readonly",
             b"key=" + b"k" * 100_000,
+            b"key=" + b"k" * 1_100_000,  # over 1 MB
         ]:
             async with http.get(proxy.url + path) as resp:
                 token = CSRF_RE.search(await resp.text()).group(1)  # type: ignore[union-attr]
