@@ -33,6 +33,11 @@ class Refused(BadRequest):
     """A typed URL or the address it reaches is refused; the description names the field."""
 
 
+class AddressRefused(OSError):
+    """A host resolved to an address intake does not reach (an OSError, so that aiohttp's
+    connector reports it as a connection failure if it ever gets this far)."""
+
+
 def forbidden(address: IPAddress) -> str | None:
     """Why ``address`` may not be reached from an intake, or None when it is public."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -116,9 +121,7 @@ class PinnedResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(
-                host, port, type=socket.SOCK_STREAM, family=family, flags=socket.AI_ADDRCONFIG
-            )
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, family=family)
         except (OSError, UnicodeError) as exc:
             raise OSError(f"{host} could not be resolved") from exc
         out: list[ResolveResult] = []
@@ -129,7 +132,7 @@ class PinnedResolver(AbstractResolver):
                 if why is not None:
                     # SECURITY: one refused address refuses the host: a name that answers with
                     # a public and a private address would otherwise pick either.
-                    raise OSError(
+                    raise AddressRefused(
                         f"{host} resolves to a {why} address, which intake does not reach"
                     )
             out.append(

@@ -30,7 +30,12 @@ from aiohttp import web
 from proxy.check import run_check
 from proxy.check.report import Item, Report
 from proxy.config import ConnectionConfig, DistrictConfig
-from proxy.connections.addresses import PinnedResolver, Refused, check_typed_url
+from proxy.connections.addresses import (
+    AddressRefused,
+    PinnedResolver,
+    Refused,
+    check_typed_url,
+)
 from proxy.connections.invites import find_invite, hash_token
 from proxy.console.core import CSS, SECURITY_HEADERS, cookie_name, set_cookie, templates
 from proxy.console.intake_words import SCOPE_LINES, VENDOR_SETUP, for_district, is_vendors
@@ -294,7 +299,8 @@ async def _blocked(services: Services, invite: InviteRecord, items: list[str]) -
 
 async def _resolvable(resolver: PinnedResolver, values: dict[str, Any]) -> list[str]:
     """Each typed URL's host resolved once (and pinned for the checks); a refused address is
-    a problem naming the field."""
+    a problem naming the field. A name that does not resolve is left to the checklist
+    (``district_reachable`` / ``token_endpoint`` fail)."""
     fields = [("Base URL", values["base_url"])]
     if values["auth"] == "oauth2":
         fields.append(("Token URL", values["token_url"]))
@@ -304,8 +310,10 @@ async def _resolvable(resolver: PinnedResolver, values: dict[str, Any]) -> list[
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
             await resolver.resolve(host, port, family=socket.AF_UNSPEC)
-        except OSError as exc:
+        except AddressRefused as exc:
             return [f"{label}: {exc}"]
+        except OSError:
+            pass  # no answer: the checklist says the server cannot be reached
     return []
 
 

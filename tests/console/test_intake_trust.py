@@ -385,3 +385,10 @@ async def test_what_only_the_vendor_can_fix_says_so_and_is_in_the_audit_trail(
         if e.action == "connection.intake_blocked"
     ]
     assert len(blocked) == 1 and blocked[0].detail["app_id"] == "app-v"
+
+
+async def test_a_name_that_does_not_resolve_is_the_checklists_to_judge(public_proxy):
+    path = await invite(public_proxy, "app-n")
+    status, text = await submit(public_proxy, path, form("https://no-such-district.invalid"))
+    assert status == 422, text
+    assert 'data-item="district_reachable" data-status="fail"' in text
