@@ -354,6 +354,9 @@ def read_form(
         if not values[key]:
             errors.append(f"{label}: enter the https:// address")
             continue
+        if "\ufffd" in values[key]:  # bytes that were not UTF-8, or a lone surrogate
+            errors.append(f"{label}: not valid text")
+            continue
         try:
             check_typed_url(label, values[key], private_ok=private_ok)
         except Refused as err:
