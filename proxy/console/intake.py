@@ -306,7 +306,8 @@ async def _resolvable(resolver: PinnedResolver, values: dict[str, Any]) -> list[
         fields.append(("Token URL", values["token_url"]))
     for label, value in fields:
         parts = urlsplit(value)
-        host = parts.hostname or ""
+        # The name as the connector will ask for it (IDNA), so the pinned answer is the one used.
+        host = (parts.hostname or "").encode("idna").decode("ascii")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
             await resolver.resolve(host, port, family=socket.AF_UNSPEC)
