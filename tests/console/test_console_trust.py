@@ -294,3 +294,16 @@ async def test_a_stored_connection_that_cannot_be_used_fails_alone(proxy, sandbo
                 assert 400 <= r.status < 500 or r.status == 503, (app, r.status)
         async with http.get(proxy.app_url("v1p1/orgs?limit=1"), headers=auth(token)) as r:
             assert r.status == 200
+        for app in ("app-broken", "app-unsealed"):
+            async with http.post(
+                f"{proxy.admin_url}/admin/connections/{app}/check", headers=auth(ADMIN_TOKEN)
+            ) as r:
+                assert r.status in (404, 503), (app, r.status, await r.text())
+    # The console's board still lists every other connection.
+    console = ConsoleClient(proxy.admin_url)
+    try:
+        await console.sign_in()
+        status, text, _ = await console.get("/console/")
+        assert status == 200 and 'data-app="app-7"' in text
+    finally:
+        await console.close()

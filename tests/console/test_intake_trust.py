@@ -392,3 +392,17 @@ async def test_a_name_that_does_not_resolve_is_the_checklists_to_judge(public_pr
     status, text = await submit(public_proxy, path, form("https://no-such-district.invalid"))
     assert status == 422, text
     assert 'data-item="district_reachable" data-status="fail"' in text
+
+
+async def test_the_intake_cookie_uses_the_host_prefix_behind_https(sandbox, start_proxy, tmp_path):
+    doc = console_config(tmp_path, sandbox, public_url="https://proxy.example")
+    proxy = await start_proxy(sandbox, doc)
+    path = await invite(proxy, "app-h")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(proxy.url + path) as resp:
+            cookies = resp.headers.getall("Set-Cookie")
+            assert resp.headers["Content-Security-Policy"] == (
+                "default-src 'self'; form-action 'self'; base-uri 'none'"
+            )
+    (cookie,) = [c for c in cookies if c.startswith("__Host-orp_intake_csrf=")]
+    assert "Secure" in cookie and "Path=/;" in cookie + ";" and "Domain" not in cookie
