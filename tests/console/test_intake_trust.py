@@ -397,7 +397,9 @@ async def test_a_name_that_does_not_resolve_is_the_checklists_to_judge(public_pr
 async def test_the_intake_cookie_uses_the_host_prefix_behind_https(sandbox, start_proxy, tmp_path):
     doc = console_config(tmp_path, sandbox, public_url="https://proxy.example")
     proxy = await start_proxy(sandbox, doc)
-    path = await invite(proxy, "app-h")
+    status, made = await admin(proxy, "POST", "/admin/connections/app-h/invite", {"vendor": "acme"})
+    assert status == 201 and made["url"].startswith("https://proxy.example/intake/")
+    path = "/intake/" + made["url"].rsplit("/", 1)[1]
     async with aiohttp.ClientSession() as http:
         async with http.get(proxy.url + path) as resp:
             cookies = resp.headers.getall("Set-Cookie")
