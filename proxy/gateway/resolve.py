@@ -166,6 +166,7 @@ class StoreConnections:
             scopes=frozenset(record.scopes),
             enabled=record.enabled,
             expires=record.expires,
+            stored=True,
         )
 
     def _source_for(
@@ -229,6 +230,7 @@ def with_store_connection(
         scopes=frozenset(record.scopes),
         enabled=record.enabled,
         expires=record.expires,
+        stored=True,
     )
     return replace(
         config,
