@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import shutil
 import socket
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +30,19 @@ ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 JWT_KEY = "jwt-key-for-tests-0123456789abcdef0123"
 ACME_CLIENT_SECRET = "acme-client-secret-0123456789"
 ACME_VENDOR_AUTH = "AwesomeLMS:F24F1E3A9B"
+
+
+def installed_tool(name: str) -> str | None:
+    """The path of a command-line tool a Python package of the test or dev extra installs
+    (``hadolint``, ``lint-imports``), or None.
+
+    pip puts such tools beside the interpreter (``.venv/bin/``), and the README's test command
+    runs ``.venv/bin/python -m pytest`` without that directory on ``PATH``: look there first,
+    then on ``PATH``."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
 
 
 def toml_value(value: Any) -> str:

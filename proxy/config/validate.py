@@ -34,9 +34,8 @@ from proxy.config.reader import Reader, closest, defaults, plain_http, section_k
 from proxy.errors import ConfigError
 from proxy.names import NAME_RULE, is_name
 from proxy.scopes import SCOPES
+from proxy.store import store_kind
 from proxy.store.crypto import parse_key
-from proxy.store.sentinel import SCHEME as SENTINEL_SCHEME
-from proxy.store.sentinel import parse_sentinel_url
 
 #: The keys each kind of table accepts: its dataclass's fields.
 SCHEMA: dict[str, frozenset[str]] = {
@@ -168,17 +167,10 @@ def _admin(r: Reader) -> AdminConfig:
 
 def _store(r: Reader) -> StoreConfig:
     store_url = r.string("url", _STORE["url"]) or _STORE["url"]
-    scheme = store_url.partition("://")[0].lower() if "://" in store_url else ""
-    if scheme == SENTINEL_SCHEME:
-        try:
-            parse_sentinel_url(store_url)
-        except ValueError as exc:
-            r.problems.append(str(exc))
-    elif scheme not in ("sqlite", "redis", "rediss", "unix"):
-        r.problems.append(
-            f'store.url: unsupported store "{scheme}" (use sqlite:///path, '
-            "redis://host:6379/0 or redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB])"
-        )
+    try:
+        store_kind(store_url)
+    except ValueError as exc:
+        r.problems.append(str(exc))
     return StoreConfig(
         url=store_url,
         cache_ttl=r.parsed("cache_ttl", _STORE["cache_ttl"], parse_duration),
