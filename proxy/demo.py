@@ -50,6 +50,8 @@ def demo_config_text(
     return f"""# Written by `oneroster-proxy demo`; deleted when the demo stops.
 [server]
 listen = "127.0.0.1:{port}"
+# The demo's district is the sandbox on loopback: intake links may reach it.
+intake_private_networks = true
 
 [admin]
 listen = "127.0.0.1:0"

@@ -69,6 +69,8 @@ class BackgroundChecks:
                     await self.round()
                 except ProxyError as exc:  # the store is down: try again next turn
                     log.warning("background checks skipped: %s", exc.description)
+                except Exception:  # never the end of the loop: logged now, tried next turn
+                    log.exception("background check round failed")
             await asyncio.sleep(min(interval, MAX_NAP) if interval > 0 else MAX_NAP)
 
     async def round(self, *, now: datetime | None = None) -> list[str] | None:
@@ -79,13 +81,13 @@ class BackgroundChecks:
             return None
         renew = asyncio.get_running_loop().create_task(self._renew())
         try:
-            unusable: dict[str, str] = {}
-            due = await self.due(now or datetime.now(UTC), unusable)
+            broken: dict[str, str] = {}
+            due = await self.due(now or datetime.now(UTC), broken)
             limit = asyncio.Semaphore(AT_ONCE)
             done = list(await asyncio.gather(*(self._one(listed, limit) for listed in due)))
-            for app_id, why in sorted(unusable.items()):
-                done.append(await self._unusable(app_id, why))
-            return done
+            for app_id, why in sorted(broken.items()):
+                await self._unusable(app_id, why)
+            return done + sorted(broken)
         finally:
             renew.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -93,10 +95,9 @@ class BackgroundChecks:
             with contextlib.suppress(ProxyError):
                 await store.release_slot(LOCK_KEY, self.holder)
 
-    async def due(self, now: datetime, unusable: dict[str, str] | None = None) -> list[Listed]:
+    async def due(self, now: datetime, broken: dict[str, str] | None = None) -> list[Listed]:
         """Connections (TOML and store) whose newest result is older than the interval, or
-        that have none. ``unusable`` (when given) keeps, of the store connections whose secret
-        does not open, those that are due too."""
+        that have none; store records that cannot be used go into ``broken``."""
         found: dict[str, str] = {}
         every = await every_connection(self.services, found)
         last = await self.services.store.last_check_results([*(c.app_id for c in every), *found])
@@ -106,24 +107,37 @@ class BackgroundChecks:
         def is_due(app_id: str) -> bool:
             return app_id not in last or last[app_id][0].at <= horizon
 
-        if unusable is not None:
-            unusable.update({a: why for a, why in found.items() if is_due(a)})
+        if broken is not None:
+            broken.update({a: why for a, why in found.items() if is_due(a)})
         return [c for c in every if is_due(c.app_id)]
 
-    async def _unusable(self, app_id: str, why: str) -> str:
-        """A failing result for a store connection whose secret does not open (its record was
-        changed outside the proxy): the console and ``check_ok`` show it, nothing is sent."""
-        report = Report(app_id, False, [Item("credentials_accepted", "fail", why)])
-        await self.services.store.add_check_result(
-            CheckResult(app_id=app_id, at=datetime.now(UTC), document=report.as_json())
-        )
+    async def _unusable(self, app_id: str, why: str) -> None:
+        """A stored connection that cannot even be built (its secret does not open because its
+        record was changed outside the proxy, or a stored value no longer validates) fails its
+        own check, kept like any other result, so the board and ``check_ok`` show it; nothing
+        is sent for it, and every other connection is checked as usual."""
+        if "credentials must be entered again" in why:
+            item = Item("credentials_accepted", "fail", why)
+        else:
+            item = Item(
+                "district_reachable", "fail", f"the stored connection cannot be used: {why}"
+            )
+        report = Report(app_id, False, [item])
+        with contextlib.suppress(ProxyError):
+            await self.services.store.add_check_result(
+                CheckResult(app_id=app_id, at=datetime.now(UTC), document=report.as_json())
+            )
         _log_failed(report)
-        return app_id
 
     async def _one(self, listed: Listed, limit: asyncio.Semaphore) -> str:
         app_id = listed.app_id
         async with limit:
-            report = await run_and_keep_check(self.services, listed.connection)
+            try:
+                report = await run_and_keep_check(self.services, listed.connection)
+            except Exception as exc:
+                log.exception("background check of %s failed", app_id)
+                await self._unusable(app_id, str(exc) or type(exc).__name__)
+                return app_id
         if not report.ok:
             _log_failed(report)
         return app_id

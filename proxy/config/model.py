@@ -40,12 +40,20 @@ EXPIRY_WARNING = timedelta(days=30)
 DEFAULT_VERSIONS: tuple[str, ...] = ("v1p1", "v1p2")
 
 
+#: The longest duration accepted anywhere (docs/configuration.md): ten years.
+MAX_DURATION = 3653 * 86400.0
+
+
 def parse_duration(value: str) -> float:
-    """``30s``, ``15m``, ``24h``, ``7d`` (and ``500ms``) to seconds."""
+    """``30s``, ``15m``, ``24h``, ``7d`` (and ``500ms``) to seconds; at most ten years, so
+    every duration fits a ``timedelta`` and a date (ValueError above)."""
     match = _DURATION_RE.match(value) if isinstance(value, str) else None
     if match is None:
         raise ValueError(f'invalid duration "{value}" (write e.g. 30s, 15m, 24h, 7d)')
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if not seconds <= MAX_DURATION:
+        raise ValueError(f'duration "{value}" is over ten years')
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -169,6 +177,8 @@ class ServerConfig:
     # docs/checklist.md "Background checks": seconds between checklist rounds (default 6h, so
     # the console's board fills on its own); 0 = off.
     check_interval: float = 6 * 3600.0
+    # docs/configuration.md: intake may reach loopback / private / link-local addresses.
+    intake_private_networks: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,6 +138,7 @@ def _server(r: Reader) -> ServerConfig:
         max_headers=r.integer("max_headers", d["max_headers"], minimum=1024) or d["max_headers"],
         client_timeout=r.parsed("client_timeout", d["client_timeout"], parse_duration),
         check_interval=r.parsed("check_interval", d["check_interval"], parse_duration),
+        intake_private_networks=r.boolean("intake_private_networks", d["intake_private_networks"]),
     )
     for name in ("upstream_timeout", "drain_timeout", "jwt_ttl", "client_timeout"):
         if getattr(server, name) <= 0:

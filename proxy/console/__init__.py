@@ -30,6 +30,7 @@ def add_console(admin: web.Application, gateway: web.Application) -> None:
     r.add_post("/console/signout", page(auth.signout))
     r.add_get("/console/", page(views.board))
     r.add_post("/console/invite", page(views.invite_new))
+    r.add_post("/console/invites/{app_id}/revoke", page(views.revoke_invite))
     r.add_get("/console/audit", page(vendors.audit))
     r.add_get("/console/connections/{app_id}", page(views.connection))
     r.add_post("/console/connections/{app_id}/check", page(views.run_check_now))

@@ -149,7 +149,20 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
         failing=failing_only,
         scopes=list(SCOPE_ORDER),
         invite_url=extra.pop("invite_url", None),
+        outstanding=[
+            {**invites.invite_view(i), "created": when(i.created), "expires": when(i.expires)}
+            for i in await invites.list_invites(services.store)
+        ],
         **extra,
+    )
+
+
+async def revoke_invite(request: web.Request) -> web.StreamResponse:
+    """ "Revoke" of an outstanding intake link: its page answers 404 from now on."""
+    app_id = request.match_info["app_id"]
+    await invites.revoke_invite(console_of(request).services.store, app_id, interface="console")
+    return await board(
+        request, notices=[{"kind": "ok", "text": f"The intake link of {app_id} is revoked."}]
     )
 
 

@@ -35,6 +35,7 @@ from typing import Literal
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from proxy.errors import (
@@ -69,12 +70,15 @@ def new_pool() -> KeepAlivePool:
     )
 
 
-def new_session(*, fresh_connections: bool = False) -> aiohttp.ClientSession:
+def new_session(
+    *, fresh_connections: bool = False, resolver: AbstractResolver | None = None
+) -> aiohttp.ClientSession:
     """An upstream client session. Reads share pooled keep-alive connections; writes use a
     session with ``fresh_connections``, so a PUT/POST/DELETE never meets a pooled connection
     that the district closed meanwhile (which could only end in a 502, since writes are never
-    re-sent)."""
+    re-sent). ``resolver``: the intake's pinned resolver (``proxy.connections.addresses``)."""
     connector = aiohttp.TCPConnector(
+        resolver=resolver,
         limit=0,
         ttl_dns_cache=60,
         enable_cleanup_closed=True,

@@ -141,7 +141,7 @@ class StoreConnections:
         if district is None and district_record is not None:
             try:
                 district = district_config(district_record)
-            except ConfigError as err:
+            except (ConfigError, ValueError) as err:
                 log.error("store district %s does not validate: %s", record.district, err)
                 district = None
         if vendor is None or district is None:

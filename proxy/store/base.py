@@ -327,6 +327,49 @@ class CheckStore(Protocol):
         caller, however many replicas race for it."""
 
 
+@dataclass(frozen=True, slots=True)
+class IntakeSave:
+    """What a spent intake link saves: the link (its token's hash), when, the district and the
+    connection (its secret sealed), and the audit event written in the same step."""
+
+    token_hash: str
+    at: datetime
+    district: DistrictRecord
+    connection: ConnectionRecord
+    audit: AuditEvent | None = None
+
+
+class IntakeStore(Protocol):
+    """Outstanding intake links, their revocation, and the one step that spends a link and
+    saves what it connected (THREAT_MODEL.md "The intake link")."""
+
+    async def list_invites(self, at: datetime) -> list[InviteRecord]:
+        """Every invite still usable at ``at`` (not spent, not expired), oldest first."""
+
+    async def revoke_invites(self, app_id: str, at: datetime) -> int:
+        """Spend every usable invite of ``app_id`` at ``at``; how many there were."""
+
+    async def save_intake(self, save: IntakeSave) -> bool:
+        """In one step: the invite of ``save.token_hash`` must be usable at ``save.at`` (else
+        NotFound), no connection but ``connection.app_id`` may use ``district.name`` and an
+        existing ``connection.app_id`` must have the same vendor and district (else Conflict);
+        then the district and connection are written (``created`` of existing ones stays) and
+        the invite is spent. A refusal writes nothing. True when the connection is new."""
+
+
+class SessionStore(Protocol):
+    """Console sessions (docs/http-api.md "Console"), by an id derived from the session's
+    nonce: ended by sign-out for every process, and kept across restarts."""
+
+    async def add_session(self, session_id: str, expires: datetime) -> None: ...
+
+    async def session_active(self, session_id: str, at: datetime) -> bool:
+        """True while the session was added, not ended, and ``at`` is before its end."""
+
+    async def end_session(self, session_id: str) -> None:
+        """Nothing happens for an unknown or ended session."""
+
+
 class LimitStore(Protocol):
     """Shared limiter state: kept in the store so that every worker and replica using the
     same store enforces one limit, not one limit each."""
@@ -346,7 +389,17 @@ class LimitStore(Protocol):
         """Give back ``holder``'s slot of ``key``; nothing happens if it holds none."""
 
 
-class Store(Lifecycle, TokenStore, ConnectionStore, AuditStore, CheckStore, LimitStore, Protocol):
+class Store(
+    Lifecycle,
+    TokenStore,
+    ConnectionStore,
+    AuditStore,
+    CheckStore,
+    IntakeStore,
+    SessionStore,
+    LimitStore,
+    Protocol,
+):
     """Everything the proxy needs from a store. All times are timezone-aware UTC datetimes.
     Code that needs one role takes that role's protocol."""
 

@@ -21,6 +21,7 @@ Layout (``orp:`` is the default prefix):
     orp:checks:<appId>   list of JSON check results, newest first, capped at CHECK_HISTORY
     orp:invite:<hash>    hash: app_id, vendor, district_name, scopes (JSON), created, expires,
                          spent; removed by Redis a day after it expires
+    orp:session:<id>     console session: when it ends (dropped by Redis then)
     orp:district:<name>, orp:districts, orp:conn:<appId>, orp:conns, orp:vconns:<vendor>,
     orp:dconns:<district>   districts and connections (see ``redis_connections``)
 
@@ -53,8 +54,10 @@ from proxy.store.base import (
 )
 from proxy.store.redis_checks import RedisChecks
 from proxy.store.redis_connections import RedisConnections
+from proxy.store.redis_intake import RedisIntake
 from proxy.store.redis_limits import RedisLimits
 from proxy.store.redis_rows import audit_entry
+from proxy.store.redis_sessions import RedisSessions
 from proxy.store.redis_tokens import RedisTokens
 from proxy.store.sentinel import SCHEME as SENTINEL_SCHEME
 from proxy.store.sentinel import master_client, parse_redis_url, parse_sentinel_url
@@ -75,7 +78,9 @@ def _detail(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits):
+class RedisStore(
+    RedisTokens, RedisConnections, RedisChecks, RedisLimits, RedisIntake, RedisSessions
+):
     """``Store`` on one Redis server, shared by every replica and worker.
 
     ``open()`` does not contact Redis: a proxy starts while Redis is down (``/readyz`` says
@@ -130,6 +135,7 @@ class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits):
         self._register_connection_scripts()
         self._register_check_scripts()
         self._register_limit_scripts()
+        self._register_intake_scripts()
 
     async def __aenter__(self) -> RedisStore:
         await self.open()

@@ -38,13 +38,16 @@ from proxy.store.sqlite_checks import SqliteChecks
 from proxy.store.sqlite_connections import COURTESY_COLUMNS, SqliteConnections
 from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
 from proxy.store.sqlite_connections import VERSIONS as CONNECTION_VERSIONS
+from proxy.store.sqlite_intake import SqliteIntake
 from proxy.store.sqlite_limits import SqliteLimits
 from proxy.store.sqlite_rows import _audit, _time, _write
+from proxy.store.sqlite_sessions import TABLES as SESSION_TABLES
+from proxy.store.sqlite_sessions import SqliteSessions
 from proxy.store.sqlite_tokens import SqliteTokens
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Migration n takes a file at schema n-1 to schema n; applied in order in one transaction.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -118,6 +121,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     5: COURTESY_COLUMNS,
     # Compare-and-set: every write of a district or connection names the version it read.
     6: CONNECTION_VERSIONS,
+    # Console sessions, so that a sign-out holds on every process and across restarts.
+    7: SESSION_TABLES,
 }
 
 # SQLITE_BUSY and SQLITE_LOCKED (primary result codes, the low byte of extended ones):
@@ -175,7 +180,9 @@ def _private_file(path: str) -> None:
         os.close(fd)
 
 
-class SqliteStore(SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits):
+class SqliteStore(
+    SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits, SqliteIntake, SqliteSessions
+):
     """``Store`` on one sqlite file; any number of processes on one host may share it."""
 
     def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
