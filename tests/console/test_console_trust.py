@@ -243,14 +243,13 @@ async def test_odd_console_input_is_400_never_500(proxy):
 
 async def test_a_stored_connection_that_cannot_be_used_fails_alone(proxy, sandbox):
     from proxy.check.background import BackgroundChecks
-    from proxy.store.crypto import SecretBox
+    from proxy.store.crypto import Binding, SecretBox
 
     store = proxy.services.store
     now = datetime.now(UTC)
     # Written around the proxy's own checks, as a damaged store or an older version could.
-    await store.add_district(
-        DistrictRecord(name="broken", base_url="http://[::1", created=now, updated=now)
-    )
+    broken = DistrictRecord(name="broken", base_url="http://[::1", created=now, updated=now)
+    await store.add_district(broken)
     box = SecretBox(proxy.services.runtime.current.config.store.secret_keys)
     await store.add_connection(
         ConnectionRecord(
@@ -258,7 +257,7 @@ async def test_a_stored_connection_that_cannot_be_used_fails_alone(proxy, sandbo
             vendor="acme",
             district="broken",
             key="k",
-            secret=box.seal("app-broken", "s"),
+            secret=box.seal(Binding.of("app-broken", "k", broken), "s"),
             scopes=("roster-core.readonly",),
             created=now,
             updated=now,
