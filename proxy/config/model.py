@@ -36,6 +36,8 @@ _IC_KEY_RE = re.compile(
 )
 EXPIRY_WARNING = timedelta(days=30)
 DEFAULT_VERSIONS: tuple[str, ...] = ("v1p1", "v1p2")
+#: OneRoster 1.1 user records carry a password: no vendor receives it unless a district says so.
+DEFAULT_DROP_FIELDS: tuple[str, ...] = ("users.password",)
 
 
 def parse_duration(value: str) -> float:
@@ -136,6 +138,8 @@ class StoreConfig:
     cache_ttl: float = 2.0
     # AES-256-GCM keys for secrets kept in the store; the first seals, every one opens.
     secret_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    # Days of the access ledger kept (docs/configuration.md "Sharing policy").
+    ledger_days: int = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +204,8 @@ class ConnectionConfig:
     scopes: frozenset[str]
     enabled: bool = True
     expires: date | None = None
+    # Top-level record fields the vendor never receives (docs/configuration.md "Sharing policy").
+    drop_fields: tuple[str, ...] = DEFAULT_DROP_FIELDS
 
     @property
     def ends_at(self) -> datetime | None:

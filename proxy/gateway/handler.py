@@ -36,6 +36,7 @@ from proxy.gateway.rewrite import public_base, request_headers, response_headers
 from proxy.gateway.upstream import BUFFER_LIMIT, Upstream
 from proxy.metrics import Children
 from proxy.scopes import Route, classify
+from proxy.sharing.policy import FieldStream, ledger_collection
 
 if TYPE_CHECKING:
     from proxy.gateway.inbound import Principal
@@ -206,15 +207,17 @@ class Gateway:
         head = request.method == "HEAD"
         small = length is not None and length <= SMALL_BODY and not head
         prefix = f"{base}/{conn.app_id}/ims/oneroster/"
-        hrefs = None
-        if conn.hrefs is not None and _rewritable(upstream.headers):
-            hrefs = conn.hrefs.stream(prefix)
+        body_filter: FieldStream | None = None
+        if _rewritable(upstream.headers):
+            # One pass: the sharing policy, then (rewrite_hrefs) the href rewriter.
+            hrefs = None if conn.hrefs is None else conn.hrefs.stream(prefix)
+            body_filter = conn.policy.stream(ex.resource, hrefs)
         headers = response_headers(
             upstream.headers,
             upstream_prefix=conn.link_prefix,
             public_prefix=prefix,
-            # web.Response sets it for the body it sends; a rewritten body has another length.
-            drop_length=small or hrefs is not None,
+            # web.Response sets it for the body it sends; a filtered body may have another length.
+            drop_length=small or body_filter is not None,
         )
         headers.append(("X-Request-Id", ex.request_id))
         if head:
@@ -225,6 +228,7 @@ class Gateway:
             )
             await answer.prepare(request)
             await answer.write_eof()
+            self._delivered(conn, ex, upstream.status, None)
             return answer
         district = conn.district.name
         counter = self._bytes[district]
@@ -238,13 +242,14 @@ class Gateway:
             except (UpstreamError, UpstreamTimeout) as exc:
                 self.services.metrics.upstream_errors.labels(district, exc.kind).inc()
                 raise
-            if hrefs is not None:
-                body = hrefs.feed(body) + hrefs.close()
+            if body_filter is not None:
+                body = body_filter.feed(body) + body_filter.close()
             response = web.Response(
                 status=upstream.status, reason=upstream.reason, body=body, headers=headers
             )
             ex.bytes_out = len(body)
             tally.count(counter, len(body))
+            self._delivered(conn, ex, upstream.status, body_filter)
             return response
 
         downstream = web.StreamResponse(
@@ -257,7 +262,7 @@ class Gateway:
             tally.count(counter, n)
 
         try:
-            await forward.stream_back(upstream, downstream, request, on_bytes, hrefs)
+            await forward.stream_back(upstream, downstream, request, on_bytes, body_filter)
         except (UpstreamError, UpstreamTimeout) as exc:  # an idle read past upstream_timeout
             # SECURITY: the head is already sent; a vendor must see a broken transfer, never a
             # complete-looking 200 with half of the district's body.
@@ -269,7 +274,25 @@ class Gateway:
         except (ConnectionResetError, asyncio.CancelledError):
             ex.error = "vendor disconnected"
             raise
+        finally:
+            self._delivered(conn, ex, upstream.status, body_filter)
         return downstream
+
+    def _delivered(
+        self, conn: Connection, ex: Exchange, status: int, body_filter: FieldStream | None
+    ) -> None:
+        """Into the access ledger: what this answer gave the vendor (counts and names)."""
+        records, fields = (0, ()) if body_filter is None else body_filter.delivered()
+        self.services.ledger.count(
+            conn.app_id,
+            conn.config.vendor,
+            conn.district.name,
+            ledger_collection(ex.resource),
+            status,
+            ex.bytes_out,
+            records,
+            fields,
+        )
 
     def _public_base(self, request: web.Request, trusted: bool) -> str:
         """``public_base`` for this request, remembered per input: the same few Hosts arrive

@@ -21,6 +21,8 @@ Layout (``orp:`` is the default prefix):
     orp:checks:<appId>   list of JSON check results, newest first, capped at CHECK_HISTORY
     orp:invite:<hash>    hash: app_id, vendor, district_name, scopes (JSON), created, expires,
                          spent; removed by Redis a day after it expires
+    orp:ledger, orp:ledger:<day>|<appId>|<collection>, orp:ledgerf:...
+                         the access ledger (see ``redis_ledger``)
     orp:district:<name>, orp:districts, orp:conn:<appId>, orp:conns, orp:vconns:<vendor>,
     orp:dconns:<district>   districts and connections (see ``redis_connections``)
 
@@ -52,6 +54,7 @@ from proxy.store.base import (
 )
 from proxy.store.redis_checks import RedisChecks
 from proxy.store.redis_connections import RedisConnections
+from proxy.store.redis_ledger import RedisLedger
 from proxy.store.redis_limits import RedisLimits
 from proxy.store.redis_tokens import RedisTokens
 from proxy.store.sentinel import SCHEME as SENTINEL_SCHEME
@@ -72,7 +75,7 @@ def _display(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits):
+class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits, RedisLedger):
     """``Store`` on one Redis server, shared by every replica and worker.
 
     ``open()`` does not contact Redis: a proxy starts while Redis is down (``/readyz`` says

@@ -36,13 +36,15 @@ from proxy.store.base import (
 from proxy.store.sqlite_checks import SqliteChecks
 from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
 from proxy.store.sqlite_connections import SqliteConnections
+from proxy.store.sqlite_ledger import TABLES as LEDGER_TABLES
+from proxy.store.sqlite_ledger import SqliteLedger
 from proxy.store.sqlite_limits import SqliteLimits
 from proxy.store.sqlite_rows import _iso, _time, _write
 from proxy.store.sqlite_tokens import SqliteTokens
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Migration n takes a file at schema n-1 to schema n; applied in order in one transaction.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -112,6 +114,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             secret_fingerprint TEXT
         )""",
     ),
+    # The access ledger: counts per appId, UTC day and collection.
+    5: LEDGER_TABLES,
 }
 
 # SQLITE_BUSY and SQLITE_LOCKED (primary result codes, the low byte of extended ones):
@@ -137,7 +141,7 @@ def _fast_connection(path: str) -> sqlite3.Connection:
     return conn
 
 
-class SqliteStore(SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits):
+class SqliteStore(SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits, SqliteLedger):
     """``Store`` on one sqlite file; any number of processes on one host may share it."""
 
     def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
