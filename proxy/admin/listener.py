@@ -25,6 +25,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proxy.admin import connections as admin_connections
+from proxy.admin import ledger as admin_ledger
 from proxy.admin import tokens as admin_tokens
 from proxy.admin.body import json_object, only_fields
 from proxy.check.background import refresh_check_gauges
@@ -87,6 +88,7 @@ def create_admin_app(
     app.router.add_post("/admin/connections/{app_id}/invite", invite_connection)
     admin_connections.add_routes(app)
     app.router.add_get("/admin/activity", activity)
+    admin_ledger.add_routes(app)
     add_console(app, gateway)
     return app
 

@@ -14,9 +14,8 @@ to the records made before them; split apart, a reader would follow one seed acr
 
 from __future__ import annotations
 
-import hashlib
-
 import functools
+import hashlib
 import json
 import random
 import unicodedata

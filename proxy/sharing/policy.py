@@ -136,18 +136,16 @@ class Policy:
         )
 
     def names_for(self, kind: str, resource: str) -> frozenset[bytes]:
-        """The field names dropped from a record of ``kind`` on a path ending in ``resource``
-        (rules of the body's kind, of the path's collection as named, and ``*``)."""
+        """The field names dropped from a record of ``kind`` on a path ending in ``resource``:
+        the rules of its kind, of ``*``, and of the path's collection as the path names it
+        (``schools.x`` for the orgs of ``/schools``)."""
         key = (kind, resource)
         names = self._cache.get(key)
         if names is None:
             by = self._by_kind
-            names = (
-                self._everywhere
-                | by.get(kind, frozenset())
-                | by.get(resource, frozenset())
-                | by.get(PATH_KIND.get(resource, resource), frozenset())
-            )
+            names = self._everywhere | by.get(kind, frozenset())
+            if PATH_KIND.get(resource, resource) == kind:
+                names |= by.get(resource, frozenset())
             if len(self._cache) < 4096:
                 self._cache[key] = names
         return names
@@ -271,8 +269,8 @@ class FieldStream:
                     m = _STRING_REST.match(buf, pos + 1)
                     assert m is not None
                     close = m.end()
-                    if close >= end:
-                        break  # the key is cut: wait for the rest
+                    if close >= end - 1 and (close == end or buf[close] != _QUOTE):
+                        break  # the key is cut (maybe right after a backslash): wait
                     if buf[close] != _QUOTE:
                         raise _NotOurs
                     raw = buf[pos + 1 : close]
