@@ -78,7 +78,19 @@ def text(rows: list[LedgerRow]) -> list[str]:
     """One line per row, then the fields each vendor received per collection."""
     if not rows:
         return ["no deliveries recorded"]
-    lines = [
+    pairs: dict[tuple[str, str], list[LedgerRow]] = {}
+    for r in rows:
+        pairs.setdefault((r.vendor, r.district), []).append(r)
+    lines = []
+    for (vendor, district), mine in sorted(pairs.items()):
+        records = sum(r.records for r in mine)
+        first, last = min(r.day for r in mine), max(r.day for r in mine)
+        lines.append(
+            f"{vendor} received from {district}: {records} records in "
+            f"{sum(r.requests for r in mine)} answers, {first.isoformat()} to {last.isoformat()}"
+        )
+    lines.append("")
+    lines += [
         f"{'day':<10}  {'app':<16} {'vendor':<12} {'district':<14} {'collection':<18} "
         f"{'requests':>8} {'records':>9} {'bytes':>12}  status"
     ]
