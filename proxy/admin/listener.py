@@ -217,6 +217,7 @@ def connection_view(conn: Connection, now: datetime) -> dict[str, Any]:
         "enabled": cfg.enabled,
         "expires": cfg.expires.isoformat() if cfg.expires else None,
         "expired": cfg.expired(now),
+        "drop_fields": list(cfg.drop_fields),
         "vendor_authorization": conn.vendor_header is not None,
         "max_connections": conn.district.max_connections,
         "rate_limit": None if conn.district.rate_limit is None else str(conn.district.rate_limit),

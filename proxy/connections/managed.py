@@ -120,6 +120,7 @@ async def add_connection(
         expires=cfg.expires,
         created=now,
         updated=now,
+        drop_fields=cfg.drop_fields if "drop_fields" in table else None,
     )
     await store.add_connection(record, district_in_store=not in_toml)
     await _audit(store, action, interface, app_id=app_id, vendor=cfg.vendor, district=cfg.district)
@@ -138,12 +139,13 @@ async def _stored(store: Store, catalog: Catalog, app_id: str) -> ConnectionReco
 async def update_connection(
     store: Store, catalog: Catalog, app_id: str, changes: Mapping[str, Any], *, interface: str
 ) -> ConnectionRecord:
-    """``changes``: any of ``scopes``, ``enabled``, ``expires`` (None: no expiry)."""
+    """``changes``: any of ``scopes``, ``enabled``, ``expires`` (None: no expiry),
+    ``drop_fields`` (None: the default policy)."""
     old = await _stored(store, catalog, app_id)
     problems = [
         f"connections.{app_id}.{k}: cannot be changed here"
         + ("; use renew" if k in ("key", "secret") else "")
-        for k in sorted(set(changes) - {"scopes", "enabled", "expires"})
+        for k in sorted(set(changes) - {"scopes", "enabled", "expires", "drop_fields"})
     ]
     if problems:
         raise ConfigError(problems)
@@ -156,6 +158,7 @@ async def update_connection(
         scopes=tuple(sorted(cfg.scopes)),
         enabled=cfg.enabled,
         expires=cfg.expires,
+        drop_fields=cfg.drop_fields if "drop_fields" in table else None,
         updated=now_utc(),
     )
     await store.update_connection(record)

@@ -155,16 +155,7 @@ class StoreConnections:
             raise ServiceUnavailable(
                 "this connection's credentials cannot be read; try again later", retry_after=30
             ) from exc
-        return ConnectionConfig(
-            app_id=record.app_id,
-            vendor=record.vendor,
-            district=record.district,
-            key=record.key,
-            secret=secret,
-            scopes=frozenset(record.scopes),
-            enabled=record.enabled,
-            expires=record.expires,
-        )
+        return record_config(record, secret)
 
     def _source_for(
         self,
@@ -221,16 +212,7 @@ def with_store_connection(
         district = district_config(district_record)
     if district is None or record.vendor not in config.vendors:
         return None
-    conn = ConnectionConfig(
-        app_id=record.app_id,
-        vendor=record.vendor,
-        district=record.district,
-        key=record.key,
-        secret=box.open(record.app_id, record.secret),
-        scopes=frozenset(record.scopes),
-        enabled=record.enabled,
-        expires=record.expires,
-    )
+    conn = record_config(record, box.open(record.app_id, record.secret))
     return replace(
         config,
         districts={**config.districts, district.name: district},
@@ -249,3 +231,20 @@ def _version(
         runtime.config.districts.get(record.district),
         vendor,
     )
+
+
+def record_config(record: ConnectionRecord, secret: str) -> ConnectionConfig:
+    """The runtime connection of a store record (validated when written), ``secret`` opened."""
+    conn = ConnectionConfig(
+        app_id=record.app_id,
+        vendor=record.vendor,
+        district=record.district,
+        key=record.key,
+        secret=secret,
+        scopes=frozenset(record.scopes),
+        enabled=record.enabled,
+        expires=record.expires,
+    )
+    if record.drop_fields is not None:
+        conn = replace(conn, drop_fields=record.drop_fields)
+    return conn

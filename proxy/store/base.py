@@ -80,6 +80,8 @@ class ConnectionRecord:
     enabled: bool = True
     expires: date | None = None
     source: str = "store"
+    # The sharing policy's fields (docs/configuration.md); None: the default policy.
+    drop_fields: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ one round trip for the connection and its district. Mixed into ``RedisStore``.
 
 from __future__ import annotations
 
+import json
+
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -161,6 +163,8 @@ def connection_fields(r: ConnectionRecord) -> dict[str, str | int]:
     }
     if r.expires is not None:
         fields["expires"] = r.expires.isoformat()
+    if r.drop_fields is not None:
+        fields["drop_fields"] = json.dumps(list(r.drop_fields))
     return fields
 
 
@@ -177,6 +181,7 @@ def _connection(app_id: str, f: dict[str, str]) -> ConnectionRecord:
         created=_time(f["created"]),
         updated=_time(f["updated"]),
         source=f.get("source", "store"),
+        drop_fields=tuple(json.loads(f["drop_fields"])) if "drop_fields" in f else None,
     )
 
 

@@ -35,7 +35,7 @@ from proxy.store.base import (
 )
 from proxy.store.sqlite_checks import SqliteChecks
 from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
-from proxy.store.sqlite_connections import SqliteConnections
+from proxy.store.sqlite_connections import DROP_FIELDS_COLUMN, SqliteConnections
 from proxy.store.sqlite_ledger import TABLES as LEDGER_TABLES
 from proxy.store.sqlite_ledger import SqliteLedger
 from proxy.store.sqlite_limits import SqliteLimits
@@ -115,7 +115,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
     ),
     # The access ledger: counts per appId, UTC day and collection.
-    5: LEDGER_TABLES,
+    5: (*LEDGER_TABLES, DROP_FIELDS_COLUMN),
 }
 
 # SQLITE_BUSY and SQLITE_LOCKED (primary result codes, the low byte of extended ones):

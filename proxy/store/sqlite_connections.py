@@ -9,6 +9,8 @@ pass the check. Mixed into ``SqliteStore``, which supplies ``_run`` (the store's
 
 from __future__ import annotations
 
+import json
+
 import sqlite3
 from datetime import date, datetime
 from typing import Any
@@ -55,8 +57,11 @@ _D_COLUMNS = (
     "max_connections, max_wait, rate_limit, created, updated"
 )
 _C_COLUMNS = (
-    "app_id, vendor, district, key, secret, scopes, enabled, expires, created, updated, source"
+    "app_id, vendor, district, key, secret, scopes, enabled, expires, created, updated, source, "
+    "drop_fields"
 )
+#: The sharing policy's column (schema 5): JSON text, NULL for the default policy.
+DROP_FIELDS_COLUMN = "ALTER TABLE connections ADD COLUMN drop_fields TEXT"
 _D_UPDATE = ", ".join(f"{c} = ?" for c in _D_COLUMNS.split(", ")[1:-2])
 
 
@@ -113,6 +118,7 @@ def _connection_row(r: ConnectionRecord) -> tuple[Any, ...]:
         _iso(r.created),
         _iso(r.updated),
         r.source,
+        None if r.drop_fields is None else json.dumps(list(r.drop_fields)),
     )
 
 
@@ -129,6 +135,7 @@ def _connection(row: tuple[Any, ...]) -> ConnectionRecord:
         created=_req_time(row[8]),
         updated=_req_time(row[9]),
         source=row[10],
+        drop_fields=None if row[11] is None else tuple(json.loads(row[11])),
     )
 
 
@@ -212,7 +219,7 @@ class SqliteConnections(SqliteRole):
                     ).fetchone()
                 ):
                     raise NotFound(f'no district "{record.district}" in the store')
-                conn.execute(f"INSERT INTO connections ({_C_COLUMNS}) VALUES ({_marks(11)})", row)
+                conn.execute(f"INSERT INTO connections ({_C_COLUMNS}) VALUES ({_marks(12)})", row)
 
         await self._run(op)
 
@@ -241,8 +248,8 @@ class SqliteConnections(SqliteRole):
             row = conn.execute(query, (app_id,)).fetchone()
             if row is None:
                 return None
-            district = None if row[11] is None else _district(row[11:])
-            return _connection(row[:11]), district
+            district = None if row[12] is None else _district(row[12:])
+            return _connection(row[:12]), district
 
         return await self._run(op)
 
@@ -272,12 +279,15 @@ class SqliteConnections(SqliteRole):
     async def update_connection(self, record: ConnectionRecord) -> None:
         row = _connection_row(record)
         # Every column but app_id, district and created (row order of _C_COLUMNS).
-        values = (row[1], row[3], row[4], row[5], row[6], row[7], row[9], row[10], record.app_id)
+        values = (
+            row[1], row[3], row[4], row[5], row[6], row[7], row[9], row[10], row[11], record.app_id
+        )  # fmt: skip
 
         def op(conn: sqlite3.Connection, _: sqlite3.Connection) -> None:
             changed = conn.execute(
                 "UPDATE connections SET vendor = ?, key = ?, secret = ?, scopes = ?, "
-                "enabled = ?, expires = ?, updated = ?, source = ? WHERE app_id = ?",
+                "enabled = ?, expires = ?, updated = ?, source = ?, drop_fields = ? "
+                "WHERE app_id = ?",
                 values,
             ).rowcount
             if not changed:
