@@ -27,6 +27,7 @@ from aiohttp import web
 
 from proxy.check import HINTS, run_check
 from proxy.config import ConnectionConfig, DistrictConfig
+from proxy.config.model import DEFAULT_DROP_FIELDS
 from proxy.connections.invites import find_invite, hash_token
 from proxy.console.core import CSS, SECURITY_HEADERS, templates
 from proxy.console.manage import save_intake
@@ -88,10 +89,20 @@ def _gone(request: web.Request) -> web.Response:
     )
 
 
+async def _sharing(services: Services, invite: InviteRecord) -> list[str]:
+    """The sharing policy the connection has (or will have): shown to the district, not
+    changed by it (docs/configuration.md "Sharing policy")."""
+    existing = await services.store.get_connection(invite.app_id)
+    if existing is not None and existing.drop_fields is not None:
+        return list(existing.drop_fields)
+    return list(DEFAULT_DROP_FIELDS)
+
+
 def _form_page(
     request: web.Request,
     invite: InviteRecord,
     values: dict[str, Any],
+    drop_fields: list[str],
     *,
     status: int = 200,
     errors: list[str] | None = None,
@@ -110,6 +121,7 @@ def _form_page(
         failed=[c for c in checks or [] if c["status"] == "fail"],
         saved=False,
         scopes=list(SCOPE_ORDER),
+        drop_fields=drop_fields,
         expires=invite.expires.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         action=request.path,
         csrf_token=csrf,
@@ -139,7 +151,7 @@ async def show(request: web.Request) -> web.StreamResponse:
         "key": "",
         "scopes": list(invite.scopes),
     }
-    return _form_page(request, invite, values)
+    return _form_page(request, invite, values, await _sharing(_services(request), invite))
 
 
 async def submit(request: web.Request) -> web.StreamResponse:
@@ -186,8 +198,9 @@ async def submit(request: web.Request) -> web.StreamResponse:
             csrf_token="",
         )
     values, secret, errors = read_form(form)
+    sharing = await _sharing(services, invite)
     if errors:
-        return _form_page(request, invite, values, status=422, errors=errors)
+        return _form_page(request, invite, values, sharing, status=422, errors=errors)
     district, conn = build(invite, values, secret, services)
     config = services.runtime.current.config
     trial = dataclasses.replace(
@@ -202,7 +215,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     ]
     _log(invite, "checked" if not report.ok else "passed", report.ok)
     if not report.ok:
-        return _form_page(request, invite, values, status=422, checks=checks)
+        return _form_page(request, invite, values, sharing, status=422, checks=checks)
     if not await services.store.spend_invite(invite.token_hash, now_utc()):
         return _gone(request)  # another submission won the race
     try:

@@ -194,6 +194,7 @@ async def connection(request: web.Request, **extra: Any) -> web.StreamResponse:
         "days_left": days_left(cfg.expires, datetime.now(UTC).date()),
         "vendor_authorization": conn.vendor_header is not None,
         "circuit": services.circuits.state(district),
+        "drop_fields": list(cfg.drop_fields),
         "source": listed.source,
     }
     return console.render(
