@@ -24,7 +24,9 @@ How it stays flat and exact:
 
 from __future__ import annotations
 
+import codecs
 import json
+import json.scanner
 import re
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -73,39 +75,46 @@ def ledger_collection(resource: str) -> str:
     return PATH_KIND.get(resource, resource)
 
 
-_WS = rb"[ \t\n\r]*+"
-_STR = rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"'
-_FLAT = rb"(?:[^\"\[\]{}]++|" + _STR + rb")*+"
-_C1 = rb"[\[{]" + _FLAT + rb"[\]}]"
-_L1 = rb"(?:[^\"\[\]{}]++|" + _STR + rb"|" + _C1 + rb")*+"
-_C2 = rb"[\[{]" + _L1 + rb"[\]}]"
-_L2 = rb"(?:[^\"\[\]{}]++|" + _STR + rb"|" + _C2 + rb")*+"
-_C3 = rb"[\[{]" + _L2 + rb"[\]}]"
-_SCALAR = rb"[^ \t\n\r,:\[\]{}\"]++"
+_WS = r"[ \t\n\r]*+"
+_STR = r'"[^"\\]*+(?:\\.[^"\\]*+)*+"'
+_FLAT = r"(?:[^\"\[\]{}]++|" + _STR + r")*+"
+_C1 = r"[\[{]" + _FLAT + r"[\]}]"
+_L1 = r"(?:[^\"\[\]{}]++|" + _STR + r"|" + _C1 + r")*+"
+_C2 = r"[\[{]" + _L1 + r"[\]}]"
+_L2 = r"(?:[^\"\[\]{}]++|" + _STR + r"|" + _C2 + r")*+"
+_C3 = r"[\[{]" + _L2 + r"[\]}]"
+_SCALAR = r"[^ \t\n\r,:\[\]{}\"]++"
+_ANY = _STR + r"|" + _C3 + r"|" + _SCALAR
 # One record member whole: (key)(value), followed by "," or "}".
 _MEMBER = re.compile(
-    _WS + rb"(" + _STR + rb")" + _WS + rb":" + _WS + rb"(" + _STR + rb"|" + _C3 + rb"|"
-    + _SCALAR + rb")" + _WS + rb"(?=[,}])"
-)  # fmt: skip
+    _WS + r"(" + _STR + r")" + _WS + r":" + _WS + r"(" + _ANY + r")" + _WS + r"(?=[,}])"
+)
+# The members of a record one after the other: (space before)(key)...(value end)(space
+# after)(comma).
+_SPANS = re.compile(
+    r"(" + _WS + r")(" + _STR + r")" + _WS + r":" + _WS + r"(?:" + _ANY + r")()(" + _WS + r")(,?)"
+)
 _SPACE = re.compile(_WS)
-_STRING_REST = re.compile(rb'[^"\\]*+(?:\\.[^"\\]*+)*+')  # up to the closing quote (or the end)
+_STRING_REST = re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+')  # up to the closing quote (or the end)
 _SCALAR_RE = re.compile(_SCALAR)
+# The standard library's C scanner: one JSON value from a position, and where it ends.
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 # Frames of the tokenizer's stack.
 _TOP, _COLLECTION, _RECORD, _OTHER_OBJ, _OTHER_ARR = range(5)
 # Where it is within the innermost frame.
 _START, _KEY, _COLON, _VALUE, _AFTER, _FIRST_VALUE = range(6)
-_QUOTE, _LBRACE, _RBRACE, _LBRACKET, _RBRACKET, _COMMA, _COLON_B = b'"{}[],:'
+_QUOTE, _LBRACE, _RBRACE, _LBRACKET, _RBRACKET, _COMMA, _COLON_B = '"{}[],:'
 _OBJECTS = (_TOP, _RECORD, _OTHER_OBJ)
 _ARRAYS = (_COLLECTION, _OTHER_ARR)
 
 
-def _name(raw: bytes) -> bytes:
-    """A key's name as plain UTF-8 (escapes resolved; ``raw`` is the key without quotes)."""
-    if b"\\" not in raw:
+def _name(raw: str) -> str:
+    """A key's name (escapes resolved; ``raw`` is the key without its quotes)."""
+    if "\\" not in raw:
         return raw
     try:
-        return str(json.loads(b'"' + raw + b'"')).encode()
+        return str(json.loads('"' + raw + '"'))
     except ValueError:
         return raw
 
@@ -115,27 +124,27 @@ class Policy:
     """One connection's ``drop_fields``, compiled once per config load."""
 
     entries: tuple[str, ...]
-    _by_kind: dict[str, frozenset[bytes]] = field(default_factory=dict, repr=False)
-    _everywhere: frozenset[bytes] = frozenset()
-    _cache: dict[tuple[str, str], frozenset[bytes]] = field(default_factory=dict, repr=False)
+    _by_kind: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    _everywhere: frozenset[str] = frozenset()
+    _cache: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, entries: tuple[str, ...] | list[str]) -> Policy:
-        by_kind: dict[str, set[bytes]] = {}
-        everywhere: set[bytes] = set()
+        by_kind: dict[str, set[str]] = {}
+        everywhere: set[str] = set()
         for entry in entries:
             kind, _, name = entry.partition(".")
             if kind == "*":
-                everywhere.add(name.encode())
+                everywhere.add(name)
             else:
-                by_kind.setdefault(kind, set()).add(name.encode())
+                by_kind.setdefault(kind, set()).add(name)
         return cls(
             tuple(entries),
             {k: frozenset(v) for k, v in by_kind.items()},
             frozenset(everywhere),
         )
 
-    def names_for(self, kind: str, resource: str) -> frozenset[bytes]:
+    def names_for(self, kind: str, resource: str) -> frozenset[str]:
         """The field names dropped from a record of ``kind`` on a path ending in ``resource``:
         the rules of its kind, of ``*``, and of the path's collection as the path names it
         (``schools.x`` for the orgs of ``/schools``)."""
@@ -165,12 +174,13 @@ class FieldStream:
         self.then = then
         self._policy = policy
         self._resource = resource
-        self._carry = b""
+        self._carry = ""
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
         self._stack: list[int] = []
         self._state = _START
-        self._drops: frozenset[bytes] = frozenset()  # of the innermost record
+        self._drops: frozenset[str] = frozenset()  # of the innermost record
         self._kind = ""  # the record kind of the collection or record being read
-        self._key = b""  # the last key of the top object
+        self._key = ""  # the last key of the top object
         self._hold = -1  # in the carry: start of a held comma (a member not yet judged)
         self._first = True  # no member of the current record went out yet
         self._mute = -1  # stack depth of a dropped member's record; -1: not dropping
@@ -180,31 +190,41 @@ class FieldStream:
         self._plain = False  # not of the shape: pass the rest unchanged
         self._resume = 0  # where reading goes on in the carry
         self.records = 0
-        self.fields: set[bytes] = set()
+        self.fields: set[str] = set()
         self.kinds: set[str] = set()
 
     # -- the stream ---------------------------------------------------------------------------
 
     def feed(self, chunk: bytes) -> bytes:
         """The filtered bytes that are final once ``chunk`` has arrived (maybe empty)."""
-        if self._plain:
-            out = chunk
-        else:
-            out = self._run(self._carry + chunk if self._carry else chunk, final=False)
+        out = chunk if self._plain else self._text(chunk, final=False)
         then = self.then
         return out if then is None else then.feed(out)
 
     def close(self) -> bytes:
         """The bytes held back: call once after the last chunk."""
-        buf, self._carry = self._carry, b""
-        out = buf if self._plain else self._run(buf, final=True)
+        out = b"" if self._plain else self._text(b"", final=True)
         then = self.then
         return out if then is None else then.feed(out) + then.close()
 
+    def _text(self, chunk: bytes, *, final: bool) -> bytes:
+        # Read as text (a character cut between chunks waits in the decoder); what goes out is
+        # the same characters encoded again: the district's own bytes, since valid UTF-8 reads
+        # and writes back exactly. Not UTF-8 is not JSON (RFC 8259 §8.1): passed on as it is.
+        pending = self._decoder.getstate()[0]
+        try:
+            text = self._decoder.decode(chunk, final)
+        except UnicodeDecodeError:
+            self._plain = True
+            carry, self._carry = self._carry, ""
+            return carry.encode() + pending + chunk
+        buf = self._carry + text if self._carry else text
+        return self._run(buf, final=final).encode()
+
     # -- the tokenizer ------------------------------------------------------------------------
 
-    def _run(self, buf: bytes, *, final: bool) -> bytes:
-        out: list[bytes] = []
+    def _run(self, buf: str, *, final: bool) -> str:
+        out: list[str] = []
         done = 0  # bytes before this are out (or dropped)
         pos = self._resume
         self._resume = 0
@@ -228,7 +248,7 @@ class FieldStream:
                         continue
                     break  # the string goes on (or a backslash waits for what it escapes)
                 c = buf[pos]
-                if c in b" \t\r\n":
+                if c in " \t\r\n":
                     pos = _SPACE.match(buf, pos).end()  # type: ignore[union-attr]
                     if self._eat_space:
                         done = pos
@@ -296,6 +316,18 @@ class FieldStream:
                     pos += 1
                     self._state = _VALUE
                 elif state in (_VALUE, _FIRST_VALUE):
+                    if c == _LBRACE and frame == _COLLECTION and self._mute < 0:
+                        after = self._whole_record(buf, pos, out, done)
+                        while after > 0:
+                            pos = done = after
+                            self._state = _AFTER
+                            # The next record right after a comma: read on without the loop.
+                            if buf.startswith(",{", pos):
+                                after = self._whole_record(buf, pos + 1, out, done)
+                            else:
+                                after = 0
+                        if done == pos and self._state == _AFTER:
+                            continue
                     if state == _FIRST_VALUE and c == _RBRACKET:
                         pos += 1
                         self._close_frame()
@@ -335,8 +367,8 @@ class FieldStream:
             self._plain = True
             self._hold = -1
             out.append(buf[done:])
-            self._carry = b""
-            return b"".join(out)
+            self._carry = ""
+            return "".join(out)
         if self._mute >= 0:
             done = max(done, pos)
             if len(stack) == self._mute and self._state == _AFTER:
@@ -344,8 +376,8 @@ class FieldStream:
         if final:
             # The end of the body: what is left goes out as it came.
             out.append(buf[done:])
-            self._carry = b""
-            return b"".join(out)
+            self._carry = ""
+            return "".join(out)
         # Keep back what is not judged yet: a held comma and key, or a cut token.
         keep = pos if self._hold < 0 else min(pos, self._hold)
         if keep > done:
@@ -355,9 +387,9 @@ class FieldStream:
         self._resume = pos - done
         if self._hold >= 0:
             self._hold -= done
-        return b"".join(out)
+        return "".join(out)
 
-    def _value(self, buf: bytes, pos: int, c: int, end: int) -> int:
+    def _value(self, buf: str, pos: int, c: str, end: int) -> int:
         """Read the start of a value at ``pos``: the position after what was read, or
         ``-(pos + 1)`` when it is cut and must wait."""
         stack = self._stack
@@ -373,7 +405,7 @@ class FieldStream:
             return close
         if c == _LBRACE:
             if frame == _TOP and self._mute < 0:
-                kind = wrapper_kind(_name(self._key).decode("utf-8", "replace"))
+                kind = wrapper_kind(_name(self._key))
                 if kind is not None:
                     self._record(kind)
                     return pos + 1
@@ -385,17 +417,18 @@ class FieldStream:
             return pos + 1
         if c == _LBRACKET:
             if frame == _TOP and self._mute < 0:
-                kind = wrapper_kind(_name(self._key).decode("utf-8", "replace"))
+                kind = wrapper_kind(_name(self._key))
                 if kind is not None:
                     self._kind = kind
                     self.kinds.add(kind)
+                    self._drops = self._policy.names_for(kind, self._resource)
                     stack.append(_COLLECTION)
                     self._state = _FIRST_VALUE
                     return pos + 1
             stack.append(_OTHER_ARR)
             self._state = _FIRST_VALUE
             return pos + 1
-        if c in b"]},:":
+        if c in "]},:":
             raise _NotOurs
         m = _SCALAR_RE.match(buf, pos)
         assert m is not None
@@ -403,6 +436,72 @@ class FieldStream:
             return -1  # a number may go on in the next chunk
         self._state = _AFTER
         return m.end()
+
+    def _whole_record(self, buf: str, pos: int, out: list[str], done: int) -> int:
+        """A record of a collection read at once when all of it is here (the common case):
+        the C scanner finds its end and its top-level names; members to drop are cut as the
+        member-by-member path would cut them. What went out is appended to ``out``; returns
+        where the record ends, or 0 to read it member by member instead."""
+        try:
+            record, after = _SCAN(buf, pos)
+        except (ValueError, StopIteration, RecursionError):
+            return 0  # cut by the chunk's end (or not JSON): the slow path knows what to do
+        drops = self._drops
+        names = record.keys()
+        if drops and not drops.isdisjoint(names):
+            cuts = _one_cut(buf, pos, after, record, drops)
+            if cuts is not None:
+                self.fields.update(names - drops)
+            else:
+                cuts = self._cuts(buf, pos + 1, after - 1)
+            if cuts is None:
+                return 0
+            for start, stop in cuts:
+                out.append(buf[done:start])
+                done = stop
+        else:
+            self.fields.update(names)
+        out.append(buf[done:after])
+        self.records += 1
+        return after
+
+    def _cuts(self, buf: str, start: int, end: int) -> list[tuple[int, int]] | None:
+        """The ranges to cut from a record's members between ``start`` and ``end`` (its braces
+        excluded), the kept names counted; None when its values nest deeper than the member
+        pattern reads."""
+        drops = self._drops
+        kept: list[str] = []
+        cuts: list[tuple[int, int]] = []
+        first = True  # no member kept yet
+        eat = False  # the space before this member follows an eaten comma
+        comma = -1  # where the previous member's comma is
+        at = start
+        for m in _SPANS.finditer(buf, start, end):
+            if m.start() != at or (m.end() == at and at < end):
+                return None
+            at = m.end()
+            if eat and m.end(1) > m.start(1):
+                cuts.append((m.start(1), m.end(1)))
+            eat = False
+            name = _name(m.group(2)[1:-1])
+            if name in drops:
+                if first:
+                    cuts.append((m.start(2), m.end(3)))
+                    if m.end(5) > m.start(5):
+                        cuts.append((m.start(5), m.end(5)))
+                        eat = True
+                else:
+                    cuts.append((comma, m.end(3)))
+            else:
+                kept.append(name)
+                first = False
+            comma = m.start(5)
+            if at >= end:
+                break
+        if at != end:
+            return None
+        self.fields.update(kept)
+        return cuts
 
     def _record(self, kind: str) -> None:
         self._stack.append(_RECORD)
@@ -420,7 +519,67 @@ class FieldStream:
 
     def delivered(self) -> tuple[int, list[str]]:
         """The records that went out and the names of their fields (after the policy)."""
-        return self.records, [name.decode("utf-8", "replace") for name in self.fields]
+        return self.records, list(self.fields)
+
+
+def _one_cut(
+    buf: str, pos: int, after: int, record: dict[str, object], drops: frozenset[str]
+) -> list[tuple[int, int]] | None:
+    """The cuts for a record with one member to drop, found by the C scanner alone; None for
+    anything else (the member pattern decides then).
+
+    The key must be written plainly, once, in a record without ``\\u`` escapes: only a
+    ``\\u`` escape can spell a name's letters another way, so that one occurrence is the
+    record's own member (the scanner saw it at the top). Otherwise the record without the cut
+    must read as the record without that field."""
+    hits = [k for k in record if k in drops]
+    if len(hits) != 1:
+        return None
+    name = hits[0]
+    quoted = '"' + name + '"'
+    at = buf.find(quoted, pos, after)
+    if at < 0:
+        return None
+    sure = buf.find(quoted, at + 1, after) < 0 and buf.find("\\u", pos, after) < 0
+    while at >= 0:
+        cuts = _member_cut(buf, pos, at, len(quoted))
+        if cuts is not None:
+            if sure:
+                return cuts
+            rest = buf[pos : cuts[0][0]] + "".join(
+                buf[a:b] for (_, a), (b, _) in zip(cuts, [*cuts[1:], (after, 0)], strict=True)
+            )
+            try:
+                again, stop = _SCAN(rest, 0)
+            except (ValueError, StopIteration, RecursionError):
+                again, stop = None, -1
+            if stop == len(rest) and again == {k: v for k, v in record.items() if k != name}:
+                return cuts
+        at = buf.find(quoted, at + 1, after)
+    return None
+
+
+def _member_cut(buf: str, pos: int, at: int, size: int) -> list[tuple[int, int]] | None:
+    """The cuts of the member whose key starts at ``at``, as the member-by-member path makes
+    them (with the comma before it, or, for the first member, the comma and space after it);
+    None if ``at`` is not the start of a key."""
+    head = buf[pos:at].rstrip(" \t\r\n")
+    before = head[-1:]
+    colon = _SPACE.match(buf, at + size).end()  # type: ignore[union-attr]
+    if before not in ("{", ",") or buf[colon : colon + 1] != ":":
+        return None
+    value = _SPACE.match(buf, colon + 1).end()  # type: ignore[union-attr]
+    try:
+        _, end = _SCAN(buf, value)
+    except (ValueError, StopIteration, RecursionError):
+        return None
+    if before == ",":
+        return [(pos + len(head) - 1, end)]
+    cuts = [(at, end)]
+    comma = _SPACE.match(buf, end).end()  # type: ignore[union-attr]
+    if buf[comma : comma + 1] == ",":
+        cuts.append((comma, _SPACE.match(buf, comma + 1).end()))  # type: ignore[union-attr]
+    return cuts
 
 
 _END_STATE = 99  # after the top value: only whitespace may follow
