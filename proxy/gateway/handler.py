@@ -208,16 +208,18 @@ class Gateway:
         small = length is not None and length <= SMALL_BODY and not head
         prefix = f"{base}/{conn.app_id}/ims/oneroster/"
         body_filter: FieldStream | None = None
+        changes = False
         if _rewritable(upstream.headers):
             # One pass: the sharing policy, then (rewrite_hrefs) the href rewriter.
             hrefs = None if conn.hrefs is None else conn.hrefs.stream(prefix)
-            body_filter = conn.policy.stream(ex.resource, hrefs)
+            changes = hrefs is not None or conn.policy.changes(ex.resource)
+            body_filter = conn.policy.stream(ex.resource, hrefs, cut=changes)
         headers = response_headers(
             upstream.headers,
             upstream_prefix=conn.link_prefix,
             public_prefix=prefix,
             # web.Response sets it for the body it sends; a filtered body may have another length.
-            drop_length=small or body_filter is not None,
+            drop_length=small or changes,
         )
         headers.append(("X-Request-Id", ex.request_id))
         if head:

@@ -159,10 +159,18 @@ class Policy:
                 self._cache[key] = names
         return names
 
-    def stream(self, resource: str, then: BodyFilter | None = None) -> FieldStream:
+    def changes(self, resource: str) -> bool:
+        """Whether an answer on a path ending in ``resource`` may lose fields: only then does
+        the district's ``Content-Length`` go (records of the kind the path gives)."""
+        return bool(self.names_for(PATH_KIND.get(resource, resource), resource))
+
+    def stream(
+        self, resource: str, then: BodyFilter | None = None, *, cut: bool = True
+    ) -> FieldStream:
         """A filter for one answer on a path whose last collection is ``resource``, passing
-        what it lets out on to ``then``."""
-        return FieldStream(self, resource, then)
+        what it lets out on to ``then``; with ``cut`` false it only counts (the answer keeps
+        its length)."""
+        return FieldStream(self if cut else _COUNT_ONLY, resource, then)
 
 
 class FieldStream:
@@ -582,6 +590,7 @@ def _member_cut(buf: str, pos: int, at: int, size: int) -> list[tuple[int, int]]
     return cuts
 
 
+_COUNT_ONLY = Policy.of(())
 _END_STATE = 99  # after the top value: only whitespace may follow
 
 

@@ -54,9 +54,9 @@ async def test_default_policy_drops_the_1_1_password_everywhere(
     assert body == expected
 
     # A relationship collection, a single record, and a large streamed page.
-    class_id = json.loads(
-        (await _get(http, proxy.app_url("v1p1/classes?limit=1"), token))[1]
-    )["classes"][0]["sourcedId"]
+    class_id = json.loads((await _get(http, proxy.app_url("v1p1/classes?limit=1"), token))[1])[
+        "classes"
+    ][0]["sourcedId"]
     for rest in (
         f"v1p1/classes/{class_id}/students",
         f"v1p1/users/{users[0]['sourcedId']}",
