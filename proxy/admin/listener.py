@@ -46,9 +46,9 @@ from proxy.errors import (
     refusal_response,
 )
 from proxy.gateway.context import SERVICES, Services
+from proxy.gateway.reload import reload_config
 from proxy.gateway.runtime import Connection
 from proxy.scopes import SCOPES
-from proxy.gateway.reload import reload_config
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("oneroster_proxy.admin")

@@ -17,7 +17,6 @@ one round trip for the connection and its district. Mixed into ``RedisStore``.
 from __future__ import annotations
 
 import json
-
 from datetime import date, datetime
 from typing import Any, cast
 

@@ -34,8 +34,8 @@ from proxy.store.base import (
     AuditEvent,
 )
 from proxy.store.sqlite_checks import SqliteChecks
-from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
 from proxy.store.sqlite_connections import DROP_FIELDS_COLUMN, SqliteConnections
+from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
 from proxy.store.sqlite_ledger import TABLES as LEDGER_TABLES
 from proxy.store.sqlite_ledger import SqliteLedger
 from proxy.store.sqlite_limits import SqliteLimits

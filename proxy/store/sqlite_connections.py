@@ -10,7 +10,6 @@ pass the check. Mixed into ``SqliteStore``, which supplies ``_run`` (the store's
 from __future__ import annotations
 
 import json
-
 import sqlite3
 from datetime import date, datetime
 from typing import Any
