@@ -15,44 +15,30 @@ from proxy.errors import ConfigError
 from proxy.store.crypto import new_key
 from tests.admin.test_connections import call, connection_body
 from tests.cli.test_tokens import run_cli
+from tests.config.test_validate import minimal
 from tests.support import auth, base_config
 
 
-def _doc(**conn: Any) -> dict[str, Any]:
-    return {
-        "vendors": {"acme": {}},
-        "districts": {"d": {"base_url": "https://d.example"}},
-        "connections": {
-            "app-7": {
-                "vendor": "acme",
-                "district": "d",
-                "key": "k",
-                "secret": "s",
-                "scopes": ["roster-core.readonly"],
-                **conn,
-            }
-        },
-    }
-
-
 def test_default_and_valid_entries() -> None:
-    assert validate(_doc(), {}).connections["app-7"].drop_fields == ("users.password",)
+    assert validate(minimal(), {}).connections["app-7"].drop_fields == ("users.password",)
     fields = ["users.phone", "students.sms", "*.metadata", "schools.identifier"]
-    assert validate(_doc(drop_fields=fields), {}).connections["app-7"].drop_fields == tuple(fields)
-    assert validate(_doc(drop_fields=[]), {}).connections["app-7"].drop_fields == ()
+    assert validate(minimal(drop_fields=fields), {}).connections["app-7"].drop_fields == tuple(
+        fields
+    )
+    assert validate(minimal(drop_fields=[]), {}).connections["app-7"].drop_fields == ()
 
 
 def test_bad_entries_are_named() -> None:
     bad = ["users", "users.", "pupils.phone", "demographics.birthDate", 7, "users.a.b", "*."]
     with pytest.raises(ConfigError) as err:
-        validate(_doc(drop_fields=bad), {})
+        validate(minimal(drop_fields=bad), {})
     problems = err.value.problems
     for i in range(len(bad)):
         assert any(p.startswith(f"connections.app-7.drop_fields[{i}]:") for p in problems), i
     assert any('unknown collection "pupils"' in p for p in problems)
     assert any("scopes never give demographics" in p for p in problems)
     with pytest.raises(ConfigError) as err:
-        validate(_doc(drop_fields="users.password"), {})
+        validate(minimal(drop_fields="users.password"), {})
     assert err.value.problems == [
         'connections.app-7.drop_fields: must be a list such as ["users.password"]'
     ]
