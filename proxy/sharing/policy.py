@@ -95,6 +95,9 @@ _SPANS = re.compile(
     r"(" + _WS + r")(" + _STR + r")" + _WS + r":" + _WS + r"(?:" + _ANY + r")()(" + _WS + r")(,?)"
 )
 _SPACE = re.compile(_WS)
+# A record cut by a chunk's end waits for the rest up to this many characters (then it is
+# read member by member, which holds back nothing): records are a few KB.
+_WAIT_LIMIT = 1 << 20
 _STRING_REST = re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+')  # up to the closing quote (or the end)
 _SCALAR_RE = re.compile(_SCALAR)
 # The standard library's C scanner: one JSON value from a position, and where it ends.
@@ -336,6 +339,8 @@ class FieldStream:
                                 after = 0
                         if done == pos and self._state == _AFTER:
                             continue
+                        if not final and end - pos < _WAIT_LIMIT:
+                            break  # a record cut by the chunk's end: read it whole next time
                     if state == _FIRST_VALUE and c == _RBRACKET:
                         pos += 1
                         self._close_frame()
