@@ -120,3 +120,18 @@ async def test_drop_fields_of_a_connection_and_the_ledger(
     assert "app-7" in out and "fields delivered" in out
     code, _, err = await run_cli("ledger", "--config", config, "--since", "soon")
     assert code != 0 and "--since" in err
+
+
+async def test_counts_reach_the_store_when_the_proxy_stops(
+    sandbox: Any, start_proxy: Any, http: aiohttp.ClientSession, tmp_path: Any
+) -> None:
+    from proxy.store.sqlite import SqliteStore
+
+    proxy = await start_proxy(sandbox)
+    token = await proxy.token()
+    status, _, _ = await _get(http, proxy.app_url("rostering/v1p2/classes?limit=2"), token)
+    assert status == 200
+    await proxy.stop()  # the drain writes what the periodic flush has not yet
+    async with SqliteStore(str(tmp_path / "store.db")) as store:
+        (row,) = await store.list_ledger(app="app-7")
+    assert (row.collection, row.requests, row.records) == ("classes", 1, 2)
