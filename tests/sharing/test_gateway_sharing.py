@@ -135,3 +135,23 @@ async def test_counts_reach_the_store_when_the_proxy_stops(
     async with SqliteStore(str(tmp_path / "store.db")) as store:
         (row,) = await store.list_ledger(app="app-7")
     assert (row.collection, row.requests, row.records) == ("classes", 1, 2)
+
+
+async def test_a_vendor_cannot_ask_for_a_compressed_answer_the_policy_cannot_read(
+    sandbox: Any, start_proxy: Any, http: aiohttp.ClientSession, tmp_path: Any
+) -> None:
+    from proxy.sandbox.state import RECORDED
+
+    proxy = await start_proxy(sandbox)
+    token = await proxy.token()
+    headers = {**auth(token), "Accept-Encoding": "gzip, br"}
+    for rest, expected in (
+        ("v1p1/users?limit=1", "identity"),
+        ("v1p1/classes?limit=1", "gzip, br"),
+    ):
+        before = len(sandbox.app[RECORDED])
+        async with http.get(proxy.app_url(rest), headers=headers) as resp:
+            assert resp.status == 200
+        (sent,) = sandbox.app[RECORDED][before:]
+        got = [v for k, v in sent.headers if k.lower() == "accept-encoding"]
+        assert got == [expected], rest  # where no rule applies, the vendor's own choice
