@@ -21,7 +21,6 @@ from proxy.store.base import LedgerRow
 if TYPE_CHECKING:
     from proxy.cli._common import Commands
 
-ORDER = 65
 CLASSES = ("2xx", "3xx", "4xx", "5xx")
 
 

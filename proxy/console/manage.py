@@ -63,7 +63,7 @@ async def set_drop_fields(services: Services, app_id: str, entries: list[str]) -
         )
     except ConfigError as err:
         raise _refused(err) from err
-    services.managed.forget(app_id)
+    services.store_connections.forget(app_id)
 
 
 async def renew(services: Services, app_id: str, *, key: str, secret: str, expires: str) -> None:
