@@ -34,17 +34,16 @@ from proxy.store.base import (
     AuditEvent,
 )
 from proxy.store.sqlite_checks import SqliteChecks
-from proxy.store.sqlite_connections import DROP_FIELDS_COLUMN, SqliteConnections
+from proxy.store.sqlite_connections import SqliteConnections
 from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
-from proxy.store.sqlite_ledger import TABLES as LEDGER_TABLES
-from proxy.store.sqlite_ledger import SqliteLedger
+from proxy.store.sqlite_ledger import SqliteLedger, ensure_sharing_schema
 from proxy.store.sqlite_limits import SqliteLimits
 from proxy.store.sqlite_rows import _iso, _time, _write
 from proxy.store.sqlite_tokens import SqliteTokens
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 4
 
 # Migration n takes a file at schema n-1 to schema n; applied in order in one transaction.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -114,8 +113,6 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             secret_fingerprint TEXT
         )""",
     ),
-    # The access ledger: counts per appId, UTC day and collection.
-    5: (*LEDGER_TABLES, DROP_FIELDS_COLUMN),
 }
 
 # SQLITE_BUSY and SQLITE_LOCKED (primary result codes, the low byte of extended ones):
@@ -222,6 +219,7 @@ class SqliteStore(SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits, S
             conn = self._connect("FULL")
             try:
                 self._migrate(conn)
+                ensure_sharing_schema(conn)
                 limits = self._connect("NORMAL")
             except BaseException:
                 conn.close()

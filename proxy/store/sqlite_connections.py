@@ -59,7 +59,8 @@ _C_COLUMNS = (
     "app_id, vendor, district, key, secret, scopes, enabled, expires, created, updated, source, "
     "drop_fields"
 )
-#: The sharing policy's column (schema 5): JSON text, NULL for the default policy.
+#: The sharing policy's column (``sqlite_ledger.ensure_sharing_schema``): JSON text, NULL for
+#: the default policy.
 DROP_FIELDS_COLUMN = "ALTER TABLE connections ADD COLUMN drop_fields TEXT"
 _D_UPDATE = ", ".join(f"{c} = ?" for c in _D_COLUMNS.split(", ")[1:-2])
 

@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 from proxy.store.base import LedgerRow, merge_ledger
+from proxy.store.sqlite_connections import DROP_FIELDS_COLUMN
 from proxy.store.sqlite_rows import SqliteRole, _write
 
 TABLES = (
@@ -29,6 +30,28 @@ TABLES = (
     )""",
     "CREATE INDEX ledger_by_day ON ledger (day, app, collection)",
 )
+
+
+def ensure_sharing_schema(conn: sqlite3.Connection) -> None:
+    """The ledger table and the connections' ``drop_fields`` column, added to a file that has
+    not got them (checked by name, not by schema version: one read when both are there)."""
+
+    def missing() -> tuple[bool, bool]:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(connections)")}
+        return "ledger" not in tables, "drop_fields" not in columns
+
+    if not any(missing()):
+        return
+    with _write(conn):
+        ledger, column = missing()  # another process may have added them meanwhile
+        if ledger:
+            for statement in TABLES:
+                conn.execute(statement)
+        if column:
+            conn.execute(DROP_FIELDS_COLUMN)
+
+
 _COLUMNS = "app, day, collection, vendor, district, requests, records, bytes, status, fields"
 
 

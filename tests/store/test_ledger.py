@@ -91,3 +91,23 @@ async def test_the_in_memory_ledger_flushes_once_and_keeps_counts_on_failure(
     await ledger.flush(store, 400)
     (only,) = await store.list_ledger()
     assert only.requests == 3
+
+
+async def test_a_sqlite_file_from_before_the_ledger_gets_it(tmp_path: object) -> None:
+    import sqlite3
+    from pathlib import Path
+
+    from proxy.store.sqlite import SqliteStore
+
+    path = str(Path(str(tmp_path)) / "old.db")
+    async with SqliteStore(path) as store:
+        await store.ping()
+    with sqlite3.connect(path) as conn:  # as a proxy without the sharing policy left it
+        conn.execute("DROP TABLE ledger")
+        conn.execute("ALTER TABLE connections DROP COLUMN drop_fields")
+    async with SqliteStore(path) as store:
+        await store.add_ledger([row()])
+        assert len(await store.list_ledger()) == 1
+    with sqlite3.connect(path) as conn:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(connections)")}
+    assert "drop_fields" in columns
