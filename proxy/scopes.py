@@ -309,7 +309,7 @@ def drop_field_problem(entry: object, scopes: frozenset[str] | None) -> str | No
     """Why ``entry`` is not a usable ``drop_fields`` entry (``<collection>.<field>`` or
     ``*.<field>``) for a connection sharing ``scopes`` (None: do not judge scopes), or None."""
     if not isinstance(entry, str):
-        return "must be a string such as \"users.phone\""
+        return 'must be a string such as "users.phone"'
     collection, dot, name = entry.partition(".")
     if not dot:
         return f'"{entry}": write <collection>.<field>, such as "users.phone" or "*.metadata"'
