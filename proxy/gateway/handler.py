@@ -249,7 +249,7 @@ class Gateway:
                 self.services.metrics.upstream_errors.labels(district, exc.kind).inc()
                 raise
             if body_filter is not None:
-                body = body_filter.feed(body) + body_filter.close()
+                body = body_filter.whole(body)
             response = web.Response(
                 status=upstream.status, reason=upstream.reason, body=body, headers=headers
             )

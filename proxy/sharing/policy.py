@@ -191,7 +191,7 @@ class FieldStream:
         self._policy = policy
         self._resource = resource
         self._carry = ""
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._decoder: codecs.IncrementalDecoder | None = None  # made on the first chunk
         self._stack: list[int] = []
         self._state = _START
         self._drops: frozenset[str] = frozenset()  # of the innermost record
@@ -223,17 +223,34 @@ class FieldStream:
         then = self.then
         return out if then is None else then.feed(out) + then.close()
 
+    def whole(self, body: bytes) -> bytes:
+        """A whole body at once (a small answer read whole): what ``feed`` and ``close`` give."""
+        if self._decoder is not None or self._carry:
+            return self.feed(body) + self.close()
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            self._plain = True
+            out = body
+        else:
+            out = self._run(text, final=True).encode()
+        then = self.then
+        return out if then is None else then.feed(out) + then.close()
+
     def _text(self, chunk: bytes, *, final: bool) -> bytes:
         # Read as text (a character cut between chunks waits in the decoder); what goes out is
         # the same characters encoded again: the district's own bytes, since valid UTF-8 reads
         # and writes back exactly. Not UTF-8 is not JSON (RFC 8259 §8.1): passed on as it is.
-        pending = self._decoder.getstate()[0]
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = codecs.getincrementaldecoder("utf-8")()
         try:
-            text = self._decoder.decode(chunk, final)
+            text = decoder.decode(chunk, final)
         except UnicodeDecodeError:
+            # The decoder keeps what it held before the failing chunk.
             self._plain = True
             carry, self._carry = self._carry, ""
-            return carry.encode() + pending + chunk
+            return carry.encode() + decoder.getstate()[0] + chunk
         buf = self._carry + text if self._carry else text
         return self._run(buf, final=final).encode()
 
