@@ -104,7 +104,7 @@ def test_relationship_paths_give_users_and_named_paths_apply() -> None:
     ],
 )
 def test_other_shapes_pass_unchanged(body: bytes) -> None:
-    out, stream = filtered(body, [])
+    out, _ = filtered(body, [])
     assert out == body and DEFAULT.stream("users").whole(body) == body
     for cut in range(len(body) + 1):
         assert filtered(body, [cut])[0] == body
