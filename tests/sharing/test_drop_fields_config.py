@@ -91,3 +91,28 @@ async def test_store_connections_through_the_admin_api_and_the_cli(
     assert code == 2 and "connections.store-1.drop_fields[0]" in err
     assert "connections.store-1.drop_fields[1]" in err
     assert (await proxy.services.store.get_connection("store-1")).drop_fields == ()
+
+
+def test_ledger_days() -> None:
+    assert validate(minimal(), {}).store.ledger_days == 400
+    doc = minimal()
+    doc["store"] = {"ledger_days": 30}
+    assert validate(doc, {}).store.ledger_days == 30
+    doc["store"] = {"ledger_days": 0}
+    with pytest.raises(ConfigError) as err:
+        validate(doc, {})
+    assert err.value.problems == ["store.ledger_days: must be an integer >= 1"]
+
+
+async def test_config_validate_names_each_bad_entry(tmp_path: Any) -> None:
+    from tests.support import toml_dumps
+
+    doc = minimal(drop_fields=["users.phone", "pupils.phone", "users."])
+    path = tmp_path / "bad.toml"
+    path.write_text(toml_dumps(doc))
+    code, out, err = await run_cli("config", "validate", str(path))
+    assert code == 1  # an invalid file (docs/commands.md, config validate)
+    lines = (out + err).splitlines()
+    assert any("connections.app-7.drop_fields[1]" in line and "pupils" in line for line in lines)
+    assert any("connections.app-7.drop_fields[2]" in line for line in lines)
+    assert not any("drop_fields[0]" in line for line in lines)
