@@ -350,16 +350,10 @@ class FieldStream:
                     self._state = _VALUE
                 elif state in (_VALUE, _FIRST_VALUE):
                     if c == _LBRACE and frame == _COLLECTION and self._mute < 0:
-                        after = self._whole_record(buf, pos, out, done)
-                        while after > 0:
-                            pos = done = after
+                        after, done = self._records(buf, pos, out, done)
+                        if after:
+                            pos = after
                             self._state = _AFTER
-                            # The next record right after a comma: read on without the loop.
-                            if buf.startswith(",{", pos):
-                                after = self._whole_record(buf, pos + 1, out, done)
-                            else:
-                                after = 0
-                        if done == pos and self._state == _AFTER:
                             continue
                         if not final and end - pos < _WAIT_LIMIT:
                             break  # a record cut by the chunk's end: read it whole next time
@@ -472,33 +466,41 @@ class FieldStream:
         self._state = _AFTER
         return m.end()
 
-    def _whole_record(self, buf: str, pos: int, out: list[str], done: int) -> int:
-        """A record of a collection read at once when all of it is here (the common case):
-        the C scanner finds its end and its top-level names; members to drop are cut as the
-        member-by-member path would cut them. What went out is appended to ``out``; returns
-        where the record ends, or 0 to read it member by member instead."""
-        try:
-            record, after = _SCAN(buf, pos)
-        except (ValueError, StopIteration, RecursionError):
-            return 0  # cut by the chunk's end (or not JSON): the slow path knows what to do
+    def _records(self, buf: str, pos: int, out: list[str], done: int) -> tuple[int, int]:
+        """Records of a collection read whole, one after another from ``pos``, while they are
+        all here (the common case): the C scanner finds each one's end and top-level names;
+        members to drop are cut as the member-by-member path would cut them (what went out
+        before a cut is appended to ``out``). Returns where the last record read ends (0 if
+        none: read it member by member, or wait) and the new ``done``."""
+        scan = _SCAN
         drops = self._drops
-        names = record.keys()
-        if drops and not drops.isdisjoint(names):
-            cuts = _one_cut(buf, pos, after, record, drops)
-            if cuts is not None:
-                self.fields.update(names - drops)
+        fields = self.fields
+        last = 0
+        while True:
+            try:
+                record, after = scan(buf, pos)
+            except (ValueError, StopIteration, RecursionError):
+                break  # cut by the chunk's end (or not JSON): the slow path knows what to do
+            if drops and not drops.isdisjoint(record):
+                cuts = _one_cut(buf, pos, after, record, drops)
+                if cuts is not None:
+                    fields.update(record.keys() - drops)
+                else:
+                    cuts = self._cuts(buf, pos + 1, after - 1)
+                if cuts is None:
+                    break
+                for start, stop in cuts:
+                    out.append(buf[done:start])
+                    done = stop
             else:
-                cuts = self._cuts(buf, pos + 1, after - 1)
-            if cuts is None:
-                return 0
-            for start, stop in cuts:
-                out.append(buf[done:start])
-                done = stop
-        else:
-            self.fields.update(names)
-        out.append(buf[done:after])
-        self.records += 1
-        return after
+                fields.update(record)
+            self.records += 1
+            last = after
+            # The next record right after a comma: read on without the token loop.
+            if not buf.startswith(",{", after):
+                break
+            pos = after + 1
+        return last, done
 
     def _cuts(self, buf: str, start: int, end: int) -> list[tuple[int, int]] | None:
         """The ranges to cut from a record's members between ``start`` and ``end`` (its braces
