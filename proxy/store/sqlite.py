@@ -34,8 +34,8 @@ from proxy.store.base import (
     AuditEvent,
 )
 from proxy.store.sqlite_checks import SqliteChecks
-from proxy.store.sqlite_connections import SqliteConnections
 from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
+from proxy.store.sqlite_connections import SqliteConnections
 from proxy.store.sqlite_ledger import SqliteLedger, ensure_sharing_schema
 from proxy.store.sqlite_limits import SqliteLimits
 from proxy.store.sqlite_rows import _iso, _time, _write
