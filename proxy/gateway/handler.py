@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from proxy.errors import (
+    FROM_DISTRICT,
     BadRequest,
     BrokenTransfer,
     Forbidden,
@@ -141,7 +142,10 @@ class Gateway:
     def _scope(
         method: str, target: Target, route: Route, conn: Connection, principal: Principal
     ) -> None:
-        """403 unless the route's scopes meet the connection's (and a narrowed JWT's)."""
+        """404 for a OneRoster version the district does not serve; 403 unless the route's
+        scopes meet the connection's (and a narrowed JWT's)."""
+        if route.version and route.version not in conn.district.versions:
+            raise NotFound(unserved_version(route.version, conn.district.versions))
         shared = route.scopes & conn.config.scopes
         allowed = shared if principal.scopes is None else shared & principal.scopes
         if not allowed:
@@ -211,13 +215,12 @@ class Gateway:
         head = request.method == "HEAD"
         small = length is not None and length <= SMALL_BODY and not head
         prefix = f"{base}/{conn.app_id}/ims/oneroster/"
+        matcher = conn.hrefs if conn.hrefs is not None and _rewritable(upstream.headers) else None
         body_filter: FieldStream | None = None
-        changes = False
+        changes = matcher is not None
         if _rewritable(upstream.headers):
-            # One pass: the sharing policy, then (rewrite_hrefs) the href rewriter.
-            hrefs = None if conn.hrefs is None else conn.hrefs.stream(prefix)
-            changes = hrefs is not None or conn.policy.changes(ex.resource)
-            body_filter = conn.policy.stream(ex.resource, hrefs, cut=changes)
+            changes = changes or conn.policy.changes(ex.resource)
+            body_filter = conn.policy.stream(ex.resource, cut=changes)
         headers = response_headers(
             upstream.headers,
             upstream_prefix=conn.link_prefix,
@@ -226,6 +229,7 @@ class Gateway:
             drop_length=small or changes,
         )
         headers.append(("X-Request-Id", ex.request_id))
+        headers.append(FROM_DISTRICT)
         if head:
             # RFC 9110 §9.3.2: the district's head as it came (its Content-Length is what a GET
             # would carry), no body.
@@ -250,6 +254,8 @@ class Gateway:
                 raise
             if body_filter is not None:
                 body = body_filter.whole(body)
+            if matcher is not None:
+                body = matcher.rewrite(body, prefix)
             response = web.Response(
                 status=upstream.status, reason=upstream.reason, body=body, headers=headers
             )
@@ -267,8 +273,13 @@ class Gateway:
             ex.bytes_out += n
             tally.count(counter, n)
 
+        hrefs = matcher.stream(prefix) if matcher is not None else None
+        if body_filter is not None:
+            body_filter.then = hrefs  # one pass: the sharing policy, then the href rewriter
         try:
-            await forward.stream_back(upstream, downstream, request, on_bytes, body_filter)
+            await forward.stream_back(
+                upstream, downstream, request, on_bytes, body_filter or hrefs
+            )
         except (UpstreamError, UpstreamTimeout) as exc:  # an idle read past upstream_timeout
             # SECURITY: the head is already sent; a vendor must see a broken transfer, never a
             # complete-looking 200 with half of the district's body.
@@ -333,6 +344,20 @@ def _note_refused(ex: Exchange, exc: Unauthorized, runtime: Runtime, raw_path: s
     if conn is not None and conn.config.vendor == exc.vendor:
         ex.app_id = app_id
         ex.district = conn.district.name
+
+
+_VERSION_PATHS = {
+    "v1p1": ("1.1", "/ims/oneroster/v1p1/..."),
+    "v1p2": ("1.2", "/ims/oneroster/{rostering,gradebook,resources}/v1p2/..."),
+}
+
+
+def unserved_version(version: str, served: tuple[str, ...]) -> str:
+    """docs/http-api.md: a district declared without a OneRoster version answers that
+    version's paths with 404 (never forwarded), naming the versions it does serve."""
+    asked = _VERSION_PATHS[version][0]
+    serves = " and ".join(f"{_VERSION_PATHS[v][0]} ({_VERSION_PATHS[v][1]})" for v in served)
+    return f"this district does not serve OneRoster {asked}; it serves OneRoster {serves}"
 
 
 async def _body(

@@ -243,6 +243,7 @@ def record_config(record: ConnectionRecord, secret: str) -> ConnectionConfig:
         scopes=frozenset(record.scopes),
         enabled=record.enabled,
         expires=record.expires,
+        stored=True,
     )
     if record.drop_fields is not None:
         conn = replace(conn, drop_fields=record.drop_fields)
