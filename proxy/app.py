@@ -215,6 +215,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             await flusher
         with contextlib.suppress(ProxyError):
             await services.authenticator.flush_last_used()
+        with contextlib.suppress(ProxyError):
+            await _flush_ledger(services)
         for source in services.runtime.current.token_sources.values():
             await source.close()
         await services.store_connections.close()
@@ -256,6 +258,16 @@ async def _flush_last_used(services: Services, every: float = 5.0) -> None:
             log.warning("could not record token use: %s", exc.description)
         if services.secrets.pending:
             await services.sync_client_secrets()
+        try:
+            await _flush_ledger(services)
+        except ProxyError as exc:
+            log.warning("could not write the access ledger: %s", exc.description)
+
+
+async def _flush_ledger(services: Services) -> None:
+    """The access ledger's counts into the store, off the request path."""
+    keep = services.runtime.current.config.store.ledger_days
+    await services.ledger.flush(services.store, keep)
 
 
 __all__ = ["create_app"]

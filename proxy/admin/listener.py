@@ -25,6 +25,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proxy.admin import connections as admin_connections
+from proxy.admin import ledger as admin_ledger
 from proxy.admin import tokens as admin_tokens
 from proxy.admin.body import json_object, only_fields
 from proxy.check.background import refresh_check_gauges
@@ -92,6 +93,7 @@ def create_admin_app(
     app.router.add_get("/admin/invites", list_invites)
     admin_connections.add_routes(app)
     app.router.add_get("/admin/activity", activity)
+    admin_ledger.add_routes(app)
     add_console(app, gateway)
     return app
 
@@ -244,6 +246,7 @@ def connection_view(conn: Connection, now: datetime) -> dict[str, Any]:
         "enabled": cfg.enabled,
         "expires": cfg.expires.isoformat() if cfg.expires else None,
         "expired": cfg.expired(now),
+        "drop_fields": list(cfg.drop_fields),
         "vendor_authorization": conn.vendor_header is not None,
         "max_connections": conn.district.max_connections,
         "rate_limit": None if conn.district.rate_limit is None else str(conn.district.rate_limit),

@@ -38,6 +38,8 @@ _IC_KEY_RE = re.compile(
 )
 EXPIRY_WARNING = timedelta(days=30)
 DEFAULT_VERSIONS: tuple[str, ...] = ("v1p1", "v1p2")
+#: OneRoster 1.1 user records carry a password: no vendor receives it unless a district says so.
+DEFAULT_DROP_FIELDS: tuple[str, ...] = ("users.password",)
 
 
 #: The longest duration accepted anywhere (docs/configuration.md): ten years.
@@ -193,6 +195,8 @@ class StoreConfig:
     cache_ttl: float = 2.0
     # AES-256-GCM keys for secrets kept in the store; the first seals, every one opens.
     secret_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    # Days of the access ledger kept (docs/configuration.md "Sharing policy").
+    ledger_days: int = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +267,8 @@ class ConnectionConfig:
     scopes: frozenset[str]
     enabled: bool = True
     expires: date | None = None
+    # Top-level record fields the vendor never receives (docs/configuration.md "Sharing policy").
+    drop_fields: tuple[str, ...] = DEFAULT_DROP_FIELDS
     # Not a TOML key: True for a connection kept in the store (changed with the CLI's
     # ``connections`` commands, the admin API or the console, not in the file).
     stored: bool = False

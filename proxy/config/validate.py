@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from proxy.config.model import (
+    DEFAULT_DROP_FIELDS,
     DEFAULT_VERSIONS,
     EXPIRY_WARNING,
     AdminConfig,
@@ -34,7 +35,7 @@ from proxy.config.reader import Reader, closest, defaults, plain_http, section_k
 from proxy.courtesy.schedule import Pause, Window, overlaps, parse_pause, parse_window, zone
 from proxy.errors import ConfigError
 from proxy.names import NAME_RULE, is_name
-from proxy.scopes import SCOPES
+from proxy.scopes import SCOPES, drop_field_problem
 from proxy.store import store_kind
 from proxy.store.crypto import parse_key
 
@@ -176,6 +177,7 @@ def _store(r: Reader) -> StoreConfig:
         url=store_url,
         cache_ttl=r.parsed("cache_ttl", _STORE["cache_ttl"], parse_duration),
         secret_keys=_secret_keys(r),
+        ledger_days=r.integer("ledger_days", _STORE["ledger_days"]) or _STORE["ledger_days"],
     )
 
 
@@ -352,6 +354,7 @@ def _connection(
         scopes=scopes,
         enabled=r.boolean("enabled", True),
         expires=expires,
+        drop_fields=drop_fields(r, scopes),
     )
 
 
@@ -370,6 +373,25 @@ def _scopes(r: Reader) -> frozenset[str]:
         else:
             scopes.add(s)
     return frozenset(scopes)
+
+
+def drop_fields(r: Reader, scopes: frozenset[str]) -> tuple[str, ...]:
+    """``drop_fields``: each entry ``<collection>.<field>`` or ``*.<field>``, for a collection
+    the connection's scopes can give; one problem per bad entry, naming it."""
+    raw = r.raw("drop_fields")
+    if raw is None:
+        return DEFAULT_DROP_FIELDS
+    if not isinstance(raw, list):
+        r.problems.append(f'{r.path}.drop_fields: must be a list such as ["users.password"]')
+        return DEFAULT_DROP_FIELDS
+    kept: list[str] = []
+    for i, entry in enumerate(raw):
+        problem = drop_field_problem(entry, scopes or None)
+        if problem is not None:
+            r.problems.append(f"{r.path}.drop_fields[{i}]: {problem}")
+        elif entry not in kept:
+            kept.append(entry)
+    return tuple(kept)
 
 
 def _expires(r: Reader) -> date | None:

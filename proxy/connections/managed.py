@@ -260,6 +260,7 @@ async def add_connection(
         created=now,
         updated=now,
         version=1,
+        drop_fields=cfg.drop_fields if "drop_fields" in table else None,
     )
     event = _event(action, interface, app_id=app_id, vendor=cfg.vendor, district=cfg.district)
     await store.add_connection(record, district_in_store=not in_toml, audit=event)
@@ -278,11 +279,12 @@ async def _stored(store: Store, catalog: ConfigEntries, app_id: str) -> Connecti
 async def update_connection(
     store: Store, catalog: ConfigEntries, app_id: str, changes: Mapping[str, Any], *, interface: str
 ) -> ConnectionRecord:
-    """``changes``: any of ``scopes``, ``enabled``, ``expires`` (None: no expiry)."""
+    """``changes``: any of ``scopes``, ``enabled``, ``expires`` (None: no expiry),
+    ``drop_fields`` (None: the default policy)."""
     problems = [
         f"connections.{app_id}.{k}: cannot be changed here"
         + ("; use renew" if k in ("key", "secret") else "")
-        for k in sorted(set(changes) - {"scopes", "enabled", "expires"})
+        for k in sorted(set(changes) - {"scopes", "enabled", "expires", "drop_fields"})
     ]
     if problems:
         raise ConfigError(problems)
@@ -298,6 +300,7 @@ async def update_connection(
             scopes=tuple(sorted(cfg.scopes)),
             enabled=cfg.enabled,
             expires=cfg.expires,
+            drop_fields=cfg.drop_fields if "drop_fields" in table else None,
             updated=now_utc(),
         )
         event = _event(

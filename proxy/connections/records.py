@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from proxy import config as config_mod
 from proxy.config import Config, ConnectionConfig, DistrictConfig
+from proxy.config.model import DEFAULT_DROP_FIELDS
 from proxy.errors import ConfigError
 from proxy.store.base import ConnectionRecord, DistrictRecord
 from proxy.tokens import now_utc
@@ -38,7 +39,16 @@ DISTRICT_FIELDS = (
     "windows",
     "pauses",
 )
-CONNECTION_FIELDS = ("vendor", "district", "key", "secret", "scopes", "enabled", "expires")
+CONNECTION_FIELDS = (
+    "vendor",
+    "district",
+    "key",
+    "secret",
+    "scopes",
+    "enabled",
+    "expires",
+    "drop_fields",
+)
 # A district only to satisfy the connection's "district exists" rule while its own fields are
 # checked; the real district was checked to exist beforehand.
 _STAND_IN = {"base_url": "https://district.invalid"}
@@ -221,6 +231,8 @@ def connection_table(conn: ConnectionRecord | ConnectionConfig, secret: str) -> 
     }
     if conn.expires is not None:
         table["expires"] = conn.expires
+    if conn.drop_fields is not None:
+        table["drop_fields"] = list(conn.drop_fields)
     return table
 
 
@@ -266,6 +278,9 @@ def connection_view(record: ConnectionRecord) -> dict[str, Any]:
         "scopes": list(record.scopes),
         "enabled": record.enabled,
         "expires": record.expires.isoformat() if record.expires else None,
+        "drop_fields": list(
+            DEFAULT_DROP_FIELDS if record.drop_fields is None else record.drop_fields
+        ),
         "created": _iso(record.created),
         "updated": _iso(record.updated),
         "source": "store",
@@ -282,6 +297,7 @@ def config_connection_view(app_id: str, table: Any) -> dict[str, Any]:
             "scopes": sorted(table.scopes),
             "enabled": table.enabled,
             "expires": table.expires.isoformat() if table.expires else None,
+            "drop_fields": list(table.drop_fields),
         }
     else:
         raw = table if isinstance(table, dict) else {}
@@ -292,6 +308,7 @@ def config_connection_view(app_id: str, table: Any) -> dict[str, Any]:
             "scopes": list(raw.get("scopes") or []),
             "enabled": raw.get("enabled", True),
             "expires": expires.isoformat() if isinstance(expires, date) else expires,
+            "drop_fields": list(raw.get("drop_fields", DEFAULT_DROP_FIELDS)),
         }
     return {"appId": app_id, **values, "created": None, "updated": None, "source": "config"}
 

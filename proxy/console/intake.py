@@ -31,6 +31,7 @@ from aiohttp import web
 from proxy.check import run_check
 from proxy.check.report import Item, Report
 from proxy.config import ConnectionConfig, DistrictConfig
+from proxy.config.model import DEFAULT_DROP_FIELDS
 from proxy.connections.addresses import (
     AddressRefused,
     PinnedResolver,
@@ -148,10 +149,20 @@ def _campus(values: dict[str, Any]) -> bool:
     return infinite_campus_vendor_key(key) is not None or "/campus/" in base.lower()
 
 
+async def _sharing(services: Services, invite: InviteRecord) -> list[str]:
+    """The sharing policy the connection has (or will have): shown to the district, not
+    changed by it (docs/configuration.md, ``drop_fields``)."""
+    existing = await services.store.get_connection(invite.app_id)
+    if existing is not None and existing.drop_fields is not None:
+        return list(existing.drop_fields)
+    return list(DEFAULT_DROP_FIELDS)
+
+
 def _form_page(
     request: web.Request,
     invite: InviteRecord,
     values: dict[str, Any],
+    drop_fields: list[str],
     *,
     status: int = 200,
     errors: list[str] | None = None,
@@ -171,6 +182,7 @@ def _form_page(
         scopes=_allowed_scopes(invite),
         scope_lines=SCOPE_LINES,
         campus=_campus(values),
+        drop_fields=drop_fields,
         expires=invite.expires.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         action=request.path,
         csrf_token=csrf,
@@ -192,7 +204,7 @@ async def show(request: web.Request) -> web.StreamResponse:
         "key": "",
         "scopes": _allowed_scopes(invite),
     }
-    return _form_page(request, invite, values)
+    return _form_page(request, invite, values, await _sharing(_services(request), invite))
 
 
 def _refusal(request: web.Request, status: int, reason: str, message: str) -> web.Response:
@@ -251,7 +263,8 @@ async def submit(request: web.Request) -> web.StreamResponse:
     if not errors:
         errors = await _resolvable(resolver, values)
     if errors:
-        return _form_page(request, invite, values, status=400, errors=errors)
+        sharing = await _sharing(_services(request), invite)
+        return _form_page(request, invite, values, sharing, status=400, errors=errors)
     vendor = config.vendors.get(invite.vendor)
     if vendor is None:
         await _blocked(services, invite, ["vendor"])
@@ -281,7 +294,8 @@ async def submit(request: web.Request) -> web.StreamResponse:
     if vendors:
         await _blocked(services, invite, vendors)
     if not report.ok:
-        return _form_page(request, invite, values, status=422, checks=checks)
+        sharing = await _sharing(_services(request), invite)
+        return _form_page(request, invite, values, sharing, status=422, checks=checks)
     try:
         await save_intake(services, invite, district, conn)
     except NotFound:

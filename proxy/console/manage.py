@@ -51,6 +51,21 @@ async def set_enabled(services: Services, app_id: str, enabled: bool) -> None:
     )  # this process at once; other replicas within cache_ttl
 
 
+async def set_drop_fields(services: Services, app_id: str, entries: list[str]) -> None:
+    """A store connection's sharing policy (docs/configuration.md "Sharing policy")."""
+    try:
+        await managed.update_connection(
+            services.store,
+            _catalog(services),
+            app_id,
+            {"drop_fields": entries},
+            interface="console",
+        )
+    except ConfigError as err:
+        raise _refused(err) from err
+    services.store_connections.forget(app_id)
+
+
 async def renew(services: Services, app_id: str, *, key: str, secret: str, expires: str) -> None:
     """New key and secret; ``expires`` empty keeps the current expiry."""
     extra: dict[str, Any] = {}

@@ -231,6 +231,7 @@ async def connection(request: web.Request, **extra: Any) -> web.StreamResponse:
         "circuit": services.circuits.state(district),
         # docs/configuration.md "SIS courtesy": the window or pause in effect now.
         "courtesy": describe_now(district, datetime.fromtimestamp(services.limits.wall(), UTC)),
+        "drop_fields": list(cfg.drop_fields),
         "source": listed.source,
     }
     return console.render(

@@ -47,8 +47,8 @@ from proxy.errors import (
     UpstreamResetError,
     UpstreamTimeout,
 )
-from proxy.gateway.hrefs import HrefStream
 from proxy.gateway.pool import KeepAlivePool, PooledResponse
+from proxy.sharing.policy import BodyFilter
 
 # Response head limits for the district's answer (one header line, e.g. a Link with a long
 # filter echoed in four URLs, and the number of header lines).
@@ -261,11 +261,12 @@ async def stream_back(
     downstream: web.StreamResponse,
     request: web.Request,
     on_bytes: Callable[[int], None],
-    hrefs: HrefStream | None = None,
+    hrefs: BodyFilter | None = None,
 ) -> None:
     """Copy the district's body to the vendor chunk by chunk; ``write`` awaits the vendor's
-    socket draining, which is the backpressure that keeps memory flat. With ``hrefs`` (a
-    district's ``rewrite_hrefs``) each chunk passes through that rewriter on the way.
+    socket draining, which is the backpressure that keeps memory flat. With ``hrefs`` (the
+    sharing policy of a JSON answer, and a district's ``rewrite_hrefs``) each chunk passes
+    through that filter on the way.
 
     Only the reads are translated into district errors: aiohttp reports a vendor that hung up
     with a client-error class too, and that must not count as the district's fault."""
@@ -287,7 +288,7 @@ async def _stream_rewritten(
     content: aiohttp.StreamReader,
     downstream: web.StreamResponse,
     on_bytes: Callable[[int], None],
-    hrefs: HrefStream,
+    hrefs: BodyFilter,
 ) -> None:
     # A loop of its own, so that districts without rewrite_hrefs keep the plain copy.
     while True:

@@ -37,6 +37,7 @@ from proxy.gateway.rewrite import public_base, request_headers, response_headers
 from proxy.gateway.upstream import BUFFER_LIMIT, Upstream
 from proxy.metrics import Children
 from proxy.scopes import Route, classify
+from proxy.sharing.policy import FieldStream, ledger_collection
 
 if TYPE_CHECKING:
     from proxy.gateway.inbound import Principal
@@ -186,6 +187,10 @@ class Gateway:
             body, content_type = await _body(request, server.max_body)
         _refuse_reserved(query, body, content_type)
         headers = request_headers(request.headers)
+        if conn.policy.changes(route.resource):
+            # SECURITY: a compressed answer would pass the sharing policy unread.
+            headers = [h for h in headers if h[0].lower() != "accept-encoding"]
+            headers.append(("Accept-Encoding", "identity"))
         headers.append(("X-Request-Id", ex.request_id))
         if route.gradebook and conn.vendor_header is not None:
             headers.append(("x-vendor-authorization", conn.vendor_header))
@@ -212,12 +217,17 @@ class Gateway:
         small = length is not None and length <= SMALL_BODY and not head
         prefix = f"{base}/{conn.app_id}/ims/oneroster/"
         matcher = conn.hrefs if conn.hrefs is not None and _rewritable(upstream.headers) else None
+        body_filter: FieldStream | None = None
+        changes = matcher is not None
+        if _rewritable(upstream.headers):
+            changes = changes or conn.policy.changes(ex.resource)
+            body_filter = conn.policy.stream(ex.resource, cut=changes)
         headers = response_headers(
             upstream.headers,
             upstream_prefix=conn.link_prefix,
             public_prefix=prefix,
-            # web.Response sets it for the body it sends; a rewritten body has another length.
-            drop_length=small or matcher is not None,
+            # web.Response sets it for the body it sends; a filtered body may have another length.
+            drop_length=small or changes,
         )
         headers.append(("X-Request-Id", ex.request_id))
         headers.append(FROM_DISTRICT)
@@ -229,6 +239,7 @@ class Gateway:
             )
             await answer.prepare(request)
             await answer.write_eof()
+            self._delivered(conn, ex, upstream.status, None)
             return answer
         district = conn.district.name
         counter = self._bytes[district]
@@ -242,6 +253,8 @@ class Gateway:
             except (UpstreamError, UpstreamTimeout) as exc:
                 self.services.metrics.upstream_errors.labels(district, exc.kind).inc()
                 raise
+            if body_filter is not None:
+                body = body_filter.whole(body)
             if matcher is not None:
                 body = matcher.rewrite(body, prefix)
             response = web.Response(
@@ -249,6 +262,7 @@ class Gateway:
             )
             ex.bytes_out = len(body)
             tally.count(counter, len(body))
+            self._delivered(conn, ex, upstream.status, body_filter)
             return response
 
         downstream = web.StreamResponse(
@@ -261,8 +275,10 @@ class Gateway:
             tally.count(counter, n)
 
         hrefs = matcher.stream(prefix) if matcher is not None else None
+        if body_filter is not None:
+            body_filter.then = hrefs  # one pass: the sharing policy, then the href rewriter
         try:
-            await forward.stream_back(upstream, downstream, request, on_bytes, hrefs)
+            await forward.stream_back(upstream, downstream, request, on_bytes, body_filter or hrefs)
         except (UpstreamError, UpstreamTimeout) as exc:  # an idle read past upstream_timeout
             # SECURITY: the head is already sent; a vendor must see a broken transfer, never a
             # complete-looking 200 with half of the district's body.
@@ -274,7 +290,25 @@ class Gateway:
         except (ConnectionResetError, asyncio.CancelledError):
             ex.error = "vendor disconnected"
             raise
+        finally:
+            self._delivered(conn, ex, upstream.status, body_filter)
         return downstream
+
+    def _delivered(
+        self, conn: Connection, ex: Exchange, status: int, body_filter: FieldStream | None
+    ) -> None:
+        """Into the access ledger: what this answer gave the vendor (counts and names)."""
+        records, fields = (0, ()) if body_filter is None else body_filter.delivered()
+        self.services.ledger.count(
+            conn.app_id,
+            conn.config.vendor,
+            conn.district.name,
+            ledger_collection(ex.resource),
+            status,
+            ex.bytes_out,
+            records,
+            fields,
+        )
 
     def _public_base(self, request: web.Request, trusted: bool) -> str:
         """``public_base`` for this request, remembered per input: the same few Hosts arrive

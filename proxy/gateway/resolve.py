@@ -170,17 +170,7 @@ class StoreConnections:
             raise ServiceUnavailable(
                 "this connection's credentials cannot be read; try again later", retry_after=30
             ) from exc
-        return ConnectionConfig(
-            app_id=record.app_id,
-            vendor=record.vendor,
-            district=record.district,
-            key=record.key,
-            secret=secret,
-            scopes=frozenset(record.scopes),
-            enabled=record.enabled,
-            expires=record.expires,
-            stored=True,
-        )
+        return record_config(record, secret)
 
     def _source_for(
         self,
@@ -237,17 +227,7 @@ def with_store_connection(
         return None
     where = binding(record.app_id, record.key, record.district, in_config, district_record)
     assert where is not None  # the district was found above
-    conn = ConnectionConfig(
-        app_id=record.app_id,
-        vendor=record.vendor,
-        district=record.district,
-        key=record.key,
-        secret=box.open(where, record.secret),
-        scopes=frozenset(record.scopes),
-        enabled=record.enabled,
-        expires=record.expires,
-        stored=True,
-    )
+    conn = record_config(record, box.open(where, record.secret))
     return replace(
         config,
         districts={**config.districts, district.name: district},
@@ -266,3 +246,21 @@ def _version(
         runtime.config.districts.get(record.district),
         vendor,
     )
+
+
+def record_config(record: ConnectionRecord, secret: str) -> ConnectionConfig:
+    """The runtime connection of a store record (validated when written), ``secret`` opened."""
+    conn = ConnectionConfig(
+        app_id=record.app_id,
+        vendor=record.vendor,
+        district=record.district,
+        key=record.key,
+        secret=secret,
+        scopes=frozenset(record.scopes),
+        enabled=record.enabled,
+        expires=record.expires,
+        stored=True,
+    )
+    if record.drop_fields is not None:
+        conn = replace(conn, drop_fields=record.drop_fields)
+    return conn

@@ -1,5 +1,5 @@
 """The store interface, split by role: tokens, districts and connections, audit, background
-checks and intake links, limits.
+checks and intake links, limits, the access ledger.
 
 Two backends implement every role: ``SqliteStore`` (embedded, the default, one host) and
 ``RedisStore`` (several replicas). One conformance suite per role (``tests/store/test_*.py``)
@@ -94,6 +94,8 @@ class ConnectionRecord:
     expires: date | None = None
     source: str = "store"
     version: int = 0  # raised by one at every write (compare-and-set)
+    # The sharing policy's fields (docs/configuration.md); None: the default policy.
+    drop_fields: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,58 @@ class InviteRecord:
 
     def usable_at(self, now: datetime) -> bool:
         return self.spent is None and now < self.expires
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """What one connection's vendor received of one collection on one UTC day (docs/http-api.md
+    ``GET /admin/ledger``): counts and field names, never a value."""
+
+    app: str
+    vendor: str
+    district: str
+    day: date
+    collection: str
+    requests: int = 0
+    records: int = 0
+    bytes: int = 0
+    status: dict[str, int] = field(default_factory=dict)  # "2xx" -> answers
+    fields: tuple[str, ...] = ()  # sorted
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "app": self.app,
+            "vendor": self.vendor,
+            "district": self.district,
+            "day": self.day.isoformat(),
+            "collection": self.collection,
+            "requests": self.requests,
+            "records": self.records,
+            "bytes": self.bytes,
+            "status": dict(sorted(self.status.items())),
+            "fields": list(self.fields),
+        }
+
+
+def merge_ledger(old: LedgerRow | None, new: LedgerRow) -> LedgerRow:
+    """Two counts of one (app, day, collection) added up (each worker flushes its own)."""
+    if old is None:
+        return new
+    status = dict(old.status)
+    for name, n in new.status.items():
+        status[name] = status.get(name, 0) + n
+    return LedgerRow(
+        app=new.app,
+        vendor=new.vendor,
+        district=new.district,
+        day=new.day,
+        collection=new.collection,
+        requests=old.requests + new.requests,
+        records=old.records + new.records,
+        bytes=old.bytes + new.bytes,
+        status=status,
+        fields=tuple(sorted(set(old.fields) | set(new.fields))),
+    )
 
 
 class Lifecycle(Protocol):
@@ -389,6 +443,22 @@ class LimitStore(Protocol):
         """Give back ``holder``'s slot of ``key``; nothing happens if it holds none."""
 
 
+class LedgerStore(Protocol):
+    """The access ledger (docs/http-api.md ``GET /admin/ledger``): counts per connection, UTC
+    day and collection, written in batches off the request path."""
+
+    async def add_ledger(self, rows: list[LedgerRow]) -> None:
+        """Add ``rows`` to what is kept: counts add up, field names join (``merge_ledger``)."""
+
+    async def list_ledger(
+        self, *, app: str | None = None, vendor: str | None = None, since: date | None = None
+    ) -> list[LedgerRow]:
+        """Rows of ``app`` / ``vendor`` from ``since`` on (inclusive), by day, app, collection."""
+
+    async def prune_ledger(self, before: date) -> int:
+        """Forget the days before ``before``; returns how many rows went."""
+
+
 class Store(
     Lifecycle,
     TokenStore,
@@ -398,6 +468,7 @@ class Store(
     IntakeStore,
     SessionStore,
     LimitStore,
+    LedgerStore,
     Protocol,
 ):
     """Everything the proxy needs from a store. All times are timezone-aware UTC datetimes.

@@ -22,6 +22,8 @@ Layout (``orp:`` is the default prefix):
     orp:invite:<hash>    hash: app_id, vendor, district_name, scopes (JSON), created, expires,
                          spent; removed by Redis a day after it expires
     orp:session:<id>     console session: when it ends (dropped by Redis then)
+    orp:ledger, orp:ledger:<day>|<appId>|<collection>, orp:ledgerf:...
+                         the access ledger (see ``redis_ledger``)
     orp:district:<name>, orp:districts, orp:conn:<appId>, orp:conns, orp:vconns:<vendor>,
     orp:dconns:<district>   districts and connections (see ``redis_connections``)
 
@@ -55,6 +57,7 @@ from proxy.store.base import (
 from proxy.store.redis_checks import RedisChecks
 from proxy.store.redis_connections import RedisConnections
 from proxy.store.redis_intake import RedisIntake
+from proxy.store.redis_ledger import RedisLedger
 from proxy.store.redis_limits import RedisLimits
 from proxy.store.redis_rows import audit_entry
 from proxy.store.redis_sessions import RedisSessions
@@ -79,7 +82,13 @@ def _detail(exc: BaseException) -> str:
 
 
 class RedisStore(
-    RedisTokens, RedisConnections, RedisChecks, RedisLimits, RedisIntake, RedisSessions
+    RedisTokens,
+    RedisConnections,
+    RedisChecks,
+    RedisLimits,
+    RedisIntake,
+    RedisSessions,
+    RedisLedger,
 ):
     """``Store`` on one Redis server, shared by every replica and worker.
 

@@ -18,6 +18,7 @@ one round trip for the connection and its district. Mixed into ``RedisStore``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import fields as dataclass_fields
 from datetime import date, datetime
@@ -207,6 +208,8 @@ def connection_fields(r: ConnectionRecord) -> dict[str, str | int]:
     }
     if r.expires is not None:
         fields["expires"] = r.expires.isoformat()
+    if r.drop_fields is not None:
+        fields["drop_fields"] = json.dumps(list(r.drop_fields))
     return fields
 
 
@@ -224,6 +227,7 @@ def _connection(app_id: str, f: dict[str, str]) -> ConnectionRecord:
         updated=_time(f["updated"]),
         source=f.get("source", "store"),
         version=int(f.get("version", 0)),
+        drop_fields=tuple(json.loads(f["drop_fields"])) if "drop_fields" in f else None,
     )
 
 

@@ -39,6 +39,7 @@ from proxy.store.sqlite_connections import COURTESY_COLUMNS, SqliteConnections
 from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
 from proxy.store.sqlite_connections import VERSIONS as CONNECTION_VERSIONS
 from proxy.store.sqlite_intake import SqliteIntake
+from proxy.store.sqlite_ledger import SqliteLedger, ensure_sharing_schema
 from proxy.store.sqlite_limits import SqliteLimits
 from proxy.store.sqlite_rows import _audit, _time, _write
 from proxy.store.sqlite_sessions import TABLES as SESSION_TABLES
@@ -181,7 +182,13 @@ def _private_file(path: str) -> None:
 
 
 class SqliteStore(
-    SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits, SqliteIntake, SqliteSessions
+    SqliteTokens,
+    SqliteConnections,
+    SqliteChecks,
+    SqliteLimits,
+    SqliteIntake,
+    SqliteSessions,
+    SqliteLedger,
 ):
     """``Store`` on one sqlite file; any number of processes on one host may share it."""
 
@@ -263,6 +270,7 @@ class SqliteStore(
             conn = self._connect("FULL")
             try:
                 self._migrate(conn)
+                ensure_sharing_schema(conn)
                 limits = self._connect("NORMAL")
             except BaseException:
                 conn.close()

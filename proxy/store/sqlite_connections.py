@@ -11,6 +11,7 @@ transaction. Mixed into ``SqliteStore``, which supplies ``_run`` (the store's on
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -73,9 +74,12 @@ _D_COLUMNS = (
 _D_COUNT = len(_D_COLUMNS.split(", "))
 _C_COLUMNS = (
     "app_id, vendor, district, key, secret, scopes, enabled, expires, created, updated, source, "
-    "version"
+    "version, drop_fields"
 )
 _C_COUNT = len(_C_COLUMNS.split(", "))
+#: The sharing policy's column (``sqlite_ledger.ensure_sharing_schema``): JSON text, NULL for
+#: the default policy.
+DROP_FIELDS_COLUMN = "ALTER TABLE connections ADD COLUMN drop_fields TEXT"
 # Every column but name, created, updated and version.
 _D_UPDATE = ", ".join(f"{c} = ?" for c in _D_COLUMNS.split(", ")[1:-3])
 
@@ -142,6 +146,7 @@ def _connection_row(r: ConnectionRecord) -> tuple[Any, ...]:
         _iso(r.updated),
         r.source,
         1,
+        None if r.drop_fields is None else json.dumps(list(r.drop_fields)),
     )
 
 
@@ -159,6 +164,7 @@ def _connection(row: tuple[Any, ...]) -> ConnectionRecord:
         updated=_req_time(row[9]),
         source=row[10],
         version=row[11],
+        drop_fields=None if row[12] is None else tuple(json.loads(row[12])),
     )
 
 
@@ -350,7 +356,7 @@ class SqliteConnections(SqliteRole):
         row = _connection_row(record)
         # Every column but app_id, district and created (row order of _C_COLUMNS).
         values = (
-            *(row[1], row[3], row[4], row[5], row[6], row[7], row[9], row[10]),
+            *(row[1], row[3], row[4], row[5], row[6], row[7], row[9], row[10], row[12]),
             record.app_id,
             record.version,
         )
@@ -359,7 +365,8 @@ class SqliteConnections(SqliteRole):
             with _write(conn):
                 changed = conn.execute(
                     "UPDATE connections SET vendor = ?, key = ?, secret = ?, scopes = ?, "
-                    "enabled = ?, expires = ?, updated = ?, source = ?, version = version + 1 "
+                    "enabled = ?, expires = ?, updated = ?, source = ?, drop_fields = ?, "
+                    "version = version + 1 "
                     "WHERE app_id = ? AND version = ?",
                     values,
                 ).rowcount
