@@ -23,6 +23,8 @@ Layout (``orp:`` is the default prefix):
                          spent; removed by Redis a day after it expires
     orp:district:<name>, orp:districts, orp:conn:<appId>, orp:conns, orp:vconns:<vendor>,
     orp:dconns:<district>   districts and connections (see ``redis_connections``)
+    orp:chash:*, orp:cstage:*, orp:clog:*, orp:changes:*, orp:cseq:*, orp:cwalk:*
+                         the change feed (see ``redis_changes``)
 
 Times are integer microseconds since the epoch: exact as Lua numbers and as sorted-set scores,
 so scripts compare them without parsing. Every change that touches more than one key is one
@@ -50,6 +52,7 @@ from proxy.errors import StoreUnavailable
 from proxy.store.base import (
     AuditEvent,
 )
+from proxy.store.redis_changes import RedisChanges
 from proxy.store.redis_checks import RedisChecks
 from proxy.store.redis_connections import RedisConnections
 from proxy.store.redis_limits import RedisLimits
@@ -72,7 +75,7 @@ def _display(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits):
+class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits, RedisChanges):
     """``Store`` on one Redis server, shared by every replica and worker.
 
     ``open()`` does not contact Redis: a proxy starts while Redis is down (``/readyz`` says
@@ -126,6 +129,7 @@ class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits):
         self._register_connection_scripts()
         self._register_check_scripts()
         self._register_limit_scripts()
+        self._register_change_scripts()
 
     async def __aenter__(self) -> RedisStore:
         await self.open()

@@ -33,6 +33,8 @@ from proxy.errors import StoreUnavailable
 from proxy.store.base import (
     AuditEvent,
 )
+from proxy.store.sqlite_changes import TABLES as CHANGE_TABLES
+from proxy.store.sqlite_changes import SqliteChanges
 from proxy.store.sqlite_checks import SqliteChecks
 from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
 from proxy.store.sqlite_connections import SqliteConnections
@@ -42,7 +44,7 @@ from proxy.store.sqlite_tokens import SqliteTokens
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Migration n takes a file at schema n-1 to schema n; applied in order in one transaction.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -112,6 +114,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             secret_fingerprint TEXT
         )""",
     ),
+    # The change feed: sourcedIds and keyed hashes, never a record's content.
+    5: CHANGE_TABLES,
 }
 
 # SQLITE_BUSY and SQLITE_LOCKED (primary result codes, the low byte of extended ones):
@@ -137,7 +141,7 @@ def _fast_connection(path: str) -> sqlite3.Connection:
     return conn
 
 
-class SqliteStore(SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits):
+class SqliteStore(SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits, SqliteChanges):
     """``Store`` on one sqlite file; any number of processes on one host may share it."""
 
     def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
