@@ -127,6 +127,14 @@ class Conflict(ProxyError):
     code_minor = "invaliddata"
 
 
+class Gone(ProxyError):
+    """410: what was asked for is no longer kept (a change-feed cursor older than the kept
+    changes: docs/http-api.md "Change feed")."""
+
+    status = 410
+    code_minor = "invaliddata"
+
+
 class PayloadTooLarge(ProxyError):
     status = 413
     code_minor = "invaliddata"

@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from proxy.admin import connections as admin_connections
 from proxy.admin import tokens as admin_tokens
 from proxy.admin.body import json_object, only_fields
+from proxy.changes.schedule import refresh_changes_gauge
 from proxy.check.background import refresh_check_gauges
 from proxy.check.catalog import check_connection as catalog_check
 from proxy.check.catalog import find_connection
@@ -45,9 +46,9 @@ from proxy.errors import (
     refusal_response,
 )
 from proxy.gateway.context import SERVICES, Services
+from proxy.gateway.reload import reload_config
 from proxy.gateway.runtime import Connection
 from proxy.scopes import SCOPES
-from proxy.gateway.reload import reload_config
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("oneroster_proxy.admin")
@@ -166,6 +167,7 @@ async def metrics(request: web.Request) -> web.Response:
     services = _services(request)
     await refresh_token_gauge(services)
     await refresh_check_gauges(services)
+    await refresh_changes_gauge(services)
     body = request.app[METRICS_TEXT]()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -270,7 +270,9 @@ def parse_deletions(value: str | int) -> Deletions:
         return Deletions(float(value), False)
     match = _DELETIONS_RE.match(value) if isinstance(value, str) else None
     if match is None or (match.group(2) and float(match.group(1)) > 100):
-        raise ValueError(f'invalid max_deletions "{value}" (write a share such as "10%" or a count)')
+        raise ValueError(
+            f'invalid max_deletions "{value}" (write a share such as "10%" or a count)'
+        )
     return Deletions(float(match.group(1)), bool(match.group(2)))
 
 

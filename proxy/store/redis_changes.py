@@ -164,7 +164,7 @@ class RedisChanges(RedisRole):
     async def get_walk(self, app_id: str) -> WalkRecord | None:
         with self._unavailable("get_walk"):
             text = await self._client.get(self._ckey("cwalk", app_id))
-        return None if text is None else _walk(text)
+        return None if text is None else _walk(str(text))
 
     async def known_hashes(
         self, app_id: str, collection: str, sourced_ids: list[str]
@@ -172,10 +172,8 @@ class RedisChanges(RedisRole):
         if not sourced_ids:
             return {}
         with self._unavailable("known_hashes"):
-            values = await self._client.hmget(
-                self._ckey("chash", app_id, collection), sourced_ids
-            )
-        return {sid: v for sid, v in zip(sourced_ids, values, strict=True) if v is not None}
+            values = await self._client.hmget(self._ckey("chash", app_id, collection), sourced_ids)
+        return {sid: str(v) for sid, v in zip(sourced_ids, values, strict=True) if v is not None}
 
     async def known_count(self, app_id: str, collection: str) -> int:
         with self._unavailable("known_count"):
@@ -260,7 +258,7 @@ class RedisChanges(RedisRole):
             )
         out = []
         for member in members:
-            parts = member.split("\t")  # a sourcedId with a tab in it stays whole
+            parts = str(member).split("\t")  # a sourcedId with a tab in it stays whole
             seq, collection, change, at = parts[0], parts[1], parts[-2], parts[-1]
             sourced_id = "\t".join(parts[2:-2])
             when = _time(at)

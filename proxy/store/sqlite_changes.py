@@ -215,7 +215,8 @@ class SqliteChanges(SqliteRole):
 
     async def publish_walk(self, walk: WalkRecord, collections: list[str]) -> int:
         app_id, walk_id = walk.app_id, walk.walk_id
-        assert walk.finished is not None
+        finished = walk.finished
+        assert finished is not None
 
         def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> int:
             with _write(conn):
@@ -241,7 +242,7 @@ class SqliteChanges(SqliteRole):
                 published = conn.execute(
                     "INSERT INTO changes SELECT app_id, ? + n, collection, sourced_id, change, ? "
                     "FROM change_stage_log WHERE app_id = ? AND walk_id = ? ORDER BY n",
-                    (last, _iso(walk.finished), app_id, walk_id),
+                    (last, _iso(finished), app_id, walk_id),
                 ).rowcount
                 conn.execute(
                     "INSERT INTO change_seq (app_id, last, floor) VALUES (?, ?, 0) "
@@ -295,9 +296,7 @@ class SqliteChanges(SqliteRole):
                 ).fetchone()
                 if not row[1]:
                     return 0
-                conn.execute(
-                    "DELETE FROM changes WHERE app_id = ? AND seq <= ?", (app_id, row[0])
-                )
+                conn.execute("DELETE FROM changes WHERE app_id = ? AND seq <= ?", (app_id, row[0]))
                 conn.execute(
                     "UPDATE change_seq SET floor = max(floor, ?) WHERE app_id = ?",
                     (row[0], app_id),

@@ -91,7 +91,9 @@ async def test_publish_replaces_only_the_walked_collections_and_continues_the_se
     await publish(store, "w1", {"u1": "h1", "u2": "h2"})
     await store.save_walk(walk("w2"))
     await store.stage_hashes("app-7", "w2", "users", [("u1", "h1b")])
-    await store.stage_changes("app-7", "w2", [("users", "u1", "updated"), ("users", "u2", "deleted")])
+    await store.stage_changes(
+        "app-7", "w2", [("users", "u1", "updated"), ("users", "u2", "deleted")]
+    )
     at = T0 + timedelta(days=1)
     assert await store.publish_walk(walk("w2", "published", finished=at), ["users"]) == 2
     assert await store.known_hashes("app-7", "users", ["u1", "u2"]) == {"u1": "h1b"}

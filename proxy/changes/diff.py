@@ -1,0 +1,268 @@
+"""One walk of the change feed: hash every record, diff against the last complete walk,
+publish the changes or hold them.
+
+docs/http-api.md "Change feed". Per record only its ``sourcedId`` and a keyed hash are kept:
+HMAC-SHA256 (RFC 2104) of the record as the vendor receives it, with a key derived by HKDF
+(RFC 5869) from the first of ``[store] secret_keys``, which the store never holds. A record
+new since the last complete walk is ``created``, a changed hash ``updated``; a sourcedId of
+the last walk that this one did not see (or saw with ``status: "tobedeleted"``) is
+``deleted``. A walk that does not complete changes nothing; one whose deletions of a
+collection exceed ``max_deletions`` is held until an operator accepts or discards it.
+
+A walk of a connection runs on one process at a time (a slot of the store, as the background
+checks take, renewed while it runs); one left running by a process that died is found by the
+next walk, whose staging replaces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from proxy.changes.pages import Incomplete, allowed, pages
+from proxy.config.model import parse_deletions
+from proxy.errors import Conflict, NotFound, ProxyError
+from proxy.gateway.context import Services
+from proxy.gateway.runtime import Connection
+from proxy.store.base import AuditEvent, Store, WalkRecord
+
+log = logging.getLogger("oneroster_proxy.changes")
+
+#: The store slot a connection's walk holds (one process at a time).
+LOCK_PREFIX = "changes-walk:"
+LOCK_TTL = 60.0
+#: What HKDF derives the hash key for (RFC 5869 §3.2 "info").
+HKDF_INFO = b"oneroster-proxy change feed record hash v1"
+#: Hex digits kept of each HMAC-SHA256 (128 bits: collisions are out of reach).
+DIGEST_HEX = 32
+
+
+def hash_key(secret_keys: tuple[bytes, ...]) -> bytes:
+    """The record-hash key: HKDF-SHA256 of the first ``secret_keys`` entry."""
+    if not secret_keys:
+        raise Conflict("the change feed needs [store] secret_keys (its hashes are keyed)")
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=HKDF_INFO).derive(
+        secret_keys[0]
+    )
+
+
+def vendor_view(conn: Connection, collection: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The record as the vendor receives it from this connection: the one place where a
+    connection's field filtering applies before hashing (records are otherwise forwarded
+    as the district sends them)."""
+    return record
+
+
+def digest(key: bytes, record: dict[str, Any]) -> str:
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()[:DIGEST_HEX]
+
+
+@dataclass
+class Progress:
+    """What a walk reports as it goes (``changes walk`` draws it on a terminal)."""
+
+    collection: str = ""
+    seen: int = 0
+    total: int | None = None
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+Report = Callable[[Progress], None]
+
+
+class Walk:
+    """One walk of one connection; ``run()`` does it all and returns the kept record."""
+
+    def __init__(
+        self,
+        services: Services,
+        conn: Connection,
+        *,
+        holder: str | None = None,
+        report: Report | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.services = services
+        self.conn = conn
+        self.app_id = conn.app_id
+        self.holder = holder or f"walk-{secrets.token_hex(8)}"
+        self.report = report or (lambda progress: None)
+        self.now = now
+        self.walk_id = secrets.token_hex(8)
+        self.collections = allowed(conn.config.scopes)
+        self.progress = Progress()
+
+    async def run(self) -> WalkRecord:
+        """Walk, diff and publish (or hold); Conflict if another process walks this connection."""
+        store = self.services.store
+        key = LOCK_PREFIX + self.app_id
+        if not await store.acquire_slot(key, 1, self.holder, LOCK_TTL):
+            raise Conflict(f"a walk of {self.app_id} is already running")
+        renew = asyncio.ensure_future(self._renew(key))
+        try:
+            return await self._locked()
+        finally:
+            renew.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renew
+            with contextlib.suppress(ProxyError):
+                await store.release_slot(key, self.holder)
+
+    async def _locked(self) -> WalkRecord:
+        store = self.services.store
+        previous = await store.get_walk(self.app_id)
+        if previous is not None and previous.state in ("running", "held"):
+            # Left by a process that died mid-walk, or held for an operator: this walk diffs
+            # against the same last complete walk and takes its place.
+            await store.drop_walk(self.app_id, previous.walk_id)
+        walk = WalkRecord(self.app_id, self.walk_id, "running", self.now())
+        await store.save_walk(walk)
+        try:
+            key = hash_key(self.services.runtime.current.config.store.secret_keys)
+            before = {}
+            for collection in self.collections:
+                before[collection] = await store.known_count(self.app_id, collection)
+                await self._collection(collection, key)
+        except (Incomplete, ProxyError) as exc:
+            reason = str(exc) if isinstance(exc, Incomplete) else exc.description
+            with contextlib.suppress(ProxyError):
+                await store.drop_walk(self.app_id, self.walk_id)
+            failed = replace(
+                walk, state="failed", finished=self.now(), counts=self.progress.counts,
+                error=reason,
+            )  # fmt: skip
+            with contextlib.suppress(ProxyError):
+                await store.save_walk(failed)
+            log.warning(
+                "change feed walk did not complete",
+                extra={"fields": {"event": "changes.failed", "app": self.app_id, "why": reason}},
+            )
+            return failed
+        done = replace(walk, finished=self.now(), counts=self.progress.counts)
+        limit = parse_deletions(self.conn.config.max_deletions)
+        over = [
+            c
+            for c in self.collections
+            if not limit.allows(self.progress.counts[c]["deleted"], before[c])
+        ]
+        if over:
+            held = replace(done, state="held", error=_held_reason(done, over, before))
+            await store.save_walk(held)
+            log.warning(
+                "change feed walk held",
+                extra={"fields": {"event": "changes.held", "app": self.app_id, "why": held.error}},
+            )
+            return held
+        published = replace(done, state="published")
+        await store.publish_walk(published, self.collections)
+        return published
+
+    async def _collection(self, collection: str, key: bytes) -> None:
+        store, app_id, walk_id = self.services.store, self.app_id, self.walk_id
+        counts = {"records": 0, "created": 0, "updated": 0, "deleted": 0}
+        self.progress.counts[collection] = counts
+        self.progress.collection = collection
+        self.progress.seen = 0
+        self.progress.total = None
+
+        def on_total(total: int | None) -> None:
+            self.progress.total = total
+
+        async for page in pages(self.services, self.conn, collection, on_total=on_total):
+            rows: dict[str, str] = {}
+            for record in page:
+                sourced_id = record.get("sourcedId")
+                if not isinstance(sourced_id, str) or not sourced_id:
+                    raise Incomplete(f"{collection}: a record without a sourcedId")
+                if sourced_id in rows:
+                    raise Incomplete(f"{collection}: sourcedId {sourced_id} came twice")
+                if record.get("status") == "tobedeleted":
+                    rows[sourced_id] = ""  # seen, and gone for the vendor
+                    continue
+                rows[sourced_id] = digest(key, vendor_view(self.conn, collection, record))
+            kept = [(sid, h) for sid, h in rows.items() if h]
+            repeated = await store.stage_hashes(app_id, walk_id, collection, kept)
+            if repeated:
+                raise Incomplete(f"{collection}: sourcedId {repeated[0]} came twice")
+            known = await store.known_hashes(app_id, collection, [sid for sid, _ in kept])
+            changes = []
+            for sid, h in kept:
+                old = known.get(sid)
+                if old is None:
+                    changes.append((collection, sid, "created"))
+                elif old != h:
+                    changes.append((collection, sid, "updated"))
+            if changes:
+                await store.stage_changes(app_id, walk_id, changes)
+            counts["records"] += len(kept)
+            counts["created"] += sum(1 for c in changes if c[2] == "created")
+            counts["updated"] += sum(1 for c in changes if c[2] == "updated")
+            self.progress.seen += len(page)
+            self.report(self.progress)
+        cursor: str | None = ""
+        while cursor is not None:
+            gone, cursor = await store.missing_ids(app_id, walk_id, collection, cursor)
+            if gone:
+                await store.stage_changes(
+                    app_id, walk_id, [(collection, s, "deleted") for s in gone]
+                )
+                counts["deleted"] += len(gone)
+        self.report(self.progress)
+
+    async def _renew(self, key: str) -> None:
+        while True:
+            await asyncio.sleep(LOCK_TTL / 3)
+            with contextlib.suppress(ProxyError):
+                await self.services.store.acquire_slot(key, 1, self.holder, LOCK_TTL)
+
+
+def _held_reason(walk: WalkRecord, over: list[str], before: dict[str, int]) -> str:
+    return "; ".join(
+        f"{c}: {walk.counts[c]['deleted']} of {before[c]} records would be deleted" for c in over
+    )
+
+
+async def accept(store: Store, app_id: str, interface: str) -> WalkRecord:
+    """Publish the held walk of ``app_id`` as it was counted; NotFound if none is held."""
+    walk = await _held(store, app_id)
+    published = replace(walk, state="published", error=None)
+    await store.publish_walk(published, list(walk.counts))
+    await _audit(store, "changes.accept", interface, published)
+    return published
+
+
+async def discard(store: Store, app_id: str, interface: str) -> WalkRecord:
+    """Drop the held walk of ``app_id``: nothing of it is published; NotFound if none."""
+    walk = await _held(store, app_id)
+    await store.drop_walk(app_id, walk.walk_id)
+    discarded = replace(walk, state="discarded")
+    await store.save_walk(discarded)
+    await _audit(store, "changes.discard", interface, discarded)
+    return discarded
+
+
+async def _held(store: Store, app_id: str) -> WalkRecord:
+    walk = await store.get_walk(app_id)
+    if walk is None or walk.state != "held":
+        raise NotFound(f"no walk of {app_id} is held")
+    return walk
+
+
+async def _audit(store: Store, action: str, interface: str, walk: WalkRecord) -> None:
+    detail = {"app": walk.app_id, "started": walk.as_json()["started"], **walk.totals()}
+    await store.add_audit(
+        AuditEvent(at=datetime.now(UTC), action=action, interface=interface, detail=detail)
+    )

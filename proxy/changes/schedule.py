@@ -1,0 +1,124 @@
+"""The daily walks of the change feed, run inside the server like the background checks.
+
+docs/http-api.md "Change feed": every connection with ``changes = true`` is walked once a day
+at ``changes_at`` (the district's time of day). Every process runs this loop; a connection's
+walk holds a store slot (``proxy.changes.diff``), so one process walks it while the others
+pass it by, and a walk left ``running`` by a process that died is started again by the next
+turn of any process. A held walk waits for an operator; a failed one is tried again after
+``RETRY_FAILED``. Each turn also drops changes older than ``[store] changes_days``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from proxy.changes.diff import Walk
+from proxy.check.catalog import every_connection
+from proxy.config.model import parse_clock
+from proxy.errors import Conflict, ProxyError
+from proxy.gateway.context import SERVICES, Services
+from proxy.gateway.runtime import Connection
+from proxy.store.base import WalkRecord
+
+log = logging.getLogger("oneroster_proxy.changes")
+
+#: Seconds between two looks at the schedule.
+NAP = 30.0
+#: A failed walk is tried again this long after it stopped.
+RETRY_FAILED = timedelta(hours=1)
+
+
+def last_slot(conn: Connection, now: datetime) -> datetime:
+    """The newest instant at or before ``now`` at which ``conn``'s daily walk was due.
+
+    ``changes_at`` is read in UTC until districts carry a time zone."""
+    clock = parse_clock(conn.config.changes_at)
+    slot = datetime.combine(now.astimezone(UTC).date(), clock, tzinfo=UTC)
+    return slot if slot <= now else slot - timedelta(days=1)
+
+
+def may_walk(conn: Connection, now: datetime) -> bool:
+    """Whether the district lets a walk start now: the one place a district's sync windows
+    and pauses are to be asked (none exist yet, so always)."""
+    return True
+
+
+def due(conn: Connection, last: WalkRecord | None, now: datetime) -> bool:
+    if last is None:
+        return True
+    if last.state == "held":
+        return False  # an operator accepts or discards it first
+    if last.state == "running":
+        return True  # left by a process that died; a live walk's slot refuses the second
+    if last.state == "failed" and last.finished is not None:
+        if now - last.finished >= RETRY_FAILED:
+            return True
+    return last.started < last_slot(conn, now)
+
+
+class DailyWalks:
+    """The loop of one process; ``turn()`` is one look, callable directly from tests."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.turn()
+            except ProxyError as exc:  # the store is down: try again next turn
+                log.warning("change feed walks skipped: %s", exc.description)
+            except Exception:  # never let one bad turn end the loop for the process's life
+                log.exception("change feed walks failed; trying again next turn")
+            await asyncio.sleep(NAP)
+
+    async def turn(self, now: datetime | None = None) -> list[WalkRecord]:
+        """Walk every connection that is due; the walks this process made."""
+        services = self.services
+        store = services.store
+        days = services.runtime.current.config.store.changes_days
+        done = []
+        for listed in await every_connection(services):
+            conn = listed.connection
+            if not conn.config.changes:
+                continue
+            at = now or datetime.now(UTC)
+            await store.trim_changes(conn.app_id, at - timedelta(days=days))
+            if not may_walk(conn, at) or not due(conn, await store.get_walk(conn.app_id), at):
+                continue
+            try:
+                walk = Walk(services, conn) if now is None else Walk(services, conn, now=lambda: at)
+                done.append(await walk.run())
+            except Conflict:
+                continue  # another process walks it
+        return done
+
+
+async def daily_walks(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx`` of the gateway app: the loop runs while the app does."""
+    task = asyncio.ensure_future(DailyWalks(app[SERVICES]).run_forever())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def refresh_changes_gauge(services: Services) -> None:
+    """``changes_held{app}`` from the store at scrape time: the same on every replica."""
+    try:
+        listed = [c for c in await every_connection(services) if c.connection.config.changes]
+        walks = {c.app_id: await services.store.get_walk(c.app_id) for c in listed}
+    except ProxyError:
+        return
+    gauge = services.metrics.changes_held
+    gauge.clear()
+    for app_id, walk in walks.items():
+        gauge.labels(app_id).set(1 if walk is not None and walk.state == "held" else 0)

@@ -1,0 +1,315 @@
+"""The change feed end to end (docs/http-api.md "Change feed"): a real sandbox district, a real
+proxy, walks through the proxy's own signing and forwarding, and what a vendor reads at
+``GET /<appId>/changes``."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from proxy.changes.diff import Walk, accept, discard
+from proxy.changes.feed import encode_cursor
+from proxy.changes.schedule import DailyWalks
+from proxy.check.catalog import check_connection
+from proxy.sandbox.state import DISTRICT
+from proxy.store.base import WalkRecord
+from proxy.store.crypto import new_key
+from tests.support import ProxyHarness, auth, base_config, get_json
+
+ROSTER = ("orgs", "academicSessions", "courses", "classes", "users", "enrollments")
+
+
+def feed_config(tmp_path: Path, sandbox: Any, **conn: Any) -> dict[str, Any]:
+    doc = base_config(tmp_path, sandbox)
+    doc["store"]["secret_keys"] = [new_key()]
+    doc["connections"]["app-7"].update({"changes": True, **conn})
+    doc["connections"]["app-8"].update({"changes": True})
+    return doc
+
+
+@pytest.fixture
+async def feed(sandbox: Any, start_proxy: Any, tmp_path: Path) -> ProxyHarness:
+    harness: ProxyHarness = await start_proxy(sandbox, feed_config(tmp_path, sandbox))
+    return harness
+
+
+def users(sandbox: Any) -> dict[str, dict[str, Any]]:
+    """The district's own users of both versions (a test edits them as the SIS would)."""
+    views = sandbox.app[DISTRICT].views
+    return {sid: views["v1p2"]["users"][sid] for sid in views["v1p2"]["users"]}
+
+
+async def walk(proxy: ProxyHarness, app: str = "app-7") -> WalkRecord:
+    conn = proxy.services.runtime.current.connections[app]
+    return await Walk(proxy.services, conn).run()
+
+
+async def read_all(
+    http: aiohttp.ClientSession, proxy: ProxyHarness, token: str, query: str = "limit=1000"
+) -> tuple[list[dict[str, Any]], str]:
+    url: str | None = f"{proxy.url}/app-7/changes?{query}"
+    changes: list[dict[str, Any]] = []
+    cursor = ""
+    while url is not None:
+        status, body, headers = await get_json(http, url, token)
+        assert status == 200, body
+        changes += body["changes"]
+        cursor = body["cursor"]
+        link = headers.get("Link")
+        url = link.partition("<")[2].partition(">")[0] if link else None
+    return changes, cursor
+
+
+async def test_the_first_walk_publishes_every_record_as_created(
+    feed: ProxyHarness, sandbox: Any, http: aiohttp.ClientSession
+) -> None:
+    done = await walk(feed)
+    assert done.state == "published", done.error
+    district = sandbox.app[DISTRICT].views["v1p2"]
+    for collection in (*ROSTER, "demographics"):
+        counts = done.counts[collection]
+        assert counts["created"] == counts["records"] == len(district[collection]), collection
+        assert counts["updated"] == counts["deleted"] == 0
+    # Every request of the walk was signed and went to the district like a vendor's GET.
+    walked = [r for r in sandbox.recorded if "/users" in r.raw_path]
+    assert walked and all(r.header("Authorization") for r in walked)
+
+    token = await feed.token()
+    changes, _ = await read_all(http, feed, token, "limit=50")
+    users_seen = {c["sourcedId"] for c in changes if c["collection"] == "users"}
+    assert users_seen == set(district["users"])
+    assert {c["change"] for c in changes} == {"created"}
+    assert all(c["at"].endswith("Z") for c in changes)
+    assert len(changes) == sum(c["records"] for c in done.counts.values())
+
+
+async def test_a_second_walk_reports_updated_deleted_and_tobedeleted(
+    feed: ProxyHarness, sandbox: Any, http: aiohttp.ClientSession
+) -> None:
+    await walk(feed)
+    token = await feed.token()
+    _, cursor = await read_all(http, feed, token)
+    records = sandbox.app[DISTRICT].views["v1p2"]["users"]
+    ids = list(records)
+    records[ids[0]]["givenName"] = "Renamed"
+    del records[ids[1]]
+    records[ids[2]]["status"] = "tobedeleted"
+    done = await walk(feed)
+    assert done.state == "published", done.error
+    assert done.counts["users"] | {"records": 0} == {
+        "records": 0,
+        "created": 0,
+        "updated": 1,
+        "deleted": 2,
+    }
+    changes, _ = await read_all(http, feed, token, f"since={cursor}")
+    assert sorted((c["sourcedId"], c["change"]) for c in changes) == sorted(
+        [(ids[0], "updated"), (ids[1], "deleted"), (ids[2], "deleted")]
+    )
+    # A walk with nothing new publishes nothing.
+    assert (await walk(feed)).totals() == {"created": 0, "updated": 0, "deleted": 0}
+
+
+async def test_pages_of_the_feed_follow_link_and_never_repeat(
+    feed: ProxyHarness, http: aiohttp.ClientSession
+) -> None:
+    await walk(feed)
+    token = await feed.token()
+    status, body, headers = await get_json(http, f"{feed.url}/app-7/changes?limit=7", token)
+    assert status == 200 and len(body["changes"]) == 7
+    assert headers["Link"].endswith('>; rel="next"') and "limit=7" in headers["Link"]
+    paged, _ = await read_all(http, feed, token, "limit=7")
+    whole, _ = await read_all(http, feed, token, "limit=1000")
+    assert paged == whole
+    assert len({(c["collection"], c["sourcedId"]) for c in whole}) == len(whole)
+
+
+async def test_a_walk_that_does_not_complete_changes_nothing(
+    feed: ProxyHarness, sandbox: Any, http: aiohttp.ClientSession
+) -> None:
+    await walk(feed)
+    token = await feed.token()
+    before, cursor = await read_all(http, feed, token)
+    del sandbox.app[DISTRICT].views["v1p2"]["users"][next(iter(users(sandbox)))]
+    # The district fails mid-walk: a 503 with a Retry-After too long to wait within a request.
+    sandbox.faults.status_503_retry_after = 60
+    sandbox.faults.status_503_count = 100
+    failed = await walk(feed)
+    assert failed.state == "failed" and "503" in (failed.error or "")
+    sandbox.faults.status_503_count = 0
+    after, _ = await read_all(http, feed, token, f"since={cursor}")
+    assert after == []
+    kept = await feed.services.store.get_walk("app-7")
+    assert kept.state == "failed"
+
+
+async def test_a_walk_deleting_too_much_is_held_until_accepted(
+    feed: ProxyHarness, sandbox: Any, http: aiohttp.ClientSession
+) -> None:
+    await walk(feed)
+    token = await feed.token()
+    _, cursor = await read_all(http, feed, token)
+    records = sandbox.app[DISTRICT].views["v1p2"]["users"]
+    gone = list(records)[: len(records) // 4]
+    for sid in gone:
+        del records[sid]
+    held = await walk(feed)
+    assert held.state == "held"
+    assert f"users: {len(gone)} of" in (held.error or "")
+    assert await read_all(http, feed, token, f"since={cursor}") == ([], cursor)
+    listed = await _listed(feed)
+    report = await check_connection(feed.services, listed)
+    item = next(i for i in report.checks if i.name == "changes_held")
+    assert item.status == "fail" and f"{len(gone)} deleted" in item.detail
+    async with http.get(f"{feed.admin_url}/metrics", headers=_admin()) as response:
+        text = await response.text()
+    assert 'oneroster_proxy_changes_held{app="app-7"} 1.0' in text
+
+    published = await accept(feed.services.store, "app-7", "cli")
+    assert published.state == "published"
+    changes, _ = await read_all(http, feed, token, f"since={cursor}")
+    assert sorted(c["sourcedId"] for c in changes) == sorted(gone)
+    assert {c["change"] for c in changes} == {"deleted"}
+    audit = await feed.services.store.list_audit()
+    assert audit[-1].action == "changes.accept" and audit[-1].detail["deleted"] == len(gone)
+
+
+async def test_a_discarded_walk_publishes_nothing(
+    feed: ProxyHarness, sandbox: Any, http: aiohttp.ClientSession
+) -> None:
+    await walk(feed)
+    token = await feed.token()
+    _, cursor = await read_all(http, feed, token)
+    records = sandbox.app[DISTRICT].views["v1p2"]["users"]
+    for sid in list(records)[: len(records) // 2]:
+        del records[sid]
+    assert (await walk(feed)).state == "held"
+    assert (await discard(feed.services.store, "app-7", "cli")).state == "discarded"
+    assert await read_all(http, feed, token, f"since={cursor}") == ([], cursor)
+    with pytest.raises(Exception, match="no walk of app-7 is held"):
+        await accept(feed.services.store, "app-7", "cli")
+
+
+async def test_max_deletions_as_a_count(
+    sandbox: Any, start_proxy: Any, tmp_path: Path
+) -> None:
+    proxy = await start_proxy(sandbox, feed_config(tmp_path, sandbox, max_deletions=1))
+    await walk(proxy)
+    records = sandbox.app[DISTRICT].views["v1p2"]["users"]
+    for sid in list(records)[:2]:
+        del records[sid]
+    assert (await walk(proxy)).state == "held"
+
+
+async def test_the_feed_answers_only_its_vendor_and_scopes(
+    feed: ProxyHarness, http: aiohttp.ClientSession
+) -> None:
+    await walk(feed)
+    await walk(feed, "app-8")
+    acme = await feed.token()
+    other = await feed.token("other")
+    # Another vendor's appId answers exactly like an unknown one.
+    status, body, _ = await get_json(http, f"{feed.url}/app-7/changes", other)
+    unknown_status, unknown, _ = await get_json(http, f"{feed.url}/app-nope/changes", other)
+    assert (status, body) == (unknown_status, unknown) and status == 404
+    async with http.get(f"{feed.url}/app-7/changes") as response:
+        assert response.status == 401
+    # app-8 shares roster-core only: no demographics change is shown to it.
+    status, body, _ = await get_json(http, f"{feed.url}/app-8/changes?limit=1000", other)
+    assert status == 200
+    assert {c["collection"] for c in body["changes"]} == set(ROSTER)
+    walked = await feed.services.store.get_walk("app-8")
+    assert "demographics" not in walked.counts
+    status, body, _ = await get_json(http, f"{feed.url}/app-7/changes?limit=1000", acme)
+    assert "demographics" in {c["collection"] for c in body["changes"]}
+
+
+async def test_bad_cursors_and_limits_are_400_and_old_cursors_410(
+    feed: ProxyHarness, http: aiohttp.ClientSession
+) -> None:
+    await walk(feed)
+    token = await feed.token()
+    for query in ("since=nope", "since=", "limit=0", "limit=1001", "limit=x"):
+        status, body, _ = await get_json(http, f"{feed.url}/app-7/changes?{query}", token)
+        assert status == 400, query
+        assert body["imsx_codeMajor"] == "failure"
+    status, first, _ = await get_json(http, f"{feed.url}/app-7/changes?limit=3", token)
+    old = first["cursor"]
+    trimmed = await feed.services.store.trim_changes("app-7", datetime.now(UTC) + timedelta(1))
+    assert trimmed > 0
+    status, body, _ = await get_json(http, f"{feed.url}/app-7/changes?since={old}", token)
+    assert status == 410 and "full sync" in body["imsx_description"]
+    # Without since, the feed starts at the oldest kept (none now) and hands out a valid cursor.
+    status, body, _ = await get_json(http, f"{feed.url}/app-7/changes", token)
+    assert status == 200 and body["changes"] == []
+    status, _, _ = await get_json(http, f"{feed.url}/app-7/changes?since={body['cursor']}", token)
+    assert status == 200
+    assert encode_cursor(5) != "5"
+
+
+async def test_no_byte_of_a_students_record_is_in_the_store(
+    feed: ProxyHarness, sandbox: Any
+) -> None:
+    await walk(feed)
+    records = sandbox.app[DISTRICT].views["v1p2"]["users"]
+    next(iter(records.values()))["givenName"] = "Zebedee"
+    await walk(feed)
+    await feed.services.store.close()
+    path = Path(feed.config.store.url.removeprefix("sqlite://"))
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    stored = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    assert b"syn-user" not in stored  # sanity: not a synthetic district
+    for record in records.values():
+        assert next(iter(records)).encode() in stored  # sourcedIds are kept, on purpose
+        for name in ("givenName", "familyName", "email", "username"):
+            value = record.get(name)
+            if isinstance(value, str) and len(value) >= 4:
+                assert value.encode() not in stored, (name, value)
+
+
+async def test_the_daily_schedule_walks_once_per_day_and_restarts_a_dead_walk(
+    feed: ProxyHarness,
+) -> None:
+    store = feed.services.store
+    # The server's own loop walked both connections at start (none had a walk yet).
+    for app in ("app-7", "app-8"):
+        for _ in range(200):
+            started = await store.get_walk(app)
+            if started is not None and started.state == "published":
+                break
+            await asyncio.sleep(0.05)
+        assert started is not None and started.state == "published"
+    loop = DailyWalks(feed.services)
+    now = datetime(2030, 1, 2, 2, 30, tzinfo=UTC)
+    first = await loop.turn(now)
+    assert sorted(w.app_id for w in first) == ["app-7", "app-8"]
+    assert await loop.turn(now + timedelta(hours=1)) == []
+    # A process died mid-walk: its walk stays "running", and the next turn starts it again.
+    kept = await store.get_walk("app-7")
+    await store.save_walk(WalkRecord("app-7", "dead", "running", now))
+    again = await loop.turn(now + timedelta(hours=2))
+    assert [w.app_id for w in again] == ["app-7"] and again[0].state == "published"
+    assert again[0].totals() == {"created": 0, "updated": 0, "deleted": 0}
+    assert kept is not None
+    # The next day's slot is due again.
+    nxt = await loop.turn(now + timedelta(days=1))
+    assert sorted(w.app_id for w in nxt) == ["app-7", "app-8"]
+
+
+async def _listed(proxy: ProxyHarness) -> Any:
+    from proxy.check.catalog import find_connection
+
+    return (await find_connection(proxy.services, "app-7")).connection
+
+
+def _admin() -> dict[str, str]:
+    from tests.support import ADMIN_TOKEN
+
+    return auth(ADMIN_TOKEN)
