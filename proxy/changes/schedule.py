@@ -83,18 +83,21 @@ class DailyWalks:
         services = self.services
         store = services.store
         days = services.runtime.current.config.store.changes_days
+
+        def stamp() -> datetime:
+            return now or datetime.now(UTC)
+
         done = []
         for listed in await every_connection(services):
             conn = listed.connection
             if not conn.config.changes:
                 continue
-            at = now or datetime.now(UTC)
+            at = stamp()
             await store.trim_changes(conn.app_id, at - timedelta(days=days))
             if not may_walk(conn, at) or not due(conn, await store.get_walk(conn.app_id), at):
                 continue
             try:
-                walk = Walk(services, conn) if now is None else Walk(services, conn, now=lambda: at)
-                done.append(await walk.run())
+                done.append(await Walk(services, conn, now=stamp).run())
             except Conflict:
                 continue  # another process walks it
         return done
