@@ -1,0 +1,72 @@
+"""``oneroster-proxy changes walk|accept|discard|list`` (docs/commands.md) against a real
+sandbox district, run as the operator runs them: a subprocess reading the config file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from proxy.sandbox.state import DISTRICT
+from tests.changes.test_feed import feed_config
+from tests.served import CLI, REPO
+from tests.support import toml_dumps
+
+
+async def run(*args: str) -> tuple[int, str, str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, *args, cwd=REPO, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_walk_list_hold_and_accept_from_the_command_line(
+    sandbox: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "proxy.toml"
+    path.write_text(toml_dumps(feed_config(tmp_path, sandbox)))
+    config = ("--config", str(path))
+    district = sandbox.app[DISTRICT].views["v1p2"]["users"]
+
+    code, out, err = await run("changes", "walk", "app-7", *config)
+    assert code == 0, err
+    users = next(line for line in out.splitlines() if line.startswith("users "))
+    assert f"{len(district)} records" in users and f"{len(district)} created" in users
+    assert "app-7: walk published" in out
+
+    code, out, _ = await run("changes", "list", "app-7", "--json", *config)
+    listed = json.loads(out)
+    assert code == 0 and {c["change"] for c in listed["changes"]} == {"created"}
+    assert len({c["sourcedId"] for c in listed["changes"] if c["collection"] == "users"}) == len(
+        district
+    )
+    cursor = listed["cursor"]
+    code, out, err = await run("changes", "list", "app-7", "--since", cursor, *config)
+    assert code == 0 and out == "" and err == f"cursor: {cursor}\n"
+
+    gone = list(district)[:50]
+    for sid in gone:
+        del district[sid]
+    code, out, err = await run("changes", "walk", "app-7", *config)
+    assert code == 1 and "walk held, nothing published" in out and "users: 50 of" in out
+    code, out, err = await run("changes", "list", "app-7", "--since", cursor, *config)
+    assert code == 0 and out == ""
+    code, out, err = await run("changes", "accept", "app-7", *config)
+    assert code == 0 and "is published (0 created, 0 updated, 50 deleted)" in out, err
+    code, out, err = await run("changes", "list", "app-7", "--since", cursor, *config)
+    assert sorted(line.split()[-1] for line in out.splitlines()) == sorted(gone)
+    code, out, err = await run("changes", "discard", "app-7", *config)
+    assert code == 1 and "no walk of app-7 is held" in err
+
+
+async def test_an_unknown_app_is_exit_2(sandbox: Any, tmp_path: Path) -> None:
+    path = tmp_path / "proxy.toml"
+    path.write_text(toml_dumps(feed_config(tmp_path, sandbox)))
+    code, _, err = await run("changes", "walk", "app-nope", "--config", str(path))
+    assert code == 2 and 'unknown appId "app-nope"' in err
