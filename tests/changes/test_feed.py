@@ -33,6 +33,17 @@ def feed_config(tmp_path: Path, sandbox: Any, **conn: Any) -> dict[str, Any]:
     return doc
 
 
+@pytest.fixture(autouse=True)
+def schedule_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's daily loop stays idle: a test walks (or turns the schedule) itself, so no
+    walk of the loop's runs beside the test's."""
+
+    async def idle(self: DailyWalks) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(DailyWalks, "run_forever", idle)
+
+
 @pytest.fixture
 async def feed(sandbox: Any, start_proxy: Any, tmp_path: Path) -> ProxyHarness:
     harness: ProxyHarness = await start_proxy(sandbox, feed_config(tmp_path, sandbox))
@@ -278,14 +289,6 @@ async def test_the_daily_schedule_walks_once_per_day_and_restarts_a_dead_walk(
     feed: ProxyHarness,
 ) -> None:
     store = feed.services.store
-    # The server's own loop walked both connections at start (none had a walk yet).
-    for app in ("app-7", "app-8"):
-        for _ in range(200):
-            started = await store.get_walk(app)
-            if started is not None and started.state == "published":
-                break
-            await asyncio.sleep(0.05)
-        assert started is not None and started.state == "published"
     loop = DailyWalks(feed.services)
     now = datetime(2030, 1, 2, 2, 30, tzinfo=UTC)
     first = await loop.turn(now)
@@ -313,3 +316,44 @@ def _admin() -> dict[str, str]:
     from tests.support import ADMIN_TOKEN
 
     return auth(ADMIN_TOKEN)
+
+
+async def test_no_byte_of_a_students_record_is_in_a_redis_dump(
+    sandbox: Any, start_proxy: Any, tmp_path: Path
+) -> None:
+    import redis
+
+    from tests.redis_server import RedisServer, require_redis_server
+
+    require_redis_server()
+    with RedisServer() as server:
+        doc = feed_config(tmp_path, sandbox)
+        doc["store"]["url"] = server.url
+        proxy = await start_proxy(sandbox, doc)
+        records = sandbox.app[DISTRICT].views["v1p2"]["users"]
+        assert (await walk(proxy)).state == "published"
+        next(iter(records.values()))["familyName"] = "Zebedee"
+        assert (await walk(proxy)).totals()["updated"] == 1
+        with redis.Redis.from_url(server.url) as client:
+            client.config_set("rdbcompression", "no")
+            client.save()
+            folder = client.config_get("dir")["dir"]
+            name = client.config_get("dbfilename")["dbfilename"]
+        dump = (Path(folder) / name).read_bytes()
+    assert next(iter(records)).encode() in dump  # sourcedIds are kept, on purpose
+    for record in records.values():
+        for field in ("givenName", "familyName", "email", "username"):
+            value = record.get(field)
+            if isinstance(value, str) and len(value) >= 4:
+                assert value.encode() not in dump, (field, value)
+
+
+async def test_one_walk_of_a_connection_at_a_time(feed: ProxyHarness) -> None:
+    from proxy.errors import Conflict
+
+    conn = feed.services.runtime.current.connections["app-7"]
+    results = await asyncio.gather(
+        Walk(feed.services, conn).run(), Walk(feed.services, conn).run(), return_exceptions=True
+    )
+    assert sorted(type(r).__name__ for r in results) == ["Conflict", "WalkRecord"]
+    assert any(isinstance(r, Conflict) and "already running" in r.description for r in results)
