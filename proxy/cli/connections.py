@@ -46,7 +46,23 @@ def _add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scopes", required=True, type=csv, metavar="S1,S2")
     p.add_argument("--expires", type=dates, metavar="YYYY-MM-DD")
     p.add_argument("--disabled", action="store_true", help="added disabled (403 until enabled)")
+    p.add_argument("--changes", action="store_true", default=None, help="keep a change feed")
+    _feed_flags(p)
     secret_args(p)
+
+
+def _feed_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--changes-at", metavar="HH:MM", help="time of the change feed's daily walk")
+    p.add_argument("--max-deletions", metavar="N|P%", help="most deletions a walk may publish")
+
+
+def _feed(args: argparse.Namespace) -> dict[str, Any]:
+    values = {
+        "changes": args.changes,
+        "changes_at": args.changes_at,
+        "max_deletions": args.max_deletions,
+    }
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -59,6 +75,7 @@ def _add(args: argparse.Namespace) -> int:
         "scopes": args.scopes,
         "enabled": not args.disabled,
         "expires": args.expires,
+        **_feed(args),
     }
     table = {k: v for k, v in table.items() if v is not None}
     box = config.secret_box()
@@ -160,6 +177,10 @@ def _update_parser(p: argparse.ArgumentParser) -> None:
     state.add_argument("--enable", dest="enabled", action="store_true", default=None)
     state.add_argument("--disable", dest="enabled", action="store_false")
     _expiry_flags(p)
+    feed = p.add_mutually_exclusive_group()
+    feed.add_argument("--changes", dest="changes", action="store_true", default=None)
+    feed.add_argument("--no-changes", dest="changes", action="store_false")
+    _feed_flags(p)
 
 
 def _expiry_flags(p: argparse.ArgumentParser) -> None:
@@ -176,7 +197,7 @@ def _expiry(args: argparse.Namespace) -> dict[str, Any]:
 
 def _update(args: argparse.Namespace) -> int:
     config = load(args)
-    changes: dict[str, Any] = _expiry(args)
+    changes: dict[str, Any] = {**_expiry(args), **_feed(args)}
     if args.scopes is not None:
         changes["scopes"] = args.scopes
     if args.enabled is not None:

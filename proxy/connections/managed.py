@@ -120,6 +120,9 @@ async def add_connection(
         expires=cfg.expires,
         created=now,
         updated=now,
+        changes=cfg.changes,
+        changes_at=cfg.changes_at,
+        max_deletions=cfg.max_deletions,
     )
     await store.add_connection(record, district_in_store=not in_toml)
     await _audit(store, action, interface, app_id=app_id, vendor=cfg.vendor, district=cfg.district)
@@ -143,7 +146,7 @@ async def update_connection(
     problems = [
         f"connections.{app_id}.{k}: cannot be changed here"
         + ("; use renew" if k in ("key", "secret") else "")
-        for k in sorted(set(changes) - {"scopes", "enabled", "expires"})
+        for k in sorted(set(changes) - set(UPDATABLE))
     ]
     if problems:
         raise ConfigError(problems)
@@ -157,6 +160,9 @@ async def update_connection(
         enabled=cfg.enabled,
         expires=cfg.expires,
         updated=now_utc(),
+        changes=cfg.changes,
+        changes_at=cfg.changes_at,
+        max_deletions=cfg.max_deletions,
     )
     await store.update_connection(record)
     await _audit(
@@ -171,6 +177,8 @@ async def update_connection(
 
 
 _KEEP = object()
+#: What ``update_connection`` may change.
+UPDATABLE = ("scopes", "enabled", "expires", "changes", "changes_at", "max_deletions")
 
 
 async def renew_connection(

@@ -164,6 +164,9 @@ class StoreConnections:
             scopes=frozenset(record.scopes),
             enabled=record.enabled,
             expires=record.expires,
+            changes=record.changes,
+            changes_at=record.changes_at,
+            max_deletions=record.max_deletions,
         )
 
     def _source_for(
@@ -230,6 +233,9 @@ def with_store_connection(
         scopes=frozenset(record.scopes),
         enabled=record.enabled,
         expires=record.expires,
+        changes=record.changes,
+        changes_at=record.changes_at,
+        max_deletions=record.max_deletions,
     )
     return replace(
         config,

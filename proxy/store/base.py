@@ -80,6 +80,10 @@ class ConnectionRecord:
     enabled: bool = True
     expires: date | None = None
     source: str = "store"
+    # The change feed (docs/configuration.md): off, or its daily time and deletion limit.
+    changes: bool = False
+    changes_at: str = "02:00"
+    max_deletions: str = "10%"
 
 
 @dataclass(frozen=True, slots=True)

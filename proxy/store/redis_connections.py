@@ -158,6 +158,9 @@ def connection_fields(r: ConnectionRecord) -> dict[str, str | int]:
         "created": _us(r.created),
         "updated": _us(r.updated),
         "source": r.source,
+        "changes": int(r.changes),
+        "changes_at": r.changes_at,
+        "max_deletions": r.max_deletions,
     }
     if r.expires is not None:
         fields["expires"] = r.expires.isoformat()
@@ -177,6 +180,9 @@ def _connection(app_id: str, f: dict[str, str]) -> ConnectionRecord:
         created=_time(f["created"]),
         updated=_time(f["updated"]),
         source=f.get("source", "store"),
+        changes=f.get("changes") == "1",
+        changes_at=f.get("changes_at", "02:00"),
+        max_deletions=f.get("max_deletions", "10%"),
     )
 
 

@@ -24,6 +24,10 @@ MISSING_BATCH = 1000
 
 #: Schema 5 of the sqlite store: applied by ``SqliteStore``'s migrations.
 TABLES: tuple[str, ...] = (
+    # Store connections carry the change feed's keys too.
+    "ALTER TABLE connections ADD COLUMN changes INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE connections ADD COLUMN changes_at TEXT NOT NULL DEFAULT '02:00'",
+    "ALTER TABLE connections ADD COLUMN max_deletions TEXT NOT NULL DEFAULT '10%'",
     """CREATE TABLE change_hashes (
         app_id     TEXT NOT NULL,
         collection TEXT NOT NULL,

@@ -55,8 +55,10 @@ _D_COLUMNS = (
     "max_connections, max_wait, rate_limit, created, updated"
 )
 _C_COLUMNS = (
-    "app_id, vendor, district, key, secret, scopes, enabled, expires, created, updated, source"
+    "app_id, vendor, district, key, secret, scopes, enabled, expires, created, updated, source, "
+    "changes, changes_at, max_deletions"
 )
+_C_WIDTH = len(_C_COLUMNS.split(", "))
 _D_UPDATE = ", ".join(f"{c} = ?" for c in _D_COLUMNS.split(", ")[1:-2])
 
 
@@ -113,6 +115,9 @@ def _connection_row(r: ConnectionRecord) -> tuple[Any, ...]:
         _iso(r.created),
         _iso(r.updated),
         r.source,
+        int(r.changes),
+        r.changes_at,
+        r.max_deletions,
     )
 
 
@@ -128,6 +133,9 @@ def _connection(row: tuple[Any, ...]) -> ConnectionRecord:
         expires=date.fromisoformat(row[7]) if row[7] else None,
         created=_req_time(row[8]),
         updated=_req_time(row[9]),
+        changes=bool(row[11]),
+        changes_at=row[12],
+        max_deletions=row[13],
         source=row[10],
     )
 
@@ -212,7 +220,7 @@ class SqliteConnections(SqliteRole):
                     ).fetchone()
                 ):
                     raise NotFound(f'no district "{record.district}" in the store')
-                conn.execute(f"INSERT INTO connections ({_C_COLUMNS}) VALUES ({_marks(11)})", row)
+                conn.execute(f"INSERT INTO connections ({_C_COLUMNS}) VALUES ({_marks(_C_WIDTH)})", row)
 
         await self._run(op)
 
@@ -241,8 +249,9 @@ class SqliteConnections(SqliteRole):
             row = conn.execute(query, (app_id,)).fetchone()
             if row is None:
                 return None
-            district = None if row[11] is None else _district(row[11:])
-            return _connection(row[:11]), district
+            width = _C_WIDTH
+            district = None if row[width] is None else _district(row[width:])
+            return _connection(row[:width]), district
 
         return await self._run(op)
 
@@ -272,12 +281,13 @@ class SqliteConnections(SqliteRole):
     async def update_connection(self, record: ConnectionRecord) -> None:
         row = _connection_row(record)
         # Every column but app_id, district and created (row order of _C_COLUMNS).
-        values = (row[1], row[3], row[4], row[5], row[6], row[7], row[9], row[10], record.app_id)
+        values = (*row[1:2], *row[3:8], *row[9:], record.app_id)
 
         def op(conn: sqlite3.Connection, _: sqlite3.Connection) -> None:
             changed = conn.execute(
                 "UPDATE connections SET vendor = ?, key = ?, secret = ?, scopes = ?, "
-                "enabled = ?, expires = ?, updated = ?, source = ? WHERE app_id = ?",
+                "enabled = ?, expires = ?, updated = ?, source = ?, changes = ?, changes_at = ?, "
+                "max_deletions = ? WHERE app_id = ?",
                 values,
             ).rowcount
             if not changed:

@@ -70,3 +70,27 @@ async def test_an_unknown_app_is_exit_2(sandbox: Any, tmp_path: Path) -> None:
     path.write_text(toml_dumps(feed_config(tmp_path, sandbox)))
     code, _, err = await run("changes", "walk", "app-nope", "--config", str(path))
     assert code == 2 and 'unknown appId "app-nope"' in err
+
+
+async def test_a_store_connection_keeps_a_change_feed(sandbox: Any, tmp_path: Path) -> None:
+    doc = feed_config(tmp_path, sandbox)
+    del doc["connections"]
+    path = tmp_path / "proxy.toml"
+    path.write_text(toml_dumps(doc))
+    config = ("--config", str(path))
+    env = dict(os.environ, PYTHONPATH=str(REPO), SANDBOX_SECRET=sandbox.secret)
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "connections", "add", "app-9", *config, "--vendor", "acme",
+        "--district", "springfield", "--key", sandbox.key, "--scopes", "roster-core.readonly",
+        "--changes", "--max-deletions", "5", "--secret-env", "SANDBOX_SECRET", "--json",
+        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    added = json.loads(out)
+    assert (added["changes"], added["max_deletions"]) == (True, "5")
+    code, out, err = await run("changes", "walk", "app-9", *config)
+    assert code == 0 and "app-9: walk published" in out, err
+    assert not any(line.startswith("demographics") for line in out.splitlines())
+    code, out, err = await run("connections", "update", "app-9", *config, "--max-deletions", "x%")
+    assert code == 2 and "max_deletions" in err

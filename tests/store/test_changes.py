@@ -158,3 +158,20 @@ async def test_a_second_instance_sees_the_published_walk(store: Store, backend: 
         assert [c.sourced_id for c in await other.read_changes("app-7", 0, 5)] == ["u1"]
     finally:
         await other.close()
+
+
+async def test_a_store_connections_change_feed_keys_round_trip(store: Store) -> None:
+    from tests.store.test_connections import connection, district
+
+    await store.add_district(district())
+    plain = connection("app-1")
+    feed = connection("app-2", changes=True, changes_at="23:15", max_deletions="250")
+    for record in (plain, feed):
+        await store.add_connection(record, district_in_store=True)
+    assert await store.get_connection("app-1") == plain
+    assert await store.get_connection("app-2") == feed
+    resolved = await store.resolve_connection("app-2")
+    assert resolved is not None and resolved[0] == feed
+    await store.update_connection(replace(feed, changes=False, max_deletions="5%"))
+    updated = await store.get_connection("app-2")
+    assert updated is not None and (updated.changes, updated.max_deletions) == (False, "5%")
