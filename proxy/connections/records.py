@@ -207,9 +207,7 @@ def connection_table(conn: ConnectionRecord | ConnectionConfig, secret: str) -> 
     if conn.expires is not None:
         table["expires"] = conn.expires
     if conn.changes:
-        table.update(
-            changes=True, changes_at=conn.changes_at, max_deletions=conn.max_deletions
-        )
+        table.update(changes=True, changes_at=conn.changes_at, max_deletions=conn.max_deletions)
     return table
 
 

@@ -220,7 +220,9 @@ class SqliteConnections(SqliteRole):
                     ).fetchone()
                 ):
                     raise NotFound(f'no district "{record.district}" in the store')
-                conn.execute(f"INSERT INTO connections ({_C_COLUMNS}) VALUES ({_marks(_C_WIDTH)})", row)
+                conn.execute(
+                    f"INSERT INTO connections ({_C_COLUMNS}) VALUES ({_marks(_C_WIDTH)})", row
+                )
 
         await self._run(op)
 

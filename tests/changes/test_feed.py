@@ -146,7 +146,7 @@ async def test_a_walk_that_does_not_complete_changes_nothing(
 ) -> None:
     await walk(feed)
     token = await feed.token()
-    before, cursor = await read_all(http, feed, token)
+    _, cursor = await read_all(http, feed, token)
     del sandbox.app[DISTRICT].views["v1p2"]["users"][next(iter(users(sandbox)))]
     # The district fails mid-walk: a 503 with a Retry-After too long to wait within a request.
     sandbox.faults.status_503_retry_after = 60
@@ -207,9 +207,7 @@ async def test_a_discarded_walk_publishes_nothing(
         await accept(feed.services.store, "app-7", "cli")
 
 
-async def test_max_deletions_as_a_count(
-    sandbox: Any, start_proxy: Any, tmp_path: Path
-) -> None:
+async def test_max_deletions_as_a_count(sandbox: Any, start_proxy: Any, tmp_path: Path) -> None:
     proxy = await start_proxy(sandbox, feed_config(tmp_path, sandbox, max_deletions=1))
     await walk(proxy)
     records = sandbox.app[DISTRICT].views["v1p2"]["users"]
