@@ -37,6 +37,8 @@ def add_console(admin: web.Application, gateway: web.Application) -> None:
     r.add_post("/console/connections/{app_id}/disable", page(views.disable))
     r.add_post("/console/connections/{app_id}/renew", page(views.renew))
     r.add_post("/console/connections/{app_id}/invite", page(views.invite_again))
+    r.add_post("/console/connections/{app_id}/changes/accept", page(views.accept_walk))
+    r.add_post("/console/connections/{app_id}/changes/discard", page(views.discard_walk))
     r.add_get("/console/vendors/{vendor}", page(vendors.vendor))
     r.add_post("/console/vendors/{vendor}/issue", page(vendors.issue))
     r.add_post("/console/vendors/{vendor}/rotate", page(vendors.rotate))

@@ -14,6 +14,7 @@ import copy
 import datetime as dt
 import json
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -30,15 +31,17 @@ from proxy.sandbox.server import RunningSandbox, start_sandbox
 from tests.support import ALL_SCOPES, free_port, serve_on_loopback, toml_dumps
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+# A store of this test run alone (a file shared by every run on the machine would carry
+# another version's schema).
+UNUSED_STORE = f"sqlite://{tempfile.mkdtemp(prefix='orp-check-')}/unused.db"
 REPO = str(Path(__file__).resolve().parents[2])
 
 # What an all-green run shows, per kind of district.
-GREEN_OAUTH1 = {name: "ok" for name in CHECKS} | {
-    "token_endpoint": "skip",
-    "infinite_campus_key": "skip",
-}
-GREEN_OAUTH2 = {name: "ok" for name in CHECKS} | {"infinite_campus_key": "skip"}
-GREEN_IC = {name: "ok" for name in CHECKS} | {"token_endpoint": "skip"}
+# ``changes_held`` is skip: no connection here has a change feed (tests/changes/ for it).
+GREEN = {name: "ok" for name in CHECKS} | {"changes_held": "skip"}
+GREEN_OAUTH1 = GREEN | {"token_endpoint": "skip", "infinite_campus_key": "skip"}
+GREEN_OAUTH2 = GREEN | {"infinite_campus_key": "skip"}
+GREEN_IC = GREEN | {"token_endpoint": "skip"}
 AFTER_CREDENTIALS = ("data_shared", "students_visible", "vendor_authorization")
 
 
@@ -61,7 +64,7 @@ def doc_for(sb: RunningSandbox, *, timeout: str = "3s", **connection: Any) -> di
         vendor["vendor_authorization"] = f"{sb.vendor_key}:{sb.vendor_secret}"
     return {
         "server": {"upstream_timeout": timeout},
-        "store": {"url": "sqlite:///unused.db"},
+        "store": {"url": UNUSED_STORE},
         "vendors": {"acme": vendor},
         "districts": {"springfield": district_doc(sb)},
         "connections": {
@@ -593,13 +596,13 @@ async def test_cli_check_human_and_exit_codes(
     for line, name in zip(lines, CHECKS, strict=False):
         status, shown, _ = line.split(None, 2)
         assert shown == name and status in ("ok", "skip")
-    assert lines[-1] == "app-7: ok (7 ok, 0 failed, 2 skipped)"
+    assert lines[-1] == "app-7: ok (7 ok, 0 failed, 3 skipped)"
 
     bad = write_config(tmp_path, doc_for(sb, secret="wrong"), "bad.toml")
     code, out, _ = await run_cli("check", "app-7", "--config", bad)
     assert code == 1
     assert any(line.startswith("FAIL  credentials_accepted") for line in out.splitlines())
-    assert out.splitlines()[-1] == "app-7: FAIL (3 ok, 1 failed, 5 skipped)"
+    assert out.splitlines()[-1] == "app-7: FAIL (3 ok, 1 failed, 6 skipped)"
     code, out, _ = await run_cli("check", "app-7", "--config", bad, "--json")
     assert code == 1 and json.loads(out)["ok"] is False
 
@@ -618,9 +621,9 @@ async def test_cli_check_all(sandboxes: Callable[..., Any], tmp_path: Path) -> N
     doc["connections"]["app-9"] = {**template, "enabled": False}
     path = write_config(tmp_path, doc)
     code, out, err = await run_cli("check", "--all", "--config", path)
-    assert code == 1
+    assert code == 1, err
     assert out.splitlines() == [
-        "app-7  ok    7/9 ok, 2 skipped",
+        "app-7  ok    7/10 ok, 3 skipped",
         "app-8  FAIL  credentials_accepted: the district refused the signed request: "
         'GET v1p1/orgs?limit=1 answered 401 ("OAuth signature invalid"): '
         "key/secret wrong or expired",
@@ -634,7 +637,7 @@ async def test_cli_check_all(sandboxes: Callable[..., Any], tmp_path: Path) -> N
     code, out, _ = await run_cli(
         "check", "--all", "--config", write_config(tmp_path, good, "g.toml")
     )
-    assert code == 0 and out == "app-7  ok    7/9 ok, 2 skipped\n"
+    assert code == 0 and out == "app-7  ok    7/10 ok, 3 skipped\n"
 
 
 # -- sandbox switches: students without user accounts, one OneRoster version ------------------
@@ -762,7 +765,7 @@ async def test_check_reads_a_probe_answer_sent_in_pieces():
     runner, port = await serve_on_loopback(app)
     doc = {
         "server": {"upstream_timeout": "3s"},
-        "store": {"url": "sqlite:///unused.db"},
+        "store": {"url": UNUSED_STORE},
         "vendors": {"acme": {}},
         "districts": {"springfield": {"base_url": f"http://127.0.0.1:{port}", "auth": "oauth1"}},
         "connections": {
