@@ -31,7 +31,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from proxy.changes.pages import Incomplete, allowed, pages
+from proxy.changes.pages import Incomplete, Page, allowed, pages
 from proxy.config.model import parse_deletions
 from proxy.errors import Conflict, NotFound, ProxyError
 from proxy.gateway.context import Services
@@ -104,6 +104,7 @@ class Walk:
         self.walk_id = secrets.token_hex(8)
         self.collections = allowed(conn.config.scopes)
         self.progress = Progress()
+        self.totals: dict[str, int | None] = {}
 
     async def run(self) -> WalkRecord:
         """Walk, diff and publish (or hold); Conflict if another process walks this connection."""
@@ -132,10 +133,8 @@ class Walk:
         await store.save_walk(walk)
         try:
             key = hash_key(self.services.runtime.current.config.store.secret_keys)
-            before = {}
-            for collection in self.collections:
-                before[collection] = await store.known_count(self.app_id, collection)
-                await self._collection(collection, key)
+            before = {c: await store.known_count(self.app_id, c) for c in self.collections}
+            await self._walk(key)
         except (Incomplete, ProxyError) as exc:
             reason = str(exc) if isinstance(exc, Incomplete) else exc.description
             with contextlib.suppress(ProxyError):
@@ -170,48 +169,90 @@ class Walk:
         await store.publish_walk(published, self.collections)
         return published
 
-    async def _collection(self, collection: str, key: bytes) -> None:
+    async def _walk(self, key: bytes) -> None:
+        """Every page of every collection, in order. A producer reads the district while
+        this hashes and stages the page before: one page is processed, one waits and one is
+        on its way, whatever the collection, so the district is never idle for our sake."""
+        queue: asyncio.Queue[tuple[str, Page | None] | BaseException] = asyncio.Queue(1)
+        producer = asyncio.ensure_future(self._produce(queue))
+        try:
+            finished = 0
+            while finished < len(self.collections):
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                collection, page = item
+                if page is None:
+                    await self._deletions(collection)
+                    finished += 1
+                else:
+                    await self._page(collection, page, key)
+        finally:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+
+    async def _produce(self, queue: asyncio.Queue[tuple[str, Page | None] | BaseException]) -> None:
+        try:
+            for collection in self.collections:
+
+                def on_total(total: int | None, collection: str = collection) -> None:
+                    self.totals[collection] = total
+
+                async for page in pages(self.services, self.conn, collection, on_total=on_total):
+                    await queue.put((collection, page))
+                await queue.put((collection, None))
+        except Exception as exc:  # the walk's to report (a bug too, rather than a hang)
+            await queue.put(exc)
+
+    def _counts(self, collection: str) -> dict[str, int]:
+        counts = self.progress.counts.get(collection)
+        if counts is None:
+            counts = {"records": 0, "created": 0, "updated": 0, "deleted": 0}
+            self.progress.counts[collection] = counts
+            self.progress.collection = collection
+            self.progress.seen = 0
+        return counts
+
+    async def _page(self, collection: str, page: Page, key: bytes) -> None:
         store, app_id, walk_id = self.services.store, self.app_id, self.walk_id
-        counts = {"records": 0, "created": 0, "updated": 0, "deleted": 0}
-        self.progress.counts[collection] = counts
-        self.progress.collection = collection
-        self.progress.seen = 0
-        self.progress.total = None
+        counts = self._counts(collection)
+        self.progress.total = self.totals.get(collection)
+        rows: dict[str, str] = {}
+        for record in page:
+            sourced_id = record.get("sourcedId")
+            if not isinstance(sourced_id, str) or not sourced_id:
+                raise Incomplete(f"{collection}: a record without a sourcedId")
+            if sourced_id in rows:
+                raise Incomplete(f"{collection}: sourcedId {sourced_id} came twice")
+            if record.get("status") == "tobedeleted":
+                rows[sourced_id] = ""  # seen, and gone for the vendor
+                continue
+            rows[sourced_id] = digest(key, vendor_view(self.conn, collection, record))
+        kept = [(sid, h) for sid, h in rows.items() if h]
+        repeated = await store.stage_hashes(app_id, walk_id, collection, kept)
+        if repeated:
+            raise Incomplete(f"{collection}: sourcedId {repeated[0]} came twice")
+        known = await store.known_hashes(app_id, collection, [sid for sid, _ in kept])
+        changes = []
+        for sid, h in kept:
+            old = known.get(sid)
+            if old is None:
+                changes.append((collection, sid, "created"))
+            elif old != h:
+                changes.append((collection, sid, "updated"))
+        if changes:
+            await store.stage_changes(app_id, walk_id, changes)
+        counts["records"] += len(kept)
+        counts["created"] += sum(1 for c in changes if c[2] == "created")
+        counts["updated"] += sum(1 for c in changes if c[2] == "updated")
+        self.progress.seen += len(page)
+        self.report(self.progress)
 
-        def on_total(total: int | None) -> None:
-            self.progress.total = total
-
-        async for page in pages(self.services, self.conn, collection, on_total=on_total):
-            rows: dict[str, str] = {}
-            for record in page:
-                sourced_id = record.get("sourcedId")
-                if not isinstance(sourced_id, str) or not sourced_id:
-                    raise Incomplete(f"{collection}: a record without a sourcedId")
-                if sourced_id in rows:
-                    raise Incomplete(f"{collection}: sourcedId {sourced_id} came twice")
-                if record.get("status") == "tobedeleted":
-                    rows[sourced_id] = ""  # seen, and gone for the vendor
-                    continue
-                rows[sourced_id] = digest(key, vendor_view(self.conn, collection, record))
-            kept = [(sid, h) for sid, h in rows.items() if h]
-            repeated = await store.stage_hashes(app_id, walk_id, collection, kept)
-            if repeated:
-                raise Incomplete(f"{collection}: sourcedId {repeated[0]} came twice")
-            known = await store.known_hashes(app_id, collection, [sid for sid, _ in kept])
-            changes = []
-            for sid, h in kept:
-                old = known.get(sid)
-                if old is None:
-                    changes.append((collection, sid, "created"))
-                elif old != h:
-                    changes.append((collection, sid, "updated"))
-            if changes:
-                await store.stage_changes(app_id, walk_id, changes)
-            counts["records"] += len(kept)
-            counts["created"] += sum(1 for c in changes if c[2] == "created")
-            counts["updated"] += sum(1 for c in changes if c[2] == "updated")
-            self.progress.seen += len(page)
-            self.report(self.progress)
+    async def _deletions(self, collection: str) -> None:
+        """The sourcedIds of the last complete walk this one did not see are deleted."""
+        store, app_id, walk_id = self.services.store, self.app_id, self.walk_id
+        counts = self._counts(collection)
         cursor: str | None = ""
         while cursor is not None:
             gone, cursor = await store.missing_ids(app_id, walk_id, collection, cursor)

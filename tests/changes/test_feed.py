@@ -355,3 +355,24 @@ async def test_one_walk_of_a_connection_at_a_time(feed: ProxyHarness) -> None:
     )
     assert sorted(type(r).__name__ for r in results) == ["Conflict", "WalkRecord"]
     assert any(isinstance(r, Conflict) and "already running" in r.description for r in results)
+
+
+async def test_a_walk_pages_through_a_large_collection(start_proxy: Any, tmp_path: Path) -> None:
+    from proxy.sandbox import SandboxOptions
+    from proxy.sandbox.server import start_sandbox
+
+    big = await start_sandbox(SandboxOptions(synthetic_users=2500))
+    try:
+        proxy = await start_proxy(big, feed_config(tmp_path, big))
+        done = await walk(proxy)
+        assert done.state == "published", done.error
+        assert done.counts["users"] == {
+            "records": 2500, "created": 2500, "updated": 0, "deleted": 0,
+        }  # fmt: skip
+        pages = [r.raw_path for r in big.recorded if "/users" in r.raw_path]
+        assert [p.rpartition("offset=")[2] for p in pages] == ["0", "1000", "2000"]
+        changes = await proxy.services.store.read_changes("app-7", 0, 100_000)
+        ids = [c.sourced_id for c in changes if c.collection == "users"]
+        assert ids == [f"syn-user-{i:09d}" for i in range(2500)]
+    finally:
+        await big.close()
