@@ -374,5 +374,22 @@ async def test_a_walk_pages_through_a_large_collection(start_proxy: Any, tmp_pat
         changes = await proxy.services.store.read_changes("app-7", 0, 100_000)
         ids = [c.sourced_id for c in changes if c.collection == "users"]
         assert ids == [f"syn-user-{i:09d}" for i in range(2500)]
+        # A vendor reads 1,000 changes in one request, and the store is asked for no more.
+        asked: list[int] = []
+        store = proxy.services.store
+        read = store.read_changes
+
+        async def spy(app_id: str, after: int, limit: int) -> Any:
+            asked.append(limit)
+            return await read(app_id, after, limit)
+
+        store.read_changes = spy  # type: ignore[method-assign]
+        token = await proxy.token()
+        async with aiohttp.ClientSession() as http:
+            status, body, headers = await get_json(
+                http, f"{proxy.url}/app-7/changes?limit=1000", token
+            )
+        assert status == 200 and len(body["changes"]) == 1000 and "Link" in headers
+        assert asked == [1000]
     finally:
         await big.close()

@@ -94,3 +94,34 @@ async def test_a_store_connection_keeps_a_change_feed(sandbox: Any, tmp_path: Pa
     assert not any(line.startswith("demographics") for line in out.splitlines())
     code, out, err = await run("connections", "update", "app-9", *config, "--max-deletions", "x%")
     assert code == 2 and "max_deletions" in err
+
+
+async def test_walk_shows_progress_on_a_terminal_only(sandbox: Any, tmp_path: Path) -> None:
+    import pty
+
+    path = tmp_path / "proxy.toml"
+    path.write_text(toml_dumps(feed_config(tmp_path, sandbox)))
+    master, slave = pty.openpty()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "changes", "walk", "app-7", "--config", str(path), cwd=REPO, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=slave,
+    )  # fmt: skip
+    os.close(slave)
+    out, _ = await proc.communicate()
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal's other end closed: all read
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert proc.returncode == 0
+    assert b"\rwalking users: " in shown and b"\x1b[K" in shown
+    assert b"walking" not in out  # stdout has the counts only
+    # Not a terminal: no progress at all.
+    code, _, err = await run("changes", "walk", "app-7", "--config", str(path))
+    assert code == 0 and "walking" not in err
