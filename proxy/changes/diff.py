@@ -45,6 +45,8 @@ LOCK_PREFIX = "changes-walk:"
 LOCK_TTL = 60.0
 #: What HKDF derives the hash key for (RFC 5869 §3.2 "info").
 HKDF_INFO = b"oneroster-proxy change feed record hash v1"
+#: Pages read ahead of the one being hashed (besides the one on its way).
+QUEUED = 2
 #: Hex digits kept of each HMAC-SHA256 (128 bits: collisions are out of reach).
 DIGEST_HEX = 32
 
@@ -65,9 +67,17 @@ def vendor_view(conn: Connection, collection: str, record: dict[str, Any]) -> di
     return record
 
 
-def digest(key: bytes, record: dict[str, Any]) -> str:
+def keyed(key: bytes) -> Any:
+    """An HMAC-SHA256 with ``key`` set up once; ``digest`` copies it per record."""
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
+def digest(mac: Any, record: dict[str, Any]) -> str:
+    """The record's hash: HMAC-SHA256 of its canonical JSON (keys sorted, no spaces)."""
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()[:DIGEST_HEX]
+    h = mac.copy()
+    h.update(canonical.encode("utf-8"))
+    return str(h.hexdigest()[:DIGEST_HEX])
 
 
 @dataclass
@@ -132,9 +142,9 @@ class Walk:
         walk = WalkRecord(self.app_id, self.walk_id, "running", self.now())
         await store.save_walk(walk)
         try:
-            key = hash_key(self.services.runtime.current.config.store.secret_keys)
+            mac = keyed(hash_key(self.services.runtime.current.config.store.secret_keys))
             before = {c: await store.known_count(self.app_id, c) for c in self.collections}
-            await self._walk(key)
+            await self._walk(mac)
         except (Incomplete, ProxyError) as exc:
             reason = str(exc) if isinstance(exc, Incomplete) else exc.description
             with contextlib.suppress(ProxyError):
@@ -169,11 +179,11 @@ class Walk:
         await store.publish_walk(published, self.collections)
         return published
 
-    async def _walk(self, key: bytes) -> None:
+    async def _walk(self, mac: Any) -> None:
         """Every page of every collection, in order. A producer reads the district while
-        this hashes and stages the page before: one page is processed, one waits and one is
-        on its way, whatever the collection, so the district is never idle for our sake."""
-        queue: asyncio.Queue[tuple[str, Page | None] | BaseException] = asyncio.Queue(1)
+        this hashes and stages the pages before: one page is processed, ``QUEUED`` wait and one
+        is on its way, whatever the collection, so the district is never idle for our sake."""
+        queue: asyncio.Queue[tuple[str, Page | None] | BaseException] = asyncio.Queue(QUEUED)
         producer = asyncio.ensure_future(self._produce(queue))
         try:
             finished = 0
@@ -186,7 +196,7 @@ class Walk:
                     await self._deletions(collection)
                     finished += 1
                 else:
-                    await self._page(collection, page, key)
+                    await self._page(collection, page, mac)
         finally:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -214,7 +224,7 @@ class Walk:
             self.progress.seen = 0
         return counts
 
-    async def _page(self, collection: str, page: Page, key: bytes) -> None:
+    async def _page(self, collection: str, page: Page, mac: Any) -> None:
         store, app_id, walk_id = self.services.store, self.app_id, self.walk_id
         counts = self._counts(collection)
         self.progress.total = self.totals.get(collection)
@@ -228,7 +238,7 @@ class Walk:
             if record.get("status") == "tobedeleted":
                 rows[sourced_id] = ""  # seen, and gone for the vendor
                 continue
-            rows[sourced_id] = digest(key, vendor_view(self.conn, collection, record))
+            rows[sourced_id] = digest(mac, vendor_view(self.conn, collection, record))
         kept = [(sid, h) for sid, h in rows.items() if h]
         repeated = await store.stage_hashes(app_id, walk_id, collection, kept)
         if repeated:

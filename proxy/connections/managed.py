@@ -214,6 +214,8 @@ async def renew_connection(
 async def remove_connection(store: Store, catalog: Catalog, app_id: str, *, interface: str) -> None:
     old = await _stored(store, catalog, app_id)
     await store.remove_connection(app_id)
+    # An appId added again starts its change feed afresh (its first walk: every record new).
+    await store.forget_changes(app_id)
     await _audit(store, "connection.remove", interface, app_id=app_id, vendor=old.vendor)
 
 

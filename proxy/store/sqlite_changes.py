@@ -164,16 +164,20 @@ class SqliteChanges(SqliteRole):
         self, app_id: str, walk_id: str, collection: str, rows: list[tuple[str, str]]
     ) -> list[str]:
         def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> list[str]:
-            repeated = []
-            with _write(conn):
-                for sourced_id, digest in rows:
-                    cursor = conn.execute(
+            # Staging is the limiter connection's (no fsync per commit): a walk lost to a power
+            # cut is walked again, and publish_walk's own commit is fsynced.
+            try:
+                with _write(limits):
+                    before = limits.total_changes
+                    limits.executemany(
                         "INSERT OR IGNORE INTO change_stage VALUES (?,?,?,?,?)",
-                        (app_id, walk_id, collection, sourced_id, digest),
+                        [(app_id, walk_id, collection, sid, digest) for sid, digest in rows],
                     )
-                    if cursor.rowcount == 0:
-                        repeated.append(sourced_id)
-            return repeated
+                    if limits.total_changes - before != len(rows):
+                        raise _Repeated  # rolled back: nothing of rows is kept
+            except _Repeated:
+                return _repeated(limits, app_id, walk_id, collection, rows)
+            return []
 
         return await self._run(op)
 
@@ -181,14 +185,14 @@ class SqliteChanges(SqliteRole):
         self, app_id: str, walk_id: str, changes: list[tuple[str, str, str]]
     ) -> None:
         def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
-            with _write(conn):
-                row = conn.execute(
+            with _write(limits):
+                row = limits.execute(
                     "SELECT coalesce(max(n), 0) FROM change_stage_log WHERE app_id = ? AND "
                     "walk_id = ?",
                     (app_id, walk_id),
                 ).fetchone()
                 start = int(row[0]) + 1
-                conn.executemany(
+                limits.executemany(
                     "INSERT INTO change_stage_log VALUES (?,?,?,?,?,?)",
                     [
                         (app_id, walk_id, start + i, collection, sourced_id, change)
@@ -323,6 +327,36 @@ class SqliteChanges(SqliteRole):
                     conn.execute(f"DELETE FROM {table} WHERE app_id = ?", (app_id,))
 
         await self._run(op)
+
+
+class _Repeated(Exception):
+    """Some sourcedId of a page was staged already: the page's insert is undone."""
+
+
+def _repeated(
+    conn: sqlite3.Connection,
+    app_id: str,
+    walk_id: str,
+    collection: str,
+    rows: list[tuple[str, str]],
+) -> list[str]:
+    """Which of ``rows`` this walk staged before (or ``rows`` holds twice)."""
+    seen: set[str] = set()
+    repeated = []
+    for sourced_id, _ in rows:
+        if sourced_id in seen:
+            repeated.append(sourced_id)
+        seen.add(sourced_id)
+    for start in range(0, len(rows), 500):
+        part = [sid for sid, _ in rows[start : start + 500]]
+        marks = ",".join("?" * len(part))
+        staged = conn.execute(
+            "SELECT sourced_id FROM change_stage WHERE app_id = ? AND walk_id = ? "
+            f"AND collection = ? AND sourced_id IN ({marks})",
+            (app_id, walk_id, collection, *part),
+        )
+        repeated += [row[0] for row in staged]
+    return repeated
 
 
 def _drop_stage(conn: sqlite3.Connection, app_id: str, walk_id: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,28 @@ async def test_walk_shows_progress_on_a_terminal_only(sandbox: Any, tmp_path: Pa
     # Not a terminal: no progress at all.
     code, _, err = await run("changes", "walk", "app-7", "--config", str(path))
     assert code == 0 and "walking" not in err
+
+
+async def test_removing_a_store_connection_forgets_its_feed(sandbox: Any, tmp_path: Path) -> None:
+    from proxy.connections import managed
+    from proxy.store.base import ConnectionRecord
+    from proxy.store.sqlite import SqliteStore
+    from tests.store.test_changes import publish
+
+    store = SqliteStore(str(tmp_path / "store.db"))
+    await store.open()
+    try:
+        await store.add_connection(
+            ConnectionRecord(
+                app_id="app-7", vendor="acme", district="springfield", key="k",
+                secret="orp1.x.y", scopes=("roster-core.readonly",),
+                created=datetime.now(UTC), updated=datetime.now(UTC), changes=True,
+            ),
+            district_in_store=False,
+        )  # fmt: skip
+        await publish(store, "w1", {"u1": "h"})
+        await managed.remove_connection(store, managed.Catalog(), "app-7", interface="cli")
+        assert await store.get_walk("app-7") is None
+        assert await store.read_changes("app-7", 0, 10) == []
+    finally:
+        await store.close()
