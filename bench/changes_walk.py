@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -56,7 +55,7 @@ def sandbox_main(users: int, delay: float, port_file: str) -> None:
             key="bench-key", secret="bench-secret-0123456789",
         )  # fmt: skip
         running = await start_sandbox(options)
-        Path(port_file).write_text(running.base_url)
+        await asyncio.to_thread(Path(port_file).write_text, running.base_url)
         await asyncio.Event().wait()
 
     asyncio.run(run())

@@ -325,8 +325,9 @@ async def _run(
         await window("hang", w)
         sandboxes[1].faults.hang_paths = []
         # In-flight hangs time out, then the open circuit answers 503 until its cooldown lets
-        # a probe through (the contract (docs/): 503 + Retry-After); the window ends once the district serves.
-        # Each worker has its own breaker: wait until none is open (/metrics shows the max).
+        # a probe through (docs/http-api.md: 503 + Retry-After); the window ends once the
+        # district serves. Each worker has its own breaker: wait until none is open (/metrics shows
+        # the max).
         healed = time.monotonic()
         while time.monotonic() - healed < 60:
             async with session.get(f"{admin}/metrics") as r:

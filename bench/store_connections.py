@@ -134,7 +134,7 @@ async def reads_per_appid(config_path: Path, served: int) -> dict[str, float]:
         token = (await issue(services.store, "acme", ttl=None, interface="cli")).token
         base = f"http://127.0.0.1:{running.gateway_port}"
         headers = {"Authorization": f"Bearer {token}"}
-        resolver = services.managed
+        resolver = services.store_connections
         out: dict[str, float] = {}
         async with aiohttp.ClientSession() as http:
             for label in ("uncached", "cached"):

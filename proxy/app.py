@@ -1,7 +1,8 @@
 """The gateway application, built by ``create_app`` (docs/http-api.md).
 
-Everything a request needs hangs off ``Services`` (``proxy.gateway.context``) under one ``web.AppKey``:
-the current ``Runtime`` (swapped atomically on reload), the authenticator with its token cache,
+Everything a request needs hangs off ``Services`` (``proxy.gateway.context``) under one
+``web.AppKey``: the current ``Runtime`` (swapped atomically on reload), the authenticator with its
+token cache,
 the store, metrics, limits, circuit breakers and the upstream client sessions (pooled for
 reads, fresh connections for writes), opened and closed in ``cleanup_ctx``. No module-level
 state, so tests build as many apps side by side as they like.
@@ -158,7 +159,7 @@ def create_app(
         circuits=Circuits(metrics),
     )
     services.runtime = RuntimeHolder(build_runtime(config, services.token_source))
-    services.managed = StoreConnections(
+    services.store_connections = StoreConnections(
         store, config.store.cache_ttl, services.token_source, secret_box=services.secret_box
     )
 
@@ -222,7 +223,7 @@ async def running(services: Services) -> AsyncIterator[Services]:
     finally:
         for source in services.runtime.current.token_sources.values():
             await source.close()
-        await services.managed.close()
+        await services.store_connections.close()
         await services.limits.close()
         await services.pool.close()
         await services.session.close()

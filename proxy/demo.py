@@ -1,6 +1,6 @@
 """``oneroster-proxy demo``: the sandbox district and a proxy wired to it, in one process.
 
-docs/ ``demo``: a temporary config and sqlite store, the gateway on ``--port`` (default
+docs/commands.md ``demo``: a temporary config and sqlite store, the gateway on ``--port`` (default
 8080), the sandbox and the admin listener on free ports, a token issued, and a ``curl`` line
 that works as pasted. Ctrl-C or SIGTERM ends everything it started (all of it lives in this
 process) and removes the temporary directory, with exit status 0.

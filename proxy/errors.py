@@ -2,7 +2,7 @@
 
 Every refusal the proxy makes itself is a ``ProxyError`` subclass; each class knows its HTTP
 status and its imsx ``codeMinor`` value (OneRoster 1.1 §3.3 / 1.2 REST binding §3.3 status
-codes). ``imsx_body`` renders the payload that docs/ prescribes for proxy-made errors and
+codes). ``imsx_body`` renders the payload that docs/http-api.md prescribes for proxy-made errors and
 ``error_response`` the whole answer; the gateway wrapper (``proxy.app.Observed``), the admin
 listener and the HTTP parser guard (``proxy.gateway.inbound_limits``) all answer through it, and
 ``refusal_response`` gives aiohttp's own refusals (405, 413 ...) the same shape.
@@ -220,7 +220,7 @@ class BrokenTransfer(Exception):
 
 
 def imsx_body(description: str, code_minor: str) -> bytes:
-    """The imsx failure payload of docs/ for a proxy-made error."""
+    """The imsx failure payload (docs/http-api.md) for a proxy-made error."""
     payload: dict[str, Any] = {
         "imsx_codeMajor": "failure",
         "imsx_severity": "error",

@@ -1,4 +1,4 @@
-"""Structured logs: one JSON line per request and per operator action (docs/ ``serve``,
+"""Structured logs: one JSON line per request and per operator action (docs/commands.md ``serve``,
 "Install and commands"), or ``key=value`` text with ``--log-format text``.
 
 SECURITY: no line ever carries a token, key, secret or query value (filters carry student

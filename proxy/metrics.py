@@ -6,12 +6,13 @@ config, never from the request, and are ``-`` when the request never got that fa
 token, unknown appId); ``method`` is one of the HTTP methods below or ``other``; ``code`` is a
 three-digit status.
 
-One metric beyond the documented contract's list: ``connection_expiry_timestamp_seconds{app,district}``, the end
-of each connection's ``expires`` day (UTC) as a Unix time, set from the config at start and on
+One metric beyond the documented list:
+``connection_expiry_timestamp_seconds{app,district}``, the end of each connection's ``expires`` day
+(UTC) as a Unix time, set from the config at start and on
 every reload (and for store connections from the store at scrape time), so an alert can fire
 30 days before a district connection lapses (``config/prometheus-alerts.yml``). Connections
 without ``expires`` have no series.
-And, beside the documented contract's ``check_ok`` and ``check_timestamp_seconds``,
+And, beside the documented ``check_ok`` and ``check_timestamp_seconds``,
 ``check_failed_twice{app,district}``: 1 when the two newest background checks both failed, the
 alert's condition, which a gauge of the newest result alone cannot express whatever the
 interval.
@@ -247,7 +248,8 @@ class Metrics:
         )
         # The store connections' series, so the next scrape can drop those that left.
         self._store_expiry: dict[tuple[str, str], float] = {}
-        # docs/checklist.md "Background checks"; read from the store at scrape time (proxy.check.background).
+        # docs/checklist.md "Background checks"; read from the store at scrape time
+        # (proxy.check.background).
         self.check_ok = per_connection(
             "oneroster_proxy_check_ok",
             "1 if the connection's newest background check had no failing item, else 0.",

@@ -1,9 +1,9 @@
 """The one rule for the names an operator chooses: appIds, vendor names, district names.
 
-docs/, the last section: they match ``[A-Za-z0-9][A-Za-z0-9._-]{0,63}`` and are not ``.`` or
+docs/configuration.md: they match ``[A-Za-z0-9][A-Za-z0-9._-]{0,63}`` and are not ``.`` or
 ``..``. ``config validate`` refuses any other (``proxy.config``), and the gateway's path parser
-(``proxy.gateway.paths``) refuses any other appId segment with 400 before looking it up, so a name that
-validates can always be routed and one that cannot be routed never validates. Every name is
+(``proxy.gateway.paths``) refuses any other appId segment with 400 before looking it up, so a name
+that validates can always be routed and one that cannot be routed never validates. Every name is
 also a safe URL path segment and metric label: no ``/``, no escape, not a dot-segment.
 """
 

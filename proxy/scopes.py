@@ -15,8 +15,9 @@ applies the same reading to the OneRoster 1.1 REST endpoints (1.1 §4, "Service 
 * anything else refused (empty scope set, the gateway answers 403).
 
 Only the methods ``GET``, ``PUT``, ``POST`` and ``DELETE`` are known. ``HEAD`` and ``OPTIONS``
-are refused like any other method: the contract says "any other method ... refused (403)", no OneRoster
-binding defines them, and a district's answer to them is not something a scope was granted for.
+are refused like any other method: the contract says "any other method ... refused (403)", no
+OneRoster binding defines them, and a district's answer to them is not something a scope was granted
+for.
 Method names are case-sensitive (RFC 9110 §9.1), so ``get`` is refused too.
 
 Paths are matched exactly (case-sensitive) against the endpoint shapes of the specifications,
@@ -143,7 +144,7 @@ _GRADEBOOK_V1P2 = (
 )  # fmt: skip
 _GRADEBOOK_V1P1 = (
     "categories", "categories/{}",
-    "lineItemCategories", "lineItemCategories/{}",  # named by the documented contract's gradebook definition
+    "lineItemCategories", "lineItemCategories/{}",  # gradebook, docs/configuration.md
     "classes/{}/lineItems", "classes/{}/lineItems/{}/results", "classes/{}/results",
     "classes/{}/students/{}/results",
     "lineItems", "lineItems/{}",
@@ -156,8 +157,8 @@ _RESOURCES_V1P2 = (
 )  # fmt: skip
 _RESOURCES_V1P1 = ("resources", "resources/{}", "classes/{}/resources", "courses/{}/resources")
 
-# the contract (docs/): in 1.1, a path with one of these (collection) segments is a gradebook endpoint. An id
-# that happens to read "results" does not make users/{id} a gradebook call.
+# docs/http-api.md: in 1.1, a path with one of these (collection) segments is a gradebook
+# endpoint. An id that happens to read "results" does not make users/{id} a gradebook call.
 _GRADEBOOK_SEGMENTS_V1P1 = frozenset({"lineItems", "lineItemCategories", "categories", "results"})
 
 # (names of the collection segments, path ends with an id) -> {method: Route}; the "" method key
@@ -243,8 +244,8 @@ def endpoint_templates() -> dict[str, tuple[str, ...]]:
 
 def classify(rest: str, method: str) -> Route:
     """The Route of ``rest`` (the decoded path after ``/ims/oneroster/``, checked by
-    :func:`proxy.gateway.paths.parse_target`) for ``method``. Unknown paths or methods get a Route with
-    no scopes; the gateway refuses those with 403 before any upstream request.
+    :func:`proxy.gateway.paths.parse_target`) for ``method``. Unknown paths or methods get a Route
+    with no scopes; the gateway refuses those with 403 before any upstream request.
 
     One trailing slash is accepted (``v1p1/users/`` is the users collection); every other empty
     segment makes the path unknown.

@@ -263,8 +263,9 @@ LISTING_FIELDS = ("id", "vendor", "prefix", "created", "expires", "last_used")
 
 
 def listing(record: TokenRecord) -> dict[str, str | None]:
-    """The fields of ``tokens list --json`` and the admin API, exactly the documented contract's: never the secret
-    or its hash. A revoked token's ``expires`` is the moment it was revoked (when it stopped
+    """The fields of ``tokens list --json`` and the admin API, exactly the documented ones:
+    never the secret or its hash. A revoked token's ``expires`` is the moment it was revoked (when
+    it stopped
     working), so the list needs no field the contract does not name."""
     expires = record.expires
     if record.revoked is not None and (expires is None or record.revoked < expires):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -51,3 +52,34 @@ async def proxy(sandbox: Any, start_proxy: Callable[..., Awaitable[Any]]) -> Any
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+# -- the quick loop ---------------------------------------------------------------------------
+# `pytest -m "not slow"` is the loop for people at work: it leaves out the tests that start
+# processes (the CLI or `serve` as subprocesses, redis-server and sentinels, Chromium). CI runs
+# everything. A module that spawns a process anywhere marks all its tests; a test whose fixtures
+# start redis (the store backends' "redis" parameter included) is marked on its own.
+_SPAWNS = re.compile(
+    r"^\s*(import subprocess|from tests\.(served|redis_server|sentinel_cluster) import|"
+    r"from playwright|import playwright)",
+    re.M,
+)
+_PROCESS_FIXTURES = frozenset({"redis_server", "sentinels", "sentinel_cluster", "browser", "page"})
+
+
+def _spawns(path: pathlib.Path, seen: dict[pathlib.Path, bool]) -> bool:
+    if path not in seen:
+        seen[path] = bool(_SPAWNS.search(path.read_text(encoding="utf-8")))
+    return seen[path]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    seen: dict[pathlib.Path, bool] = {}
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if (
+            _spawns(item.path, seen)
+            or _PROCESS_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or "redis" in map(str, params.values())
+        ):
+            item.add_marker(pytest.mark.slow)

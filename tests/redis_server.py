@@ -1,5 +1,6 @@
-"""A real ``redis-server`` on a free loopback port, for tests (docs/configuration.md, ``[store] url``:
-the store suite, the outage tests and the replica tests run against Redis itself, not a fake).
+"""A real ``redis-server`` on a free loopback port, for tests (docs/configuration.md, ``[store]
+url``: the store suite, the outage tests and the replica tests run against Redis itself, not a
+fake).
 
     with RedisServer() as server:          # or: async with RedisServer() as server:
         store = RedisStore(server.url)

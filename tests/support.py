@@ -209,7 +209,8 @@ async def get_json(
 
 
 def assert_imsx(data: Any, code_minor: str | None = None) -> None:
-    """docs/'s imsx failure payload; with ``code_minor``, that imsx_codeMinorFieldValue."""
+    """The imsx failure payload (docs/http-api.md, errors made by the proxy, and the sandbox's
+    own); with ``code_minor``, that imsx_codeMinorFieldValue. The one copy every test uses."""
     assert isinstance(data, dict), data
     assert data["imsx_codeMajor"] == "failure"
     assert data["imsx_severity"] == "error"

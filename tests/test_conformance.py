@@ -65,7 +65,7 @@ import pytest_asyncio
 from yarl import URL
 
 from proxy.scopes import endpoint_templates
-from tests.support import ProxyHarness, auth, base_config
+from tests.support import ProxyHarness, assert_imsx, auth, base_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -1032,16 +1032,6 @@ async def test_fields_on_a_single_record_and_with_a_filter(consumer, ids):
 
 # ---------------------------------------------------------------------------------------------
 # 6. Errors from the district, through the proxy.
-
-
-def assert_imsx(data: Any, code_minor: str) -> None:
-    assert isinstance(data, dict), data
-    assert data["imsx_codeMajor"] == "failure"
-    assert data["imsx_severity"] == "error"
-    assert isinstance(data["imsx_description"], str) and data["imsx_description"]
-    minor = data["imsx_CodeMinor"]["imsx_codeMinorField"]
-    assert minor[0]["imsx_codeMinorFieldName"] == "TargetEndSystem"
-    assert minor[0]["imsx_codeMinorFieldValue"] == code_minor, minor
 
 
 @pytest.mark.parametrize(

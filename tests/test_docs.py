@@ -1,4 +1,5 @@
-"""The documentation in ``docs/`` describes everything the code has (docs/: the contract documented in the project's own ``docs/``, checked against the code).
+"""The documentation in ``docs/`` describes everything the code has (docs/README.md: the contract
+documented in the project's own ``docs/``, checked against the code).
 
 Each check reads the code's own tables, so a new command, option, config key, route or metric
 fails here until ``docs/`` describes it:
@@ -171,7 +172,7 @@ def test_documented_config_block_is_accepted_key_for_key() -> None:
             if top in ("vendors", "districts", "connections")
             else set(tables)
         )
-        assert keys <= config_mod.SCHEMA[kind], f"the documented contract's [{top}] keys not accepted"
+        assert keys <= config_mod.SCHEMA[kind], f"documented [{top}] keys refused"
     # And the block as a whole loads (warnings allowed), its ${NAME}s set.
     names = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", block.group(1))
     config_mod.validate(doc, {name: f"{name.lower()}-0123456789abcdef0123" for name in names})

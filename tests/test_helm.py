@@ -447,8 +447,8 @@ def test_sentinel_store_deploys_no_redis_and_probes_outlast_a_failover() -> None
     assert rendered_config(kinds)["store"]["url"] == url
     notes = render(values)["oneroster-proxy/templates/NOTES.txt"]
     assert "redis+sentinel://***@redis-node-0" in notes and SECRETS["REDIS_PASSWORD"] not in notes
-    # /readyz follows the store, but one failover (the contract (docs/): followed within 10 s) must not take
-    # every pod out of the Service at once: they all share the store.
+    # /readyz follows the store, but one failover (docs/configuration.md: followed within 10 s) must
+    # not take every pod out of the Service at once: they all share the store.
     probe = proxy_deployment(kinds)["spec"]["template"]["spec"]["containers"][0]
     readiness = probe["readinessProbe"]
     assert readiness["httpGet"] == {"path": "/readyz", "port": "admin"}

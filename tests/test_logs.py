@@ -1,5 +1,5 @@
-"""Logs of a real ``oneroster-proxy serve`` process (docs/ ``serve``): one structured line per
-request and per operator action, ``--log-format text`` for humans, and never a token, key,
+"""Logs of a real ``oneroster-proxy serve`` process (docs/commands.md ``serve``): one structured
+line per request and per operator action, ``--log-format text`` for humans, and never a token, key,
 secret or query value: the test greps the whole log of a realistic session for every secret
 the session used, and for the student name it filtered on.
 """
@@ -178,7 +178,8 @@ async def test_a_realistic_session_logs_every_request_and_action_and_no_secret(
         records = proc.records()
         assert len(records) == len(proc.text().splitlines()), "every line is one JSON object"
 
-        # --- one access line per request, with the documented contract's fields -----------------------------
+        # --- one access line per request, with the documented fields
+        # -----------------------------
         access = [r for r in records if r.get("logger") == "oneroster_proxy.access"]
         assert len(access) >= 12
         for r in access:

@@ -94,7 +94,7 @@ async def test_names_labels_and_bounded_values_after_traffic(proxy, sandbox, htt
 
     text, samples = await scrape(proxy, http)
 
-    # Every SPEC metric is there, with exactly the documented contract's labels.
+    # Every documented metric is there, with exactly the documented labels.
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name, labels in SPEC_METRICS.items():
         base = P + name.removesuffix("_total")

@@ -1,4 +1,4 @@
-"""proxy.names: the one rule for appIds, vendor and district names (docs/, last section)."""
+"""proxy.names: the one rule for appIds, vendor and district names (docs/configuration.md)."""
 
 from __future__ import annotations
 

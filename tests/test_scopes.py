@@ -1,4 +1,5 @@
-"""proxy.scopes against the OneRoster 1.2 and 1.1 endpoint lists (scope table, docs/configuration.md)."""
+"""proxy.scopes against the OneRoster 1.2 and 1.1 endpoint lists (scope table,
+docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ RES = frozenset({"resource.readonly"})
 # method, path template. The list was taken from a public transcription of those files' paths
 # (the REST-binding operation registries of a OneRoster TypeScript client, found with the code
 # search), cross-checked with the 1EdTech binding pages. The last column is the scope the
-# operation's `security` block declares, read per the scope table (docs/configuration.md): getAll*/get<one> ->
-# roster-core or roster; get*For* relationships -> roster; demographics -> roster-demographics;
+# operation's `security` block declares, read per the scope table (docs/configuration.md):
+# getAll*/get<one> -> roster-core or roster; get*For* relationships -> roster; demographics ->
+# roster-demographics;
 # gradebook GET/PUT+POST/DELETE -> readonly/createput/delete; resources -> resource.readonly.
 ROSTERING_V1P2 = [
     ("getAllAcademicSessions", "GET", "/academicSessions", CORE),
@@ -228,7 +230,8 @@ def test_service_and_gradebook_flag_v1p2():
         for _, method, template, _ in ops:
             route = classify(f"{prefix}/{fill(template, 'x')}", method)
             assert route.service == service
-            # the contract (docs/): every path under gradebook/v1p2/ is a gradebook endpoint, nothing else in 1.2
+            # docs/http-api.md: every path under gradebook/v1p2/ is a gradebook endpoint,
+            # nothing else in 1.2
             assert route.gradebook is (service == "gradebook")
 
 
@@ -354,7 +357,7 @@ def test_table_covers_exactly_the_spec_lists():
     assert set(templates["rostering/v1p2"]) == shapes(ROSTERING_V1P2)
     assert set(templates["gradebook/v1p2"]) == shapes(GRADEBOOK_V1P2)
     assert set(templates["resources/v1p2"]) == shapes(RESOURCES_V1P2)
-    extra_v1p1 = {"lineItemCategories", "lineItemCategories/{}"}  # the documented contract's gradebook definition
+    extra_v1p1 = {"lineItemCategories", "lineItemCategories/{}"}  # docs/configuration.md, gradebook
     assert set(templates["v1p1"]) == shapes(V1P1) | extra_v1p1
 
 

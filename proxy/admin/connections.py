@@ -6,8 +6,8 @@
 of ``[districts.X]`` and ``[connections.X]`` (``app_id`` and ``name`` name the record). Bad
 input is 400 ``{"errors": ["<field>: <problem>", ...]}`` with every problem worded as
 ``config validate`` words it; an unknown name 404 and a name taken or in use 409, both as
-``{"errors": [...]}`` too. Each change goes through ``proxy.connections.managed`` (one audit event, never
-a secret) and is seen by this process at once, by every other within ``cache_ttl``.
+``{"errors": [...]}`` too. Each change goes through ``proxy.connections.managed`` (one audit
+event, never a secret) and is seen by this process at once, by every other within ``cache_ttl``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from aiohttp import web
 from proxy.admin.body import decode_object
 from proxy.config import DistrictConfig, expired
 from proxy.connections import managed
-from proxy.connections.managed import Catalog
+from proxy.connections.managed import ConfigEntries
 from proxy.errors import ConfigError, Conflict, NotFound, ProxyError
 from proxy.gateway.context import SERVICES, Services
 from proxy.store.base import ConnectionRecord
@@ -82,8 +82,8 @@ def _services(request: web.Request) -> Services:
     return request.app[SERVICES]
 
 
-def _catalog(services: Services) -> Catalog:
-    return Catalog.of(services.runtime.current.config)
+def _catalog(services: Services) -> ConfigEntries:
+    return ConfigEntries.of(services.runtime.current.config)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -149,7 +149,7 @@ def _changed(services: Services, record: ConnectionRecord, *, status: int = 200)
     """The answer to a change of a connection, which this process sees at once: what it has
     cached for the appId (after an add: that it is unknown) is forgotten; other processes see
     the change within ``cache_ttl``."""
-    services.managed.forget(record.app_id)
+    services.store_connections.forget(record.app_id)
     return web.json_response(managed.connection_view(record), status=status)
 
 
@@ -198,7 +198,7 @@ async def update_district(request: web.Request) -> web.Response:
     record = await managed.update_district(
         services.store, _catalog(services), name, body, interface="admin"
     )
-    services.managed.forget()  # every connection of the district
+    services.store_connections.forget()  # every connection of the district
     return web.json_response(managed.district_view(record, "store"))
 
 
@@ -227,7 +227,7 @@ async def add_connection(request: web.Request) -> web.Response:
         raise _nameless(
             "app_id",
             "connections",
-            lambda n: managed.check_connection(n, body, catalog.vendors, known),
+            lambda n: managed.validated_connection(n, body, catalog.vendors, known),
         )
     record = await managed.add_connection(
         services.store,
@@ -278,5 +278,5 @@ async def remove_connection(request: web.Request) -> web.Response:
     services = _services(request)
     app_id = request.match_info["app_id"]
     await managed.remove_connection(services.store, _catalog(services), app_id, interface="admin")
-    services.managed.forget(app_id)
+    services.store_connections.forget(app_id)
     return web.json_response({"appId": app_id, "removed": True})

@@ -29,8 +29,7 @@ from proxy.admin import tokens as admin_tokens
 from proxy.admin.body import json_object, only_fields
 from proxy.changes.schedule import refresh_changes_gauge
 from proxy.check.background import refresh_check_gauges
-from proxy.check.catalog import check_connection as catalog_check
-from proxy.check.catalog import find_connection
+from proxy.check.catalog import find_connection, run_and_keep_check
 from proxy.config import ConfigError
 from proxy.connections import invites
 from proxy.console import add_console, is_console_route
@@ -82,7 +81,7 @@ def create_admin_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/admin/connections", connections)
     app.router.add_get("/admin/connections/{app_id}", connection)
-    app.router.add_post("/admin/connections/{app_id}/check", check_connection)
+    app.router.add_post("/admin/connections/{app_id}/check", post_check)
     admin_tokens.add_routes(app)
     app.router.add_post("/admin/reload", reload)
     app.router.add_post("/admin/connections/{app_id}/invite", invite_connection)
@@ -263,19 +262,20 @@ async def connection(request: web.Request) -> web.Response:
         return web.json_response(view)
     view = connection_view(conn, datetime.now(UTC))
     view["circuit"] = services.circuits.state(conn.district)
-    # docs/checklist.md "Background checks": the newest stored result (check --json plus "at"), or null.
+    # docs/checklist.md "Background checks": the newest stored result (check --json plus "at"), or
+    # null.
     results = await services.store.list_check_results(conn.app_id, limit=1)
     view["last_check"] = results[0].as_json() if results else None
     return web.json_response(view)
 
 
-async def check_connection(request: web.Request) -> web.Response:
+async def post_check(request: web.Request) -> web.Response:
     services = _services(request)
     found = await find_connection(services, request.match_info["app_id"])
     if found is None:
         raise NotFound("unknown application")
     # Kept with the background results: the console's history shows checks run by hand too.
-    report = await catalog_check(services, found.connection)
+    report = await run_and_keep_check(services, found.connection)
     return web.json_response(report.as_json())
 
 
@@ -292,9 +292,10 @@ async def reload(request: web.Request) -> web.Response:
 
 @admin_connections.answers(lambda request: "")
 async def invite_connection(request: web.Request) -> web.Response:
-    """docs/http-api.md "District intake": a one-time link for this appId; the URL is shown once. Refusals
-    are this API's ``{"errors": [...]}`` (docs/commands.md "Connections in the store"), every problem of
-    the body at once."""
+    """docs/http-api.md "District intake": a one-time link for this appId; the URL is shown once.
+    Refusals are this API's ``{"errors": [...]}`` (docs/commands.md "Connections in the store"),
+    every
+    problem of the body at once."""
     services = _services(request)
     body = await json_object(request)
     only_fields(body, "vendor", "district_name", "scopes", "ttl")

@@ -1,4 +1,5 @@
-"""The admin API for vendor tokens (docs/http-api.md): the twins of ``tokens list | issue | rotate | revoke``.
+"""The admin API for vendor tokens (docs/http-api.md): the twins of ``tokens list | issue | rotate |
+revoke``.
 
 ``GET|POST /admin/vendors/{vendor}/tokens``, ``POST /admin/vendors/{vendor}/tokens/rotate``
 (``{"grace": D, "ttl"?: D}``; 400 without ``grace``), ``DELETE /admin/vendors/{vendor}/tokens``

@@ -122,7 +122,7 @@ class Walk:
         key = LOCK_PREFIX + self.app_id
         if not await store.acquire_slot(key, 1, self.holder, LOCK_TTL):
             raise Conflict(f"a walk of {self.app_id} is already running")
-        renew = asyncio.ensure_future(self._renew(key))
+        renew = asyncio.get_running_loop().create_task(self._renew(key))
         try:
             return await self._locked()
         finally:
@@ -184,7 +184,7 @@ class Walk:
         this hashes and stages the pages before: one page is processed, ``QUEUED`` wait and one
         is on its way, whatever the collection, so the district is never idle for our sake."""
         queue: asyncio.Queue[tuple[str, Page | None] | BaseException] = asyncio.Queue(QUEUED)
-        producer = asyncio.ensure_future(self._produce(queue))
+        producer = asyncio.get_running_loop().create_task(self._produce(queue))
         try:
             finished = 0
             while finished < len(self.collections):

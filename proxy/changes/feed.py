@@ -77,7 +77,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     app_id = request.match_info["app_id"]
     ex.app_id = app_id
     ex.resource = "changes"
-    found = runtime.connections.get(app_id) or await services.managed.get(app_id, runtime)
+    found = runtime.connections.get(app_id) or await services.store_connections.get(app_id, runtime)
     conn = owned_connection(found, principal, ex)
     scopes = (
         conn.config.scopes if principal.scopes is None else conn.config.scopes & principal.scopes

@@ -83,7 +83,7 @@ async def pages(
     total: int | None = None
     next_page: asyncio.Task[tuple[Page, int | None, bool]] | None = None
     try:
-        next_page = asyncio.ensure_future(fetcher.get(offset, page_size))
+        next_page = asyncio.get_running_loop().create_task(fetcher.get(offset, page_size))
         while next_page is not None:
             records, count, linked = await next_page
             next_page = None
@@ -106,7 +106,7 @@ async def pages(
                 more = bool(records) and (linked or len(records) >= page_size)
             if more:
                 # The next page is on its way while this one is hashed and staged.
-                next_page = asyncio.ensure_future(fetcher.get(offset, page_size))
+                next_page = asyncio.get_running_loop().create_task(fetcher.get(offset, page_size))
             yield records
     finally:
         if next_page is not None:

@@ -105,7 +105,7 @@ class DailyWalks:
 
 async def daily_walks(app: web.Application) -> AsyncIterator[None]:
     """``cleanup_ctx`` of the gateway app: the loop runs while the app does."""
-    task = asyncio.ensure_future(DailyWalks(app[SERVICES]).run_forever())
+    task = asyncio.get_running_loop().create_task(DailyWalks(app[SERVICES]).run_forever())
     try:
         yield
     finally:

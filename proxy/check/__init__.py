@@ -7,8 +7,9 @@ live items); ``run_check`` and ``check_all`` here; printing is ``proxy.cli.check
 docs/checklist.md. Every item is judged live against the
 district and read-only: the only requests are GETs with ``limit=1`` (plus the OAuth2 token
 request), signed exactly as the gateway signs them, through the connection's own
-``proxy.gateway.runtime.Connection`` (OAuth1 signer or OAuth2 token source, ``x-vendor-authorization``
-on gradebook endpoints). Each probe is bounded by ``[server] upstream_timeout``, and the probes
+``proxy.gateway.runtime.Connection`` (OAuth1 signer or OAuth2 token source,
+``x-vendor-authorization`` on gradebook endpoints). Each probe is bounded by ``[server]
+upstream_timeout``, and the probes
 that do not depend on each other run concurrently, so a hanging district costs one timeout.
 
 The items, in the documented order, and what each one needs before it can be judged:

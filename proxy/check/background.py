@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from proxy.check.catalog import Listed, check_connection, every_connection
+from proxy.check.catalog import Listed, every_connection, run_and_keep_check
 from proxy.config import expiry_end
 from proxy.errors import ProxyError
 from proxy.gateway.context import SERVICES, Services
@@ -32,7 +32,7 @@ from proxy.gateway.context import SERVICES, Services
 log = logging.getLogger("oneroster_proxy.checks")
 
 LOCK_KEY = "background-checks"
-#: At most this many connections are checked at once (the contract (docs/): 8).
+#: At most this many connections are checked at once (docs/checklist.md: 8).
 AT_ONCE = 8
 #: The lock outlives a crashed holder by this much; a live holder renews it well before.
 LOCK_TTL = 60.0
@@ -73,7 +73,7 @@ class BackgroundChecks:
         store = self.services.store
         if not await store.acquire_slot(LOCK_KEY, 1, self.holder, LOCK_TTL):
             return None
-        renew = asyncio.ensure_future(self._renew())
+        renew = asyncio.get_running_loop().create_task(self._renew())
         try:
             due = await self.due(now or datetime.now(UTC))
             limit = asyncio.Semaphore(AT_ONCE)
@@ -97,7 +97,7 @@ class BackgroundChecks:
     async def _one(self, listed: Listed, limit: asyncio.Semaphore) -> str:
         app_id = listed.app_id
         async with limit:
-            report = await check_connection(self.services, listed.connection)
+            report = await run_and_keep_check(self.services, listed.connection)
         if not report.ok:
             log.warning(
                 "background check failed",
@@ -120,7 +120,7 @@ class BackgroundChecks:
 
 async def background_checks(app: web.Application) -> AsyncIterator[None]:
     """``cleanup_ctx`` of the gateway app: the loop runs while the app does."""
-    task = asyncio.ensure_future(BackgroundChecks(app[SERVICES]).run_forever())
+    task = asyncio.get_running_loop().create_task(BackgroundChecks(app[SERVICES]).run_forever())
     try:
         yield
     finally:

@@ -42,7 +42,7 @@ async def every_connection(services: Services) -> list[Listed]:
         for record in page:
             if record.app_id in runtime.connections:
                 continue
-            conn = await services.managed.get(record.app_id, runtime)
+            conn = await services.store_connections.get(record.app_id, runtime)
             if conn is not None:
                 out.append(Listed(conn, "store"))
         if len(page) < PAGE:
@@ -56,11 +56,11 @@ async def find_connection(services: Services, app_id: str) -> Listed | None:
     conn = runtime.connections.get(app_id)
     if conn is not None:
         return Listed(conn, "config")
-    conn = await services.managed.get(app_id, runtime)
+    conn = await services.store_connections.get(app_id, runtime)
     return None if conn is None else Listed(conn, "store")
 
 
-async def check_connection(services: Services, conn: Connection, *, keep: bool = True) -> Report:
+async def run_and_keep_check(services: Services, conn: Connection, *, keep: bool = True) -> Report:
     """The checklist of ``conn``, live; kept in the store's history unless ``keep`` is off."""
     config = services.runtime.current.config
     single = dataclasses.replace(

@@ -13,7 +13,8 @@ from proxy.config import EXPIRY_WARNING, ConnectionConfig, VendorConfig, infinit
 
 
 def connection_enabled(cfg: ConnectionConfig) -> Item:
-    """the documented contract's first item: a disabled connection is refused (403) by the gateway."""
+    """the documented first item: a disabled connection is refused (403) by the
+    gateway."""
     name = "connection_enabled"
     if cfg.enabled:
         return Item(name, "ok", "enabled")

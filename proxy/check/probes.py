@@ -142,7 +142,7 @@ class Prober:
         """The signed GET of ``path``; concurrent callers of one path share one request."""
         task = self._seen.get(path)
         if task is None:
-            task = asyncio.ensure_future(self._send(path, signed=True))
+            task = asyncio.get_running_loop().create_task(self._send(path, signed=True))
             self._seen[path] = task
         return task
 

@@ -1,8 +1,8 @@
 """The checklist's result: items, the report of one connection, and their text forms.
 
 docs/checklist.md: each item is ``ok``, ``fail`` or
-``skip`` with a one-line detail; a failing detail ends with the documented contract's hint for that item. Pure
-data and text; printing is the CLI's (``proxy.cli.check``).
+``skip`` with a one-line detail; a failing detail ends with the documented hint for that
+item. Pure data and text; printing is the CLI's (``proxy.cli.check``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ CHECKS: tuple[str, ...] = (
 )
 
 VERSION_NAMES = {"v1p1": "1.1", "v1p2": "1.2"}
-#: the documented contract's "hint on failure" of each item; every failing detail ends with it.
+#: the documented "hint on failure" of each item; every failing detail ends with it.
 HINTS: dict[str, str] = {
     "connection_enabled": "enable the connection",
     "not_expired": (
@@ -96,7 +96,7 @@ class Report:
 
 
 def fail(name: str, what: str) -> Item:
-    """A failing item: what was seen, then the documented contract's hint on what to do."""
+    """A failing item: what was seen, then the documented hint on what to do."""
     return Item(name, "fail", f"{what}: {HINTS[name]}")
 
 

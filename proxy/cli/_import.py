@@ -68,7 +68,7 @@ async def _plan(
         existing = await store.get_connection(app_id)
         if existing is None:
             try:  # what the write will check, checked before anything is written
-                managed.check_connection(app_id, table, catalog.vendors, True)
+                managed.validated_connection(app_id, table, catalog.vendors, True)
             except ConfigError as err:
                 problems += [f"{path}: {p}" for p in err.problems]
                 continue

@@ -1,6 +1,7 @@
 """What the ``districts``, ``connections`` and ``store`` commands share: the config file read
 for the store only, the secret read from standard input or ``--secret-env`` (never argv), and
-records printed as ``key: value`` lines or ``--json``. Changes go through ``proxy.connections.managed``."""
+records printed as ``key: value`` lines or ``--json``. Changes go through
+``proxy.connections.managed``."""
 
 from __future__ import annotations
 

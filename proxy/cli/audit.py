@@ -13,8 +13,6 @@ from proxy.connections.partial import load_store_only
 if TYPE_CHECKING:
     from proxy.cli._common import Commands
 
-ORDER = 60
-
 
 def register(sub: Commands) -> None:
     audit = sub.add_parser("audit", help="operator actions recorded in the store")
@@ -24,7 +22,8 @@ def register(sub: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # the contract (docs/): only [store] is needed; the secrets of districts are never resolved here.
+    # docs/commands.md: only [store] is needed; the secrets of districts are never resolved
+    # here.
     config = load_store_only(args.config)
     events = with_store(config, lambda s: s.list_audit())
     rows = [

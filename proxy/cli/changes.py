@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from proxy.changes.diff import Progress
     from proxy.cli._common import Commands
 
-ORDER = 45
 #: Changes ``changes list`` reads (and prints) at most.
 LIST_LIMIT = 1000
 

@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from proxy.check import Report
     from proxy.cli._common import Commands
 
-ORDER = 40
-
 
 def register(sub: Commands) -> None:
     check = sub.add_parser("check", help="run the troubleshooting checklist against a district")

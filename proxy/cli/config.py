@@ -1,4 +1,4 @@
-"""``config validate PATH`` and ``config example`` (docs/commands.md, docs/).
+"""``config validate PATH`` and ``config example`` (docs/commands.md).
 
 ``validate``: every problem on its own line (key path first) and exit 1, or ``PATH: ok (...)``
 and exit 0, with any warnings on stderr (they never fail). ``example``: the annotated example
@@ -22,8 +22,6 @@ from proxy.errors import ConfigError
 
 if TYPE_CHECKING:
     from proxy.cli._common import Commands
-
-ORDER = 50
 
 
 def register(sub: Commands) -> None:

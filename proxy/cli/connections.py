@@ -1,4 +1,4 @@
-"""``connections add | list | show | update | renew | remove | import`` (docs/).
+"""``connections add | list | show | update | renew | remove | import`` (docs/commands.md).
 
 A secret is read from standard input (one line) or ``--secret-env NAME``, never from argv, and
 never printed. ``list`` streams: the config file's connections, then the store's page by page,
@@ -34,7 +34,6 @@ from proxy.store.base import Store
 if TYPE_CHECKING:
     from proxy.cli._common import Commands
 
-ORDER = 45
 PAGE = 500
 
 

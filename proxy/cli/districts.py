@@ -18,8 +18,6 @@ from proxy.errors import NotFound
 if TYPE_CHECKING:
     from proxy.cli._common import Commands
 
-ORDER = 40
-
 
 def register(sub: Commands) -> None:
     group = sub.add_parser("districts", help="districts kept in the store")

@@ -15,8 +15,6 @@ from proxy import config as config_mod
 if TYPE_CHECKING:
     from proxy.cli._common import Commands
 
-ORDER = 10
-
 
 def register(sub: Commands) -> None:
     demo = sub.add_parser("demo", help="run the sandbox district and a proxy wired to it")

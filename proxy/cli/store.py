@@ -18,7 +18,6 @@ from proxy.tokens import now_utc
 if TYPE_CHECKING:
     from proxy.cli._common import Commands
 
-ORDER = 48
 PAGE = 500
 
 

@@ -1,4 +1,4 @@
-"""``tokens issue | rotate | revoke | list`` (docs/commands.md, docs/).
+"""``tokens issue | rotate | revoke | list`` (docs/commands.md).
 
 A token a command issues is the last line of stdout; a token id is never confused with a token
 (a whole token pasted as an id is refused without being echoed).
@@ -18,8 +18,6 @@ from proxy.store.base import Store, TokenRecord
 
 if TYPE_CHECKING:
     from proxy.cli._common import Commands
-
-ORDER = 30
 
 
 def register(sub: Commands) -> None:
@@ -61,7 +59,8 @@ def register(sub: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # the contract (docs/): only [store] is needed; the secrets of districts are never resolved here.
+    # docs/commands.md: only [store] is needed; the secrets of districts are never resolved
+    # here.
     config = load_store_only(args.config)
     action = args.tokens_command
     if action == "issue":

@@ -1,4 +1,4 @@
-"""What ``config validate`` advises about a file that is valid (docs/, last section).
+"""What ``config validate`` advises about a file that is valid (docs/configuration.md).
 
 These are warnings about how the file is written, not about what it configures, so they come
 from the raw TOML (before ``${NAME}`` is replaced): a secret must come from the environment,

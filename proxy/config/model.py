@@ -120,7 +120,8 @@ class ServerConfig:
     max_line: int = 8190
     max_headers: int = 16384
     client_timeout: float = 60.0
-    # docs/checklist.md "Background checks": seconds between checklist rounds; 0 = off (the default).
+    # docs/checklist.md "Background checks": seconds between checklist rounds; 0 = off (the
+    # default).
     check_interval: float = 0.0
 
 

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 T = TypeVar("T")
-# ``${NAME}`` from the environment, ``${file:/path}`` from a file (docs/: Kubernetes Secrets mounted as files); both read again on every load, so SIGHUP.
+# ``${NAME}`` from the environment, ``${file:/path}`` from a file (docs/configuration.md:
+# Kubernetes Secrets mounted as files); both read again on every load, so SIGHUP.
 ENV_RE = re.compile(r"\$\{(?:file:([^}]+)|([A-Za-z_][A-Za-z0-9_]*))\}")
 
 

@@ -194,7 +194,8 @@ def _store(r: Reader) -> StoreConfig:
 
 
 def _secret_keys(r: Reader) -> tuple[bytes, ...]:
-    """``[store] secret_keys``: base64url keys of 32 bytes (docs/); each bad entry is a problem naming its index, never repeating the value."""
+    """``[store] secret_keys``: base64url keys of 32 bytes (docs/configuration.md); each bad entry
+    is a problem naming its index, never repeating the value."""
     return tuple(r.strings("secret_keys", parse_key))
 
 

@@ -10,7 +10,7 @@ one-table document (``proxy.connections.records``, re-exported here), and a prob
 all pass, and each change is one store write plus one audit event (``district.add``,
 ``connection.renew``, ...) holding the appId and the interface, never a secret.
 
-What the TOML file holds is the ``Catalog``: vendor names, and the names (and tables) of its
+What the TOML file holds is the ``ConfigEntries``: vendor names, and the names (and tables) of its
 districts and connections. A store name may not repeat a TOML name (409), and only store
 records change at run time.
 """
@@ -24,8 +24,7 @@ from typing import Any
 from proxy.connections.records import (
     CONNECTION_FIELDS,
     DISTRICT_FIELDS,
-    Catalog,
-    check_connection,
+    ConfigEntries,
     check_district,
     config_connection_view,
     connection_table,
@@ -35,6 +34,7 @@ from proxy.connections.records import (
     district_table,
     district_view,
     relative,
+    validated_connection,
 )
 from proxy.errors import ConfigError, Conflict, NotFound
 from proxy.store.base import AuditEvent, ConnectionRecord, DistrictRecord, Store
@@ -52,7 +52,7 @@ async def _audit(store: Store, action: str, interface: str, **detail: Any) -> No
 
 
 async def add_district(
-    store: Store, catalog: Catalog, name: str, table: Mapping[str, Any], *, interface: str
+    store: Store, catalog: ConfigEntries, name: str, table: Mapping[str, Any], *, interface: str
 ) -> DistrictRecord:
     cfg = check_district(name, table)
     if name in catalog.districts:
@@ -64,7 +64,7 @@ async def add_district(
 
 
 async def update_district(
-    store: Store, catalog: Catalog, name: str, changes: Mapping[str, Any], *, interface: str
+    store: Store, catalog: ConfigEntries, name: str, changes: Mapping[str, Any], *, interface: str
 ) -> DistrictRecord:
     old = await store.get_district(name)
     if old is None:
@@ -82,7 +82,9 @@ async def update_district(
     return record
 
 
-async def remove_district(store: Store, catalog: Catalog, name: str, *, interface: str) -> None:
+async def remove_district(
+    store: Store, catalog: ConfigEntries, name: str, *, interface: str
+) -> None:
     if name in catalog.districts and await store.get_district(name) is None:
         raise Conflict(f'district "{name}" is defined in the config file; remove it there')
     await store.remove_district(name)
@@ -91,7 +93,7 @@ async def remove_district(store: Store, catalog: Catalog, name: str, *, interfac
 
 async def add_connection(
     store: Store,
-    catalog: Catalog,
+    catalog: ConfigEntries,
     box: SecretBox,
     app_id: str,
     table: Mapping[str, Any],
@@ -105,7 +107,7 @@ async def add_connection(
     in_store = (
         isinstance(district, str) and not in_toml and await store.get_district(district) is not None
     )
-    cfg = check_connection(app_id, table, catalog.vendors, in_toml or in_store)
+    cfg = validated_connection(app_id, table, catalog.vendors, in_toml or in_store)
     if app_id in catalog.connections:
         raise Conflict(f"connection {app_id} is defined in the config file")
     now = now_utc()
@@ -129,7 +131,7 @@ async def add_connection(
     return record
 
 
-async def _stored(store: Store, catalog: Catalog, app_id: str) -> ConnectionRecord:
+async def _stored(store: Store, catalog: ConfigEntries, app_id: str) -> ConnectionRecord:
     record = await store.get_connection(app_id)
     if record is None:
         if app_id in catalog.connections:
@@ -139,7 +141,7 @@ async def _stored(store: Store, catalog: Catalog, app_id: str) -> ConnectionReco
 
 
 async def update_connection(
-    store: Store, catalog: Catalog, app_id: str, changes: Mapping[str, Any], *, interface: str
+    store: Store, catalog: ConfigEntries, app_id: str, changes: Mapping[str, Any], *, interface: str
 ) -> ConnectionRecord:
     """``changes``: any of ``scopes``, ``enabled``, ``expires`` (None: no expiry)."""
     old = await _stored(store, catalog, app_id)
@@ -153,7 +155,7 @@ async def update_connection(
     # The secret stays sealed: validation needs a value, not this one.
     table = {**connection_table(old, "unchanged"), **changes}
     table = {k: v for k, v in table.items() if v is not None}
-    cfg = check_connection(app_id, table, catalog.vendors | {old.vendor}, True)
+    cfg = validated_connection(app_id, table, catalog.vendors | {old.vendor}, True)
     record = replace(
         old,
         scopes=tuple(sorted(cfg.scopes)),
@@ -183,7 +185,7 @@ UPDATABLE = ("scopes", "enabled", "expires", "changes", "changes_at", "max_delet
 
 async def renew_connection(
     store: Store,
-    catalog: Catalog,
+    catalog: ConfigEntries,
     box: SecretBox,
     app_id: str,
     key: Any,
@@ -198,7 +200,7 @@ async def renew_connection(
     if expires is not _KEEP:
         table["expires"] = expires
     table = {k: v for k, v in table.items() if v is not None}
-    cfg = check_connection(app_id, table, catalog.vendors | {old.vendor}, True)
+    cfg = validated_connection(app_id, table, catalog.vendors | {old.vendor}, True)
     record = replace(
         old,
         key=cfg.key,
@@ -211,7 +213,9 @@ async def renew_connection(
     return record
 
 
-async def remove_connection(store: Store, catalog: Catalog, app_id: str, *, interface: str) -> None:
+async def remove_connection(
+    store: Store, catalog: ConfigEntries, app_id: str, *, interface: str
+) -> None:
     old = await _stored(store, catalog, app_id)
     await store.remove_connection(app_id)
     # An appId added again starts its change feed afresh (its first walk: every record new).
@@ -222,10 +226,9 @@ async def remove_connection(store: Store, catalog: Catalog, app_id: str, *, inte
 __all__ = [
     "CONNECTION_FIELDS",
     "DISTRICT_FIELDS",
-    "Catalog",
+    "ConfigEntries",
     "add_connection",
     "add_district",
-    "check_connection",
     "check_district",
     "config_connection_view",
     "connection_table",
@@ -240,4 +243,5 @@ __all__ = [
     "renew_connection",
     "update_connection",
     "update_district",
+    "validated_connection",
 ]

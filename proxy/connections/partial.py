@@ -18,7 +18,7 @@ from typing import Any
 
 from proxy import config as config_mod
 from proxy.config import StoreConfig
-from proxy.connections.managed import Catalog
+from proxy.connections.managed import ConfigEntries
 from proxy.errors import ConfigError
 from proxy.store.crypto import SecretBox
 
@@ -36,8 +36,8 @@ class StoreOnly:
     _store_table: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
-    def catalog(self) -> Catalog:
-        return Catalog(frozenset(self.vendors), self.districts, self.connections)
+    def catalog(self) -> ConfigEntries:
+        return ConfigEntries(frozenset(self.vendors), self.districts, self.connections)
 
     def secret_box(self) -> SecretBox:
         """``[store] secret_keys`` resolved now; ConfigError naming ``store.secret_keys[i]``.

@@ -52,7 +52,7 @@ _VERSIONS = {"v1p1": "1.1", "v1p2": "1.2"}
 
 
 @dataclass(frozen=True)
-class Catalog:
+class ConfigEntries:
     """What the TOML file says about names: its vendors, districts and connections."""
 
     vendors: frozenset[str] = frozenset()
@@ -60,7 +60,7 @@ class Catalog:
     connections: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, config: config_mod.Config) -> Catalog:
+    def of(cls, config: config_mod.Config) -> ConfigEntries:
         return cls(frozenset(config.vendors), config.districts, config.connections)
 
 
@@ -99,7 +99,7 @@ def check_district(name: str, table: Mapping[str, Any]) -> DistrictConfig:
     return config.districts[name]
 
 
-def check_connection(
+def validated_connection(
     app_id: str, table: Mapping[str, Any], vendors: Iterable[str], district_known: bool
 ) -> ConnectionConfig:
     """The connection ``table`` describes (the keys of ``[connections.X]``), or ConfigError.

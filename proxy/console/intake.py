@@ -1,4 +1,5 @@
-"""The district intake page: ``/intake/<token>`` on the gateway listener (docs/), where district IT connects its OneRoster server itself.
+"""The district intake page: ``/intake/<token>`` on the gateway listener (docs/http-api.md), where
+district IT connects its OneRoster server itself.
 
 GET shows the form (Base URL, versions, OAuth 1.0a / OAuth 2, Token URL, Key, Secret, the
 "Data to Share" preset from the invite). POST runs the whole checklist live against exactly

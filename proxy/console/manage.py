@@ -2,8 +2,8 @@
 district and connection an intake link saves (docs/commands.md: only
 ``store`` connections change at run time).
 
-Every change goes through ``proxy.connections.managed``, the one place the CLI and the admin API use too,
-so input is refused with the same words, secrets are sealed the same way and every change is
+Every change goes through ``proxy.connections.managed``, the one place the CLI and the admin API use
+too, so input is refused with the same words, secrets are sealed the same way and every change is
 audited the same way. The running process forgets its cached copy at once (other replicas
 follow within ``[store] cache_ttl``).
 """
@@ -24,8 +24,8 @@ from proxy.tokens import now_utc
 _VERSIONS = {"v1p1": "1.1", "v1p2": "1.2"}
 
 
-def _catalog(services: Services) -> managed.Catalog:
-    return managed.Catalog.of(services.runtime.current.config)
+def _catalog(services: Services) -> managed.ConfigEntries:
+    return managed.ConfigEntries.of(services.runtime.current.config)
 
 
 def _box(services: Services) -> SecretBox:
@@ -46,7 +46,9 @@ async def set_enabled(services: Services, app_id: str, enabled: bool) -> None:
         )
     except ConfigError as err:
         raise _refused(err) from err
-    services.managed.forget(app_id)  # this process at once; other replicas within cache_ttl
+    services.store_connections.forget(
+        app_id
+    )  # this process at once; other replicas within cache_ttl
 
 
 async def renew(services: Services, app_id: str, *, key: str, secret: str, expires: str) -> None:
@@ -70,7 +72,7 @@ async def renew(services: Services, app_id: str, *, key: str, secret: str, expir
         )
     except ConfigError as err:
         raise _refused(err) from err
-    services.managed.forget(app_id)
+    services.store_connections.forget(app_id)
 
 
 async def save_intake(
@@ -134,4 +136,6 @@ async def save_intake(
             )
     except ConfigError as err:
         raise _refused(err) from err
-    services.managed.forget(conn.app_id)  # serving at once, here; elsewhere within cache_ttl
+    services.store_connections.forget(
+        conn.app_id
+    )  # serving at once, here; elsewhere within cache_ttl

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from proxy.changes import diff
 from proxy.check import HINTS
-from proxy.check.catalog import Listed, check_connection, every_connection, find_connection
+from proxy.check.catalog import Listed, every_connection, find_connection, run_and_keep_check
 from proxy.connections import invites
 from proxy.console.core import CONSOLE, Console
 from proxy.console.manage import renew as renew_credentials
@@ -217,7 +217,7 @@ async def connection(request: web.Request, **extra: Any) -> web.StreamResponse:
 async def run_check_now(request: web.Request) -> web.StreamResponse:
     services = console_of(request).services
     listed = await _connection(request)
-    report = await check_connection(services, listed.connection)
+    report = await run_and_keep_check(services, listed.connection)
     shown = {
         "ok": report.ok,
         "summary": report.summary(),

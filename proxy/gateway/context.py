@@ -49,8 +49,8 @@ class Services:
     limits: Limits
     circuits: Circuits
     runtime: RuntimeHolder = field(init=False)
-    # appIds the TOML file does not define, looked up in the store (docs/).
-    managed: StoreConnections = field(init=False)
+    # appIds the TOML file does not define, looked up in the store (docs/http-api.md).
+    store_connections: StoreConnections = field(init=False)
     session: aiohttp.ClientSession = field(init=False)
     write_session: aiohttp.ClientSession = field(init=False)
     # Bodiless GETs to districts (proxy.gateway.pool); everything else goes through ``session``.

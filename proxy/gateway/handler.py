@@ -118,7 +118,7 @@ class Gateway:
     async def _managed(self, runtime: Runtime, target: Target) -> Connection | None:
         """An appId the TOML file does not define: a store connection (cached for
         ``cache_ttl``), or None."""
-        return await self.services.managed.get(target.app_id, runtime)
+        return await self.services.store_connections.get(target.app_id, runtime)
 
     @staticmethod
     def _connection(conn: Connection | None, principal: Principal, ex: Exchange) -> Connection:
@@ -310,8 +310,8 @@ async def _body(
     request: web.Request, max_body: int
 ) -> tuple[bytes | AsyncIterator[bytes] | None, str | None]:
     """The request body to send: bytes when it must be signed (form) or may be re-sent
-    (``proxy.gateway.upstream.BUFFER_LIMIT``), a counted stream otherwise. 413 before reading anything
-    when Content-Length is over."""
+    (``proxy.gateway.upstream.BUFFER_LIMIT``), a counted stream otherwise. 413 before reading
+    anything when Content-Length is over."""
     length = request.content_length
     if length is not None and length > max_body:
         raise PayloadTooLarge(f"request body of {length} bytes is over the {max_body} limit")

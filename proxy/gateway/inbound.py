@@ -42,8 +42,8 @@ JWT_ISSUER = "oneroster-proxy"
 JWT_AUDIENCE = "oneroster-proxy"
 JWT_ALGORITHM = "HS256"
 # How long past its cache_ttl a verified token is still honoured while the store is
-# unavailable: longer than a Sentinel failover (the contract (docs/): within 10 s) plus a restart of a lone
-# Redis, short enough that a token revoked during a long outage does not live on for long.
+# unavailable: longer than a Sentinel failover (docs/http-api.md: within 10 s) plus a restart of
+# a lone Redis, short enough that a token revoked during a long outage does not live on for long.
 STALE_GRACE = 60.0
 
 
@@ -178,8 +178,9 @@ class Authenticator:
                 if stale is None:
                     raise
                 # A store outage (or a Sentinel failover) outlasting cache_ttl: a token that
-                # passed every check moments ago keeps working, as the documented contract's "cached tokens keep
-                # working" promises; a revocation made meanwhile could not reach this replica
+                # passed every check moments ago keeps working, as the documented "cached
+                # tokens keep working" promises; a revocation made meanwhile could not reach this
+                # replica
                 # anyway, and it applies once the store answers again.
                 self.last_used[stale.token_id or ""] = now.timestamp()
                 principal = stale

@@ -1,6 +1,6 @@
 """Inbound limits the gateway's HTTP server enforces before any handler runs.
 
-docs/ status table: 414 (request line over the proxy's limit), 431 (headers over its
+docs/http-api.md (statuses): 414 (request line over the proxy's limit), 431 (headers over its
 limits), every refusal an imsx payload, never a 500; idle and trickling clients (slowloris,
 ``[server] client_timeout``) time out without tying up the proxy.
 
@@ -81,7 +81,7 @@ def refusal(exc: BaseException | None, max_line: int, max_field: int) -> ProxyEr
         return HeadersTooLarge(f"more than {MAX_HEADER_COUNT} request header lines")
     method = unknown_method(exc)
     if method is not None:
-        # docs/: an unknown method is outside every scope (403), not a malformed request.
+        # docs/http-api.md: an unknown method is outside every scope (403), not a malformed request.
         return Forbidden(f"{method} is not a OneRoster operation")
     return BadRequest("malformed HTTP request")
 
@@ -157,7 +157,7 @@ class GuardedRequestHandler(RequestHandler):
     ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
         if request.method == "CONNECT":
             # aiohttp reads CONNECT's target as an authority, so no route matches and its
-            # router would answer a plain-text 404; docs/: an unknown method is 403 imsx.
+            # router would answer a plain-text 404; docs/http-api.md: an unknown method is 403 imsx.
             request_handler = _refuse_connect
         # A plain method handing back aiohttp's own coroutine: the common GET, with no body to
         # watch, gets no extra coroutine layer (each one is paid on every resume of the task).

@@ -35,8 +35,8 @@ from proxy.tokens import now_utc
 
 
 class _Authenticator(Protocol):
-    """What a cut needs of ``proxy.gateway.inbound.Authenticator`` (named here so the two modules do not
-    import each other)."""
+    """What a cut needs of ``proxy.gateway.inbound.Authenticator`` (named here so the two modules do
+    not import each other)."""
 
     def forget_cutoff(self, vendor: str) -> None: ...
 

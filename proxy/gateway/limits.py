@@ -1,6 +1,6 @@
 """Protecting districts: per-district concurrency cap and rate limits.
 
-docs/ config keys ``max_connections``, ``max_wait``, ``rate_limit`` (vendor and district) and
+docs/http-api.md keys ``max_connections``, ``max_wait``, ``rate_limit`` (vendor and district) and
 the status table: 429 (vendor over its ``rate_limit``, ``Retry-After``), 503 (district slots
 busy for ``max_wait``, or district rate exhausted; ``Retry-After``). A district's circuit
 breaker is ``proxy.gateway.circuit``'s.

@@ -9,8 +9,8 @@ for the exchange itself). A GET with no body needs: a pooled connection to the d
 origin, the request head in one write, and the answer read by aiohttp's own response protocol
 (``ResponseHandler``: the C HTTP parser with our head limits, the ``sock_read`` timeout, flow
 control for backpressure, the same error classes). So ``KeepAlivePool`` keeps that protocol and
-drops the rest; ``proxy.gateway.forward.UPSTREAM_ERRORS`` translates what it raises exactly as before.
-Writes, bodies and every other client of the district (OAuth2 tokens, ``check``) stay on
+drops the rest; ``proxy.gateway.forward.UPSTREAM_ERRORS`` translates what it raises exactly as
+before. Writes, bodies and every other client of the district (OAuth2 tokens, ``check``) stay on
 aiohttp's session.
 
 What the district receives is byte for byte what aiohttp sends for the same request (``Host``

@@ -1,4 +1,4 @@
-"""The reload operation: validate the config file again and swap it in (docs/ ``serve``).
+"""The reload operation: validate the config file again and swap it in (docs/http-api.md ``serve``).
 
 SIGHUP and ``POST /admin/reload`` both call ``reload_config``. A valid file is swapped in
 atomically (requests in flight keep the runtime they started with), an invalid one is logged
@@ -36,8 +36,8 @@ def swap_runtime(app: web.Application, config: Config) -> Runtime:
     services.runtime.current = new
     services.authenticator.set_ttl(config.store.cache_ttl)
     # A reload may change vendors, TOML districts or keys: store connections are built again.
-    services.managed.ttl = config.store.cache_ttl
-    services.managed.forget()
+    services.store_connections.ttl = config.store.cache_ttl
+    services.store_connections.forget()
     return new
 
 

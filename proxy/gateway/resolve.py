@@ -4,7 +4,8 @@ docs/commands.md: a change made through any interface, on any replica,
 takes effect everywhere within ``[store] cache_ttl``, with no reload. The gateway looks an
 appId up in the TOML connections first (a dictionary look-up), then here:
 
-* A look-up is cached for ``cache_ttl``, like a token's (``proxy.gateway.inbound``): the hot path does
+* A look-up is cached for ``cache_ttl``, like a token's (``proxy.gateway.inbound``): the hot path
+does
   no I/O for an appId seen recently. An uncached appId costs one store read
   (``resolve_connection``: the connection and its district in one round trip), never a scan,
   and concurrent misses for one appId share it. Only appIds that requests name are cached, so
@@ -31,6 +32,7 @@ from proxy.gateway.runtime import Connection, Runtime, TokenSourceFactory, make_
 from proxy.signing.oauth2 import OAuth2TokenSource
 from proxy.store.base import ConnectionRecord, ConnectionStore, DistrictRecord
 from proxy.store.crypto import SecretBox, SecretKeyError
+from proxy.tasks import TaskSet
 
 log = logging.getLogger("oneroster_proxy")
 
@@ -65,7 +67,7 @@ class StoreConnections:
         self._cache: dict[str, _Entry] = {}
         self._pending: dict[str, asyncio.Future[Connection | None]] = {}
         self._sources: dict[tuple[str, ...], OAuth2TokenSource] = {}
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing = TaskSet()
         self._upstream_timeout = 30.0
         self.reads = 0  # store reads made (bench/ and tests count them)
 
@@ -108,7 +110,7 @@ class StoreConnections:
             found = await self.store.resolve_connection(app_id)
         except StoreUnavailable:
             if entry is not None:
-                # the contract (docs/): cached connections keep serving while the store is down.
+                # docs/http-api.md: cached connections keep serving while the store is down.
                 entry.fresh_until = self._clock() + self.ttl
                 return entry.connection
             raise
@@ -197,13 +199,10 @@ class StoreConnections:
         for key, source in list(self._sources.items()):
             if source is old.token_source:
                 del self._sources[key]
-        task = asyncio.get_running_loop().create_task(old.token_source.close())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._closing.spawn(old.token_source.close())
 
     async def close(self) -> None:
-        for task in list(self._closing):
-            await task
+        await self._closing.wait()
         for source in self._sources.values():
             await source.close()
         self._sources.clear()

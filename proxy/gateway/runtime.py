@@ -1,8 +1,8 @@
 """A loaded configuration, precomputed for the hot path, swapped atomically on reload.
 
 A ``Runtime`` is immutable once built: a request takes the current one at its start and keeps
-it to its end, so a SIGHUP reload never changes a request in flight (docs/ ``serve``). Per
-connection it holds the OAuth1 signer (HMAC key precomputed), or the OAuth2 token source, the
+it to its end, so a SIGHUP reload never changes a request in flight (docs/commands.md ``serve``).
+Per connection it holds the OAuth1 signer (HMAC key precomputed), or the OAuth2 token source, the
 upstream URL prefix and the vendor-authorization header value. OAuth2 token sources are carried
 over from the previous runtime when their credentials are unchanged, so a reload does not make
 every district issue a new token.

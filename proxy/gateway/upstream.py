@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 BUFFER_LIMIT = 1024 * 1024
 # Attempts per GET (the first and two retries), all inside upstream_timeout.
 MAX_ATTEMPTS = 3
-# Retry-After values a GET retry will wait out (the contract (docs/): "a few seconds at most").
+# Retry-After values a GET retry will wait out (docs/http-api.md: "a few seconds at most").
 MAX_RETRY_AFTER = 5.0
 # Backoff before retry n (n = 1, 2, ...): uniform in [0, min(BACKOFF_CAP, BACKOFF_BASE * 2**n)].
 BACKOFF_BASE = 0.1

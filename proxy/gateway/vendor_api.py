@@ -65,7 +65,7 @@ async def applications(request: web.Request) -> web.Response:
         )
         for record in page:
             if record.app_id not in runtime.connections:
-                found = await services.managed.get(record.app_id, runtime)
+                found = await services.store_connections.get(record.app_id, runtime)
                 if found is not None and found.config.vendor == principal.vendor:
                     mine.append(found)
         if len(page) < _PAGE:
@@ -94,8 +94,9 @@ async def applications(request: web.Request) -> web.Response:
 
 
 async def _after_cut(authenticator: Authenticator, vendor: str) -> None:
-    """A JWT's ``iat`` is whole seconds and a cut ends its whole second (``proxy.gateway.jwt_cutoff``):
-    right after one, wait for the next second so the new JWT is not born revoked."""
+    """A JWT's ``iat`` is whole seconds and a cut ends its whole second
+    (``proxy.gateway.jwt_cutoff``): right after one, wait for the next second so the new JWT is not
+    born revoked."""
     try:
         cutoff = await authenticator.jwt_cutoff(vendor)
     except StoreUnavailable:

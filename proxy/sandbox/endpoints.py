@@ -3,8 +3,9 @@
 The endpoint lists follow the OneRoster 1.1 REST binding (``/ims/oneroster/v1p1/...``) and the
 OneRoster 1.2 OpenAPI files of the rostering, gradebook and resources services
 (``/ims/oneroster/{rostering,gradebook,resources}/v1p2/...``); the scope of each request follows
-the scope table (docs/configuration.md). This is the sandbox's own small table, kept apart from the proxy's
-``proxy.scopes`` on purpose: the sandbox checks the proxy, so the two must not share a mistake.
+the scope table (docs/configuration.md). This is the sandbox's own small table, kept apart from the
+proxy's ``proxy.scopes`` on purpose: the sandbox checks the proxy, so the two must not share a
+mistake.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ COLLECTIONS: dict[str, tuple[str, str, str]] = {
     "students": ("users", "users", "user"),
     "teachers": ("users", "users", "user"),
     "categories": ("categories", "categories", "category"),
-    # Some 1.1 districts name the categories collection lineItemCategories (the contract lists both).
+    # Some 1.1 districts name the categories collection lineItemCategories (the contract lists
+    # both).
     "lineItemCategories": ("categories", "categories", "category"),
     "lineItems": ("lineItems", "lineItems", "lineItem"),
     "results": ("results", "results", "result"),
@@ -221,7 +223,8 @@ def match(segments: list[str]) -> tuple[str, Match | None]:
 
 
 def required_scopes(endpoint: Endpoint, method: str) -> frozenset[str]:
-    """The scopes of which a request needs one (scope table, docs/configuration.md); empty: refused."""
+    """The scopes of which a request needs one (scope table, docs/configuration.md); empty:
+    refused."""
     if endpoint.service == "rostering":
         if method != "GET":
             return frozenset()
@@ -243,7 +246,7 @@ def required_scopes(endpoint: Endpoint, method: str) -> frozenset[str]:
 
 
 def is_gradebook_path(segments: list[str]) -> bool:
-    """docs/: gradebook endpoints, where Infinite Campus wants ``x-vendor-authorization``."""
+    """Gradebook endpoints (docs/sandbox.md), where Infinite Campus wants the vendor header."""
     if segments[:2] == ["gradebook", "v1p2"]:
         return True
     special = {"lineItems", "lineItemCategories", "categories", "results"}

@@ -1,12 +1,12 @@
 """Running the proxy: the gateway and admin listeners, SIGHUP reload, SIGTERM drain.
 
-docs/ ``serve``: SIGTERM stops accepting, lets in-flight requests (long streams included)
+docs/commands.md ``serve``: SIGTERM stops accepting, lets in-flight requests (long streams included)
 finish within ``[server] drain_timeout``, cuts whatever still runs then, closes upstream
 sessions and exits 0. While the gateway drains, the admin listener stays up with ``/readyz``
 answering 503, so probes and scrapes see the drain rather than a refused connection.
 
-SIGHUP (like ``POST /admin/reload``) runs ``proxy.gateway.reload.reload_config``: a valid config file is
-swapped in atomically, an invalid one is logged and the old one kept.
+SIGHUP (like ``POST /admin/reload``) runs ``proxy.gateway.reload.reload_config``: a valid config
+file is swapped in atomically, an invalid one is logged and the old one kept.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from proxy.config import Config, Listen
 from proxy.errors import ConfigError
 from proxy.gateway.context import SERVICES
 from proxy.gateway.inbound_limits import GuardedAppRunner
+from proxy.gateway.reload import RELOAD_LOCK, reload_config
 from proxy.logs import flush_access_log
 from proxy.serve.eventloop import loop_name
-from proxy.gateway.reload import RELOAD_LOCK, reload_config
 from proxy.store import open_store
+from proxy.tasks import TaskSet
 
 log = logging.getLogger("oneroster_proxy")
 
@@ -132,12 +133,10 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None, **kwargs:
     running = await start(config, **kwargs)  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    reloads: set[asyncio.Task[None]] = set()  # held until done, or the GC may drop them
+    reloads = TaskSet()
 
     def on_hup() -> None:
-        task = loop.create_task(_reload_quietly(running.gateway))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
+        reloads.spawn(_reload_quietly(running.gateway))
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)

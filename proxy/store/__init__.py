@@ -1,6 +1,6 @@
 """The token store, chosen by ``[store] url`` (docs/configuration.md).
 
-``sqlite://<path>``: everything after ``sqlite://`` is the file's path, so the documented contract's
+``sqlite://<path>``: everything after ``sqlite://`` is the file's path, so the documented
 ``sqlite:///var/lib/oneroster-proxy/store.db`` is ``/var/lib/oneroster-proxy/store.db`` and
 ``sqlite://store.db`` is ``store.db`` relative to the working directory. ``redis://`` and
 ``rediss://`` (TLS) URLs go to redis-py as they are; ``redis+sentinel://HOST:PORT[,...]/SERVICE[/DB]``

@@ -138,7 +138,8 @@ class CheckResult:
 
 @dataclass(frozen=True, slots=True)
 class InviteRecord:
-    """A district intake link (docs/http-api.md "District intake"): only the hash of its token is kept."""
+    """A district intake link (docs/http-api.md "District intake"): only the hash of its token is
+    kept."""
 
     token_hash: str
     app_id: str

@@ -16,7 +16,7 @@ import pytest
 from proxy.changes.diff import Walk, accept, discard
 from proxy.changes.feed import encode_cursor
 from proxy.changes.schedule import DailyWalks
-from proxy.check.catalog import check_connection
+from proxy.check.catalog import run_and_keep_check
 from proxy.sandbox.state import DISTRICT
 from proxy.store.base import WalkRecord
 from proxy.store.crypto import new_key
@@ -175,7 +175,7 @@ async def test_a_walk_deleting_too_much_is_held_until_accepted(
     assert f"users: {len(gone)} of" in (held.error or "")
     assert await read_all(http, feed, token, f"since={cursor}") == ([], cursor)
     listed = await _listed(feed)
-    report = await check_connection(feed.services, listed)
+    report = await run_and_keep_check(feed.services, listed)
     item = next(i for i in report.checks if i.name == "changes_held")
     assert item.status == "fail" and f"{len(gone)} deleted" in item.detail
     async with http.get(f"{feed.admin_url}/metrics", headers=_admin()) as response:

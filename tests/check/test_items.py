@@ -2,8 +2,9 @@
 
 docs/checklist.md. Each break test sets up a sandbox (or
 a config) that breaks exactly one item and asserts that ``check`` fails exactly that item, with
-the documented contract's hint, while every other item keeps its all-green status or is skipped because it depends
-on the broken one. The CLI tests run the real ``oneroster-proxy`` entry point in a subprocess
+the documented hint, while every other item keeps its all-green status or is skipped
+because it depends on the broken one. The CLI tests run the real ``oneroster-proxy`` entry point in
+a subprocess
 against a sandbox served by the test's own event loop.
 """
 
@@ -90,7 +91,8 @@ def statuses(report: Report) -> dict[str, str]:
 
 
 def assert_only(report: Report, expected: dict[str, str]) -> None:
-    """Every item has exactly the expected status; each failure ends with the documented contract's hint."""
+    """Every item has exactly the expected status; each failure ends with the documented
+    hint."""
     assert [i.name for i in report.checks] == list(CHECKS)
     assert statuses(report) == expected, "\n".join(
         f"{i.status:<5} {i.name}: {i.detail}" for i in report.checks

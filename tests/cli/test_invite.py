@@ -1,5 +1,5 @@
-"""``oneroster-proxy connections invite`` (docs/commands.md, docs/): the real CLI in a subprocess makes a link, the real proxy serves its form, and bad
-input is one line naming what is wrong."""
+"""``oneroster-proxy connections invite`` (docs/commands.md): the real CLI in a subprocess
+makes a link, the real proxy serves its form, and bad input is one line naming what is wrong."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a person at a terminal meets (docs/, last section): ``--version``, ``ORP_CONFIG``,
+"""What a person at a terminal meets (docs/commands.md): ``--version``, ``ORP_CONFIG``,
 ``config example``, text (not JSON) logs for interactive commands, ``--log-format`` before or
 after the subcommand, a closed stdout ending a command quietly, ``demo`` stopped by SIGTERM,
 and the JSON log of ``serve --workers`` (warnings inside it, no bogus admin address).
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -313,3 +314,19 @@ def test_serve_on_a_port_in_use_is_one_line_naming_the_key(tmp_path: Path, key: 
     assert done.stderr.strip().splitlines() == [
         f"{key}: cannot listen on {host}:{port} (Address already in use)"
     ]
+
+
+def test_help_lists_every_command_group_in_the_one_declared_order() -> None:
+    # One list says where each group stands in --help (proxy.cli.HELP_ORDER); a command module
+    # it does not name would fall to the end unnoticed.
+    from proxy import cli
+
+    names = [module.__name__.rpartition(".")[2] for module in cli.command_modules()]
+    assert set(names) <= set(cli.HELP_ORDER)
+    assert names == [name for name in cli.HELP_ORDER if name in names]
+    shown = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    listed = re.findall(r"^    (\w+)", shown, re.M)
+    assert listed.index("serve") < listed.index("tokens") < listed.index("check")
+    assert listed.index("connections") < listed.index("store") < listed.index("audit")

@@ -1,4 +1,4 @@
-"""Inbound limits over raw sockets (docs/ statuses 408, 413, 414, 431): bodies over
+"""Inbound limits over raw sockets (docs/http-api.md statuses 408, 413, 414, 431): bodies over
 ``max_body`` are refused before being read whole, oversized request lines and headers get
 414/431, idle and trickling clients are cut off without tying up the proxy, every refusal is
 an imsx payload, never a 500."""
@@ -288,8 +288,8 @@ async def test_slow_but_steady_body_is_accepted(limited, sandbox):
 
 @pytest.mark.parametrize("method", ["FOO", "CONNECT", "PROPFIND"])
 async def test_unknown_methods_are_403_imsx(limited, sandbox, method):
-    """docs/: an unknown method is outside every scope (403), whether or not aiohttp's parser
-    knows it (FOO it refuses before any handler; CONNECT it reads as an authority)."""
+    """docs/http-api.md: an unknown method is outside every scope (403), whether or not aiohttp's
+    parser knows it (FOO it refuses before any handler; CONNECT it reads as an authority)."""
     token = await limited.token()
     reply = await exchange(
         port_of(limited), head("/app-7/ims/oneroster/v1p1/users", token, method=method)

@@ -1,5 +1,5 @@
-"""The keep-alive GET pool (``proxy.gateway.pool``) against a real socket server on loopback: the head
-it writes is aiohttp's, connections are reused only when an answer was read to its end and
+"""The keep-alive GET pool (``proxy.gateway.pool``) against a real socket server on loopback: the
+head it writes is aiohttp's, connections are reused only when an answer was read to its end and
 neither side asked to close, and every failure surfaces as the error class the gateway
 translates (``proxy.gateway.forward.UPSTREAM_ERRORS``) exactly as it did aiohttp's."""
 

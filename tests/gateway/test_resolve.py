@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from proxy.connections import managed
-from proxy.connections.managed import Catalog
+from proxy.connections.managed import ConfigEntries
 from proxy.signing.oauth2 import basic_credentials
 from proxy.store.crypto import SecretBox, new_key
 from tests.redis_server import RedisServer, require_redis_server
@@ -42,7 +42,7 @@ async def add(proxy: Any, app_id: str, sandbox: Any, **fields: Any) -> None:
     }
     await managed.add_connection(
         proxy.services.store,
-        Catalog.of(proxy.config),
+        ConfigEntries.of(proxy.config),
         box_of(proxy),
         app_id,
         table,
@@ -57,7 +57,7 @@ async def renew(proxy: Any, sandbox: Any, app_id: str, key: str, *, interface: s
     sandbox.accept_credentials(key, secret)
     await managed.renew_connection(
         proxy.services.store,
-        Catalog.of(proxy.config),
+        ConfigEntries.of(proxy.config),
         box_of(proxy),
         app_id,
         key,
@@ -81,7 +81,7 @@ async def test_a_store_connection_serves_after_one_store_read(sandbox, start_pro
     proxy = await start_proxy(sandbox, with_key(base_config(tmp_path, sandbox)))
     token = await proxy.token()
     await add(proxy, "store-1", sandbox)
-    resolver = proxy.services.managed
+    resolver = proxy.services.store_connections
     before = resolver.reads
 
     status, body, _ = await get_json(http, proxy.app_url("v1p1/users?limit=2", "store-1"), token)
@@ -112,7 +112,7 @@ async def test_unknown_and_other_vendors_appids_are_the_same_404(
 
 async def test_a_store_district_with_its_own_limits(sandbox, start_proxy, http, tmp_path):
     proxy = await start_proxy(sandbox, with_key(base_config(tmp_path, sandbox)))
-    catalog = Catalog.of(proxy.config)
+    catalog = ConfigEntries.of(proxy.config)
     await managed.add_district(
         proxy.services.store,
         catalog,
@@ -126,7 +126,7 @@ async def test_a_store_district_with_its_own_limits(sandbox, start_proxy, http, 
         *(get_json(http, proxy.app_url("v1p1/orgs", "store-2"), token) for _ in range(6))
     )
     assert [s for s, _, _ in statuses] == [200] * 6
-    conn = await proxy.services.managed.get("store-2", proxy.services.runtime.current)
+    conn = await proxy.services.store_connections.get("store-2", proxy.services.runtime.current)
     assert conn.district.name == "shelbyville" and conn.district.max_connections == 2
 
 
@@ -151,7 +151,7 @@ async def test_remove_answers_404_within_cache_ttl(sandbox, start_proxy, http, t
     await add(proxy, "store-1", sandbox)
     assert (await get_json(http, proxy.app_url("v1p1/orgs", "store-1"), token))[0] == 200
     await managed.remove_connection(
-        proxy.services.store, Catalog.of(proxy.config), "store-1", interface="cli"
+        proxy.services.store, ConfigEntries.of(proxy.config), "store-1", interface="cli"
     )
     await asyncio.sleep(TTL + 0.2)
     assert (await get_json(http, proxy.app_url("v1p1/orgs", "store-1"), token))[0] == 404
@@ -300,6 +300,6 @@ async def test_store_connections_have_expiry_series_until_removed(
     # The end of 2031-01-31, UTC (expires is inclusive).
     assert float(value) == datetime(2031, 2, 1, tzinfo=UTC).timestamp()
     await managed.remove_connection(
-        proxy.services.store, Catalog.of(proxy.config), "store-1", interface="cli"
+        proxy.services.store, ConfigEntries.of(proxy.config), "store-1", interface="cli"
     )
     assert not [line for line in await expiry_lines() if 'app="store-' in line]

@@ -1,4 +1,4 @@
-"""Streaming with backpressure both ways, through the real proxy process (docs/).
+"""Streaming with backpressure both ways, through the real proxy process (docs/http-api.md).
 
 docs/http-api.md: bodies stream both ways with backpressure, so memory stays flat
 whatever the size: a 300 MB users page passes to a slow client through a proxy holding

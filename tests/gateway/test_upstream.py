@@ -1,4 +1,4 @@
-"""The retry policy (docs/, the paragraph on retries): only GETs are sent
+"""The retry policy (docs/http-api.md, on retries): only GETs are sent
 again, on connect failures, resets before the head and short 429/503 pushback, with backoff,
 inside ``upstream_timeout``; a PUT, POST or DELETE reaches the district at most once, even when
 the district drops connections the proxy had pooled.

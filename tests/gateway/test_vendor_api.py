@@ -1,5 +1,5 @@
 """Vendor-facing endpoints beside the gateway, against the running proxy: ``POST /oauth/token``
-(RFC 6749 §4.4 client credentials -> HS256 JWT) and ``GET /applications`` (docs/).
+(RFC 6749 §4.4 client credentials -> HS256 JWT) and ``GET /applications`` (docs/http-api.md).
 """
 
 from __future__ import annotations
@@ -440,8 +440,8 @@ async def test_token_form_sent_in_pieces_is_read_whole(proxy):
 
 
 async def test_non_ascii_basic_credentials_are_invalid_client_not_500(proxy):
-    """the contract (docs/): no 500. Basic credentials that are not base64 (here: raw non-ASCII bytes) are
-    an unknown client (401 invalid_client), like any other wrong credentials."""
+    """docs/http-api.md: no 500. Basic credentials that are not base64 (here: raw non-ASCII
+    bytes) are an unknown client (401 invalid_client), like any other wrong credentials."""
     raw = await raw_exchange(
         proxy.running.gateway_port,
         b"POST /oauth/token HTTP/1.1\r\nHost: p\r\nAuthorization: Basic \xff\xfe\r\n"

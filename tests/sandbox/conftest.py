@@ -82,16 +82,6 @@ async def call(
         return Answer(resp.status, resp.headers, await resp.read())
 
 
-def assert_imsx(payload: Any, code_minor: str | None = None) -> None:
-    assert payload["imsx_codeMajor"] == "failure"
-    assert payload["imsx_severity"] == "error"
-    assert isinstance(payload["imsx_description"], str) and payload["imsx_description"]
-    field = payload["imsx_CodeMinor"]["imsx_codeMinorField"][0]
-    assert field["imsx_codeMinorFieldName"] == "TargetEndSystem"
-    if code_minor is not None:
-        assert field["imsx_codeMinorFieldValue"] == code_minor
-
-
 def q(text: str) -> str:
     """Percent-encode a query value the way clients do."""
     return urllib.parse.quote(text, safe="")

@@ -15,8 +15,9 @@ from yarl import URL
 
 from proxy.sandbox import SandboxOptions
 from proxy.sandbox.server import build_parser, options_from_args, run_sandbox_cli
-from tests.sandbox.conftest import assert_imsx, call, q
+from tests.sandbox.conftest import call, q
 from tests.sandbox.test_cli import _start, _stop
+from tests.support import assert_imsx
 
 V11 = "/ims/oneroster/v1p1"
 V12 = "/ims/oneroster/rostering/v1p2"

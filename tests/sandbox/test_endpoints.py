@@ -12,7 +12,8 @@ from yarl import URL
 from proxy.sandbox import DISTRICT
 from proxy.sandbox.endpoints import API_ROOTS, COLLECTIONS, ID
 from proxy.sandbox.render import HrefAbsolutizer
-from tests.sandbox.conftest import assert_imsx, call, sign
+from tests.sandbox.conftest import call, sign
+from tests.support import assert_imsx
 
 
 def _ids(sbx: Any, version: str) -> dict[str, str]:

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from proxy.sandbox import DISTRICT
-from tests.sandbox.conftest import assert_imsx, call
+from tests.sandbox.conftest import call
+from tests.support import assert_imsx
 
 JSON = {"Content-Type": "application/json"}
 

@@ -15,7 +15,8 @@ from oauthlib.oauth1 import (
 )
 from oauthlib.oauth1.rfc5849 import signature, utils
 
-from tests.sandbox.conftest import assert_imsx, call, q
+from tests.sandbox.conftest import call, q
+from tests.support import assert_imsx
 
 USERS_11 = "/ims/oneroster/v1p1/users?limit=1"
 USERS_12 = "/ims/oneroster/rostering/v1p2/users?limit=1"

@@ -10,7 +10,8 @@ import urllib.parse
 import pytest
 
 from proxy.sandbox import ALL_SCOPES
-from tests.sandbox.conftest import assert_imsx, call
+from tests.sandbox.conftest import call
+from tests.support import assert_imsx
 
 V12 = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
 

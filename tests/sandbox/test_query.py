@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from proxy.sandbox.query import QueryError, parse_filter
-from tests.sandbox.conftest import assert_imsx, call, q
+from tests.sandbox.conftest import call, q
+from tests.support import assert_imsx
 
 USERS = "/ims/oneroster/v1p1/users"
 USERS_12 = "/ims/oneroster/rostering/v1p2/users"

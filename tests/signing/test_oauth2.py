@@ -321,7 +321,7 @@ async def test_connection_refused(make_source: Callable[..., Any]) -> None:
 
 async def test_timeout(endpoint: TokenEndpoint, make_source: Callable[..., Any]) -> None:
     endpoint.delay = 0.6
-    # A timeout is the gateway's 504 (the contract (docs/): within upstream_timeout), not a 502.
+    # A timeout is the gateway's 504 (docs/http-api.md: within upstream_timeout), not a 502.
     with pytest.raises(UpstreamTokenTimeout) as info:
         await make_source(timeout=0.1).token()
     assert info.value.status == 504

@@ -1,5 +1,6 @@
 """Store outages become ``StoreUnavailable`` (a 503), quickly, never a redis-py or sqlite3
-exception, and the same store object works again once the backend is back (docs/)."""
+exception, and the same store object works again once the backend is back
+(docs/configuration.md)."""
 
 from __future__ import annotations
 

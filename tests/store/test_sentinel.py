@@ -30,7 +30,7 @@ from tests.sentinel_cluster import SentinelCluster, require_sentinel
 from tests.served import Served, wait_ready
 from tests.support import ADMIN_TOKEN, base_config, free_port, toml_dumps
 
-FOLLOW_WITHIN = 10.0  # the contract (docs/): after a failover the proxy follows the new master within 10 s
+FOLLOW_WITHIN = 10.0  # docs/configuration.md: a failover is followed within 10 s
 REQUEST_TIMEOUT = 15.0  # a request still unanswered after this counts as stuck
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

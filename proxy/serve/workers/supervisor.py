@@ -40,7 +40,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
@@ -51,6 +51,7 @@ from proxy.errors import ConfigError
 from proxy.serve import eventloop
 from proxy.serve.workers.control import ControlPlane
 from proxy.serve.workers.process import Worker, describe_exit, spawn, worker_session
+from proxy.tasks import TaskSet
 
 log = logging.getLogger("oneroster_proxy")
 
@@ -88,7 +89,7 @@ class Supervisor:
         self._respawn_at: dict[int, float] = {}
         self.standby: Worker | None = None
         self._standby_at = 0.0  # when to start a standby (none while one runs)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet()
 
     @property
     def metrics_dir(self) -> str:
@@ -153,7 +154,7 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await monitor
             code = await self._stop_workers()
-            for task in list(self._tasks):
+            for task in self._tasks:
                 task.cancel()
             await self.control.stop()
             log.info("stopped", extra={"fields": {"exit_code": code}})
@@ -383,11 +384,8 @@ class Supervisor:
                 await asyncio.to_thread(spare.process.wait)
         return code
 
-    def _background(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)  # held until done: a task nobody references can be collected
-        task.add_done_callback(self._tasks.discard)
-        return task
+    def _background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        return self._tasks.spawn(coro)
 
 
 def _log_format() -> str:

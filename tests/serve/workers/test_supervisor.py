@@ -1,4 +1,4 @@
-"""``serve --workers N`` (docs/ ``serve``): the real CLI as a subprocess, a real sandbox
+"""``serve --workers N`` (docs/commands.md ``serve``): the real CLI as a subprocess, a real sandbox
 district, a real sqlite store, signals sent to real processes.
 
 Workers are found through the supervisor's JSON log lines (``worker ready`` names each
