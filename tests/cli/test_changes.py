@@ -146,7 +146,7 @@ async def test_removing_a_store_connection_forgets_its_feed(sandbox: Any, tmp_pa
             district_in_store=False,
         )  # fmt: skip
         await publish(store, "w1", {"u1": "h"})
-        await managed.remove_connection(store, managed.Catalog(), "app-7", interface="cli")
+        await managed.remove_connection(store, managed.ConfigEntries(), "app-7", interface="cli")
         assert await store.get_walk("app-7") is None
         assert await store.read_changes("app-7", 0, 10) == []
     finally:
