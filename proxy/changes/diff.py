@@ -37,6 +37,7 @@ from proxy.errors import Conflict, NotFound, ProxyError
 from proxy.gateway.context import Services
 from proxy.gateway.runtime import Connection
 from proxy.store.base import AuditEvent, Store, WalkRecord
+from proxy.store.lock import held
 
 log = logging.getLogger("oneroster_proxy.changes")
 
@@ -118,19 +119,11 @@ class Walk:
 
     async def run(self) -> WalkRecord:
         """Walk, diff and publish (or hold); Conflict if another process walks this connection."""
-        store = self.services.store
-        key = LOCK_PREFIX + self.app_id
-        if not await store.acquire_slot(key, 1, self.holder, LOCK_TTL):
-            raise Conflict(f"a walk of {self.app_id} is already running")
-        renew = asyncio.get_running_loop().create_task(self._renew(key))
-        try:
+        lock = LOCK_PREFIX + self.app_id
+        async with held(self.services.store, lock, self.holder, LOCK_TTL) as mine:
+            if not mine:
+                raise Conflict(f"a walk of {self.app_id} is already running")
             return await self._locked()
-        finally:
-            renew.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renew
-            with contextlib.suppress(ProxyError):
-                await store.release_slot(key, self.holder)
 
     async def _locked(self) -> WalkRecord:
         store = self.services.store
@@ -272,12 +265,6 @@ class Walk:
                 )
                 counts["deleted"] += len(gone)
         self.report(self.progress)
-
-    async def _renew(self, key: str) -> None:
-        while True:
-            await asyncio.sleep(LOCK_TTL / 3)
-            with contextlib.suppress(ProxyError):
-                await self.services.store.acquire_slot(key, 1, self.holder, LOCK_TTL)
 
 
 def _held_reason(walk: WalkRecord, over: list[str], before: dict[str, int]) -> str:

@@ -11,7 +11,6 @@ turn of any process. A held walk waits for an operator; a failed one is tried ag
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from proxy.errors import Conflict, ProxyError
 from proxy.gateway.context import SERVICES, Services
 from proxy.gateway.runtime import Connection
 from proxy.store.base import WalkRecord
+from proxy.tasks import kept_running
 
 log = logging.getLogger("oneroster_proxy.changes")
 
@@ -105,13 +105,8 @@ class DailyWalks:
 
 async def daily_walks(app: web.Application) -> AsyncIterator[None]:
     """``cleanup_ctx`` of the gateway app: the loop runs while the app does."""
-    task = asyncio.get_running_loop().create_task(DailyWalks(app[SERVICES]).run_forever())
-    try:
+    async with kept_running(DailyWalks(app[SERVICES]).run_forever()):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def refresh_changes_gauge(services: Services) -> None:

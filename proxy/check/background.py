@@ -16,7 +16,6 @@ interval on every turn, so a reload switches checks on, off or to another pace.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -28,6 +27,8 @@ from proxy.check.catalog import Listed, every_connection, run_and_keep_check
 from proxy.config import expiry_end
 from proxy.errors import ProxyError
 from proxy.gateway.context import SERVICES, Services
+from proxy.store.lock import held
+from proxy.tasks import kept_running
 
 log = logging.getLogger("oneroster_proxy.checks")
 
@@ -70,20 +71,12 @@ class BackgroundChecks:
     async def round(self, *, now: datetime | None = None) -> list[str] | None:
         """Check every connection that is due; the appIds checked, or None if another
         process holds the lock."""
-        store = self.services.store
-        if not await store.acquire_slot(LOCK_KEY, 1, self.holder, LOCK_TTL):
-            return None
-        renew = asyncio.get_running_loop().create_task(self._renew())
-        try:
+        async with held(self.services.store, LOCK_KEY, self.holder, LOCK_TTL) as mine:
+            if not mine:
+                return None
             due = await self.due(now or datetime.now(UTC))
             limit = asyncio.Semaphore(AT_ONCE)
             return list(await asyncio.gather(*(self._one(listed, limit) for listed in due)))
-        finally:
-            renew.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renew
-            with contextlib.suppress(ProxyError):
-                await store.release_slot(LOCK_KEY, self.holder)
 
     async def due(self, now: datetime) -> list[Listed]:
         """Connections (TOML and store) whose newest result is older than the interval, or
@@ -111,22 +104,11 @@ class BackgroundChecks:
             )
         return app_id
 
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(LOCK_TTL / 3)
-            with contextlib.suppress(ProxyError):
-                await self.services.store.acquire_slot(LOCK_KEY, 1, self.holder, LOCK_TTL)
-
 
 async def background_checks(app: web.Application) -> AsyncIterator[None]:
     """``cleanup_ctx`` of the gateway app: the loop runs while the app does."""
-    task = asyncio.get_running_loop().create_task(BackgroundChecks(app[SERVICES]).run_forever())
-    try:
+    async with kept_running(BackgroundChecks(app[SERVICES]).run_forever()):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def refresh_check_gauges(services: Services) -> None:

@@ -77,6 +77,17 @@ async def read_all(
     return changes, cursor
 
 
+async def walked_once(
+    proxy: ProxyHarness, sandbox: Any, http: aiohttp.ClientSession
+) -> tuple[str, str, dict[str, dict[str, Any]]]:
+    """A first walk read to its end by the vendor: its token, the cursor after the walk, and
+    the district's own users (to edit as the SIS would)."""
+    await walk(proxy)
+    token = await proxy.token()
+    _, cursor = await read_all(http, proxy, token)
+    return token, cursor, sandbox.app[DISTRICT].views["v1p2"]["users"]
+
+
 async def test_the_first_walk_publishes_every_record_as_created(
     feed: ProxyHarness, sandbox: Any, http: aiohttp.ClientSession
 ) -> None:
@@ -103,10 +114,7 @@ async def test_the_first_walk_publishes_every_record_as_created(
 async def test_a_second_walk_reports_updated_deleted_and_tobedeleted(
     feed: ProxyHarness, sandbox: Any, http: aiohttp.ClientSession
 ) -> None:
-    await walk(feed)
-    token = await feed.token()
-    _, cursor = await read_all(http, feed, token)
-    records = sandbox.app[DISTRICT].views["v1p2"]["users"]
+    token, cursor, records = await walked_once(feed, sandbox, http)
     ids = list(records)
     records[ids[0]]["givenName"] = "Renamed"
     del records[ids[1]]
@@ -144,9 +152,7 @@ async def test_pages_of_the_feed_follow_link_and_never_repeat(
 async def test_a_walk_that_does_not_complete_changes_nothing(
     feed: ProxyHarness, sandbox: Any, http: aiohttp.ClientSession
 ) -> None:
-    await walk(feed)
-    token = await feed.token()
-    _, cursor = await read_all(http, feed, token)
+    token, cursor, _ = await walked_once(feed, sandbox, http)
     del sandbox.app[DISTRICT].views["v1p2"]["users"][next(iter(users(sandbox)))]
     # The district fails mid-walk: a 503 with a Retry-After too long to wait within a request.
     sandbox.faults.status_503_retry_after = 60
@@ -163,10 +169,7 @@ async def test_a_walk_that_does_not_complete_changes_nothing(
 async def test_a_walk_deleting_too_much_is_held_until_accepted(
     feed: ProxyHarness, sandbox: Any, http: aiohttp.ClientSession
 ) -> None:
-    await walk(feed)
-    token = await feed.token()
-    _, cursor = await read_all(http, feed, token)
-    records = sandbox.app[DISTRICT].views["v1p2"]["users"]
+    token, cursor, records = await walked_once(feed, sandbox, http)
     gone = list(records)[: len(records) // 4]
     for sid in gone:
         del records[sid]
@@ -194,10 +197,7 @@ async def test_a_walk_deleting_too_much_is_held_until_accepted(
 async def test_a_discarded_walk_publishes_nothing(
     feed: ProxyHarness, sandbox: Any, http: aiohttp.ClientSession
 ) -> None:
-    await walk(feed)
-    token = await feed.token()
-    _, cursor = await read_all(http, feed, token)
-    records = sandbox.app[DISTRICT].views["v1p2"]["users"]
+    token, cursor, records = await walked_once(feed, sandbox, http)
     for sid in list(records)[: len(records) // 2]:
         del records[sid]
     assert (await walk(feed)).state == "held"
