@@ -5,7 +5,7 @@ at ``changes_at`` (the district's time of day). Every process runs this loop; a 
 walk holds a store slot (``proxy.changes.diff``), so one process walks it while the others
 pass it by, and a walk left ``running`` by a process that died is started again by the next
 turn of any process. A held walk waits for an operator; a failed one is tried again after
-``RETRY_FAILED``. Each turn also drops changes older than ``[store] changes_days``.
+``RETRY_FAILED``; a disabled or expired connection is not walked. Each turn also drops changes older than ``[store] changes_days``.
 """
 
 from __future__ import annotations
@@ -90,9 +90,11 @@ class DailyWalks:
         done = []
         for listed in await every_connection(services):
             conn = listed.connection
-            if not conn.config.changes:
+            if not conn.config.changes or not conn.config.enabled:
                 continue
             at = stamp()
+            if conn.config.expired(at):
+                continue  # the district no longer serves it; what was published stays
             await store.trim_changes(conn.app_id, at - timedelta(days=days))
             if not may_walk(conn, at) or not due(conn, await store.get_walk(conn.app_id), at):
                 continue

@@ -393,3 +393,34 @@ async def test_a_walk_pages_through_a_large_collection(start_proxy: Any, tmp_pat
         assert asked == [1000]
     finally:
         await big.close()
+
+
+async def test_a_walk_cut_short_leaves_nothing_and_the_next_one_publishes_it_once(
+    feed: ProxyHarness, sandbox: Any
+) -> None:
+    # The district answers slowly, and the process walking dies mid-walk.
+    sandbox.faults.delay_head = 0.2
+    conn = feed.services.runtime.current.connections["app-7"]
+    dying = asyncio.get_running_loop().create_task(Walk(feed.services, conn).run())
+    await asyncio.sleep(0.7)
+    dying.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await dying
+    store = feed.services.store
+    left = await store.get_walk("app-7")
+    assert left is not None and left.state == "running"
+    assert await store.read_changes("app-7", 0, 10) == []
+    sandbox.faults.delay_head = 0
+    again = await DailyWalks(feed.services).turn(datetime.now(UTC))
+    assert {w.app_id: w.state for w in again} == {"app-7": "published", "app-8": "published"}
+    changes = await store.read_changes("app-7", 0, 10_000)
+    assert len(changes) == len({(c.collection, c.sourced_id) for c in changes})
+    assert len(changes) == sum(c["records"] for c in again[0].counts.values())
+
+
+async def test_a_disabled_connection_is_not_walked(
+    sandbox: Any, start_proxy: Any, tmp_path: Path
+) -> None:
+    proxy = await start_proxy(sandbox, feed_config(tmp_path, sandbox, enabled=False))
+    walked = await DailyWalks(proxy.services).turn(datetime.now(UTC))
+    assert [w.app_id for w in walked] == ["app-8"]
