@@ -5,7 +5,8 @@ at ``changes_at`` (the district's time of day). Every process runs this loop; a 
 walk holds a store slot (``proxy.changes.diff``), so one process walks it while the others
 pass it by, and a walk left ``running`` by a process that died is started again by the next
 turn of any process. A held walk waits for an operator; a failed one is tried again after
-``RETRY_FAILED``; a disabled or expired connection is not walked. Each turn also drops changes older than ``[store] changes_days``.
+``RETRY_FAILED``; a disabled or expired connection is not walked. Each turn also drops
+changes older than ``[store] changes_days``.
 """
 
 from __future__ import annotations
