@@ -161,13 +161,15 @@ class Walk:
             if not limit.allows(self.progress.counts[c]["deleted"], before[c])
         ]
         if over:
-            held = replace(done, state="held", error=_held_reason(done, over, before))
-            await store.save_walk(held)
+            waiting = replace(done, state="held", error=_held_reason(done, over, before))
+            await store.save_walk(waiting)
             log.warning(
                 "change feed walk held",
-                extra={"fields": {"event": "changes.held", "app": self.app_id, "why": held.error}},
+                extra={
+                    "fields": {"event": "changes.held", "app": self.app_id, "why": waiting.error}
+                },
             )
-            return held
+            return waiting
         published = replace(done, state="published")
         await store.publish_walk(published, self.collections)
         return published

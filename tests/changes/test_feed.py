@@ -18,9 +18,10 @@ from proxy.changes.feed import encode_cursor
 from proxy.changes.schedule import DailyWalks
 from proxy.check.catalog import run_and_keep_check
 from proxy.sandbox.state import DISTRICT
+from proxy.signing.oauth2 import basic_credentials
 from proxy.store.base import WalkRecord
 from proxy.store.crypto import new_key
-from tests.support import ProxyHarness, auth, base_config, get_json
+from tests.support import ACME_CLIENT_SECRET, ProxyHarness, auth, base_config, get_json
 
 ROSTER = ("orgs", "academicSessions", "courses", "classes", "users", "enrollments")
 
@@ -237,6 +238,15 @@ async def test_the_feed_answers_only_its_vendor_and_scopes(
     assert "demographics" not in walked.counts
     status, body, _ = await get_json(http, f"{feed.url}/app-7/changes?limit=1000", acme)
     assert "demographics" in {c["collection"] for c in body["changes"]}
+    # A JWT narrowed to roster-core does not see app-7's demographics changes either.
+    async with http.post(
+        f"{feed.url}/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "roster-core.readonly"},
+        headers={"Authorization": basic_credentials("acme", ACME_CLIENT_SECRET)},
+    ) as resp:
+        jwt = (await resp.json())["access_token"]
+    status, body, _ = await get_json(http, f"{feed.url}/app-7/changes?limit=1000", jwt)
+    assert status == 200 and {c["collection"] for c in body["changes"]} == set(ROSTER)
 
 
 async def test_bad_cursors_and_limits_are_400_and_old_cursors_410(
