@@ -31,12 +31,23 @@ STAGE_TTL = 2 * 86_400
 MISSING_BATCH = 1000
 
 _STAGE = """
--- KEYS: stage hash.  ARGV: ttl, then sourcedId/hash pairs.  Returns the repeated sourcedIds.
+-- KEYS: stage hash.  ARGV: ttl, then sourcedId/hash pairs.  Returns the sourcedIds staged
+-- already (then nothing is written); a few calls per page, in slices that unpack safely.
+local n = (#ARGV - 1) / 2
 local repeated = {}
-for i = 2, #ARGV, 2 do
-  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 0 then
-    repeated[#repeated + 1] = ARGV[i]
+for first = 0, n - 1, 500 do
+  local last = math.min(first + 499, n - 1)
+  local ids = {}
+  for i = first, last do ids[#ids + 1] = ARGV[2 + 2 * i] end
+  local found = redis.call('HMGET', KEYS[1], unpack(ids))
+  for j = 1, #ids do
+    if found[j] then repeated[#repeated + 1] = ids[j] end
   end
+end
+if #repeated > 0 then return repeated end
+for first = 0, n - 1, 500 do
+  local last = math.min(first + 499, n - 1)
+  redis.call('HSET', KEYS[1], unpack(ARGV, 2 + 2 * first, 3 + 2 * last))
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return repeated
