@@ -434,3 +434,28 @@ async def test_a_disabled_connection_is_not_walked(
     proxy = await start_proxy(sandbox, feed_config(tmp_path, sandbox, enabled=False))
     walked = await DailyWalks(proxy.services).turn(datetime.now(UTC))
     assert [w.app_id for w in walked] == ["app-8"]
+
+
+async def test_the_admin_api_takes_the_change_feed_keys(
+    feed: ProxyHarness, sandbox: Any, http: aiohttp.ClientSession
+) -> None:
+    body = {
+        "app_id": "app-20", "vendor": "acme", "district": "springfield", "key": sandbox.key,
+        "secret": sandbox.secret, "scopes": ["roster-core.readonly"], "changes": True,
+        "max_deletions": "five",
+    }  # fmt: skip
+    url = f"{feed.admin_url}/admin/connections"
+    async with http.post(url, json=body, headers=_admin()) as response:
+        refused = await response.json()
+        assert response.status == 400
+    assert any(e.startswith("max_deletions: invalid") for e in refused["errors"]), refused
+    assert await feed.services.store.get_connection("app-20") is None
+    async with http.post(url, json={**body, "max_deletions": "3%"}, headers=_admin()) as response:
+        added = await response.json()
+        assert response.status == 201, added
+    assert (added["changes"], added["changes_at"], added["max_deletions"]) == (True, "02:00", "3%")
+    conn = await feed.services.store_connections.get("app-20", feed.services.runtime.current)
+    assert conn is not None and conn.config.changes
+    assert (await Walk(feed.services, conn).run()).state == "published"
+    async with http.patch(f"{url}/app-20", json={"changes": False}, headers=_admin()) as response:
+        assert response.status == 200 and (await response.json())["changes"] is False
