@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from proxy import config as config_mod
 from proxy.cli._common import with_store
+from proxy.errors import Conflict
 from proxy.store.base import Store, WalkRecord
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ def walk(config: config_mod.Config, app_id: str) -> int:
             listed = await find_connection(services, app_id)
             if listed is None:
                 return None
+            if not listed.connection.config.changes:
+                raise Conflict(f"{app_id} has no change feed (set changes = true to walk it)")
             report = progress.update if progress is not None else None
             return await Walk(services, listed.connection, report=report).run()
 
