@@ -66,7 +66,9 @@ async def test_walk_list_hold_and_accept_from_the_command_line(
     assert code == 1 and "no walk of app-7 is held" in err
 
 
-async def test_an_unknown_app_is_exit_2_and_one_without_a_feed_1(sandbox: Any, tmp_path: Path) -> None:
+async def test_an_unknown_app_is_exit_2_and_one_without_a_feed_1(
+    sandbox: Any, tmp_path: Path
+) -> None:
     path = tmp_path / "proxy.toml"
     path.write_text(toml_dumps(feed_config(tmp_path, sandbox)))
     code, _, err = await run("changes", "walk", "app-nope", "--config", str(path))
