@@ -3,12 +3,13 @@
 docs/http-api.md "Change feed". Each page is one signed GET through the gateway's own
 upstream policy (``proxy.gateway.upstream``: signing, retries, circuit, the district's
 ``rate_limit``) while holding one of the district's ``max_connections`` slots, so a walk goes
-at the district's pace and never past its limits. One page is read at a time, plus the next
-one fetched while the current one is hashed; nothing else of the district's answers is kept.
+at the district's pace and never past its limits. The next page is on its way while the
+walk hashes the ones before (``proxy.changes.diff``); nothing else of the answers is kept.
 
-A walk that cannot see the whole collection stops with ``Incomplete``: an error or a non-200
-answer, a page that is not a OneRoster list, ``X-Total-Count`` changing between pages, or an
-empty page before the count says the end.
+While the district's slots are all taken by vendors (or its rate or circuit says wait), a
+page waits its turn, up to ``BUSY_WAIT`` in all. A walk that cannot see the whole collection
+stops with ``Incomplete``: an error or a non-200 answer, a page that is not a OneRoster list,
+``X-Total-Count`` changing between pages, or an empty page before the count says the end.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from proxy.errors import ProxyError
+from proxy.errors import ProxyError, ServiceUnavailable, StoreUnavailable
 from proxy.gateway import forward
 from proxy.gateway.context import Services
 from proxy.gateway.runtime import Connection
@@ -39,6 +40,8 @@ COLLECTIONS: tuple[str, ...] = (
 )
 #: Records asked for per page.
 PAGE_SIZE = 1000
+#: How long in all a walk waits for a busy district's slots, rate or circuit before it gives up.
+BUSY_WAIT = 600.0
 
 
 class Incomplete(Exception):
@@ -134,16 +137,27 @@ class _Fetcher:
             None,
         )
         timeout = services.runtime.current.config.server.upstream_timeout
-        try:
-            async with services.limits.district(conn.district):
-                response = await self.upstream.send(conn, out, None, timeout)
-                try:
-                    with forward.UPSTREAM_ERRORS:
-                        body = await response.read()
-                finally:
-                    response.release()
-        except ProxyError as exc:
-            raise Incomplete(f"GET {self.path}?{query}: {exc.description}") from exc
+        waited = 0.0
+        while True:
+            try:
+                async with services.limits.district(conn.district):
+                    response = await self.upstream.send(conn, out, None, timeout)
+                    try:
+                        with forward.UPSTREAM_ERRORS:
+                            body = await response.read()
+                    finally:
+                        response.release()
+                break
+            except ServiceUnavailable as exc:
+                # The district's slots, rate or circuit said "not now" (vendors come first):
+                # a walk waits its turn rather than fail, up to BUSY_WAIT in all.
+                pause = max(1.0, exc.retry_after or 1.0)
+                if isinstance(exc, StoreUnavailable) or waited + pause > BUSY_WAIT:
+                    raise Incomplete(f"GET {self.path}?{query}: {exc.description}") from exc
+                waited += pause
+                await asyncio.sleep(pause)
+            except ProxyError as exc:
+                raise Incomplete(f"GET {self.path}?{query}: {exc.description}") from exc
         if response.status != 200:
             raise Incomplete(f"GET {self.path}?{query} answered {response.status}")
         try:

@@ -459,3 +459,23 @@ async def test_the_admin_api_takes_the_change_feed_keys(
     assert (await Walk(feed.services, conn).run()).state == "published"
     async with http.patch(f"{url}/app-20", json={"changes": False}, headers=_admin()) as response:
         assert response.status == 200 and (await response.json())["changes"] is False
+
+
+async def test_a_walk_waits_for_the_districts_slot_a_vendor_holds(
+    sandbox: Any, start_proxy: Any, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    doc = feed_config(tmp_path, sandbox)
+    doc["districts"]["springfield"].update(max_connections=1, max_wait="1s")
+    proxy = await start_proxy(sandbox, doc)
+    token = await proxy.token()
+    # A vendor's request holds the one slot until the district times out (upstream_timeout).
+    sandbox.faults.hang_paths = ["v1p1/orgs"]
+    vendor = asyncio.get_running_loop().create_task(
+        get_json(http, proxy.app_url("v1p1/orgs"), token)
+    )
+    await asyncio.sleep(0.5)
+    done = await walk(proxy)
+    status, _, _ = await vendor
+    assert status == 504  # the vendor's request ended first; the walk waited, then went on
+    assert done.state == "published", done.error
+    assert done.counts["users"]["created"] > 0
