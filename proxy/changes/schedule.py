@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from proxy.changes.diff import Walk
-from proxy.check.catalog import every_connection
 from proxy.config.model import parse_clock
 from proxy.errors import Conflict, ProxyError
 from proxy.gateway.context import SERVICES, Services
@@ -29,6 +28,8 @@ from proxy.tasks import kept_running
 
 log = logging.getLogger("oneroster_proxy.changes")
 
+#: Store connections read at once.
+PAGE = 500
 #: Seconds between two looks at the schedule.
 NAP = 30.0
 #: A failed walk is tried again this long after it stopped.
@@ -63,6 +64,25 @@ def due(conn: Connection, last: WalkRecord | None, now: datetime) -> bool:
     return last.started < last_slot(conn, now)
 
 
+async def with_feed(services: Services) -> list[Connection]:
+    """Every connection with ``changes = true``, TOML and store alike. Store records are read
+    a page at a time and only those with a feed are built (their secret opened), so a store
+    of thousands of connections without one costs a few reads per turn."""
+    runtime = services.runtime.current
+    found = [c for _, c in sorted(runtime.connections.items()) if c.config.changes]
+    after = ""
+    while True:
+        page = await services.store.list_connections(after=after, limit=PAGE)
+        for record in page:
+            if record.changes and record.app_id not in runtime.connections:
+                conn = await services.store_connections.get(record.app_id, runtime)
+                if conn is not None:
+                    found.append(conn)
+        if len(page) < PAGE:
+            return found
+        after = page[-1].app_id
+
+
 class DailyWalks:
     """The loop of one process; ``turn()`` is one look, callable directly from tests."""
 
@@ -89,9 +109,8 @@ class DailyWalks:
             return now or datetime.now(UTC)
 
         done = []
-        for listed in await every_connection(services):
-            conn = listed.connection
-            if not conn.config.changes or not conn.config.enabled:
+        for conn in await with_feed(services):
+            if not conn.config.enabled:
                 continue
             at = stamp()
             if conn.config.expired(at):
@@ -115,8 +134,9 @@ async def daily_walks(app: web.Application) -> AsyncIterator[None]:
 async def refresh_changes_gauge(services: Services) -> None:
     """``changes_held{app}`` from the store at scrape time: the same on every replica."""
     try:
-        listed = [c for c in await every_connection(services) if c.connection.config.changes]
-        walks = {c.app_id: await services.store.get_walk(c.app_id) for c in listed}
+        walks = {
+            c.app_id: await services.store.get_walk(c.app_id) for c in await with_feed(services)
+        }
     except ProxyError:
         return
     gauge = services.metrics.changes_held
