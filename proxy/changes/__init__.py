@@ -2,6 +2,7 @@
 collections, kept as sourcedIds and keyed hashes only, diffed into created / updated /
 deleted changes that vendors read at ``GET /<appId>/changes``.
 
-``pages`` pages a collection through the district (``walk``), ``diff`` hashes and diffs a
-walk and publishes or holds it, ``feed`` is the vendor endpoint, ``schedule`` the daily loop.
+``pages`` reads a collection page by page through the gateway's signing and the district's
+limits, ``diff`` hashes and diffs one walk and publishes or holds it (and accepts or discards
+a held one), ``feed`` is the vendor endpoint, ``schedule`` the daily loop in the server.
 """
