@@ -4,7 +4,7 @@ The vendor's token, its connection (the same 404 as the gateway's for another ve
 403 while disabled or expired) and its scopes per collection: a ``users`` change is shown only
 to a connection (and a JWT) that may read ``users``. Changes come oldest first, at most
 ``limit`` (default 100, at most 1000) read from the store per request; ``cursor`` is where the
-next request starts, and ``Link: <...>; rel="next"`` is sent while a full page was read.
+next request starts, and ``Link: <...>; rel="next"`` is sent while newer changes remain.
 Cursors are opaque; one older than the changes kept (``[store] changes_days``) is 410: the
 vendor does a full sync and starts again without ``since``.
 """
@@ -86,7 +86,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     limit = parse_limit(request.query.get("limit"))
     since = request.query.get("since")
     store = services.store
-    floor = await store.changes_floor(app_id)
+    floor, newest = await store.changes_bounds(app_id)
     if since is None:
         after = floor
     else:
@@ -103,7 +103,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         "cursor": encode_cursor(last),
     }
     response = web.json_response(body)
-    if len(read) == limit:
+    if last < newest:
         server = config.server
         base = public_base(
             request.scheme,

@@ -112,7 +112,7 @@ def list_changes(config: config_mod.Config, app_id: str, since: str | None, as_j
     after = 0 if since is None else decode_cursor(since)
 
     async def read(store: Store) -> tuple[int, list[dict[str, str]], int]:
-        floor = await store.changes_floor(app_id)
+        floor, _ = await store.changes_bounds(app_id)
         start = max(after, floor)
         changes = await store.read_changes(app_id, start, LIST_LIMIT)
         last = changes[-1].seq if changes else start

@@ -411,8 +411,9 @@ class ChangeStore(Protocol):
     async def read_changes(self, app_id: str, after: int, limit: int) -> list[ChangeRecord]:
         """At most ``limit`` changes with seq above ``after``, oldest first: never more read."""
 
-    async def changes_floor(self, app_id: str) -> int:
-        """The highest seq trimmed away (0 if none): a cursor below it has lost changes."""
+    async def changes_bounds(self, app_id: str) -> tuple[int, int]:
+        """``(floor, last)``: the highest seq trimmed away (a cursor below it has lost
+        changes) and the newest seq published; ``(0, 0)`` for a feed never published."""
 
     async def trim_changes(self, app_id: str, before: datetime) -> int:
         """Drop changes published before ``before``; how many went."""

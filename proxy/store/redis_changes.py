@@ -277,10 +277,10 @@ class RedisChanges(RedisRole):
             out.append(ChangeRecord(int(seq), collection, sourced_id, change, when))
         return out
 
-    async def changes_floor(self, app_id: str) -> int:
-        with self._unavailable("changes_floor"):
-            floor = await self._client.hget(self._ckey("cseq", app_id), "floor")
-        return int(floor or 0)
+    async def changes_bounds(self, app_id: str) -> tuple[int, int]:
+        with self._unavailable("changes_bounds"):
+            floor, last = await self._client.hmget(self._ckey("cseq", app_id), ["floor", "last"])
+        return int(floor or 0), int(last or 0)
 
     async def trim_changes(self, app_id: str, before: datetime) -> int:
         keys = [self._ckey("changes", app_id), self._ckey("cseq", app_id)]

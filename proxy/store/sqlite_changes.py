@@ -286,12 +286,12 @@ class SqliteChanges(SqliteRole):
 
         return await self._run(op)
 
-    async def changes_floor(self, app_id: str) -> int:
-        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> int:
+    async def changes_bounds(self, app_id: str) -> tuple[int, int]:
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> tuple[int, int]:
             row = conn.execute(
-                "SELECT floor FROM change_seq WHERE app_id = ?", (app_id,)
+                "SELECT floor, last FROM change_seq WHERE app_id = ?", (app_id,)
             ).fetchone()
-            return 0 if row is None else int(row[0])
+            return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
         return await self._run(op)
 

@@ -144,6 +144,10 @@ async def test_pages_of_the_feed_follow_link_and_never_repeat(
     status, body, headers = await get_json(http, f"{feed.url}/app-7/changes?limit=7", token)
     assert status == 200 and len(body["changes"]) == 7
     assert headers["Link"].endswith('>; rel="next"') and "limit=7" in headers["Link"]
+    # The page that reads the newest change has no Link, even when it is full.
+    total = len((await read_all(http, feed, token))[0])
+    status, body, headers = await get_json(http, f"{feed.url}/app-7/changes?limit={total}", token)
+    assert len(body["changes"]) == total and "Link" not in headers
     paged, _ = await read_all(http, feed, token, "limit=7")
     whole, _ = await read_all(http, feed, token, "limit=1000")
     assert paged == whole

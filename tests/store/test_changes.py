@@ -135,9 +135,9 @@ async def test_trim_drops_old_changes_and_raises_the_floor(store: Store) -> None
     await store.stage_changes("app-7", "w2", [("users", "u3", "created")])
     later = T0 + timedelta(days=40)
     await store.publish_walk(walk("w2", "published", finished=later), [])
-    assert await store.changes_floor("app-7") == 0
+    assert await store.changes_bounds("app-7") == (0, 3)
     assert await store.trim_changes("app-7", T0 + timedelta(days=10)) == 2
-    assert await store.changes_floor("app-7") == 2
+    assert await store.changes_bounds("app-7") == (2, 3)
     assert [c.seq for c in await store.read_changes("app-7", 0, 10)] == [3]
     assert await store.trim_changes("app-7", T0 + timedelta(days=10)) == 0
 
