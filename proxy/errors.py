@@ -16,6 +16,7 @@ listener and the HTTP parser guard (``proxy.gateway.inbound_limits``) all answer
      ├── NotFound          404
      ├── RequestTimeout    408  (a request body that stopped arriving)
      ├── Conflict          409  (a name already taken, or still in use)
+     ├── Gone              410  (a change-feed cursor older than the changes kept)
      ├── PayloadTooLarge   413
      ├── URITooLong        414
      ├── TooManyRequests   429  (Retry-After)
