@@ -114,7 +114,8 @@ async def pages(
     finally:
         if next_page is not None:
             next_page.cancel()
-            with contextlib.suppress(BaseException):
+            # Its own failure no longer matters: the walk already stopped for another reason.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await next_page
 
 

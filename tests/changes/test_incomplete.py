@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from proxy.changes import pages as pages_mod
 from tests.changes.test_feed import feed_config, schedule_by_hand, walk
 from tests.support import serve_on_loopback
 
@@ -35,9 +34,8 @@ CASES: dict[str, tuple[list[Any], str]] = {
 
 @pytest.mark.parametrize("case", list(CASES))
 async def test_an_incomplete_walk_changes_nothing(
-    case: str, start_proxy: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    case: str, start_proxy: Any, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(pages_mod, "PAGE_SIZE", 2)
     good = [([user(1), user(2)], 4), ([user(3), user(4)], 4)]
     served = {"users": good}
 
