@@ -37,6 +37,7 @@ from proxy.errors import Conflict, NotFound, ProxyError
 from proxy.gateway.context import Services
 from proxy.gateway.runtime import Connection
 from proxy.store.base import AuditEvent, Store, WalkRecord
+from proxy.store.crypto import key_id
 from proxy.store.lock import held
 
 log = logging.getLogger("oneroster_proxy.changes")
@@ -52,13 +53,26 @@ QUEUED = 2
 DIGEST_HEX = 32
 
 
-def hash_key(secret_keys: tuple[bytes, ...]) -> bytes:
-    """The record-hash key: HKDF-SHA256 of the first ``secret_keys`` entry."""
+def hash_key(secret_key: bytes) -> bytes:
+    """The record-hash key of one ``secret_keys`` entry: HKDF-SHA256 of it."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=HKDF_INFO).derive(secret_key)
+
+
+def walk_keys(secret_keys: tuple[bytes, ...], base_id: str | None) -> tuple[str, Any, Any]:
+    """``(key id, mac, mac to compare with)``: new hashes are made with the first key; they
+    are compared with the last walk's as made with that walk's key while it is still listed
+    (a rotation then reports nothing as updated), else with the first (every record is
+    ``updated`` once)."""
     if not secret_keys:
         raise Conflict("the change feed needs [store] secret_keys (its hashes are keyed)")
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=HKDF_INFO).derive(
-        secret_keys[0]
-    )
+    first = secret_keys[0]
+    mac = keyed(hash_key(first))
+    compare = mac
+    if base_id is not None and base_id != key_id(first):
+        old = next((k for k in secret_keys if key_id(k) == base_id), None)
+        if old is not None:
+            compare = keyed(hash_key(old))
+    return key_id(first), mac, compare
 
 
 def vendor_view(conn: Connection, collection: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -135,9 +149,11 @@ class Walk:
         walk = WalkRecord(self.app_id, self.walk_id, "running", self.now())
         await store.save_walk(walk)
         try:
-            mac = keyed(hash_key(self.services.runtime.current.config.store.secret_keys))
+            keys = self.services.runtime.current.config.store.secret_keys
+            made_with, mac, compare = walk_keys(keys, await store.hashes_key(self.app_id))
+            walk = replace(walk, key_id=made_with)
             before = {c: await store.known_count(self.app_id, c) for c in self.collections}
-            await self._walk(mac)
+            await self._walk(mac, compare)
         except (Incomplete, ProxyError) as exc:
             reason = str(exc) if isinstance(exc, Incomplete) else exc.description
             with contextlib.suppress(ProxyError):
@@ -174,7 +190,7 @@ class Walk:
         await store.publish_walk(published, self.collections)
         return published
 
-    async def _walk(self, mac: Any) -> None:
+    async def _walk(self, mac: Any, compare: Any) -> None:
         """Every page of every collection, in order. A producer reads the district while
         this hashes and stages the pages before: one page is processed, ``QUEUED`` wait and one
         is on its way, whatever the collection, so the district is never idle for our sake."""
@@ -191,7 +207,7 @@ class Walk:
                     await self._deletions(collection)
                     finished += 1
                 else:
-                    await self._page(collection, page, mac)
+                    await self._page(collection, page, mac, compare)
         finally:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -219,11 +235,13 @@ class Walk:
             self.progress.seen = 0
         return counts
 
-    async def _page(self, collection: str, page: Page, mac: Any) -> None:
+    async def _page(self, collection: str, page: Page, mac: Any, compare: Any) -> None:
         store, app_id, walk_id = self.services.store, self.app_id, self.walk_id
         counts = self._counts(collection)
         self.progress.total = self.totals.get(collection)
         rows: dict[str, str] = {}
+        # The hashes to compare with the last walk's, when its key was another one.
+        before: dict[str, str] = {}
         for record in page:
             sourced_id = record.get("sourcedId")
             if not isinstance(sourced_id, str) or not sourced_id:
@@ -233,7 +251,10 @@ class Walk:
             if record.get("status") == "tobedeleted":
                 rows[sourced_id] = ""  # seen, and gone for the vendor
                 continue
-            rows[sourced_id] = digest(mac, vendor_view(self.conn, collection, record))
+            seen = vendor_view(self.conn, collection, record)
+            rows[sourced_id] = digest(mac, seen)
+            if compare is not mac:
+                before[sourced_id] = digest(compare, seen)
         kept = [(sid, h) for sid, h in rows.items() if h]
         repeated = await store.stage_hashes(app_id, walk_id, collection, kept)
         if repeated:
@@ -244,7 +265,7 @@ class Walk:
             old = known.get(sid)
             if old is None:
                 changes.append((collection, sid, "created"))
-            elif old != h:
+            elif old != before.get(sid, h):
                 changes.append((collection, sid, "updated"))
         if changes:
             await store.stage_changes(app_id, walk_id, changes)

@@ -171,6 +171,8 @@ class WalkRecord:
     finished: datetime | None = None
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     error: str | None = None
+    # The id of the key its hashes were made with (``proxy.store.crypto.key_id`` of it).
+    key_id: str | None = None
 
     def totals(self) -> dict[str, int]:
         """Created, updated and deleted over every collection."""
@@ -401,7 +403,8 @@ class ChangeStore(Protocol):
     async def publish_walk(self, walk: WalkRecord, collections: list[str]) -> int:
         """In one atomic step: the walk's staged hashes replace the current ones of
         ``collections``, its staged changes join the feed (at ``walk.finished``, seq after
-        the newest), its staging is gone and ``walk`` is kept as the newest walk. The number
+        the newest), its staging is gone, ``walk.key_id`` becomes ``hashes_key`` and
+        ``walk`` is kept as the newest walk. The number
         of changes published; ``NotFound`` unless the kept walk is this one, running or held
         (published or discarded already: nothing happens twice)."""
 
@@ -410,6 +413,9 @@ class ChangeStore(Protocol):
 
     async def read_changes(self, app_id: str, after: int, limit: int) -> list[ChangeRecord]:
         """At most ``limit`` changes with seq above ``after``, oldest first: never more read."""
+
+    async def hashes_key(self, app_id: str) -> str | None:
+        """The ``key_id`` of the walk whose hashes are current (None before the first)."""
 
     async def changes_bounds(self, app_id: str) -> tuple[int, int]:
         """``(floor, last)``: the highest seq trimmed away (a cursor below it has lost

@@ -7,7 +7,7 @@ docs/http-api.md "Change feed". Layout (``orp:`` is the default prefix):
     orp:clog:<appId>:<walkId>               list of "collection\\tsourcedId\\tchange" (expires)
     orp:changes:<appId>                     sorted set of the feed, scored by seq; members
                                             "seq\\tcollection\\tsourcedId\\tchange\\tat(us)"
-    orp:cseq:<appId>                        hash: last, floor
+    orp:cseq:<appId>                        hash: last, floor, key (of the current hashes)
     orp:cwalk:<appId>                       the newest walk, JSON
 
 Nothing of a record but its sourcedId and hash is written. Staging expires after
@@ -66,7 +66,8 @@ return out
 
 _PUBLISH = """
 -- KEYS: walk, seq, changes, log, then (stage, current) pairs per collection.
--- ARGV: walkId, walk JSON, at (us).  Returns the number published, or -1 (not this walk).
+-- ARGV: walkId, walk JSON, at (us), key id of the hashes.
+-- Returns the number published, or -1 (not this walk).
 local kept = redis.call('GET', KEYS[1])
 if not kept then return -1 end
 local walk = cjson.decode(kept)
@@ -95,7 +96,7 @@ while start < total do
   redis.call('ZADD', KEYS[3], unpack(args))
   start = start + 1000
 end
-redis.call('HSET', KEYS[2], 'last', last + total)
+redis.call('HSET', KEYS[2], 'last', last + total, 'key', ARGV[4])
 redis.call('HSETNX', KEYS[2], 'floor', 0)
 redis.call('DEL', KEYS[4])
 redis.call('SET', KEYS[1], ARGV[2])
@@ -134,6 +135,7 @@ def _walk_json(walk: WalkRecord) -> str:
             "finished": None if walk.finished is None else _us(walk.finished),
             "counts": walk.counts,
             "error": walk.error,
+            "key_id": walk.key_id,
         },
         separators=(",", ":"),
     )
@@ -152,6 +154,7 @@ def _walk(text: str) -> WalkRecord:
         finished=None if finished is None else _time(str(finished)),
         counts=data.get("counts") or {},
         error=data.get("error"),
+        key_id=data.get("key_id"),
     )
 
 
@@ -243,7 +246,8 @@ class RedisChanges(RedisRole):
         with self._unavailable("publish_walk"):
             published = int(
                 await self._publish_script(
-                    keys=keys, args=[walk_id, _walk_json(walk), _us(walk.finished)]
+                    keys=keys,
+                    args=[walk_id, _walk_json(walk), _us(walk.finished), walk.key_id or ""],
                 )
             )
         if published < 0:
@@ -276,6 +280,11 @@ class RedisChanges(RedisRole):
             assert when is not None
             out.append(ChangeRecord(int(seq), collection, sourced_id, change, when))
         return out
+
+    async def hashes_key(self, app_id: str) -> str | None:
+        with self._unavailable("hashes_key"):
+            key = await self._client.hget(self._ckey("cseq", app_id), "key")
+        return str(key) if key else None
 
     async def changes_bounds(self, app_id: str) -> tuple[int, int]:
         with self._unavailable("changes_bounds"):

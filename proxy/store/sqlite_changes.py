@@ -65,7 +65,8 @@ TABLES: tuple[str, ...] = (
     """CREATE TABLE change_seq (
         app_id TEXT PRIMARY KEY,
         last   INTEGER NOT NULL,
-        floor  INTEGER NOT NULL
+        floor  INTEGER NOT NULL,
+        key_id TEXT
     )""",
     """CREATE TABLE change_walks (
         app_id   TEXT PRIMARY KEY,
@@ -74,11 +75,12 @@ TABLES: tuple[str, ...] = (
         started  TEXT NOT NULL,
         finished TEXT,
         counts   TEXT NOT NULL,
-        error    TEXT
+        error    TEXT,
+        key_id   TEXT
     )""",
 )
 
-_WALK_COLUMNS = "app_id, walk_id, state, started, finished, counts, error"
+_WALK_COLUMNS = "app_id, walk_id, state, started, finished, counts, error, key_id"
 
 
 def _walk_row(walk: WalkRecord) -> tuple[Any, ...]:
@@ -90,6 +92,7 @@ def _walk_row(walk: WalkRecord) -> tuple[Any, ...]:
         _iso_or_none(walk.finished),
         json.dumps(walk.counts, separators=(",", ":")),
         walk.error,
+        walk.key_id,
     )
 
 
@@ -104,12 +107,13 @@ def _walk(row: tuple[Any, ...]) -> WalkRecord:
         finished=_time(row[4]),
         counts=json.loads(row[5]),
         error=row[6],
+        key_id=row[7],
     )
 
 
 def _put_walk(conn: sqlite3.Connection, walk: WalkRecord) -> None:
     conn.execute(
-        f"INSERT OR REPLACE INTO change_walks ({_WALK_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+        f"INSERT OR REPLACE INTO change_walks ({_WALK_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
         _walk_row(walk),
     )
 
@@ -253,9 +257,10 @@ class SqliteChanges(SqliteRole):
                     (last, _iso(finished), app_id, walk_id),
                 ).rowcount
                 conn.execute(
-                    "INSERT INTO change_seq (app_id, last, floor) VALUES (?, ?, 0) "
-                    "ON CONFLICT (app_id) DO UPDATE SET last = excluded.last",
-                    (app_id, last + published),
+                    "INSERT INTO change_seq (app_id, last, floor, key_id) VALUES (?, ?, 0, ?) "
+                    "ON CONFLICT (app_id) DO UPDATE SET last = excluded.last, "
+                    "key_id = excluded.key_id",
+                    (app_id, last + published, walk.key_id),
                 )
                 _drop_stage(conn, app_id, walk_id)
                 _put_walk(conn, walk)
@@ -283,6 +288,15 @@ class SqliteChanges(SqliteRole):
                 assert when is not None  # NOT NULL column
                 out.append(ChangeRecord(seq, collection, sourced_id, change, when))
             return out
+
+        return await self._run(op)
+
+    async def hashes_key(self, app_id: str) -> str | None:
+        def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT key_id FROM change_seq WHERE app_id = ?", (app_id,)
+            ).fetchone()
+            return None if row is None else row[0]
 
         return await self._run(op)
 

@@ -483,3 +483,22 @@ async def test_a_walk_waits_for_the_districts_slot_a_vendor_holds(
     assert status == 504  # the vendor's request ended first; the walk waited, then went on
     assert done.state == "published", done.error
     assert done.counts["users"]["created"] > 0
+
+
+async def test_a_new_first_secret_key_reports_nothing_while_the_old_one_is_listed(
+    sandbox: Any, start_proxy: Any, tmp_path: Path
+) -> None:
+    doc = feed_config(tmp_path, sandbox)
+    old, new = doc["store"]["secret_keys"][0], new_key()
+    first = await walk(await start_proxy(sandbox, doc))
+    records = sum(c["records"] for c in first.counts.values())
+    # Rotation: the new key first, the old one still listed.
+    doc["store"]["secret_keys"] = [new, old]
+    rotated = await start_proxy(sandbox, doc)
+    assert (await walk(rotated)).totals() == {"created": 0, "updated": 0, "deleted": 0}
+    # The hashes are the new key's now: dropping the old key changes nothing either.
+    doc["store"]["secret_keys"] = [new]
+    assert (await walk(await start_proxy(sandbox, doc))).totals()["updated"] == 0
+    # A key the last walk's hashes were not made with (nor listed): every record once.
+    doc["store"]["secret_keys"] = [new_key()]
+    assert (await walk(await start_proxy(sandbox, doc))).totals()["updated"] == records

@@ -175,3 +175,15 @@ async def test_a_store_connections_change_feed_keys_round_trip(store: Store) -> 
     await store.update_connection(replace(feed, changes=False, max_deletions="5%"))
     updated = await store.get_connection("app-2")
     assert updated is not None and (updated.changes, updated.max_deletions) == (False, "5%")
+
+
+async def test_a_published_walks_key_id_is_the_hashes_key(store: Store) -> None:
+    assert await store.hashes_key("app-7") is None
+    await store.save_walk(walk("w1", key_id="k1"))
+    kept = await store.get_walk("app-7")
+    assert kept is not None and kept.key_id == "k1"
+    await store.publish_walk(walk("w1", "published", finished=T0, key_id="k1"), ["users"])
+    assert await store.hashes_key("app-7") == "k1"
+    await store.save_walk(walk("w2", key_id="k2"))
+    await store.save_walk(walk("w2", "failed", key_id="k2"))
+    assert await store.hashes_key("app-7") == "k1"  # a walk that did not publish
