@@ -259,6 +259,7 @@ async def connection(request: web.Request) -> web.Response:
         view = await admin_connections.store_connection_view(services, record, datetime.now(UTC))
         results = await services.store.list_check_results(app_id, limit=1)
         view["last_check"] = results[0].as_json() if results else None
+        view["last_walk"] = await _last_walk(services, app_id)
         return web.json_response(view)
     view = connection_view(conn, datetime.now(UTC))
     view["circuit"] = services.circuits.state(conn.district)
@@ -266,7 +267,14 @@ async def connection(request: web.Request) -> web.Response:
     # null.
     results = await services.store.list_check_results(conn.app_id, limit=1)
     view["last_check"] = results[0].as_json() if results else None
+    view["last_walk"] = await _last_walk(services, conn.app_id)
     return web.json_response(view)
+
+
+async def _last_walk(services: Services, app_id: str) -> dict[str, Any] | None:
+    """docs/http-api.md "Change feed": the connection's newest walk, or null."""
+    walk = await services.store.get_walk(app_id)
+    return None if walk is None else walk.as_json()
 
 
 async def post_check(request: web.Request) -> web.Response:

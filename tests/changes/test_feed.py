@@ -189,6 +189,9 @@ async def test_a_walk_deleting_too_much_is_held_until_accepted(
     async with http.get(f"{feed.admin_url}/metrics", headers=_admin()) as response:
         text = await response.text()
     assert 'oneroster_proxy_changes_held{app="app-7"} 1.0' in text
+    async with http.get(f"{feed.admin_url}/admin/connections/app-7", headers=_admin()) as response:
+        shown = (await response.json())["last_walk"]
+    assert shown["state"] == "held" and shown["counts"]["users"]["deleted"] == len(gone)
 
     published = await accept(feed.services.store, "app-7", "cli")
     assert published.state == "published"
