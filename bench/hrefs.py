@@ -5,12 +5,16 @@ Two figures, printed side by side; nothing is asserted (they depend on the machi
 1. **The rewriter alone**: ``proxy.gateway.hrefs`` over the 1 MB page fed in 64 KB chunks (what the
    district connection delivers), milliseconds per page, against a loop that only joins the
    same chunks. Wall clock, best of ``--repeat`` runs (the least disturbed by other work).
-2. **Through the proxy**: two ``oneroster-proxy serve`` processes, ``rewrite_hrefs`` off and
-   on, in front of the same nginx upstream (bench/run.py's), ``--requests`` sequential
-   keep-alive GETs of the 1 MB page each; the proxy's CPU time per request (``/proc``; much
-   steadier than wall time on a shared machine) and the wall time per request.
+2. **Through the proxy**: two ``oneroster-proxy serve`` processes, ``rewrite_hrefs = false``
+   and ``true`` (the default), in front of the same nginx upstream (bench/run.py's).
+   ``--rounds`` interleaved rounds (off, on, off, on ...; which goes first alternates), each
+   ``--requests`` sequential keep-alive GETs of the 1 MB page; per round the proxy's CPU time
+   per request (``/proc``; much steadier than wall time on a shared machine) and the wall time
+   per request. Printed: the median over the rounds with the spread (lowest-highest), and the
+   median of the per-round differences (on minus off, from the same pair of rounds, so a
+   burst of other work on the machine hits both sides of a difference alike).
 
-    python bench/hrefs.py [--requests 200] [--repeat 20]
+    python bench/hrefs.py [--rounds 15] [--requests 40] [--repeat 20]
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -97,29 +102,53 @@ scopes = ["roster.readonly"]
     return bench.Target(name, port, proc, headers={"Authorization": f"Bearer {token}"})
 
 
-def through_proxy(target: bench.Target, count: int) -> tuple[float, float, bytes]:
-    """(proxy CPU ms per request, wall ms per request, the last body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=60)
-    body = b""
-    for _ in range(10):  # warm-up: token cache, pooled upstream connection
-        conn.request("GET", PATH, headers=target.headers)
-        body = conn.getresponse().read()
-    cpu, started = bench.cpu_seconds(target.pid), time.perf_counter()
-    for _ in range(count):
-        conn.request("GET", PATH, headers=target.headers)
-        response = conn.getresponse()
-        body = response.read()
+class Client:
+    """One keep-alive connection to one proxy, warmed up (token cache, pooled upstream)."""
+
+    def __init__(self, target: bench.Target) -> None:
+        self.target = target
+        self.conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=60)
+        self.body = b""
+        for _ in range(10):
+            self.get()
+
+    def get(self) -> None:
+        self.conn.request("GET", PATH, headers=self.target.headers)
+        response = self.conn.getresponse()
+        self.body = response.read()
         if response.status != 200:
-            raise RuntimeError(f"{target.name}: status {response.status}")
-    wall = time.perf_counter() - started
-    cpu = bench.cpu_seconds(target.pid) - cpu
-    conn.close()
-    return cpu / count * 1000, wall / count * 1000, body
+            raise RuntimeError(f"{self.target.name}: status {response.status}")
+
+    def round(self, count: int) -> tuple[float, float]:
+        """(proxy CPU ms per request, wall ms per request) over ``count`` requests."""
+        cpu, started = bench.cpu_seconds(self.target.pid), time.perf_counter()
+        for _ in range(count):
+            self.get()
+        wall = time.perf_counter() - started
+        cpu = bench.cpu_seconds(self.target.pid) - cpu
+        return cpu / count * 1000, wall / count * 1000
+
+
+def interleaved(off: Client, on: Client, rounds: int, count: int) -> dict[str, list[float]]:
+    """Per-round figures of both proxies, rounds interleaved and their order alternating."""
+    out: dict[str, list[float]] = {k: [] for k in ("off_cpu", "off_wall", "on_cpu", "on_wall")}
+    for i in range(rounds):
+        pair = (("off", off), ("on", on)) if i % 2 == 0 else (("on", on), ("off", off))
+        for name, client in pair:
+            cpu, wall = client.round(count)
+            out[f"{name}_cpu"].append(cpu)
+            out[f"{name}_wall"].append(wall)
+    return out
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ms ({min(values):.2f}-{max(values):.2f})"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per proxy")
+    parser.add_argument("--requests", type=int, default=40, help="requests per round")
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args(argv)
     nginx = bench.ensure_nginx()
@@ -136,23 +165,33 @@ def main(argv: list[str] | None = None) -> int:
             page = district_page(base_url)
             (docroot / "1mb.json").write_bytes(page)
             alone, copy, count = rewriter_alone(base_url, args.repeat)
-            off = start_proxy(stack, upstream_port, rewrite=False)
-            on = start_proxy(stack, upstream_port, rewrite=True)
-            off_cpu, off_wall, off_body = through_proxy(off, args.requests)
-            on_cpu, on_wall, on_body = through_proxy(on, args.requests)
+            off = Client(start_proxy(stack, upstream_port, rewrite=False))
+            on = Client(start_proxy(stack, upstream_port, rewrite=True))
+            rounds = interleaved(off, on, args.rounds, args.requests)
         finally:
             stack.close()
 
-    if off_body != page or json.loads(on_body) == json.loads(page) or base_url.encode() in on_body:
+    if off.body != page or json.loads(on.body) == json.loads(page) or base_url.encode() in on.body:
         print("error: the proxies did not answer as expected", file=sys.stderr)
         return 1
+    cpu_cost = [b - a for a, b in zip(rounds["off_cpu"], rounds["on_cpu"], strict=True)]
+    wall_cost = [b - a for a, b in zip(rounds["off_wall"], rounds["on_wall"], strict=True)]
     print(f"python bench/hrefs.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
     print(f"page: {len(page)} B, {count} hrefs rewritten, fed in {CHUNK // 1024} KB chunks")
     print(f"rewriter alone:  {alone:.2f} ms/page (joining the chunks only: {copy:.2f} ms)")
-    print(f"through the proxy, {args.requests} sequential requests each:")
-    print(f"  rewrite_hrefs = false: {off_cpu:.2f} ms CPU/request, {off_wall:.2f} ms wall/request")
-    print(f"  rewrite_hrefs = true:  {on_cpu:.2f} ms CPU/request, {on_wall:.2f} ms wall/request")
-    print(f"  cost: +{on_cpu - off_cpu:.2f} ms CPU/request ({on_cpu / off_cpu - 1:+.0%})")
+    print(
+        f"through the proxy, {args.rounds} interleaved rounds of {args.requests} sequential "
+        "requests each; median per request (lowest-highest round):"
+    )
+    for name in ("false", "true"):
+        side = "off" if name == "false" else "on"
+        cpu, wall = spread(rounds[f"{side}_cpu"]), spread(rounds[f"{side}_wall"])
+        print(f"  rewrite_hrefs = {name}:{' ' if side == 'on' else ''} CPU {cpu}, wall {wall}")
+    print(
+        f"  cost (on - off, per pair of rounds): CPU {spread(cpu_cost)}, wall {spread(wall_cost)}"
+    )
+    off_cpu = statistics.median(rounds["off_cpu"])
+    print(f"  CPU cost relative to off: {statistics.median(cpu_cost) / off_cpu:+.0%}")
     return 0
 
 

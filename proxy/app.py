@@ -33,7 +33,7 @@ from proxy.changes.schedule import daily_walks
 from proxy.check.background import background_checks
 from proxy.config import Config
 from proxy.console.intake import add_intake
-from proxy.errors import BrokenTransfer, ProxyError, error_response, refusal_response
+from proxy.errors import ORIGIN, BrokenTransfer, ProxyError, error_response, refusal_response
 from proxy.gateway import forward, vendor_api
 from proxy.gateway.circuit import Circuits
 from proxy.gateway.context import EXCHANGE, SERVICES, Exchange, RuntimeHolder, Services
@@ -75,13 +75,17 @@ class Observed:
     middlewares: aiohttp rebuilds a middleware chain per request, which this hot path cannot
     afford."""
 
-    __slots__ = ("_children", "_counted", "_handler", "_ids", "_metrics")
+    __slots__ = ("_children", "_counted", "_handler", "_ids", "_metrics", "_own")
 
     def __init__(self, handler: Handler, metrics: Metrics, ids: RequestIds, *, counted: bool):
         self._handler = handler
         self._metrics = metrics
         self._ids = ids
         self._counted = counted
+        # docs/http-api.md "Who made an answer": the gateway's returned answers are the
+        # district's (marked where they are built); /applications and /oauth/token answer
+        # themselves. Refusals are marked by ``error_response`` whichever handler raised them.
+        self._own = not counted
         # (vendor, district, resource, method, code) -> (requests child, duration child)
         self._children: dict[tuple[str, str, str, str, str], tuple[Any, Any]] = {}
 
@@ -102,11 +106,14 @@ class Observed:
                 response = error_response(err)
             except web.HTTPException as exc:
                 if exc.status < 400:
+                    exc.headers[ORIGIN] = "proxy"
                     raise
                 ex.error = exc.reason
                 response = refusal_response(exc)
             if not response.prepared:
                 response.headers["X-Request-Id"] = ex.request_id
+                if self._own:
+                    response.headers[ORIGIN] = "proxy"
             ex.status = response.status
             return response
         except BrokenTransfer:
@@ -138,7 +145,7 @@ class Observed:
             tally = metrics.tally
             tally.count(children[0])
             tally.observe(children[1], elapsed)
-            metrics.activity.record(ex.app_id, ex.status)
+            metrics.activity.record(ex.app_id, ex.status, ex.upstream_status)
         log_exchange(request, ex, elapsed)
 
 

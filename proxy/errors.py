@@ -238,8 +238,17 @@ def imsx_body(description: str, code_minor: str) -> bytes:
     return json.dumps(payload).encode()
 
 
+#: docs/http-api.md "Who made an answer": every answer names its maker, so a vendor tells a
+#: district's 401 (its OAuth signature refused) from the proxy refusing the vendor's own token.
+ORIGIN = "OneRoster-Proxy-Origin"
+#: The header as one (name, value) pair each, built once: the hot path appends or sets it.
+FROM_DISTRICT = (ORIGIN, "district")
+FROM_PROXY = (ORIGIN, "proxy")
+
+
 def imsx_response(status: int, body: bytes, headers: Mapping[str, str]) -> web.Response:
     response = web.Response(status=status, body=body, content_type="application/json")
+    response.headers[ORIGIN] = "proxy"  # every imsx answer is the proxy's own
     for name, value in headers.items():
         response.headers[name] = value
     return response

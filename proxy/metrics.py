@@ -169,7 +169,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.tally = Tally(direct=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")))
+        self._multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.tally = Tally(direct=self._multiprocess)
         r.register(self.tally)  # first: collections fold before they read
         self.requests = _RequestCounter(
             "oneroster_proxy_requests_total",
@@ -275,9 +276,23 @@ class Metrics:
         for result in ("ok", "error"):
             self.config_reloads.labels(result)
 
+    def forget(self, metric: Gauge, *labels: str) -> None:
+        """Drop one series of ``metric`` (or, without ``labels``, every one). Under ``serve
+        --workers`` a worker's values live in prometheus_client's files, which it cannot drop
+        series from (it warns at every call, into the operator's log): the supervisor exports
+        the per-connection gauges itself (``proxy.serve.workers.control``), so a worker has
+        nothing to drop and keeps quiet."""
+        if self._multiprocess:
+            return
+        if not labels:
+            metric.clear()
+            return
+        with contextlib.suppress(KeyError):
+            metric.remove(*labels)
+
     def set_connections(self, config: Config) -> None:
         """Expiry series for ``config``'s connections (at start and after every reload)."""
-        self.connection_expiry.clear()
+        self.forget(self.connection_expiry)
         self._store_expiry.clear()
         for app_id, conn in config.connections.items():
             end = conn.ends_at
@@ -290,8 +305,7 @@ class Metrics:
         goes with it."""
         gone = set(self._store_expiry) - set(ends)
         for labels in gone:
-            with contextlib.suppress(KeyError):
-                self.connection_expiry.remove(*labels)
+            self.forget(self.connection_expiry, *labels)
         for labels, end in ends.items():
             self.connection_expiry.labels(*labels).set(end)
         self._store_expiry = dict(ends)

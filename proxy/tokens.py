@@ -190,9 +190,11 @@ async def resolve(store: Store, ref: str) -> TokenRecord:
 
 
 async def revoke(store: Store, token_id: str, *, interface: str) -> TokenRecord | None:
+    """Revoke one token; None if there is none. A token revoked already is returned as it is
+    (its ``revoked`` set: the caller says so) and nothing is written: no second audit event."""
     record = await store.get_token(token_id)
-    if record is None:
-        return None
+    if record is None or record.revoked is not None:
+        return record
     at = now_utc()
     await store.revoke_token(token_id, at)
     await _record(

@@ -108,6 +108,9 @@ def base_config(tmp_path: Path, sandbox: Any, **server: Any) -> dict[str, Any]:
             "listen": "127.0.0.1:0",
             "jwt_keys": [JWT_KEY],
             "upstream_timeout": "5s",
+            # Background checks (on by default) would send the district requests of their own
+            # during a test; a test of them sets an interval.
+            "check_interval": "0s",
             **server,
         },
         "admin": {"listen": "127.0.0.1:0", "token": ADMIN_TOKEN},

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from tests.support import free_port
@@ -82,6 +83,16 @@ def test_demo_prints_a_curl_line_that_works_as_pasted(tmp_path: Path) -> None:
         page = json.loads(answer.stdout)
         assert len(page["users"]) == 2
         assert all(u["sourcedId"] and u["email"] for u in page["users"])
+        # docs/configuration.md rewrite_hrefs (on by default): the page's hrefs name the proxy,
+        # and following one with the vendor token works.
+        hrefs = [ref["href"] for u in page["users"] for ref in u["orgs"]]
+        app_base = curl.split("'")[-2].split("/ims/oneroster/")[0] + "/ims/oneroster/"
+        assert hrefs and all(h.startswith(app_base) for h in hrefs), hrefs
+        bearer = {"Authorization": "Bearer " + token_line.split()[-1]}
+        request = urllib.request.Request(hrefs[0], headers=bearer)
+        with urllib.request.urlopen(request, timeout=30) as followed:
+            org = json.loads(followed.read())["org"]
+        assert org["sourcedId"] == hrefs[0].rsplit("/", 1)[1]
     finally:
         proc.send_signal(signal.SIGINT)
         try:

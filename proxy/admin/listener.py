@@ -33,7 +33,9 @@ from proxy.check.catalog import find_connection, run_and_keep_check
 from proxy.config import ConfigError
 from proxy.connections import invites
 from proxy.console import add_console, is_console_route
+from proxy.console.core import no_favicon
 from proxy.errors import (
+    FROM_PROXY,
     BadRequest,
     NotFound,
     ProxyError,
@@ -51,7 +53,7 @@ from proxy.scopes import SCOPES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("oneroster_proxy.admin")
-PUBLIC_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+PUBLIC_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/favicon.ico"})
 
 
 @dataclass
@@ -79,6 +81,7 @@ def create_admin_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/favicon.ico", no_favicon)  # the console's browser asks for it
     app.router.add_get("/admin/connections", connections)
     app.router.add_get("/admin/connections/{app_id}", connection)
     app.router.add_post("/admin/connections/{app_id}/check", post_check)
@@ -124,7 +127,10 @@ async def _admin_errors(request: web.Request, handler: Handler) -> web.StreamRes
         # variants be judged by routing alone).
         if request.path not in PUBLIC_PATHS and not is_console_route(request):
             _authorize(request)
-        return await handler(request)
+        response = await handler(request)
+        if not response.prepared:
+            response.headers.add(*FROM_PROXY)  # docs/http-api.md "Who made an answer"
+        return response
     except StoreUnavailable as err:
         if request.path in PUBLIC_PATHS or is_console_route(request):
             return error_response(err)
@@ -137,6 +143,7 @@ async def _admin_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error_response(err)
     except web.HTTPException as exc:
         if exc.status < 400:
+            exc.headers.add(*FROM_PROXY)  # a console redirect
             raise
         return refusal_response(exc)
 

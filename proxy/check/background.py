@@ -135,7 +135,7 @@ async def refresh_check_gauges(services: Services) -> None:
     metrics = services.metrics
     metrics.set_store_expiry(ends)
     for gauge in (metrics.check_ok, metrics.check_timestamp, metrics.check_failed_twice):
-        gauge.clear()
+        metrics.forget(gauge)
     for app_id, results in last.items():
         labels = (app_id, districts[app_id])
         newest = results[0]

@@ -18,6 +18,14 @@ def connection_enabled(cfg: ConnectionConfig) -> Item:
     name = "connection_enabled"
     if cfg.enabled:
         return Item(name, "ok", "enabled")
+    if cfg.stored:
+        # A store connection has no config key to change: name the command that enables it.
+        return Item(
+            name,
+            "fail",
+            "disabled; the gateway answers 403 to every request: enable it with "
+            f"`oneroster-proxy connections update {cfg.app_id} --enable` (or the console)",
+        )
     return fail(
         name,
         f"connections.{cfg.app_id}.enabled = false; the gateway answers 403 to every request",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from collections.abc import Awaitable
@@ -203,6 +204,14 @@ def _error_text(exc: ProxyError, timeout: float) -> str:
 
 
 def _short(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(
+        exc, aiohttp.ClientSSLError
+    ):
+        # aiohttp's own text reads "Cannot connect to host H:P ssl:default [...]" even for a
+        # plain-HTTP district; the operator needs the address and what the OS said.
+        error = exc.os_error
+        reason = os.strerror(error.errno) if error.errno and error.errno > 0 else error.strerror
+        return f"cannot connect to {exc.host}:{exc.port}: {reason or 'connection failed'}"
     text = " ".join(str(exc).split())
     return text[:157] + "..." if len(text) > 160 else text
 

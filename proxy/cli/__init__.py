@@ -19,7 +19,7 @@ import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import cast
+from typing import NoReturn, cast
 
 from proxy import __version__
 from proxy.errors import ConfigError, ProxyError
@@ -50,8 +50,19 @@ def command_modules() -> list[ModuleType]:
     return [importlib.import_module(f"{__name__}.{name}") for name in names]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose "required: --config" also says where else it is read from
+    (sub-parsers are made of the same class)."""
+
+    def error(self, message: str) -> NoReturn:
+        names_file = "--config" in message or self.prog.endswith("config validate")
+        if "required" in message and names_file:
+            message += f" (or set {CONFIG_ENV} to the config file's path)"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="oneroster-proxy",
         description="One stable URL and one bearer token for every district's OneRoster API.",
     )

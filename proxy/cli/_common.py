@@ -48,7 +48,7 @@ def known_vendor(config: config_mod.Config | StoreOnly, vendor: str) -> None:
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    cells = [[str(r.get(c) or "-") for c in columns] for r in rows]
+    cells = [[config_mod.as_text(r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for row in cells:

@@ -10,6 +10,7 @@ problem means nothing is written. ``--dry-run`` prints the plan and stops.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -35,10 +36,11 @@ async def _plan(
         if name in catalog.districts:
             problems.append(f"{where}: also defined in {target.source}")
             continue
-        if not district.tls_verify or district.rewrite_hrefs:
+        if not district.tls_verify or not district.rewrite_hrefs:
+            # A store district always verifies TLS and rewrites hrefs (the defaults).
             problems.append(
-                f"{where}: tls_verify and rewrite_hrefs are not kept in the store; keep this "
-                "district in the config file"
+                f"{where}: tls_verify = false and rewrite_hrefs = false are not kept in the "
+                "store; keep this district in the config file"
             )
             continue
         table = managed.district_table(district)
@@ -94,8 +96,29 @@ async def _plan(
     return writes, unchanged, problems
 
 
+def read_source(target: StoreOnly, path: str) -> config_mod.Config:
+    """The imported file validated as a config whose vendors are ``--config``'s: it holds
+    districts and connections only (docs/commands.md). Its own ``[vendors]``, if any, are not
+    read; a connection naming a vendor that ``--config`` lacks is left to the plan, which
+    names ``--config``'s file."""
+    raw = config_mod.read_toml(path)
+    named = {
+        str(table.get("vendor"))
+        for table in _tables(raw, "connections").values()
+        if isinstance(table, dict) and isinstance(table.get("vendor"), str)
+    }
+    # Names only: the vendors' secrets stay unresolved (nothing here needs them).
+    raw["vendors"] = {name: {} for name in sorted(set(target.vendors) | named)}
+    return config_mod.validate(raw, os.environ, source=path)
+
+
+def _tables(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    value = raw.get(name, {})
+    return value if isinstance(value, dict) else {}
+
+
 def import_file(target: StoreOnly, path: str, *, dry_run: bool) -> int:
-    source = config_mod.load(path)
+    source = read_source(target, path)
     box = target.secret_box()
     if source.connections and not box.can_seal:
         box.seal("-", "-")  # raises the one-line error naming store.secret_keys

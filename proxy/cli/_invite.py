@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tomllib
 from typing import Any
 
@@ -55,6 +56,11 @@ def invite(args: argparse.Namespace) -> int:
         districts=frozenset(config.districts),
         can_seal=config.secret_box().can_seal,
         public_base=_gateway_base(config.source),
+        no_vendor_key=frozenset(
+            name
+            for name, table in config.vendors.items()
+            if not (isinstance(table, dict) and table.get("vendor_authorization"))
+        ),
     )
     ttl = parse_ttl(args.ttl, "--ttl")
     made = run(
@@ -71,6 +77,8 @@ def invite(args: argparse.Namespace) -> int:
         ),
     )
     record = made.record
+    for warning in made.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     until = record.expires.strftime("%Y-%m-%d %H:%M UTC")
     print(
         f"intake link for {record.app_id} (vendor {record.vendor}, district "

@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 from proxy.cli._common import with_store
+from proxy.config import as_text
 from proxy.connections.partial import StoreOnly, load_store_only
 from proxy.errors import ConfigError
 
@@ -83,6 +84,4 @@ def show(view: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(view, indent=2))
         return
     for key, value in view.items():
-        if isinstance(value, list):
-            value = ",".join(str(v) for v in value)
-        print(f"{key}: {'-' if value is None else value}")
+        print(f"{key}: {as_text(value)}")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from proxy import tokens
 from proxy.cli._common import with_store
+from proxy.config import details_text
 from proxy.connections.partial import load_store_only
 
 if TYPE_CHECKING:
@@ -40,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        for row in rows:
-            detail = json.dumps(row["detail"]) if row["detail"] else ""
+        for row, e in zip(rows, events, strict=True):
+            detail = details_text(e.detail) if e.detail else ""
             print(
                 f"{row['at']}  {row['action']:<17} {row['interface']:<6} "
                 f"{row['vendor'] or '-':<12} {row['token_id'] or '-':<12} {detail}".rstrip()

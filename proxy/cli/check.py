@@ -11,14 +11,17 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
 from proxy import config as config_mod
+from proxy.cli._common import with_store
 from proxy.config import Config
 
 if TYPE_CHECKING:
     from proxy.check import Report
     from proxy.cli._common import Commands
+    from proxy.store.base import Store
 
 
 def register(sub: Commands) -> None:
@@ -84,7 +87,29 @@ def check_one(config: Config, app_id: str, as_json: bool = False) -> int:
         return 2
     report = asyncio.run(run_check(config, app_id))
     print(json.dumps(report.as_json(), indent=2) if as_json else format_report(report))
+    keep(config, [report])
     return 0 if report.ok else 1
+
+
+def keep(config: Config, reports: list[Report]) -> None:
+    """docs/checklist.md "Background checks": a check run here is kept in the store with the
+    background ones (the last 20 per connection), so the console's board and its "failing"
+    filter show it at once. A store that cannot take it costs a warning, not the result."""
+    from proxy.errors import ProxyError
+    from proxy.store.base import CheckResult
+
+    at = datetime.now(UTC)
+
+    async def write(store: Store) -> None:
+        for report in reports:
+            await store.add_check_result(
+                CheckResult(app_id=report.app, at=at, document=report.as_json())
+            )
+
+    try:
+        with_store(config, write)
+    except ProxyError as err:
+        print(f"warning: the result was not kept in the store: {err.description}", file=sys.stderr)
 
 
 def check_all(config: Config, as_json: bool = False) -> int:
@@ -105,6 +130,7 @@ def check_all(config: Config, as_json: bool = False) -> int:
     else:
         for line in check.summary_lines(reports):
             print(line)
+    keep(config, reports)
     failing = sum(1 for r in reports if not r.ok)
     print(f"{len(reports)} connections checked, {failing} failing", file=sys.stderr)
     return 1 if failing else 0

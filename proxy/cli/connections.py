@@ -27,6 +27,7 @@ from proxy.cli._managed import (
     secret_args,
     show,
 )
+from proxy.config import as_text
 from proxy.connections import managed
 from proxy.errors import NotFound
 from proxy.store.base import Store
@@ -143,10 +144,7 @@ def _text_emitter() -> Callable[[dict[str, Any] | None], None]:
             return
         cells = []
         for name, width in _COLUMNS:
-            value = view.get(name)
-            if isinstance(value, list):
-                value = ",".join(value)
-            cells.append(("-" if value is None else str(value)).ljust(width))
+            cells.append(as_text(view.get(name)).ljust(width))
         print("  ".join(cells).rstrip())
 
     return emit

@@ -12,6 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from proxy.cli._managed import config_arg, csv, load, run, show
+from proxy.config import as_text
 from proxy.connections import managed
 from proxy.errors import NotFound
 
@@ -111,7 +112,7 @@ def main(args: argparse.Namespace) -> int:
         columns = ("name", "auth", "base_url", "source")
         print("  ".join(c.upper().ljust(w) for c, w in zip(columns, _WIDTHS, strict=True)))
         for view in views:
-            cells = [str(view.get(c) or "-") for c in columns]
+            cells = [as_text(view.get(c)) for c in columns]
             print("  ".join(c.ljust(w) for c, w in zip(cells, _WIDTHS, strict=True)).rstrip())
         return 0
     raise AssertionError(action)

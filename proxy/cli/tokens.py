@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from proxy import tokens
 from proxy.cli._common import duration, known_vendor, print_table, with_store
+from proxy.config import format_duration
 from proxy.connections.partial import StoreOnly, load_store_only
 from proxy.store.base import Store, TokenRecord
 
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
             ),
         )
         _print_listing(tokens.listing(issued.record))
-        print(f"older tokens ending: {', '.join(ending) or 'none'} (grace {args.grace})")
+        grace = format_duration(args.grace.total_seconds())
+        print(f"older tokens ending: {', '.join(ending) or 'none'} (grace {grace})")
         print(issued.token)
         return 0
     if action == "revoke":
@@ -128,6 +130,11 @@ def _revoke(args: argparse.Namespace, config: StoreOnly) -> int:
     if record is None:  # gone between the look-up and the revocation
         print("error: that token no longer exists", file=sys.stderr)
         return 1
+    if record.revoked is not None:
+        print(
+            f"{record.id} ({record.vendor}) was already revoked at {tokens.iso_utc(record.revoked)}"
+        )
+        return 0
     print(f"revoked {record.id} ({record.vendor})")
     return 0
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from proxy.scopes import scope_uri
 
@@ -44,6 +45,46 @@ def parse_duration(value: str) -> float:
     if match is None:
         raise ValueError(f'invalid duration "{value}" (write e.g. 30s, 15m, 24h, 7d)')
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as a person writes them, the way ``parse_duration`` reads them: the largest
+    unit that divides evenly (``5s``, ``90m``, ``24h``, ``7d``; ``500ms`` below a second)."""
+    if 0 < seconds < 1 or seconds != int(seconds):
+        return f"{seconds * 1000:g}ms"
+    whole = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole and whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+def as_text(value: Any) -> str:
+    """A value as a person reads it in text output, never a Python repr (docs/commands.md):
+    absent is ``-``, a boolean ``yes`` / ``no``, a list comma-separated, a date ISO 8601."""
+    if value is None or value == "" or value == []:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple | frozenset | set):
+        return ",".join(as_text(v) for v in value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def details_text(detail: Mapping[str, Any], *, leave_out: tuple[str, ...] = ()) -> str:
+    """An audit event's details as ``key=value`` text: a ``*_seconds`` number as a duration
+    under the key without its suffix (``ttl=24h``, ``grace=5s``), every value by ``as_text``."""
+    parts = []
+    for key, value in sorted(detail.items()):
+        if key in leave_out:
+            continue
+        if key.endswith("_seconds") and (value is None or isinstance(value, int | float)):
+            key = key.removesuffix("_seconds")
+            value = None if value is None else format_duration(float(value))
+        parts.append(f"{key}={as_text(value)}")
+    return ", ".join(parts)
 
 
 def parse_size(value: str | int) -> int:
@@ -120,9 +161,9 @@ class ServerConfig:
     max_line: int = 8190
     max_headers: int = 16384
     client_timeout: float = 60.0
-    # docs/checklist.md "Background checks": seconds between checklist rounds; 0 = off (the
-    # default).
-    check_interval: float = 0.0
+    # docs/checklist.md "Background checks": seconds between checklist rounds (default 6h, so
+    # the console's board fills on its own); 0 = off.
+    check_interval: float = 6 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +212,10 @@ class DistrictConfig:
     # SECURITY: on by default; off only for a test district with a self-signed certificate,
     # and `config validate` warns about it.
     tls_verify: bool = True
-    # Rewrite JSON ``href`` values naming the district to the proxy (proxy/gateway/hrefs.py); off by
-    # default, since it costs a scan of every JSON body.
-    rewrite_hrefs: bool = False
+    # Rewrite JSON ``href`` values naming the district to the proxy (proxy/gateway/hrefs.py); on
+    # by default: a vendor never receives a district URL it cannot call (the scan's cost on the
+    # 1 MB page is in bench/README.md).
+    rewrite_hrefs: bool = True
 
     @property
     def upstream_prefix(self) -> str:
@@ -208,6 +250,9 @@ class ConnectionConfig:
     changes: bool = False
     changes_at: str = "02:00"
     max_deletions: str = "10%"
+    # Not a TOML key: True for a connection kept in the store (changed with the CLI's
+    # ``connections`` commands, the admin API or the console, not in the file).
+    stored: bool = False
 
     @property
     def ends_at(self) -> datetime | None:

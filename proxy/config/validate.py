@@ -47,7 +47,7 @@ SCHEMA: dict[str, frozenset[str]] = {
     "store": section_keys(StoreConfig),
     "vendor": section_keys(VendorConfig, "name"),
     "district": section_keys(DistrictConfig, "name"),
-    "connection": section_keys(ConnectionConfig, "app_id"),
+    "connection": section_keys(ConnectionConfig, "app_id", "stored"),
 }
 _TOP = frozenset({"server", "admin", "store", "vendors", "districts", "connections"})
 _WEB = ("http", "https")

@@ -46,6 +46,8 @@ class Names:
     districts: frozenset[str]
     can_seal: bool
     public_base: str
+    #: Vendors without ``vendor_authorization`` (an invite with gradebook scopes warns).
+    no_vendor_key: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, config: Config) -> Names:
@@ -55,6 +57,9 @@ class Names:
             districts=frozenset(config.districts),
             can_seal=bool(config.store.secret_keys),
             public_base=public_base(config.server.public_url, config.server.listen),
+            no_vendor_key=frozenset(
+                name for name, v in config.vendors.items() if not v.vendor_authorization
+            ),
         )
 
 
@@ -74,6 +79,7 @@ class Invite:
 
     url: str
     record: InviteRecord
+    warnings: tuple[str, ...] = ()  # for the operator; the link works regardless
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -83,7 +89,23 @@ class Invite:
             "scopes": list(self.record.scopes),
             "expires": self.record.expires.isoformat().replace("+00:00", "Z"),
             "url": self.url,
+            "warnings": list(self.warnings),
         }
+
+
+def invite_warnings(vendor: str, scopes: Iterable[str], names: Names) -> tuple[str, ...]:
+    """What the operator should fix before the district uses the link (docs/http-api.md
+    "District intake"): gradebook scopes for a vendor without ``vendor_authorization`` meet
+    Infinite Campus's refusal of every gradebook request, which district IT cannot fix."""
+    gradebook = sorted(s for s in scopes if s.startswith("gradebook."))
+    if not gradebook or vendor not in names.no_vendor_key:
+        return ()
+    return (
+        f"vendor {vendor!r} has no vendor_authorization, and the invite grants "
+        f"{', '.join(gradebook)}: an Infinite Campus district refuses gradebook requests "
+        f"without it; set [vendors.{vendor}] vendor_authorization (the vendor's key:secret) "
+        "before the district connects",
+    )
 
 
 def parse_ttl(value: str | None, field: str = "ttl") -> timedelta:
@@ -188,7 +210,11 @@ async def create_invite(
             },
         )
     )
-    return Invite(url=f"{names.public_base}/intake/{token}", record=record)
+    return Invite(
+        url=f"{names.public_base}/intake/{token}",
+        record=record,
+        warnings=invite_warnings(vendor, granted, names),
+    )
 
 
 async def find_invite(store: Store, token: str) -> InviteRecord:

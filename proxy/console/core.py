@@ -16,8 +16,9 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from proxy.activity import Minute, merge
 from proxy.console.session import COOKIE, Session, Sessions, same, session_key
-from proxy.errors import ProxyError
+from proxy.errors import ORIGIN, ProxyError
 from proxy.gateway.context import SERVICES, Services
 
 log = logging.getLogger("oneroster_proxy.console")
@@ -31,6 +32,13 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def no_favicon(request: web.Request) -> web.Response:
+    """Every browser asks a site for ``/favicon.ico``; the proxy has none. A plain 404 on both
+    listeners, outside the gateway's metrics and access log and the admin API's token check,
+    so a page view is never counted or logged as a refused request (docs/metrics.md)."""
+    return web.Response(status=404, headers={ORIGIN: "proxy", "Cache-Control": "max-age=86400"})
 
 
 def templates() -> jinja2.Environment:
@@ -51,14 +59,12 @@ class Console:
     sessions: Sessions = field(default_factory=Sessions)
     # Under ``serve --workers N`` the supervisor serves this console and the workers serve the
     # traffic: it sets this to add up their activity (``proxy.serve.workers``).
-    activity: Callable[[], Awaitable[dict[str, list[tuple[int, int]]]]] | None = None
+    activity: Callable[[], Awaitable[dict[str, list[Minute]]]] | None = None
 
-    async def last_hour(self) -> dict[str, list[tuple[int, int]]]:
+    async def last_hour(self) -> dict[str, list[Minute]]:
         own = self.services.metrics.activity.snapshot()
         if self.activity is None:
             return own
-        from proxy.activity import merge
-
         return merge([own, await self.activity()])
 
     @property

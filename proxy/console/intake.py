@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,10 +30,10 @@ from aiohttp import web
 from proxy.check import HINTS, run_check
 from proxy.config import ConnectionConfig, DistrictConfig
 from proxy.connections.invites import find_invite, hash_token
-from proxy.console.core import CSS, SECURITY_HEADERS, templates
+from proxy.console.core import CSS, SECURITY_HEADERS, no_favicon, templates
 from proxy.console.manage import save_intake
 from proxy.console.session import new_csrf, same
-from proxy.errors import NotFound, ProxyError
+from proxy.errors import FROM_PROXY, NotFound, ProxyError
 from proxy.gateway.context import SERVICES, Services
 from proxy.scopes import SCOPE_ORDER, SCOPES
 from proxy.store.base import CheckResult, InviteRecord
@@ -48,14 +49,32 @@ _ENV = web.AppKey("intake_templates", object)
 def add_intake(app: web.Application) -> None:
     """Routes on the gateway app; registered before the gateway's catch-all."""
     app[_ENV] = templates()
+    app.router.add_get("/favicon.ico", no_favicon)  # the intake page's browser asks for it
     app.router.add_get("/intake/static/console.css", stylesheet)
-    app.router.add_get("/intake/{token}", show)
-    app.router.add_post("/intake/{token}", submit)
+    app.router.add_get("/intake/{token}", _marked(show))
+    app.router.add_post("/intake/{token}", _marked(submit))
+
+
+def _marked(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """aiohttp's own answers raised on the way (a form body over its size limit) are the
+    proxy's too (docs/http-api.md "Who made an answer"); the pages mark themselves."""
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            exc.headers.add(*FROM_PROXY)
+            raise
+
+    return run
 
 
 async def stylesheet(request: web.Request) -> web.StreamResponse:
     response = web.Response(body=CSS, content_type="text/css")
     response.headers.update(SECURITY_HEADERS)
+    response.headers.add(*FROM_PROXY)
     response.headers["Cache-Control"] = "max-age=300"
     return response
 
@@ -67,11 +86,13 @@ def _services(request: web.Request) -> Services:
 def _render(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
     env: Any = request.app[_ENV]
     values.setdefault("signed_in", False)
+    values.setdefault("intake", True)  # error.html: the district intake's frame, not the console's
     values.setdefault("notices", [])
     values.setdefault("css_url", "/intake/static/console.css")
     body = env.get_template(name).render(**values)
     response = web.Response(status=status, text=body, content_type="text/html")
     response.headers.update(SECURITY_HEADERS)
+    response.headers.add(*FROM_PROXY)
     return response
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from proxy import tokens
-from proxy.config import parse_duration
+from proxy.config import details_text, parse_duration
 from proxy.console.views import console_of, when
 from proxy.errors import BadRequest, NotFound
 
@@ -101,9 +101,13 @@ async def revoke(request: web.Request) -> web.StreamResponse:
     # SECURITY: only a token of the vendor whose page this is.
     if record is None or record.vendor != name:
         raise NotFound("That vendor has no token with that id.")
-    await tokens.revoke(services.store, token_id, interface="console")
+    if record.revoked is not None:  # nothing to do, and no second audit event
+        text = f"Token {token_id} was already revoked."
+    else:
+        await tokens.revoke(services.store, token_id, interface="console")
+        text = f"Token {token_id} revoked."
     services.authenticator.forget(token_id)
-    return await vendor(request, notices=[{"kind": "ok", "text": f"Token {token_id} revoked."}])
+    return await vendor(request, notices=[{"kind": "ok", "text": text}])
 
 
 # -- the audit trail ---------------------------------------------------------------------------
@@ -130,9 +134,7 @@ async def audit(request: web.Request) -> web.StreamResponse:
             continue
         if app and app_id != app:
             continue
-        detail = ", ".join(
-            f"{k}={v}" for k, v in sorted(event.detail.items()) if k not in ("app_id", "appId")
-        )
+        detail = details_text(event.detail, leave_out=("app_id", "appId"))
         rows.append(
             {
                 "when": event.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),

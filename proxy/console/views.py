@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from proxy.activity import MINUTES, QUIET, Minute
 from proxy.changes import diff
 from proxy.check import HINTS
 from proxy.check.catalog import Listed, every_connection, find_connection, run_and_keep_check
@@ -62,17 +63,27 @@ def check_view(result: CheckResult) -> CheckView:
     return CheckView(ok=result.ok, when=when(result.at), failing=failing)
 
 
-def spark(minutes: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
-    """Twelve bars of five minutes: (x, requests height, errors height), 16 px high."""
+def spark(minutes: list[Minute]) -> list[tuple[int, int, int, int]]:
+    """Twelve bars of five minutes: (x, requests height, refused height, errors height), 16 px
+    high; refused and errors are drawn over the requests bar, refused stacked on errors."""
     buckets = [
-        (sum(r for r, _ in minutes[i : i + 5]), sum(e for _, e in minutes[i : i + 5]))
+        (
+            sum(m[0] for m in minutes[i : i + 5]),
+            sum(m[1] for m in minutes[i : i + 5]),
+            sum(m[2] for m in minutes[i : i + 5]),
+        )
         for i in range(0, len(minutes), 5)
     ]
-    peak = max([r for r, _ in buckets] + [1])
-    return [
-        (i * 5, math.ceil(r * 16 / peak), math.ceil(e * 16 / peak))
-        for i, (r, e) in enumerate(buckets)
-    ]
+    peak = max([b[0] for b in buckets] + [1])
+
+    def height(n: int) -> int:
+        return math.ceil(n * 16 / peak)
+
+    return [(i * 5, height(r), height(f + e), height(e)) for i, (r, f, e) in enumerate(buckets)]
+
+
+def share(part: int, whole: int) -> str:
+    return f"{part / whole:.0%}" if whole else "0%"
 
 
 async def _connection(request: web.Request) -> Listed:
@@ -96,7 +107,7 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
     last = await services.store.last_check_results([c.app_id for c in every])
     walks = await _walks(services, every)
     hour = await console.last_hour()
-    quiet = [(0, 0)] * 60
+    quiet = [QUIET] * MINUTES
     rows = []
     for listed in every:
         conn, app_id = listed.connection, listed.app_id
@@ -107,8 +118,7 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
         if failing_only and (check is None or check.ok):
             continue
         minutes = hour.get(app_id, quiet)
-        requests = sum(r for r, _ in minutes)
-        errors = sum(e for _, e in minutes)
+        requests, refused, errors = (sum(m[k] for m in minutes) for k in range(3))
         rows.append(
             {
                 "app_id": app_id,
@@ -121,8 +131,10 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
                 "days_left": days_left(conn.config.expires, today),
                 "check": check,
                 "requests": requests,
+                "refused": refused,
+                "refused_share": share(refused, requests),
                 "errors": errors,
-                "error_share": f"{errors / requests:.0%}" if requests else "0%",
+                "error_share": share(errors, requests),
                 "spark": spark(minutes),
                 "circuit": services.circuits.state(conn.district),
                 "walk": walks.get(app_id),
@@ -156,8 +168,15 @@ async def invite_new(request: web.Request) -> web.StreamResponse:
     return await board(
         request,
         invite_url=made.url,
-        notices=[{"kind": "ok", "text": f"Invite made for {made.record.app_id}."}],
+        notices=[
+            {"kind": "ok", "text": f"Invite made for {made.record.app_id}."},
+            *warned(made),
+        ],
     )
+
+
+def warned(made: invites.Invite) -> list[dict[str, str]]:
+    return [{"kind": "warn", "text": f"Warning: {w}"} for w in made.warnings]
 
 
 async def _invite(console: Console, **values: Any) -> invites.Invite:
@@ -309,4 +328,4 @@ async def invite_again(request: web.Request) -> web.StreamResponse:
         scopes=sorted(conn.config.scopes),
         ttl=str(form.get("ttl", "")),
     )
-    return await connection(request, invite_url=made.url)
+    return await connection(request, invite_url=made.url, notices=warned(made))

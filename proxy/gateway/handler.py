@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from proxy.errors import (
+    FROM_DISTRICT,
     BadRequest,
     BrokenTransfer,
     Forbidden,
@@ -140,7 +141,10 @@ class Gateway:
     def _scope(
         method: str, target: Target, route: Route, conn: Connection, principal: Principal
     ) -> None:
-        """403 unless the route's scopes meet the connection's (and a narrowed JWT's)."""
+        """404 for a OneRoster version the district does not serve; 403 unless the route's
+        scopes meet the connection's (and a narrowed JWT's)."""
+        if route.version and route.version not in conn.district.versions:
+            raise NotFound(unserved_version(route.version, conn.district.versions))
         shared = route.scopes & conn.config.scopes
         allowed = shared if principal.scopes is None else shared & principal.scopes
         if not allowed:
@@ -206,17 +210,16 @@ class Gateway:
         head = request.method == "HEAD"
         small = length is not None and length <= SMALL_BODY and not head
         prefix = f"{base}/{conn.app_id}/ims/oneroster/"
-        hrefs = None
-        if conn.hrefs is not None and _rewritable(upstream.headers):
-            hrefs = conn.hrefs.stream(prefix)
+        matcher = conn.hrefs if conn.hrefs is not None and _rewritable(upstream.headers) else None
         headers = response_headers(
             upstream.headers,
             upstream_prefix=conn.link_prefix,
             public_prefix=prefix,
             # web.Response sets it for the body it sends; a rewritten body has another length.
-            drop_length=small or hrefs is not None,
+            drop_length=small or matcher is not None,
         )
         headers.append(("X-Request-Id", ex.request_id))
+        headers.append(FROM_DISTRICT)
         if head:
             # RFC 9110 §9.3.2: the district's head as it came (its Content-Length is what a GET
             # would carry), no body.
@@ -238,8 +241,8 @@ class Gateway:
             except (UpstreamError, UpstreamTimeout) as exc:
                 self.services.metrics.upstream_errors.labels(district, exc.kind).inc()
                 raise
-            if hrefs is not None:
-                body = hrefs.feed(body) + hrefs.close()
+            if matcher is not None:
+                body = matcher.rewrite(body, prefix)
             response = web.Response(
                 status=upstream.status, reason=upstream.reason, body=body, headers=headers
             )
@@ -256,6 +259,7 @@ class Gateway:
             ex.bytes_out += n
             tally.count(counter, n)
 
+        hrefs = matcher.stream(prefix) if matcher is not None else None
         try:
             await forward.stream_back(upstream, downstream, request, on_bytes, hrefs)
         except (UpstreamError, UpstreamTimeout) as exc:  # an idle read past upstream_timeout
@@ -304,6 +308,20 @@ def _note_refused(ex: Exchange, exc: Unauthorized, runtime: Runtime, raw_path: s
     if conn is not None and conn.config.vendor == exc.vendor:
         ex.app_id = app_id
         ex.district = conn.district.name
+
+
+_VERSION_PATHS = {
+    "v1p1": ("1.1", "/ims/oneroster/v1p1/..."),
+    "v1p2": ("1.2", "/ims/oneroster/{rostering,gradebook,resources}/v1p2/..."),
+}
+
+
+def unserved_version(version: str, served: tuple[str, ...]) -> str:
+    """docs/http-api.md: a district declared without a OneRoster version answers that
+    version's paths with 404 (never forwarded), naming the versions it does serve."""
+    asked = _VERSION_PATHS[version][0]
+    serves = " and ".join(f"{_VERSION_PATHS[v][0]} ({_VERSION_PATHS[v][1]})" for v in served)
+    return f"this district does not serve OneRoster {asked}; it serves OneRoster {serves}"
 
 
 async def _body(

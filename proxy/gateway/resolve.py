@@ -169,6 +169,7 @@ class StoreConnections:
             changes=record.changes,
             changes_at=record.changes_at,
             max_deletions=record.max_deletions,
+            stored=True,
         )
 
     def _source_for(
@@ -235,6 +236,7 @@ def with_store_connection(
         changes=record.changes,
         changes_at=record.changes_at,
         max_deletions=record.max_deletions,
+        stored=True,
     )
     return replace(
         config,

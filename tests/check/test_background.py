@@ -117,9 +117,19 @@ async def test_one_process_at_a_time_and_only_what_is_due(sandbox, start_proxy, 
     assert await store.acquire_slot(LOCK_KEY, 1, "replica-c", 60.0)
 
 
-async def test_off_by_default(sandbox, proxy, http):
+def test_every_six_hours_by_default_and_0s_is_off():
+    from proxy import config as config_mod
+
+    assert config_mod.validate({}).server.check_interval == 6 * 3600
+    off = config_mod.validate({"server": {"check_interval": "0s"}})
+    assert off.server.check_interval == 0
+
+
+async def test_0s_is_off(sandbox, proxy, http):
+    # tests.support's configs say check_interval = "0s": nothing is checked on its own.
     assert proxy.config.server.check_interval == 0
     assert BackgroundChecks(proxy.services).interval == 0
+    await asyncio.sleep(0.5)
     view = await admin_json(http, proxy, "/admin/connections/app-7")
     assert view["last_check"] is None
     assert await metric_lines(http, proxy, "check_ok") == {}

@@ -32,9 +32,7 @@ from proxy.sandbox.server import RunningSandbox, start_sandbox
 from tests.support import ALL_SCOPES, free_port, serve_on_loopback, toml_dumps
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
-# A store of this test run alone (a file shared by every run on the machine would carry
-# another version's schema).
-UNUSED_STORE = f"sqlite://{tempfile.mkdtemp(prefix='orp-check-')}/unused.db"
+STORE_DIR = tempfile.mkdtemp(prefix="orp-check-items-")
 REPO = str(Path(__file__).resolve().parents[2])
 
 # What an all-green run shows, per kind of district.
@@ -65,7 +63,8 @@ def doc_for(sb: RunningSandbox, *, timeout: str = "3s", **connection: Any) -> di
         vendor["vendor_authorization"] = f"{sb.vendor_key}:{sb.vendor_secret}"
     return {
         "server": {"upstream_timeout": timeout},
-        "store": {"url": UNUSED_STORE},
+        # The CLI keeps each check's result in the store: a file of this test run's own.
+        "store": {"url": f"sqlite://{STORE_DIR}/store.db"},
         "vendors": {"acme": vendor},
         "districts": {"springfield": district_doc(sb)},
         "connections": {
@@ -241,6 +240,9 @@ async def test_district_unreachable(sandboxes: Callable[..., Any]) -> None:
         },
     )
     assert "could not be reached" in detail(report, "district_reachable")
+    # A plain-HTTP district: the OS's words, not aiohttp's "ssl:default".
+    assert "ssl:" not in detail(report, "district_reachable")
+    assert "Connection refused" in detail(report, "district_reachable")
     assert "district_reachable did not pass" in detail(report, "credentials_accepted")
 
 
@@ -767,7 +769,8 @@ async def test_check_reads_a_probe_answer_sent_in_pieces():
     runner, port = await serve_on_loopback(app)
     doc = {
         "server": {"upstream_timeout": "3s"},
-        "store": {"url": UNUSED_STORE},
+        # The CLI keeps each check's result in the store: a file of this test run's own.
+        "store": {"url": f"sqlite://{STORE_DIR}/store.db"},
         "vendors": {"acme": {}},
         "districts": {"springfield": {"base_url": f"http://127.0.0.1:{port}", "auth": "oauth1"}},
         "connections": {

@@ -96,3 +96,32 @@ async def test_check_all_shows_progress_on_a_terminal(sandbox, start_proxy, tmp_
     assert "2 connections checked, 0 failing" in shown
     # stdout (a pipe) holds the summary lines only.
     assert [line.split()[0] for line in out.decode().splitlines()] == ["app-7", "app-8"]
+
+
+async def test_a_cli_check_is_kept_so_the_board_shows_it_at_once(sandbox, start_proxy, tmp_path):
+    # docs/checklist.md "Background checks": a check run from the CLI is kept in the store like
+    # a background one; the console's board (and its "failing" filter) shows it with no
+    # "Run check now" pressed.
+    from tests.check.test_background import with_bad_connection
+    from tests.console_support import ConsoleClient
+
+    proxy = await start_proxy(sandbox, with_bad_connection(base_config(tmp_path, sandbox)))
+    config = str(proxy.config_path)
+    client = ConsoleClient(proxy.admin_url)
+    try:
+        await client.sign_in()
+        _, board, _ = await client.get("/console/?failing=1")
+        assert 'data-app="app-9"' not in board
+        code, _, err = await run_cli("check", "app-9", "--config", config)
+        assert code == 1 and "warning" not in err, err
+        code, _, err = await run_cli("check", "--all", "--config", config)
+        assert code == 1, err
+        _, board, _ = await client.get("/console/?failing=1")
+        assert 'data-app="app-9"' in board and 'data-app="app-7"' not in board
+        assert "credentials_accepted" in board
+        _, everything, _ = await client.get("/console/")
+        assert "not yet" not in everything  # app-7 and app-8 were kept by check --all
+    finally:
+        await client.close()
+    history = await proxy.services.store.list_check_results("app-9")
+    assert len(history) == 2 and not history[0].ok

@@ -328,6 +328,31 @@ def test_import_dry_run_then_import_then_again(cli: Cli) -> None:
     assert code != 0
 
 
+def test_import_reads_vendors_from_the_config_file(cli: Cli) -> None:
+    # docs/commands.md: the imported file holds districts and connections only; its
+    # connections' vendors are --config's.
+    other = cli.tmp_path / "districts.toml"
+    connection = {
+        "district": "ogdenville", "key": "og-key", "secret": "${OG_SECRET}",
+        "scopes": ["roster.readonly"],
+    }  # fmt: skip
+    doc: dict[str, Any] = {
+        "districts": {"ogdenville": {"base_url": "https://ogdenville.example/api"}},
+        "connections": {"og-1": {"vendor": "acme", **connection}},
+    }
+    other.write_text(toml_dumps(doc))
+    env = {"OG_SECRET": SECRET}
+    done = cli.ok("connections", "import", str(other), env=env)
+    assert "added connection og-1 (acme -> ogdenville)" in done
+    # A vendor --config's file lacks is named as missing from that file, and nothing is written.
+    doc["connections"] = {"og-2": {"vendor": "zeta", **connection}}
+    other.write_text(toml_dumps(doc))
+    code, _, err = cli("connections", "import", str(other), "--config", str(cli.config), env=env)
+    assert code == 1, err
+    assert f'connections.og-2.vendor: vendor "zeta" is not in {cli.config}' in err
+    assert "og-2" not in {c["appId"] for c in cli.json("connections", "list")}
+
+
 def test_store_rekey(cli: Cli) -> None:
     old = cli.env["ORP_STORE_KEY"]
     for i in range(3):
@@ -351,3 +376,15 @@ def test_store_rekey(cli: Cli) -> None:
     ]
     with pytest.raises(Exception, match=r"store\.secret_keys"):
         SecretBox([parse_key(old)]).open("s0", rows["s0"])
+
+
+def test_show_and_list_print_booleans_and_absent_values_as_words(cli: Cli) -> None:
+    cli.ok(
+        "connections", "add", "s1", "--vendor", "acme", "--district", "springfield",
+        "--key", "k", "--scopes", "roster.readonly", "--disabled", stdin=SECRET,
+    )  # fmt: skip
+    shown = cli.ok("connections", "show", "s1")
+    assert "enabled: no" in shown and "expires: -" in shown, shown
+    for text in (shown, cli.ok("connections", "list"), cli.ok("districts", "list")):
+        assert not any(word in text for word in ("True", "False", "None")), text
+    assert cli.json("connections", "show", "s1")["enabled"] is False  # JSON keeps its own

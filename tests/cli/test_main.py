@@ -92,6 +92,11 @@ def test_config_from_orp_config_when_the_flag_is_absent(tmp_path: Path) -> None:
         [*CLI, "tokens", "list"], capture_output=True, text=True, env=bare, timeout=60
     )
     assert neither.returncode == 2 and "--config" in neither.stderr
+    assert "ORP_CONFIG" in neither.stderr  # the other way to give it
+    validate = subprocess.run(
+        [*CLI, "config", "validate"], capture_output=True, text=True, env=bare, timeout=60
+    )
+    assert validate.returncode == 2 and "ORP_CONFIG" in validate.stderr
 
 
 def test_config_example_prints_the_shipped_example() -> None:

@@ -274,3 +274,24 @@ async def test_audit_records_cli_actions(proxy):
     lines = text.strip().splitlines()
     assert len(lines) == 4 and "token.revoke_all" in lines[-1] and " cli " in lines[0]
     assert issued not in out + text and rotated not in out + text
+
+
+async def test_people_read_durations_as_written_and_a_second_revoke_says_so(proxy):
+    # docs/commands.md: no Python value in what a person reads (a timedelta's "0:00:05", None).
+    cfg = str(proxy.config_path)
+    await cli_token("tokens", "issue", "acme", "--config", cfg)
+    code, out, err = await run_cli("tokens", "rotate", "acme", "--config", cfg, "--grace", "5s")
+    assert code == 0, err
+    assert "(grace 5s)" in out and "0:00:05" not in out
+    rotated = out.rstrip("\n").splitlines()[-1]
+    code, out, err = await run_cli("audit", "--config", cfg)
+    assert code == 0, err
+    assert "None" not in out and "ttl=-" in out and "grace=5s" in out, out
+    code, out, err = await run_cli("tokens", "revoke", token_id(rotated), "--config", cfg)
+    assert code == 0 and out.startswith(f"revoked {token_id(rotated)}"), out + err
+    # Revoking it again: said as it is, and no second audit event.
+    code, again, err = await run_cli("tokens", "revoke", token_id(rotated), "--config", cfg)
+    assert code == 0, err
+    assert "already revoked" in again and not again.startswith("revoked"), again
+    events = await proxy.services.store.list_audit()
+    assert [e.action for e in events].count("token.revoke") == 1

@@ -448,3 +448,98 @@ async def test_an_infinite_campus_district_connects_with_grade_book_sync(start_p
                 assert resp.status == 200, await resp.text()
     finally:
         await campus.close()
+
+
+async def test_the_board_shows_district_refusals_apart_from_errors(console, proxy, sandbox):
+    # docs/http-api.md "Console": the last hour's requests, the share the district refused
+    # (its own 401 and 403) and the share of errors (5xx), apart. app-9's secret is wrong, so
+    # the district refuses every request with 401: that is not "0% errors" and nothing else.
+    token = await proxy.token("other")
+    async with aiohttp.ClientSession() as http:
+
+        async def status(path: str, app: str) -> int:
+            async with http.get(proxy.app_url(path, app), headers=auth(token)) as resp:
+                return resp.status
+
+        assert [await status("v1p1/orgs", "app-9") for _ in range(2)] == [401, 401]
+        assert await status("v1p1/orgs", "app-8") == 200
+        assert await status("v1p1/schools/x/classes", "app-8") == 403  # the proxy's own
+        sandbox.options.faults.status_503_retry_after = 120
+        sandbox.options.faults.status_503_count = 1
+        assert await status("v1p1/orgs", "app-8") == 503
+    await console.sign_in()
+    _, board, _ = await console.get("/console/")
+
+    def hour(app: str) -> str:
+        row = re.search(rf'<tr data-app="{app}">(.*?)</tr>', board, re.S)
+        assert row is not None
+        cell = re.search(r'data-label="Last hour"[^>]*>(.*?)</td>', row.group(1), re.S)
+        assert cell is not None
+        return re.sub(r"<[^>]+>", "", cell.group(1))
+
+    assert "2 req" in hour("app-9") and "100% refused by the district" in hour("app-9")
+    assert "0% errors" in hour("app-9")
+    assert "3 req" in hour("app-8") and "0% refused by the district" in hour("app-8")
+    assert "33% errors" in hour("app-8")
+
+
+async def test_invite_is_offered_for_store_connections_only(console, proxy, sandbox):
+    # A config connection's invite could only answer 409: its page does not offer one.
+    await connect_via_intake(proxy, sandbox, "app-s")
+    await console.sign_in()
+    _, config_page, _ = await console.get("/console/connections/app-7")
+    assert "/console/connections/app-7/invite" not in config_page
+    assert ">Invite</button>" not in config_page
+    _, store_page, _ = await console.get("/console/connections/app-s")
+    assert "/console/connections/app-s/invite" in store_page
+    _, board, _ = await console.get("/console/")
+    assert 'action="/console/invite"' in board  # a new appId is still invited from the board
+
+
+async def test_a_disabled_store_connection_is_enabled_by_a_command_not_a_config_key(
+    console, proxy, sandbox
+):
+    await connect_via_intake(proxy, sandbox, "app-s")
+    await console.sign_in()
+    await console.post("/console/connections/app-s/disable", {})
+    _, page, _ = await console.post("/console/connections/app-s/check", {})
+    item = re.search(r'<li[^>]*data-item="connection_enabled"(.*?)</li>', page, re.S)
+    assert item is not None and "fail" in item.group(0).split(">")[0], page
+    assert "connections update app-s --enable" in item.group(0)
+    assert "enabled = false" not in item.group(0)
+
+
+async def test_an_intake_404_is_not_the_console_and_favicon_is_no_refusal(proxy, http):
+    async with http.get(proxy.url + "/intake/" + "x" * 43) as resp:
+        page = await resp.text()
+        assert resp.status == 404
+    title = re.search(r"<title>(.*?)</title>", page, re.S)
+    brand = re.search(r'class="brand">(.*?)</span>', page, re.S)
+    assert title and brand and "console" not in title.group(1) + brand.group(1), page
+    assert "intake" in brand.group(1)
+    # A browser showing the intake page (or the console) asks for /favicon.ico: never a 401,
+    # counted or logged as a refused request.
+    for base in (proxy.url, proxy.admin_url):
+        async with http.get(base + "/favicon.ico") as resp:
+            assert resp.status == 404
+    async with http.get(proxy.admin_url + "/metrics") as resp:
+        metrics = await resp.text()
+    assert 'code="401"' not in metrics and 'code="404"' not in metrics
+
+
+async def test_the_audit_page_reads_durations_and_a_second_revoke_says_so(console, proxy):
+    await console.sign_in()
+    await console.post("/console/vendors/acme/issue", {"ttl": ""})
+    _, page, _ = await console.post("/console/vendors/acme/rotate", {"grace": "5s"})
+    token_id = re.search(r'id="new-token">orp_([a-z0-9]{12})_', page)
+    assert token_id is not None
+    revoked = {"token_id": token_id.group(1)}
+    _, first, _ = await console.post("/console/vendors/acme/revoke", revoked)
+    assert f"Token {token_id.group(1)} revoked." in first
+    _, second, _ = await console.post("/console/vendors/acme/revoke", revoked)
+    assert "already revoked" in second
+    events = await proxy.services.store.list_audit()
+    assert [e.action for e in events].count("token.revoke") == 1
+    _, audit, _ = await console.get("/console/audit")
+    assert "grace=5s" in audit and "ttl=-" in audit
+    assert "None" not in audit and "_seconds" not in audit

@@ -143,6 +143,18 @@ def test_property_any_split_gives_the_whole_body_answer(
     for cut in range(len(body) + 1):
         assert rewritten(body, [cut]) == whole, cut
     assert rewritten(body, list(range(1, len(body)))) == whole  # one byte at a time
+    # The whole-body path (small pages) gives the same answer, skipping the scan only when no
+    # spelling of the prefix is in the body.
+    assert HrefMatcher.for_district(BASE).rewrite(body, PUB) == whole
+
+
+def test_a_page_whose_hrefs_name_another_host_is_passed_as_it_is() -> None:
+    matcher = HrefMatcher.for_district(BASE)
+    other = json.dumps({"org": {"href": "https://elsewhere.example/ims/oneroster/v1p1/x"}})
+    body = other.encode()
+    assert matcher.rewrite(body, PUB) is body  # no scan, no copy
+    escaped = json.dumps({"org": {"href": UP + "orgs/1"}}).replace("/", "\\/").encode()
+    assert json.loads(matcher.rewrite(escaped, PUB)) == {"org": {"href": PUB + "orgs/1"}}
 
 
 def test_memory_held_back_is_bounded() -> None:
@@ -160,18 +172,19 @@ async def _users(http: aiohttp.ClientSession, url: str, token: str) -> tuple[Any
         return await resp.json(), resp.headers
 
 
-async def test_gateway_rewrites_hrefs_only_when_on(
+async def test_gateway_rewrites_hrefs_by_default_and_false_turns_it_off(
     sandbox: Any, start_proxy: Any, http: aiohttp.ClientSession, tmp_path: Any
 ) -> None:
     doc = base_config(tmp_path, sandbox)
+    doc["districts"]["springfield"]["rewrite_hrefs"] = False
     off = await start_proxy(sandbox, doc)
     token = await off.token()
     url = off.app_url("rostering/v1p2/classes?limit=3")
     body, _ = await _users(http, url, token)
     href = body["classes"][0]["school"]["href"]
-    assert href.startswith(sandbox.base_url + "/ims/oneroster/"), "off by default: untouched"
+    assert href.startswith(sandbox.base_url + "/ims/oneroster/"), "false: untouched"
 
-    doc["districts"]["springfield"]["rewrite_hrefs"] = True
+    del doc["districts"]["springfield"]["rewrite_hrefs"]  # the default: on
     on = await start_proxy(sandbox, doc)
     token = await on.token()
     public = f"{on.url}/app-7/ims/oneroster/"

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 
-from proxy.activity import merge
+from proxy.activity import Minute, merge, minutes_of
 from proxy.config import Config
 from proxy.console.core import CONSOLE
 from proxy.errors import ConfigError
@@ -128,7 +128,7 @@ class ControlPlane:
 
     # -- the console's last hour --------------------------------------------------------------
 
-    async def worker_activity(self) -> dict[str, list[tuple[int, int]]]:
+    async def worker_activity(self) -> dict[str, list[Minute]]:
         """Every ready worker's last hour per appId, added up, for the console's board."""
         from proxy.gateway.context import SERVICES
 
@@ -136,7 +136,7 @@ class ControlPlane:
         token = self.gateway[SERVICES].runtime.current.config.admin.token or ""
         ready = [w for w in self.fleet.workers.values() if w.ready and w.running()]
 
-        async def one(worker: Worker) -> dict[str, list[tuple[int, int]]]:
+        async def one(worker: Worker) -> dict[str, list[Minute]]:
             try:
                 async with (
                     worker_session(worker) as session,
@@ -152,7 +152,10 @@ class ControlPlane:
             apps = data.get("apps") if isinstance(data, dict) else None
             if not isinstance(apps, dict):
                 return {}
-            return {a: [(int(r), int(e)) for r, e in v] for a, v in apps.items()}
+            try:
+                return {str(a): minutes_of(v) for a, v in apps.items()}
+            except (TypeError, ValueError, IndexError):
+                return {}
 
         return merge(list(await asyncio.gather(*(one(w) for w in ready))))
 

@@ -78,6 +78,10 @@ def spawn(spec: dict[str, Any], listener_fd: int, metrics_dir: str, *, standby: 
         stdin=subprocess.PIPE if standby else subprocess.DEVNULL,
         env=env,
         pass_fds=(listener_fd,),
+        # A process group of its own: a terminal's Ctrl-C (SIGINT to the foreground group)
+        # reaches the supervisor only, which drains every worker with SIGTERM; a worker (a
+        # standby waiting on its stdin above all) never dies of it with a traceback.
+        process_group=0,
     )
     return Worker(spec["index"], process, spec["admin_socket"], started=time.monotonic())
 

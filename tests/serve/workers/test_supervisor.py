@@ -12,7 +12,10 @@ import asyncio
 import os
 import shutil
 import signal
+import subprocess
+import threading
 import time
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.served import Served
+from tests.served import CLI, REPO, Served
 from tests.served import cli as _cli
 from tests.served import gone as _gone
 from tests.served import wait_ready as _ready
@@ -230,3 +233,53 @@ async def test_workers_must_be_positive(tmp_path: Path, sandbox: Any) -> None:
     path = _write_config(tmp_path, sandbox)
     with pytest.raises(ConfigError, match="--workers"):
         Supervisor(str(path), config_mod.load(str(path)), 0)
+
+
+async def test_ctrl_c_stops_every_worker_quietly(tmp_path: Path, sandbox: Any) -> None:
+    # Ctrl-C in a terminal sends SIGINT to the whole foreground process group: the supervisor
+    # and every worker. The operator sees log lines, never a KeyboardInterrupt traceback, and
+    # no prometheus_client warning from any worker.
+    config = _write_config(tmp_path, sandbox)
+    proc = _serve_in_own_group(config, workers=2)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(
+        target=lambda: lines.extend(raw.decode(errors="replace") for raw in proc.stdout or ()),
+        daemon=True,
+    )
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while sum('"worker ready"' in line for line in list(lines)) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            await asyncio.sleep(0.05)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://{_listen(config, 'admin')}/metrics") as resp:
+                assert resp.status == 200  # a scrape (the supervisor adds up the workers)
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    reader.join(10)
+    text = "".join(lines)
+    assert code == 0, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    assert "Clearing labels" not in text and "multi-process mode" not in text, text
+
+
+def _serve_in_own_group(config: Path, workers: int) -> subprocess.Popen[bytes]:
+    """``serve --workers N`` as a terminal runs it: the leader of its process group, so a
+    signal to the group reaches it and everything it started, as Ctrl-C does."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return subprocess.Popen(
+        [*CLI, "serve", "--config", str(config), "--workers", str(workers)],
+        cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+
+
+def _listen(config: Path, table: str) -> str:
+    return str(tomllib.loads(config.read_text())[table]["listen"])
