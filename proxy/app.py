@@ -158,11 +158,14 @@ def create_app(
 ) -> web.Application:
     """The gateway application for ``config``; ``store`` is opened and closed with it."""
     metrics = metrics or Metrics()
+    limits = limits or Limits(store)
+    if limits.wait_seconds is None:
+        limits.wait_seconds = metrics.district_wait
     services = Services(
         store=store,
         authenticator=Authenticator(store, config.store.cache_ttl),
         metrics=metrics,
-        limits=limits or Limits(store),
+        limits=limits,
         circuits=Circuits(metrics),
     )
     services.runtime = RuntimeHolder(build_runtime(config, services.token_source))

@@ -44,6 +44,9 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+#: What a vendor reads when the district's OAuth2 token endpoint failed (502) or hung (504).
+TOKEN_ENDPOINT_FAILED = "the district's token endpoint failed"
+
 
 class ProxyError(Exception):
     """Base of every error the proxy reports itself."""
@@ -177,7 +180,15 @@ class UpstreamBadResponse(UpstreamError):
 
 
 class UpstreamTokenError(UpstreamError):
+    """The district's token endpoint failed. ``description`` names the endpoint and what it
+    did, for the log line and ``check``; the vendor reads only ``TOKEN_ENDPOINT_FAILED``."""
+
     kind = "token"
+
+    def body(self) -> bytes:
+        # SECURITY: the district's token URL (its host, port and path) is the operator's to
+        # know, not every vendor's (docs/http-api.md, 502 and 504).
+        return imsx_body(TOKEN_ENDPOINT_FAILED, self.code_minor)
 
 
 class ServiceUnavailable(ProxyError):
@@ -207,9 +218,13 @@ class UpstreamTimeout(ProxyError):
 
 
 class UpstreamTokenTimeout(UpstreamTimeout):
-    """The district's token endpoint did not answer within ``upstream_timeout``."""
+    """The district's token endpoint did not answer within ``upstream_timeout``; the vendor
+    reads only ``TOKEN_ENDPOINT_FAILED`` (see ``UpstreamTokenError``)."""
 
     kind = "token"
+
+    def body(self) -> bytes:
+        return imsx_body(TOKEN_ENDPOINT_FAILED, self.code_minor)
 
 
 class InternalError(ProxyError):

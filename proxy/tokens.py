@@ -110,11 +110,20 @@ async def rotate(
 ) -> tuple[IssuedToken, list[str]]:
     """A new token for ``vendor``; every older one ends when ``grace`` has passed. Without
     ``ttl`` the new token lives as long as the vendor's newest token was issued to live (a
-    90-day token rotates into a 90-day token, a token that never expires into another)."""
+    90-day token rotates into a 90-day token, a token that never expires into another).
+
+    No grace (``0s``) ends everything the vendor held at once, its JWTs too: they move the
+    vendor's JWT "not before" (``proxy.gateway.jwt_cutoff``), as ``revoke_all`` does. With a
+    grace, JWTs run to their own ``exp`` (``[server] jwt_ttl``)."""
     if isinstance(ttl, Inherit):
         ttl = await newest_ttl(store, vendor)
     issued = new_token(vendor, ttl=ttl)
     await store.add_token(issued.record)
+    cut = grace <= timedelta(0)
+    if cut:
+        # SECURITY: "0s" is what an operator types after a leak; a JWT fetched with the
+        # vendor's client secret must end with the opaque tokens, not an hour later.
+        await store.set_jwt_not_before(vendor, issued.record.created)
     ended = await store.expire_vendor(vendor, issued.record.created + grace, keep=issued.record.id)
     await _record(
         store,
@@ -127,6 +136,7 @@ async def rotate(
             "grace_seconds": grace.total_seconds(),
             "ttl_seconds": ttl.total_seconds() if ttl else None,
             "ending": ended,
+            "jwts_issued_before": iso_utc(issued.record.created) if cut else None,
         },
         token_id=issued.record.id,
         grace_s=grace.total_seconds(),

@@ -24,7 +24,9 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from proxy.check.catalog import Listed, every_connection, run_and_keep_check
-from proxy.config import expiry_end
+from proxy.config import DistrictConfig, expiry_end
+from proxy.connections.records import district_config
+from proxy.courtesy import paused
 from proxy.errors import ProxyError
 from proxy.gateway.context import SERVICES, Services
 from proxy.store.lock import held
@@ -113,7 +115,9 @@ async def background_checks(app: web.Application) -> AsyncIterator[None]:
 
 async def refresh_check_gauges(services: Services) -> None:
     """``check_ok``, ``check_timestamp_seconds`` and ``check_failed_twice`` from the store, at
-    scrape time: the same on every replica, and gone for a removed connection."""
+    scrape time: the same on every replica, and gone for a removed connection; and
+    ``district_paused`` of every district."""
+    await _set_paused(services)
     districts = {a: c.district.name for a, c in services.runtime.current.connections.items()}
     file_apps = set(districts)
     # Store connections' expiry series too (the alert on expiring connections covers them).
@@ -143,3 +147,15 @@ async def refresh_check_gauges(services: Services) -> None:
         metrics.check_timestamp.labels(*labels).set(newest.at.timestamp())
         twice = len(results) >= 2 and not results[0].ok and not results[1].ok
         metrics.check_failed_twice.labels(*labels).set(1 if twice else 0)
+
+
+async def _set_paused(services: Services) -> None:
+    """``district_paused`` of every district, the file's and the store's (docs/metrics.md)."""
+    now = datetime.fromtimestamp(services.limits.wall(), UTC)
+    districts: dict[str, DistrictConfig] = dict(services.runtime.current.config.districts)
+    try:
+        for record in await services.store.list_districts():
+            districts.setdefault(record.name, district_config(record))
+    except ProxyError:
+        pass
+    services.metrics.set_paused({n: paused(d, now) is not None for n, d in districts.items()})

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from proxy.courtesy.schedule import Pause, Window
 from proxy.scopes import scope_uri
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -66,8 +67,12 @@ def as_text(value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, list | tuple) and any(isinstance(v, Mapping) for v in value):
+        return "; ".join(as_text(v) for v in value)  # a district's windows or pauses
     if isinstance(value, list | tuple | frozenset | set):
         return ",".join(as_text(v) for v in value)
+    if isinstance(value, Mapping):
+        return " ".join(f"{k}={as_text(v)}" for k, v in value.items())
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
@@ -216,6 +221,11 @@ class DistrictConfig:
     # by default: a vendor never receives a district URL it cannot call (the scan's cost on the
     # 1 MB page is in bench/README.md).
     rewrite_hrefs: bool = True
+    # docs/configuration.md "SIS courtesy": the zone windows and pauses are read in, the
+    # peak-hour windows (each its own cap) and the pauses (nothing is sent).
+    timezone: str = "UTC"
+    windows: tuple[Window, ...] = ()
+    pauses: tuple[Pause, ...] = ()
 
     @property
     def upstream_prefix(self) -> str:

@@ -33,12 +33,12 @@ from proxy.config.model import (
     parse_size,
 )
 from proxy.config.reader import Reader, closest, defaults, plain_http, section_keys, tables, url
+from proxy.courtesy.schedule import Pause, Window, overlaps, parse_pause, parse_window, zone
 from proxy.errors import ConfigError
 from proxy.names import NAME_RULE, is_name
 from proxy.scopes import SCOPES
+from proxy.store import store_kind
 from proxy.store.crypto import parse_key
-from proxy.store.sentinel import SCHEME as SENTINEL_SCHEME
-from proxy.store.sentinel import parse_sentinel_url
 
 #: The keys each kind of table accepts: its dataclass's fields.
 SCHEMA: dict[str, frozenset[str]] = {
@@ -174,17 +174,10 @@ def _admin(r: Reader) -> AdminConfig:
 
 def _store(r: Reader) -> StoreConfig:
     store_url = r.string("url", _STORE["url"]) or _STORE["url"]
-    scheme = store_url.partition("://")[0].lower() if "://" in store_url else ""
-    if scheme == SENTINEL_SCHEME:
-        try:
-            parse_sentinel_url(store_url)
-        except ValueError as exc:
-            r.problems.append(str(exc))
-    elif scheme not in ("sqlite", "redis", "rediss", "unix"):
-        r.problems.append(
-            f'store.url: unsupported store "{scheme}" (use sqlite:///path, '
-            "redis://host:6379/0 or redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB])"
-        )
+    try:
+        store_kind(store_url)
+    except ValueError as exc:
+        r.problems.append(str(exc))
     return StoreConfig(
         url=store_url,
         cache_ttl=r.parsed("cache_ttl", _STORE["cache_ttl"], parse_duration),
@@ -259,10 +252,62 @@ def _district(name: str, r: Reader, warnings: list[str]) -> DistrictConfig:
         versions=versions,
         tls_verify=r.boolean("tls_verify", d["tls_verify"]),
         rewrite_hrefs=r.boolean("rewrite_hrefs", d["rewrite_hrefs"]),
+        timezone=_timezone(r),
+        windows=_windows(r),
+        pauses=_pauses(r),
     )
     if not district.tls_verify:
         warnings.append(f"{path}.tls_verify: false; the district's certificate is not checked")
     return district
+
+
+def _timezone(r: Reader) -> str:
+    """``timezone``: an IANA zone name (docs/configuration.md "SIS courtesy")."""
+    name = r.string("timezone", _DISTRICT["timezone"]) or _DISTRICT["timezone"]
+    try:
+        zone(name)
+    except ValueError as exc:
+        r.problems.append(f"{r.path}.timezone: {exc}")
+        return str(_DISTRICT["timezone"])
+    return name
+
+
+def _entries(r: Reader, name: str, example: str) -> list[Any] | None:
+    raw = r.raw(name)
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        r.problems.append(f"{r.path}.{name}: must be a list of tables such as {example}")
+        return None
+    return raw
+
+
+def _windows(r: Reader) -> tuple[Window, ...]:
+    """``windows``: peak-hour caps; a problem per bad entry key, and per overlapping pair."""
+    raw = _entries(
+        r, "windows", '[{ days = "mon-fri", from = "07:00", to = "16:00", max_connections = 1 }]'
+    )
+    if raw is None:
+        return ()
+    parsed = [parse_window(t, r.problems, f"{r.path}.windows[{i}]") for i, t in enumerate(raw)]
+    valid = [(i, w) for i, w in enumerate(parsed) if w is not None]
+    # Overlaps among the entries that parsed, named by their own indexes.
+    for a, b in overlaps([w for _, w in valid]):
+        (i, first), (j, _) = valid[a], valid[b]
+        r.problems.append(
+            f"{r.path}.windows[{j}]: overlaps windows[{i}] ({first.describe()}); "
+            "a moment may fall in one window only"
+        )
+    return tuple(w for _, w in valid) if len(valid) == len(parsed) else ()
+
+
+def _pauses(r: Reader) -> tuple[Pause, ...]:
+    """``pauses``: inclusive date ranges in the district's zone, each with its reason."""
+    raw = _entries(r, "pauses", '[{ from = 2027-06-20, to = 2027-08-01, reason = "summer" }]')
+    if raw is None:
+        return ()
+    parsed = [parse_pause(t, r.problems, f"{r.path}.pauses[{i}]") for i, t in enumerate(raw)]
+    return tuple(p for p in parsed if p is not None)
 
 
 def _versions(r: Reader) -> tuple[str, ...]:

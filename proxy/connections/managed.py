@@ -17,8 +17,9 @@ records change at run time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from proxy.connections.records import (
@@ -29,6 +30,7 @@ from proxy.connections.records import (
     config_connection_view,
     connection_table,
     connection_view,
+    courtesy_table,
     district_config,
     district_record,
     district_table,
@@ -36,6 +38,7 @@ from proxy.connections.records import (
     relative,
     validated_connection,
 )
+from proxy.courtesy import paused
 from proxy.errors import ConfigError, Conflict, NotFound
 from proxy.store.base import AuditEvent, ConnectionRecord, DistrictRecord, Store
 from proxy.store.crypto import SecretBox
@@ -64,13 +67,22 @@ async def add_district(
 
 
 async def update_district(
-    store: Store, catalog: ConfigEntries, name: str, changes: Mapping[str, Any], *, interface: str
+    store: Store,
+    catalog: ConfigEntries,
+    name: str,
+    changes: Mapping[str, Any] | Callable[[DistrictRecord], Mapping[str, Any]],
+    *,
+    interface: str,
+    action: str = "district.update",
 ) -> DistrictRecord:
+    """``changes``: the keys to change, or a function of the stored record giving them."""
     old = await store.get_district(name)
     if old is None:
         if name in catalog.districts:
             raise Conflict(f'district "{name}" is defined in the config file; change it there')
         raise NotFound(f'no district "{name}"')
+    if callable(changes):
+        changes = changes(old)
     table = {**district_table(old), **changes}
     table = {k: v for k, v in table.items() if v is not None}
     if table.get("auth") == "oauth1":
@@ -78,8 +90,39 @@ async def update_district(
     cfg = check_district(name, table)
     record = replace(district_record(name, cfg, table), created=old.created)
     await store.update_district(record)
-    await _audit(store, "district.update", interface, district=name, fields=sorted(changes))
+    await _audit(store, action, interface, district=name, fields=sorted(changes))
     return record
+
+
+async def pause_district(
+    store: Store, catalog: ConfigEntries, name: str, pause: Mapping[str, Any], *, interface: str
+) -> DistrictRecord:
+    """Add ``pause`` (``from``, ``to``, ``reason``) to a store district's ``pauses``
+    (docs/configuration.md "SIS courtesy"); checked like every other change."""
+
+    def add(old: DistrictRecord) -> dict[str, Any]:
+        return {"pauses": [*courtesy_table(old)["pauses"], dict(pause)]}
+
+    return await update_district(
+        store, catalog, name, add, interface=interface, action="district.pause"
+    )
+
+
+async def resume_district(
+    store: Store, catalog: ConfigEntries, name: str, now: datetime, *, interface: str
+) -> DistrictRecord:
+    """Remove the pause in effect at ``now`` from a store district (409 when none is);
+    coming pauses stay."""
+
+    def drop(old: DistrictRecord) -> dict[str, Any]:
+        current = paused(district_config(old), now)
+        if current is None:
+            raise Conflict(f'district "{name}" is not paused')
+        return {"pauses": [p for p in courtesy_table(old)["pauses"] if p != current.as_table()]}
+
+    return await update_district(
+        store, catalog, name, drop, interface=interface, action="district.resume"
+    )
 
 
 async def remove_district(
@@ -237,10 +280,12 @@ __all__ = [
     "district_record",
     "district_table",
     "district_view",
+    "pause_district",
     "relative",
     "remove_connection",
     "remove_district",
     "renew_connection",
+    "resume_district",
     "update_connection",
     "update_district",
     "validated_connection",

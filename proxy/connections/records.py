@@ -10,6 +10,7 @@ secret is checked for presence only. A view never holds a secret, sealed or not.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -32,6 +33,9 @@ DISTRICT_FIELDS = (
     "max_connections",
     "max_wait",
     "rate_limit",
+    "timezone",
+    "windows",
+    "pauses",
 )
 CONNECTION_FIELDS = (
     "vendor",
@@ -164,9 +168,32 @@ def district_record(name: str, cfg: DistrictConfig, table: Mapping[str, Any]) ->
         # Kept as written ("10s", "600/m"): validated above, shown back as the operator wrote.
         max_wait=table.get("max_wait"),
         rate_limit=table.get("rate_limit"),
+        timezone=None if cfg.timezone == "UTC" else cfg.timezone,
+        windows=_json([w.as_table() for w in cfg.windows]),
+        pauses=_json([p.as_table() for p in cfg.pauses]),
         created=now,
         updated=now,
     )
+
+
+def _json(entries: list[dict[str, Any]]) -> str | None:
+    return json.dumps(entries, separators=(",", ":")) if entries else None
+
+
+def courtesy_table(district: DistrictRecord | DistrictConfig) -> dict[str, Any]:
+    """A district's ``timezone``, ``windows`` and ``pauses`` as a config table holds them
+    (docs/configuration.md "SIS courtesy"): what a view shows and ``check_district`` takes."""
+    if isinstance(district, DistrictConfig):
+        return {
+            "timezone": district.timezone,
+            "windows": [w.as_table() for w in district.windows],
+            "pauses": [p.as_table() for p in district.pauses],
+        }
+    return {
+        "timezone": district.timezone or "UTC",
+        "windows": json.loads(district.windows) if district.windows else [],
+        "pauses": json.loads(district.pauses) if district.pauses else [],
+    }
 
 
 def district_table(district: DistrictRecord | DistrictConfig) -> dict[str, Any]:
@@ -191,6 +218,7 @@ def district_table(district: DistrictRecord | DistrictConfig) -> dict[str, Any]:
         names = ("token_url", "max_connections", "max_wait", "rate_limit")
         optional = {name: getattr(district, name) for name in names}
     table.update({k: v for k, v in optional.items() if v is not None})
+    table.update({k: v for k, v in courtesy_table(district).items() if v and v != "UTC"})
     return table
 
 
@@ -219,6 +247,7 @@ def district_config(record: DistrictRecord) -> DistrictConfig:
 def district_view(record: DistrictRecord | DistrictConfig, source: str) -> dict[str, Any]:
     if isinstance(record, DistrictRecord):
         view: dict[str, Any] = {"name": record.name, **district_table(record)}
+        view.update(courtesy_table(record))
         view.update(created=_iso(record.created), updated=_iso(record.updated))
     else:
         view = {
@@ -230,6 +259,7 @@ def district_view(record: DistrictRecord | DistrictConfig, source: str) -> dict[
             "max_connections": record.max_connections,
             "token_url": record.token_url,
         }
+    view.update(courtesy_table(record))
     view.setdefault("token_url", None)
     view.setdefault("max_connections", None)
     view["source"] = source

@@ -19,6 +19,7 @@ from proxy.connections import invites
 from proxy.console.core import CONSOLE, Console
 from proxy.console.manage import renew as renew_credentials
 from proxy.console.manage import set_enabled
+from proxy.courtesy import describe_now, paused
 from proxy.errors import NotFound
 from proxy.gateway.context import Services
 from proxy.scopes import SCOPE_ORDER
@@ -101,6 +102,7 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
     services = console.services
     runtime = services.runtime.current
     today = datetime.now(UTC).date()
+    wall = datetime.fromtimestamp(services.limits.wall(), UTC)
     vendor = request.query.get("vendor", "")
     failing_only = request.query.get("failing") == "1"
     every = await every_connection(services)
@@ -138,6 +140,7 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
                 "spark": spark(minutes),
                 "circuit": services.circuits.state(conn.district),
                 "walk": walks.get(app_id),
+                "paused": paused(conn.district, wall) is not None,
             }
         )
     return console.render(
@@ -218,6 +221,8 @@ async def connection(request: web.Request, **extra: Any) -> web.StreamResponse:
         "days_left": days_left(cfg.expires, datetime.now(UTC).date()),
         "vendor_authorization": conn.vendor_header is not None,
         "circuit": services.circuits.state(district),
+        # docs/configuration.md "SIS courtesy": the window or pause in effect now.
+        "courtesy": describe_now(district, datetime.fromtimestamp(services.limits.wall(), UTC)),
         "source": listed.source,
         "changes": cfg.changes,
     }

@@ -62,6 +62,11 @@ class DistrictRecord:
     max_connections: int | None = None
     max_wait: str | None = None
     rate_limit: str | None = None
+    # docs/configuration.md "SIS courtesy": the zone name, and the windows and pauses as
+    # JSON text of their config tables (None: the default UTC, none).
+    timezone: str | None = None
+    windows: str | None = None
+    pauses: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

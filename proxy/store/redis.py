@@ -36,14 +36,15 @@ needs Redis >= 6.2.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -58,21 +59,22 @@ from proxy.store.redis_connections import RedisConnections
 from proxy.store.redis_limits import RedisLimits
 from proxy.store.redis_tokens import RedisTokens
 from proxy.store.sentinel import SCHEME as SENTINEL_SCHEME
-from proxy.store.sentinel import master_client, parse_sentinel_url
+from proxy.store.sentinel import master_client, parse_redis_url, parse_sentinel_url
 
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _display(url: str) -> str:
-    """The URL without user or password, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+def _detail(exc: BaseException) -> str:
+    """One line for a redis-py error. ``MasterNotFoundError`` carries the repr of every
+    sentinel client it asked; an operator needs only what each sentinel answered."""
+    if isinstance(exc, MasterNotFoundError):
+        text = str(exc)
+        head = text.partition(" : ")[0]
+        causes = re.findall(r" - (?:\w+:)?\w+Error: (.*?)\.?(?:, <|$)", text)
+        return f"{head} ({'; '.join(causes)})" if causes else head
+    return f"{type(exc).__name__}: {exc}"
 
 
 class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits, RedisChanges):
@@ -115,8 +117,9 @@ class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits, RedisC
             self._client, self._sentinel = master_client(parsed, **options)
             self._wait_replicas = 1
         elif scheme in ("redis", "rediss"):
-            self.url_display = _display(url)
-            self._password = urlsplit(url).password
+            plain = parse_redis_url(url)
+            self.url_display = plain.display
+            self._password = plain.password
             self._client = aioredis.from_url(url, **options)
         else:
             raise ValueError(
@@ -146,7 +149,7 @@ class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits, RedisC
         try:
             yield
         except (RedisError, OSError) as exc:
-            detail = f"{type(exc).__name__}: {exc}"
+            detail = _detail(exc)
             if self._password:
                 # SECURITY: the URL's password never reaches a message, a log or a response.
                 detail = detail.replace(self._password, "***")

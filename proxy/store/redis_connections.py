@@ -16,6 +16,7 @@ one round trip for the connection and its district. Mixed into ``RedisStore``.
 
 from __future__ import annotations
 
+from dataclasses import fields as dataclass_fields
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -113,6 +114,10 @@ def _flat(fields: dict[str, str | int]) -> list[str | int]:
     return [item for pair in fields.items() for item in pair]
 
 
+#: The district fields a hash holds only when set (the record's fields that default to None).
+_OPTIONAL = tuple(f.name for f in dataclass_fields(DistrictRecord) if f.default is None)
+
+
 def district_fields(r: DistrictRecord) -> dict[str, str | int]:
     fields: dict[str, str | int] = {
         "base_url": r.base_url,
@@ -123,7 +128,7 @@ def district_fields(r: DistrictRecord) -> dict[str, str | int]:
         "created": _us(r.created),
         "updated": _us(r.updated),
     }
-    for name in ("token_url", "max_connections", "max_wait", "rate_limit"):
+    for name in _OPTIONAL:
         value = getattr(r, name)
         if value is not None:
             fields[name] = value
@@ -142,6 +147,9 @@ def _district(name: str, f: dict[str, str]) -> DistrictRecord:
         max_connections=int(f["max_connections"]) if "max_connections" in f else None,
         max_wait=f.get("max_wait"),
         rate_limit=f.get("rate_limit"),
+        timezone=f.get("timezone"),
+        windows=f.get("windows"),
+        pauses=f.get("pauses"),
         created=_time(f["created"]),
         updated=_time(f["updated"]),
     )

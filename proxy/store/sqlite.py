@@ -36,15 +36,15 @@ from proxy.store.base import (
 from proxy.store.sqlite_changes import TABLES as CHANGE_TABLES
 from proxy.store.sqlite_changes import SqliteChanges
 from proxy.store.sqlite_checks import SqliteChecks
+from proxy.store.sqlite_connections import COURTESY_COLUMNS, SqliteConnections
 from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
-from proxy.store.sqlite_connections import SqliteConnections
 from proxy.store.sqlite_limits import SqliteLimits
 from proxy.store.sqlite_rows import _iso, _time, _write
 from proxy.store.sqlite_tokens import SqliteTokens
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Migration n takes a file at schema n-1 to schema n; applied in order in one transaction.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -114,8 +114,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             secret_fingerprint TEXT
         )""",
     ),
+    # A district's time zone, peak-hour windows and pauses (docs/configuration.md).
+    5: COURTESY_COLUMNS,
     # The change feed: sourcedIds and keyed hashes, never a record's content.
-    5: CHANGE_TABLES,
+    6: CHANGE_TABLES,
 }
 
 # SQLITE_BUSY and SQLITE_LOCKED (primary result codes, the low byte of extended ones):

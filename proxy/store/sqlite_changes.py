@@ -22,7 +22,7 @@ from proxy.store.sqlite_rows import SqliteRole, _iso, _iso_or_none, _time, _writ
 #: One batch of ``missing_ids``.
 MISSING_BATCH = 1000
 
-#: Schema 5 of the sqlite store: applied by ``SqliteStore``'s migrations.
+#: Schema 6 of the sqlite store: applied by ``SqliteStore``'s migrations.
 TABLES: tuple[str, ...] = (
     # Store connections carry the change feed's keys too.
     "ALTER TABLE connections ADD COLUMN changes INTEGER NOT NULL DEFAULT 0",

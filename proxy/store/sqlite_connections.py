@@ -17,7 +17,8 @@ from proxy.errors import Conflict, NotFound
 from proxy.store.base import ConnectionRecord, DistrictRecord
 from proxy.store.sqlite_rows import SqliteRole, _iso, _time, _write
 
-#: Schema 2 of the sqlite store: applied by ``SqliteStore``'s migrations.
+#: Schema 3 of the sqlite store (schema 5 adds ``COURTESY_COLUMNS``): applied by
+#: ``SqliteStore``'s migrations.
 TABLES: tuple[str, ...] = (
     """CREATE TABLE districts (
         name                 TEXT PRIMARY KEY,
@@ -50,10 +51,18 @@ TABLES: tuple[str, ...] = (
     "CREATE INDEX connections_by_vendor ON connections (vendor, app_id)",
 )
 
+#: Schema 5: a district's time zone, windows and pauses (docs/configuration.md "SIS courtesy").
+COURTESY_COLUMNS: tuple[str, ...] = (
+    "ALTER TABLE districts ADD COLUMN timezone TEXT",
+    "ALTER TABLE districts ADD COLUMN windows TEXT",
+    "ALTER TABLE districts ADD COLUMN pauses TEXT",
+)
+
 _D_COLUMNS = (
     "name, base_url, auth, signature_method, token_url, vendor_authorization, versions, "
-    "max_connections, max_wait, rate_limit, created, updated"
+    "max_connections, max_wait, rate_limit, timezone, windows, pauses, created, updated"
 )
+_D_COUNT = len(_D_COLUMNS.split(", "))
 _C_COLUMNS = (
     "app_id, vendor, district, key, secret, scopes, enabled, expires, created, updated, source, "
     "changes, changes_at, max_deletions"
@@ -80,6 +89,9 @@ def _district_row(r: DistrictRecord) -> tuple[Any, ...]:
         r.max_connections,
         r.max_wait,
         r.rate_limit,
+        r.timezone,
+        r.windows,
+        r.pauses,
         _iso(r.created),
         _iso(r.updated),
     )
@@ -97,8 +109,11 @@ def _district(row: tuple[Any, ...]) -> DistrictRecord:
         max_connections=row[7],
         max_wait=row[8],
         rate_limit=row[9],
-        created=_req_time(row[10]),
-        updated=_req_time(row[11]),
+        timezone=row[10],
+        windows=row[11],
+        pauses=row[12],
+        created=_req_time(row[13]),
+        updated=_req_time(row[14]),
     )
 
 
@@ -154,7 +169,9 @@ class SqliteConnections(SqliteRole):
                     "SELECT 1 FROM districts WHERE name = ?", (record.name,)
                 ).fetchone():
                     raise Conflict(f'district "{record.name}" already exists')
-                conn.execute(f"INSERT INTO districts ({_D_COLUMNS}) VALUES ({_marks(12)})", row)
+                conn.execute(
+                    f"INSERT INTO districts ({_D_COLUMNS}) VALUES ({_marks(_D_COUNT)})", row
+                )
 
         await self._run(op)
 

@@ -388,3 +388,50 @@ def test_show_and_list_print_booleans_and_absent_values_as_words(cli: Cli) -> No
     for text in (shown, cli.ok("connections", "list"), cli.ok("districts", "list")):
         assert not any(word in text for word in ("True", "False", "None")), text
     assert cli.json("connections", "show", "s1")["enabled"] is False  # JSON keeps its own
+
+
+def test_district_windows_pause_and_resume(cli: Cli) -> None:
+    """docs/commands.md ``districts pause|resume`` and the window flags: a refused change names
+    its key and writes nothing; the human view shows no Python value."""
+    from datetime import UTC, datetime, timedelta
+
+    made = cli.json(
+        "districts", "add", "shelbyville", "--base-url", "https://shelbyville.example/oneroster",
+        "--timezone", "America/Chicago", "--window", "mon-fri 07:00-16:00 1",
+        "--max-connections", "5",
+    )  # fmt: skip
+    assert made["timezone"] == "America/Chicago"
+    assert made["windows"] == [
+        {"days": "mon-fri", "from": "07:00", "to": "16:00", "max_connections": 1}
+    ]
+    cfg = str(cli.config)
+    code, _, err = cli(
+        "districts", "update", "shelbyville", "--config", cfg, "--timezone", "Mars/Olympus",
+        "--window", "mon-fri 07:00-16:00 1", "--window", "fri 15:00-17:00 2",
+    )  # fmt: skip
+    assert code == 2
+    assert 'districts.shelbyville.timezone: unknown time zone "Mars/Olympus"' in err
+    assert "districts.shelbyville.windows[1]: overlaps windows[0]" in err
+    code, _, err = cli(
+        "districts", "pause", "shelbyville", "--config", cfg,
+        "--from", "2027-08-01", "--to", "2027-06-20", "--reason", "summer rollover",
+    )  # fmt: skip
+    assert code == 2
+    assert "districts.shelbyville.pauses[0].to: 2027-06-20 is before from = 2027-08-01" in err
+    assert cli.json("districts", "show", "shelbyville") == {**made, "updated": made["updated"]}
+
+    today = datetime.now(UTC).date()
+    start, end = (today - timedelta(days=2)).isoformat(), (today + timedelta(days=2)).isoformat()
+    paused = cli.json(
+        "districts", "pause", "shelbyville", "--from", start, "--to", end, "--reason", "rollover"
+    )
+    assert paused["pauses"] == [{"from": start, "to": end, "reason": "rollover"}]
+    shown = cli.ok("districts", "show", "shelbyville")
+    assert f"pauses: from={start} to={end} reason=rollover" in shown
+    assert "windows: days=mon-fri from=07:00 to=16:00 max_connections=1" in shown
+    assert "{" not in shown and "True" not in shown and "None" not in shown
+    assert cli.json("districts", "resume", "shelbyville")["pauses"] == []
+    code, _, err = cli("districts", "resume", "shelbyville", "--config", cfg)
+    assert code == 1 and 'district "shelbyville" is not paused' in err
+    assert cli.json("districts", "update", "shelbyville", "--no-windows")["windows"] == []
+    assert "windows: -" in cli.ok("districts", "show", "shelbyville")

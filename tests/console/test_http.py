@@ -543,3 +543,39 @@ async def test_the_audit_page_reads_durations_and_a_second_revoke_says_so(consol
     _, audit, _ = await console.get("/console/audit")
     assert "grace=5s" in audit and "ttl=-" in audit
     assert "None" not in audit and "_seconds" not in audit
+
+
+async def test_the_console_shows_the_district_window_or_pause(sandbox, start_proxy, tmp_path):
+    """docs/configuration.md "SIS courtesy": the connection page says what holds now (the
+    injected wall clock), the board marks a paused district."""
+    from datetime import UTC, datetime
+
+    doc = console_config(tmp_path, sandbox)
+    doc["districts"]["springfield"].update(
+        timezone="America/Chicago",
+        max_connections=5,
+        windows=[{"days": "mon-fri", "from": "07:00", "to": "16:00", "max_connections": 1}],
+        pauses=[{"from": "2027-06-20", "to": "2027-08-01", "reason": "summer rollover"}],
+    )
+    proxy = await start_proxy(sandbox, doc)
+    limits = proxy.services.limits
+    console = ConsoleClient(proxy.admin_url)
+    try:
+        await console.sign_in()
+        limits.wall = lambda: datetime(2027, 3, 1, 14, tzinfo=UTC).timestamp()  # Mon 08:00
+        _, page, _ = await console.get("/console/connections/app-7")
+        shown = re.search(r'<td id="courtesy">(.*?)</td>', page)
+        assert shown is not None
+        assert shown.group(1) == "peak window mon-fri 07:00-16:00: 1 at once (America/Chicago)"
+        _, board, _ = await console.get("/console/")
+        assert "data-paused" not in board
+        limits.wall = lambda: datetime(2027, 7, 4, 17, tzinfo=UTC).timestamp()
+        _, page, _ = await console.get("/console/connections/app-7")
+        shown = re.search(r'<td id="courtesy">(.*?)</td>', page)
+        assert shown is not None
+        assert shown.group(1) == "paused until 2027-08-01 inclusive (summer rollover)"
+        _, board, _ = await console.get("/console/")
+        row = re.search(r'<tr data-app="app-7">(.*?)</tr>', board, re.S)
+        assert row is not None and 'data-paused="1"' in row.group(1)
+    finally:
+        await console.close()

@@ -55,6 +55,9 @@ async def test_district_add_get_list_round_trip_every_field(store: Store) -> Non
         max_connections=5,
         max_wait="10s",
         rate_limit="600/m",
+        timezone="America/Chicago",
+        windows='[{"days":"mon-fri","from":"07:00","to":"16:00","max_connections":1}]',
+        pauses='[{"from":"2027-06-20","to":"2027-08-01","reason":"summer rollover"}]',
     )
     bare = district("springfield")
     await store.add_district(full)
@@ -151,7 +154,7 @@ async def test_connection_appid_taken_is_a_conflict_and_changes_nothing(store: S
 
 
 async def test_resolve_reads_the_connection_and_its_district(store: Store) -> None:
-    d = district(max_connections=3)
+    d = district(max_connections=3, pauses='[{"from":"2027-06-20","to":"2027-08-01","reason":"r"}]')
     c = connection("app-1")
     await store.add_district(d)
     await store.add_connection(c, district_in_store=True)
@@ -267,3 +270,30 @@ async def test_another_instance_sees_changes_at_once(store: Store, backend: Back
         assert await store.resolve_connection("app-1") is None
     finally:
         await other.close()
+
+
+async def test_a_schema_4_sqlite_file_gains_the_courtesy_columns(tmp_path) -> None:
+    """A store written before windows and pauses existed opens, its districts read with
+    none, and takes them from then on."""
+    import sqlite3
+
+    from proxy.store.sqlite import _MIGRATIONS, SqliteStore
+
+    path = str(tmp_path / "old.db")
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for version in range(1, 5):
+            for statement in _MIGRATIONS[version]:
+                conn.execute(statement)
+        conn.execute("INSERT INTO schema_version (version) VALUES (4)")
+        conn.execute(
+            "INSERT INTO districts (name, base_url, auth, signature_method, vendor_authorization, "
+            "versions, created, updated) VALUES ('old', 'https://old.example', 'oauth1', "
+            "'HMAC-SHA256', 0, 'v1p1', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
+        )
+    async with SqliteStore(path) as store:
+        old = await store.get_district("old")
+        assert old is not None and old.timezone is None and old.pauses is None
+        await store.update_district(replace(old, timezone="America/Chicago", pauses="[]"))
+        again = await store.get_district("old")
+        assert again is not None and again.timezone == "America/Chicago"
