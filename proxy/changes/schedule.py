@@ -20,6 +20,7 @@ from aiohttp import web
 
 from proxy.changes.diff import Walk
 from proxy.config.model import parse_clock
+from proxy.courtesy.schedule import paused, zone
 from proxy.errors import Conflict, ProxyError
 from proxy.gateway.context import SERVICES, Services
 from proxy.gateway.runtime import Connection
@@ -37,18 +38,21 @@ RETRY_FAILED = timedelta(hours=1)
 
 
 def last_slot(conn: Connection, now: datetime) -> datetime:
-    """The newest instant at or before ``now`` at which ``conn``'s daily walk was due.
-
-    ``changes_at`` is read in UTC until districts carry a time zone."""
+    """The newest instant at or before ``now`` at which ``conn``'s daily walk was due:
+    ``changes_at`` on the district's clock (its ``timezone``)."""
     clock = parse_clock(conn.config.changes_at)
-    slot = datetime.combine(now.astimezone(UTC).date(), clock, tzinfo=UTC)
-    return slot if slot <= now else slot - timedelta(days=1)
+    tz = zone(conn.district.timezone)
+    today = now.astimezone(tz).date()
+    slot = datetime.combine(today, clock, tzinfo=tz)
+    if slot > now:
+        slot = datetime.combine(today - timedelta(days=1), clock, tzinfo=tz)
+    return slot
 
 
 def may_walk(conn: Connection, now: datetime) -> bool:
-    """Whether the district lets a walk start now: the one place a district's sync windows
-    and pauses are to be asked (none exist yet, so always)."""
-    return True
+    """Whether the district lets a walk start now: not during one of its pauses (its peak-hour
+    windows cap the walk's requests like any other, through the district's slots)."""
+    return paused(conn.district, now) is None
 
 
 def due(conn: Connection, last: WalkRecord | None, now: datetime) -> bool:
