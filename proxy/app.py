@@ -28,6 +28,8 @@ from typing import Any
 
 from aiohttp import web
 
+from proxy.changes import feed
+from proxy.changes.schedule import daily_walks
 from proxy.check.background import background_checks
 from proxy.config import Config
 from proxy.connections import managed
@@ -179,6 +181,7 @@ def create_app(
     app[SERVICES] = services
     app.cleanup_ctx.append(_resources)
     app.cleanup_ctx.append(background_checks)
+    app.cleanup_ctx.append(daily_walks)
 
     ids = RequestIds()
     app.router.add_get(
@@ -186,6 +189,10 @@ def create_app(
     )
     app.router.add_post(
         "/oauth/token", Observed(vendor_api.token, metrics, ids, counted=False).handle
+    )
+    # docs/http-api.md "Change feed": before the catch-all, which would take it for a path.
+    app.router.add_get(
+        "/{app_id}/changes", Observed(feed.handle, metrics, ids, counted=False).handle
     )
     # docs/http-api.md "District intake": the one-time form district IT reaches on this listener.
     add_intake(app)
@@ -200,23 +207,34 @@ def create_app(
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
+    async with running(services):
+        await services.sync_client_secrets()
+        await _reseal_legacy(services)
+        flusher = asyncio.get_running_loop().create_task(_flush_last_used(services))
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            with contextlib.suppress(ProxyError):
+                await services.authenticator.flush_last_used()
+            with contextlib.suppress(ProxyError):
+                await _flush_ledger(services)
+
+
+@contextlib.asynccontextmanager
+async def running(services: Services) -> AsyncIterator[Services]:
+    """``services`` with their client sessions, upstream pool and store open, all closed on
+    the way out: the app's resources, and a command's that talks to districts the way the
+    gateway does (``changes walk``)."""
     services.session = forward.new_session()
     services.write_session = forward.new_session(fresh_connections=True)
     services.pool = forward.new_pool()
-    await services.store.open()
-    await services.sync_client_secrets()
-    await _reseal_legacy(services)
-    flusher = asyncio.get_running_loop().create_task(_flush_last_used(services))
     try:
-        yield
+        await services.store.open()
+        yield services
     finally:
-        flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flusher
-        with contextlib.suppress(ProxyError):
-            await services.authenticator.flush_last_used()
-        with contextlib.suppress(ProxyError):
-            await _flush_ledger(services)
         for source in services.runtime.current.token_sources.values():
             await source.close()
         await services.store_connections.close()
@@ -270,4 +288,4 @@ async def _flush_ledger(services: Services) -> None:
     await services.ledger.flush(services.store, keep)
 
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "running"]

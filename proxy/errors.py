@@ -17,6 +17,7 @@ listener and the HTTP parser guard (``proxy.gateway.inbound_limits``) all answer
      ├── RequestTimeout    408  (a request body that stopped arriving)
      ├── Conflict          409  (a name already taken, or still in use)
      │    └── Stale        409  (a store record changed since it was read; nothing written)
+     ├── Gone              410  (a change-feed cursor older than the changes kept)
      ├── PayloadTooLarge   413
      ├── URITooLong        414
      ├── TooManyRequests   429  (Retry-After)
@@ -134,6 +135,14 @@ class Conflict(ProxyError):
 class Stale(Conflict):
     """A store record changed since it was read (another writer won): nothing was written.
     The proxy's own operations read again and retry; one that keeps losing answers 409."""
+
+
+class Gone(ProxyError):
+    """410: what was asked for is no longer kept (a change-feed cursor older than the kept
+    changes: docs/http-api.md "Change feed")."""
+
+    status = 410
+    code_minor = "invaliddata"
 
 
 class PayloadTooLarge(ProxyError):

@@ -280,6 +280,14 @@ class Metrics:
             "oneroster_proxy_check_failed_twice",
             "1 if the connection's two newest background checks both failed, else 0.",
         )
+        # docs/metrics.md: read from the store at scrape time (proxy.changes.schedule).
+        self.changes_held = Gauge(
+            "oneroster_proxy_changes_held",
+            "1 while a walk of the connection's change feed is held for an operator, else 0.",
+            ["app"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         # Not Prometheus: the board's last hour per appId (proxy.activity).
         self.activity = Activity()
         for result in ("ok", "error"):

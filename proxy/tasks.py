@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -54,3 +54,16 @@ class TaskSet:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.difference_update(tasks)
+
+
+@contextlib.asynccontextmanager
+async def kept_running(coro: Coroutine[Any, Any, Any]) -> AsyncIterator[asyncio.Task[Any]]:
+    """``coro`` as a task for the length of the block, then cancelled and awaited: the shape
+    of an app's ``cleanup_ctx`` loop (the background checks, the change feed's daily walks)."""
+    task = asyncio.get_running_loop().create_task(coro)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

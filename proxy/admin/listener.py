@@ -28,6 +28,7 @@ from proxy.admin import connections as admin_connections
 from proxy.admin import ledger as admin_ledger
 from proxy.admin import tokens as admin_tokens
 from proxy.admin.body import json_object, only_fields
+from proxy.changes.schedule import refresh_changes_gauge
 from proxy.check.background import refresh_check_gauges
 from proxy.check.catalog import find_connection, run_and_keep_check
 from proxy.config import ConfigError
@@ -197,6 +198,7 @@ async def metrics(request: web.Request) -> web.Response:
     services = _services(request)
     await refresh_token_gauge(services)
     await refresh_check_gauges(services)
+    await refresh_changes_gauge(services)
     body = request.app[METRICS_TEXT]()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -290,6 +292,7 @@ async def connection(request: web.Request) -> web.Response:
         view = await admin_connections.store_connection_view(services, record, datetime.now(UTC))
         results = await services.store.list_check_results(app_id, limit=1)
         view["last_check"] = results[0].as_json() if results else None
+        view["last_walk"] = await _last_walk(services, app_id)
         return web.json_response(view)
     view = connection_view(conn, datetime.now(UTC))
     view["circuit"] = services.circuits.state(conn.district)
@@ -297,7 +300,14 @@ async def connection(request: web.Request) -> web.Response:
     # null.
     results = await services.store.list_check_results(conn.app_id, limit=1)
     view["last_check"] = results[0].as_json() if results else None
+    view["last_walk"] = await _last_walk(services, conn.app_id)
     return web.json_response(view)
+
+
+async def _last_walk(services: Services, app_id: str) -> dict[str, Any] | None:
+    """docs/http-api.md "Change feed": the connection's newest walk, or null."""
+    walk = await services.store.get_walk(app_id)
+    return None if walk is None else walk.as_json()
 
 
 async def post_check(request: web.Request) -> web.Response:

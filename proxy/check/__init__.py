@@ -43,6 +43,7 @@ from proxy.check.report import CHECKS, HINTS, Item, Report, format_report, summa
 from proxy.config import Config
 from proxy.errors import NotFound
 from proxy.gateway import forward
+from proxy.store.base import ChangeStore
 
 #: ``check --all`` checks this many connections at once, so a large config does not open
 #: hundreds of district connections in one burst.
@@ -55,6 +56,7 @@ async def run_check(
     *,
     session: aiohttp.ClientSession | None = None,
     now: datetime | None = None,
+    store: ChangeStore | None = None,
 ) -> Report:
     """Run every checklist item for connection ``app_id`` live against its district.
 
@@ -67,7 +69,9 @@ async def run_check(
     own = session is None
     client = forward.new_session() if session is None else session
     try:
-        return await Checklist(config, conn_cfg, client, now or datetime.now(UTC)).run()
+        return await Checklist(
+            config, conn_cfg, client, now or datetime.now(UTC), store=store
+        ).run()
     finally:
         if own:
             await client.close()

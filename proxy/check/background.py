@@ -32,6 +32,8 @@ from proxy.courtesy import paused
 from proxy.errors import ProxyError
 from proxy.gateway.context import SERVICES, Services
 from proxy.store.base import CheckResult
+from proxy.store.lock import held
+from proxy.tasks import kept_running
 
 log = logging.getLogger("oneroster_proxy.checks")
 
@@ -76,11 +78,9 @@ class BackgroundChecks:
     async def round(self, *, now: datetime | None = None) -> list[str] | None:
         """Check every connection that is due; the appIds checked, or None if another
         process holds the lock."""
-        store = self.services.store
-        if not await store.acquire_slot(LOCK_KEY, 1, self.holder, LOCK_TTL):
-            return None
-        renew = asyncio.get_running_loop().create_task(self._renew())
-        try:
+        async with held(self.services.store, LOCK_KEY, self.holder, LOCK_TTL) as mine:
+            if not mine:
+                return None
             broken: dict[str, str] = {}
             due = await self.due(now or datetime.now(UTC), broken)
             limit = asyncio.Semaphore(AT_ONCE)
@@ -88,12 +88,6 @@ class BackgroundChecks:
             for app_id, why in sorted(broken.items()):
                 await self._unusable(app_id, why)
             return done + sorted(broken)
-        finally:
-            renew.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renew
-            with contextlib.suppress(ProxyError):
-                await store.release_slot(LOCK_KEY, self.holder)
 
     async def due(self, now: datetime, broken: dict[str, str] | None = None) -> list[Listed]:
         """Connections (TOML and store) whose newest result is older than the interval, or
@@ -142,12 +136,6 @@ class BackgroundChecks:
             _log_failed(report)
         return app_id
 
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(LOCK_TTL / 3)
-            with contextlib.suppress(ProxyError):
-                await self.services.store.acquire_slot(LOCK_KEY, 1, self.holder, LOCK_TTL)
-
 
 def _log_failed(report: Report) -> None:
     log.warning(
@@ -164,13 +152,8 @@ def _log_failed(report: Report) -> None:
 
 async def background_checks(app: web.Application) -> AsyncIterator[None]:
     """``cleanup_ctx`` of the gateway app: the loop runs while the app does."""
-    task = asyncio.get_running_loop().create_task(BackgroundChecks(app[SERVICES]).run_forever())
-    try:
+    async with kept_running(BackgroundChecks(app[SERVICES]).run_forever()):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def refresh_check_gauges(services: Services) -> None:

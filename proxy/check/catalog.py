@@ -88,7 +88,7 @@ async def run_and_keep_check(services: Services, conn: Connection, *, keep: bool
         districts={**config.districts, conn.district.name: conn.district},
         connections={conn.app_id: conn.config},
     )
-    report = await run_check(single, conn.app_id, session=services.session)
+    report = await run_check(single, conn.app_id, session=services.session, store=services.store)
     if keep:
         await services.store.add_check_result(
             CheckResult(app_id=conn.app_id, at=datetime.now(UTC), document=report.as_json())

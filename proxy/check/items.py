@@ -39,15 +39,23 @@ from proxy.errors import ProxyError
 from proxy.gateway.runtime import build_runtime
 from proxy.scopes import GRADEBOOK_READ, classify
 from proxy.signing.oauth2 import OAuth2TokenSource
+from proxy.store import open_store
+from proxy.store.base import ChangeStore
 
 
 class Checklist:
     """The items of one connection, judged in the documented order; ``run`` returns the report."""
 
     def __init__(
-        self, config: Config, conn: ConnectionConfig, session: aiohttp.ClientSession, now: datetime
+        self,
+        config: Config,
+        conn: ConnectionConfig,
+        session: aiohttp.ClientSession,
+        now: datetime,
+        store: ChangeStore | None = None,
     ) -> None:
         self.config = config
+        self.store = store
         self.cfg = conn
         self.now = now
         self.timeout = config.server.upstream_timeout
@@ -94,6 +102,7 @@ class Checklist:
             self.items["not_expired"] = not_expired(self.cfg, self.now)
             self.items["infinite_campus_key"] = infinite_campus_key(self.cfg, self.conn.vendor)
             self.items["not_paused"] = not_paused(self.district, self.now)
+            self.items["changes_held"] = await self.changes_held()
             reachable, token = await asyncio.gather(
                 self.district_reachable(), self.token_endpoint()
             )
@@ -131,6 +140,34 @@ class Checklist:
         return Report(self.cfg.app_id, all(i.status != "fail" for i in checks), checks)
 
     # -- live ----------------------------------------------------------------------------
+
+    async def changes_held(self) -> Item:
+        """docs/checklist.md: no walk of the change feed waits for an operator."""
+        name = "changes_held"
+        if not self.cfg.changes:
+            return Item(name, "skip", "the change feed is off (changes = false)")
+        try:
+            if self.store is not None:
+                walk = await self.store.get_walk(self.cfg.app_id)
+            else:
+                store = open_store(self.config.store.url)
+                try:
+                    walk = await store.get_walk(self.cfg.app_id)
+                finally:
+                    await store.close()
+        except ProxyError as exc:
+            return Item(name, "skip", f"cannot judge: {exc.description}")
+        if walk is None:
+            return Item(name, "ok", "no walk yet")
+        totals = walk.totals()
+        counts = ", ".join(f"{n} {kind}" for kind, n in totals.items())
+        started = walk.started.strftime("%Y-%m-%d %H:%M UTC")
+        if walk.state == "held":
+            return fail(name, f"the walk of {started} is held ({walk.error}; {counts})")
+        detail = f"last walk {started}: {walk.state}"
+        if walk.state == "failed":
+            return Item(name, "ok", f"{detail} ({walk.error}); nothing published")
+        return Item(name, "ok", f"{detail} ({counts})")
 
     async def district_reachable(self) -> Item:
         """Any HTTP answer under ``/ims/oneroster/`` (401 included) means the base URL works;

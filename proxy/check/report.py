@@ -25,6 +25,7 @@ CHECKS: tuple[str, ...] = (
     "vendor_authorization",
     "infinite_campus_key",
     "not_paused",
+    "changes_held",
 )
 
 VERSION_NAMES = {"v1p1": "1.1", "v1p2": "1.2"}
@@ -47,6 +48,7 @@ HINTS: dict[str, str] = {
     ),
     "infinite_campus_key": "the key belongs to another vendor key",
     "not_paused": "the district paused syncs until the date shown",
+    "changes_held": "review the deletions, then accept or discard the walk",
 }
 
 

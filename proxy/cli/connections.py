@@ -47,6 +47,8 @@ def _add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--expires", type=dates, metavar="YYYY-MM-DD")
     p.add_argument("--disabled", action="store_true", help="added disabled (403 until enabled)")
     _drop_fields_flag(p)
+    p.add_argument("--changes", action="store_true", default=None, help="keep a change feed")
+    _feed_flags(p)
     secret_args(p)
 
 
@@ -60,6 +62,20 @@ def _drop_fields_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _feed_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--changes-at", metavar="HH:MM", help="time of the change feed's daily walk")
+    p.add_argument("--max-deletions", metavar="N|P%", help="most deletions a walk may publish")
+
+
+def _feed(args: argparse.Namespace) -> dict[str, Any]:
+    values = {
+        "changes": args.changes,
+        "changes_at": args.changes_at,
+        "max_deletions": args.max_deletions,
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def _add(args: argparse.Namespace) -> int:
     config = load(args)
     table: dict[str, Any] = {
@@ -71,6 +87,7 @@ def _add(args: argparse.Namespace) -> int:
         "enabled": not args.disabled,
         "expires": args.expires,
         "drop_fields": args.drop_fields,
+        **_feed(args),
     }
     table = {k: v for k, v in table.items() if v is not None}
     box = config.secret_box()
@@ -170,6 +187,10 @@ def _update_parser(p: argparse.ArgumentParser) -> None:
     state.add_argument("--disable", dest="enabled", action="store_false")
     _expiry_flags(p)
     _drop_fields_flag(p)
+    feed = p.add_mutually_exclusive_group()
+    feed.add_argument("--changes", dest="changes", action="store_true", default=None)
+    feed.add_argument("--no-changes", dest="changes", action="store_false")
+    _feed_flags(p)
 
 
 def _expiry_flags(p: argparse.ArgumentParser) -> None:
@@ -186,7 +207,7 @@ def _expiry(args: argparse.Namespace) -> dict[str, Any]:
 
 def _update(args: argparse.Namespace) -> int:
     config = load(args)
-    changes: dict[str, Any] = _expiry(args)
+    changes: dict[str, Any] = {**_expiry(args), **_feed(args)}
     if args.scopes is not None:
         changes["scopes"] = args.scopes
     if args.enabled is not None:

@@ -197,6 +197,8 @@ class StoreConfig:
     secret_keys: tuple[bytes, ...] = field(default=(), repr=False)
     # Days of the access ledger kept (docs/configuration.md "Sharing policy").
     ledger_days: int = 400
+    # docs/configuration.md "Change feed": days a published change stays readable.
+    changes_days: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +271,11 @@ class ConnectionConfig:
     expires: date | None = None
     # Top-level record fields the vendor never receives (docs/configuration.md "Sharing policy").
     drop_fields: tuple[str, ...] = DEFAULT_DROP_FIELDS
+    # docs/configuration.md "Change feed": the daily walk, its time of day (district time)
+    # and the share (or number) of a collection's records one walk may delete unheld.
+    changes: bool = False
+    changes_at: str = "02:00"
+    max_deletions: str = "10%"
     # Not a TOML key: True for a connection kept in the store (changed with the CLI's
     # ``connections`` commands, the admin API or the console, not in the file).
     stored: bool = False
@@ -301,6 +308,44 @@ class Config:
     connections: Mapping[str, ConnectionConfig]
     warnings: tuple[str, ...] = ()
     source: str | None = None
+
+
+_CLOCK_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_DELETIONS_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
+
+
+def parse_clock(value: str) -> time:
+    """``changes_at``: a time of day as ``HH:MM`` (24-hour)."""
+    match = _CLOCK_RE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f'invalid time of day "{value}" (write HH:MM, e.g. 02:00)')
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+@dataclass(frozen=True, slots=True)
+class Deletions:
+    """``max_deletions``: a share of a collection (``10%``) or a number of records (``500``)."""
+
+    value: float
+    percent: bool
+
+    def allows(self, deleted: int, before: int) -> bool:
+        """Whether ``deleted`` of a collection that had ``before`` records is within it."""
+        if self.percent:
+            return deleted * 100 <= self.value * before
+        return deleted <= self.value
+
+
+def parse_deletions(value: str | int) -> Deletions:
+    """``"10%"``, ``"2.5%"`` or a count (``500`` or ``"500"``)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return Deletions(float(value), False)
+    match = _DELETIONS_RE.match(value) if isinstance(value, str) else None
+    if match is None or (match.group(2) and float(match.group(1)) > 100):
+        raise ValueError(
+            f'invalid max_deletions "{value}" (write a share such as "10%" or a count)'
+        )
+    return Deletions(float(match.group(1)), bool(match.group(2)))
 
 
 def infinite_campus_vendor_key(key: str) -> str | None:

@@ -26,6 +26,8 @@ from proxy.config.model import (
     ServerConfig,
     StoreConfig,
     VendorConfig,
+    parse_clock,
+    parse_deletions,
     parse_duration,
     parse_listen,
     parse_rate,
@@ -102,6 +104,11 @@ def validate(
         reader = section(f"connections.{app_id}", table, "connection")
         connections[app_id] = _connection(app_id, reader, vendors, districts)
         _connection_warnings(connections[app_id], vendors, districts, now, warnings)
+        if connections[app_id].changes and not store.secret_keys:
+            problems.append(
+                f"connections.{app_id}.changes: needs [store] secret_keys "
+                "(the change feed's record hashes are keyed from them)"
+            )
 
     if problems:
         raise ConfigError(problems)
@@ -178,6 +185,7 @@ def _store(r: Reader) -> StoreConfig:
         cache_ttl=r.parsed("cache_ttl", _STORE["cache_ttl"], parse_duration),
         secret_keys=_secret_keys(r),
         ledger_days=r.integer("ledger_days", _STORE["ledger_days"]) or _STORE["ledger_days"],
+        changes_days=r.integer("changes_days", _STORE["changes_days"]) or _STORE["changes_days"],
     )
 
 
@@ -355,7 +363,31 @@ def _connection(
         enabled=r.boolean("enabled", True),
         expires=expires,
         drop_fields=drop_fields(r, scopes),
+        **_changes(r),
     )
+
+
+def _changes(r: Reader) -> dict[str, Any]:
+    """``changes``, ``changes_at``, ``max_deletions`` (docs/configuration.md "Change feed"),
+    kept as written once they parse."""
+    changes_at = r.string("changes_at", "02:00") or "02:00"
+    max_deletions = r.raw("max_deletions")
+    kept = "10%" if max_deletions is None else str(max_deletions)
+    for name, value, parser in (
+        ("changes_at", changes_at, parse_clock),
+        ("max_deletions", max_deletions, parse_deletions),
+    ):
+        if value is None:
+            continue
+        try:
+            parser(value)
+        except ValueError as exc:
+            r.problems.append(f"{r.path}.{name}: {exc}")
+    return {
+        "changes": r.boolean("changes", False),
+        "changes_at": changes_at,
+        "max_deletions": kept,
+    }
 
 
 def _scopes(r: Reader) -> frozenset[str]:

@@ -261,6 +261,9 @@ async def add_connection(
         updated=now,
         version=1,
         drop_fields=cfg.drop_fields if "drop_fields" in table else None,
+        changes=cfg.changes,
+        changes_at=cfg.changes_at,
+        max_deletions=cfg.max_deletions,
     )
     event = _event(action, interface, app_id=app_id, vendor=cfg.vendor, district=cfg.district)
     await store.add_connection(record, district_in_store=not in_toml, audit=event)
@@ -284,7 +287,7 @@ async def update_connection(
     problems = [
         f"connections.{app_id}.{k}: cannot be changed here"
         + ("; use renew" if k in ("key", "secret") else "")
-        for k in sorted(set(changes) - {"scopes", "enabled", "expires", "drop_fields"})
+        for k in sorted(set(changes) - set(UPDATABLE))
     ]
     if problems:
         raise ConfigError(problems)
@@ -301,6 +304,9 @@ async def update_connection(
             enabled=cfg.enabled,
             expires=cfg.expires,
             drop_fields=cfg.drop_fields if "drop_fields" in table else None,
+            changes=cfg.changes,
+            changes_at=cfg.changes_at,
+            max_deletions=cfg.max_deletions,
             updated=now_utc(),
         )
         event = _event(
@@ -313,6 +319,16 @@ async def update_connection(
 
 
 _KEEP = object()
+#: What ``update_connection`` may change.
+UPDATABLE = (
+    "scopes",
+    "enabled",
+    "expires",
+    "drop_fields",
+    "changes",
+    "changes_at",
+    "max_deletions",
+)
 
 
 async def renew_connection(
@@ -357,6 +373,8 @@ async def remove_connection(
     old = await _stored(store, catalog, app_id)
     event = _event("connection.remove", interface, app_id=app_id, vendor=old.vendor)
     await store.remove_connection(app_id, audit=event)
+    # An appId added again starts its change feed afresh (its first walk: every record new).
+    await store.forget_changes(app_id)
 
 
 async def reseal(

@@ -40,6 +40,8 @@ def add_console(admin: web.Application, gateway: web.Application) -> None:
     r.add_post("/console/connections/{app_id}/invite", page(views.invite_again))
     r.add_get("/console/connections/{app_id}/shared", page(shared.connection_shared))
     r.add_post("/console/connections/{app_id}/sharing", page(shared.set_policy))
+    r.add_post("/console/connections/{app_id}/changes/accept", page(views.accept_walk))
+    r.add_post("/console/connections/{app_id}/changes/discard", page(views.discard_walk))
     r.add_get("/console/vendors/{vendor}", page(vendors.vendor))
     r.add_get("/console/vendors/{vendor}/shared", page(shared.vendor_shared))
     r.add_post("/console/vendors/{vendor}/issue", page(vendors.issue))

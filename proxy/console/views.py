@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from proxy.activity import MINUTES, QUIET, Minute
+from proxy.changes import diff
 from proxy.check import HINTS
 from proxy.check.catalog import Listed, every_connection, find_connection, run_and_keep_check
 from proxy.connections import invites
@@ -20,6 +21,7 @@ from proxy.console.manage import renew as renew_credentials
 from proxy.console.manage import set_enabled
 from proxy.courtesy import describe_now, paused
 from proxy.errors import NotFound
+from proxy.gateway.context import Services
 from proxy.scopes import SCOPE_ORDER
 from proxy.store.base import CheckResult
 
@@ -105,6 +107,7 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
     failing_only = request.query.get("failing") == "1"
     every = await every_connection(services)
     last = await services.store.last_check_results([c.app_id for c in every])
+    walks = await _walks(services, every)
     hour = await console.last_hour()
     quiet = [QUIET] * MINUTES
     rows = []
@@ -136,6 +139,7 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
                 "error_share": share(errors, requests),
                 "spark": spark(minutes),
                 "circuit": services.circuits.state(conn.district),
+                "walk": walks.get(app_id),
                 "paused": paused(conn.district, wall) is not None,
             }
         )
@@ -214,6 +218,7 @@ async def connection(request: web.Request, **extra: Any) -> web.StreamResponse:
     conn = listed.connection
     cfg, district = conn.config, conn.district
     history = await services.store.list_check_results(cfg.app_id)
+    walk = await _walks(services, [listed])
     details = {
         "app_id": cfg.app_id,
         "vendor": cfg.vendor,
@@ -233,11 +238,13 @@ async def connection(request: web.Request, **extra: Any) -> web.StreamResponse:
         "courtesy": describe_now(district, datetime.fromtimestamp(services.limits.wall(), UTC)),
         "drop_fields": list(cfg.drop_fields),
         "source": listed.source,
+        "changes": cfg.changes,
     }
     return console.render(
         request,
         "connection.html",
         c=details,
+        walk=walk.get(cfg.app_id),
         history=[check_view(h) for h in history],
         report=extra.pop("report", None),
         invite_url=extra.pop("invite_url", None),
@@ -288,6 +295,44 @@ async def renew(request: web.Request) -> web.StreamResponse:
     return await connection(
         request, notices=[{"kind": "ok", "text": "New credentials saved; in use now."}]
     )
+
+
+async def accept_walk(request: web.Request) -> web.StreamResponse:
+    listed = await _connection(request)
+    walk = await diff.accept(console_of(request).services.store, listed.app_id, "console")
+    totals = ", ".join(f"{n} {kind}" for kind, n in walk.totals().items())
+    return await connection(
+        request, notices=[{"kind": "ok", "text": f"The held walk is published ({totals})."}]
+    )
+
+
+async def discard_walk(request: web.Request) -> web.StreamResponse:
+    listed = await _connection(request)
+    await diff.discard(console_of(request).services.store, listed.app_id, "console")
+    return await connection(
+        request, notices=[{"kind": "ok", "text": "The held walk is discarded: nothing published."}]
+    )
+
+
+async def _walks(services: Services, listed: list[Listed]) -> dict[str, dict[str, Any]]:
+    """The last walk of each connection with a change feed, as the pages show it."""
+    shown: dict[str, dict[str, Any]] = {}
+    for one in listed:
+        if not one.connection.config.changes:
+            continue
+        walk = await services.store.get_walk(one.app_id)
+        if walk is None:
+            shown[one.app_id] = {"state": "not yet"}
+            continue
+        totals = walk.totals()
+        shown[one.app_id] = {
+            "state": walk.state,
+            "when": when(walk.finished or walk.started),
+            "totals": ", ".join(f"{n} {kind}" for kind, n in totals.items()),
+            "counts": walk.counts,
+            "error": walk.error,
+        }
+    return shown
 
 
 async def invite_again(request: web.Request) -> web.StreamResponse:

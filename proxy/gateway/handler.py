@@ -420,4 +420,8 @@ async def _read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-__all__ = ["Gateway"]
+#: The gateway's own steps, for another vendor endpoint on a connection (the change feed).
+owned_connection = Gateway._connection
+
+
+__all__ = ["Gateway", "owned_connection"]

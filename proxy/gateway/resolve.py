@@ -259,6 +259,9 @@ def record_config(record: ConnectionRecord, secret: str) -> ConnectionConfig:
         scopes=frozenset(record.scopes),
         enabled=record.enabled,
         expires=record.expires,
+        changes=record.changes,
+        changes_at=record.changes_at,
+        max_deletions=record.max_deletions,
         stored=True,
     )
     if record.drop_fields is not None:

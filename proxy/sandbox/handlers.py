@@ -287,8 +287,14 @@ async def _stream_synthetic(
     test = compile_filter(query.filter) if query.filter is not None else None
     descending = query.sort == "sourcedId" and query.descending
 
+    # Without a filter the first ``offset`` records are skipped by index, not generated: a
+    # walk of every page would otherwise cost the district the square of the collection.
+    start = query.offset if test is None else 0
+
     def indices() -> Iterator[int]:
-        return iter(range(count - 1, -1, -1)) if descending else iter(range(count))
+        if descending:
+            return iter(range(count - 1 - start, -1, -1))
+        return iter(range(start, count))
 
     def make(index: int) -> dict[str, Any]:
         return synthetic_user(index, found.version, org, options.synthetic_padding)
@@ -300,7 +306,7 @@ async def _stream_synthetic(
 
     def chunks() -> Iterator[bytes]:
         buffer = bytearray(b'{"users":[')
-        skipped = written = 0
+        skipped, written = start, 0
         for index in indices():
             if written >= query.limit:
                 break

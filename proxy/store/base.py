@@ -96,6 +96,10 @@ class ConnectionRecord:
     version: int = 0  # raised by one at every write (compare-and-set)
     # The sharing policy's fields (docs/configuration.md); None: the default policy.
     drop_fields: tuple[str, ...] | None = None
+    # The change feed (docs/configuration.md): off, or its daily time and deletion limit.
+    changes: bool = False
+    changes_at: str = "02:00"
+    max_deletions: str = "10%"
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +220,57 @@ def merge_ledger(old: LedgerRow | None, new: LedgerRow) -> LedgerRow:
         status=status,
         fields=tuple(sorted(set(old.fields) | set(new.fields))),
     )
+
+
+#: The states of a change-feed walk (docs/http-api.md "Change feed").
+WALK_STATES = ("running", "held", "published", "discarded", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class WalkRecord:
+    """One walk of a connection's collections for the change feed. ``counts`` maps each
+    collection walked to ``{"records", "created", "updated", "deleted"}``; ``error`` says why a
+    failed walk stopped. Only the newest walk of a connection is kept."""
+
+    app_id: str
+    walk_id: str
+    state: str
+    started: datetime
+    finished: datetime | None = None
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    error: str | None = None
+    # The id of the key its hashes were made with (``proxy.store.crypto.key_id`` of it).
+    key_id: str | None = None
+
+    def totals(self) -> dict[str, int]:
+        """Created, updated and deleted over every collection."""
+        return {
+            kind: sum(c.get(kind, 0) for c in self.counts.values())
+            for kind in ("created", "updated", "deleted")
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        def iso(at: datetime | None) -> str | None:
+            return None if at is None else at.isoformat().replace("+00:00", "Z")
+
+        return {
+            "state": self.state,
+            "started": iso(self.started),
+            "finished": iso(self.finished),
+            "counts": self.counts,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRecord:
+    """One published change: ``seq`` orders a connection's feed (1, 2, ...)."""
+
+    seq: int
+    collection: str
+    sourced_id: str
+    change: str  # "created" | "updated" | "deleted"
+    at: datetime
 
 
 class Lifecycle(Protocol):
@@ -459,6 +514,75 @@ class LedgerStore(Protocol):
         """Forget the days before ``before``; returns how many rows went."""
 
 
+class ChangeStore(Protocol):
+    """The change feed (docs/http-api.md "Change feed"): per connection and collection the
+    ``sourcedId`` and keyed hash of each record of the last complete walk, a walk's staged
+    hashes and changes, the published changes, and the newest walk's record. No record
+    content is ever kept, only ids and hashes.
+
+    A walk stages as it goes; ``publish_walk`` makes its hashes the current ones and its
+    changes part of the feed in one atomic step, so a walk is either wholly published or not
+    at all (a replica dying mid-walk leaves only staging, which the next walk drops)."""
+
+    async def save_walk(self, walk: WalkRecord) -> None:
+        """Keep ``walk`` as the connection's newest walk (replacing the one kept)."""
+
+    async def get_walk(self, app_id: str) -> WalkRecord | None: ...
+
+    async def known_hashes(
+        self, app_id: str, collection: str, sourced_ids: list[str]
+    ) -> dict[str, str]:
+        """The hashes the last complete walk kept for those of ``sourced_ids`` it saw."""
+
+    async def known_count(self, app_id: str, collection: str) -> int:
+        """How many records of ``collection`` the last complete walk kept."""
+
+    async def stage_hashes(
+        self, app_id: str, walk_id: str, collection: str, rows: list[tuple[str, str]]
+    ) -> list[str]:
+        """Stage ``(sourcedId, hash)`` rows of a walk; the sourcedIds this walk had already
+        staged (a repeated record: the walk is not complete), in which case nothing of
+        ``rows`` need be kept."""
+
+    async def stage_changes(
+        self, app_id: str, walk_id: str, changes: list[tuple[str, str, str]]
+    ) -> None:
+        """Stage ``(collection, sourcedId, change)`` rows, published in this order."""
+
+    async def missing_ids(
+        self, app_id: str, walk_id: str, collection: str, cursor: str
+    ) -> tuple[list[str], str | None]:
+        """sourcedIds the last complete walk kept that this walk did not stage, a batch at a
+        time: start with ``cursor`` ``""``; the next cursor, or None after the last batch."""
+
+    async def publish_walk(self, walk: WalkRecord, collections: list[str]) -> int:
+        """In one atomic step: the walk's staged hashes replace the current ones of
+        ``collections``, its staged changes join the feed (at ``walk.finished``, seq after
+        the newest), its staging is gone, ``walk.key_id`` becomes ``hashes_key`` and
+        ``walk`` is kept as the newest walk. The number
+        of changes published; ``NotFound`` unless the kept walk is this one, running or held
+        (published or discarded already: nothing happens twice)."""
+
+    async def drop_walk(self, app_id: str, walk_id: str) -> None:
+        """Forget a walk's staging (a failed, discarded or abandoned walk)."""
+
+    async def read_changes(self, app_id: str, after: int, limit: int) -> list[ChangeRecord]:
+        """At most ``limit`` changes with seq above ``after``, oldest first: never more read."""
+
+    async def hashes_key(self, app_id: str) -> str | None:
+        """The ``key_id`` of the walk whose hashes are current (None before the first)."""
+
+    async def changes_bounds(self, app_id: str) -> tuple[int, int]:
+        """``(floor, last)``: the highest seq trimmed away (a cursor below it has lost
+        changes) and the newest seq published; ``(0, 0)`` for a feed never published."""
+
+    async def trim_changes(self, app_id: str, before: datetime) -> int:
+        """Drop changes published before ``before``; how many went."""
+
+    async def forget_changes(self, app_id: str) -> None:
+        """Everything of the connection's feed: hashes, staging, changes, walk."""
+
+
 class Store(
     Lifecycle,
     TokenStore,
@@ -469,6 +593,7 @@ class Store(
     SessionStore,
     LimitStore,
     LedgerStore,
+    ChangeStore,
     Protocol,
 ):
     """Everything the proxy needs from a store. All times are timezone-aware UTC datetimes.

@@ -26,6 +26,8 @@ Layout (``orp:`` is the default prefix):
                          the access ledger (see ``redis_ledger``)
     orp:district:<name>, orp:districts, orp:conn:<appId>, orp:conns, orp:vconns:<vendor>,
     orp:dconns:<district>   districts and connections (see ``redis_connections``)
+    orp:chash:*, orp:cstage:*, orp:clog:*, orp:changes:*, orp:cseq:*, orp:cwalk:*
+                         the change feed (see ``redis_changes``)
 
 Times are integer microseconds since the epoch: exact as Lua numbers and as sorted-set scores,
 so scripts compare them without parsing. Every change that touches more than one key is one
@@ -54,6 +56,7 @@ from proxy.errors import StoreUnavailable
 from proxy.store.base import (
     AuditEvent,
 )
+from proxy.store.redis_changes import RedisChanges
 from proxy.store.redis_checks import RedisChecks
 from proxy.store.redis_connections import RedisConnections
 from proxy.store.redis_intake import RedisIntake
@@ -89,6 +92,7 @@ class RedisStore(
     RedisIntake,
     RedisSessions,
     RedisLedger,
+    RedisChanges,
 ):
     """``Store`` on one Redis server, shared by every replica and worker.
 
@@ -145,6 +149,7 @@ class RedisStore(
         self._register_check_scripts()
         self._register_limit_scripts()
         self._register_intake_scripts()
+        self._register_change_scripts()
 
     async def __aenter__(self) -> RedisStore:
         await self.open()

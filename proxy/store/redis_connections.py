@@ -205,6 +205,9 @@ def connection_fields(r: ConnectionRecord) -> dict[str, str | int]:
         "updated": _us(r.updated),
         "source": r.source,
         "version": 1,
+        "changes": int(r.changes),
+        "changes_at": r.changes_at,
+        "max_deletions": r.max_deletions,
     }
     if r.expires is not None:
         fields["expires"] = r.expires.isoformat()
@@ -228,6 +231,9 @@ def _connection(app_id: str, f: dict[str, str]) -> ConnectionRecord:
         source=f.get("source", "store"),
         version=int(f.get("version", 0)),
         drop_fields=tuple(json.loads(f["drop_fields"])) if "drop_fields" in f else None,
+        changes=f.get("changes") == "1",
+        changes_at=f.get("changes_at", "02:00"),
+        max_deletions=f.get("max_deletions", "10%"),
     )
 
 

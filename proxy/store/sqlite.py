@@ -34,6 +34,8 @@ from proxy.errors import StoreUnavailable
 from proxy.store.base import (
     AuditEvent,
 )
+from proxy.store.sqlite_changes import TABLES as CHANGE_TABLES
+from proxy.store.sqlite_changes import SqliteChanges
 from proxy.store.sqlite_checks import SqliteChecks
 from proxy.store.sqlite_connections import COURTESY_COLUMNS, SqliteConnections
 from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
@@ -48,7 +50,7 @@ from proxy.store.sqlite_tokens import SqliteTokens
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Migration n takes a file at schema n-1 to schema n; applied in order in one transaction.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -124,6 +126,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     6: CONNECTION_VERSIONS,
     # Console sessions, so that a sign-out holds on every process and across restarts.
     7: SESSION_TABLES,
+    # The change feed: sourcedIds and keyed hashes, never a record's content.
+    8: CHANGE_TABLES,
 }
 
 # SQLITE_BUSY and SQLITE_LOCKED (primary result codes, the low byte of extended ones):
@@ -189,6 +193,7 @@ class SqliteStore(
     SqliteIntake,
     SqliteSessions,
     SqliteLedger,
+    SqliteChanges,
 ):
     """``Store`` on one sqlite file; any number of processes on one host may share it."""
 

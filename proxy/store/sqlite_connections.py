@@ -74,7 +74,7 @@ _D_COLUMNS = (
 _D_COUNT = len(_D_COLUMNS.split(", "))
 _C_COLUMNS = (
     "app_id, vendor, district, key, secret, scopes, enabled, expires, created, updated, source, "
-    "version, drop_fields"
+    "version, drop_fields, changes, changes_at, max_deletions"
 )
 _C_COUNT = len(_C_COLUMNS.split(", "))
 #: The sharing policy's column (``sqlite_ledger.ensure_sharing_schema``): JSON text, NULL for
@@ -147,6 +147,9 @@ def _connection_row(r: ConnectionRecord) -> tuple[Any, ...]:
         r.source,
         1,
         None if r.drop_fields is None else json.dumps(list(r.drop_fields)),
+        int(r.changes),
+        r.changes_at,
+        r.max_deletions,
     )
 
 
@@ -165,6 +168,9 @@ def _connection(row: tuple[Any, ...]) -> ConnectionRecord:
         source=row[10],
         version=row[11],
         drop_fields=None if row[12] is None else tuple(json.loads(row[12])),
+        changes=bool(row[13]),
+        changes_at=row[14],
+        max_deletions=row[15],
     )
 
 
@@ -357,6 +363,7 @@ class SqliteConnections(SqliteRole):
         # Every column but app_id, district and created (row order of _C_COLUMNS).
         values = (
             *(row[1], row[3], row[4], row[5], row[6], row[7], row[9], row[10], row[12]),
+            *row[13:16],
             record.app_id,
             record.version,
         )
@@ -366,7 +373,7 @@ class SqliteConnections(SqliteRole):
                 changed = conn.execute(
                     "UPDATE connections SET vendor = ?, key = ?, secret = ?, scopes = ?, "
                     "enabled = ?, expires = ?, updated = ?, source = ?, drop_fields = ?, "
-                    "version = version + 1 "
+                    "changes = ?, changes_at = ?, max_deletions = ?, version = version + 1 "
                     "WHERE app_id = ? AND version = ?",
                     values,
                 ).rowcount

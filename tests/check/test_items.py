@@ -36,12 +36,11 @@ STORE_DIR = tempfile.mkdtemp(prefix="orp-check-items-")
 REPO = str(Path(__file__).resolve().parents[2])
 
 # What an all-green run shows, per kind of district.
-GREEN_OAUTH1 = {name: "ok" for name in CHECKS} | {
-    "token_endpoint": "skip",
-    "infinite_campus_key": "skip",
-}
-GREEN_OAUTH2 = {name: "ok" for name in CHECKS} | {"infinite_campus_key": "skip"}
-GREEN_IC = {name: "ok" for name in CHECKS} | {"token_endpoint": "skip"}
+# ``changes_held`` is skip: no connection here has a change feed (tests/changes/ for it).
+GREEN = {name: "ok" for name in CHECKS} | {"changes_held": "skip"}
+GREEN_OAUTH1 = GREEN | {"token_endpoint": "skip", "infinite_campus_key": "skip"}
+GREEN_OAUTH2 = GREEN | {"infinite_campus_key": "skip"}
+GREEN_IC = GREEN | {"token_endpoint": "skip"}
 AFTER_CREDENTIALS = ("data_shared", "students_visible", "vendor_authorization")
 
 
@@ -601,13 +600,13 @@ async def test_cli_check_human_and_exit_codes(
     for line, name in zip(lines, CHECKS, strict=False):
         status, shown, _ = line.split(None, 2)
         assert shown == name and status in ("ok", "skip")
-    assert lines[-1] == "app-7: ok (8 ok, 0 failed, 2 skipped)"
+    assert lines[-1] == "app-7: ok (8 ok, 0 failed, 3 skipped)"
 
     bad = write_config(tmp_path, doc_for(sb, secret="wrong"), "bad.toml")
     code, out, _ = await run_cli("check", "app-7", "--config", bad)
     assert code == 1
     assert any(line.startswith("FAIL  credentials_accepted") for line in out.splitlines())
-    assert out.splitlines()[-1] == "app-7: FAIL (4 ok, 1 failed, 5 skipped)"
+    assert out.splitlines()[-1] == "app-7: FAIL (4 ok, 1 failed, 6 skipped)"
     code, out, _ = await run_cli("check", "app-7", "--config", bad, "--json")
     assert code == 1 and json.loads(out)["ok"] is False
 
@@ -626,9 +625,9 @@ async def test_cli_check_all(sandboxes: Callable[..., Any], tmp_path: Path) -> N
     doc["connections"]["app-9"] = {**template, "enabled": False}
     path = write_config(tmp_path, doc)
     code, out, err = await run_cli("check", "--all", "--config", path)
-    assert code == 1
+    assert code == 1, err
     assert out.splitlines() == [
-        "app-7  ok    8/10 ok, 2 skipped",
+        "app-7  ok    8/11 ok, 3 skipped",
         "app-8  FAIL  credentials_accepted: the district refused the signed request: "
         'GET v1p1/orgs?limit=1 answered 401 ("OAuth signature invalid"): '
         "key/secret wrong or expired",
@@ -642,7 +641,7 @@ async def test_cli_check_all(sandboxes: Callable[..., Any], tmp_path: Path) -> N
     code, out, _ = await run_cli(
         "check", "--all", "--config", write_config(tmp_path, good, "g.toml")
     )
-    assert code == 0 and out == "app-7  ok    8/10 ok, 2 skipped\n"
+    assert code == 0 and out == "app-7  ok    8/11 ok, 3 skipped\n"
 
 
 # -- sandbox switches: students without user accounts, one OneRoster version ------------------

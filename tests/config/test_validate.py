@@ -637,3 +637,37 @@ def test_client_secrets_are_at_least_32_characters() -> None:
     assert problems(doc) == ["vendors.acme.client_secret: must be at least 32 characters"]
     doc["vendors"]["acme"]["client_secret"] = "c" * 32
     validate(doc, {}, now=NOW)
+
+
+# -- the change feed's keys -----------------------------------------------------------------------
+
+
+KEY = "A" * 43  # base64url of 32 bytes
+
+
+def test_change_feed_keys_default_off_and_parse() -> None:
+    conn = validate(minimal(), {}, now=NOW).connections["app-7"]
+    assert (conn.changes, conn.changes_at, conn.max_deletions) == (False, "02:00", "10%")
+    doc = minimal(changes=True, changes_at="23:30", max_deletions=250)
+    doc["store"] = {"secret_keys": [KEY], "changes_days": 7}
+    config = validate(doc, {}, now=NOW)
+    conn = config.connections["app-7"]
+    assert (conn.changes, conn.changes_at, conn.max_deletions) == (True, "23:30", "250")
+    assert config.store.changes_days == 7
+
+
+def test_bad_change_feed_keys_are_named_one_line_each() -> None:
+    doc = minimal(changes="yes", changes_at="2am", max_deletions="150%")
+    doc["store"] = {"secret_keys": [KEY], "changes_days": 0}
+    found = problems(doc)
+    assert any(p.startswith("connections.app-7.changes:") for p in found), found
+    assert any(p.startswith("connections.app-7.changes_at: invalid time of day") for p in found)
+    assert any(p.startswith("connections.app-7.max_deletions: invalid") for p in found)
+    assert any(p.startswith("store.changes_days:") for p in found)
+
+
+def test_the_change_feed_needs_secret_keys() -> None:
+    assert problems(minimal(changes=True)) == [
+        "connections.app-7.changes: needs [store] secret_keys "
+        "(the change feed's record hashes are keyed from them)"
+    ]
