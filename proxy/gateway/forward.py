@@ -37,6 +37,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from proxy.compat import disable_connection_retry
 from proxy.errors import (
     PayloadTooLarge,
     ProxyError,
@@ -94,18 +95,6 @@ def new_session(*, fresh_connections: bool = False) -> aiohttp.ClientSession:
     )
     disable_connection_retry(session)
     return session
-
-
-def disable_connection_retry(session: aiohttp.ClientSession) -> None:
-    """Switch off aiohttp's silent re-send on a stale keep-alive connection.
-
-    aiohttp exposes no public switch (its own test client sets this attribute); a test
-    (``tests/gateway/test_upstream.py``) proves no PUT/POST/DELETE is ever received twice, so a
-    future aiohttp that renames it fails loudly there.
-    """
-    if not hasattr(session, "_retry_connection"):
-        raise RuntimeError("aiohttp changed: cannot disable the persistent-connection retry")
-    session._retry_connection = False
 
 
 class _UpstreamErrors:
