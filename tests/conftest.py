@@ -61,7 +61,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 # start redis (the store backends' "redis" parameter included) is marked on its own.
 _SPAWNS = re.compile(
     r"^\s*(import subprocess|from tests\.(served|redis_server|sentinel_cluster) import|"
-    r"from playwright|import playwright)",
+    r"from playwright|import playwright|from tests\.cli\.\w+ import)"
+    # the CLI started through asyncio or the running interpreter (tests/cli/*)
+    r"|\bcreate_subprocess_exec\(|\bsys\.executable\b",
     re.M,
 )
 _PROCESS_FIXTURES = frozenset({"redis_server", "sentinels", "sentinel_cluster", "browser", "page"})
