@@ -5,13 +5,24 @@ from __future__ import annotations
 import pathlib
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import aiohttp
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _forget_applications() -> Iterator[None]:
+    """After each test, let its aiohttp applications go: aiohttp caches every application's
+    middleware chain (proxy/compat.py), which otherwise keeps each one alive with its event
+    loop and sandbox data for the rest of the session."""
+    yield
+    from proxy.compat import forget_built_middlewares
+
+    forget_built_middlewares()
 
 
 @pytest.fixture

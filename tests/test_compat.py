@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import inspect
 from bisect import bisect_left
+from typing import Any
 
 import aiohttp
 import pytest
@@ -158,3 +159,34 @@ def test_outside_the_tested_prometheus_tally_uses_the_public_api(
     # Counted at once, with no fold: the private fields are never written.
     assert registry.get_sample_value("h_count") == 1
     assert not tally._observed
+
+
+async def test_aiohttp_still_caches_middleware_chains_by_application() -> None:
+    # What forget_built_middlewares is for: aiohttp's cache keeps a finished application alive
+    # (with its loop and data) until it is cleared.
+    import gc
+    import weakref
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    @web.middleware
+    async def passthrough(request: web.Request, handler: Any) -> web.StreamResponse:
+        return await handler(request)
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hi")
+
+    compat.forget_built_middlewares()
+    app = web.Application(middlewares=[passthrough])
+    app.router.add_get("/", hello)
+    async with TestClient(TestServer(app)) as client:
+        async with client.get("/") as resp:
+            assert resp.status == 200
+    gone = weakref.ref(app)
+    del app, client
+    gc.collect()
+    assert gone() is not None, "aiohttp no longer holds finished applications"
+    compat.forget_built_middlewares()
+    gc.collect()
+    assert gone() is None
