@@ -71,7 +71,7 @@ def main() -> int:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), help="the proxy's loop")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     args = parser.parse_args()
-    spy = shutil.which("py-spy")
+    spy = rb.python_tool("py-spy")
     if spy is None:
         print("py-spy is not installed (pip install py-spy)", file=sys.stderr)
         return 2

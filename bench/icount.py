@@ -9,7 +9,7 @@ a change to the hot path can be judged on its own. bare/proxy predicts the req/s
 idle core (req/s ~ 1 / instructions when the target is CPU-bound).
 
     python bench/icount.py [--requests 300] [--warmup 50] [--targets proxy,bare,bare-uvloop]
-                           [--loop uvloop|asyncio] [--max-connections N] [--keep]
+                           [--loop uvloop|asyncio] [--max-connections N] [--courtesy] [--keep]
 
 ``bare`` is ``bare_forwarder.py --chunked`` (the baseline of ``targets.py``), ``bare-uvloop``
 the same on uvloop; ``--loop`` sets ``ONEROSTER_PROXY_LOOP`` for the proxy. Each target runs
@@ -94,6 +94,12 @@ def main() -> int:
     parser.add_argument(
         "--max-connections", type=int, help="cap the district (store slots on the hot path)"
     )
+    parser.add_argument(
+        "--courtesy",
+        action="store_true",
+        help="give the district a time zone, a window holding all day and a pause to come "
+        "(the window's cap is --max-connections, 400 by default)",
+    )
     args = parser.parse_args()
     wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
     wait_port = rb.wait_port
@@ -114,6 +120,14 @@ def main() -> int:
             bench.out_dir = tmp
             if args.max_connections:
                 bench.district_cap = f"max_connections = {args.max_connections}\n"
+            if args.courtesy:
+                cap = args.max_connections or 400
+                bench.district_cap += (
+                    'timezone = "America/Chicago"\n'
+                    f'windows = [{{ days = "mon-sun", from = "00:00", to = "24:00", '
+                    f"max_connections = {cap} }}]\n"
+                    'pauses = [{ from = 2099-06-20, to = 2099-08-01, reason = "summer" }]\n'
+                )
             try:
                 district = bench.start_district(docroot)
                 if name == "proxy":

@@ -171,6 +171,13 @@ def render(template: Path, out: Path, **values: str) -> Path:
     return out
 
 
+def python_tool(name: str) -> str | None:
+    """A tool a pip package installs (``py-spy`` of the dev extra): beside the interpreter
+    running the bench (``.venv/bin/``, often not on PATH), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else shutil.which(name)
+
+
 def ensure_nginx() -> str:
     sbin = "/usr/sbin/nginx"  # not on PATH for every user
     found = shutil.which("nginx") or (sbin if Path(sbin).exists() else None)

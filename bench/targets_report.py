@@ -41,7 +41,7 @@ def report(
     def m(item: str, key: str) -> float:
         return med(col(item, key))
 
-    for page in ("small", "big"):
+    for page in ("small", "big", "users1mb"):
         rows = []
         for item in [i for i in runs if i.startswith(page + " ")]:
             base = m(f"{page} bare", "rps")
@@ -57,7 +57,11 @@ def report(
                 ]
             )
         if rows:
-            title = "small page (2,381 B)" if page == "small" else "1 MB page (951,011 B)"
+            title = {
+                "small": "small page (2,381 B)",
+                "big": "1 MB page (951,011 B)",
+                "users1mb": "1 MB of 1.1 users with passwords (the sharing policy)",
+            }[page]
             print(f"\n{title}, wrk -t1 -c{args.connections}: median (min-max) of the rounds")
             head = ["target", "req/s", "x bare", "p50 ms", "p99 ms", "CPU µs/req", "errors"]
             print(table(head, rows))
@@ -148,6 +152,19 @@ def report(
         p99 = m("slow proxy", "p99_ms") - m("slow direct", "p99_ms")
         verdicts.append((f"(4) slow district req/s >= 0.97x direct ({ratio:.3f}x)", ratio >= 0.97))
         verdicts.append((f"(4) slow district p99 <= direct + 50 ms ({p99:+.1f} ms)", p99 <= 50))
+    if "small proxy" in runs and "small bare" in runs:
+        ratio = m("small proxy", "rps") / m("small bare", "rps")
+        verdicts.append(
+            (f"(6) small page with the sharing policy >= 0.90x bare ({ratio:.2f}x)", ratio >= 0.9)
+        )
+    if "users1mb proxy" in runs and "users1mb proxy scanner-off" in runs:
+        ratio = m("users1mb proxy", "rps") / m("users1mb proxy scanner-off", "rps")
+        verdicts.append(
+            (
+                f"(6) 1 MB users page, password dropped >= 0.60x scanner off ({ratio:.2f}x)",
+                ratio >= 0.6,
+            )
+        )
     if "small proxy --workers 2" in runs and "small proxy" in runs:
         ratio = m("small proxy --workers 2", "rps") / m("small proxy", "rps")
         verdicts.append((f"(5) --workers 2 >= 1.7x one worker ({ratio:.2f}x)", ratio >= 1.7))

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from proxy.check.background import background_checks
 from proxy.config import Config
+from proxy.connections import managed
 from proxy.console.intake import add_intake
 from proxy.errors import ORIGIN, BrokenTransfer, ProxyError, error_response, refusal_response
 from proxy.gateway import forward, vendor_api
@@ -41,7 +42,7 @@ from proxy.gateway.inbound_limits import parser_limits
 from proxy.gateway.limits import Limits
 from proxy.gateway.resolve import StoreConnections
 from proxy.gateway.runtime import build_runtime
-from proxy.logs import log_exchange
+from proxy.logs import log_action, log_exchange
 from proxy.metrics import Metrics
 from proxy.store.base import Store
 
@@ -156,11 +157,14 @@ def create_app(
 ) -> web.Application:
     """The gateway application for ``config``; ``store`` is opened and closed with it."""
     metrics = metrics or Metrics()
+    limits = limits or Limits(store)
+    if limits.wait_seconds is None:
+        limits.wait_seconds = metrics.district_wait
     services = Services(
         store=store,
         authenticator=Authenticator(store, config.store.cache_ttl),
         metrics=metrics,
-        limits=limits or Limits(store),
+        limits=limits,
         circuits=Circuits(metrics),
     )
     services.runtime = RuntimeHolder(build_runtime(config, services.token_source))
@@ -201,6 +205,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     services.pool = forward.new_pool()
     await services.store.open()
     await services.sync_client_secrets()
+    await _reseal_legacy(services)
     flusher = asyncio.get_running_loop().create_task(_flush_last_used(services))
     try:
         yield
@@ -210,6 +215,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             await flusher
         with contextlib.suppress(ProxyError):
             await services.authenticator.flush_last_used()
+        with contextlib.suppress(ProxyError):
+            await _flush_ledger(services)
         for source in services.runtime.current.token_sources.values():
             await source.close()
         await services.store_connections.close()
@@ -218,6 +225,28 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await services.session.close()
         await services.write_session.close()
         await services.store.close()
+
+
+async def _reseal_legacy(services: Services) -> None:
+    """Secrets an earlier version sealed (bound to the appId only) sealed again for where
+    they are sent, so a store written by an earlier version keeps working (docs/commands.md,
+    ``store rekey``). Every worker and replica may do it at once: each swap names the version
+    it read, so the second finds nothing left to do."""
+    config = services.runtime.current.config
+    box = services.secret_box()
+    if not box.can_seal:
+        return
+    try:
+        done, _, problems = await managed.reseal(
+            services.store, box, config.districts, legacy_only=True
+        )
+    except ProxyError as exc:
+        log.warning("could not re-seal the store's older secrets: %s", exc.description)
+        return
+    if done:
+        log_action(f"re-sealed {done} store secret(s) for their districts", event="store.reseal")
+    for problem in problems:
+        log.error("%s", problem, extra={"fields": {"event": "store.secret"}})
 
 
 async def _flush_last_used(services: Services, every: float = 5.0) -> None:
@@ -229,6 +258,16 @@ async def _flush_last_used(services: Services, every: float = 5.0) -> None:
             log.warning("could not record token use: %s", exc.description)
         if services.secrets.pending:
             await services.sync_client_secrets()
+        try:
+            await _flush_ledger(services)
+        except ProxyError as exc:
+            log.warning("could not write the access ledger: %s", exc.description)
+
+
+async def _flush_ledger(services: Services) -> None:
+    """The access ledger's counts into the store, off the request path."""
+    keep = services.runtime.current.config.store.ledger_days
+    await services.ledger.flush(services.store, keep)
 
 
 __all__ = ["create_app"]

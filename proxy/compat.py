@@ -6,7 +6,8 @@ figures are ``bench/icount.py`` instructions per small-page request and the CPU 
 ``bench/breakdown.py``, docs/layout.md "bench"). ``tests/test_compat.py`` holds one test per
 access that fails when the private API changes shape, so an upgrade is judged there first.
 
-aiohttp (tested: 3.14.x; pinned ``<3.15`` in pyproject.toml). Outside the tested range the
+aiohttp (tested: 3.14.4 and 3.14.5, the floor CI installs and the current release; pinned
+``<3.15`` in pyproject.toml). Outside the tested range the
 proxy refuses to start (``DependencyError``, naming the version and the range): these
 accesses sit on the request path and in the connection handler, where a silent change would
 be a wrong answer, not a slow one.
@@ -28,8 +29,8 @@ be a wrong answer, not a slow one.
   test client sets it). Worth it: aiohttp otherwise re-sends a request on a stale keep-alive
   connection, and a PUT/POST/DELETE must never reach the district twice.
 
-prometheus-client (tested: 0.26.x; pinned ``<0.27``). Outside the tested range, or when the
-fields are not there, ``HISTOGRAM_FOLD`` is false and ``proxy.metrics.Tally`` updates the
+prometheus-client (tested: 0.19.0, the floor CI installs, and 0.26.0; pinned ``<0.27``).
+Outside the tested range, or when the fields are not there, ``HISTOGRAM_FOLD`` is false and ``proxy.metrics.Tally`` updates the
 metrics through the public API on every request instead (still correct, only slower).
 
 * ``histogram_bounds`` / ``histogram_add``: a histogram child's ``_upper_bounds``, ``_sum``
@@ -84,7 +85,7 @@ __all__ = [
 
 # The [from, to) release ranges each group of accesses was tested with.
 AIOHTTP_TESTED = ((3, 14), (3, 15))
-PROMETHEUS_TESTED = ((0, 26), (0, 27))
+PROMETHEUS_TESTED = ((0, 19), (0, 27))
 
 
 class DependencyError(RuntimeError):

@@ -15,13 +15,13 @@ import shlex
 import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 from proxy import config as config_mod
 from proxy import tokens
 from proxy.sandbox import SandboxOptions
 from proxy.sandbox.server import start_sandbox
+from proxy.serve.rundirs import make_run_dir
 from proxy.serve.server import bind_socket, start
 from proxy.store import open_store
 
@@ -50,6 +50,8 @@ def demo_config_text(
     return f"""# Written by `oneroster-proxy demo`; deleted when the demo stops.
 [server]
 listen = "127.0.0.1:{port}"
+# The demo's district is the sandbox on loopback: intake links may reach it.
+intake_private_networks = true
 
 [admin]
 listen = "127.0.0.1:0"
@@ -130,6 +132,10 @@ async def _run(port: int, auth: str, tmp: Path) -> int:
         await sandbox.close()
 
 
+#: The demo's run folder (admin token, district secret): ``<temp>/oneroster-proxy-demo-<pid>...``.
+DEMO_PREFIX = "oneroster-proxy-demo-"
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -139,7 +145,8 @@ def run_demo(*, port: int = 8080, auth: str = "oauth1") -> int:
     the temporary directory removed, since it holds an admin token and a district secret."""
     # Until the event loop takes SIGTERM over (once serving), it interrupts like Ctrl-C.
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    tmp = tempfile.mkdtemp(prefix="oneroster-proxy-demo-")
+    # A demo killed by SIGKILL could not remove its folder: the next demo does (not a live one's).
+    tmp = make_run_dir(DEMO_PREFIX)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(_run(port, auth, Path(tmp)))

@@ -16,6 +16,7 @@ listener and the HTTP parser guard (``proxy.gateway.inbound_limits``) all answer
      ├── NotFound          404
      ├── RequestTimeout    408  (a request body that stopped arriving)
      ├── Conflict          409  (a name already taken, or still in use)
+     │    └── Stale        409  (a store record changed since it was read; nothing written)
      ├── PayloadTooLarge   413
      ├── URITooLong        414
      ├── TooManyRequests   429  (Retry-After)
@@ -42,6 +43,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from aiohttp import web
+
+#: What a vendor reads when the district's OAuth2 token endpoint failed (502) or hung (504).
+TOKEN_ENDPOINT_FAILED = "the district's token endpoint failed"
 
 
 class ProxyError(Exception):
@@ -127,6 +131,11 @@ class Conflict(ProxyError):
     code_minor = "invaliddata"
 
 
+class Stale(Conflict):
+    """A store record changed since it was read (another writer won): nothing was written.
+    The proxy's own operations read again and retry; one that keeps losing answers 409."""
+
+
 class PayloadTooLarge(ProxyError):
     status = 413
     code_minor = "invaliddata"
@@ -168,7 +177,15 @@ class UpstreamBadResponse(UpstreamError):
 
 
 class UpstreamTokenError(UpstreamError):
+    """The district's token endpoint failed. ``description`` names the endpoint and what it
+    did, for the log line and ``check``; the vendor reads only ``TOKEN_ENDPOINT_FAILED``."""
+
     kind = "token"
+
+    def body(self) -> bytes:
+        # SECURITY: the district's token URL (its host, port and path) is the operator's to
+        # know, not every vendor's (docs/http-api.md, 502 and 504).
+        return imsx_body(TOKEN_ENDPOINT_FAILED, self.code_minor)
 
 
 class ServiceUnavailable(ProxyError):
@@ -198,9 +215,13 @@ class UpstreamTimeout(ProxyError):
 
 
 class UpstreamTokenTimeout(UpstreamTimeout):
-    """The district's token endpoint did not answer within ``upstream_timeout``."""
+    """The district's token endpoint did not answer within ``upstream_timeout``; the vendor
+    reads only ``TOKEN_ENDPOINT_FAILED`` (see ``UpstreamTokenError``)."""
 
     kind = "token"
+
+    def body(self) -> bytes:
+        return imsx_body(TOKEN_ENDPOINT_FAILED, self.code_minor)
 
 
 class InternalError(ProxyError):

@@ -31,6 +31,8 @@ _MAX_PATH = 512
 _json_str = json.encoder.encode_basestring_ascii
 _PARAM_NAME = re.compile(r"^[A-Za-z0-9_.\-\[\]]{1,64}$")
 _SCRUB = (
+    # SECURITY: the userinfo of any URL (scheme://user:pass@host), wherever it appears.
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s'\"<>@]*@"), r"\1[redacted]@"),
     # A query string inside a URL or path: keep the "?" so the reader sees there was one.
     (re.compile(r"(\?)[^\s'\"<>]+"), r"\1[redacted]"),
     (re.compile(r"(?i)\b(bearer|basic|oauth)\s+[^\s'\"]+"), r"\1 [redacted]"),

@@ -239,6 +239,23 @@ class Metrics:
             multiprocess_mode="max",
         )
 
+        # docs/metrics.md "SIS courtesy": waits for a busy district's slots (only requests
+        # that waited), and whether a district is in one of its pauses (set at scrape time).
+        self.district_wait = Histogram(
+            "oneroster_proxy_district_wait_seconds",
+            "Time a request waited for one of a busy district's slots (requests that waited).",
+            ["district"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.district_paused = Gauge(
+            "oneroster_proxy_district_paused",
+            "1 while a district is in one of its pauses (every request answers 503), else 0.",
+            ["district"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+
         def per_connection(name: str, documentation: str) -> Gauge:
             # One series per appId; under --workers the highest worker's value is the truth.
             return Gauge(
@@ -292,6 +309,12 @@ class Metrics:
             end = conn.ends_at
             if end is not None:
                 self.connection_expiry.labels(app_id, conn.district).set(end.timestamp())
+
+    def set_paused(self, paused: dict[str, bool]) -> None:
+        """``district_paused`` for every district known (file and store), at scrape time."""
+        self.district_paused.clear()
+        for district, on in paused.items():
+            self.district_paused.labels(district).set(1 if on else 0)
 
     def set_store_expiry(self, ends: dict[tuple[str, str], float]) -> None:
         """Expiry series for store connections, ``(app, district) -> end`` as read from the

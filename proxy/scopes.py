@@ -275,3 +275,53 @@ def classify(rest: str, method: str) -> Route:
     # HEAD is GET without the body (RFC 9110 §9.3.2): the same resource, the same scope.
     route = routes.get("GET" if method == "HEAD" else method)
     return route if route is not None else routes[""]
+
+
+#: Path collections whose records are of another kind (``classes/{id}/students`` gives users):
+#: the record kind a ``drop_fields`` entry and the access ledger name (docs/configuration.md).
+PATH_KIND = {
+    "students": "users",
+    "teachers": "users",
+    "schools": "orgs",
+    "terms": "academicSessions",
+    "gradingPeriods": "academicSessions",
+}
+
+
+def _readable() -> dict[str, frozenset[str]]:
+    """Each collection name a read (GET) can give, with the scopes that allow one."""
+    out: dict[str, set[str]] = {}
+    for table in _TABLES.values():
+        for routes in table.values():
+            get = routes.get("GET")
+            if get is None or not get.scopes:
+                continue
+            for name in (get.resource, PATH_KIND.get(get.resource, get.resource)):
+                out.setdefault(name, set()).update(get.scopes)
+    return {name: frozenset(s) for name, s in out.items()}
+
+
+#: Collection name -> the scopes under which a vendor can read records of it.
+READABLE: dict[str, frozenset[str]] = _readable()
+
+
+def drop_field_problem(entry: object, scopes: frozenset[str] | None) -> str | None:
+    """Why ``entry`` is not a usable ``drop_fields`` entry (``<collection>.<field>`` or
+    ``*.<field>``) for a connection sharing ``scopes`` (None: do not judge scopes), or None."""
+    if not isinstance(entry, str):
+        return 'must be a string such as "users.phone"'
+    collection, dot, name = entry.partition(".")
+    if not dot:
+        return f'"{entry}": write <collection>.<field>, such as "users.phone" or "*.metadata"'
+    if not name.strip() or name != name.strip() or "." in name:
+        return f'"{entry}": the field name is empty or not a top-level field'
+    if collection == "*":
+        return None
+    if collection not in READABLE:
+        return f'"{entry}": unknown collection "{collection}"'
+    if scopes is not None and not READABLE[collection] & scopes:
+        return (
+            f'"{entry}": this connection\'s scopes never give {collection} '
+            f"(needs one of {', '.join(sorted(READABLE[collection]))})"
+        )
+    return None

@@ -78,15 +78,17 @@ def new_token(
 
 async def issue(store: Store, vendor: str, *, ttl: timedelta | None, interface: str) -> IssuedToken:
     issued = new_token(vendor, ttl=ttl)
-    await store.add_token(issued.record)
-    await _record(
-        store,
-        "token.issue",
+    detail = {"ttl_seconds": ttl.total_seconds() if ttl else None}
+    # The token and its audit event in one store write: both are kept or neither.
+    event = _event(
+        "token.issue", issued.record.created, interface, vendor, detail, issued.record.id
+    )
+    await store.add_token(issued.record, audit=event)
+    log_action(
         "token issued",
-        at=issued.record.created,
+        event="token.issue",
         interface=interface,
         vendor=vendor,
-        detail={"ttl_seconds": ttl.total_seconds() if ttl else None},
         token_id=issued.record.id,
         expires=iso_utc(issued.record.expires),
     )
@@ -110,27 +112,45 @@ async def rotate(
 ) -> tuple[IssuedToken, list[str]]:
     """A new token for ``vendor``; every older one ends when ``grace`` has passed. Without
     ``ttl`` the new token lives as long as the vendor's newest token was issued to live (a
-    90-day token rotates into a 90-day token, a token that never expires into another)."""
+    90-day token rotates into a 90-day token, a token that never expires into another).
+
+    No grace (``0s``) ends everything the vendor held at once, its JWTs too: they move the
+    vendor's JWT "not before" (``proxy.gateway.jwt_cutoff``), as ``revoke_all`` does. With a
+    grace, JWTs run to their own ``exp`` (``[server] jwt_ttl``)."""
     if isinstance(ttl, Inherit):
         ttl = await newest_ttl(store, vendor)
     issued = new_token(vendor, ttl=ttl)
-    await store.add_token(issued.record)
-    ended = await store.expire_vendor(vendor, issued.record.created + grace, keep=issued.record.id)
-    await _record(
-        store,
-        "token.rotate",
+    record = issued.record
+    until = record.created + grace
+    cut = grace <= timedelta(0)
+    # What the expiry below will end (for the audit event, written with the new token).
+    ending = [
+        r.id
+        for r in await store.list_tokens(vendor)
+        if r.revoked is None and (r.expires is None or r.expires > until)
+    ]
+    detail = {
+        "grace_seconds": grace.total_seconds(),
+        "ttl_seconds": ttl.total_seconds() if ttl else None,
+        "ending": ending,
+        "jwts_issued_before": iso_utc(record.created) if cut else None,
+    }
+    # The new token and its audit event in one store write: both are kept or neither.
+    event = _event("token.rotate", record.created, interface, vendor, detail, record.id)
+    await store.add_token(record, audit=event)
+    if cut:
+        # SECURITY: "0s" is what an operator types after a leak; a JWT fetched with the
+        # vendor's client secret must end with the opaque tokens, not an hour later.
+        await store.set_jwt_not_before(vendor, record.created)
+    ended = await store.expire_vendor(vendor, until, keep=record.id)
+    log_action(
         "token rotated",
-        at=issued.record.created,
+        event="token.rotate",
         interface=interface,
         vendor=vendor,
-        detail={
-            "grace_seconds": grace.total_seconds(),
-            "ttl_seconds": ttl.total_seconds() if ttl else None,
-            "ending": ended,
-        },
-        token_id=issued.record.id,
+        token_id=record.id,
         grace_s=grace.total_seconds(),
-        expires=iso_utc(issued.record.expires),
+        expires=iso_utc(record.expires),
         ending=ended,
     )
     return issued, ended
@@ -196,12 +216,12 @@ async def revoke(store: Store, token_id: str, *, interface: str) -> TokenRecord 
     if record is None or record.revoked is not None:
         return record
     at = now_utc()
-    await store.revoke_token(token_id, at)
-    await _record(
-        store,
-        "token.revoke",
+    event = _event("token.revoke", at, interface, record.vendor, {}, token_id)
+    if not await store.revoke_token(token_id, at, audit=event):
+        await store.add_audit(event)  # revoked already: nothing changed, the request is kept
+    log_action(
         "token revoked",
-        at=at,
+        event="token.revoke",
         interface=interface,
         vendor=record.vendor,
         token_id=token_id,
@@ -214,45 +234,36 @@ async def revoke_all(store: Store, vendor: str, *, interface: str) -> list[str]:
     JWT "not before", ``proxy.gateway.jwt_cutoff``); returns the opaque tokens' ids."""
     at = now_utc()
     await store.set_jwt_not_before(vendor, at)
-    ids = await store.revoke_vendor(vendor, at)
-    await _record(
-        store,
-        "token.revoke_all",
+    # The revocations and their audit event in one store write (the store names the ids).
+    detail = {"jwts_issued_before": iso_utc(at)}
+    event = _event("token.revoke_all", at, interface, vendor, detail, None)
+    ids = await store.revoke_vendor(vendor, at, audit=event)
+    log_action(
         "vendor tokens revoked",
-        at=at,
+        event="token.revoke_all",
         interface=interface,
         vendor=vendor,
-        detail={"token_ids": ids, "jwts_issued_before": iso_utc(at)},
         token_ids=ids,
     )
     return ids
 
 
-async def _record(
-    store: Store,
+def _event(
     action: str,
-    message: str,
-    *,
     at: datetime,
     interface: str,
     vendor: str,
-    detail: dict[str, Any] | None = None,
-    **logged: Any,
-) -> None:
-    """A token action's audit event and its log line, both named ``action``. ``logged`` are
-    the line's further fields (ids, never a secret); a ``token_id`` among them is the event's
-    too."""
-    await store.add_audit(
-        AuditEvent(
-            at=at,
-            action=action,
-            interface=interface,
-            vendor=vendor,
-            token_id=logged.get("token_id"),
-            detail=detail or {},
-        )
+    detail: dict[str, Any],
+    token_id: str | None,
+) -> AuditEvent:
+    return AuditEvent(
+        at=at,
+        action=action,
+        interface=interface,
+        vendor=vendor,
+        token_id=token_id,
+        detail=detail,
     )
-    log_action(message, event=action, interface=interface, vendor=vendor, **logged)
 
 
 def iso_utc(value: datetime | None) -> str | None:

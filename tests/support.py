@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import shutil
 import socket
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,8 +29,21 @@ from proxy.serve.server import Running, bind_socket, start
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 JWT_KEY = "jwt-key-for-tests-0123456789abcdef0123"
-ACME_CLIENT_SECRET = "acme-client-secret-0123456789"
+ACME_CLIENT_SECRET = "acme-client-secret-0123456789abcdef"
 ACME_VENDOR_AUTH = "AwesomeLMS:F24F1E3A9B"
+
+
+def installed_tool(name: str) -> str | None:
+    """The path of a command-line tool a Python package of the test or dev extra installs
+    (``hadolint``, ``lint-imports``), or None.
+
+    pip puts such tools beside the interpreter (``.venv/bin/``), and the README's test command
+    runs ``.venv/bin/python -m pytest`` without that directory on ``PATH``: look there first,
+    then on ``PATH``."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
 
 
 def toml_value(value: Any) -> str:
@@ -39,6 +55,10 @@ def toml_value(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table (a district's windows and pauses)
+        return (
+            "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+        )
     if isinstance(value, str):
         return json.dumps(value)
     raise TypeError(type(value))

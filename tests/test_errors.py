@@ -41,8 +41,9 @@ def test_each_refusal_is_an_imsx_answer_with_its_status(cls: type[errors.ProxyEr
         "imsx_codeMinorFieldName": "TargetEndSystem",
         "imsx_codeMinorFieldValue": cls.code_minor,
     }
-    if cls is errors.StoreUnavailable:
-        # SECURITY: the store's address is an operator's business, not a vendor's.
+    if cls in (errors.StoreUnavailable, errors.UpstreamTokenError, errors.UpstreamTokenTimeout):
+        # SECURITY: the store's address and the district's token URL are an operator's
+        # business, not a vendor's.
         assert "what went wrong" not in data["imsx_description"]
     else:
         assert data["imsx_description"] == "what went wrong"

@@ -30,7 +30,7 @@ CUSTOM_KINDS = {"ServiceMonitor"}
 
 SECRETS = {
     "ORP_ADMIN_TOKEN": "admin-token-0123456789abcdef",
-    "ACME_CLIENT_SECRET": "acme-secret-0123456789abcdef",
+    "ACME_CLIENT_SECRET": "acme-secret-0123456789abcdef-0123456",
     "ORP_JWT_KEY": "jwt-key-0123456789abcdef0123456789abcdef",
     "SPRINGFIELD_KEY": "key-1",
     "SPRINGFIELD_SECRET": "secret-1",
@@ -53,6 +53,10 @@ DISTRICTS_AND_CONNECTIONS: dict[str, Any] = {
             "max_connections": 5,
             "vendor_authorization": False,
             "versions": ["1.1", "1.2"],
+            # docs/configuration.md "SIS courtesy": lists of inline tables
+            "timezone": "America/Chicago",
+            "windows": [{"days": "mon-fri", "from": "07:00", "to": "16:00", "max_connections": 1}],
+            "pauses": [{"from": "2027-06-20", "to": "2027-08-01", "reason": "summer rollover"}],
         }
     },
     "connections": {
@@ -216,6 +220,10 @@ def test_rendered_config_is_one_the_proxy_accepts(combo: str) -> None:
     else:
         assert config.admin.token is None
     if "connections" in values.get("config", {}):
+        springfield = config.districts["springfield"]
+        assert springfield.timezone == "America/Chicago"
+        assert [w.max_connections for w in springfield.windows] == [1]
+        assert [p.reason for p in springfield.pauses] == ["summer rollover"]
         assert set(config.connections) == {"app-7"}
         assert config.connections["app-7"].key == SECRETS["SPRINGFIELD_KEY"]
     for secret in SECRETS.values():

@@ -10,9 +10,10 @@ from __future__ import annotations
 import ast
 import re
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
+
+from tests.support import installed_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,9 +149,10 @@ def _contract_layers() -> list[str]:
 def test_imports_only_go_down_the_layers() -> None:
     # The layers of docs/layout.md as an import-linter contract (pyproject.toml): an import of
     # a higher layer from a lower one fails here, function-level imports included.
-    lint = Path(sys.executable).parent / "lint-imports"
+    lint = installed_tool("lint-imports")
+    assert lint is not None, "lint-imports is not installed (import-linter, in the test extra)"
     done = subprocess.run(
-        [str(lint), "--config", str(ROOT / "pyproject.toml")],
+        [lint, "--config", str(ROOT / "pyproject.toml")],
         cwd=ROOT,
         capture_output=True,
         text=True,

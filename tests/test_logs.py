@@ -341,3 +341,30 @@ async def test_scrub_removes_credentials_from_free_text():
         assert leaked not in cleaned
     assert "orp_abcdefghijkl_[redacted]" in cleaned  # the id stays, to find the token
     assert query_names("filter=x&limit=5&Jane%20Doe&&sort=a") == ["?", "filter", "limit", "sort"]
+
+
+async def test_no_log_line_prints_a_urls_userinfo(capsys):
+    """In a message, a field or a traceback, text or JSON: ``user:pass@`` of any URL goes."""
+    import logging
+
+    from proxy.logs import scrub, setup_logging
+
+    assert (
+        scrub("to https://sis:hunter2@d.example/api/x") == "to https://[redacted]@d.example/api/x"
+    )
+    assert scrub("URL('redis://:pw-9x@127.0.0.1:6379/0')") == (
+        "URL('redis://[redacted]@127.0.0.1:6379/0')"
+    )
+    log = logging.getLogger("oneroster_proxy")
+    for fmt in ("json", "text"):
+        setup_logging(fmt)
+        try:
+            raise ValueError("cannot reach https://sis:hunter2@d.example/api")
+        except ValueError:
+            log.exception(
+                "request to http://u:hunter2@d.example failed",
+                extra={"fields": {"url": "https://sis:hunter2@d.example/"}},
+            )
+        err = capsys.readouterr().err
+        assert "d.example" in err and "Traceback" in err.replace("\\n", "\n")
+        assert "hunter2" not in err and "sis:" not in err

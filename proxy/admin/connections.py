@@ -18,11 +18,11 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.admin.body import decode_object
+from proxy.admin.body import decode_object, read_body
 from proxy.config import DistrictConfig, expired
 from proxy.connections import managed
 from proxy.connections.managed import ConfigEntries
-from proxy.errors import ConfigError, Conflict, NotFound, ProxyError
+from proxy.errors import BadRequest, ConfigError, Conflict, NotFound, ProxyError
 from proxy.gateway.context import SERVICES, Services
 from proxy.store.base import ConnectionRecord
 
@@ -88,9 +88,14 @@ def _catalog(services: Services) -> ConfigEntries:
 
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
-        return decode_object(await request.read())
+        raw = await read_body(request)
+    except BadRequest as err:
+        raise ConfigError([err.description]) from err
+    try:
+        return decode_object(raw)
     except ValueError as exc:
-        raise ConfigError([f"body: {exc}"]) from exc
+        text = str(exc)
+        raise ConfigError([text if ": " in text else f"body: {text}"]) from exc
 
 
 #: A valid name that validates the rest of a body whose own name is missing.
@@ -196,7 +201,7 @@ async def update_district(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     body = await _body(request)
     record = await managed.update_district(
-        services.store, _catalog(services), name, body, interface="admin"
+        services.store, _catalog(services), name, body, interface="admin", box=services.secret_box()
     )
     services.store_connections.forget()  # every connection of the district
     return web.json_response(managed.district_view(record, "store"))

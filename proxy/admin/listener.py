@@ -25,13 +25,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proxy.admin import connections as admin_connections
+from proxy.admin import ledger as admin_ledger
 from proxy.admin import tokens as admin_tokens
 from proxy.admin.body import json_object, only_fields
 from proxy.check.background import refresh_check_gauges
 from proxy.check.catalog import find_connection, run_and_keep_check
 from proxy.config import ConfigError
 from proxy.connections import invites
-from proxy.console import add_console, is_console_route
+from proxy.console import CONSOLE, add_console, is_console_route
 from proxy.console.core import no_favicon
 from proxy.errors import (
     FROM_PROXY,
@@ -39,6 +40,7 @@ from proxy.errors import (
     NotFound,
     ProxyError,
     StoreUnavailable,
+    TooManyRequests,
     Unauthorized,
     error_response,
     imsx_body,
@@ -87,8 +89,11 @@ def create_admin_app(
     admin_tokens.add_routes(app)
     app.router.add_post("/admin/reload", reload)
     app.router.add_post("/admin/connections/{app_id}/invite", invite_connection)
+    app.router.add_delete("/admin/connections/{app_id}/invite", revoke_invite)
+    app.router.add_get("/admin/invites", list_invites)
     admin_connections.add_routes(app)
     app.router.add_get("/admin/activity", activity)
+    admin_ledger.add_routes(app)
     add_console(app, gateway)
     return app
 
@@ -155,6 +160,19 @@ def _authorize(request: web.Request) -> None:
     expected = _services(request).runtime.current.config.admin.token
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
+    guard = request.app[CONSOLE].guard
+    address = request.remote or "-"
+    # SECURITY: an address that sent more than 10 wrong admin tokens this minute is refused
+    # until the minute ends, whatever it sends now (THREAT_MODEL.md "Admin API and console").
+    wait = guard.retry_after(address)
+    if wait:
+        log.warning(
+            "admin token refused",
+            extra={"fields": {"event": "admin.auth", "client": address, "result": "throttled"}},
+        )
+        raise TooManyRequests(
+            "too many wrong admin tokens from this address; try again later", retry_after=wait
+        )
     # SECURITY: constant-time comparison; no (or an empty) admin token configured means no
     # admin API, never one that "Bearer " with nothing after it opens.
     if (
@@ -165,6 +183,13 @@ def _authorize(request: web.Request) -> None:
             value.strip().encode("utf-8", "surrogateescape"), expected.encode()
         )
     ):
+        if header:
+            guard.wrong(address)
+            # The refusal is logged; the token sent never is.
+            log.warning(
+                "admin token refused",
+                extra={"fields": {"event": "admin.auth", "client": address, "result": "wrong"}},
+            )
         raise Unauthorized("admin token required")
 
 
@@ -221,6 +246,7 @@ def connection_view(conn: Connection, now: datetime) -> dict[str, Any]:
         "enabled": cfg.enabled,
         "expires": cfg.expires.isoformat() if cfg.expires else None,
         "expired": cfg.expired(now),
+        "drop_fields": list(cfg.drop_fields),
         "vendor_authorization": conn.vendor_header is not None,
         "max_connections": conn.district.max_connections,
         "rate_limit": None if conn.district.rate_limit is None else str(conn.district.rate_limit),
@@ -343,6 +369,21 @@ async def invite_connection(request: web.Request) -> web.Response:
         interface="admin",
     )
     return web.json_response(made.as_json(), status=201)
+
+
+async def list_invites(request: web.Request) -> web.Response:
+    """docs/http-api.md: the outstanding intake links (appId, vendor, district name, scopes,
+    created, expires); never a link's token."""
+    found = await invites.list_invites(_services(request).store)
+    return web.json_response([invites.invite_view(i) for i in found])
+
+
+async def revoke_invite(request: web.Request) -> web.Response:
+    """docs/http-api.md: end the appId's outstanding link (204; 404 when there is none)."""
+    await invites.revoke_invite(
+        _services(request).store, request.match_info["app_id"], interface="admin"
+    )
+    return web.Response(status=204)
 
 
 async def activity(request: web.Request) -> web.Response:

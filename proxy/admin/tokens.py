@@ -69,9 +69,11 @@ async def rotate_tokens(request: web.Request) -> web.Response:
     issued, ending = await tokens.rotate(
         services.store, vendor, grace=grace, ttl=ttl, interface="admin"
     )
-    # This process sees the new expiry at once; other replicas within cache_ttl.
+    # This process sees the new expiry (and a "0s" JWT cut) at once; other replicas within
+    # cache_ttl.
     for token_id in ending:
         services.authenticator.forget(token_id)
+    services.authenticator.forget_cutoff(vendor)
     return web.json_response(
         {**tokens.listing(issued.record), "token": issued.token, "ending": ending}, status=201
     )

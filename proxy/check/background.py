@@ -25,9 +25,13 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from proxy.check.catalog import Listed, every_connection, run_and_keep_check
-from proxy.config import expiry_end
+from proxy.check.report import Item, Report
+from proxy.config import DistrictConfig, expiry_end
+from proxy.connections.records import district_config
+from proxy.courtesy import paused
 from proxy.errors import ProxyError
 from proxy.gateway.context import SERVICES, Services
+from proxy.store.base import CheckResult
 
 log = logging.getLogger("oneroster_proxy.checks")
 
@@ -65,6 +69,8 @@ class BackgroundChecks:
                     await self.round()
                 except ProxyError as exc:  # the store is down: try again next turn
                     log.warning("background checks skipped: %s", exc.description)
+                except Exception:  # never the end of the loop: logged now, tried next turn
+                    log.exception("background check round failed")
             await asyncio.sleep(min(interval, MAX_NAP) if interval > 0 else MAX_NAP)
 
     async def round(self, *, now: datetime | None = None) -> list[str] | None:
@@ -75,9 +81,13 @@ class BackgroundChecks:
             return None
         renew = asyncio.get_running_loop().create_task(self._renew())
         try:
-            due = await self.due(now or datetime.now(UTC))
+            broken: dict[str, str] = {}
+            due = await self.due(now or datetime.now(UTC), broken)
             limit = asyncio.Semaphore(AT_ONCE)
-            return list(await asyncio.gather(*(self._one(listed, limit) for listed in due)))
+            done = list(await asyncio.gather(*(self._one(listed, limit) for listed in due)))
+            for app_id, why in sorted(broken.items()):
+                await self._unusable(app_id, why)
+            return done + sorted(broken)
         finally:
             renew.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -85,30 +95,51 @@ class BackgroundChecks:
             with contextlib.suppress(ProxyError):
                 await store.release_slot(LOCK_KEY, self.holder)
 
-    async def due(self, now: datetime) -> list[Listed]:
+    async def due(self, now: datetime, broken: dict[str, str] | None = None) -> list[Listed]:
         """Connections (TOML and store) whose newest result is older than the interval, or
-        that have none."""
-        every = await every_connection(self.services)
-        last = await self.services.store.last_check_results([c.app_id for c in every])
+        that have none; store records that cannot be used go into ``broken``."""
+        found: dict[str, str] = {}
+        every = await every_connection(self.services, found)
+        last = await self.services.store.last_check_results([*(c.app_id for c in every), *found])
         # A little slack: a round that started a moment early still covers this turn.
         horizon = now - timedelta(seconds=self.interval * 0.95)
-        return [c for c in every if c.app_id not in last or last[c.app_id][0].at <= horizon]
+
+        def is_due(app_id: str) -> bool:
+            return app_id not in last or last[app_id][0].at <= horizon
+
+        if broken is not None:
+            broken.update({a: why for a, why in found.items() if is_due(a)})
+        return [c for c in every if is_due(c.app_id)]
+
+    async def _unusable(self, app_id: str, why: str) -> None:
+        """A stored connection that cannot even be built (its secret does not open because its
+        record was changed outside the proxy, or a stored value no longer validates) fails its
+        own check, kept like any other result, so the board and ``check_ok`` show it; nothing
+        is sent for it, and every other connection is checked as usual."""
+        if "credentials must be entered again" in why:
+            item = Item("credentials_accepted", "fail", why)
+        else:
+            item = Item(
+                "district_reachable", "fail", f"the stored connection cannot be used: {why}"
+            )
+        report = Report(app_id, False, [item])
+        with contextlib.suppress(ProxyError):
+            await self.services.store.add_check_result(
+                CheckResult(app_id=app_id, at=datetime.now(UTC), document=report.as_json())
+            )
+        _log_failed(report)
 
     async def _one(self, listed: Listed, limit: asyncio.Semaphore) -> str:
         app_id = listed.app_id
         async with limit:
-            report = await run_and_keep_check(self.services, listed.connection)
+            try:
+                report = await run_and_keep_check(self.services, listed.connection)
+            except Exception as exc:
+                log.exception("background check of %s failed", app_id)
+                await self._unusable(app_id, str(exc) or type(exc).__name__)
+                return app_id
         if not report.ok:
-            log.warning(
-                "background check failed",
-                extra={
-                    "fields": {
-                        "event": "check.failed",
-                        "app": app_id,
-                        "failing": [i.name for i in report.failed],
-                    }
-                },
-            )
+            _log_failed(report)
         return app_id
 
     async def _renew(self) -> None:
@@ -116,6 +147,19 @@ class BackgroundChecks:
             await asyncio.sleep(LOCK_TTL / 3)
             with contextlib.suppress(ProxyError):
                 await self.services.store.acquire_slot(LOCK_KEY, 1, self.holder, LOCK_TTL)
+
+
+def _log_failed(report: Report) -> None:
+    log.warning(
+        "background check failed",
+        extra={
+            "fields": {
+                "event": "check.failed",
+                "app": report.app,
+                "failing": [i.name for i in report.failed],
+            }
+        },
+    )
 
 
 async def background_checks(app: web.Application) -> AsyncIterator[None]:
@@ -131,7 +175,9 @@ async def background_checks(app: web.Application) -> AsyncIterator[None]:
 
 async def refresh_check_gauges(services: Services) -> None:
     """``check_ok``, ``check_timestamp_seconds`` and ``check_failed_twice`` from the store, at
-    scrape time: the same on every replica, and gone for a removed connection."""
+    scrape time: the same on every replica, and gone for a removed connection; and
+    ``district_paused`` of every district."""
+    await _set_paused(services)
     districts = {a: c.district.name for a, c in services.runtime.current.connections.items()}
     file_apps = set(districts)
     # Store connections' expiry series too (the alert on expiring connections covers them).
@@ -161,3 +207,15 @@ async def refresh_check_gauges(services: Services) -> None:
         metrics.check_timestamp.labels(*labels).set(newest.at.timestamp())
         twice = len(results) >= 2 and not results[0].ok and not results[1].ok
         metrics.check_failed_twice.labels(*labels).set(1 if twice else 0)
+
+
+async def _set_paused(services: Services) -> None:
+    """``district_paused`` of every district, the file's and the store's (docs/metrics.md)."""
+    now = datetime.fromtimestamp(services.limits.wall(), UTC)
+    districts: dict[str, DistrictConfig] = dict(services.runtime.current.config.districts)
+    try:
+        for record in await services.store.list_districts():
+            districts.setdefault(record.name, district_config(record))
+    except ProxyError:
+        pass
+    services.metrics.set_paused({n: paused(d, now) is not None for n, d in districts.items()})

@@ -11,13 +11,16 @@ cache, same sealed-secret handling), and runs the checklist on a store connectio
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import UTC, datetime
 
 from proxy.check import Report, run_check
+from proxy.errors import ProxyError, StoreUnavailable
 from proxy.gateway.context import Services
 from proxy.gateway.runtime import Connection
 from proxy.store.base import CheckResult
 
+log = logging.getLogger("oneroster_proxy.check")
 PAGE = 500
 
 
@@ -31,9 +34,14 @@ class Listed:
         return self.connection.app_id
 
 
-async def every_connection(services: Services) -> list[Listed]:
+async def every_connection(
+    services: Services, broken: dict[str, str] | None = None
+) -> list[Listed]:
     """TOML connections, then store ones, by appId; a store record that cannot be built (its
-    vendor or district gone) is left out, as the gateway would answer 404 for it."""
+    vendor or district gone) is left out, as the gateway would answer 404 for it. A record
+    that fails to load (its secret unreadable, a stored value that no longer validates) is
+    left out too, and named in ``broken`` (appId -> why) when given: one such record never
+    stops the listing of the others."""
     runtime = services.runtime.current
     out = [Listed(runtime.connections[a], "config") for a in sorted(runtime.connections)]
     after = ""
@@ -42,7 +50,19 @@ async def every_connection(services: Services) -> list[Listed]:
         for record in page:
             if record.app_id in runtime.connections:
                 continue
-            conn = await services.store_connections.get(record.app_id, runtime)
+            try:
+                conn = await services.store_connections.get(record.app_id, runtime)
+            except StoreUnavailable:
+                raise  # the whole store is down, not this record
+            except Exception as exc:
+                why = exc.description if isinstance(exc, ProxyError) else str(exc)
+                log.warning(
+                    "store connection cannot be used",
+                    extra={"fields": {"event": "check.broken", "app": record.app_id, "why": why}},
+                )
+                if broken is not None:
+                    broken[record.app_id] = why
+                continue
             if conn is not None:
                 out.append(Listed(conn, "store"))
         if len(page) < PAGE:

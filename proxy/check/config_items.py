@@ -9,7 +9,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from proxy.check.report import HINTS, Item, fail
-from proxy.config import EXPIRY_WARNING, ConnectionConfig, VendorConfig, infinite_campus_vendor_key
+from proxy.config import (
+    EXPIRY_WARNING,
+    ConnectionConfig,
+    DistrictConfig,
+    VendorConfig,
+    infinite_campus_vendor_key,
+)
+from proxy.courtesy import coming_pause, paused
 
 
 def connection_enabled(cfg: ConnectionConfig) -> Item:
@@ -75,3 +82,26 @@ def infinite_campus_key(cfg: ConnectionConfig, vendor: VendorConfig) -> Item:
         f'the key names vendor key "{named}" but '
         f'vendors.{vendor.name}.vendor_authorization is for "{vendor.vendor_key}"',
     )
+
+
+def not_paused(district: DistrictConfig, now: datetime) -> Item:
+    """docs/configuration.md "SIS courtesy": during a pause every request answers 503; a pause
+    starting within 30 days is a warning."""
+    name = "not_paused"
+    pause = paused(district, now)
+    if pause is not None:
+        return fail(
+            name,
+            f"district {district.name} is paused ({pause.reason}) from "
+            f"{pause.start.isoformat()} to {pause.end.isoformat()} inclusive; every request "
+            "answers 503",
+        )
+    coming = coming_pause(district, now)
+    if coming is not None:
+        return Item(
+            name,
+            "ok",
+            f"warning: district {district.name} pauses ({coming.reason}) from "
+            f"{coming.start.isoformat()} to {coming.end.isoformat()} inclusive",
+        )
+    return Item(name, "ok", "no pause in effect or within 30 days")

@@ -16,7 +16,12 @@ from urllib.parse import quote
 
 import aiohttp
 
-from proxy.check.config_items import connection_enabled, infinite_campus_key, not_expired
+from proxy.check.config_items import (
+    connection_enabled,
+    infinite_campus_key,
+    not_expired,
+    not_paused,
+)
 from proxy.check.probes import (
     GRADEBOOK_SCOPES,
     PATHS,
@@ -88,6 +93,7 @@ class Checklist:
             self.items["connection_enabled"] = connection_enabled(self.cfg)
             self.items["not_expired"] = not_expired(self.cfg, self.now)
             self.items["infinite_campus_key"] = infinite_campus_key(self.cfg, self.conn.vendor)
+            self.items["not_paused"] = not_paused(self.district, self.now)
             reachable, token = await asyncio.gather(
                 self.district_reachable(), self.token_endpoint()
             )

@@ -24,6 +24,7 @@ CHECKS: tuple[str, ...] = (
     "students_visible",
     "vendor_authorization",
     "infinite_campus_key",
+    "not_paused",
 )
 
 VERSION_NAMES = {"v1p1": "1.1", "v1p2": "1.2"}
@@ -45,6 +46,7 @@ HINTS: dict[str, str] = {
         "set the vendor's key:secret; the district must enable Grade Book sync"
     ),
     "infinite_campus_key": "the key belongs to another vendor key",
+    "not_paused": "the district paused syncs until the date shown",
 }
 
 

@@ -77,7 +77,10 @@ async def _plan(
             writes.append(("connection", app_id, table))
             continue
         try:
-            same_secret = box.open(app_id, existing.secret) == conn.secret
+            in_config = existing.district in catalog.districts
+            stored = None if in_config else await store.get_district(existing.district)
+            bound = managed.binding(app_id, existing.key, existing.district, in_config, stored)
+            same_secret = bound is not None and box.open(bound, existing.secret) == conn.secret
         except SecretKeyError:
             same_secret = False
         same = (
@@ -121,7 +124,7 @@ def import_file(target: StoreOnly, path: str, *, dry_run: bool) -> int:
     source = read_source(target, path)
     box = target.secret_box()
     if source.connections and not box.can_seal:
-        box.seal("-", "-")  # raises the one-line error naming store.secret_keys
+        box.require()  # the one-line error naming store.secret_keys
 
     async def act(store: Store) -> int:
         writes, unchanged, problems = await _plan(store, target, source, box, path)

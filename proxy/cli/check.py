@@ -35,22 +35,29 @@ def register(sub: Commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_mod.load(args.config)
+    unusable: list[str] = []
     if args.all or (args.app_id and args.app_id not in config.connections):
         # Store connections are checked as if the file defined them.
-        config = asyncio.run(_with_store(config, None if args.all else args.app_id))
+        config = asyncio.run(_with_store(config, None if args.all else args.app_id, unusable))
     if args.all:
-        return check_all(config, as_json=args.json)
+        code = check_all(config, as_json=args.json)
+        # A store connection whose secret does not open fails on its own; the rest ran.
+        for problem in unusable:
+            print(f"FAIL  {problem}", file=sys.stderr)
+        return 1 if unusable else code
     if not args.app_id:
         print("give an APP_ID or --all", file=sys.stderr)
         return 2
     return check_one(config, args.app_id, as_json=args.json)
 
 
-async def _with_store(config: Config, app_id: str | None) -> Config:
-    """``config`` plus store connection ``app_id`` (or every store connection)."""
+async def _with_store(config: Config, app_id: str | None, unusable: list[str]) -> Config:
+    """``config`` plus store connection ``app_id`` (or every store connection). With every
+    one, a connection whose secret does not open is left out and named in ``unusable``; the
+    one asked for by name raises (SecretKeyError: one line naming it)."""
     from proxy.gateway.resolve import with_store_connection
     from proxy.store import open_store
-    from proxy.store.crypto import SecretBox
+    from proxy.store.crypto import SecretBox, SecretKeyError
 
     box = SecretBox(list(config.store.secret_keys))
     store = open_store(config.store.url)
@@ -68,8 +75,14 @@ async def _with_store(config: Config, app_id: str | None) -> Config:
                 after = page[-1].app_id
         for one in ids:
             found = await store.resolve_connection(one)
-            if found is not None:
+            if found is None:
+                continue
+            try:
                 config = with_store_connection(config, *found, box) or config
+            except SecretKeyError as exc:
+                if app_id is not None:
+                    raise
+                unusable.append(exc.description)
     finally:
         await store.close()
     return config

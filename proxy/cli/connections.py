@@ -46,7 +46,18 @@ def _add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scopes", required=True, type=csv, metavar="S1,S2")
     p.add_argument("--expires", type=dates, metavar="YYYY-MM-DD")
     p.add_argument("--disabled", action="store_true", help="added disabled (403 until enabled)")
+    _drop_fields_flag(p)
     secret_args(p)
+
+
+def _drop_fields_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--drop-fields",
+        type=csv,
+        metavar="C.F,C.F",
+        help='the sharing policy: fields the vendor never receives ("" for none; '
+        "default users.password)",
+    )
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -59,6 +70,7 @@ def _add(args: argparse.Namespace) -> int:
         "scopes": args.scopes,
         "enabled": not args.disabled,
         "expires": args.expires,
+        "drop_fields": args.drop_fields,
     }
     table = {k: v for k, v in table.items() if v is not None}
     box = config.secret_box()
@@ -157,6 +169,7 @@ def _update_parser(p: argparse.ArgumentParser) -> None:
     state.add_argument("--enable", dest="enabled", action="store_true", default=None)
     state.add_argument("--disable", dest="enabled", action="store_false")
     _expiry_flags(p)
+    _drop_fields_flag(p)
 
 
 def _expiry_flags(p: argparse.ArgumentParser) -> None:
@@ -178,6 +191,8 @@ def _update(args: argparse.Namespace) -> int:
         changes["scopes"] = args.scopes
     if args.enabled is not None:
         changes["enabled"] = args.enabled
+    if args.drop_fields is not None:
+        changes["drop_fields"] = args.drop_fields
     record = run(
         config,
         lambda s: managed.update_connection(

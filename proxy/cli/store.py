@@ -3,22 +3,25 @@
 docs/commands.md, key rotation: put the new key first in ``secret_keys``
 (the old one after it), run ``store rekey``, then drop the old key. Secrets already sealed with
 the first key are left as they are, so the command can be run again after an interruption.
+Each secret is sealed for where its district sends (an ``orp1.`` secret of an earlier version
+included); each swap names the version it read, so a change made meanwhile (a disable, a
+renew) is never undone. A connection whose secret does not open is named and left as it is
+(exit 1): its credentials must be entered again.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+import sys
 from typing import TYPE_CHECKING
 
 from proxy.cli._managed import config_arg, load, run
+from proxy.connections import managed
 from proxy.store.base import AuditEvent, Store
 from proxy.tokens import now_utc
 
 if TYPE_CHECKING:
     from proxy.cli._common import Commands
-
-PAGE = 500
 
 
 def register(sub: Commands) -> None:
@@ -35,36 +38,22 @@ def main(args: argparse.Namespace) -> int:
     config = load(args)
     box = config.secret_box()
     if not box.can_seal:
-        box.seal("-", "-")  # the one-line error naming store.secret_keys
+        box.require()  # the one-line error naming store.secret_keys
 
-    async def rekey(store: Store) -> tuple[int, int]:
-        done = seen = 0
-        after = ""
-        while True:
-            page = await store.list_connections(after=after, limit=PAGE)
-            for record in page:
-                seen += 1
-                if box.sealed_with(record.secret) == box.current_id:
-                    continue
-                # Opened with whichever key sealed it; a secret no key opens stops the run
-                # with its appId named (nothing of it is changed).
-                secret = box.open(record.app_id, record.secret)
-                sealed = box.seal(record.app_id, secret)
-                await store.update_connection(replace(record, secret=sealed, updated=now_utc()))
-                done += 1
-            if len(page) < PAGE:
-                break
-            after = page[-1].app_id
+    async def rekey(store: Store) -> tuple[int, int, list[str]]:
+        done, seen, problems = await managed.reseal(store, box, config.districts, legacy_only=False)
         await store.add_audit(
             AuditEvent(
                 at=now_utc(),
                 action="store.rekey",
                 interface="cli",
-                detail={"rekeyed": done, "connections": seen},
+                detail={"rekeyed": done, "connections": seen, "left": len(problems)},
             )
         )
-        return done, seen
+        return done, seen, problems
 
-    done, seen = run(config, rekey)
+    done, seen, problems = run(config, rekey)
     print(f"re-encrypted {done} of {seen} store secret(s) with the first of store.secret_keys")
-    return 0
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0

@@ -83,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         _print_listing(tokens.listing(issued.record))
         grace = format_duration(args.grace.total_seconds())
         print(f"older tokens ending: {', '.join(ending) or 'none'} (grace {grace})")
+        if not args.grace:
+            print("JWTs issued to this vendor so far: ended (no grace)")
         print(issued.token)
         return 0
     if action == "revoke":

@@ -37,6 +37,7 @@ from proxy.config.model import (
     parse_rate,
     parse_size,
 )
+from proxy.config.reader import userinfo_problem
 from proxy.config.validate import SCHEMA, validate
 from proxy.errors import ConfigError
 
@@ -112,5 +113,6 @@ __all__ = [
     "parse_size",
     "parse_toml",
     "read_file",
+    "userinfo_problem",
     "validate",
 ]

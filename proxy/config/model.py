@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from proxy.courtesy.schedule import Pause, Window
 from proxy.scopes import scope_uri
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -37,14 +38,24 @@ _IC_KEY_RE = re.compile(
 )
 EXPIRY_WARNING = timedelta(days=30)
 DEFAULT_VERSIONS: tuple[str, ...] = ("v1p1", "v1p2")
+#: OneRoster 1.1 user records carry a password: no vendor receives it unless a district says so.
+DEFAULT_DROP_FIELDS: tuple[str, ...] = ("users.password",)
+
+
+#: The longest duration accepted anywhere (docs/configuration.md): ten years.
+MAX_DURATION = 3653 * 86400.0
 
 
 def parse_duration(value: str) -> float:
-    """``30s``, ``15m``, ``24h``, ``7d`` (and ``500ms``) to seconds."""
+    """``30s``, ``15m``, ``24h``, ``7d`` (and ``500ms``) to seconds; at most ten years, so
+    every duration fits a ``timedelta`` and a date (ValueError above)."""
     match = _DURATION_RE.match(value) if isinstance(value, str) else None
     if match is None:
         raise ValueError(f'invalid duration "{value}" (write e.g. 30s, 15m, 24h, 7d)')
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if not seconds <= MAX_DURATION:
+        raise ValueError(f'duration "{value}" is over ten years')
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -66,8 +77,12 @@ def as_text(value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, list | tuple) and any(isinstance(v, Mapping) for v in value):
+        return "; ".join(as_text(v) for v in value)  # a district's windows or pauses
     if isinstance(value, list | tuple | frozenset | set):
         return ",".join(as_text(v) for v in value)
+    if isinstance(value, Mapping):
+        return " ".join(f"{k}={as_text(v)}" for k, v in value.items())
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
@@ -164,6 +179,8 @@ class ServerConfig:
     # docs/checklist.md "Background checks": seconds between checklist rounds (default 6h, so
     # the console's board fills on its own); 0 = off.
     check_interval: float = 6 * 3600.0
+    # docs/configuration.md: intake may reach loopback / private / link-local addresses.
+    intake_private_networks: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +195,8 @@ class StoreConfig:
     cache_ttl: float = 2.0
     # AES-256-GCM keys for secrets kept in the store; the first seals, every one opens.
     secret_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    # Days of the access ledger kept (docs/configuration.md "Sharing policy").
+    ledger_days: int = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +233,11 @@ class DistrictConfig:
     # by default: a vendor never receives a district URL it cannot call (the scan's cost on the
     # 1 MB page is in bench/README.md).
     rewrite_hrefs: bool = True
+    # docs/configuration.md "SIS courtesy": the zone windows and pauses are read in, the
+    # peak-hour windows (each its own cap) and the pauses (nothing is sent).
+    timezone: str = "UTC"
+    windows: tuple[Window, ...] = ()
+    pauses: tuple[Pause, ...] = ()
 
     @property
     def upstream_prefix(self) -> str:
@@ -243,6 +267,8 @@ class ConnectionConfig:
     scopes: frozenset[str]
     enabled: bool = True
     expires: date | None = None
+    # Top-level record fields the vendor never receives (docs/configuration.md "Sharing policy").
+    drop_fields: tuple[str, ...] = DEFAULT_DROP_FIELDS
     # Not a TOML key: True for a connection kept in the store (changed with the CLI's
     # ``connections`` commands, the admin API or the console, not in the file).
     stored: bool = False

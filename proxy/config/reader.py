@@ -33,6 +33,11 @@ def defaults(cls: type) -> dict[str, Any]:
     return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
 
 
+#: The largest integer a config key takes (a count, never a size in bytes): what fits a
+#: sqlite INTEGER and a Redis field with room to spare.
+MAX_INTEGER = 1_000_000
+
+
 class Reader:
     """Reads typed values out of one table, recording a problem per bad key."""
 
@@ -123,12 +128,17 @@ class Reader:
             return default
         return value
 
-    def integer(self, name: str, default: int | None, *, minimum: int = 1) -> int | None:
+    def integer(
+        self, name: str, default: int | None, *, minimum: int = 1, maximum: int = MAX_INTEGER
+    ) -> int | None:
         value = self.table.get(name, default)
         if value is None:
             return None
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             self.problems.append(f"{self.key(name)}: must be an integer >= {minimum}")
+            return default
+        if value > maximum:
+            self.problems.append(f"{self.key(name)}: must be at most {maximum}")
             return default
         return value
 
@@ -155,7 +165,16 @@ def url(
 ) -> str | None:
     if value is None:
         return None
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # ValueError for a port that is not one
+    except ValueError as exc:
+        problems.append(f"{key}: invalid URL ({exc}; a bad host or port)")
+        return None
+    if "@" in parts.netloc:
+        # Credentials belong in their own keys, never in a URL that logs and pages show.
+        problems.append(f"{key}: must not contain a user name or password (user:pass@)")
+        return None
     if parts.scheme not in schemes or not parts.hostname:
         problems.append(
             f'{key}: invalid URL "{value}" (expected {" or ".join(schemes)}://host/...)'
@@ -164,7 +183,23 @@ def url(
     if parts.query or parts.fragment:
         problems.append(f"{key}: must not contain a query or fragment")
         return None
+    refused = userinfo_problem(key, value)
+    if refused:
+        problems.append(refused)
+        return None
     return value.rstrip("/")
+
+
+def userinfo_problem(key: str, value: str) -> str | None:
+    """The problem of a URL that carries a user name or password (``https://user:pass@host/``),
+    naming ``key`` and never repeating the URL; None when it carries none.
+
+    SECURITY: userinfo in a district URL is a credential in a place every listing, log line
+    and error message shows (RFC 3986 §3.2.1 deprecates it); every interface that takes a
+    URL (config file, CLI, admin API, console, intake) refuses it through this function."""
+    if "@" in urlsplit(value).netloc:
+        return f"{key}: must not contain a user name or password (user:pass@)"
+    return None
 
 
 def read_value_file(path: str) -> str:

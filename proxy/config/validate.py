@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from proxy.config.model import (
+    DEFAULT_DROP_FIELDS,
     DEFAULT_VERSIONS,
     EXPIRY_WARNING,
     AdminConfig,
@@ -31,12 +32,12 @@ from proxy.config.model import (
     parse_size,
 )
 from proxy.config.reader import Reader, closest, defaults, plain_http, section_keys, tables, url
+from proxy.courtesy.schedule import Pause, Window, overlaps, parse_pause, parse_window, zone
 from proxy.errors import ConfigError
 from proxy.names import NAME_RULE, is_name
-from proxy.scopes import SCOPES
+from proxy.scopes import SCOPES, drop_field_problem
+from proxy.store import store_kind
 from proxy.store.crypto import parse_key
-from proxy.store.sentinel import SCHEME as SENTINEL_SCHEME
-from proxy.store.sentinel import parse_sentinel_url
 
 #: The keys each kind of table accepts: its dataclass's fields.
 SCHEMA: dict[str, frozenset[str]] = {
@@ -138,6 +139,7 @@ def _server(r: Reader) -> ServerConfig:
         max_headers=r.integer("max_headers", d["max_headers"], minimum=1024) or d["max_headers"],
         client_timeout=r.parsed("client_timeout", d["client_timeout"], parse_duration),
         check_interval=r.parsed("check_interval", d["check_interval"], parse_duration),
+        intake_private_networks=r.boolean("intake_private_networks", d["intake_private_networks"]),
     )
     for name in ("upstream_timeout", "drain_timeout", "jwt_ttl", "client_timeout"):
         if getattr(server, name) <= 0:
@@ -167,21 +169,15 @@ def _admin(r: Reader) -> AdminConfig:
 
 def _store(r: Reader) -> StoreConfig:
     store_url = r.string("url", _STORE["url"]) or _STORE["url"]
-    scheme = store_url.partition("://")[0].lower() if "://" in store_url else ""
-    if scheme == SENTINEL_SCHEME:
-        try:
-            parse_sentinel_url(store_url)
-        except ValueError as exc:
-            r.problems.append(str(exc))
-    elif scheme not in ("sqlite", "redis", "rediss", "unix"):
-        r.problems.append(
-            f'store.url: unsupported store "{scheme}" (use sqlite:///path, '
-            "redis://host:6379/0 or redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB])"
-        )
+    try:
+        store_kind(store_url)
+    except ValueError as exc:
+        r.problems.append(str(exc))
     return StoreConfig(
         url=store_url,
         cache_ttl=r.parsed("cache_ttl", _STORE["cache_ttl"], parse_duration),
         secret_keys=_secret_keys(r),
+        ledger_days=r.integer("ledger_days", _STORE["ledger_days"]) or _STORE["ledger_days"],
     )
 
 
@@ -191,13 +187,20 @@ def _secret_keys(r: Reader) -> tuple[bytes, ...]:
     return tuple(r.strings("secret_keys", parse_key))
 
 
+#: A vendor ``client_secret``'s shortest length (docs/configuration.md): long enough that
+#: guessing it, online or from a copy of the store, is hopeless.
+MIN_CLIENT_SECRET = 32
+
+
 def _vendor(name: str, r: Reader, server: ServerConfig) -> VendorConfig:
     va = r.string("vendor_authorization")
     if va is not None and (":" not in va or not va.partition(":")[0] or not va.partition(":")[2]):
         r.problems.append(f"{r.path}.vendor_authorization: must be key:secret")
     client_secret = r.string("client_secret")
-    if client_secret is not None and len(client_secret) < 16:
-        r.problems.append(f"{r.path}.client_secret: must be at least 16 characters")
+    if client_secret is not None and len(client_secret) < MIN_CLIENT_SECRET:
+        r.problems.append(
+            f"{r.path}.client_secret: must be at least {MIN_CLIENT_SECRET} characters"
+        )
     vendor = VendorConfig(
         name=name,
         client_secret=client_secret,
@@ -251,10 +254,62 @@ def _district(name: str, r: Reader, warnings: list[str]) -> DistrictConfig:
         versions=versions,
         tls_verify=r.boolean("tls_verify", d["tls_verify"]),
         rewrite_hrefs=r.boolean("rewrite_hrefs", d["rewrite_hrefs"]),
+        timezone=_timezone(r),
+        windows=_windows(r),
+        pauses=_pauses(r),
     )
     if not district.tls_verify:
         warnings.append(f"{path}.tls_verify: false; the district's certificate is not checked")
     return district
+
+
+def _timezone(r: Reader) -> str:
+    """``timezone``: an IANA zone name (docs/configuration.md "SIS courtesy")."""
+    name = r.string("timezone", _DISTRICT["timezone"]) or _DISTRICT["timezone"]
+    try:
+        zone(name)
+    except ValueError as exc:
+        r.problems.append(f"{r.path}.timezone: {exc}")
+        return str(_DISTRICT["timezone"])
+    return name
+
+
+def _entries(r: Reader, name: str, example: str) -> list[Any] | None:
+    raw = r.raw(name)
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        r.problems.append(f"{r.path}.{name}: must be a list of tables such as {example}")
+        return None
+    return raw
+
+
+def _windows(r: Reader) -> tuple[Window, ...]:
+    """``windows``: peak-hour caps; a problem per bad entry key, and per overlapping pair."""
+    raw = _entries(
+        r, "windows", '[{ days = "mon-fri", from = "07:00", to = "16:00", max_connections = 1 }]'
+    )
+    if raw is None:
+        return ()
+    parsed = [parse_window(t, r.problems, f"{r.path}.windows[{i}]") for i, t in enumerate(raw)]
+    valid = [(i, w) for i, w in enumerate(parsed) if w is not None]
+    # Overlaps among the entries that parsed, named by their own indexes.
+    for a, b in overlaps([w for _, w in valid]):
+        (i, first), (j, _) = valid[a], valid[b]
+        r.problems.append(
+            f"{r.path}.windows[{j}]: overlaps windows[{i}] ({first.describe()}); "
+            "a moment may fall in one window only"
+        )
+    return tuple(w for _, w in valid) if len(valid) == len(parsed) else ()
+
+
+def _pauses(r: Reader) -> tuple[Pause, ...]:
+    """``pauses``: inclusive date ranges in the district's zone, each with its reason."""
+    raw = _entries(r, "pauses", '[{ from = 2027-06-20, to = 2027-08-01, reason = "summer" }]')
+    if raw is None:
+        return ()
+    parsed = [parse_pause(t, r.problems, f"{r.path}.pauses[{i}]") for i, t in enumerate(raw)]
+    return tuple(p for p in parsed if p is not None)
 
 
 def _versions(r: Reader) -> tuple[str, ...]:
@@ -299,6 +354,7 @@ def _connection(
         scopes=scopes,
         enabled=r.boolean("enabled", True),
         expires=expires,
+        drop_fields=drop_fields(r, scopes),
     )
 
 
@@ -317,6 +373,25 @@ def _scopes(r: Reader) -> frozenset[str]:
         else:
             scopes.add(s)
     return frozenset(scopes)
+
+
+def drop_fields(r: Reader, scopes: frozenset[str]) -> tuple[str, ...]:
+    """``drop_fields``: each entry ``<collection>.<field>`` or ``*.<field>``, for a collection
+    the connection's scopes can give; one problem per bad entry, naming it."""
+    raw = r.raw("drop_fields")
+    if raw is None:
+        return DEFAULT_DROP_FIELDS
+    if not isinstance(raw, list):
+        r.problems.append(f'{r.path}.drop_fields: must be a list such as ["users.password"]')
+        return DEFAULT_DROP_FIELDS
+    kept: list[str] = []
+    for i, entry in enumerate(raw):
+        problem = drop_field_problem(entry, scopes or None)
+        if problem is not None:
+            r.problems.append(f"{r.path}.drop_fields[{i}]: {problem}")
+        elif entry not in kept:
+            kept.append(entry)
+    return tuple(kept)
 
 
 def _expires(r: Reader) -> date | None:

@@ -185,8 +185,16 @@ async def create_invite(
         )
     if district in names.districts:
         raise Conflict(f"district_name: {district!r} is a district of the config file")
-    token = secrets.token_urlsafe(TOKEN_BYTES)
     now = now_utc()
+    for pending in await store.list_invites(now):
+        if pending.district_name == district:
+            # SECURITY: two links for one district would let the second rewrite what the
+            # first connected; one outstanding link per district.
+            raise Conflict(
+                f"district_name: {district!r} is named by the outstanding invite of "
+                f"{pending.app_id!r}; revoke it first (invites revoke {pending.app_id})"
+            )
+    token = secrets.token_urlsafe(TOKEN_BYTES)
     record = InviteRecord(
         token_hash=hash_token(token),
         app_id=app_id,
@@ -227,3 +235,38 @@ async def find_invite(store: Store, token: str) -> InviteRecord:
     if invite is None or not invite.usable_at(now_utc()):
         raise NotFound("unknown, expired or spent intake link")
     return invite
+
+
+def invite_view(record: InviteRecord) -> dict[str, Any]:
+    """An outstanding invite as ``invites list --json`` and ``GET /admin/invites`` show it:
+    never the link's token (the store does not have it) nor its hash."""
+    return {
+        "app_id": record.app_id,
+        "vendor": record.vendor,
+        "district_name": record.district_name,
+        "scopes": list(record.scopes),
+        "created": record.created.isoformat().replace("+00:00", "Z"),
+        "expires": record.expires.isoformat().replace("+00:00", "Z"),
+    }
+
+
+async def list_invites(store: Store) -> list[InviteRecord]:
+    """Every outstanding invite (not spent, not expired), oldest first."""
+    return await store.list_invites(now_utc())
+
+
+async def revoke_invite(store: Store, app_id: str, *, interface: str) -> None:
+    """End every outstanding link of ``app_id`` (its page answers 404 from then on) and record
+    ``connection.invite_revoke``; NotFound when there is none."""
+    now = now_utc()
+    ended = await store.revoke_invites(app_id, now)
+    if not ended:
+        raise NotFound(f"no outstanding invite for {app_id!r}")
+    await store.add_audit(
+        AuditEvent(
+            at=now,
+            action="connection.invite_revoke",
+            interface=interface,
+            detail={"app_id": app_id, "links": ended},
+        )
+    )

@@ -10,13 +10,16 @@ secret is checked for presence only. A view never holds a secret, sealed or not.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from proxy import config as config_mod
 from proxy.config import Config, ConnectionConfig, DistrictConfig
+from proxy.config.model import DEFAULT_DROP_FIELDS
 from proxy.errors import ConfigError
 from proxy.store.base import ConnectionRecord, DistrictRecord
 from proxy.tokens import now_utc
@@ -32,8 +35,20 @@ DISTRICT_FIELDS = (
     "max_connections",
     "max_wait",
     "rate_limit",
+    "timezone",
+    "windows",
+    "pauses",
 )
-CONNECTION_FIELDS = ("vendor", "district", "key", "secret", "scopes", "enabled", "expires")
+CONNECTION_FIELDS = (
+    "vendor",
+    "district",
+    "key",
+    "secret",
+    "scopes",
+    "enabled",
+    "expires",
+    "drop_fields",
+)
 # A district only to satisfy the connection's "district exists" rule while its own fields are
 # checked; the real district was checked to exist beforehand.
 _STAND_IN = {"base_url": "https://district.invalid"}
@@ -150,9 +165,32 @@ def district_record(name: str, cfg: DistrictConfig, table: Mapping[str, Any]) ->
         # Kept as written ("10s", "600/m"): validated above, shown back as the operator wrote.
         max_wait=table.get("max_wait"),
         rate_limit=table.get("rate_limit"),
+        timezone=None if cfg.timezone == "UTC" else cfg.timezone,
+        windows=_json([w.as_table() for w in cfg.windows]),
+        pauses=_json([p.as_table() for p in cfg.pauses]),
         created=now,
         updated=now,
     )
+
+
+def _json(entries: list[dict[str, Any]]) -> str | None:
+    return json.dumps(entries, separators=(",", ":")) if entries else None
+
+
+def courtesy_table(district: DistrictRecord | DistrictConfig) -> dict[str, Any]:
+    """A district's ``timezone``, ``windows`` and ``pauses`` as a config table holds them
+    (docs/configuration.md "SIS courtesy"): what a view shows and ``check_district`` takes."""
+    if isinstance(district, DistrictConfig):
+        return {
+            "timezone": district.timezone,
+            "windows": [w.as_table() for w in district.windows],
+            "pauses": [p.as_table() for p in district.pauses],
+        }
+    return {
+        "timezone": district.timezone or "UTC",
+        "windows": json.loads(district.windows) if district.windows else [],
+        "pauses": json.loads(district.pauses) if district.pauses else [],
+    }
 
 
 def district_table(district: DistrictRecord | DistrictConfig) -> dict[str, Any]:
@@ -177,6 +215,7 @@ def district_table(district: DistrictRecord | DistrictConfig) -> dict[str, Any]:
         names = ("token_url", "max_connections", "max_wait", "rate_limit")
         optional = {name: getattr(district, name) for name in names}
     table.update({k: v for k, v in optional.items() if v is not None})
+    table.update({k: v for k, v in courtesy_table(district).items() if v and v != "UTC"})
     return table
 
 
@@ -192,6 +231,8 @@ def connection_table(conn: ConnectionRecord | ConnectionConfig, secret: str) -> 
     }
     if conn.expires is not None:
         table["expires"] = conn.expires
+    if conn.drop_fields is not None:
+        table["drop_fields"] = list(conn.drop_fields)
     return table
 
 
@@ -203,6 +244,7 @@ def district_config(record: DistrictRecord) -> DistrictConfig:
 def district_view(record: DistrictRecord | DistrictConfig, source: str) -> dict[str, Any]:
     if isinstance(record, DistrictRecord):
         view: dict[str, Any] = {"name": record.name, **district_table(record)}
+        view.update(courtesy_table(record))
         view.update(created=_iso(record.created), updated=_iso(record.updated))
     else:
         view = {
@@ -214,8 +256,14 @@ def district_view(record: DistrictRecord | DistrictConfig, source: str) -> dict[
             "max_connections": record.max_connections,
             "token_url": record.token_url,
         }
+    view.update(courtesy_table(record))
     view.setdefault("token_url", None)
     view.setdefault("max_connections", None)
+    for name in ("base_url", "token_url"):
+        # SECURITY: a URL stored by an earlier version with user:pass@ is never shown whole.
+        if isinstance(view[name], str) and "@" in urlsplit(view[name]).netloc:
+            parts = urlsplit(view[name])
+            view[name] = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
     view["source"] = source
     return view
 
@@ -230,6 +278,9 @@ def connection_view(record: ConnectionRecord) -> dict[str, Any]:
         "scopes": list(record.scopes),
         "enabled": record.enabled,
         "expires": record.expires.isoformat() if record.expires else None,
+        "drop_fields": list(
+            DEFAULT_DROP_FIELDS if record.drop_fields is None else record.drop_fields
+        ),
         "created": _iso(record.created),
         "updated": _iso(record.updated),
         "source": "store",
@@ -246,6 +297,7 @@ def config_connection_view(app_id: str, table: Any) -> dict[str, Any]:
             "scopes": sorted(table.scopes),
             "enabled": table.enabled,
             "expires": table.expires.isoformat() if table.expires else None,
+            "drop_fields": list(table.drop_fields),
         }
     else:
         raw = table if isinstance(table, dict) else {}
@@ -256,6 +308,7 @@ def config_connection_view(app_id: str, table: Any) -> dict[str, Any]:
             "scopes": list(raw.get("scopes") or []),
             "enabled": raw.get("enabled", True),
             "expires": expires.isoformat() if isinstance(expires, date) else expires,
+            "drop_fields": list(raw.get("drop_fields", DEFAULT_DROP_FIELDS)),
         }
     return {"appId": app_id, **values, "created": None, "updated": None, "source": "config"}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.console import auth, vendors, views
+from proxy.console import auth, shared, vendors, views
 from proxy.console.core import CONSOLE, CSS, SECURITY_HEADERS, Console, page, templates
 
 __all__ = ["CONSOLE", "CSS", "SECURITY_HEADERS", "add_console", "is_console_route", "templates"]
@@ -30,6 +30,7 @@ def add_console(admin: web.Application, gateway: web.Application) -> None:
     r.add_post("/console/signout", page(auth.signout))
     r.add_get("/console/", page(views.board))
     r.add_post("/console/invite", page(views.invite_new))
+    r.add_post("/console/invites/{app_id}/revoke", page(views.revoke_invite))
     r.add_get("/console/audit", page(vendors.audit))
     r.add_get("/console/connections/{app_id}", page(views.connection))
     r.add_post("/console/connections/{app_id}/check", page(views.run_check_now))
@@ -37,7 +38,10 @@ def add_console(admin: web.Application, gateway: web.Application) -> None:
     r.add_post("/console/connections/{app_id}/disable", page(views.disable))
     r.add_post("/console/connections/{app_id}/renew", page(views.renew))
     r.add_post("/console/connections/{app_id}/invite", page(views.invite_again))
+    r.add_get("/console/connections/{app_id}/shared", page(shared.connection_shared))
+    r.add_post("/console/connections/{app_id}/sharing", page(shared.set_policy))
     r.add_get("/console/vendors/{vendor}", page(vendors.vendor))
+    r.add_get("/console/vendors/{vendor}/shared", page(shared.vendor_shared))
     r.add_post("/console/vendors/{vendor}/issue", page(vendors.issue))
     r.add_post("/console/vendors/{vendor}/rotate", page(vendors.rotate))
     r.add_post("/console/vendors/{vendor}/revoke", page(vendors.revoke))

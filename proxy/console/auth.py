@@ -18,7 +18,7 @@ log = logging.getLogger("oneroster_proxy.console")
 
 async def signin_form(request: web.Request) -> web.StreamResponse:
     console = request.app[CONSOLE]
-    if console.session_of(request) is not None:
+    if await console.session_of(request) is not None:
         raise web.HTTPSeeOther("/console/")
     csrf = new_csrf()
     response = console.render(request, "signin.html", csrf_token=csrf)
@@ -30,8 +30,18 @@ async def signin(request: web.Request) -> web.StreamResponse:
     console = request.app[CONSOLE]
     form = await request.post()
     sent = form.get("csrf")
-    if not isinstance(sent, str) or not same(sent, request.cookies.get(CSRF_COOKIE)):
+    if not isinstance(sent, str) or not same(
+        sent, request.cookies.get(console.cookie_name(CSRF_COOKIE))
+    ):
         raise web.HTTPForbidden(text="The form's CSRF token is missing or wrong; reload the page.")
+    address = request.remote or "-"
+    wait = console.guard.retry_after(address)
+    if wait:
+        # SECURITY: more than 10 wrong admin tokens from this address this minute
+        # (THREAT_MODEL.md "Admin API and console"); the right one waits too.
+        response = _refused(request, address, 429, "Too many wrong tokens; try again later.")
+        response.headers["Retry-After"] = str(wait)
+        return response
     expected = console.services.runtime.current.config.admin.token
     given = form.get("token")
     given_bytes = (
@@ -40,30 +50,41 @@ async def signin(request: web.Request) -> web.StreamResponse:
     key = console.key()
     # SECURITY: constant-time comparison; no admin token configured means no console.
     if not expected or key is None or not hmac.compare_digest(given_bytes, expected.encode()):
-        log.warning("console sign-in refused", extra={"fields": {"event": "console.signin"}})
-        csrf = new_csrf()
-        response = console.render(
-            request,
-            "signin.html",
-            status=401,
-            csrf_token=csrf,
-            notices=[{"kind": "fail", "text": "That is not the admin token."}],
-        )
-        console.set_cookie(response, CSRF_COOKIE, csrf)
-        return response
-    cookie, _ = console.sessions.issue(key)
+        console.guard.wrong(address)
+        return _refused(request, address, 401, "That is not the admin token.")
+    cookie, _ = await console.sessions.issue(key, console.services.store)
     response = web.HTTPSeeOther("/console/")
     console.set_cookie(response, COOKIE, cookie)
-    response.del_cookie(CSRF_COOKIE, path="/console/")
+    console.del_cookie(response, CSRF_COOKIE)
     log.info("console sign-in", extra={"fields": {"event": "console.signin", "result": "ok"}})
     raise response
 
 
+def _refused(request: web.Request, address: str, status: int, text: str) -> web.Response:
+    """The sign-in form again, saying why; the refusal is logged, never the token sent."""
+    console = request.app[CONSOLE]
+    result = "throttled" if status == 429 else "wrong"
+    log.warning(
+        "console sign-in refused",
+        extra={"fields": {"event": "console.signin", "client": address, "result": result}},
+    )
+    csrf = new_csrf()
+    response = console.render(
+        request,
+        "signin.html",
+        status=status,
+        csrf_token=csrf,
+        notices=[{"kind": "fail", "text": text}],
+    )
+    console.set_cookie(response, CSRF_COOKIE, csrf)
+    return response
+
+
 async def signout(request: web.Request) -> web.StreamResponse:
     console = request.app[CONSOLE]
-    console.sessions.sign_out(request[SESSION])
+    await console.sessions.sign_out(request[SESSION], console.services.store)
     response = web.HTTPSeeOther("/console/signin")
-    response.del_cookie(COOKIE, path="/console/")
+    console.del_cookie(response, COOKIE)
     raise response
 
 

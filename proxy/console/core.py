@@ -17,6 +17,7 @@ import jinja2
 from aiohttp import web
 
 from proxy.activity import Minute, merge
+from proxy.console.guard import TokenGuard
 from proxy.console.session import COOKIE, Session, Sessions, same, session_key
 from proxy.errors import ORIGIN, ProxyError
 from proxy.gateway.context import SERVICES, Services
@@ -25,7 +26,7 @@ log = logging.getLogger("oneroster_proxy.console")
 HERE = Path(__file__).parent
 CSS = (HERE / "static" / "console.css").read_bytes()
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'",
+    "Content-Security-Policy": "default-src 'self'; form-action 'self'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -57,6 +58,8 @@ class Console:
     gateway: web.Application
     env: jinja2.Environment = field(default_factory=templates)
     sessions: Sessions = field(default_factory=Sessions)
+    # Wrong admin tokens per client address, for the console's sign-in and the admin API.
+    guard: TokenGuard = field(default_factory=TokenGuard)
     # Under ``serve --workers N`` the supervisor serves this console and the workers serve the
     # traffic: it sets this to add up their activity (``proxy.serve.workers``).
     activity: Callable[[], Awaitable[dict[str, list[Minute]]]] | None = None
@@ -80,9 +83,16 @@ class Console:
         public = self.services.runtime.current.config.server.public_url or ""
         return public.startswith("https://")
 
-    def session_of(self, request: web.Request) -> Session | None:
+    async def session_of(self, request: web.Request) -> Session | None:
         key = self.key()
-        return None if key is None else self.sessions.check(key, request.cookies.get(COOKIE))
+        if key is None:
+            return None
+        cookie = request.cookies.get(self.cookie_name(COOKIE))
+        return await self.sessions.check(key, cookie, self.services.store)
+
+    def cookie_name(self, name: str) -> str:
+        """``__Host-`` names where browsers allow them: Secure cookies, behind https."""
+        return cookie_name(name, self.secure_cookies)
 
     def render(
         self, request: web.Request, name: str, status: int = 200, **values: Any
@@ -97,14 +107,30 @@ class Console:
         return web.Response(status=status, text=body, content_type="text/html")
 
     def set_cookie(self, response: web.StreamResponse, name: str, value: str) -> None:
-        response.set_cookie(
-            name,
-            value,
-            path="/console/",
-            httponly=True,
-            samesite="Strict",
-            secure=self.secure_cookies,
-        )
+        set_cookie(response, name, value, secure=self.secure_cookies, path="/console/")
+
+    def del_cookie(self, response: web.StreamResponse, name: str) -> None:
+        secure = self.secure_cookies
+        response.del_cookie(cookie_name(name, secure), path="/" if secure else "/console/")
+
+
+def cookie_name(name: str, secure: bool) -> str:
+    return f"__Host-{name}" if secure else name
+
+
+def set_cookie(
+    response: web.StreamResponse, name: str, value: str, *, secure: bool, path: str
+) -> None:
+    """HttpOnly, SameSite=Strict; behind https Secure with the ``__Host-`` prefix (which
+    requires ``Path=/`` and no Domain), else scoped to ``path``."""
+    response.set_cookie(
+        cookie_name(name, secure),
+        value,
+        path="/" if secure else path,
+        httponly=True,
+        samesite="Strict",
+        secure=secure,
+    )
 
 
 CONSOLE = web.AppKey("console", Console)
@@ -116,7 +142,7 @@ def page(handler: Handler, *, signed_in: bool = True) -> Handler:
         console = request.app[CONSOLE]
         try:
             if signed_in:
-                session = console.session_of(request)
+                session = await console.session_of(request)
                 if session is None:
                     raise web.HTTPSeeOther("/console/signin")
                 request[SESSION] = session
@@ -127,7 +153,10 @@ def page(handler: Handler, *, signed_in: bool = True) -> Handler:
             if exc.status < 400:
                 exc.headers.update(SECURITY_HEADERS)
                 raise
-            response = error_page(request, exc.status, exc.reason, exc.text or exc.reason)
+            if exc.status == 413:  # the form itself is over the listener's 1 MB
+                response = error_page(request, 400, "Bad Request", "body: larger than 1 MB")
+            else:
+                response = error_page(request, exc.status, exc.reason, exc.text or exc.reason)
         except ProxyError as err:
             response = error_page(request, err.status, _reason(err.status), err.description)
         response.headers.update(SECURITY_HEADERS)

@@ -17,8 +17,8 @@ from proxy.config import ConnectionConfig, DistrictConfig
 from proxy.connections import managed
 from proxy.errors import BadRequest, ConfigError, Conflict
 from proxy.gateway.context import Services
-from proxy.store.base import AuditEvent, InviteRecord
-from proxy.store.crypto import SecretBox
+from proxy.store.base import AuditEvent, ConnectionRecord, IntakeSave, InviteRecord
+from proxy.store.crypto import Binding, SecretBox
 from proxy.tokens import now_utc
 
 _VERSIONS = {"v1p1": "1.1", "v1p2": "1.2"}
@@ -51,6 +51,21 @@ async def set_enabled(services: Services, app_id: str, enabled: bool) -> None:
     )  # this process at once; other replicas within cache_ttl
 
 
+async def set_drop_fields(services: Services, app_id: str, entries: list[str]) -> None:
+    """A store connection's sharing policy (docs/configuration.md "Sharing policy")."""
+    try:
+        await managed.update_connection(
+            services.store,
+            _catalog(services),
+            app_id,
+            {"drop_fields": entries},
+            interface="console",
+        )
+    except ConfigError as err:
+        raise _refused(err) from err
+    services.store_connections.forget(app_id)
+
+
 async def renew(services: Services, app_id: str, *, key: str, secret: str, expires: str) -> None:
     """New key and secret; ``expires`` empty keeps the current expiry."""
     extra: dict[str, Any] = {}
@@ -78,8 +93,10 @@ async def renew(services: Services, app_id: str, *, key: str, secret: str, expir
 async def save_intake(
     services: Services, invite: InviteRecord, district: DistrictConfig, conn: ConnectionConfig
 ) -> None:
-    """The district and connection an intake link made: new ones (audited as
-    ``connection.intake``), or new details for the ones this very appId had."""
+    """The district and connection an intake link made, written in the one store step that
+    spends the link (``IntakeStore.save_intake``): new ones, or new details for the ones this
+    very appId had. Refused, with nothing written, when another connection uses the district
+    (THREAT_MODEL.md "The intake link"); audited as ``connection.intake``."""
     store, catalog, box = services.store, _catalog(services), _box(services)
     table: dict[str, Any] = {
         "base_url": district.base_url,
@@ -89,53 +106,50 @@ async def save_intake(
     }
     if district.token_url:
         table["token_url"] = district.token_url
-    old = await store.get_connection(conn.app_id)
-    if old is not None and (old.vendor != invite.vendor or old.district != invite.district_name):
-        # SECURITY: the invite's own appId, vendor and district, or nothing.
-        raise Conflict(f"{conn.app_id} changed since the link was made; ask for a new link")
+    if district.name in catalog.districts or conn.app_id in catalog.connections:
+        raise Conflict(f"{conn.app_id} is defined in the config file; ask the vendor")
     try:
-        if await store.get_district(district.name) is None:
-            await managed.add_district(store, catalog, district.name, table, interface="intake")
-        else:
-            await managed.update_district(store, catalog, district.name, table, interface="intake")
-        if old is None:
-            await managed.add_connection(
-                store,
-                catalog,
-                box,
-                conn.app_id,
-                {
-                    "vendor": conn.vendor,
-                    "district": district.name,
-                    "key": conn.key,
-                    "secret": conn.secret,
-                    "scopes": sorted(conn.scopes),
-                },
-                interface="intake",
-                action="connection.intake",
-            )
-        else:
-            await managed.renew_connection(
-                store, catalog, box, conn.app_id, conn.key, conn.secret, interface="intake"
-            )
-            await managed.update_connection(
-                store,
-                catalog,
-                conn.app_id,
-                {"scopes": sorted(conn.scopes), "enabled": True},
-                interface="intake",
-            )
-            await store.add_audit(
-                AuditEvent(
-                    at=now_utc(),
-                    action="connection.intake",
-                    interface="intake",
-                    vendor=invite.vendor,
-                    detail={"app_id": conn.app_id, "district": district.name},
-                )
-            )
+        d_cfg = managed.check_district(district.name, table)
+        c_cfg = managed.validated_connection(
+            conn.app_id,
+            {
+                "vendor": conn.vendor,
+                "district": district.name,
+                "key": conn.key,
+                "secret": conn.secret,
+                "scopes": sorted(conn.scopes),
+            },
+            catalog.vendors,
+            True,
+        )
     except ConfigError as err:
         raise _refused(err) from err
-    services.store_connections.forget(
-        conn.app_id
-    )  # serving at once, here; elsewhere within cache_ttl
+    now = now_utc()
+    old = await store.get_connection(conn.app_id)
+    district_record = managed.district_record(district.name, d_cfg, table)
+    record = ConnectionRecord(
+        app_id=conn.app_id,
+        vendor=c_cfg.vendor,
+        district=district.name,
+        key=c_cfg.key,
+        # SECURITY: sealed for where it is sent: the district as this very step saves it.
+        secret=box.seal(Binding.of(conn.app_id, c_cfg.key, district_record), c_cfg.secret),
+        scopes=tuple(sorted(c_cfg.scopes)),
+        enabled=True,
+        expires=old.expires if old is not None else None,
+        created=old.created if old is not None else now,
+        updated=now,
+    )
+    event = AuditEvent(
+        at=now,
+        action="connection.intake",
+        interface="intake",
+        vendor=invite.vendor,
+        detail={"app_id": conn.app_id, "district": district.name},
+    )
+    # SECURITY: checked and written in one store step, with its audit event: a link spent
+    # while another connection took the district, or after its appId changed hands, writes
+    # nothing (409).
+    await store.save_intake(IntakeSave(invite.token_hash, now, district_record, record, event))
+    # Serving at once, here; elsewhere within cache_ttl.
+    services.store_connections.forget(conn.app_id)

@@ -2,10 +2,13 @@
 
 Signing in with the admin token gives a session cookie ``orp_console``:
 ``<expires>.<nonce>.<mac>``, where ``mac`` is HMAC-SHA256 over ``<expires>.<nonce>`` with a
-key derived from the admin token. Nothing is kept server-side except the nonces of sessions
-signed out in this process, so every replica and the ``--workers`` supervisor accept the same
-cookie, and changing ``[admin] token`` ends every session everywhere. The cookie is HttpOnly,
-SameSite=Strict, ``Path=/console/``, and Secure when ``[server] public_url`` is https.
+key derived from the admin token; the store keeps each live session (a hash of its nonce), so
+"Sign out" ends it on every replica and a restart does not revive it, and changing ``[admin]
+token`` ends every session everywhere. The cookie is HttpOnly and SameSite=Strict. When
+``[server] public_url`` is https it is Secure and named with the ``__Host-`` prefix
+(``Path=/``, no Domain: RFC 6265bis §4.1.3.2), so no sibling host can set or shadow it; on
+plain http (a loopback laptop) browsers refuse Secure cookies, so it is ``orp_console`` with
+``Path=/console/``.
 
 CSRF: the token of a signed-in form is an HMAC of the session nonce (the synchroniser-token
 pattern without server state). Before sign-in, and on the intake page where there is no
@@ -21,11 +24,13 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from proxy.store.base import SessionStore
 
 COOKIE = "orp_console"
 CSRF_COOKIE = "orp_console_csrf"
 LIFETIME = 12 * 3600.0
-_SIGNED_OUT_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,36 +49,48 @@ def session_key(admin_token: str) -> bytes:
 
 
 class Sessions:
-    """Issues and checks session cookies; remembers sign-outs until those sessions expire."""
+    """Issues and checks session cookies. Every session is kept in the store (its id is the
+    SHA-256 of its nonce), so "Sign out" ends it for every replica and worker, and a restart
+    does not bring it back (docs/http-api.md "Console")."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._signed_out: dict[str, float] = {}
 
-    def issue(self, key: bytes) -> tuple[str, Session]:
+    async def issue(self, key: bytes, store: SessionStore) -> tuple[str, Session]:
         session = Session(nonce=secrets.token_urlsafe(24), expires=self._clock() + LIFETIME)
         body = f"{int(session.expires)}.{session.nonce}"
+        await store.add_session(session_id(session), _utc(session.expires))
         return f"{body}.{_mac(key, body)}", session
 
-    def check(self, key: bytes, cookie: str | None) -> Session | None:
+    async def check(self, key: bytes, cookie: str | None, store: SessionStore) -> Session | None:
         if not cookie or cookie.count(".") != 2:
             return None
         expires_text, nonce, mac = cookie.split(".")
         body = f"{expires_text}.{nonce}"
         # SECURITY: constant-time comparison of the MAC before anything else is trusted.
-        if not hmac.compare_digest(mac.encode(), _mac(key, body).encode()):
+        if not hmac.compare_digest(
+            mac.encode("utf-8", "surrogateescape"), _mac(key, body).encode()
+        ):
             return None
         if not expires_text.isdigit() or int(expires_text) <= self._clock():
             return None
-        if nonce in self._signed_out:
-            return None
-        return Session(nonce=nonce, expires=float(expires_text))
+        session = Session(nonce=nonce, expires=float(expires_text))
+        if not await store.session_active(session_id(session), _utc(self._clock())):
+            return None  # signed out (here or on another replica), or from before a restart
+        return session
 
-    def sign_out(self, session: Session) -> None:
-        now = self._clock()
-        if len(self._signed_out) >= _SIGNED_OUT_MAX:
-            self._signed_out = {n: e for n, e in self._signed_out.items() if e > now}
-        self._signed_out[session.nonce] = session.expires
+    async def sign_out(self, session: Session, store: SessionStore) -> None:
+        await store.end_session(session_id(session))
+
+
+def session_id(session: Session) -> str:
+    """What the store keeps of a session: a hash of its nonce, so a copy of the store holds
+    nothing a cookie could be made from."""
+    return hashlib.sha256(session.nonce.encode()).hexdigest()
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
 
 
 def _mac(key: bytes, body: str) -> str:

@@ -87,6 +87,7 @@ async def rotate(request: web.Request) -> web.StreamResponse:
     issued, ending = await tokens.rotate(services.store, name, grace=grace, interface="console")
     for token_id in ending:
         services.authenticator.forget(token_id)
+    services.authenticator.forget_cutoff(name)  # a "0s" rotation ends the vendor's JWTs too
     new = {"id": issued.record.id, "token": issued.token}
     text = f"Rotated: {len(ending)} older token(s) end after the grace."
     return await vendor(request, new_token=new, notices=[{"kind": "ok", "text": text}])

@@ -18,6 +18,7 @@ from proxy.connections import invites
 from proxy.console.core import CONSOLE, Console
 from proxy.console.manage import renew as renew_credentials
 from proxy.console.manage import set_enabled
+from proxy.courtesy import describe_now, paused
 from proxy.errors import NotFound
 from proxy.scopes import SCOPE_ORDER
 from proxy.store.base import CheckResult
@@ -99,6 +100,7 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
     services = console.services
     runtime = services.runtime.current
     today = datetime.now(UTC).date()
+    wall = datetime.fromtimestamp(services.limits.wall(), UTC)
     vendor = request.query.get("vendor", "")
     failing_only = request.query.get("failing") == "1"
     every = await every_connection(services)
@@ -134,6 +136,7 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
                 "error_share": share(errors, requests),
                 "spark": spark(minutes),
                 "circuit": services.circuits.state(conn.district),
+                "paused": paused(conn.district, wall) is not None,
             }
         )
     return console.render(
@@ -146,7 +149,20 @@ async def board(request: web.Request, **extra: Any) -> web.StreamResponse:
         failing=failing_only,
         scopes=list(SCOPE_ORDER),
         invite_url=extra.pop("invite_url", None),
+        outstanding=[
+            {**invites.invite_view(i), "created": when(i.created), "expires": when(i.expires)}
+            for i in await invites.list_invites(services.store)
+        ],
         **extra,
+    )
+
+
+async def revoke_invite(request: web.Request) -> web.StreamResponse:
+    """ "Revoke" of an outstanding intake link: its page answers 404 from now on."""
+    app_id = request.match_info["app_id"]
+    await invites.revoke_invite(console_of(request).services.store, app_id, interface="console")
+    return await board(
+        request, notices=[{"kind": "ok", "text": f"The intake link of {app_id} is revoked."}]
     )
 
 
@@ -213,6 +229,9 @@ async def connection(request: web.Request, **extra: Any) -> web.StreamResponse:
         "days_left": days_left(cfg.expires, datetime.now(UTC).date()),
         "vendor_authorization": conn.vendor_header is not None,
         "circuit": services.circuits.state(district),
+        # docs/configuration.md "SIS courtesy": the window or pause in effect now.
+        "courtesy": describe_now(district, datetime.fromtimestamp(services.limits.wall(), UTC)),
+        "drop_fields": list(cfg.drop_fields),
         "source": listed.source,
     }
     return console.render(

@@ -4,9 +4,11 @@ docs/http-api.md (the status table's 503 with ``Retry-After``, and the paragraph
 retries: a failing district is not hammered), "Admin listener" and "Console" (each connection's
 circuit state). The breaker itself, as THREAT_MODEL.md states it for operators:
 
-* **Closed** (the start): every attempt goes through. Connect failures, resets before the
-  response head and timeouts count (``record_failure``); any answer from the district, whatever
-  its status, resets the count (``record_success``): a district answering 4xx/5xx is up.
+* **Closed** (the start): every attempt goes through. Connect failures and timeouts count
+  (``record_failure``, once per request); any answer from the district, whatever its status,
+  resets the count (``record_success``): a district answering 4xx/5xx is up. A connection the
+  district accepted and then closed (``record_neutral``) counts neither way: a request can
+  bring that on itself, and one vendor must not pause a district for every other.
 * **Open** after ``threshold`` failures in a row: for ``cooldown`` seconds every attempt fails
   fast with 503 and ``Retry-After`` (the rest of the cool-down), no request sent; the gauge
   ``oneroster_proxy_circuit_open{district}`` is 1.
@@ -121,6 +123,13 @@ class Circuits:
                                   "failures": circuit.failures,
                                   "cooldown": self.cooldown}},
             )  # fmt: skip
+
+    def record_neutral(self, district: DistrictConfig) -> None:
+        """An outcome that says nothing of the district's health (it closed a connection it
+        had accepted): the count stays; a half-open probe that met it hands the probe on."""
+        circuit = self._circuits.get(district.name)
+        if circuit is not None:
+            circuit.probe_until = None
 
     def record_success(self, district: DistrictConfig) -> None:
         """A response head arrived (whatever its status: the district is answering)."""

@@ -24,6 +24,7 @@ from proxy.gateway.pool import KeepAlivePool
 from proxy.gateway.resolve import StoreConnections
 from proxy.gateway.runtime import Runtime
 from proxy.metrics import Metrics
+from proxy.sharing.ledger import Ledger
 from proxy.signing.oauth2 import OAuth2TokenSource
 from proxy.store.base import Store
 from proxy.store.crypto import SecretBox
@@ -55,12 +56,16 @@ class Services:
     write_session: aiohttp.ClientSession = field(init=False)
     # Bodiless GETs to districts (proxy.gateway.pool); everything else goes through ``session``.
     pool: KeepAlivePool = field(init=False)
+    # The access ledger's counts since the last flush (proxy.sharing.ledger).
+    ledger: Ledger = field(default_factory=Ledger)
     # Notices a changed vendor client_secret at each config load (the JWT kill switch).
     secrets: SecretWatch = field(default_factory=SecretWatch)
 
     async def sync_client_secrets(self) -> None:
-        vendors = self.runtime.current.config.vendors
-        await self.secrets.sync_logged(self.store, vendors, self.authenticator)
+        config = self.runtime.current.config
+        await self.secrets.sync_logged(
+            self.store, config.vendors, self.authenticator, config.server.jwt_keys
+        )
 
     def secret_box(self) -> SecretBox:
         """``[store] secret_keys`` of the running config (a reload may change them)."""

@@ -35,6 +35,7 @@ from typing import Literal
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from proxy.compat import disable_connection_retry
@@ -47,8 +48,8 @@ from proxy.errors import (
     UpstreamResetError,
     UpstreamTimeout,
 )
-from proxy.gateway.hrefs import HrefStream
 from proxy.gateway.pool import KeepAlivePool, PooledResponse
+from proxy.sharing.policy import BodyFilter
 
 # Response head limits for the district's answer (one header line, e.g. a Link with a long
 # filter echoed in four URLs, and the number of header lines).
@@ -70,12 +71,15 @@ def new_pool() -> KeepAlivePool:
     )
 
 
-def new_session(*, fresh_connections: bool = False) -> aiohttp.ClientSession:
+def new_session(
+    *, fresh_connections: bool = False, resolver: AbstractResolver | None = None
+) -> aiohttp.ClientSession:
     """An upstream client session. Reads share pooled keep-alive connections; writes use a
     session with ``fresh_connections``, so a PUT/POST/DELETE never meets a pooled connection
     that the district closed meanwhile (which could only end in a 502, since writes are never
-    re-sent)."""
+    re-sent). ``resolver``: the intake's pinned resolver (``proxy.connections.addresses``)."""
     connector = aiohttp.TCPConnector(
+        resolver=resolver,
         limit=0,
         ttl_dns_cache=60,
         enable_cleanup_closed=True,
@@ -246,11 +250,12 @@ async def stream_back(
     downstream: web.StreamResponse,
     request: web.Request,
     on_bytes: Callable[[int], None],
-    hrefs: HrefStream | None = None,
+    hrefs: BodyFilter | None = None,
 ) -> None:
     """Copy the district's body to the vendor chunk by chunk; ``write`` awaits the vendor's
-    socket draining, which is the backpressure that keeps memory flat. With ``hrefs`` (a
-    district's ``rewrite_hrefs``) each chunk passes through that rewriter on the way.
+    socket draining, which is the backpressure that keeps memory flat. With ``hrefs`` (the
+    sharing policy of a JSON answer, and a district's ``rewrite_hrefs``) each chunk passes
+    through that filter on the way.
 
     Only the reads are translated into district errors: aiohttp reports a vendor that hung up
     with a client-error class too, and that must not count as the district's fault."""
@@ -272,7 +277,7 @@ async def _stream_rewritten(
     content: aiohttp.StreamReader,
     downstream: web.StreamResponse,
     on_bytes: Callable[[int], None],
-    hrefs: HrefStream,
+    hrefs: BodyFilter,
 ) -> None:
     # A loop of its own, so that districts without rewrite_hrefs keep the plain copy.
     while True:

@@ -13,7 +13,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
 
 import aiohttp
 from aiohttp import web
@@ -29,6 +28,7 @@ from proxy.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from proxy.forms import is_form, reserved_name
 from proxy.gateway import forward
 from proxy.gateway.context import EXCHANGE, Exchange, Services
 from proxy.gateway.hrefs import is_json
@@ -37,12 +37,12 @@ from proxy.gateway.rewrite import public_base, request_headers, response_headers
 from proxy.gateway.upstream import BUFFER_LIMIT, Upstream
 from proxy.metrics import Children
 from proxy.scopes import Route, classify
+from proxy.sharing.policy import FieldStream, ledger_collection
 
 if TYPE_CHECKING:
     from proxy.gateway.inbound import Principal
     from proxy.gateway.runtime import Connection, Runtime
 
-FORM = "application/x-www-form-urlencoded"
 # District answers up to this size (by Content-Length) are read whole and sent in one write.
 SMALL_BODY = 64 * 1024
 
@@ -67,9 +67,12 @@ class Gateway:
         target, route = self._target(request, ex)
         found = runtime.connections.get(target.app_id) or await self._managed(runtime, target)
         conn = self._connection(found, principal, ex)
+        if conn.district.pauses:
+            # docs/configuration.md "SIS courtesy": a paused district gets nothing.
+            self.services.limits.not_paused(conn.district)
         self._scope(request.method, target, route, conn, principal)
         out, content_type = await self._outgoing(request, runtime, conn, target, route, ex)
-        async with self.services.limits.district(conn.district):
+        async with self.services.limits.district(conn.district, principal.vendor, conn.app_id):
             upstream = await self.upstream.send(
                 conn, out, content_type, runtime.config.server.upstream_timeout
             )
@@ -182,9 +185,12 @@ class Gateway:
         content_type: str | None = None
         if request.body_exists:
             body, content_type = await _body(request, server.max_body)
-        if conn.signer is not None:
-            _refuse_protocol_params(query, body, content_type)
+        _refuse_reserved(query, body, content_type)
         headers = request_headers(request.headers)
+        if conn.policy.changes(route.resource):
+            # SECURITY: a compressed answer would pass the sharing policy unread.
+            headers = [h for h in headers if h[0].lower() != "accept-encoding"]
+            headers.append(("Accept-Encoding", "identity"))
         headers.append(("X-Request-Id", ex.request_id))
         if route.gradebook and conn.vendor_header is not None:
             headers.append(("x-vendor-authorization", conn.vendor_header))
@@ -211,12 +217,17 @@ class Gateway:
         small = length is not None and length <= SMALL_BODY and not head
         prefix = f"{base}/{conn.app_id}/ims/oneroster/"
         matcher = conn.hrefs if conn.hrefs is not None and _rewritable(upstream.headers) else None
+        body_filter: FieldStream | None = None
+        changes = matcher is not None
+        if _rewritable(upstream.headers):
+            changes = changes or conn.policy.changes(ex.resource)
+            body_filter = conn.policy.stream(ex.resource, cut=changes)
         headers = response_headers(
             upstream.headers,
             upstream_prefix=conn.link_prefix,
             public_prefix=prefix,
-            # web.Response sets it for the body it sends; a rewritten body has another length.
-            drop_length=small or matcher is not None,
+            # web.Response sets it for the body it sends; a filtered body may have another length.
+            drop_length=small or changes,
         )
         headers.append(("X-Request-Id", ex.request_id))
         headers.append(FROM_DISTRICT)
@@ -228,6 +239,7 @@ class Gateway:
             )
             await answer.prepare(request)
             await answer.write_eof()
+            self._delivered(conn, ex, upstream.status, None)
             return answer
         district = conn.district.name
         counter = self._bytes[district]
@@ -241,6 +253,8 @@ class Gateway:
             except (UpstreamError, UpstreamTimeout) as exc:
                 self.services.metrics.upstream_errors.labels(district, exc.kind).inc()
                 raise
+            if body_filter is not None:
+                body = body_filter.whole(body)
             if matcher is not None:
                 body = matcher.rewrite(body, prefix)
             response = web.Response(
@@ -248,6 +262,7 @@ class Gateway:
             )
             ex.bytes_out = len(body)
             tally.count(counter, len(body))
+            self._delivered(conn, ex, upstream.status, body_filter)
             return response
 
         downstream = web.StreamResponse(
@@ -260,8 +275,10 @@ class Gateway:
             tally.count(counter, n)
 
         hrefs = matcher.stream(prefix) if matcher is not None else None
+        if body_filter is not None:
+            body_filter.then = hrefs  # one pass: the sharing policy, then the href rewriter
         try:
-            await forward.stream_back(upstream, downstream, request, on_bytes, hrefs)
+            await forward.stream_back(upstream, downstream, request, on_bytes, body_filter or hrefs)
         except (UpstreamError, UpstreamTimeout) as exc:  # an idle read past upstream_timeout
             # SECURITY: the head is already sent; a vendor must see a broken transfer, never a
             # complete-looking 200 with half of the district's body.
@@ -273,7 +290,25 @@ class Gateway:
         except (ConnectionResetError, asyncio.CancelledError):
             ex.error = "vendor disconnected"
             raise
+        finally:
+            self._delivered(conn, ex, upstream.status, body_filter)
         return downstream
+
+    def _delivered(
+        self, conn: Connection, ex: Exchange, status: int, body_filter: FieldStream | None
+    ) -> None:
+        """Into the access ledger: what this answer gave the vendor (counts and names)."""
+        records, fields = (0, ()) if body_filter is None else body_filter.delivered()
+        self.services.ledger.count(
+            conn.app_id,
+            conn.config.vendor,
+            conn.district.name,
+            ledger_collection(ex.resource),
+            status,
+            ex.bytes_out,
+            records,
+            fields,
+        )
 
     def _public_base(self, request: web.Request, trusted: bool) -> str:
         """``public_base`` for this request, remembered per input: the same few Hosts arrive
@@ -333,34 +368,36 @@ async def _body(
     length = request.content_length
     if length is not None and length > max_body:
         raise PayloadTooLarge(f"request body of {length} bytes is over the {max_body} limit")
+    # One Content-Type at most: aiohttp's parser refuses a second one (400), so the proxy and
+    # the district cannot each read another (a form to the district, not to the checks here).
     content_type = request.headers.get("Content-Type")
-    mime = (content_type or "").partition(";")[0].strip().lower()
-    if mime == FORM or (length is not None and length <= BUFFER_LIMIT):
+    if is_form(content_type) or (length is not None and length <= BUFFER_LIMIT):
         return await _read_limited(request.content, max_body), content_type
     return forward.counted_body(request.content, max_body), content_type
 
 
-def _refuse_protocol_params(
+def _refuse_reserved(
     query: str, body: bytes | AsyncIterator[bytes] | None, content_type: str | None
 ) -> None:
-    """RFC 5849 §3.4.1.3.1 signs ``oauth_*`` parameters of the query and a form body along
-    with the protocol's own; a vendor's would be signed as if the proxy had chosen them."""
+    """400 for a query parameter or form field that is the district's to read, whatever its
+    encoding (``proxy.forms.reserved_name``): RFC 5849 §3.4.1.3.1 signs ``oauth_*`` fields
+    along with the protocol's own, and a ``_method`` field turns a POST into another method
+    past the scope check (docs/http-api.md, refused parameters)."""
     # SECURITY: a vendor must not inject oauth_consumer_key, oauth_token and the like into the
-    # district's signature (and an oauthlib-based district refuses such requests anyway).
-    if "oauth" in query.lower() and _names_oauth(query):
-        raise BadRequest("oauth_* query parameters are the proxy's to set")
-    if isinstance(body, bytes) and b"oauth" in body.lower():
-        mime = (content_type or "").partition(";")[0].strip().lower()
-        if mime == FORM and _names_oauth(body.decode("latin-1")):
-            raise BadRequest("oauth_* form parameters are the proxy's to set")
+    # district's signature, nor a DELETE into a POST its connection may make.
+    if query:
+        name = reserved_name(query)
+        if name is not None:
+            raise BadRequest(f"the query parameter {_shown(name)} is not the vendor's to set")
+    if isinstance(body, bytes) and body and is_form(content_type):
+        name = reserved_name(body.decode("latin-1"))
+        if name is not None:
+            raise BadRequest(f"the form field {_shown(name)} is not the vendor's to set")
 
 
-def _names_oauth(form: str) -> bool:
-    for part in form.split("&"):
-        name = unquote_plus(part.partition("=")[0])
-        if name.lower().startswith("oauth_"):
-            return True
-    return False
+def _shown(name: str) -> str:
+    """A refused name in the answer: the rule it broke, not the vendor's bytes."""
+    return "_method" if name == "_method" else "oauth_*"
 
 
 def _rewritable(headers: Any) -> bool:

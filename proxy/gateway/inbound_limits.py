@@ -13,6 +13,10 @@ body that stops arriving. ``GuardedAppRunner`` installs a ``RequestHandler`` sub
   ``MAX_HEADER_COUNT`` header lines, is 431; any other malformed request is 400. The two size
   limits are told apart by the limit the parser reports, so they are kept distinct (see
   ``parser_limits``).
+* answers 431 to a request whose header lines add up to more than ``MAX_HEADER_BYTES`` (the
+  parser limits only each line and their number: 128 lines of 16 KB passed), before any
+  handler runs: a district would close on such a head, and nothing this large is a OneRoster
+  request.
 * closes a connection whose request head is not complete ``client_timeout`` after the connection
   opened or the previous response ended (aiohttp's keep-alive timer, which data arriving does
   not reset: a head trickled one byte at a time still ends at the deadline).
@@ -28,6 +32,7 @@ upgrade that changes them fails there.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import uuid
@@ -55,6 +60,10 @@ log = logging.getLogger("oneroster_proxy")
 
 #: Header lines per request (aiohttp's own default, made explicit).
 MAX_HEADER_COUNT = 128
+#: All of a request's header lines together, in bytes (name, value, ": " and CRLF each).
+MAX_HEADER_BYTES = 64 * 1024
+#: What a header line adds besides its name and value.
+_LINE_OVERHEAD = 4
 
 #: An RFC 9110 §5.6.2 token: what a method is, known or not.
 _METHOD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -105,15 +114,48 @@ async def _refuse_connect(request: BaseRequest) -> web.StreamResponse:
     return response
 
 
+def head_size(raw_headers: tuple[tuple[bytes, bytes], ...]) -> int:
+    """The bytes of a request's header lines as they came: names, values, separators."""
+    return sum(map(len, itertools.chain.from_iterable(raw_headers))) + _LINE_OVERHEAD * len(
+        raw_headers
+    )
+
+
+async def _refuse_head(request: BaseRequest) -> web.StreamResponse:
+    response = error_response(
+        HeadersTooLarge(f"request headers over {MAX_HEADER_BYTES} bytes in total")
+    )
+    response.headers["X-Request-Id"] = uuid.uuid4().hex
+    response.force_close()
+    return response
+
+
 class GuardedRequestHandler(RequestHandler):
     """aiohttp's connection handler with imsx parser refusals and a request-body deadline."""
 
     client_timeout: float = 60.0
     _last_read: float = 0.0
+    # The total head cap without measuring every head: bytes received since the parser last
+    # completed a request head (an upper bound on the next head's size: bodies count too),
+    # requests parsed (aiohttp's own count) and handled on this connection, and the last
+    # parsed request whose head must be measured.
+    _unmeasured: int = 0
+    _handled: int = 0
+    _measure_upto: int = 0
 
     def data_received(self, data: bytes) -> None:
         self._last_read = self._loop.time()
+        parsed = self._request_count
         super().data_received(data)
+        size = len(data)
+        if self._request_count == parsed:
+            self._unmeasured += size
+            return
+        # One or more heads ended in this chunk; each is at most what came since the last one.
+        if self._unmeasured + size > MAX_HEADER_BYTES:
+            self._measure_upto = self._request_count
+        # What follows them in the chunk (a body, the start of the next head) is at most all.
+        self._unmeasured = size
 
     def handle_error(
         self,
@@ -150,6 +192,14 @@ class GuardedRequestHandler(RequestHandler):
             # aiohttp reads CONNECT's target as an authority, so no route matches and its
             # router would answer a plain-text 404; docs/http-api.md: an unknown method is 403 imsx.
             request_handler = _refuse_connect
+        # SECURITY: lines short enough to pass the parser one by one must not add up to a
+        # head a district closes on (docs/http-api.md, 431). Only a head that may be that
+        # large (see data_received) is measured: nearly every request costs two comparisons.
+        self._handled += 1
+        if self._handled <= self._measure_upto and head_size(request.raw_headers) > (
+            MAX_HEADER_BYTES
+        ):
+            request_handler = _refuse_head
         # A plain method handing back aiohttp's own coroutine: the common GET, with no body to
         # watch, gets no extra coroutine layer (each one is paid on every resume of the task).
         if not request.body_exists:
@@ -219,6 +269,7 @@ class GuardedAppRunner(web.AppRunner):
 
 
 __all__ = [
+    "MAX_HEADER_BYTES",
     "MAX_HEADER_COUNT",
     "GuardedAppRunner",
     "GuardedRequestHandler",

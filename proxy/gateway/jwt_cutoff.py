@@ -10,8 +10,10 @@ covers the whole second it falls in: ``iat <= floor(not_before)`` is refused, an
 endpoint waits out the rest of that second before it issues a new JWT.
 
 A changed secret is noticed whenever a config is loaded (``serve`` start, SIGHUP, admin
-reload) on any replica: the store holds a salted PBKDF2 fingerprint of the secret it last saw
-(RFC 8018 §5.2), never the secret, and a loaded secret that does not match it moves the cut.
+reload) on any replica: the store holds an HMAC-SHA256 fingerprint of the secret it last saw
+(RFC 2104), keyed by a key derived from ``[server] jwt_keys`` and so never in the store, and a
+loaded secret that does not match it moves the cut. A copy of the store alone cannot test a
+guess of the secret offline (docs/http-api.md).
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ import hashlib
 import hmac
 import logging
 import math
-import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -44,33 +45,61 @@ class _Authenticator(Protocol):
 log = logging.getLogger("oneroster_proxy")
 
 NO_SECRET = "none"
-_SCHEME = "pbkdf2-sha256"
-# A client secret may be a memorable phrase; the store may be less guarded than the config
-# (a shared redis). Enough work per guess to matter, little enough for a reload of many vendors.
-_ITERATIONS = 50_000
+_SCHEME = "hmac-sha256"
+# What a previous version wrote: read once, at the first load after an upgrade, then replaced.
+_LEGACY = "pbkdf2-sha256"
+_PURPOSE = b"oneroster-proxy client_secret fingerprint"
+
+SAME, RENEW, CHANGED = "same", "renew", "changed"
 
 
-def fingerprint(secret: str | None, *, salt: bytes | None = None) -> str:
-    """``pbkdf2-sha256$<iterations>$<salt>$<digest>`` of ``secret``, or ``none``."""
+def _pepper(jwt_key: str) -> bytes:
+    """The fingerprint key derived from one ``[server] jwt_keys`` entry (RFC 2104 as a KDF,
+    one fixed label): never in the store, so a copy of the store gives nothing to test a
+    guess against, while one HMAC per load stays cheap."""
+    return hmac.new(jwt_key.encode(), _PURPOSE, hashlib.sha256).digest()
+
+
+def _key_id(pepper: bytes) -> str:
+    return _b64(hashlib.sha256(pepper).digest())[:8]
+
+
+def fingerprint(secret: str | None, keys: Sequence[str]) -> str:
+    """``hmac-sha256$<key id>$<digest>`` of ``secret`` under the first of ``keys`` (the
+    ``[server] jwt_keys``), or ``none``."""
     if not secret:
         return NO_SECRET
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    digest = hashlib.pbkdf2_hmac("sha256", secret.encode(), salt, _ITERATIONS)
-    return f"{_SCHEME}${_ITERATIONS}${_b64(salt)}${_b64(digest)}"
+    if not keys:
+        raise ValueError("a client_secret fingerprint needs server.jwt_keys")
+    pepper = _pepper(keys[0])
+    digest = hmac.new(pepper, secret.encode(), hashlib.sha256).digest()
+    return f"{_SCHEME}${_key_id(pepper)}${_b64(digest)}"
 
 
-def matches(stored: str, secret: str | None) -> bool:
-    """Whether ``stored`` is the fingerprint of ``secret`` (constant time for the digest)."""
+def compare(stored: str, secret: str | None, keys: Sequence[str]) -> str:
+    """``SAME`` when ``stored`` is ``fingerprint(secret, keys)``; ``RENEW`` when it is the
+    fingerprint of ``secret`` in an older form (another of ``keys``, or the PBKDF2 of a
+    previous version): the same secret, to be recorded again without a cut; else ``CHANGED``.
+    Digests are compared in constant time."""
     if not secret or stored == NO_SECRET:
-        return not secret and stored == NO_SECRET
+        return SAME if not secret and stored == NO_SECRET else CHANGED
     try:
-        scheme, rounds, salt, digest = stored.split("$")
-        if scheme != _SCHEME:
-            return False
-        again = hashlib.pbkdf2_hmac("sha256", secret.encode(), _unb64(salt), int(rounds))
+        scheme, *rest = stored.split("$")
+        if scheme == _SCHEME:
+            kid, digest = rest
+            for index, key in enumerate(keys):
+                pepper = _pepper(key)
+                again = _b64(hmac.new(pepper, secret.encode(), hashlib.sha256).digest())
+                if hmac.compare_digest(again, digest):
+                    return SAME if index == 0 and _key_id(pepper) == kid else RENEW
+            return CHANGED
+        if scheme == _LEGACY:
+            rounds, salt, digest = rest
+            legacy = hashlib.pbkdf2_hmac("sha256", secret.encode(), _unb64(salt), int(rounds))
+            return RENEW if hmac.compare_digest(_b64(legacy), digest) else CHANGED
     except ValueError:  # a fingerprint this version cannot read counts as a change
-        return False
-    return hmac.compare_digest(_b64(again), digest)
+        return CHANGED
+    return CHANGED
 
 
 def _b64(raw: bytes) -> str:
@@ -98,12 +127,16 @@ class SecretWatch:
         self.pending = False
 
     async def sync_logged(
-        self, store: Store, vendors: Mapping[str, VendorConfig], authenticator: _Authenticator
+        self,
+        store: Store,
+        vendors: Mapping[str, VendorConfig],
+        authenticator: _Authenticator,
+        keys: Sequence[str],
     ) -> None:
         """``sync``, for a load or reload: a store outage defers the comparison (``pending``)
         instead of failing the load; a vendor cut here is refused at once by this process."""
         try:
-            cut = await self.sync(store, vendors)
+            cut = await self.sync(store, vendors, keys)
         except StoreUnavailable as exc:
             if not self.pending:
                 log.warning(
@@ -116,7 +149,9 @@ class SecretWatch:
         for vendor in cut:
             authenticator.forget_cutoff(vendor)
 
-    async def sync(self, store: Store, vendors: Mapping[str, VendorConfig]) -> list[str]:
+    async def sync(
+        self, store: Store, vendors: Mapping[str, VendorConfig], keys: Sequence[str]
+    ) -> list[str]:
         """Record every vendor's fingerprint; returns the vendors whose JWTs were cut."""
         cut: list[str] = []
         for name, vendor in vendors.items():
@@ -126,12 +161,19 @@ class SecretWatch:
             stored = record.secret_fingerprint if record is not None else None
             if stored is not None and self._seen.get(name) == (memo, stored):
                 continue
-            if stored is not None and await asyncio.to_thread(matches, stored, secret):
-                self._seen[name] = (memo, stored)
+            if stored is None:
+                verdict = CHANGED
+            elif stored.startswith(_LEGACY):  # PBKDF2: slow on purpose, off the loop
+                verdict = await asyncio.to_thread(compare, stored, secret, keys)
+            else:
+                verdict = compare(stored, secret, keys)
+            if verdict == SAME:
+                self._seen[name] = (memo, stored or "")
                 continue
-            new = await asyncio.to_thread(fingerprint, secret)
-            # First sight of the vendor (a new store, a new vendor): nothing to end.
-            at: datetime | None = None if stored is None else now_utc()
+            new = fingerprint(secret, keys)
+            # First sight of the vendor (a new store, a new vendor), or the same secret in an
+            # older form: nothing to end.
+            at: datetime | None = None if stored is None or verdict == RENEW else now_utc()
             await store.set_secret_fingerprint(name, new, not_before=at)
             self._seen[name] = (memo, new)
             if at is not None:

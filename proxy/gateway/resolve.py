@@ -26,12 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from proxy.config import Config, ConnectionConfig, DistrictConfig
-from proxy.connections.managed import district_config
+from proxy.connections.managed import binding, district_config
 from proxy.errors import ConfigError, ServiceUnavailable, StoreUnavailable
 from proxy.gateway.runtime import Connection, Runtime, TokenSourceFactory, make_connection
 from proxy.signing.oauth2 import OAuth2TokenSource
 from proxy.store.base import ConnectionRecord, ConnectionStore, DistrictRecord
-from proxy.store.crypto import SecretBox, SecretKeyError
+from proxy.store.crypto import Binding, SecretBox, SecretKeyError
 from proxy.tasks import TaskSet
 
 log = logging.getLogger("oneroster_proxy")
@@ -137,37 +137,40 @@ class StoreConnections:
         self._upstream_timeout = config.server.upstream_timeout
         vendor = config.vendors.get(record.vendor)
         district: DistrictConfig | None = config.districts.get(record.district)
+        in_config = district is not None
         if district is None and district_record is not None:
             try:
                 district = district_config(district_record)
-            except ConfigError as err:
+            except (ConfigError, ValueError) as err:
                 log.error("store district %s does not validate: %s", record.district, err)
                 district = None
         if vendor is None or district is None:
             # A vendor removed from the file, or a district gone: nothing to serve (404).
             return None
-        conn = self._connection_config(record)
+        where = binding(record.app_id, record.key, record.district, in_config, district_record)
+        assert where is not None  # the district was found above
+        conn = self._connection_config(record, where)
         return make_connection(conn, district, vendor, self._source_for)
 
-    def _connection_config(self, record: ConnectionRecord) -> ConnectionConfig:
+    def _connection_config(self, record: ConnectionRecord, where: Binding) -> ConnectionConfig:
         try:
-            secret = self._box().open(record.app_id, record.secret)
+            # SECURITY: opened only for the district it was sealed for (docs/http-api.md):
+            # a record pointed elsewhere in the store alone does not decrypt.
+            secret = self._box().open(where, record.secret)
         except SecretKeyError as exc:
-            log.error("%s", exc.description, extra={"fields": {"event": "store.secret"}})
+            log.error(
+                "%s",
+                exc.description,
+                extra={"fields": {"event": "store.secret", "app": record.app_id}},
+            )
+            if exc.reenter:
+                raise ServiceUnavailable(
+                    f"connection {record.app_id}: credentials must be entered again"
+                ) from exc
             raise ServiceUnavailable(
                 "this connection's credentials cannot be read; try again later", retry_after=30
             ) from exc
-        return ConnectionConfig(
-            app_id=record.app_id,
-            vendor=record.vendor,
-            district=record.district,
-            key=record.key,
-            secret=secret,
-            scopes=frozenset(record.scopes),
-            enabled=record.enabled,
-            expires=record.expires,
-            stored=True,
-        )
+        return record_config(record, secret)
 
     def _source_for(
         self,
@@ -217,21 +220,14 @@ def with_store_connection(
     ``check`` takes it: secret opened (SecretKeyError naming ``store.secret_keys`` if it
     cannot be). None when its vendor or district is gone (the gateway answers 404 for it)."""
     district = config.districts.get(record.district)
+    in_config = district is not None
     if district is None and district_record is not None:
         district = district_config(district_record)
     if district is None or record.vendor not in config.vendors:
         return None
-    conn = ConnectionConfig(
-        app_id=record.app_id,
-        vendor=record.vendor,
-        district=record.district,
-        key=record.key,
-        secret=box.open(record.app_id, record.secret),
-        scopes=frozenset(record.scopes),
-        enabled=record.enabled,
-        expires=record.expires,
-        stored=True,
-    )
+    where = binding(record.app_id, record.key, record.district, in_config, district_record)
+    assert where is not None  # the district was found above
+    conn = record_config(record, box.open(where, record.secret))
     return replace(
         config,
         districts={**config.districts, district.name: district},
@@ -250,3 +246,21 @@ def _version(
         runtime.config.districts.get(record.district),
         vendor,
     )
+
+
+def record_config(record: ConnectionRecord, secret: str) -> ConnectionConfig:
+    """The runtime connection of a store record (validated when written), ``secret`` opened."""
+    conn = ConnectionConfig(
+        app_id=record.app_id,
+        vendor=record.vendor,
+        district=record.district,
+        key=record.key,
+        secret=secret,
+        scopes=frozenset(record.scopes),
+        enabled=record.enabled,
+        expires=record.expires,
+        stored=True,
+    )
+    if record.drop_fields is not None:
+        conn = replace(conn, drop_fields=record.drop_fields)
+    return conn

@@ -20,10 +20,17 @@ Choices, each from the point of view of an operator of a production gateway:
 * ``Set-Cookie`` is dropped and inbound ``Cookie`` is not forwarded: a district session belongs
   to the proxy's signed district credentials, not to the vendor, and every request is signed
   on its own.
-* ``X-Forwarded-*``, ``Forwarded`` and ``X-Real-IP`` are not forwarded: the proxy is the
-  district's client, and a vendor must not be able to claim an address to a district that
-  trusts those headers. ``X-Request-Id`` is set by the gateway on both sides, so the district's
-  and the vendor's copies are dropped here.
+* ``Forwarded``, every ``X-Forwarded*`` (one prefix rule: ``-For``, ``-User``,
+  ``-Client-Cert`` and whatever a district's framework trusts next), ``X-Real-IP``,
+  ``True-Client-IP``, ``CF-Connecting-IP`` and the other client-address headers below are not
+  forwarded: the proxy is the district's client, and a vendor must not be able to claim an
+  address, a user or a certificate to a district that trusts those headers. ``X-Request-Id``
+  is set by the gateway on both sides, so the district's and the vendor's copies are dropped
+  here.
+* ``X-HTTP-Method-Override``, ``X-Method-Override``, ``X-HTTP-Method``, ``X-Original-Method``,
+  ``X-Original-URL`` and ``X-Rewrite-URL`` are not forwarded: frameworks behind a district
+  (Rails, Laravel, Symfony, IIS) act on them as the method or the path, and the scope check
+  judged the request's own method and path.
 * ``Content-Length`` is kept on responses (the body is forwarded unchanged, still encoded) and
   dropped on requests (the HTTP client sets it for the body it sends).
 """
@@ -65,22 +72,36 @@ _REQUEST_DROP: frozenset[str] = frozenset(
         "cookie",
         "content-length",
         "expect",
+        # SECURITY: addresses and identities a district may trust from its own balancer.
         "forwarded",
-        "x-forwarded-for",
-        "x-forwarded-host",
-        "x-forwarded-proto",
-        "x-forwarded-port",
-        "x-forwarded-prefix",
-        "x-forwarded-server",
         "x-real-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "x-client-ip",
+        "client-ip",
+        "x-cluster-client-ip",
+        "fastly-client-ip",
+        "x-originating-ip",
+        "x-remote-ip",
+        "x-remote-addr",
+        # SECURITY: another method or path than the one the scope check judged.
+        "x-http-method-override",
+        "x-method-override",
+        "x-http-method",
+        "x-original-method",
+        "x-original-url",
+        "x-rewrite-url",
         "x-request-id",
     }
 )
+#: Request header names dropped by prefix (lower case): the whole forwarded family.
+_REQUEST_DROP_PREFIXES: tuple[str, ...] = ("x-forwarded", "x-original-forwarded")
 _URL_HEADERS = frozenset({"location", "content-location"})
 _RESPONSE_DROPPED = HOP_BY_HOP | _RESPONSE_DROP
 _RESPONSE_DROPPED_WITH_LENGTH = _RESPONSE_DROPPED | {"content-length"}
 _REQUEST_DROPPED = HOP_BY_HOP | _REQUEST_DROP
 _CONNECTION_OPTIONS = frozenset({"keep-alive", "close"})
+_CONNECTION_NONE: frozenset[str] = frozenset()
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
@@ -300,14 +321,40 @@ def response_headers(
     return out
 
 
+def _request_drop(name: str) -> bool:
+    """Whether the request header ``name`` (as sent, any case) never reaches the district,
+    by name or by prefix; ``Connection``'s own list aside."""
+    lower = name.lower()
+    return lower in _REQUEST_DROPPED or lower.startswith(_REQUEST_DROP_PREFIXES)
+
+
+#: Header name as sent -> dropped or not: ``_request_drop`` decided once per spelling, so a
+#: request pays one dictionary look-up per header (no case folding, no prefix test). The names
+#: are the client's to choose: a full table starts again rather than grow (``_verdict``).
+_VERDICTS: dict[str, bool] = {}
+_VERDICTS_LIMIT = 1024
+
+
+def _verdict(name: str) -> bool:
+    if len(_VERDICTS) >= _VERDICTS_LIMIT:
+        _VERDICTS.clear()
+    verdict = _VERDICTS[name] = _request_drop(name)
+    return verdict
+
+
 def request_headers(inbound: Headers) -> list[tuple[str, str]]:
     """The vendor's end-to-end request headers to send to the district (before signing adds
-    ``Authorization`` and the gateway adds ``X-Request-Id`` and ``x-vendor-authorization``)."""
-    dropped = _dropped(inbound, _REQUEST_DROPPED)
+    ``Authorization`` and the gateway adds ``X-Request-Id`` and ``x-vendor-authorization``):
+    one pass over them."""
+    listed = _dropped(inbound, _CONNECTION_NONE)
+    verdict_of = _VERDICTS.get
     out: list[tuple[str, str]] = []
     unsafe = _UNSAFE_VALUE.search
     for name, value in _items(inbound):
-        if name.lower() in dropped:
+        drop = verdict_of(name)
+        if drop is None:
+            drop = _verdict(name)
+        if drop or (listed and name.lower() in listed):
             continue
         if unsafe(name) or unsafe(value):
             continue

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from proxy.config import Config, ConnectionConfig, DistrictConfig, VendorConfig
 from proxy.gateway.hrefs import HrefMatcher
 from proxy.gateway.rewrite import UpstreamPrefix, upstream_prefix
+from proxy.sharing.policy import Policy
 from proxy.signing.oauth1 import OAuth1Signer
 from proxy.signing.oauth2 import OAuth2TokenSource
 
@@ -34,6 +35,8 @@ class Connection:
     # ``config.ends_at`` as epoch seconds (None: no expiry): compared with time.time() per
     # request, cheaper than building a datetime.
     ends_at: float | None = None
+    # The connection's drop_fields, compiled (docs/configuration.md "Sharing policy").
+    policy: Policy = field(default_factory=lambda: Policy.of(()))
 
     @property
     def app_id(self) -> str:
@@ -153,4 +156,19 @@ def make_connection(
         vendor_header=vendor_header,
         hrefs=hrefs,
         ends_at=None if conn.ends_at is None else conn.ends_at.timestamp(),
+        policy=policy_of(conn.drop_fields),
     )
+
+
+_POLICIES: dict[tuple[str, ...], Policy] = {}
+
+
+def policy_of(entries: tuple[str, ...]) -> Policy:
+    """The compiled policy of ``entries``, shared by every connection with the same list (most
+    keep the default)."""
+    policy = _POLICIES.get(entries)
+    if policy is None:
+        if len(_POLICIES) >= 1024:
+            _POLICIES.clear()
+        policy = _POLICIES[entries] = Policy.of(entries)
+    return policy

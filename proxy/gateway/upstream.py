@@ -18,8 +18,12 @@ it to one request:
   in [0, min(``BACKOFF_CAP``, ``BACKOFF_BASE`` * 2**n)], so proxies do not return in step.
 * Every attempt and every wait fit inside ``upstream_timeout``: a retry that would not is not
   made, and the last answer (or error) stands.
-* The circuit counts connect failures, resets and timeouts (``Circuits.record_failure``); any
-  answer from the district, whatever its status, counts as a success.
+* The circuit counts what says the district is down: a connect failure or a timeout
+  (``Circuits.record_failure``), once per request however many attempts a GET made. What a
+  request can bring on itself does not count, so that one vendor cannot pause a district for
+  the others: the district closing or resetting a connection it had accepted (oversized
+  headers, a request it refuses), an unusable answer, and any answer at all, whatever its
+  status, which counts as a success (a 4xx is the request's fault, a 5xx still an answer).
 * OAuth2 401: the token is dropped (``invalidate``) and the same request is sent once more with
   a fresh one, whatever its method, if its body is held; a second 401 goes to the vendor.
 
@@ -133,6 +137,7 @@ class Upstream:
         session = services.session if read else services.write_session
         source = conn.token_source
         refreshed = False
+        counted = False  # this request's failure is on the circuit already
         attempt = 0
         while True:
             attempt += 1
@@ -163,7 +168,14 @@ class Upstream:
                         pool=services.pool,
                     )
             except _RESETS as exc:
-                circuits.record_failure(district)
+                if isinstance(exc, UpstreamConnectError):
+                    if not counted:
+                        circuits.record_failure(district)
+                        counted = True
+                else:
+                    # SECURITY: the district accepted the connection and closed it on what it
+                    # read; the request may have brought that on itself (docs/http-api.md).
+                    circuits.record_neutral(district)
                 # A reset before the head may mean the district read the request: only a GET
                 # is tried again, and not once the circuit has opened on this district.
                 if retry_get and circuits.state(district) == "closed":
@@ -174,10 +186,12 @@ class Upstream:
                 self._count_error(conn, exc.kind)
                 raise
             except UpstreamTimeout:
-                circuits.record_failure(district)
+                if not counted:
+                    circuits.record_failure(district)
                 self._count_error(conn, "timeout")
                 raise
             except UpstreamError as exc:
+                circuits.record_neutral(district)
                 self._count_error(conn, exc.kind)
                 raise
             services.metrics.tally.observe(self._timers[district.name], _monotonic() - started)

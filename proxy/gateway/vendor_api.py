@@ -11,23 +11,31 @@ import asyncio
 import base64
 import binascii
 import hmac
+import ipaddress
+import math
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
 
 from proxy.bodies import read_up_to
+from proxy.courtesy import paused
 from proxy.errors import BadRequest, StoreUnavailable, Unauthorized
+from proxy.forms import FORM_URLENCODED, is_form
 from proxy.gateway.context import EXCHANGE, SERVICES
 from proxy.gateway.inbound import Authenticator, encode_jwt
 from proxy.gateway.jwt_cutoff import cut_second
+from proxy.gateway.limits import TOKEN_FAILURES_PER_ADDRESS, TOKEN_FAILURES_PER_CLIENT
 from proxy.gateway.rewrite import public_base
 from proxy.scopes import SCOPES, parse_scope
 
+if TYPE_CHECKING:
+    from proxy.config import Config, Rate
+
 _VERSION_NAMES = {"v1p1": "1.1", "v1p2": "1.2"}
 _MAX_TOKEN_FORM = 8 * 1024
-_FORM = "application/x-www-form-urlencoded"
 _PAGE = 500
 
 
@@ -71,8 +79,11 @@ async def applications(request: web.Request) -> web.Response:
         if len(page) < _PAGE:
             break
         after = page[-1].app_id
+    # Pauses are read on the limits' wall clock: the one the gateway refuses by.
+    wall = datetime.fromtimestamp(services.limits.wall(), UTC)
     for conn in sorted(mine, key=lambda c: c.app_id):
         app_id = conn.app_id
+        pause = paused(conn.district, wall)
         scopes = conn.config.scopes
         if principal.scopes is not None:
             scopes = scopes & principal.scopes
@@ -88,6 +99,9 @@ async def applications(request: web.Request) -> web.Response:
                 "base_url": f"{base}/{app_id}/ims/oneroster",
                 # docs/commands.md: every listing shows where it lives.
                 "source": "config" if app_id in runtime.connections else "store",
+                # docs/configuration.md "SIS courtesy": the last paused day, and why.
+                "paused_until": pause.end.isoformat() if pause else None,
+                "pause_reason": pause.reason if pause else None,
             }
         )
     return web.json_response({"applications": apps})
@@ -115,6 +129,47 @@ def _oauth_error(status: int, error: str, description: str) -> web.Response:
     return response
 
 
+def _throttled(request: web.Request, wait: float) -> web.Response:
+    request[EXCHANGE].error = "too many failed client authentications"
+    response = _oauth_error(
+        429, "slow_down", "too many failed client authentications; retry after Retry-After"
+    )
+    response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    return response
+
+
+def client_address(request: web.Request, trust_forwarded: bool) -> str:
+    """Who is guessing: the peer's address, or behind a trusted balancer the address it
+    appended last to ``X-Forwarded-For`` (the one a client cannot write). An IPv6 client is
+    its /64, the block one host is usually given."""
+    address = request.remote or "-"
+    if trust_forwarded:
+        forwarded = request.headers.getall("X-Forwarded-For", ())
+        if forwarded:
+            address = forwarded[-1].rpartition(",")[2].strip() or address
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if parsed.version == 6:
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
+def _failure_buckets(
+    request: web.Request, config: Config, candidates: list[tuple[str, str]]
+) -> list[tuple[str, Rate]]:
+    """The failure buckets of this attempt: its client address, and each vendor it names
+    (only names the config knows: a client id chosen at random adds no bucket)."""
+    address = client_address(request, config.server.trust_forwarded)
+    buckets = [(f"token-failures:address:{address}", TOKEN_FAILURES_PER_ADDRESS)]
+    for client_id, _ in candidates:
+        bucket = (f"token-failures:client:{client_id}", TOKEN_FAILURES_PER_CLIENT)
+        if client_id in config.vendors and bucket not in buckets:
+            buckets.append(bucket)
+    return buckets
+
+
 def _basic(header: str | None) -> tuple[str, str] | None:
     if not header or not header[:6].lower() == "basic ":
         return None
@@ -138,13 +193,12 @@ async def token(request: web.Request) -> web.Response:
     if len(raw) > _MAX_TOKEN_FORM:
         raise BadRequest("token request too large")
     content_type = request.headers.get("Content-Type")
-    mime = (content_type or "").partition(";")[0].strip().lower()
-    if (raw or content_type is not None) and mime != _FORM:
+    if (raw or content_type is not None) and not is_form(content_type):
         # RFC 6749 §4.4.2: the parameters are a form body. A JSON body is a malformed request,
         # not bad credentials, whatever the Authorization header holds.
         request[EXCHANGE].error = "invalid_request"
         return _oauth_error(
-            400, "invalid_request", f"the body must be {_FORM} (RFC 6749 section 4.4.2)"
+            400, "invalid_request", f"the body must be {FORM_URLENCODED} (RFC 6749 section 4.4.2)"
         )
     try:
         form = dict(parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=False))
@@ -163,6 +217,16 @@ async def token(request: web.Request) -> web.Response:
     elif "client_id" in form:
         candidates.append((form.get("client_id", ""), form.get("client_secret", "")))
 
+    # SECURITY: failed attempts are counted per client address and per client id (RFC 6749
+    # §5.2 answers, docs/http-api.md): a bucket known to be empty refuses at once, the right
+    # secret included, so the answer tells a guesser nothing; a good request costs no round
+    # trip to the store.
+    limits = services.limits
+    buckets = _failure_buckets(request, config, candidates)
+    wait = limits.failures_refused(buckets)
+    if wait > 0:
+        return _throttled(request, wait)
+
     vendor = None
     for client_id, secret in candidates:
         cfg = config.vendors.get(client_id)
@@ -177,6 +241,9 @@ async def token(request: web.Request) -> web.Response:
             vendor = cfg
             break
     if vendor is None:
+        wait = await limits.failure(buckets)
+        if wait > 0:
+            return _throttled(request, wait)
         request[EXCHANGE].error = "invalid_client"
         return _oauth_error(401, "invalid_client", "unknown client or wrong secret")
     request[EXCHANGE].vendor = vendor.name

@@ -15,6 +15,7 @@ to the records made before them; split apart, a reader would follow one seed acr
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import random
 import unicodedata
@@ -339,6 +340,11 @@ class _Gen:
                 "v12:userProfiles": [],
                 "v12:primaryOrg": orgs[0],
                 "identifier": identifier or "",
+                # OneRoster 1.1 users carry a password (1.2 has none): what the proxy's default
+                # sharing policy (drop_fields = ["users.password"]) keeps from vendors. A made-up
+                # value derived from the id, so the seeded data stays the same.
+                "v11:password": "demo-"
+                + hashlib.sha256(record["sourcedId"].encode()).hexdigest()[:12],
                 "email": email,
                 "sms": "",
                 "phone": f"+1-555-{self.rng.randint(100, 999)}-{self.rng.randint(1000, 9999)}",

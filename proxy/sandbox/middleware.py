@@ -61,6 +61,10 @@ async def _hang_forever() -> None:
 async def _faults(request: web.Request, handler: _Handler) -> web.StreamResponse:
     faults = request.app[FAULTS]
     path = request.raw_path
+    over = faults.reset_heads_over
+    if over is not None and sum(len(k) + len(v) + 4 for k, v in request.raw_headers) > over:
+        reset_connection(request)
+        return web.Response(status=400)  # never written: the connection is gone
     if any(p == "*" or p in path for p in faults.hang_paths):
         await _hang_forever()
     if faults.delay_head:

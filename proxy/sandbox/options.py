@@ -97,6 +97,9 @@ class Faults:
     #: whose idle timeout is shorter than the client's does; the next request on a reused
     #: connection meets a closed socket.
     drop_keepalive: bool = False
+    #: Reset, without answering, each request whose header lines add up to more than this
+    #: many bytes (a district whose front end closes on a head larger than it takes).
+    reset_heads_over: int | None = None
     #: Seconds between 1 KB chunks of every response body (a slow district).
     slow_body: float | None = None
     #: OAuth2 tokens stop working this many seconds after issue, whatever ``expires_in`` said.

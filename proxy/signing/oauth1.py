@@ -23,13 +23,13 @@ import time
 from bisect import bisect_left
 from typing import Final
 
+from proxy.forms import form_text
 from proxy.signing.rfc5849 import (
     Hmac,
     base_origin,
     encode_encoded,
     encode_path,
     encoded_pairs,
-    form_body_text,
     hashlib_name,
     percent_encode,
     split_url,
@@ -162,7 +162,7 @@ class OAuth1Signer:
         if query:
             oauth_named = encoded_pairs(query, pairs)
         if body:
-            form = form_body_text(body, content_type)
+            form = form_text(body, content_type)
             if form:
                 oauth_named = encoded_pairs(form, pairs) or oauth_named
         if oauth_named:

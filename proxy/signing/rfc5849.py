@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
+from proxy.forms import form_text
+
 __all__ = [
     "SIGNATURE_METHODS",
     "base_string_uri",
@@ -33,8 +35,6 @@ __all__ = [
     "percent_encode",
     "signature_base_string",
 ]
-
-FORM_URLENCODED: Final = "application/x-www-form-urlencoded"
 
 # signature method name -> hashlib name (RFC 5849 §3.4.2; HMAC-SHA256 is OneRoster 1.1's default)
 SIGNATURE_METHODS: Final[dict[str, str]] = {"HMAC-SHA256": "sha256", "HMAC-SHA1": "sha1"}
@@ -76,12 +76,6 @@ _NEEDS_ENCODING: Final = re.compile(r"[^A-Za-z0-9\-._~%&=]")
 _SIMPLE_PATH: Final = re.compile(f"[{_U}/%]*+")
 # scheme "://" authority, the authority ending at the first "/", "?" or "#" (RFC 3986 §3.2).
 _ORIGIN: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
-
-# Characters a form-urlencoded body may hold (W3C HTML 4.01 §17.13.4 as oauthlib reads it), and
-# a malformed escape: a body outside this shape is not "form-urlencoded" in the sense of §3.4.1.3.1
-# and is left out of the signature, exactly as an oauthlib verifier leaves it out.
-_FORM_BODY: Final = re.compile(r"[A-Za-z0-9_.\-=&;:%+~,*@!()/?'$]*")
-_BAD_ESCAPE: Final = re.compile(r"%[^0-9A-Fa-f]|%[0-9A-Fa-f][^0-9A-Fa-f]")
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
@@ -196,31 +190,6 @@ def _oauth_named_pair(encoded_name: str, value: str, out: list[tuple[str, str]])
     out.append((encoded_name, percent_encode(decoded_value)))
 
 
-def _is_form_urlencoded(content_type: str | None) -> bool:
-    if not content_type:
-        return False
-    media_type = content_type.partition(";")[0].strip().lower()
-    return media_type == FORM_URLENCODED
-
-
-def form_body_text(body: bytes | None, content_type: str | None) -> str | None:
-    """The body as form-urlencoded text when §3.4.1.3.1 puts it in the signature, else None.
-
-    Included when the Content-Type is ``application/x-www-form-urlencoded`` and the body is a
-    well-formed form string, whatever the method (GET included: RFC 5849 does not exempt it,
-    and real OneRoster clients send such GETs).
-    """
-    if not body or not _is_form_urlencoded(content_type):
-        return None
-    try:
-        text = body.decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    if not _FORM_BODY.fullmatch(text) or _BAD_ESCAPE.search(text):
-        return None
-    return text
-
-
 # §3.4.1.2 Base String URI ---------------------------------------------------------------------
 
 
@@ -298,7 +267,7 @@ def signature_base_string(
 
     ``oauth_params`` are the protocol parameters (decoded) that go into the Authorization
     header, ``oauth_signature`` excluded. The query is decoded from the raw ``url``, and the
-    body is included under the rules of §3.4.1.3.1 (see ``form_body_text``).
+    body is included under the rules of §3.4.1.3.1 (see ``proxy.forms.form_text``).
     """
     origin, path, query = split_url(url)
     pairs: list[tuple[str, str]] = [
@@ -306,7 +275,7 @@ def signature_base_string(
     ]
     if query:
         encoded_pairs(query, pairs)
-    form = form_body_text(body, content_type)
+    form = form_text(body, content_type)
     if form:
         encoded_pairs(form, pairs)
     pairs.sort()

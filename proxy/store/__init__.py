@@ -10,9 +10,11 @@ follows the master that Redis Sentinel names (docs/configuration.md,
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from typing import Literal
 
 from proxy.store.base import AuditEvent, CheckResult, InviteRecord, Store, TokenRecord, VendorAuth
+from proxy.store.sentinel import SCHEME as SENTINEL_SCHEME
+from proxy.store.sentinel import parse_redis_url, parse_sentinel_url
 
 __all__ = [
     "AuditEvent",
@@ -22,32 +24,52 @@ __all__ = [
     "TokenRecord",
     "VendorAuth",
     "open_store",
+    "store_kind",
 ]
 
 _SQLITE = "sqlite://"
+_USE = (
+    "(use sqlite:///path, redis://host:6379/0 or "
+    "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB])"
+)
+
+
+def store_kind(url: str) -> Literal["sqlite", "redis", "sentinel"]:
+    """Which backend ``[store] url`` names, or ValueError naming ``store.url`` and what is wrong
+    (never the password).
+
+    The one reading of the URL: ``config validate`` reports its error and ``open_store`` builds
+    from its answer, so a URL that validates always opens (docs/configuration.md). A Sentinel
+    host list is read by our own parser, never ``urllib``, whose IPv6 checks differ between
+    Python patch releases (Debian's 3.11.2 refuses ``127.0.0.1:26379,[::1]:26380``); a plain
+    ``redis://`` URL is read as redis-py itself will read it."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower() if sep else ""
+    if scheme == "sqlite":
+        if not rest:
+            raise ValueError('store.url: "sqlite://" needs a path, e.g. sqlite:///var/lib/x.db')
+        return "sqlite"
+    if scheme == SENTINEL_SCHEME:
+        parse_sentinel_url(url)
+        return "sentinel"
+    if scheme in ("redis", "rediss"):
+        parse_redis_url(url)
+        return "redis"
+    shown = f'unsupported store "{scheme}"' if scheme else "a URL without a scheme"
+    raise ValueError(f"store.url: {shown} {_USE}")
 
 
 def open_store(url: str) -> Store:
     """The store for ``url``, not yet opened: ``await store.open()`` before use.
 
-    ValueError for a URL no backend takes; the message never repeats a password.
+    ValueError (from ``store_kind``) for a URL no backend takes; the message never repeats a
+    password.
     """
-    if url.startswith(_SQLITE):
-        path = url[len(_SQLITE) :]
-        if not path:
-            raise ValueError('[store] url: "sqlite://" needs a path, e.g. sqlite:///var/lib/x.db')
+    if store_kind(url) == "sqlite":
         from proxy.store.sqlite import SqliteStore
 
-        return SqliteStore(path)
-    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
-    if scheme in ("redis", "rediss", "redis+sentinel"):
-        # Imported here: with a sqlite store, the CLI starts without loading redis-py.
-        from proxy.store.redis import RedisStore
+        return SqliteStore(url[len(_SQLITE) :])
+    # Imported here: with a sqlite store, the CLI starts without loading redis-py.
+    from proxy.store.redis import RedisStore
 
-        return RedisStore(url)
-    shown = f"{scheme}://..." if scheme else "a URL without a scheme"
-    raise ValueError(
-        f"[store] url: unsupported store {shown}; use sqlite:///path/to/store.db "
-        "or redis://host:6379/0 (rediss:// for TLS, "
-        "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB] for Sentinel)"
-    )
+    return RedisStore(url)

@@ -1,5 +1,5 @@
 """The store interface, split by role: tokens, districts and connections, audit, background
-checks and intake links, limits.
+checks and intake links, limits, the access ledger.
 
 Two backends implement every role: ``SqliteStore`` (embedded, the default, one host) and
 ``RedisStore`` (several replicas). One conformance suite per role (``tests/store/test_*.py``)
@@ -14,10 +14,17 @@ only sealed (``proxy.store.crypto``), never in clear.
 Every backend failure (file unreadable, connection refused, timeout) is raised as
 ``proxy.errors.StoreUnavailable`` so the gateway answers 503, never 500. A name already taken
 or a district still in use is ``proxy.errors.Conflict`` (409).
+
+Districts and connections carry a ``version``, raised by one at each write: an update names the
+version it read and is refused (``proxy.errors.Stale``, nothing written) if the record moved on
+meanwhile, so no writer overwrites a change it did not see. A write that changes what operators
+audit takes the ``AuditEvent`` and writes it in the same transaction (sqlite) or script (redis):
+the change and its event are both kept or neither (docs/commands.md, "Audit").
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -62,6 +69,12 @@ class DistrictRecord:
     max_connections: int | None = None
     max_wait: str | None = None
     rate_limit: str | None = None
+    # docs/configuration.md "SIS courtesy": the zone name, and the windows and pauses as
+    # JSON text of their config tables (None: the default UTC, none).
+    timezone: str | None = None
+    windows: str | None = None
+    pauses: str | None = None
+    version: int = 0  # raised by one at every write (compare-and-set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +93,9 @@ class ConnectionRecord:
     enabled: bool = True
     expires: date | None = None
     source: str = "store"
+    version: int = 0  # raised by one at every write (compare-and-set)
+    # The sharing policy's fields (docs/configuration.md); None: the default policy.
+    drop_fields: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +166,58 @@ class InviteRecord:
         return self.spent is None and now < self.expires
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """What one connection's vendor received of one collection on one UTC day (docs/http-api.md
+    ``GET /admin/ledger``): counts and field names, never a value."""
+
+    app: str
+    vendor: str
+    district: str
+    day: date
+    collection: str
+    requests: int = 0
+    records: int = 0
+    bytes: int = 0
+    status: dict[str, int] = field(default_factory=dict)  # "2xx" -> answers
+    fields: tuple[str, ...] = ()  # sorted
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "app": self.app,
+            "vendor": self.vendor,
+            "district": self.district,
+            "day": self.day.isoformat(),
+            "collection": self.collection,
+            "requests": self.requests,
+            "records": self.records,
+            "bytes": self.bytes,
+            "status": dict(sorted(self.status.items())),
+            "fields": list(self.fields),
+        }
+
+
+def merge_ledger(old: LedgerRow | None, new: LedgerRow) -> LedgerRow:
+    """Two counts of one (app, day, collection) added up (each worker flushes its own)."""
+    if old is None:
+        return new
+    status = dict(old.status)
+    for name, n in new.status.items():
+        status[name] = status.get(name, 0) + n
+    return LedgerRow(
+        app=new.app,
+        vendor=new.vendor,
+        district=new.district,
+        day=new.day,
+        collection=new.collection,
+        requests=old.requests + new.requests,
+        records=old.records + new.records,
+        bytes=old.bytes + new.bytes,
+        status=status,
+        fields=tuple(sorted(set(old.fields) | set(new.fields))),
+    )
+
+
 class Lifecycle(Protocol):
     async def open(self) -> None: ...
 
@@ -162,18 +230,25 @@ class Lifecycle(Protocol):
 class TokenStore(Protocol):
     """Vendor tokens: issue, look up, rotate, revoke, last use."""
 
-    async def add_token(self, record: TokenRecord) -> None: ...
+    async def add_token(self, record: TokenRecord, *, audit: AuditEvent | None = None) -> None:
+        """Keep ``record`` and, in the same write, ``audit``."""
 
     async def get_token(self, token_id: str) -> TokenRecord | None: ...
 
     async def list_tokens(self, vendor: str | None = None) -> list[TokenRecord]:
         """Every token (or every token of ``vendor``), oldest first, revoked ones included."""
 
-    async def revoke_token(self, token_id: str, at: datetime) -> bool:
-        """Mark revoked at ``at``; False if no such token (or already revoked)."""
+    async def revoke_token(
+        self, token_id: str, at: datetime, *, audit: AuditEvent | None = None
+    ) -> bool:
+        """Mark revoked at ``at`` and keep ``audit`` in the same write; False (and no event)
+        if no such token (or already revoked)."""
 
-    async def revoke_vendor(self, vendor: str, at: datetime) -> list[str]:
-        """Revoke every unrevoked token of ``vendor``; returns their ids."""
+    async def revoke_vendor(
+        self, vendor: str, at: datetime, *, audit: AuditEvent | None = None
+    ) -> list[str]:
+        """Revoke every unrevoked token of ``vendor``; returns their ids. ``audit`` is kept in
+        the same write, with ``detail["token_ids"]`` set to those ids."""
 
     async def expire_vendor(self, vendor: str, at: datetime, keep: str) -> list[str]:
         """Rotation grace: every other active token of ``vendor`` expires at ``at`` at the
@@ -209,24 +284,42 @@ class ConnectionStore(Protocol):
     Writes are all-or-nothing: a refused write (``Conflict``, ``NotFound``) changes nothing.
     """
 
-    async def add_district(self, record: DistrictRecord) -> None:
-        """Conflict if the name is taken."""
+    async def add_district(
+        self, record: DistrictRecord, *, audit: AuditEvent | None = None
+    ) -> None:
+        """Conflict if the name is taken. Stored at version 1."""
 
     async def get_district(self, name: str) -> DistrictRecord | None: ...
 
     async def list_districts(self) -> list[DistrictRecord]:
         """Every district, by name."""
 
-    async def update_district(self, record: DistrictRecord) -> None:
-        """Replace the district of ``record.name`` (``created`` stays); NotFound if none."""
+    async def update_district(
+        self,
+        record: DistrictRecord,
+        *,
+        reseal: Mapping[str, tuple[int, str]] | None = None,
+        audit: AuditEvent | None = None,
+    ) -> None:
+        """Replace the district of ``record.name`` (``created`` stays) if its stored version
+        is still ``record.version``; NotFound if none, Stale if it moved on. ``reseal``
+        (appId -> (version read, new sealed secret)) names every connection of the district,
+        each re-sealed for the new values in the same step: Stale, and nothing written, if
+        the district's connections are not exactly those, at those versions."""
 
-    async def remove_district(self, name: str) -> None:
+    async def remove_district(self, name: str, *, audit: AuditEvent | None = None) -> None:
         """NotFound if none; Conflict (naming one appId) while a store connection uses it."""
 
-    async def add_connection(self, record: ConnectionRecord, *, district_in_store: bool) -> None:
+    async def add_connection(
+        self,
+        record: ConnectionRecord,
+        *,
+        district_in_store: bool,
+        audit: AuditEvent | None = None,
+    ) -> None:
         """Conflict if the appId is taken. With ``district_in_store``, NotFound unless the
         district is in the store, checked in the same step as the write (a district removed
-        meanwhile cannot be left with a connection)."""
+        meanwhile cannot be left with a connection). Stored at version 1."""
 
     async def get_connection(self, app_id: str) -> ConnectionRecord | None: ...
 
@@ -242,11 +335,14 @@ class ConnectionStore(Protocol):
         """One page of connections ordered by appId, those after ``after`` (exclusive), at
         most ``limit``; a short page is the last. ``vendor`` keeps only that vendor's."""
 
-    async def update_connection(self, record: ConnectionRecord) -> None:
-        """Replace the connection of ``record.app_id`` (``created`` stays); NotFound if none.
-        The district does not change (remove and add to move a connection)."""
+    async def update_connection(
+        self, record: ConnectionRecord, *, audit: AuditEvent | None = None
+    ) -> None:
+        """Replace the connection of ``record.app_id`` (``created`` stays) if its stored
+        version is still ``record.version`` (then one more); NotFound if none, Stale if it
+        moved on. The district does not change (remove and add to move a connection)."""
 
-    async def remove_connection(self, app_id: str) -> None:
+    async def remove_connection(self, app_id: str, *, audit: AuditEvent | None = None) -> None:
         """NotFound if none."""
 
 
@@ -285,6 +381,49 @@ class CheckStore(Protocol):
         caller, however many replicas race for it."""
 
 
+@dataclass(frozen=True, slots=True)
+class IntakeSave:
+    """What a spent intake link saves: the link (its token's hash), when, the district and the
+    connection (its secret sealed), and the audit event written in the same step."""
+
+    token_hash: str
+    at: datetime
+    district: DistrictRecord
+    connection: ConnectionRecord
+    audit: AuditEvent | None = None
+
+
+class IntakeStore(Protocol):
+    """Outstanding intake links, their revocation, and the one step that spends a link and
+    saves what it connected (THREAT_MODEL.md "The intake link")."""
+
+    async def list_invites(self, at: datetime) -> list[InviteRecord]:
+        """Every invite still usable at ``at`` (not spent, not expired), oldest first."""
+
+    async def revoke_invites(self, app_id: str, at: datetime) -> int:
+        """Spend every usable invite of ``app_id`` at ``at``; how many there were."""
+
+    async def save_intake(self, save: IntakeSave) -> bool:
+        """In one step: the invite of ``save.token_hash`` must be usable at ``save.at`` (else
+        NotFound), no connection but ``connection.app_id`` may use ``district.name`` and an
+        existing ``connection.app_id`` must have the same vendor and district (else Conflict);
+        then the district and connection are written (``created`` of existing ones stays) and
+        the invite is spent. A refusal writes nothing. True when the connection is new."""
+
+
+class SessionStore(Protocol):
+    """Console sessions (docs/http-api.md "Console"), by an id derived from the session's
+    nonce: ended by sign-out for every process, and kept across restarts."""
+
+    async def add_session(self, session_id: str, expires: datetime) -> None: ...
+
+    async def session_active(self, session_id: str, at: datetime) -> bool:
+        """True while the session was added, not ended, and ``at`` is before its end."""
+
+    async def end_session(self, session_id: str) -> None:
+        """Nothing happens for an unknown or ended session."""
+
+
 class LimitStore(Protocol):
     """Shared limiter state: kept in the store so that every worker and replica using the
     same store enforces one limit, not one limit each."""
@@ -304,7 +443,34 @@ class LimitStore(Protocol):
         """Give back ``holder``'s slot of ``key``; nothing happens if it holds none."""
 
 
-class Store(Lifecycle, TokenStore, ConnectionStore, AuditStore, CheckStore, LimitStore, Protocol):
+class LedgerStore(Protocol):
+    """The access ledger (docs/http-api.md ``GET /admin/ledger``): counts per connection, UTC
+    day and collection, written in batches off the request path."""
+
+    async def add_ledger(self, rows: list[LedgerRow]) -> None:
+        """Add ``rows`` to what is kept: counts add up, field names join (``merge_ledger``)."""
+
+    async def list_ledger(
+        self, *, app: str | None = None, vendor: str | None = None, since: date | None = None
+    ) -> list[LedgerRow]:
+        """Rows of ``app`` / ``vendor`` from ``since`` on (inclusive), by day, app, collection."""
+
+    async def prune_ledger(self, before: date) -> int:
+        """Forget the days before ``before``; returns how many rows went."""
+
+
+class Store(
+    Lifecycle,
+    TokenStore,
+    ConnectionStore,
+    AuditStore,
+    CheckStore,
+    IntakeStore,
+    SessionStore,
+    LimitStore,
+    LedgerStore,
+    Protocol,
+):
     """Everything the proxy needs from a store. All times are timezone-aware UTC datetimes.
     Code that needs one role takes that role's protocol."""
 

@@ -21,6 +21,9 @@ Layout (``orp:`` is the default prefix):
     orp:checks:<appId>   list of JSON check results, newest first, capped at CHECK_HISTORY
     orp:invite:<hash>    hash: app_id, vendor, district_name, scopes (JSON), created, expires,
                          spent; removed by Redis a day after it expires
+    orp:session:<id>     console session: when it ends (dropped by Redis then)
+    orp:ledger, orp:ledger:<day>|<appId>|<collection>, orp:ledgerf:...
+                         the access ledger (see ``redis_ledger``)
     orp:district:<name>, orp:districts, orp:conn:<appId>, orp:conns, orp:vconns:<vendor>,
     orp:dconns:<district>   districts and connections (see ``redis_connections``)
 
@@ -34,14 +37,15 @@ needs Redis >= 6.2.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -52,27 +56,40 @@ from proxy.store.base import (
 )
 from proxy.store.redis_checks import RedisChecks
 from proxy.store.redis_connections import RedisConnections
+from proxy.store.redis_intake import RedisIntake
+from proxy.store.redis_ledger import RedisLedger
 from proxy.store.redis_limits import RedisLimits
+from proxy.store.redis_rows import audit_entry
+from proxy.store.redis_sessions import RedisSessions
 from proxy.store.redis_tokens import RedisTokens
 from proxy.store.sentinel import SCHEME as SENTINEL_SCHEME
-from proxy.store.sentinel import master_client, parse_sentinel_url
+from proxy.store.sentinel import master_client, parse_redis_url, parse_sentinel_url
 
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _display(url: str) -> str:
-    """The URL without user or password, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+def _detail(exc: BaseException) -> str:
+    """One line for a redis-py error. ``MasterNotFoundError`` carries the repr of every
+    sentinel client it asked; an operator needs only what each sentinel answered."""
+    if isinstance(exc, MasterNotFoundError):
+        text = str(exc)
+        head = text.partition(" : ")[0]
+        causes = re.findall(r" - (?:\w+:)?\w+Error: (.*?)\.?(?:, <|$)", text)
+        return f"{head} ({'; '.join(causes)})" if causes else head
+    return f"{type(exc).__name__}: {exc}"
 
 
-class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits):
+class RedisStore(
+    RedisTokens,
+    RedisConnections,
+    RedisChecks,
+    RedisLimits,
+    RedisIntake,
+    RedisSessions,
+    RedisLedger,
+):
     """``Store`` on one Redis server, shared by every replica and worker.
 
     ``open()`` does not contact Redis: a proxy starts while Redis is down (``/readyz`` says
@@ -112,8 +129,9 @@ class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits):
             self._client, self._sentinel = master_client(parsed, **options)
             self._wait_replicas = 1
         elif scheme in ("redis", "rediss"):
-            self.url_display = _display(url)
-            self._password = urlsplit(url).password
+            plain = parse_redis_url(url)
+            self.url_display = plain.display
+            self._password = plain.password
             self._client = aioredis.from_url(url, **options)
         else:
             raise ValueError(
@@ -126,6 +144,7 @@ class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits):
         self._register_connection_scripts()
         self._register_check_scripts()
         self._register_limit_scripts()
+        self._register_intake_scripts()
 
     async def __aenter__(self) -> RedisStore:
         await self.open()
@@ -142,7 +161,7 @@ class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits):
         try:
             yield
         except (RedisError, OSError) as exc:
-            detail = f"{type(exc).__name__}: {exc}"
+            detail = _detail(exc)
             if self._password:
                 # SECURITY: the URL's password never reaches a message, a log or a response.
                 detail = detail.replace(self._password, "***")
@@ -193,21 +212,10 @@ class RedisStore(RedisTokens, RedisConnections, RedisChecks, RedisLimits):
     # -- audit --------------------------------------------------------------------------------
 
     async def add_audit(self, event: AuditEvent) -> None:
-        entry = json.dumps(
-            {
-                "at": _iso(event.at),
-                "action": event.action,
-                "interface": event.interface,
-                "vendor": event.vendor,
-                "token_id": event.token_id,
-                "detail": event.detail,
-            },
-            separators=(",", ":"),
-        )
         key = self._key("audit")
         with self._unavailable("add_audit"):
             pipe = self._client.pipeline(transaction=True)
-            pipe.rpush(key, entry)
+            pipe.rpush(key, audit_entry(event))
             pipe.ltrim(key, -self._audit_max, -1)
             await pipe.execute()
 

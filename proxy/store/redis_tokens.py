@@ -6,49 +6,63 @@ with Sentinel a change is acknowledged only once a replica has it (``_replicated
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
 from proxy.store.base import (
+    AuditEvent,
     TokenRecord,
     VendorAuth,
 )
-from proxy.store.redis_rows import RedisRole, _time, _us
+from proxy.store.redis_rows import RedisRole, _time, _us, audited
 
-_ADD_TOKEN = """
+_ADD_TOKEN = audited("""
 -- KEYS: token hash, all index, vendor index, active index, vendors set
 -- ARGV: id, vendor, created, end of life (or +inf), then hash field/value pairs
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+audit()
 redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[2])
 return 1
-"""
+""")
 
-_REVOKE_TOKEN = """
+_REVOKE_TOKEN = audited("""
 -- KEYS: token hash.  ARGV: key prefix, id, revoked
 local vendor = redis.call('HGET', KEYS[1], 'vendor')
 if not vendor or redis.call('HEXISTS', KEYS[1], 'revoked') == 1 then return 0 end
+audit()
 redis.call('HSET', KEYS[1], 'revoked', ARGV[3])
 redis.call('ZADD', ARGV[1] .. 'active:' .. vendor, 'LT', ARGV[3], ARGV[2])
 return 1
-"""
+""")
 
-_REVOKE_VENDOR = """
+_REVOKE_VENDOR = audited(
+    """
 -- KEYS: vendor index, active index.  ARGV: key prefix, revoked
+-- The audit event names the ids revoked: spliced in for its "token_ids" placeholder.
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local key = ARGV[1] .. 'token:' .. id
-  if redis.call('HEXISTS', key, 'revoked') == 0 then
-    redis.call('HSET', key, 'revoked', ARGV[2])
-    redis.call('ZADD', KEYS[2], 'LT', ARGV[2], id)
+  if redis.call('HEXISTS', ARGV[1] .. 'token:' .. id, 'revoked') == 0 then
     out[#out + 1] = id
   end
 end
+if audit_entry ~= '' then
+  local ids = '[]'
+  if #out > 0 then ids = '["' .. table.concat(out, '","') .. '"]' end
+  audit_entry = (string.gsub(audit_entry, '"' .. IDS .. '"', ids))
+end
+audit()
+for _, id in ipairs(out) do
+  redis.call('HSET', ARGV[1] .. 'token:' .. id, 'revoked', ARGV[2])
+  redis.call('ZADD', KEYS[2], 'LT', ARGV[2], id)
+end
 return out
-"""
+""".replace("IDS", "'" + "__TOKEN_IDS__" + "'")
+)
 
 _EXPIRE_VENDOR = """
 -- KEYS: vendor index, active index.  ARGV: key prefix, at, id to keep
@@ -170,8 +184,8 @@ class RedisTokens(RedisRole):
 
     # -- tokens -------------------------------------------------------------------------------
 
-    async def add_token(self, record: TokenRecord) -> None:
-        keys, args = self._add_token_call(record)
+    async def add_token(self, record: TokenRecord, *, audit: AuditEvent | None = None) -> None:
+        keys, args = self._audited(*self._add_token_call(record), audit)
         with self._unavailable("add_token"):
             added = await self._replicated(self._add_token, keys, args, "the new token")
         if not added:
@@ -196,22 +210,28 @@ class RedisTokens(RedisRole):
             rows = await pipe.execute() if ids else []
         return [self._record(i, fields) for i, fields in zip(ids, rows, strict=True) if fields]
 
-    async def revoke_token(self, token_id: str, at: datetime) -> bool:
+    async def revoke_token(
+        self, token_id: str, at: datetime, *, audit: AuditEvent | None = None
+    ) -> bool:
+        keys, args = self._audited(
+            [self._key("token", token_id)], [self._prefix, token_id, _us(at)], audit
+        )
         with self._unavailable("revoke_token"):
-            done = await self._replicated(
-                self._revoke_token,
-                [self._key("token", token_id)],
-                [self._prefix, token_id, _us(at)],
-                "the revocation",
-            )
+            done = await self._replicated(self._revoke_token, keys, args, "the revocation")
         return bool(done)
 
-    async def revoke_vendor(self, vendor: str, at: datetime) -> list[str]:
-        keys = [self._key("vendor", vendor), self._key("active", vendor)]
+    async def revoke_vendor(
+        self, vendor: str, at: datetime, *, audit: AuditEvent | None = None
+    ) -> list[str]:
+        if audit is not None:  # the script puts the ids it revokes in place of the marker
+            audit = replace(audit, detail={**audit.detail, "token_ids": "__TOKEN_IDS__"})
+        keys, args = self._audited(
+            [self._key("vendor", vendor), self._key("active", vendor)],
+            [self._prefix, _us(at)],
+            audit,
+        )
         with self._unavailable("revoke_vendor"):
-            ids = await self._replicated(
-                self._revoke_vendor, keys, [self._prefix, _us(at)], "the revocation"
-            )
+            ids = await self._replicated(self._revoke_vendor, keys, args, "the revocation")
         return list(ids)
 
     async def expire_vendor(self, vendor: str, at: datetime, keep: str) -> list[str]:

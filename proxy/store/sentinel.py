@@ -17,14 +17,15 @@ Writes that issue or revoke a token are acknowledged only once a replica has the
 (``WAIT 1``, see ``RedisStore``): with Sentinel the replica is what survives the master.
 
 Parsing lives here without importing redis-py, so ``config validate`` can name a bad URL
-without loading a client.
+without loading a client; ``parse_redis_url`` reads plain ``redis://`` and ``rediss://`` URLs the
+way redis-py will, so a URL that validates is one the client takes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 SCHEME = "redis+sentinel"
 DEFAULT_PORT = 26379
@@ -45,6 +46,31 @@ class SentinelURL:
         """The URL without its credentials, for messages and logs."""
         hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.sentinels)
         return f"{SCHEME}://{hosts}/{self.service}/{self.db}"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisURL:
+    """A ``redis://`` or ``rediss://`` URL: what messages show and the password to redact."""
+
+    display: str
+    password: str | None
+
+
+def parse_redis_url(url: str) -> RedisURL:
+    """``redis[s]://[[user]:password@]HOST[:PORT][/DB]``, split as redis-py's ``from_url`` will
+    split it (``urllib``); ValueError naming ``store.url``, never the password."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        # urllib's messages name the host or port part ("Invalid IPv6 URL", "Port out of
+        # range 0-65535"), never the userinfo.
+        scheme = url.partition("://")[0].lower()
+        raise ValueError(f"store.url: not a valid {scheme}:// URL ({exc})") from None
+    host = parts.hostname or ""
+    shown = f"[{host}]" if ":" in host else host
+    display = f"{parts.scheme}://{shown}{f':{port}' if port else ''}{parts.path}"
+    return RedisURL(display, parts.password)
 
 
 def parse_sentinel_url(url: str) -> SentinelURL:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -34,15 +35,20 @@ from proxy.store.base import (
     AuditEvent,
 )
 from proxy.store.sqlite_checks import SqliteChecks
+from proxy.store.sqlite_connections import COURTESY_COLUMNS, SqliteConnections
 from proxy.store.sqlite_connections import TABLES as CONNECTION_TABLES
-from proxy.store.sqlite_connections import SqliteConnections
+from proxy.store.sqlite_connections import VERSIONS as CONNECTION_VERSIONS
+from proxy.store.sqlite_intake import SqliteIntake
+from proxy.store.sqlite_ledger import SqliteLedger, ensure_sharing_schema
 from proxy.store.sqlite_limits import SqliteLimits
-from proxy.store.sqlite_rows import _iso, _time, _write
+from proxy.store.sqlite_rows import _audit, _time, _write
+from proxy.store.sqlite_sessions import TABLES as SESSION_TABLES
+from proxy.store.sqlite_sessions import SqliteSessions
 from proxy.store.sqlite_tokens import SqliteTokens
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 7
 
 # Migration n takes a file at schema n-1 to schema n; applied in order in one transaction.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -112,6 +118,12 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             secret_fingerprint TEXT
         )""",
     ),
+    # A district's time zone, peak-hour windows and pauses (docs/configuration.md).
+    5: COURTESY_COLUMNS,
+    # Compare-and-set: every write of a district or connection names the version it read.
+    6: CONNECTION_VERSIONS,
+    # Console sessions, so that a sign-out holds on every process and across restarts.
+    7: SESSION_TABLES,
 }
 
 # SQLITE_BUSY and SQLITE_LOCKED (primary result codes, the low byte of extended ones):
@@ -137,7 +149,47 @@ def _fast_connection(path: str) -> sqlite3.Connection:
     return conn
 
 
-class SqliteStore(SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits):
+def _private_file(path: str) -> None:
+    """Create the store file 0600 (and each folder it needs 0700), whatever the umask.
+
+    SECURITY: the file holds token hashes, sealed secrets and the audit trail. sqlite creates
+    the ``-wal`` and ``-shm`` files with the main file's permissions (docs/configuration.md),
+    so making the main file private before sqlite opens it makes all three private. A file
+    that exists already keeps its owner and loses any group or other access."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    parent = Path(path).parent
+    missing = []
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
+            os.chmod(folder, 0o700)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        for name in (path, f"{path}-wal", f"{path}-shm"):
+            with contextlib.suppress(OSError):
+                if os.stat(name).st_mode & 0o077:
+                    os.chmod(name, 0o600)
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+class SqliteStore(
+    SqliteTokens,
+    SqliteConnections,
+    SqliteChecks,
+    SqliteLimits,
+    SqliteIntake,
+    SqliteSessions,
+    SqliteLedger,
+):
     """``Store`` on one sqlite file; any number of processes on one host may share it."""
 
     def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
@@ -214,10 +266,11 @@ class SqliteStore(SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits):
     def _ensure_open(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
         if self._conn is None or self._limits is None:
             self._drop()
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self.path)
             conn = self._connect("FULL")
             try:
                 self._migrate(conn)
+                ensure_sharing_schema(conn)
                 limits = self._connect("NORMAL")
             except BaseException:
                 conn.close()
@@ -315,21 +368,8 @@ class SqliteStore(SqliteTokens, SqliteConnections, SqliteChecks, SqliteLimits):
     # -- audit --------------------------------------------------------------------------------
 
     async def add_audit(self, event: AuditEvent) -> None:
-        row = (
-            _iso(event.at),
-            event.action,
-            event.interface,
-            event.vendor,
-            event.token_id,
-            json.dumps(event.detail, separators=(",", ":")),
-        )
-
         def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO audit (at, action, interface, vendor, token_id, detail) "
-                "VALUES (?,?,?,?,?,?)",
-                row,
-            )
+            _audit(conn, event)
 
         await self._run(op)
 

@@ -4,20 +4,25 @@ docs/commands.md. Two tables, one row per district and per connection;
 list-valued fields (versions, scopes) are comma-joined text, booleans 0/1, the secret is the
 sealed text of ``proxy.store.crypto``. Every write that checks before it changes (name taken,
 district in use) runs in one ``BEGIN IMMEDIATE`` transaction, so two processes cannot both
-pass the check. Mixed into ``SqliteStore``, which supplies ``_run`` (the store's one thread).
+pass the check. Each record has a ``version``: an update changes the row only ``WHERE version
+= <the version read>`` (``Stale`` otherwise), and its audit row is inserted in the same
+transaction. Mixed into ``SqliteStore``, which supplies ``_run`` (the store's one thread).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NoReturn
 
-from proxy.errors import Conflict, NotFound
-from proxy.store.base import ConnectionRecord, DistrictRecord
-from proxy.store.sqlite_rows import SqliteRole, _iso, _time, _write
+from proxy.errors import Conflict, NotFound, Stale
+from proxy.store.base import AuditEvent, ConnectionRecord, DistrictRecord
+from proxy.store.sqlite_rows import SqliteRole, _audit, _iso, _time, _write
 
-#: Schema 2 of the sqlite store: applied by ``SqliteStore``'s migrations.
+#: Schema 3 of the sqlite store (schema 5 adds ``COURTESY_COLUMNS``): applied by
+#: ``SqliteStore``'s migrations.
 TABLES: tuple[str, ...] = (
     """CREATE TABLE districts (
         name                 TEXT PRIMARY KEY,
@@ -49,15 +54,34 @@ TABLES: tuple[str, ...] = (
     "CREATE INDEX connections_by_district ON connections (district, app_id)",
     "CREATE INDEX connections_by_vendor ON connections (vendor, app_id)",
 )
+#: Schema 6: a version per district and per connection (compare-and-set).
+VERSIONS: tuple[str, ...] = (
+    "ALTER TABLE districts ADD COLUMN version INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE connections ADD COLUMN version INTEGER NOT NULL DEFAULT 0",
+)
+
+#: Schema 5: a district's time zone, windows and pauses (docs/configuration.md "SIS courtesy").
+COURTESY_COLUMNS: tuple[str, ...] = (
+    "ALTER TABLE districts ADD COLUMN timezone TEXT",
+    "ALTER TABLE districts ADD COLUMN windows TEXT",
+    "ALTER TABLE districts ADD COLUMN pauses TEXT",
+)
 
 _D_COLUMNS = (
     "name, base_url, auth, signature_method, token_url, vendor_authorization, versions, "
-    "max_connections, max_wait, rate_limit, created, updated"
+    "max_connections, max_wait, rate_limit, timezone, windows, pauses, created, updated, version"
 )
+_D_COUNT = len(_D_COLUMNS.split(", "))
 _C_COLUMNS = (
-    "app_id, vendor, district, key, secret, scopes, enabled, expires, created, updated, source"
+    "app_id, vendor, district, key, secret, scopes, enabled, expires, created, updated, source, "
+    "version, drop_fields"
 )
-_D_UPDATE = ", ".join(f"{c} = ?" for c in _D_COLUMNS.split(", ")[1:-2])
+_C_COUNT = len(_C_COLUMNS.split(", "))
+#: The sharing policy's column (``sqlite_ledger.ensure_sharing_schema``): JSON text, NULL for
+#: the default policy.
+DROP_FIELDS_COLUMN = "ALTER TABLE connections ADD COLUMN drop_fields TEXT"
+# Every column but name, created, updated and version.
+_D_UPDATE = ", ".join(f"{c} = ?" for c in _D_COLUMNS.split(", ")[1:-3])
 
 
 def _req_time(text: str) -> datetime:
@@ -78,8 +102,12 @@ def _district_row(r: DistrictRecord) -> tuple[Any, ...]:
         r.max_connections,
         r.max_wait,
         r.rate_limit,
+        r.timezone,
+        r.windows,
+        r.pauses,
         _iso(r.created),
         _iso(r.updated),
+        1,
     )
 
 
@@ -95,8 +123,12 @@ def _district(row: tuple[Any, ...]) -> DistrictRecord:
         max_connections=row[7],
         max_wait=row[8],
         rate_limit=row[9],
-        created=_req_time(row[10]),
-        updated=_req_time(row[11]),
+        timezone=row[10],
+        windows=row[11],
+        pauses=row[12],
+        created=_req_time(row[13]),
+        updated=_req_time(row[14]),
+        version=row[15],
     )
 
 
@@ -113,6 +145,8 @@ def _connection_row(r: ConnectionRecord) -> tuple[Any, ...]:
         _iso(r.created),
         _iso(r.updated),
         r.source,
+        1,
+        None if r.drop_fields is None else json.dumps(list(r.drop_fields)),
     )
 
 
@@ -129,6 +163,8 @@ def _connection(row: tuple[Any, ...]) -> ConnectionRecord:
         created=_req_time(row[8]),
         updated=_req_time(row[9]),
         source=row[10],
+        version=row[11],
+        drop_fields=None if row[12] is None else tuple(json.loads(row[12])),
     )
 
 
@@ -137,7 +173,9 @@ class SqliteConnections(SqliteRole):
 
     # -- districts ------------------------------------------------------------------------------
 
-    async def add_district(self, record: DistrictRecord) -> None:
+    async def add_district(
+        self, record: DistrictRecord, *, audit: AuditEvent | None = None
+    ) -> None:
         row = _district_row(record)
 
         def op(conn: sqlite3.Connection, _: sqlite3.Connection) -> None:
@@ -146,7 +184,10 @@ class SqliteConnections(SqliteRole):
                     "SELECT 1 FROM districts WHERE name = ?", (record.name,)
                 ).fetchone():
                     raise Conflict(f'district "{record.name}" already exists')
-                conn.execute(f"INSERT INTO districts ({_D_COLUMNS}) VALUES ({_marks(12)})", row)
+                conn.execute(
+                    f"INSERT INTO districts ({_D_COLUMNS}) VALUES ({_marks(_D_COUNT)})", row
+                )
+                _audit(conn, audit)
 
         await self._run(op)
 
@@ -166,20 +207,50 @@ class SqliteConnections(SqliteRole):
 
         return await self._run(op)
 
-    async def update_district(self, record: DistrictRecord) -> None:
+    async def update_district(
+        self,
+        record: DistrictRecord,
+        *,
+        reseal: Mapping[str, tuple[int, str]] | None = None,
+        audit: AuditEvent | None = None,
+    ) -> None:
         row = _district_row(record)
-        values = (*row[1:-2], row[-1], record.name)
+        values = (*row[1:-3], row[-2], record.name, record.version)
+        updated = row[-2]
 
         def op(conn: sqlite3.Connection, _: sqlite3.Connection) -> None:
-            changed = conn.execute(
-                f"UPDATE districts SET {_D_UPDATE}, updated = ? WHERE name = ?", values
-            ).rowcount
-            if not changed:
-                raise NotFound(f'no district "{record.name}" in the store')
+            with _write(conn):
+                changed = conn.execute(
+                    f"UPDATE districts SET {_D_UPDATE}, updated = ?, version = version + 1 "
+                    "WHERE name = ? AND version = ?",
+                    values,
+                ).rowcount
+                if not changed:
+                    _not_written(
+                        conn, "districts", "name", record.name, f'district "{record.name}"'
+                    )
+                if reseal is not None:
+                    users = dict(
+                        conn.execute(
+                            "SELECT app_id, version FROM connections WHERE district = ?",
+                            (record.name,),
+                        ).fetchall()
+                    )
+                    if users != {app_id: seen for app_id, (seen, _) in reseal.items()}:
+                        raise Stale(
+                            f'the connections of district "{record.name}" changed meanwhile; '
+                            "try again"
+                        )
+                    conn.executemany(
+                        "UPDATE connections SET secret = ?, updated = ?, version = version + 1 "
+                        "WHERE app_id = ?",
+                        [(sealed, updated, app_id) for app_id, (_, sealed) in reseal.items()],
+                    )
+                _audit(conn, audit)
 
         await self._run(op)
 
-    async def remove_district(self, name: str) -> None:
+    async def remove_district(self, name: str, *, audit: AuditEvent | None = None) -> None:
         def op(conn: sqlite3.Connection, _: sqlite3.Connection) -> None:
             with _write(conn):
                 user = conn.execute(
@@ -190,12 +261,19 @@ class SqliteConnections(SqliteRole):
                     raise Conflict(f'district "{name}" is in use by connection {user[0]}')
                 if not conn.execute("DELETE FROM districts WHERE name = ?", (name,)).rowcount:
                     raise NotFound(f'no district "{name}" in the store')
+                _audit(conn, audit)
 
         await self._run(op)
 
     # -- connections ----------------------------------------------------------------------------
 
-    async def add_connection(self, record: ConnectionRecord, *, district_in_store: bool) -> None:
+    async def add_connection(
+        self,
+        record: ConnectionRecord,
+        *,
+        district_in_store: bool,
+        audit: AuditEvent | None = None,
+    ) -> None:
         row = _connection_row(record)
 
         def op(conn: sqlite3.Connection, _: sqlite3.Connection) -> None:
@@ -212,7 +290,10 @@ class SqliteConnections(SqliteRole):
                     ).fetchone()
                 ):
                     raise NotFound(f'no district "{record.district}" in the store')
-                conn.execute(f"INSERT INTO connections ({_C_COLUMNS}) VALUES ({_marks(11)})", row)
+                conn.execute(
+                    f"INSERT INTO connections ({_C_COLUMNS}) VALUES ({_marks(_C_COUNT)})", row
+                )
+                _audit(conn, audit)
 
         await self._run(op)
 
@@ -241,8 +322,8 @@ class SqliteConnections(SqliteRole):
             row = conn.execute(query, (app_id,)).fetchone()
             if row is None:
                 return None
-            district = None if row[11] is None else _district(row[11:])
-            return _connection(row[:11]), district
+            district = None if row[_C_COUNT] is None else _district(row[_C_COUNT:])
+            return _connection(row[:_C_COUNT]), district
 
         return await self._run(op)
 
@@ -269,30 +350,54 @@ class SqliteConnections(SqliteRole):
 
         return await self._run(op)
 
-    async def update_connection(self, record: ConnectionRecord) -> None:
+    async def update_connection(
+        self, record: ConnectionRecord, *, audit: AuditEvent | None = None
+    ) -> None:
         row = _connection_row(record)
         # Every column but app_id, district and created (row order of _C_COLUMNS).
-        values = (row[1], row[3], row[4], row[5], row[6], row[7], row[9], row[10], record.app_id)
+        values = (
+            *(row[1], row[3], row[4], row[5], row[6], row[7], row[9], row[10], row[12]),
+            record.app_id,
+            record.version,
+        )
 
         def op(conn: sqlite3.Connection, _: sqlite3.Connection) -> None:
-            changed = conn.execute(
-                "UPDATE connections SET vendor = ?, key = ?, secret = ?, scopes = ?, "
-                "enabled = ?, expires = ?, updated = ?, source = ? WHERE app_id = ?",
-                values,
-            ).rowcount
-            if not changed:
-                raise NotFound(f"no connection {record.app_id} in the store")
+            with _write(conn):
+                changed = conn.execute(
+                    "UPDATE connections SET vendor = ?, key = ?, secret = ?, scopes = ?, "
+                    "enabled = ?, expires = ?, updated = ?, source = ?, drop_fields = ?, "
+                    "version = version + 1 "
+                    "WHERE app_id = ? AND version = ?",
+                    values,
+                ).rowcount
+                if not changed:
+                    _not_written(
+                        conn, "connections", "app_id", record.app_id, f"connection {record.app_id}"
+                    )
+                _audit(conn, audit)
 
         await self._run(op)
 
-    async def remove_connection(self, app_id: str) -> None:
+    async def remove_connection(self, app_id: str, *, audit: AuditEvent | None = None) -> None:
         def op(conn: sqlite3.Connection, _: sqlite3.Connection) -> None:
-            if not conn.execute("DELETE FROM connections WHERE app_id = ?", (app_id,)).rowcount:
-                raise NotFound(f"no connection {app_id} in the store")
-            # Its check history goes with it: an appId added again starts with no last check.
-            conn.execute("DELETE FROM check_results WHERE app_id = ?", (app_id,))
+            with _write(conn):
+                if not conn.execute("DELETE FROM connections WHERE app_id = ?", (app_id,)).rowcount:
+                    raise NotFound(f"no connection {app_id} in the store")
+                # Its check history goes with it: an appId added again starts with no last
+                # check.
+                conn.execute("DELETE FROM check_results WHERE app_id = ?", (app_id,))
+                _audit(conn, audit)
 
         await self._run(op)
+
+
+def _not_written(
+    conn: sqlite3.Connection, table: str, column: str, key: str, what: str
+) -> NoReturn:
+    """Why a compare-and-set update changed no row: NotFound, or Stale (another version)."""
+    if conn.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", (key,)).fetchone() is None:
+        raise NotFound(f"no {what} in the store")
+    raise Stale(f"{what} changed meanwhile; try again")
 
 
 def _marks(n: int) -> str:

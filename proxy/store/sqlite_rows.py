@@ -1,13 +1,17 @@
 """Row helpers shared by the sqlite store's modules: times as fixed-width ISO-8601 UTC text
-(SQL compares them as times) and the write transaction."""
+(SQL compares them as times), the write transaction, and the audit row a write adds inside it."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from proxy.store.base import AuditEvent
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection, sqlite3.Connection], T]
@@ -38,6 +42,24 @@ def _write(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _audit(conn: sqlite3.Connection, event: AuditEvent | None) -> None:
+    """Insert ``event`` (nothing for None); inside the caller's transaction, so the change
+    and its event commit or roll back together."""
+    if event is None:
+        return
+    conn.execute(
+        "INSERT INTO audit (at, action, interface, vendor, token_id, detail) VALUES (?,?,?,?,?,?)",
+        (
+            _iso(event.at),
+            event.action,
+            event.interface,
+            event.vendor,
+            event.token_id,
+            json.dumps(event.detail, separators=(",", ":")),
+        ),
+    )
 
 
 class SqliteRole:

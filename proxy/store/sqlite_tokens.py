@@ -6,14 +6,16 @@ fingerprint). Mixed into ``SqliteStore``, which supplies ``_run`` (the store's o
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from proxy.store.base import (
+    AuditEvent,
     TokenRecord,
     VendorAuth,
 )
-from proxy.store.sqlite_rows import SqliteRole, _iso, _iso_or_none, _time, _write
+from proxy.store.sqlite_rows import SqliteRole, _audit, _iso, _iso_or_none, _time, _write
 
 _TOKEN_COLUMNS = "id, vendor, secret_hash, prefix, created, expires, revoked, last_used"
 
@@ -52,11 +54,13 @@ class SqliteTokens(SqliteRole):
 
     # -- tokens -------------------------------------------------------------------------------
 
-    async def add_token(self, record: TokenRecord) -> None:
+    async def add_token(self, record: TokenRecord, *, audit: AuditEvent | None = None) -> None:
         row = _token_row(record)
 
         def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> None:
-            conn.execute(f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", row)
+            with _write(conn):
+                conn.execute(f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", row)
+                _audit(conn, audit)
 
         try:
             await self._run(op)
@@ -85,18 +89,27 @@ class SqliteTokens(SqliteRole):
 
         return await self._run(op)
 
-    async def revoke_token(self, token_id: str, at: datetime) -> bool:
+    async def revoke_token(
+        self, token_id: str, at: datetime, *, audit: AuditEvent | None = None
+    ) -> bool:
         when = _iso(at)
 
         def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked IS NULL", (when, token_id)
-            )
-            return cursor.rowcount == 1
+            with _write(conn):
+                cursor = conn.execute(
+                    "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked IS NULL",
+                    (when, token_id),
+                )
+                if cursor.rowcount != 1:
+                    return False
+                _audit(conn, audit)
+                return True
 
         return await self._run(op)
 
-    async def revoke_vendor(self, vendor: str, at: datetime) -> list[str]:
+    async def revoke_vendor(
+        self, vendor: str, at: datetime, *, audit: AuditEvent | None = None
+    ) -> list[str]:
         when = _iso(at)
 
         def op(conn: sqlite3.Connection, limits: sqlite3.Connection) -> list[str]:
@@ -113,6 +126,8 @@ class SqliteTokens(SqliteRole):
                     "UPDATE tokens SET revoked = ? WHERE vendor = ? AND revoked IS NULL",
                     (when, vendor),
                 )
+                if audit is not None:
+                    _audit(conn, replace(audit, detail={**audit.detail, "token_ids": ids}))
             return ids
 
         return await self._run(op)

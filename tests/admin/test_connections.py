@@ -323,3 +323,94 @@ async def test_a_body_that_is_not_a_json_object_is_a_400_naming_the_body(
         async with http.post(f"{proxy.admin_url}{path}", headers=ADMIN, data=raw) as resp:
             assert resp.status == 400
             assert problem(await resp.json()) == [prefix + says]
+
+
+# -- SIS courtesy on store districts (docs/configuration.md "SIS courtesy") ---------------------
+
+
+async def test_store_district_windows_and_pauses_and_the_gateway_follows(proxy, sandbox, http):
+    from datetime import UTC, datetime
+
+    token = await proxy.token()
+    window = {"days": "mon-fri", "from": "07:00", "to": "16:00", "max_connections": 1}
+    status, made = await call(
+        http,
+        proxy,
+        "POST",
+        "/admin/districts",
+        {"name": "shelbyville", "base_url": sandbox.base_url, "timezone": "America/Chicago",
+         "windows": [window]},
+    )  # fmt: skip
+    assert status == 201, made
+    assert made["timezone"] == "America/Chicago" and made["windows"] == [window]
+    assert made["pauses"] == []
+    body = connection_body(sandbox, district="shelbyville")
+    assert (await call(http, proxy, "POST", "/admin/connections", body))[0] == 201
+    assert (await get_json(http, proxy.app_url("v1p1/orgs", "store-1"), token))[0] == 200
+
+    pause = {"from": "2027-06-20", "to": "2027-08-01", "reason": "summer rollover"}
+    status, changed = await call(
+        http, proxy, "PATCH", "/admin/districts/shelbyville", {"pauses": [pause]}
+    )
+    assert status == 200 and changed["pauses"] == [pause] and changed["windows"] == [window]
+    proxy.services.store_connections.forget()
+    proxy.services.limits.wall = lambda: datetime(2027, 7, 1, 12, tzinfo=UTC).timestamp()
+    status, data, _ = await get_json(http, proxy.app_url("v1p1/orgs", "store-1"), token)
+    assert status == 503 and "summer rollover" in data["imsx_description"]
+    async with http.get(
+        f"{proxy.url}/applications", headers={"Authorization": f"Bearer {token}"}
+    ) as r:
+        apps = {a["appId"]: a for a in (await r.json())["applications"]}
+    assert apps["store-1"]["paused_until"] == "2027-08-01"
+    assert apps["app-7"]["paused_until"] is None
+
+
+async def test_bad_courtesy_input_names_each_key_and_keeps_nothing(proxy, sandbox, http):
+    window = {"days": "mon-fri", "from": "07:00", "to": "16:00", "max_connections": 1}
+    status, _ = await call(
+        http, proxy, "POST", "/admin/districts",
+        {"name": "shelbyville", "base_url": sandbox.base_url, "windows": [window]},
+    )  # fmt: skip
+    assert status == 201
+    before = await proxy.services.store.get_district("shelbyville")
+    status, body = await call(
+        http,
+        proxy,
+        "PATCH",
+        "/admin/districts/shelbyville",
+        {"timezone": "Mars/Olympus", "max_connections": 0,
+         "windows": [window, {**window, "days": "fri", "from": "15:00", "to": "17:00"}],
+         "pauses": [{"from": "2027-08-01", "to": "2027-06-20", "reason": "summer"}]},
+    )  # fmt: skip
+    assert status == 400
+    problems = body["errors"]
+    assert any(p.startswith('timezone: unknown time zone "Mars/Olympus"') for p in problems)
+    assert "max_connections: must be an integer >= 1" in problems
+    assert any(p.startswith("windows[1]: overlaps windows[0]") for p in problems), problems
+    assert "pauses[0].to: 2027-06-20 is before from = 2027-08-01" in problems
+    status, body = await call(
+        http, proxy, "PATCH", "/admin/districts/shelbyville",
+        {"windows": [{**window, "from": "16:00", "to": "07:00", "max_connections": 0}]},
+    )  # fmt: skip
+    assert status == 400
+    assert "windows[0].max_connections: must be an integer >= 1" in body["errors"]
+    assert any(p.startswith("windows[0].to: 07:00 is not after") for p in body["errors"])
+    assert await proxy.services.store.get_district("shelbyville") == before
+
+
+async def test_a_district_url_with_a_password_is_400_naming_the_field(proxy, http, sandbox):
+    """``https://user:pass@host`` is refused by the admin API (a new district, and a change to
+    one), naming the field; nothing is written and the password is not echoed."""
+    bad = sandbox.base_url.replace("http://", "http://sis:hunter2-pw@")
+    status, body = await call(
+        http, proxy, "POST", "/admin/districts", {"name": "d3", "base_url": bad}
+    )
+    assert status == 400 and "hunter2" not in str(body)
+    assert "base_url: must not contain a user name or password (user:pass@)" in body["errors"]
+    await call(
+        http, proxy, "POST", "/admin/districts", {"name": "d3", "base_url": sandbox.base_url}
+    )
+    status, body = await call(http, proxy, "PATCH", "/admin/districts/d3", {"base_url": bad})
+    assert status == 400 and "hunter2" not in str(body)
+    stored = await proxy.services.store.get_district("d3")
+    assert stored is not None and stored.base_url == sandbox.base_url

@@ -601,13 +601,13 @@ async def test_cli_check_human_and_exit_codes(
     for line, name in zip(lines, CHECKS, strict=False):
         status, shown, _ = line.split(None, 2)
         assert shown == name and status in ("ok", "skip")
-    assert lines[-1] == "app-7: ok (7 ok, 0 failed, 2 skipped)"
+    assert lines[-1] == "app-7: ok (8 ok, 0 failed, 2 skipped)"
 
     bad = write_config(tmp_path, doc_for(sb, secret="wrong"), "bad.toml")
     code, out, _ = await run_cli("check", "app-7", "--config", bad)
     assert code == 1
     assert any(line.startswith("FAIL  credentials_accepted") for line in out.splitlines())
-    assert out.splitlines()[-1] == "app-7: FAIL (3 ok, 1 failed, 5 skipped)"
+    assert out.splitlines()[-1] == "app-7: FAIL (4 ok, 1 failed, 5 skipped)"
     code, out, _ = await run_cli("check", "app-7", "--config", bad, "--json")
     assert code == 1 and json.loads(out)["ok"] is False
 
@@ -628,7 +628,7 @@ async def test_cli_check_all(sandboxes: Callable[..., Any], tmp_path: Path) -> N
     code, out, err = await run_cli("check", "--all", "--config", path)
     assert code == 1
     assert out.splitlines() == [
-        "app-7  ok    7/9 ok, 2 skipped",
+        "app-7  ok    8/10 ok, 2 skipped",
         "app-8  FAIL  credentials_accepted: the district refused the signed request: "
         'GET v1p1/orgs?limit=1 answered 401 ("OAuth signature invalid"): '
         "key/secret wrong or expired",
@@ -642,7 +642,7 @@ async def test_cli_check_all(sandboxes: Callable[..., Any], tmp_path: Path) -> N
     code, out, _ = await run_cli(
         "check", "--all", "--config", write_config(tmp_path, good, "g.toml")
     )
-    assert code == 0 and out == "app-7  ok    7/9 ok, 2 skipped\n"
+    assert code == 0 and out == "app-7  ok    8/10 ok, 2 skipped\n"
 
 
 # -- sandbox switches: students without user accounts, one OneRoster version ------------------
@@ -790,3 +790,35 @@ async def test_check_reads_a_probe_answer_sent_in_pieces():
         assert item.status == "ok", item.detail
     finally:
         await runner.cleanup()
+
+
+async def test_cli_check_not_paused_fails_during_a_pause_and_warns_before_one(
+    sandboxes: Callable[..., Any], tmp_path: Path
+) -> None:
+    """docs/checklist.md ``not_paused``, in its place in the list (run against today's date)."""
+    sb = await sandboxes()
+    today = dt.datetime.now(dt.UTC).date()
+    doc = doc_for(sb)
+    doc["districts"]["springfield"]["pauses"] = [
+        {"from": today - dt.timedelta(days=1), "to": today + dt.timedelta(days=1),
+         "reason": "summer rollover"},
+    ]  # fmt: skip
+    code, out, _ = await run_cli("check", "app-7", "--config", write_config(tmp_path, doc))
+    assert code == 1
+    lines = out.splitlines()
+    assert [line.split()[1] for line in lines[:-1]] == list(CHECKS)
+    paused = lines[CHECKS.index("not_paused")]
+    assert paused.startswith("FAIL  not_paused")
+    assert "summer rollover" in paused and (today + dt.timedelta(days=1)).isoformat() in paused
+    assert paused.endswith(HINTS["not_paused"])
+    soon = today + dt.timedelta(days=10)
+    doc["districts"]["springfield"]["pauses"] = [
+        {"from": soon, "to": soon + dt.timedelta(days=40), "reason": "summer rollover"}
+    ]
+    code, out, _ = await run_cli(
+        "check", "app-7", "--config", write_config(tmp_path, doc, "soon.toml"), "--json"
+    )
+    assert code == 0
+    item = {c["name"]: c for c in json.loads(out)["checks"]}["not_paused"]
+    assert item["status"] == "ok" and item["detail"].startswith("warning:")
+    assert soon.isoformat() in item["detail"]

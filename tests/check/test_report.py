@@ -21,6 +21,6 @@ def test_summary_lines() -> None:
         ],
     )
     assert summary_lines([good, bad]) == [
-        "app-7   ok    7/9 ok, 2 skipped",
+        "app-7   ok    7/10 ok, 3 skipped",
         "app-12  FAIL  credentials_accepted: 401: key/secret wrong or expired (+1 more failing)",
     ]

@@ -98,6 +98,42 @@ async def test_check_all_shows_progress_on_a_terminal(sandbox, start_proxy, tmp_
     assert [line.split()[0] for line in out.decode().splitlines()] == ["app-7", "app-8"]
 
 
+async def test_check_all_goes_on_past_a_store_connection_changed_outside_the_proxy(
+    sandbox, start_proxy, tmp_path
+):
+    """One store record changed by a write to the store alone: ``check --all`` names it as
+    failing ("credentials must be entered again") and still checks every other connection."""
+    import sqlite3
+
+    from proxy.connections import managed
+    from proxy.connections.managed import ConfigEntries
+    from proxy.store.crypto import new_key
+
+    doc = base_config(tmp_path, sandbox)
+    doc["connections"]["app-8"]["scopes"] = list(ALL_SCOPES)
+    doc["store"]["secret_keys"] = [new_key()]
+    proxy = await start_proxy(sandbox, doc)
+    store, entries = proxy.services.store, ConfigEntries.of(proxy.config)
+    await managed.add_district(
+        store, entries, "shelbyville", {"base_url": sandbox.base_url}, interface="cli"
+    )
+    table = {
+        "vendor": "acme", "district": "shelbyville", "key": sandbox.key,
+        "secret": sandbox.secret, "scopes": list(ALL_SCOPES),
+    }  # fmt: skip
+    box = proxy.services.secret_box()
+    await managed.add_connection(store, entries, box, "store-1", table, interface="cli")
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        db.execute(
+            "UPDATE districts SET base_url = 'http://127.0.0.1:9' WHERE name = 'shelbyville'"
+        )
+    code, out, err = await run_cli("check", "--all", "--config", str(proxy.config_path))
+    assert code == 1
+    assert "2 connections checked, 0 failing" in err
+    assert "FAIL  connection store-1: credentials must be entered again" in err
+    assert sandbox.secret not in out + err
+
+
 async def test_a_cli_check_is_kept_so_the_board_shows_it_at_once(sandbox, start_proxy, tmp_path):
     # docs/checklist.md "Background checks": a check run from the CLI is kept in the store like
     # a background one; the console's board (and its "failing" filter) shows it with no

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from proxy.store.crypto import SecretBox, new_key, parse_key
+from proxy.store.crypto import Binding, SecretBox, new_key, parse_key
 from tests.support import toml_dumps
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,14 +207,16 @@ def test_connection_lifecycle_secret_from_stdin_or_env(cli: Cli) -> None:
     assert len(text.splitlines()) == 4
     assert cli.json("connections", "show", "store-2")["enabled"] is False
 
-    # The secrets are stored sealed for their own appIds.
+    # The secrets are stored sealed for their own appIds, keys and (config-file) district.
     import sqlite3
 
     with sqlite3.connect(cli.tmp_path / "store.db") as db:
         rows = dict(db.execute("SELECT app_id, secret FROM connections"))
     box = SecretBox([parse_key(cli.env["ORP_STORE_KEY"])])
-    assert box.open("store-1", rows["store-1"]) == SECRET
-    assert box.open("store-2", rows["store-2"]) == SECRET + "-2"
+    assert box.open(Binding.of_config("store-1", "k1", "springfield"), rows["store-1"]) == SECRET
+    assert box.open(Binding.of_config("store-2", "k2", "springfield"), rows["store-2"]) == (
+        SECRET + "-2"
+    )
 
     updated = cli.json("connections", "update", "store-2", "--enable", "--no-expiry")
     assert updated["enabled"] is True and updated["expires"] is None
@@ -224,7 +226,9 @@ def test_connection_lifecycle_secret_from_stdin_or_env(cli: Cli) -> None:
     assert renewed["key"] == "k1-new" and renewed["expires"] is None
     with sqlite3.connect(cli.tmp_path / "store.db") as db:
         sealed = db.execute("SELECT secret FROM connections WHERE app_id = 'store-1'").fetchone()
-    assert box.open("store-1", sealed[0]) == SECRET + "-3"
+    assert box.open(Binding.of_config("store-1", "k1-new", "springfield"), sealed[0]) == (
+        SECRET + "-3"
+    )
     out = cli.ok("connections", "remove", "store-2")
     assert "removed connection store-2" in out
     audit = cli.json("audit")
@@ -375,11 +379,100 @@ def test_store_rekey(cli: Cli) -> None:
     with sqlite3.connect(cli.tmp_path / "store.db") as db:
         rows = dict(db.execute("SELECT app_id, secret FROM connections"))
     only_new = SecretBox([parse_key(new)])
-    assert [only_new.open(f"s{i}", rows[f"s{i}"]) for i in range(3)] == [
+    where = [Binding.of_config(f"s{i}", "k", "springfield") for i in range(3)]
+    assert [only_new.open(where[i], rows[f"s{i}"]) for i in range(3)] == [
         f"{SECRET}-{i}" for i in range(3)
     ]
     with pytest.raises(Exception, match=r"store\.secret_keys"):
-        SecretBox([parse_key(old)]).open("s0", rows["s0"])
+        SecretBox([parse_key(old)]).open(where[0], rows["s0"])
+
+
+def test_an_import_cut_short_adds_what_is_missing_with_its_audit_events(cli: Cli) -> None:
+    """The audit trail cannot take an event (a full disk) in the middle of an import: the
+    connection being added is not kept either, and running the import again adds it, with
+    its ``connection.add``."""
+    import sqlite3
+
+    def conn(i: int) -> dict[str, Any]:
+        return {
+            "vendor": "acme", "district": "ogdenville", "key": f"og-key-{i}",
+            "secret": f"{SECRET}-{i}", "scopes": ["roster.readonly"],
+        }  # fmt: skip
+
+    doc: dict[str, Any] = {
+        "vendors": {"acme": {}},
+        "districts": {"ogdenville": {"base_url": "https://ogdenville.example/api"}},
+        "connections": {"og-1": conn(1)},
+    }
+    first, whole = cli.tmp_path / "first.toml", cli.tmp_path / "whole.toml"
+    first.write_text(toml_dumps(doc))
+    doc["connections"]["og-2"] = conn(2)
+    whole.write_text(toml_dumps(doc))
+    cli.ok("connections", "import", str(first))
+
+    db_path = cli.tmp_path / "store.db"
+    with sqlite3.connect(db_path) as db:  # the audit trail stops taking events
+        db.execute("ALTER TABLE audit RENAME TO audit_kept")
+        db.execute("CREATE VIEW audit AS SELECT * FROM audit_kept")
+    code, _, err = cli("connections", "import", str(whole), "--config", str(cli.config))
+    assert code != 0 and "Traceback" not in err
+    with sqlite3.connect(db_path) as db:
+        assert [r[0] for r in db.execute("SELECT app_id FROM connections")] == ["og-1"]
+        db.execute("DROP VIEW audit")
+        db.execute("ALTER TABLE audit_kept RENAME TO audit")
+
+    again = cli.ok("connections", "import", str(whole))
+    assert "added connection og-2" in again and "unchanged connection og-1" in again
+    added = [e["detail"]["app_id"] for e in cli.json("audit") if e["action"] == "connection.add"]
+    assert added == ["og-1", "og-2"]
+
+
+def test_a_district_url_with_a_password_is_refused_by_the_cli(cli: Cli) -> None:
+    for flag in ("--base-url", "--token-url"):
+        args = ["--base-url", "https://ok.example/api", "--auth", "oauth2"]
+        args += ["--token-url", "https://ok.example/token"]
+        args[args.index(flag) + 1] = "https://sis:hunter2-pw@ok.example/x"
+        code, out, err = cli("districts", "add", "ogdenville", *args, "--config", str(cli.config))
+        key = flag.removeprefix("--").replace("-", "_")
+        assert code == 2 and f"{key}: must not contain a user name or password" in err
+        assert "hunter2" not in out + err
+    assert cli.json("districts", "list") == [d for d in cli.json("districts", "list")]
+    assert all(d["name"] != "ogdenville" for d in cli.json("districts", "list"))
+
+
+def test_districts_update_reseals_its_connections(cli: Cli) -> None:
+    """A change of where a store district sends re-seals each of its connections' secrets
+    for the new values, in the same step; the old binding no longer opens them."""
+    import sqlite3
+
+    from proxy.store.base import DistrictRecord
+
+    cli.ok("districts", "add", "ogdenville", "--base-url", "https://og.example/api")
+    cli.ok(
+        "connections", "add", "og-1", "--vendor", "acme", "--district", "ogdenville",
+        "--key", "k", "--scopes", "roster.readonly", stdin=SECRET,
+    )  # fmt: skip
+    cli.ok(
+        "districts", "update", "ogdenville", "--auth", "oauth2", "--token-url",
+        "https://og.example/token", "--base-url", "https://og2.example/api",
+    )  # fmt: skip
+    with sqlite3.connect(cli.tmp_path / "store.db") as db:
+        sealed = db.execute("SELECT secret FROM connections WHERE app_id = 'og-1'").fetchone()[0]
+    box = SecretBox([parse_key(cli.env["ORP_STORE_KEY"])])
+
+    def where(**values: str) -> Binding:
+        return Binding.of(
+            "og-1", "k", DistrictRecord(name="ogdenville", created=None, updated=None, **values)
+        )  # type: ignore[arg-type]
+
+    now = where(
+        base_url="https://og2.example/api", auth="oauth2", token_url="https://og.example/token"
+    )
+    assert box.open(now, sealed) == SECRET
+    with pytest.raises(Exception, match="credentials must be entered again"):
+        box.open(where(base_url="https://og.example/api"), sealed)
+    actions = [e["action"] for e in cli.json("audit")]
+    assert actions[-1] == "district.update"
 
 
 def test_show_and_list_print_booleans_and_absent_values_as_words(cli: Cli) -> None:
@@ -392,3 +485,50 @@ def test_show_and_list_print_booleans_and_absent_values_as_words(cli: Cli) -> No
     for text in (shown, cli.ok("connections", "list"), cli.ok("districts", "list")):
         assert not any(word in text for word in ("True", "False", "None")), text
     assert cli.json("connections", "show", "s1")["enabled"] is False  # JSON keeps its own
+
+
+def test_district_windows_pause_and_resume(cli: Cli) -> None:
+    """docs/commands.md ``districts pause|resume`` and the window flags: a refused change names
+    its key and writes nothing; the human view shows no Python value."""
+    from datetime import UTC, datetime, timedelta
+
+    made = cli.json(
+        "districts", "add", "shelbyville", "--base-url", "https://shelbyville.example/oneroster",
+        "--timezone", "America/Chicago", "--window", "mon-fri 07:00-16:00 1",
+        "--max-connections", "5",
+    )  # fmt: skip
+    assert made["timezone"] == "America/Chicago"
+    assert made["windows"] == [
+        {"days": "mon-fri", "from": "07:00", "to": "16:00", "max_connections": 1}
+    ]
+    cfg = str(cli.config)
+    code, _, err = cli(
+        "districts", "update", "shelbyville", "--config", cfg, "--timezone", "Mars/Olympus",
+        "--window", "mon-fri 07:00-16:00 1", "--window", "fri 15:00-17:00 2",
+    )  # fmt: skip
+    assert code == 2
+    assert 'districts.shelbyville.timezone: unknown time zone "Mars/Olympus"' in err
+    assert "districts.shelbyville.windows[1]: overlaps windows[0]" in err
+    code, _, err = cli(
+        "districts", "pause", "shelbyville", "--config", cfg,
+        "--from", "2027-08-01", "--to", "2027-06-20", "--reason", "summer rollover",
+    )  # fmt: skip
+    assert code == 2
+    assert "districts.shelbyville.pauses[0].to: 2027-06-20 is before from = 2027-08-01" in err
+    assert cli.json("districts", "show", "shelbyville") == {**made, "updated": made["updated"]}
+
+    today = datetime.now(UTC).date()
+    start, end = (today - timedelta(days=2)).isoformat(), (today + timedelta(days=2)).isoformat()
+    paused = cli.json(
+        "districts", "pause", "shelbyville", "--from", start, "--to", end, "--reason", "rollover"
+    )
+    assert paused["pauses"] == [{"from": start, "to": end, "reason": "rollover"}]
+    shown = cli.ok("districts", "show", "shelbyville")
+    assert f"pauses: from={start} to={end} reason=rollover" in shown
+    assert "windows: days=mon-fri from=07:00 to=16:00 max_connections=1" in shown
+    assert "{" not in shown and "True" not in shown and "None" not in shown
+    assert cli.json("districts", "resume", "shelbyville")["pauses"] == []
+    code, _, err = cli("districts", "resume", "shelbyville", "--config", cfg)
+    assert code == 1 and 'district "shelbyville" is not paused' in err
+    assert cli.json("districts", "update", "shelbyville", "--no-windows")["windows"] == []
+    assert "windows: -" in cli.ok("districts", "show", "shelbyville")

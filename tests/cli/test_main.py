@@ -321,6 +321,20 @@ def test_serve_on_a_port_in_use_is_one_line_naming_the_key(tmp_path: Path, key: 
     ]
 
 
+def test_a_url_with_a_password_fails_validation_cleanly(tmp_path: Path) -> None:
+    """``serve`` and ``config validate`` on a file whose district URL carries userinfo: the
+    key named, exit 2, no traceback, the password nowhere."""
+    path = config_file(tmp_path, "https://sis:hunter2-pw@127.0.0.1:9/api")
+    for args in (("serve", "--config", str(path)), ("config", "validate", str(path))):
+        done = cli(*args, env=ENV)
+        assert done.returncode in (1, 2), (args, done.stderr)
+        assert "districts.springfield.base_url: must not contain a user name or password" in (
+            done.stderr + done.stdout
+        )
+        assert "Traceback" not in done.stderr
+        assert "hunter2" not in done.stderr + done.stdout
+
+
 def test_help_lists_every_command_group_in_the_one_declared_order() -> None:
     # One list says where each group stands in --help (proxy.cli.HELP_ORDER); a command module
     # it does not name would fall to the end unnoticed.

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
-from tests.support import SteppedClock, auth
+from tests.support import SteppedClock, auth, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_RE = re.compile(r"^orp_([a-z0-9]{12})_([A-Za-z0-9_-]{43,})$")
@@ -300,3 +301,27 @@ async def test_people_read_durations_as_written_and_a_second_revoke_says_so(prox
     assert "already revoked" in again and not again.startswith("revoked"), again
     events = await proxy.services.store.list_audit()
     assert [e.action for e in events].count("token.revoke") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "hosts", ["[::1]:{0},[::1]:{1}", ":hunter2pw@127.0.0.1:{0},[::1]:{1}"], ids=["v6", "v4-v6"]
+)
+async def test_tokens_list_with_ipv6_sentinels_and_none_answering_is_one_line(
+    hosts: str, tmp_path: Path
+) -> None:
+    # A Sentinel host list that config validate accepts opens the store on every Python
+    # (Debian's 3.11.2 urllib refuses "127.0.0.1:P,[::1]:Q"); with no sentinel answering, the
+    # operator reads one line naming the store and what each sentinel said, exit 1: no
+    # traceback, no password, no client reprs.
+    ports = (free_port(), free_port())
+    config = tmp_path / "proxy.toml"
+    config.write_text(f'[store]\nurl = "redis+sentinel://{hosts.format(*ports)}/mymaster"\n')
+    code, _, err = await run_cli("config", "validate", str(config))
+    assert code == 0, err
+    code, out, err = await run_cli("tokens", "list", "--config", str(config))
+    assert code == 1 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: redis store redis+sentinel://"), line
+    assert "No master found for 'mymaster'" in line and f"[::1]:{ports[1]}" in line
+    assert "hunter2pw" not in err and "<redis" not in err

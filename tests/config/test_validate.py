@@ -104,7 +104,7 @@ def test_spec_example_validates() -> None:
         }},
     }  # fmt: skip
     env = {
-        "ORP_JWT_KEY": "k" * 40, "ORP_ADMIN_TOKEN": "a" * 32, "ACME_CLIENT_SECRET": "c" * 20,
+        "ORP_JWT_KEY": "k" * 40, "ORP_ADMIN_TOKEN": "a" * 32, "ACME_CLIENT_SECRET": "c" * 40,
         "SPRINGFIELD_KEY": "the-key", "SPRINGFIELD_SECRET": "the+secret/=",
     }  # fmt: skip
     config = validate(doc, env, now=NOW)
@@ -268,7 +268,7 @@ def test_server_values_must_be_positive_and_sized() -> None:
 
 def test_client_secret_needs_jwt_keys() -> None:
     doc = minimal()
-    doc["vendors"]["acme"]["client_secret"] = "a-long-enough-client-secret"
+    doc["vendors"]["acme"]["client_secret"] = "a-long-enough-client-secret-0123456789"
     assert problems(doc) == ["vendors.acme.client_secret: needs server.jwt_keys to sign JWTs"]
 
 
@@ -566,7 +566,7 @@ def test_cli_validate_advises_on_how_the_file_is_written(
     doc["server"] = {"jwt_keys": ["${JWT_KEY}", "a-literal-jwt-key-0123456789abcdef"]}
     doc["admin"] = {"token": "literal-admin-token-0123456789"}
     doc["vendors"]["acme"] = {
-        "client_secret": "literal-client-secret-0123",
+        "client_secret": "literal-client-secret-0123456789abcdef",
         "vendor_authorization": "LMS:${JWT_KEY}",
     }
     path = tmp_path / "proxy.toml"
@@ -609,3 +609,31 @@ def test_cli_validate_refuses_names_that_cannot_be_routed(
     for what, section in (("vendor name", "vendors"), ("district name", "districts")):
         assert f"{section}.{name}: {what} must be {rule}" in err
     assert f"connections.{name}: appId must be {rule}" in err
+
+
+def test_urls_with_a_user_name_or_password_are_refused_naming_the_key() -> None:
+    """``https://user:pass@host/`` anywhere a URL is configured: one problem naming the key,
+    never repeating the password."""
+    doc = minimal()
+    doc["districts"]["springfield"].update(
+        base_url="https://sis:hunter2-pass@sis.springfield.example/api",
+        auth="oauth2",
+        token_url="https://client@sis.springfield.example/token",
+    )
+    doc["server"] = {"public_url": "https://u:p@proxy.example"}
+    found = problems(doc)
+    assert "districts.springfield.base_url: must not contain a user name or password" in (
+        " ".join(found)
+    )
+    for key in ("districts.springfield.token_url", "server.public_url"):
+        assert any(p.startswith(f"{key}: must not contain a user name or password") for p in found)
+    assert not any("hunter2" in p for p in found)
+
+
+def test_client_secrets_are_at_least_32_characters() -> None:
+    doc = minimal()
+    doc["server"] = {"jwt_keys": ["k" * 40]}
+    doc["vendors"]["acme"]["client_secret"] = "c" * 31
+    assert problems(doc) == ["vendors.acme.client_secret: must be at least 32 characters"]
+    doc["vendors"]["acme"]["client_secret"] = "c" * 32
+    validate(doc, {}, now=NOW)

@@ -20,7 +20,6 @@ import pytest
 
 from proxy.check import CHECKS
 from proxy.check.background import BackgroundChecks
-from proxy.scopes import SCOPES
 from tests.console.test_http import console_config
 from tests.support import ADMIN_TOKEN, auth
 
@@ -164,11 +163,15 @@ async def test_district_connects_itself_through_an_intake_link(browser, proxy, s
     assert await page.get_by_label("OAuth 1.0a").is_checked()
     assert not await page.get_by_label("OAuth 2").is_checked()
     assert await page.get_by_label("roster-core.readonly").is_checked()
-    assert not await page.get_by_label("gradebook.readonly").is_checked()
-    assert (
-        "InfiniteCampus_<vendorKey>_<GUID>"
-        in await page.locator("#infinite-campus-help").inner_text()
-    )
+    # Only what the invite names is offered, each scope with a line saying what it shares.
+    assert await page.get_by_label("gradebook.readonly").count() == 0
+    scope_box = page.get_by_label("roster-core.readonly")
+    assert await scope_box.get_attribute("aria-describedby") == "scope-1-what"
+    assert "Schools, classes" in await page.locator("#scope-1-what").inner_text()
+    # Not an Infinite Campus district: no Campus help.
+    assert await page.locator("#infinite-campus-help").count() == 0
+    for label in ("Base URL", "Token URL", "Key", "Secret"):
+        assert await page.get_by_label(label, exact=True).count() == 1, label
 
     # First try: a wrong secret.
     await page.get_by_label("Base URL").fill(sandbox.base_url)
@@ -178,11 +181,17 @@ async def test_district_connects_itself_through_an_intake_link(browser, proxy, s
     item = page.locator('li[data-item="credentials_accepted"]')
     await item.wait_for()
     assert await item.get_attribute("class") == "fail"
-    assert "key/secret wrong or expired" in await item.inner_text()
+    assert await item.get_attribute("data-status") == "fail"
+    assert "refused the Key and Secret" in await item.inner_text()
+    assert "in your SIS" in await item.inner_text()
     names = [await li.get_attribute("data-item") for li in await page.locator("ul.items li").all()]
     assert names == list(CHECKS)
-    for name in CHECKS:
-        assert name in await page.locator("ul.items").inner_text()
+    shown = await page.locator("ul.items").inner_text()
+    # Written for district IT: no checklist names, config keys or vendor settings.
+    for name in (*CHECKS, "vendors.", "districts.", "connections.", "AwesomeLMS", "scopes"):
+        assert name not in shown, name
+    grade = page.locator('li[data-item="vendor_authorization"]')
+    assert await grade.get_attribute("data-status") == "skip"
     assert await page.get_by_label("Base URL").input_value() == sandbox.base_url
     assert await page.get_by_label("Key").input_value() == sandbox.key
     assert await page.get_by_label("Secret").input_value() == ""
@@ -190,11 +199,8 @@ async def test_district_connects_itself_through_an_intake_link(browser, proxy, s
     await page.screenshot(path=str(DOCS / "intake.png"), full_page=True)
     assert await gateway_get(proxy, await proxy.token("acme"), "app-new") == 404
 
-    # Second try: the right secret, and every scope the sandbox shares ticked (data_shared
-    # compares them). Saved, serving at once, the link spent.
+    # Second try: the right secret. Saved, serving at once, the link spent.
     await page.get_by_label("Secret").fill(sandbox.secret)
-    for scope in SCOPES:
-        await page.get_by_label(scope, exact=True).check()
     await page.get_by_role("button", name="Connect").click()
     await page.get_by_role("heading", name="Connected").wait_for()
     assert await page.locator("ul.items li.fail").count() == 0
@@ -209,3 +215,59 @@ async def test_district_connects_itself_through_an_intake_link(browser, proxy, s
     assert sandbox.secret not in record.secret  # sealed, never in clear
     actions = [e.action for e in await proxy.services.store.list_audit()]
     assert "connection.invite" in actions and "connection.intake" in actions
+
+
+async def every_field_is_labelled(page: Any) -> None:
+    """A screen reader names every field: each visible input has a <label>."""
+    unlabelled = await page.evaluate(
+        """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+              .filter(e => e.labels.length === 0).map(e => e.name || e.id)"""
+    )
+    assert unlabelled == []
+
+
+async def test_an_infinite_campus_district_sees_campus_help_and_words_for_it(
+    browser, start_proxy, tmp_path
+):
+    from proxy.sandbox import SandboxOptions
+    from proxy.sandbox.server import start_sandbox
+
+    campus = await start_sandbox(SandboxOptions(profile="infinite-campus"))
+    try:
+        proxy = await start_proxy(campus, console_config(tmp_path, campus))
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{proxy.admin_url}/admin/connections/app-ic/invite",
+                json={"vendor": "acme", "scopes": ["roster-core.readonly", "gradebook.readonly"]},
+                headers=auth(ADMIN_TOKEN),
+            ) as resp:
+                link = proxy.url + "/intake/" + (await resp.json())["url"].rsplit("/", 1)[1]
+        context = await browser.new_context()
+        page = await context.new_page()
+        await page.goto(link)
+        await every_field_is_labelled(page)
+        assert await page.locator("#infinite-campus-help").count() == 0
+        assert "gradebook" in (await page.locator("#scope-2-what").inner_text()).lower()
+        await page.get_by_label("Base URL").fill(campus.base_url)
+        await page.get_by_label("Key").fill(campus.key)
+        await page.get_by_label("Secret").fill("not-the-secret")
+        await page.get_by_role("button", name="Connect").click()
+        await page.locator('li[data-item="credentials_accepted"]').wait_for()
+        await every_field_is_labelled(page)
+        help_text = await page.locator("#infinite-campus-help").inner_text()
+        assert "Grade Book sync" in help_text and "user accounts" in help_text
+        items = await page.locator("ul.items").inner_text()
+        # The vendor's own settings (its Infinite Campus vendor key) and config keys: nowhere.
+        vendor_key = campus.key.split("_")[1]
+        for hidden in ("vendor_authorization", "vendors.", "districts.", "scopes"):
+            assert hidden not in items, hidden
+        assert vendor_key not in help_text and vendor_key not in items
+        grade = page.locator('li[data-item="vendor_authorization"]')
+        assert await grade.get_attribute("data-status") == "skip"
+        assert "operator checks the connection" in await grade.inner_text()
+        await page.get_by_label("Secret").fill(campus.secret)
+        await page.get_by_role("button", name="Connect").click()
+        await page.get_by_role("heading", name="Connected").wait_for()
+        await context.close()
+    finally:
+        await campus.close()

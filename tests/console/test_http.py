@@ -25,6 +25,7 @@ STORE_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
 def console_config(tmp_path: Any, sandbox: Any, **server: Any) -> dict[str, Any]:
     doc = base_config(tmp_path, sandbox, **server)
     doc["store"]["secret_keys"] = [STORE_KEY]
+    doc["server"]["intake_private_networks"] = True  # the sandbox district is on loopback
     doc["connections"]["app-9"] = {**doc["connections"]["app-8"], "secret": "wrong-secret-xyz"}
     return doc
 
@@ -82,16 +83,22 @@ async def test_secure_cookie_behind_https(sandbox, start_proxy, tmp_path):
     client = ConsoleClient(proxy.admin_url)
     try:
         _, _, headers = await client.get("/console/signin")
-        assert "Secure" in set_cookies(headers)["orp_console_csrf"]
+        # Behind https the cookies are Secure and carry the __Host- prefix (Path=/, no Domain),
+        # so no sibling host can set or shadow them.
+        csrf_cookie = set_cookies(headers)["__Host-orp_console_csrf"]
+        assert "Secure" in csrf_cookie and "Path=/;" in csrf_cookie + ";"
+        assert "Domain" not in csrf_cookie
         # A client keeps Secure cookies for https; this test speaks http, so it sends it back.
         async with client.http.post(
             client.base + "/console/signin",
             data={"token": ADMIN_TOKEN, "csrf": client.csrf},
-            headers={"Cookie": f"orp_console_csrf={client.csrf}"},
+            headers={"Cookie": f"__Host-orp_console_csrf={client.csrf}"},
             allow_redirects=False,
         ) as resp:
             assert resp.status == 303
-            assert "Secure" in set_cookies(resp.headers)["orp_console"]
+            session_cookie = set_cookies(resp.headers)["__Host-orp_console"]
+            assert "Secure" in session_cookie and "Path=/;" in session_cookie + ";"
+            assert "Domain" not in session_cookie
     finally:
         await client.close()
 
@@ -147,7 +154,10 @@ async def test_every_page_carries_the_csp_header(console, proxy):
     ]
     for path in pages:
         status, _, headers = await console.get(path)
-        assert headers["Content-Security-Policy"] == "default-src 'self'", path
+        assert (
+            headers["Content-Security-Policy"]
+            == "default-src 'self'; form-action 'self'; base-uri 'none'"
+        ), path
         assert headers["X-Frame-Options"] == "DENY"
     status, text, _ = await console.get("/console/connections/nope")
     assert status == 404 and "<html" in text
@@ -155,7 +165,10 @@ async def test_every_page_carries_the_csp_header(console, proxy):
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         for path in (intake, "/intake/" + "A" * 43, "/intake/static/console.css"):
             async with http.get(proxy.url + path) as resp:
-                assert resp.headers["Content-Security-Policy"] == "default-src 'self'", path
+                assert (
+                    resp.headers["Content-Security-Policy"]
+                    == "default-src 'self'; form-action 'self'; base-uri 'none'"
+                ), path
                 assert resp.headers["Referrer-Policy"] == "no-referrer"
     # Nothing on any page loads from elsewhere.
     for text in console.pages:
@@ -212,7 +225,7 @@ async def test_script_in_every_field_is_escaped(console, proxy, sandbox):
         }
         async with http.post(proxy.url + intake, data=form) as resp:
             text = await resp.text()
-            assert resp.status == 422
+            assert resp.status == 400
         pages.append(text)
         form.update(auth="oauth1", versions="v1p1", scopes="roster-core.readonly")
         async with http.get(proxy.url + intake) as resp:
@@ -255,7 +268,7 @@ async def test_no_secret_on_any_page(console, proxy, sandbox):
 
 async def connect_via_intake(proxy: Any, sandbox: Any, app_id: str) -> None:
     """District IT's side, over plain HTTP: open the link, submit the right values."""
-    path = await invite(proxy, app_id, district_name=f"{app_id}-district")
+    path = await invite(proxy, app_id, district_name=f"{app_id}-district", scopes=list(SCOPE_ORDER))
     jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(cookie_jar=jar) as http:
         async with http.get(proxy.url + path) as resp:
@@ -351,7 +364,7 @@ async def test_intake_links_are_single_use_rate_limited_and_bound_to_their_appid
             ) as resp:
                 statuses.append(resp.status)
                 retry_after = resp.headers.get("Retry-After")
-        assert statuses == [422] * 10 + [429]
+        assert statuses == [400] * 10 + [429]
         assert retry_after is not None and int(retry_after) > 0
     invite_record = await proxy.services.store.get_invite(hash_token(path.rsplit("/", 1)[1]))
     assert invite_record is not None and invite_record.spent is None
@@ -418,7 +431,7 @@ async def test_expired_link_and_wrong_csrf_on_the_intake_page(proxy):
         async with http.post(proxy.url + fresh, data={"csrf": csrf + "x"}) as resp:
             assert resp.status == 403
         async with http.post(proxy.url + fresh, data={"csrf": csrf}) as resp:
-            assert resp.status == 422  # the right token gets as far as the form's checks
+            assert resp.status == 400  # the right token gets as far as the form's checks
         await asyncio.sleep(1.2)  # past the link's one-second life
         async with http.get(proxy.url + path) as resp:
             assert resp.status == 404
@@ -439,8 +452,16 @@ async def test_an_infinite_campus_district_connects_with_grade_book_sync(start_p
         assert district is not None and district.vendor_authorization
         report = (await proxy.services.store.list_check_results("app-ic"))[0].document
         statuses = {c["name"]: c["status"] for c in report["checks"]}
-        assert statuses["vendor_authorization"] == "ok"
+        # The intake never sent the vendor's header: judged by the operator's first check.
+        assert statuses["vendor_authorization"] == "skip"
         assert statuses["infinite_campus_key"] == "ok"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{proxy.admin_url}/admin/connections/app-ic/check", headers=auth(ADMIN_TOKEN)
+            ) as resp:
+                checked = await resp.json()
+        statuses = {c["name"]: c["status"] for c in checked["checks"]}
+        assert statuses["vendor_authorization"] == "ok", checked
         token = await proxy.token("acme")
         async with aiohttp.ClientSession() as http:
             url = proxy.app_url("v1p1/lineItems?limit=1", "app-ic")
@@ -543,3 +564,39 @@ async def test_the_audit_page_reads_durations_and_a_second_revoke_says_so(consol
     _, audit, _ = await console.get("/console/audit")
     assert "grace=5s" in audit and "ttl=-" in audit
     assert "None" not in audit and "_seconds" not in audit
+
+
+async def test_the_console_shows_the_district_window_or_pause(sandbox, start_proxy, tmp_path):
+    """docs/configuration.md "SIS courtesy": the connection page says what holds now (the
+    injected wall clock), the board marks a paused district."""
+    from datetime import UTC, datetime
+
+    doc = console_config(tmp_path, sandbox)
+    doc["districts"]["springfield"].update(
+        timezone="America/Chicago",
+        max_connections=5,
+        windows=[{"days": "mon-fri", "from": "07:00", "to": "16:00", "max_connections": 1}],
+        pauses=[{"from": "2027-06-20", "to": "2027-08-01", "reason": "summer rollover"}],
+    )
+    proxy = await start_proxy(sandbox, doc)
+    limits = proxy.services.limits
+    console = ConsoleClient(proxy.admin_url)
+    try:
+        await console.sign_in()
+        limits.wall = lambda: datetime(2027, 3, 1, 14, tzinfo=UTC).timestamp()  # Mon 08:00
+        _, page, _ = await console.get("/console/connections/app-7")
+        shown = re.search(r'<td id="courtesy">(.*?)</td>', page)
+        assert shown is not None
+        assert shown.group(1) == "peak window mon-fri 07:00-16:00: 1 at once (America/Chicago)"
+        _, board, _ = await console.get("/console/")
+        assert "data-paused" not in board
+        limits.wall = lambda: datetime(2027, 7, 4, 17, tzinfo=UTC).timestamp()
+        _, page, _ = await console.get("/console/connections/app-7")
+        shown = re.search(r'<td id="courtesy">(.*?)</td>', page)
+        assert shown is not None
+        assert shown.group(1) == "paused until 2027-08-01 inclusive (summer rollover)"
+        _, board, _ = await console.get("/console/")
+        row = re.search(r'<tr data-app="app-7">(.*?)</tr>', board, re.S)
+        assert row is not None and 'data-paused="1"' in row.group(1)
+    finally:
+        await console.close()

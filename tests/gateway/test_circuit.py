@@ -1,7 +1,8 @@
 """Circuit breaking per district (docs/http-api.md, the circuit breaker): after
-consecutive connect failures or timeouts the proxy fails fast with 503 (imsx, ``Retry-After``) for
-a cool-down, then lets one probe through; success closes the circuit. State in
-``/admin/connections`` and in the metric ``oneroster_proxy_circuit_open{district}``."""
+consecutive connect failures or timeouts (one per request) the proxy fails fast with 503
+(imsx, ``Retry-After``) for a cool-down, then lets one probe through; success closes the
+circuit. State in ``/admin/connections`` and in the metric
+``oneroster_proxy_circuit_open{district}``."""
 
 from __future__ import annotations
 
@@ -78,9 +79,11 @@ async def test_opens_fails_fast_probes_and_closes(start_proxy, tmp_path, http):
     url = proxy.app_url("v1p1/orgs")
     assert await admin_state(http, proxy) == ("closed", "absent")
 
-    # Three attempts fail to connect (one GET is tried three times): the circuit opens.
-    status, data, _ = await get(http, url, token)
-    assert status == 502
+    # Each GET fails to connect (three attempts each) and counts once: the third opens it.
+    for expected in ("closed", "closed", "open"):
+        status, data, _ = await get(http, url, token)
+        assert status == 502
+        assert (await admin_state(http, proxy))[0] == expected
     assert await admin_state(http, proxy) == ("open", "1.0")
 
     # Open: refused at once, without trying the district.
@@ -113,7 +116,8 @@ async def test_failed_probe_opens_again(start_proxy, tmp_path, http):
         proxy = await breaker_proxy(start_proxy, tmp_path, sock.getsockname()[1])
         token = await proxy.token()
         url = proxy.app_url("v1p1/orgs")
-        assert (await get(http, url, token))[0] == 502
+        for _ in range(3):
+            assert (await get(http, url, token))[0] == 502
         assert (await admin_state(http, proxy))[0] == "open"
         await asyncio.sleep(0.7)
         assert (await admin_state(http, proxy))[0] == "half-open"

@@ -559,7 +559,22 @@ async def test_upstream_receives_the_vendors_query_byte_for_byte(proxy, sandbox,
 
 @pytest.mark.parametrize(
     "query",
-    ["oauth_consumer_key=evil", "limit=1&oauth_token=x", "OAUTH_NONCE=1", "oauth%5Fnonce=1"],
+    [
+        "oauth_consumer_key=evil",
+        "limit=1&oauth_token=x",
+        "OAUTH_NONCE=1",
+        "oauth%5Fnonce=1",
+        # Decoded names (docs/http-api.md, refused parameters): each reached the district once.
+        "%6Fauth_token=evil",
+        "o%61uth_signature_method=PLAINTEXT",
+        "limit=1&%4F%41%55%54%48_consumer_key=x",
+        "%256Fauth_token=twice-encoded",
+        "limit=1;oauth_nonce=semicolon",
+        "+oauth_token=leading-space",
+        "oauth.token=php-reads-this-as-oauth_token",
+        "_method=DELETE",
+        "%5Fmethod=DELETE",
+    ],
 )
 async def test_vendor_oauth_params_are_refused_before_signing(proxy, sandbox, http, query):
     token = await proxy.token()

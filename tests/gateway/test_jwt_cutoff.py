@@ -19,7 +19,14 @@ import pytest
 from tests.cli.test_tokens import run_cli, status_of, wait_for_status
 from tests.gateway.test_vendor_api import basic, token_request
 from tests.redis_server import RedisServer, require_redis_server
-from tests.support import ACME_CLIENT_SECRET, ADMIN_TOKEN, SteppedClock, auth, base_config
+from tests.support import (
+    ACME_CLIENT_SECRET,
+    ADMIN_TOKEN,
+    JWT_KEY,
+    SteppedClock,
+    auth,
+    base_config,
+)
 
 NEW_SECRET = "acme-client-secret-rotated-9876543210"
 # cache_ttl is 1 s in these configs; polling allows for a loaded machine, not a timed check.
@@ -164,3 +171,46 @@ async def test_store_outage_keeps_the_last_cut_in_force(
     # JWTs verify without the store; the last cut read stays in force, both ways.
     assert await status_of(http, proxy.app_url("v1p1/orgs"), fresh) == 200
     assert await status_of(http, proxy.app_url("v1p1/orgs"), old) == 401
+
+
+async def test_a_copy_of_the_store_gives_nothing_to_test_a_guess_against(
+    sandbox, start_proxy, tmp_path, http
+):
+    """The stored fingerprint is an HMAC keyed from ``[server] jwt_keys``, which the store
+    does not hold: even the right secret, guessed, cannot be confirmed from a copy of the
+    store. A fingerprint in the earlier PBKDF2 form (an upgraded store) is taken as the same
+    secret, so the upgrade ends no JWT, and is replaced."""
+    import base64
+    import hashlib
+
+    from proxy.gateway.jwt_cutoff import CHANGED, SAME, compare
+
+    def stored() -> str:
+        with sqlite3.connect(tmp_path / "store.db") as db:
+            row = db.execute("SELECT secret_fingerprint FROM vendor_auth WHERE vendor = 'acme'")
+            return str(row.fetchone()[0])
+
+    first = await start_proxy(sandbox)
+    old = await new_jwt(first, http)
+    doc = copy.deepcopy(first.doc)
+    await first.stop()
+    fingerprint = stored()
+    assert fingerprint.startswith("hmac-sha256$") and ACME_CLIENT_SECRET not in fingerprint
+    assert compare(fingerprint, ACME_CLIENT_SECRET, [JWT_KEY]) == SAME
+    for guessed_key in ("", "a-guessed-jwt-key-0123456789abcdef0123"):
+        assert compare(fingerprint, ACME_CLIENT_SECRET, [guessed_key]) == CHANGED
+
+    salt = b"0123456789abcdef"
+    legacy = hashlib.pbkdf2_hmac("sha256", ACME_CLIENT_SECRET.encode(), salt, 50_000)
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        db.execute(
+            "UPDATE vendor_auth SET secret_fingerprint = ? WHERE vendor = 'acme'",
+            (f"pbkdf2-sha256$50000${b64(salt)}${b64(legacy)}",),
+        )
+    second = await start_proxy(sandbox, doc)
+    assert await status_of(http, second.app_url("v1p1/orgs"), old) == 200
+    assert stored() == fingerprint  # HMAC: the same secret, the same key, the same text

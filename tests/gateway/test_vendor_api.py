@@ -29,7 +29,7 @@ from tests.support import (
 )
 
 # Characters that form-encoding changes (RFC 6749 §2.3.1 / Appendix B), and a colon.
-ODD_SECRET = "s3cret+/=:&%20 ~é"
+ODD_SECRET = "s3cret+/=:&%20 ~é-0123456789abcdefghij"
 KEY_B = "second-jwt-key-for-rotation-0123456789abcdef"
 V1P2 = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
 V1P1 = "https://purl.imsglobal.org/spec/or/v1p1/scope/"

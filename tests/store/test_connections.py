@@ -22,6 +22,7 @@ def district(name: str = "springfield", **fields: object) -> DistrictRecord:
         "base_url": f"https://{name}.example/api",
         "created": T0,
         "updated": T0,
+        "version": 1,  # what an added record is stored at
     }
     values.update(fields)
     return DistrictRecord(name=name, **values)  # type: ignore[arg-type]
@@ -36,6 +37,7 @@ def connection(app_id: str, **fields: object) -> ConnectionRecord:
         "scopes": ("roster-core.readonly",),
         "created": T0,
         "updated": T0,
+        "version": 1,  # what an added record is stored at
     }
     values.update(fields)
     return ConnectionRecord(app_id=app_id, **values)  # type: ignore[arg-type]
@@ -55,6 +57,9 @@ async def test_district_add_get_list_round_trip_every_field(store: Store) -> Non
         max_connections=5,
         max_wait="10s",
         rate_limit="600/m",
+        timezone="America/Chicago",
+        windows='[{"days":"mon-fri","from":"07:00","to":"16:00","max_connections":1}]',
+        pauses='[{"from":"2027-06-20","to":"2027-08-01","reason":"summer rollover"}]',
     )
     bare = district("springfield")
     await store.add_district(full)
@@ -81,7 +86,7 @@ async def test_district_update_keeps_created_and_clears_unset_fields(store: Stor
     )
     await store.update_district(changed)
     got = await store.get_district("springfield")
-    assert got == replace(changed, created=T0)
+    assert got == replace(changed, created=T0, version=2)
     assert got.max_connections is None and got.rate_limit is None
     with pytest.raises(NotFound):
         await store.update_district(district("nowhere"))
@@ -151,7 +156,7 @@ async def test_connection_appid_taken_is_a_conflict_and_changes_nothing(store: S
 
 
 async def test_resolve_reads_the_connection_and_its_district(store: Store) -> None:
-    d = district(max_connections=3)
+    d = district(max_connections=3, pauses='[{"from":"2027-06-20","to":"2027-08-01","reason":"r"}]')
     c = connection("app-1")
     await store.add_district(d)
     await store.add_connection(c, district_in_store=True)
@@ -176,7 +181,7 @@ async def test_update_replaces_fields_and_keeps_created_and_district(store: Stor
         updated=T0 + SECOND,
     )
     await store.update_connection(renewed)
-    assert await store.get_connection("app-1") == replace(renewed, created=T0)
+    assert await store.get_connection("app-1") == replace(renewed, created=T0, version=2)
     # The vendor's listing follows the new vendor.
     assert [c.app_id for c in await store.list_connections(vendor="globex")] == ["app-1"]
     assert await store.list_connections(vendor="acme") == []
@@ -267,3 +272,30 @@ async def test_another_instance_sees_changes_at_once(store: Store, backend: Back
         assert await store.resolve_connection("app-1") is None
     finally:
         await other.close()
+
+
+async def test_a_schema_4_sqlite_file_gains_the_courtesy_columns(tmp_path) -> None:
+    """A store written before windows and pauses existed opens, its districts read with
+    none, and takes them from then on."""
+    import sqlite3
+
+    from proxy.store.sqlite import _MIGRATIONS, SqliteStore
+
+    path = str(tmp_path / "old.db")
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for version in range(1, 5):
+            for statement in _MIGRATIONS[version]:
+                conn.execute(statement)
+        conn.execute("INSERT INTO schema_version (version) VALUES (4)")
+        conn.execute(
+            "INSERT INTO districts (name, base_url, auth, signature_method, vendor_authorization, "
+            "versions, created, updated) VALUES ('old', 'https://old.example', 'oauth1', "
+            "'HMAC-SHA256', 0, 'v1p1', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
+        )
+    async with SqliteStore(path) as store:
+        old = await store.get_district("old")
+        assert old is not None and old.timezone is None and old.pauses is None
+        await store.update_district(replace(old, timezone="America/Chicago", pauses="[]"))
+        again = await store.get_district("old")
+        assert again is not None and again.timezone == "America/Chicago"

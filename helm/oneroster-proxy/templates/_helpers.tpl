@@ -91,7 +91,8 @@ replica only). */}}
 {{- else if kindIs "bool" . -}}
 {{ ternary "true" "false" . }}
 {{- else if kindIs "map" . -}}
-{{ fail "config: a value may not be a table here" }}
+{{/* an inline table inside a list: a district's windows and pauses */}}
+{ {{- $first := true }}{{ range $k, $v := . }}{{ if not $first }},{{ end }}{{ $first = false }} {{ toJson $k }} = {{ include "oneroster-proxy.tomlValue" $v }}{{ end }} }
 {{- else -}}
 {{ toJson . }}
 {{- end -}}

@@ -38,7 +38,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -49,6 +48,7 @@ from proxy import config as config_mod
 from proxy.config import Config, Listen
 from proxy.errors import ConfigError
 from proxy.serve import eventloop
+from proxy.serve.rundirs import make_run_dir
 from proxy.serve.workers.control import ControlPlane
 from proxy.serve.workers.process import Worker, describe_exit, spawn, worker_session
 from proxy.tasks import TaskSet
@@ -62,6 +62,8 @@ FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
 KILL_GRACE = 5.0  # beyond drain_timeout, before a worker that will not stop is killed
 STANDBY_RETRY = 5.0  # a standby that died young is started again after this
+#: The run folder (config snapshot, admin sockets, metrics), named for the supervisor.
+RUN_PREFIX = "oneroster-proxy-run-"
 
 
 def serve_workers(config_path: str, config: Config, workers: int) -> int:
@@ -103,7 +105,8 @@ class Supervisor:
         text, self.config = self.read_config()
         # mkdtemp makes the directory 0700: the workers' admin sockets and the config snapshot
         # in it are this user's only.
-        self._run_dir = tempfile.mkdtemp(prefix="oneroster-proxy-")
+        # A supervisor killed by SIGKILL leaves its folder; the next start removes it.
+        self._run_dir = make_run_dir(RUN_PREFIX)
         try:
             os.mkdir(self.metrics_dir)
             self._write_snapshot(text)

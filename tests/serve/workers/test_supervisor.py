@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -217,12 +216,19 @@ async def test_workers_of_a_killed_supervisor_stop_and_free_the_port(
     while not all(_gone(pid) for pid in pids):
         assert time.monotonic() < deadline, "orphaned workers kept running"
         await asyncio.sleep(0.1)
-    # A supervisor killed outright cannot remove its run directory; the test does.
-    shutil.rmtree(run_dir, ignore_errors=True)
     # Nothing listens on the gateway port any more.
     with pytest.raises(aiohttp.ClientConnectionError):
         async with aiohttp.ClientSession() as session:
             await session.get(f"{proc.url}/healthz")
+    # A supervisor killed outright cannot remove its run directory (config snapshot, admin
+    # sockets): the next start does, and keeps its own.
+    assert run_dir.exists()
+    again = Served(config, workers=2)
+    served.append(again)
+    await _ready(again, 2)
+    assert not run_dir.exists()
+    own = Path(next(iter(again.ready_workers().values()))["admin_socket"]).parent
+    assert own.exists() and own != run_dir
 
 
 async def test_workers_must_be_positive(tmp_path: Path, sandbox: Any) -> None:
