@@ -30,8 +30,9 @@ be a wrong answer, not a slow one.
   connection, and a PUT/POST/DELETE must never reach the district twice.
 
 prometheus-client (tested: 0.19.0, the floor CI installs, and 0.26.0; pinned ``<0.27``).
-Outside the tested range, or when the fields are not there, ``HISTOGRAM_FOLD`` is false and ``proxy.metrics.Tally`` updates the
-metrics through the public API on every request instead (still correct, only slower).
+Outside the tested range, or when the fields are not there, ``HISTOGRAM_FOLD`` is false and
+``proxy.metrics.Tally`` updates the metrics through the public API on every request instead
+(still correct, only slower).
 
 * ``histogram_bounds`` / ``histogram_add``: a histogram child's ``_upper_bounds``, ``_sum``
   and ``_buckets``, so observations counted locally are added at collection time. Worth it:
