@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from proxy import compat
 from proxy.activity import Activity
 
 if TYPE_CHECKING:
@@ -101,8 +102,10 @@ class Tally:
 
     def __init__(self, direct: bool) -> None:
         self._counts: dict[Any, float] = {}
-        self._observed: dict[Any, list[float]] = {}
-        if direct:
+        self._observed: dict[Any, tuple[list[float], list[float]]] = {}
+        # Folding writes prometheus-client's private histogram fields (proxy.compat): outside
+        # the versions that was tested with, every update goes to the children directly.
+        if direct or not compat.HISTOGRAM_FOLD:
             self.count = _count_direct  # type: ignore[method-assign]
             self.observe = _observe_direct  # type: ignore[method-assign]
 
@@ -111,24 +114,23 @@ class Tally:
         counts[child] = counts.get(child, 0) + amount
 
     def observe(self, child: Any, amount: float) -> None:
-        entry = self._observed.get(child)
-        if entry is None:
-            # [sum, then one count per bucket]; the bounds end with +Inf.
-            entry = self._observed[child] = [0.0] * (len(child._upper_bounds) + 1)
+        got = self._observed.get(child)
+        if got is None:
+            # The bucket bounds (ending with +Inf), and [sum, then one count per bucket].
+            bounds = compat.histogram_bounds(child)
+            got = self._observed[child] = (bounds, [0.0] * (len(bounds) + 1))
+        bounds, entry = got
         entry[0] += amount
         # The first bucket whose bound is >= amount: where Histogram.observe counts it.
-        entry[1 + bisect_left(child._upper_bounds, amount)] += 1
+        entry[1 + bisect_left(bounds, amount)] += 1
 
     def fold(self) -> None:
         counts, self._counts = self._counts, {}
         observed, self._observed = self._observed, {}
         for child, amount in counts.items():
             child.inc(amount)
-        for child, entry in observed.items():
-            child._sum.inc(entry[0])
-            for bucket, n in zip(child._buckets, entry[1:], strict=True):
-                if n:
-                    bucket.inc(n)
+        for child, (_, entry) in observed.items():
+            compat.histogram_add(child, entry[0], entry[1:])
 
     # A collector with no families of its own: collecting it folds the pending counts.
     def collect(self) -> Iterator[Any]:

@@ -5,13 +5,24 @@ from __future__ import annotations
 import pathlib
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import aiohttp
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _forget_applications() -> Iterator[None]:
+    """After each test, let its aiohttp applications go: aiohttp caches every application's
+    middleware chain (proxy/compat.py), which otherwise keeps each one alive with its event
+    loop and sandbox data for the rest of the session."""
+    yield
+    from proxy.compat import forget_built_middlewares
+
+    forget_built_middlewares()
 
 
 @pytest.fixture
@@ -61,7 +72,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 # start redis (the store backends' "redis" parameter included) is marked on its own.
 _SPAWNS = re.compile(
     r"^\s*(import subprocess|from tests\.(served|redis_server|sentinel_cluster) import|"
-    r"from playwright|import playwright)",
+    r"from playwright|import playwright|from tests\.cli\.\w+ import)"
+    # the CLI started through asyncio or the running interpreter (tests/cli/*)
+    r"|\bcreate_subprocess_exec\(|\bsys\.executable\b",
     re.M,
 )
 _PROCESS_FIXTURES = frozenset({"redis_server", "sentinels", "sentinel_cluster", "browser", "page"})

@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,30 @@ async def serve_on_loopback(app: web.Application, **runner: Any) -> tuple[web.Ap
     await started.setup()
     await web.TCPSite(started, "127.0.0.1", 0).start()
     return started, int(started.addresses[0][1])
+
+
+class SteppedClock:
+    """A clock a test moves by hand (``Authenticator(clock=...)``, ``proxy.gateway.inbound``):
+    wall and monotonic time start at the real ones and advance together, only when told, so an
+    expiry or a cache TTL is judged on the test's word, not the machine's speed."""
+
+    def __init__(self) -> None:
+        self._wall = time.time()
+        self._mono = time.monotonic()
+
+    def time(self) -> float:
+        return self._wall
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        self._wall += seconds
+        self._mono += seconds
+
+    def set_wall(self, at: dt.datetime) -> None:
+        """Move both clocks to the wall time ``at`` (forward or back)."""
+        self.advance(at.timestamp() - self._wall)
 
 
 def free_port() -> int:

@@ -11,8 +11,14 @@ import copy
 import json
 import re
 import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
+
+import aiohttp
+import pytest
+import pytest_asyncio
 
 from proxy.sandbox import SandboxOptions
 from proxy.sandbox.server import start_sandbox
@@ -56,11 +62,28 @@ def upstream_credentials(sandbox: Any) -> list[str]:
     return found
 
 
-async def test_a_realistic_session_logs_every_request_and_action_and_no_secret(
-    sandbox, tmp_path, http
-):
+@dataclass
+class Session:
+    """What one realistic session left: the serve process's log (text and JSON records), the
+    CLI's log lines, and every secret the session used, by label."""
+
+    text: str
+    records: list[dict[str, Any]]
+    cli_records: list[dict[str, Any]]
+    secrets: dict[str, str]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def session(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Session]:
+    """A realistic session against a real ``serve`` process, run once for the focused tests
+    below: tokens by the CLI (another process, same store) and the admin API, vendor requests
+    filtering on a student's name (1.1 and 1.2), OAuth2 inbound and an OAuth2 district, refused
+    credentials, reloads by signal and by the admin API, then SIGTERM."""
+    tmp_path = tmp_path_factory.mktemp("logs")
+    sandbox = await start_sandbox(SandboxOptions())
     campus = await start_sandbox(SandboxOptions(auth="oauth2"))
     proc: ProxyProcess | None = None
+    http = aiohttp.ClientSession()
     try:
         doc = base_config(tmp_path, sandbox)
         doc["districts"]["campus"] = {
@@ -177,42 +200,7 @@ async def test_a_realistic_session_logs_every_request_and_action_and_no_secret(
         text = proc.text() + "".join(cli_err)
         records = proc.records()
         assert len(records) == len(proc.text().splitlines()), "every line is one JSON object"
-
-        # --- one access line per request, with the documented fields
-        # -----------------------------
-        access = [r for r in records if r.get("logger") == "oneroster_proxy.access"]
-        assert len(access) >= 12
-        for r in access:
-            assert ACCESS_FIELDS <= set(r), r
-            assert "?" not in r["path"]
-        line = next(r for r in access if r["request_id"] == "log-test-1")
-        assert line["vendor"] == "acme" and line["app"] == "app-7"
-        assert line["district"] == "springfield" and line["method"] == "GET"
-        assert line["path"] == "/app-7/ims/oneroster/v1p1/users"
-        assert line["query_params"] == ["filter", "limit"]
-        assert line["status"] == 200 and line["upstream_status"] == 200
-        assert line["bytes"] > 0 and line["duration_ms"] > 0
-        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"])
-        assert any(r["app"] == "app-9" and r["district"] == "campus" for r in access)
-        assert any(r["status"] == 401 and r["vendor"] == "-" for r in access)
-
-        # --- one line per operator action ------------------------------------------------
-        events = [(r.get("event"), r.get("interface")) for r in records]
-        for wanted in (
-            ("token.issue", "admin"),
-            ("token.rotate", "admin"),
-            ("config.reload", "signal"),
-            ("config.reload", "admin"),
-        ):
-            assert wanted in events, wanted
-        assert any(r.get("event") == "admin.request" and r["status"] == 401 for r in records)
         cli_records = [json.loads(ln) for ln in "".join(cli_err).splitlines()]
-        assert [(r["event"], r["interface"]) for r in cli_records] == [
-            ("token.issue", "cli"),
-            ("token.revoke", "cli"),
-        ]
-
-        # --- never a secret ----------------------------------------------------------------
         secrets = {
             "student name": name,
             "admin token": ADMIN_TOKEN,
@@ -240,12 +228,58 @@ async def test_a_realistic_session_logs_every_request_and_action_and_no_secret(
         for i, value in enumerate(upstream_credentials(sandbox) + upstream_credentials(campus)):
             secrets[f"upstream credential {i}"] = value
         assert any(k.startswith("upstream credential") for k in secrets)
-        for label, secret in secrets.items():
-            assert secret and secret not in text, f"{label} found in the log"
+        yield Session(text, records, cli_records, secrets)
     finally:
+        await http.close()
         if proc is not None:
             await proc.stop()
         await campus.close()
+        await sandbox.close()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_one_access_line_per_request_with_the_documented_fields(session: Session) -> None:
+    records = session.records
+    access = [r for r in records if r.get("logger") == "oneroster_proxy.access"]
+    assert len(access) >= 12
+    for r in access:
+        assert ACCESS_FIELDS <= set(r), r
+        assert "?" not in r["path"]
+    line = next(r for r in access if r["request_id"] == "log-test-1")
+    assert line["vendor"] == "acme" and line["app"] == "app-7"
+    assert line["district"] == "springfield" and line["method"] == "GET"
+    assert line["path"] == "/app-7/ims/oneroster/v1p1/users"
+    assert line["query_params"] == ["filter", "limit"]
+    assert line["status"] == 200 and line["upstream_status"] == 200
+    assert line["bytes"] > 0 and line["duration_ms"] > 0
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"])
+    assert any(r["app"] == "app-9" and r["district"] == "campus" for r in access)
+    assert any(r["status"] == 401 and r["vendor"] == "-" for r in access)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_one_line_per_operator_action_from_every_interface(session: Session) -> None:
+    records = session.records
+    events = [(r.get("event"), r.get("interface")) for r in records]
+    for wanted in (
+        ("token.issue", "admin"),
+        ("token.rotate", "admin"),
+        ("config.reload", "signal"),
+        ("config.reload", "admin"),
+    ):
+        assert wanted in events, wanted
+    assert any(r.get("event") == "admin.request" and r["status"] == 401 for r in records)
+    assert [(r["event"], r["interface"]) for r in session.cli_records] == [
+        ("token.issue", "cli"),
+        ("token.revoke", "cli"),
+    ]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_no_secret_the_session_used_is_in_any_log(session: Session) -> None:
+    assert any(k.startswith("upstream credential") for k in session.secrets)
+    for label, secret in session.secrets.items():
+        assert secret and secret not in session.text, f"{label} found in the log"
 
 
 async def test_text_format(sandbox, tmp_path, http):

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import NoReturn, cast
 
-from proxy import __version__
+from proxy import __version__, compat
 from proxy.errors import ConfigError, ProxyError
 
 #: The command groups (modules of this package) in the order ``--help`` lists them: running the
@@ -89,10 +89,8 @@ _JSON_LOG_COMMANDS = frozenset({"serve"})
 def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     """Every sub-parser below ``parser``, at any depth."""
     found = []
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for child in action.choices.values():
-                found += [child, *_parsers(child)]
+    for child in compat.subparsers(parser):
+        found += [child, *_parsers(child)]
     return found
 
 
@@ -101,11 +99,11 @@ def _everywhere(parser: argparse.ArgumentParser) -> None:
     it, and ``--config`` from ``ORP_CONFIG`` when the flag is absent (docs/commands.md)."""
     if not parser.add_help:
         return  # the sandbox: its own parser reads the rest of the line
-    if "--log-format" not in parser._option_string_actions:
+    if compat.option_action(parser, "--log-format") is None:
         parser.add_argument(
             "--log-format", choices=LOG_FORMATS, default=argparse.SUPPRESS, help=argparse.SUPPRESS
         )
-    action = parser._option_string_actions.get("--config")
+    action = compat.option_action(parser, "--config")
     if action is not None:
         env = os.environ.get(CONFIG_ENV)
         action.help = f"the config file (default: ${CONFIG_ENV})"

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from proxy import compat
 from proxy import config as config_mod
 from proxy.connections.partial import StoreOnly
 from proxy.errors import ConfigError
@@ -17,7 +18,7 @@ from proxy.store.base import Store
 T = TypeVar("T")
 if TYPE_CHECKING:
     # What ``add_subparsers`` returns, handed to each group's ``register``.
-    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+    Commands = compat.SubParsersAction[argparse.ArgumentParser]
 
 
 def duration(value: str) -> timedelta:

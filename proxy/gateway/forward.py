@@ -38,6 +38,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
+from proxy.compat import disable_connection_retry
 from proxy.errors import (
     PayloadTooLarge,
     ProxyError,
@@ -98,18 +99,6 @@ def new_session(
     )
     disable_connection_retry(session)
     return session
-
-
-def disable_connection_retry(session: aiohttp.ClientSession) -> None:
-    """Switch off aiohttp's silent re-send on a stale keep-alive connection.
-
-    aiohttp exposes no public switch (its own test client sets this attribute); a test
-    (``tests/gateway/test_upstream.py``) proves no PUT/POST/DELETE is ever received twice, so a
-    future aiohttp that renames it fails loudly there.
-    """
-    if not hasattr(session, "_retry_connection"):
-        raise RuntimeError("aiohttp changed: cannot disable the persistent-connection retry")
-    session._retry_connection = False
 
 
 class _UpstreamErrors:

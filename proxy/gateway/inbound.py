@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from cachetools import TTLCache
@@ -69,13 +69,24 @@ def bearer(header: str | None) -> str:
     return value
 
 
+class Clock(Protocol):
+    """Where the authenticator reads time: the ``time`` module itself, or a test's clock that
+    moves only when told (so a token's expiry or a cache TTL is judged without waiting)."""
+
+    def time(self) -> float: ...
+    def monotonic(self) -> float: ...
+
+
 class Authenticator:
     """Turns bearer tokens into principals; one per app, shared across config reloads."""
 
-    def __init__(self, store: Store, cache_ttl: float, *, maxsize: int = 100_000) -> None:
+    def __init__(
+        self, store: Store, cache_ttl: float, *, maxsize: int = 100_000, clock: Clock = time
+    ) -> None:
         self.store = store
+        self.clock = clock
         # token id -> record (or None for unknown ids); the secret is checked on every request.
-        self._cache: TTLCache[str, TokenRecord | None] = TTLCache(maxsize=maxsize, ttl=cache_ttl)
+        self._cache: TTLCache[str, TokenRecord | None] = self._ttl_cache(maxsize, cache_ttl)
         self._pending: dict[str, asyncio.Future[TokenRecord | None]] = {}
         # The hot path: a whole opaque token that passed every check -> (principal, monotonic
         # time its cache entry lapses, epoch time it expires or was revoked). A hit costs two
@@ -88,14 +99,17 @@ class Authenticator:
         self.last_used: dict[str, float] = {}  # token id -> epoch seconds
         # vendor -> its JWT "not before" in epoch seconds (None: never cut), fresh for
         # cache_ttl; the last value read outlives the TTL, for store outages.
-        self._cutoffs: TTLCache[str, float | None] = TTLCache(maxsize=maxsize, ttl=cache_ttl)
+        self._cutoffs: TTLCache[str, float | None] = self._ttl_cache(maxsize, cache_ttl)
         self._last_cutoffs: dict[str, float | None] = {}
         self._cutoff_locks: dict[str, asyncio.Lock] = {}
 
+    def _ttl_cache(self, maxsize: float, ttl: float) -> TTLCache[str, Any]:
+        return TTLCache(maxsize=maxsize, ttl=ttl, timer=lambda: self.clock.monotonic())
+
     def set_ttl(self, cache_ttl: float) -> None:
         if cache_ttl != self._cache.ttl:
-            self._cache = TTLCache(maxsize=self._cache.maxsize, ttl=cache_ttl)
-            self._cutoffs = TTLCache(maxsize=self._cutoffs.maxsize, ttl=cache_ttl)
+            self._cache = self._ttl_cache(self._cache.maxsize, cache_ttl)
+            self._cutoffs = self._ttl_cache(self._cutoffs.maxsize, cache_ttl)
             self._verified.clear()
             self._ttl = cache_ttl
 
@@ -160,7 +174,8 @@ class Authenticator:
         stale: Principal | None = None
         if entry is not None:
             principal, lapses, ends = entry
-            mono, wall = time.monotonic(), time.time()
+            clock = self.clock
+            mono, wall = clock.monotonic(), clock.time()
             if ends is not None and wall >= ends:
                 del self._verified[value]
             elif mono < lapses:
@@ -170,7 +185,7 @@ class Authenticator:
                 stale = principal  # used only if the store cannot be asked
             else:
                 del self._verified[value]
-        now = now or datetime.now(UTC)
+        now = now or datetime.fromtimestamp(self.clock.time(), UTC)
         if value.startswith(tokens.PREFIX):
             try:
                 principal = await self._opaque(value, now)
@@ -226,7 +241,8 @@ class Authenticator:
         ends = [t.timestamp() for t in (record.expires, record.revoked) if t is not None]
         if len(self._verified) >= self._max_verified:
             self._verified.clear()
-        self._verified[value] = (principal, time.monotonic() + self._ttl, min(ends, default=None))
+        lapses = self.clock.monotonic() + self._ttl
+        self._verified[value] = (principal, lapses, min(ends, default=None))
         return principal
 
     async def _lookup(self, token_id: str) -> TokenRecord | None:

@@ -25,13 +25,13 @@ body that stops arriving. ``GuardedAppRunner`` installs a ``RequestHandler`` sub
   connection closes after the answer instead of lingering for the rest of the body.
 
 These reach into aiohttp internals (``handle_error``, ``_handle_request``, the reading-paused
-flags); ``tests/gateway/test_inbound_limits.py`` drives each path over a raw socket, so an aiohttp
+flags), through ``proxy.compat``, which checks the aiohttp version they were tested with;
+``tests/gateway/test_inbound_limits.py`` drives each path over a raw socket, so an aiohttp
 upgrade that changes them fails there.
 """
 
 from __future__ import annotations
 
-import ast
 import itertools
 import logging
 import re
@@ -41,10 +41,10 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
-from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
+from proxy.compat import RequestHandler, bad_method_line
 from proxy.errors import (
     BadRequest,
     Forbidden,
@@ -101,17 +101,8 @@ def unknown_method(exc: BaseException | None) -> str | None:
     aiohttp's C parser refuses methods outside its list with ``BadHttpMethod``, quoting the
     request line as a bytes literal; TLS and other junk raise the same class with a line that
     is not ``TOKEN SP target SP HTTP/x.y``, and stay 400."""
-    if not isinstance(exc, BadHttpMethod):
-        return None
-    text = str(exc.message)
-    start = text.find("b'")
-    if not text.startswith("Invalid method encountered") or start < 0:
-        return None
-    try:
-        line = ast.literal_eval(text[start:].split("\n", 1)[0].strip())
-    except (SyntaxError, ValueError):
-        return None
-    parts = line.split(b" ") if isinstance(line, bytes) else []
+    line = bad_method_line(exc) if isinstance(exc, BadHttpMethod) else None
+    parts = line.split(b" ") if line is not None else []
     if len(parts) != 3 or not _METHOD.fullmatch(parts[0]) or not parts[2].startswith(b"HTTP/"):
         return None
     return parts[0].decode("ascii")

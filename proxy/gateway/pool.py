@@ -18,6 +18,8 @@ first, the headers in order, ``Accept: */*`` when there is no ``Accept``); a tes
 two heads. A pooled connection is used by one request at a time, goes back to the pool only
 when its answer was read to the end and neither side asked to close, and is closed after
 ``keepalive`` idle seconds. Nothing is ever re-sent here: retries are the upstream policy's.
+``ResponseHandler`` is private to aiohttp: ``proxy.compat`` checks the version it was tested
+with and says what it saves.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import http
-from aiohttp.client_proto import ResponseHandler
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from proxy.compat import ResponseHandler
 from proxy.errors import UpstreamBadResponse, UpstreamConnectError, UpstreamTimeout
 
 READ_BUFSIZE = 2**16

@@ -19,6 +19,10 @@ from proxy.store.crypto import Binding, SecretBox, new_key, parse_key
 from tests.support import toml_dumps
 
 ROOT = Path(__file__).resolve().parents[2]
+# Each command has its own limit (``timeout=`` below), which catches a hang and names the
+# command; a test's whole run is several interpreter starts, as long as the machine makes them,
+# so pytest's per-test timeout (pyproject) is not applied on top.
+pytestmark = pytest.mark.timeout(0)
 SECRET = "cli-secret-9Qx!never-printed"
 
 

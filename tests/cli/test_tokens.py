@@ -14,14 +14,14 @@ import os
 import re
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.support import auth, free_port
+from tests.support import SteppedClock, auth, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_RE = re.compile(r"^orp_([a-z0-9]{12})_([A-Za-z0-9_-]{43,})$")
@@ -95,6 +95,8 @@ async def list_json(config: Path, *vendor: str) -> list[dict[str, Any]]:
 async def test_issue_prints_token_last_and_it_works_at_once(proxy, http):
     cfg = str(proxy.config_path)
     url = proxy.app_url("v1p1/orgs")
+    # The proxy judges expiry by this clock: the test moves it, however slow the CLI was.
+    clock = proxy.services.authenticator.clock = SteppedClock()
     token, ttl_token = await asyncio.gather(
         cli_token("tokens", "issue", "acme", "--config", cfg),
         cli_token("tokens", "issue", "acme", "--config", cfg, "--ttl", "3s"),
@@ -102,6 +104,7 @@ async def test_issue_prints_token_last_and_it_works_at_once(proxy, http):
     record = await proxy.services.store.get_token(token_id(ttl_token))
     assert record.expires is not None
     assert 2.9 <= (record.expires - record.created).total_seconds() <= 3.1
+    clock.set_wall(record.created)
     # The running proxy never saw these ids: the very first request must already pass.
     assert await status_of(http, url, token) == 200
     assert await status_of(http, url, ttl_token) == 200
@@ -113,11 +116,10 @@ async def test_issue_prints_token_last_and_it_works_at_once(proxy, http):
     assert rows[token_id(ttl_token)]["expires"] is not None
 
     # --ttl 3s: works until the expiry, 401 right after it (the cached record carries it).
-    left = (record.expires - datetime.now(UTC)).total_seconds()
-    assert left > 0.5, "the CLI took too long for this test to judge the expiry"
+    clock.set_wall(record.expires - timedelta(milliseconds=50))
     assert await status_of(http, url, ttl_token) == 200
-    await asyncio.sleep((record.expires - datetime.now(UTC)).total_seconds() + 0.05)
-    await wait_for_status(http, url, ttl_token, 401, within=0.5)
+    clock.set_wall(record.expires + timedelta(milliseconds=50))
+    assert await status_of(http, url, ttl_token) == 401
     async with http.get(url, headers=auth(ttl_token)) as resp:
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
     assert await status_of(http, url, token) == 200
@@ -126,35 +128,38 @@ async def test_issue_prints_token_last_and_it_works_at_once(proxy, http):
 async def test_rotate_with_grace_then_old_tokens_end(proxy, http):
     cfg = str(proxy.config_path)
     url = proxy.app_url("v1p1/orgs")
+    clock = proxy.services.authenticator.clock = SteppedClock()
     old = await cli_token("tokens", "issue", "acme", "--config", cfg)
     other = await proxy.token("other")
     assert await status_of(http, url, old) == 200  # cached by the proxy from now on
 
     code, out, err = await run_cli("tokens", "rotate", "acme", "--config", cfg, "--grace", "2s")
-    rotated_at = time.monotonic()
     assert code == 0, err
     new = out.rstrip("\n").splitlines()[-1]
     assert TOKEN_RE.match(new) and new != old
     assert token_id(old) in out  # names the tokens whose grace began
-
-    # Inside the grace both work...
-    assert await status_of(http, url, new) == 200
-    assert await status_of(http, url, old) == 200
-    await asyncio.sleep(max(0.0, 1.5 - (time.monotonic() - rotated_at)))
-    assert await status_of(http, url, old) == 200
-    # ...and once it ends (plus at most cache_ttl for the cached lookup), the old one is 401.
-    await wait_for_status(http, url, old, 401, within=2.0 + CACHE_TTL + 0.5)
     ended = {r["id"]: r for r in await list_json(proxy.config_path, "acme")}[token_id(old)]
     grace_end = datetime.fromisoformat(ended["expires"].replace("Z", "+00:00"))
-    assert datetime.now(UTC) >= grace_end  # not a moment before the grace ended
+    rotated = await proxy.services.store.get_token(token_id(new))
+    assert abs((grace_end - rotated.created).total_seconds() - 2) < 0.1
+
+    # Inside the grace both work...
+    clock.set_wall(grace_end - timedelta(milliseconds=100))
+    assert await status_of(http, url, new) == 200
+    assert await status_of(http, url, old) == 200
+    # ...and once it ends, plus at most cache_ttl for the cached lookup, the old one is 401.
+    clock.set_wall(grace_end + timedelta(seconds=CACHE_TTL + 0.05))
+    assert await status_of(http, url, old) == 401
     assert await status_of(http, url, new) == 200
     # Rotation is per vendor: another vendor's token is untouched.
     assert await status_of(http, proxy.app_url("v1p1/orgs", app="app-8"), other) == 200
 
     # --grace 0s: the previous token stops within cache_ttl.
     newest = await cli_token("tokens", "rotate", "acme", "--config", cfg, "--grace", "0s")
-    took = await wait_for_status(http, url, new, 401, within=CACHE_TTL + 0.5)
-    assert took <= CACHE_TTL + 0.5
+    # (from whichever is later: the real time the CLI revoked it, or where the clock stands)
+    clock.set_wall(max(datetime.now(UTC), datetime.fromtimestamp(clock.time(), UTC)))
+    clock.advance(CACHE_TTL + 0.05)
+    assert await status_of(http, url, new) == 401
     assert await status_of(http, url, newest) == 200
 
 

@@ -10,7 +10,6 @@ cuts too, and the store never holds the secret.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import sqlite3
 from typing import Any
@@ -20,7 +19,14 @@ import pytest
 from tests.cli.test_tokens import run_cli, status_of, wait_for_status
 from tests.gateway.test_vendor_api import basic, token_request
 from tests.redis_server import RedisServer, require_redis_server
-from tests.support import ACME_CLIENT_SECRET, ADMIN_TOKEN, JWT_KEY, auth, base_config
+from tests.support import (
+    ACME_CLIENT_SECRET,
+    ADMIN_TOKEN,
+    JWT_KEY,
+    SteppedClock,
+    auth,
+    base_config,
+)
 
 NEW_SECRET = "acme-client-secret-rotated-9876543210"
 # cache_ttl is 1 s in these configs; polling allows for a loaded machine, not a timed check.
@@ -151,6 +157,7 @@ async def test_store_outage_keeps_the_last_cut_in_force(
     doc = base_config(tmp_path, sandbox)
     doc["store"] = {"url": redis_server.url, "cache_ttl": "1s"}
     proxy = await start_proxy(sandbox, doc)
+    clock = proxy.services.authenticator.clock = SteppedClock()
     old = await new_jwt(proxy, http)
     async with http.delete(
         f"{proxy.admin_url}/admin/vendors/acme/tokens", headers=auth(ADMIN_TOKEN)
@@ -160,7 +167,7 @@ async def test_store_outage_keeps_the_last_cut_in_force(
     assert await status_of(http, proxy.app_url("v1p1/orgs"), fresh) == 200
 
     redis_server.stop()
-    await asyncio.sleep(1.2)  # past cache_ttl: the cut can no longer be read
+    clock.advance(1.2)  # past cache_ttl: the cut can no longer be read
     # JWTs verify without the store; the last cut read stays in force, both ways.
     assert await status_of(http, proxy.app_url("v1p1/orgs"), fresh) == 200
     assert await status_of(http, proxy.app_url("v1p1/orgs"), old) == 401
