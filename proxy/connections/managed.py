@@ -319,16 +319,9 @@ async def update_connection(
 
 
 _KEEP = object()
-#: What ``update_connection`` may change.
-UPDATABLE = (
-    "scopes",
-    "enabled",
-    "expires",
-    "drop_fields",
-    "changes",
-    "changes_at",
-    "max_deletions",
-)
+#: What ``update_connection`` may change: every connection field but who and what it is for
+#: and its credentials (those change through ``renew_connection``).
+UPDATABLE = tuple(f for f in CONNECTION_FIELDS if f not in ("vendor", "district", "key", "secret"))
 
 
 async def renew_connection(
