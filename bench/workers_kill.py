@@ -21,6 +21,8 @@ does from vendors who connect afresh. One round:
 
 Reported per round and as the median (min-max) over the rounds:
 
+- ``held``: the vendor connections the killed worker had open (``ss -p``), the requests it
+  could take with it: one in flight or next on each;
 - ``lost``: requests that got no HTTP answer (connection reset / server disconnected) or a
   status other than 200;
 - ``replaced_s``: from the SIGKILL until the new process has served its first request.
@@ -28,6 +30,10 @@ Reported per round and as the median (min-max) over the rounds:
   private admin socket until its ``oneroster_proxy_requests_total`` is above 0. gunicorn: the
   bench's app factory stamps each response with the pid that served it; the first response
   from a pid that was not there before. Both are polled or seen at ~20 ms resolution.
+
+Then, once per variant, the reload that goes wrong: the config file gains a connection that
+names an unknown vendor, the master gets SIGHUP, and one client probes every 50 ms for
+``BROKEN_WINDOW`` seconds; printed: whether the server is still up, and the statuses seen.
 
 Variants: ``ours`` (``oneroster-proxy serve --workers 2``: the standby takes the dead
 worker's place); ``gunicorn`` (``gunicorn -k aiohttp.GunicornWebWorker -w 2``, the app
@@ -63,6 +69,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 PID_HEADER = "X-Bench-Pid"
 CONFIG_ENV = "BENCH_WORKERS_CONFIG"
 USERS = "/app-7/ims/oneroster/v1p1/users?limit=1"
+BROKEN_WINDOW = 5.0  # seconds of probes after the SIGHUP that reads a broken file
 PROBE_PAUSE = 0.02  # the prober's pause between requests, each on a new connection
 
 
@@ -89,6 +96,7 @@ class Round:
     ok: int = 0
     lost: collections.Counter[str] = field(default_factory=collections.Counter)
     replaced_s: float | None = None
+    held: int = 0  # vendor connections the victim had open when it was killed
     seconds: float = 0.0
 
     @property
@@ -218,8 +226,37 @@ async def _requests_on(socket_path: str) -> float:
     )
 
 
+def _connections_of(pid: int, port: int) -> int:
+    """Established connections to ``port`` that process ``pid`` holds (``ss -p``)."""
+    out = subprocess.run(
+        ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return sum(f"pid={pid}," in line for line in out.splitlines())
+
+
 def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def _config(here: Path, sandbox: Any) -> tuple[Path, int]:
+    from tests.support import base_config, free_port, toml_dumps
+
+    port = free_port()
+    doc = base_config(here, sandbox, drain_timeout="5s")
+    doc["server"]["listen"] = f"127.0.0.1:{port}"
+    doc["admin"]["listen"] = f"127.0.0.1:{free_port()}"
+    config = here / "proxy.toml"
+    config.write_text(toml_dumps(doc))
+    return config, port
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
 
 
 async def one_round(
@@ -227,20 +264,12 @@ async def one_round(
 ) -> Round:
     from proxy.compat import disable_connection_retry
     from tests.served import cli
-    from tests.support import base_config, free_port, toml_dumps
 
     here = tmp / f"{variant}-{n}"
     here.mkdir()
-    port = free_port()
-    doc = base_config(here, sandbox, drain_timeout="5s")
-    doc["server"]["listen"] = f"127.0.0.1:{port}"
-    doc["admin"]["listen"] = f"127.0.0.1:{free_port()}"
-    config = here / "proxy.toml"
-    config.write_text(toml_dumps(doc))
+    config, port = _config(here, sandbox)
     token = (await cli("tokens", "issue", "acme", "--config", str(config))).strip().splitlines()[-1]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    server = Server(variant, config, port, env)
+    server = Server(variant, config, port, _env())
     result = Round(variant)
     try:
         await server.ready(token)
@@ -278,7 +307,9 @@ async def one_round(
             clients.append(asyncio.create_task(client(prober, PROBE_PAUSE)))
             await asyncio.sleep(args.warmup)
             before = server.pids()
-            os.kill(server.victim(), signal.SIGKILL)
+            victim = server.victim()
+            result.held = _connections_of(victim, port)
+            os.kill(victim, signal.SIGKILL)
             killed = time.monotonic()
             try:
                 seen = await asyncio.wait_for(server.replacement_serves(before), args.window)
@@ -292,6 +323,38 @@ async def one_round(
     finally:
         server.stop()
     return result
+
+
+async def broken_reload(variant: str, sandbox: Any, tmp: Path) -> str:
+    """SIGHUP to the master after a broken edit of the config file: what vendors see for the
+    next ``BROKEN_WINDOW`` seconds, and whether the server is still up."""
+    from tests.served import cli
+
+    here = tmp / f"{variant}-hup"
+    here.mkdir()
+    config, port = _config(here, sandbox)
+    token = (await cli("tokens", "issue", "acme", "--config", str(config))).strip().splitlines()[-1]
+    server = Server(variant, config, port, _env())
+    seen: collections.Counter[str] = collections.Counter()
+    try:
+        await server.ready(token)
+        config.write_text(config.read_text() + '\n[connections.app-10]\nvendor = "nobody"\n')
+        server.process.send_signal(signal.SIGHUP)
+        until = time.monotonic() + BROKEN_WINDOW
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < until:
+                try:
+                    async with session.get(server.url + USERS, headers=_auth(token)) as r:
+                        await r.read()
+                        seen[str(r.status)] += 1
+                except (aiohttp.ClientError, OSError) as exc:
+                    seen[type(exc).__name__] += 1
+                await asyncio.sleep(0.05)
+        alive = server.process.poll() is None
+    finally:
+        server.stop()
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(seen.items()))
+    return f"{variant:8} {'up' if alive else 'EXITED':7} {kinds}"
 
 
 def _spread(values: list[float], fmt: str) -> str:
@@ -323,23 +386,29 @@ async def main(args: argparse.Namespace) -> int:
                     kinds = ", ".join(f"{k} {v}" for k, v in sorted(r.lost.items())) or "-"
                     replaced = "never" if r.replaced_s is None else f"{r.replaced_s:.3f}s"
                     print(
-                        f"round {n + 1} {variant:8} ok {r.ok:6} lost {r.lost_total:4} "
+                        f"round {n + 1} {variant:8} ok {r.ok:6} held {r.held:3} "
+                        f"lost {r.lost_total:4} "
                         f"({kinds}) replaced in {replaced} over {r.seconds:.1f}s",
                         flush=True,
                     )
+            print()
+            print(f"SIGHUP after a broken config edit, then {BROKEN_WINDOW:.0f} s of probes:")
+            for variant in variants:
+                print(await broken_reload(variant, sandbox, Path(tmp)), flush=True)
     finally:
         await sandbox.runner.cleanup()
     print()
     print(f"{args.rounds} rounds, {args.clients} keep-alive clients; median (min-max)")
-    print(f"{'variant':9} {'lost requests':18} {'replaced_s':22} {'ok req/s':18}")
+    print(f"{'variant':9} {'held':12} {'lost requests':14} {'replaced_s':22} {'ok req/s':18}")
     for variant, rounds in results.items():
+        held = _spread([float(r.held) for r in rounds], ".0f")
         lost = _spread([float(r.lost_total) for r in rounds], ".0f")
         replaced = _spread([r.replaced_s for r in rounds if r.replaced_s is not None], ".3f")
         never = sum(r.replaced_s is None for r in rounds)
         if never:
             replaced += f" +{never} never"
         rate = _spread([r.ok / r.seconds for r in rounds if r.seconds], ".0f")
-        print(f"{variant:9} {lost:18} {replaced:22} {rate:18}")
+        print(f"{variant:9} {held:12} {lost:14} {replaced:22} {rate:18}")
     return 0
 
 
