@@ -69,7 +69,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 # `pytest -m "not slow"` is the loop for people at work: it leaves out the tests that start
 # processes (the CLI or `serve` as subprocesses, redis-server and sentinels, Chromium). CI runs
 # everything. A module that spawns a process anywhere marks all its tests; a test whose fixtures
-# start redis (the store backends' "redis" parameter included) is marked on its own.
+# start redis (the store backends' "redis" parameter included) is marked on its own. Modules
+# whose tests wait out real time (deadlines, Retry-After, cool-downs, a slow district) carry
+# `pytestmark = pytest.mark.slow` themselves.
 _SPAWNS = re.compile(
     r"^\s*(import subprocess|from tests\.(served|redis_server|sentinel_cluster) import|"
     r"from playwright|import playwright|from tests\.cli\.\w+ import)"

@@ -140,6 +140,7 @@ async def test_names_labels_and_bounded_values_after_traffic(proxy, sandbox, htt
     assert buckets[0] == 0.001 and buckets[-1] == 30.0
 
 
+@pytest.mark.slow  # waits out a real deadline or expiry
 async def test_upstream_errors_by_kind_and_token_fetches(sandbox, start_proxy, tmp_path, http):
     oauth2 = await start_sandbox(SandboxOptions(auth="oauth2"))
     try:

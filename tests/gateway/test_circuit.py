@@ -13,8 +13,14 @@ import time
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.support import ADMIN_TOKEN, assert_imsx, auth, base_config
+
+# These tests wait out real time (aiohttp's socket and body deadlines, Retry-After, district
+# slowness, circuit cool-downs): they run in CI and are left out of the quick loop
+# (`pytest -m "not slow"`, tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 KEY, SECRET = "circuit-key", "circuit-secret"
 

@@ -12,10 +12,16 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.gateway.test_limits import InFlight, capped, fetch, recorded
 from tests.support import assert_imsx, auth
 from tests.test_metrics import scrape, value
+
+# These tests wait out real time (aiohttp's socket and body deadlines, Retry-After, district
+# slowness, circuit cool-downs): they run in CI and are left out of the quick loop
+# (`pytest -m "not slow"`, tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 SUMMER = {"from": date(2027, 6, 20), "to": date(2027, 8, 1), "reason": "summer rollover"}
 PEAK = {"days": "mon-fri", "from": "07:00", "to": "16:00", "max_connections": 1}

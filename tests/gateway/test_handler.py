@@ -387,6 +387,7 @@ async def test_unreachable_district_is_502(sandbox, start_proxy, tmp_path, http)
     assert_imsx(data)
 
 
+@pytest.mark.slow  # waits out a real deadline or expiry
 async def test_hanging_district_is_504_within_upstream_timeout(sandbox, start_proxy, http):
     proxy = await start_proxy(sandbox, upstream_timeout="1s")
     token = await proxy.token()

@@ -15,6 +15,11 @@ import pytest
 
 from tests.support import assert_imsx, auth, base_config
 
+# These tests wait out real time (aiohttp's socket and body deadlines, Retry-After, district
+# slowness, circuit cool-downs): they run in CI and are left out of the quick loop
+# (`pytest -m "not slow"`, tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 
 @dataclass
 class Reply:

@@ -125,6 +125,7 @@ async def test_expired_and_revoked_tokens_are_401(make_sandbox, http):
     assert (await call(http, sbx, path, signed=False)).status == 401
 
 
+@pytest.mark.slow  # waits out a real deadline or expiry
 async def test_ttl_is_honoured(make_sandbox, http):
     import asyncio
 

@@ -122,6 +122,7 @@ async def test_request_shape(endpoint: TokenEndpoint, make_source: Callable[...,
     assert sent["content_type"] == "application/x-www-form-urlencoded"
 
 
+@pytest.mark.slow  # waits out a real deadline or expiry
 async def test_expiry_refresh(endpoint: TokenEndpoint, make_source: Callable[..., Any]) -> None:
     # expires_in 1 s: 10% of it (0.1 s) is the margin, since refresh_margin (60 s) is larger
     endpoint.expires_in = 1
@@ -319,6 +320,7 @@ async def test_connection_refused(make_source: Callable[..., Any]) -> None:
     _assert_clean(info.value)
 
 
+@pytest.mark.slow  # waits out a real deadline or expiry
 async def test_timeout(endpoint: TokenEndpoint, make_source: Callable[..., Any]) -> None:
     endpoint.delay = 0.6
     # A timeout is the gateway's 504 (docs/http-api.md: within upstream_timeout), not a 502.
