@@ -28,6 +28,7 @@ listener and the HTTP parser guard (``proxy.gateway.inbound_limits``) all answer
      │    ├── UpstreamBadResponse
      │    └── UpstreamTokenError
      ├── ServiceUnavailable 503 (Retry-After)
+     │    ├── CredentialsUnusable  (a sealed secret that no longer opens: enter it again)
      │    └── StoreUnavailable
      ├── UpstreamTimeout   504
      │    └── UpstreamTokenTimeout  (the district's token endpoint)
@@ -200,6 +201,12 @@ class UpstreamTokenError(UpstreamError):
 class ServiceUnavailable(ProxyError):
     status = 503
     code_minor = "server_busy"
+
+
+class CredentialsUnusable(ServiceUnavailable):
+    """A store connection's sealed secret no longer opens for where it would be sent (its
+    record was changed other than through the proxy): its credentials must be entered again
+    (THREAT_MODEL.md, the store). Only that connection fails; its check says so."""
 
 
 class StoreUnavailable(ServiceUnavailable):

@@ -29,7 +29,7 @@ from proxy.check.report import Item, Report
 from proxy.config import DistrictConfig, expiry_end
 from proxy.connections.records import district_config
 from proxy.courtesy import paused
-from proxy.errors import ProxyError
+from proxy.errors import CredentialsUnusable, ProxyError
 from proxy.gateway.context import SERVICES, Services
 from proxy.store.base import CheckResult
 from proxy.store.lock import held
@@ -81,18 +81,18 @@ class BackgroundChecks:
         async with held(self.services.store, LOCK_KEY, self.holder, LOCK_TTL) as mine:
             if not mine:
                 return None
-            broken: dict[str, str] = {}
+            broken: dict[str, Exception] = {}
             due = await self.due(now or datetime.now(UTC), broken)
             limit = asyncio.Semaphore(AT_ONCE)
             done = list(await asyncio.gather(*(self._one(listed, limit) for listed in due)))
-            for app_id, why in sorted(broken.items()):
-                await self._unusable(app_id, why)
+            for app_id, exc in sorted(broken.items()):
+                await self._unusable(app_id, exc)
             return done + sorted(broken)
 
-    async def due(self, now: datetime, broken: dict[str, str] | None = None) -> list[Listed]:
+    async def due(self, now: datetime, broken: dict[str, Exception] | None = None) -> list[Listed]:
         """Connections (TOML and store) whose newest result is older than the interval, or
         that have none; store records that cannot be used go into ``broken``."""
-        found: dict[str, str] = {}
+        found: dict[str, Exception] = {}
         every = await every_connection(self.services, found)
         last = await self.services.store.last_check_results([*(c.app_id for c in every), *found])
         # A little slack: a round that started a moment early still covers this turn.
@@ -105,12 +105,13 @@ class BackgroundChecks:
             broken.update({a: why for a, why in found.items() if is_due(a)})
         return [c for c in every if is_due(c.app_id)]
 
-    async def _unusable(self, app_id: str, why: str) -> None:
+    async def _unusable(self, app_id: str, exc: Exception) -> None:
         """A stored connection that cannot even be built (its secret does not open because its
         record was changed outside the proxy, or a stored value no longer validates) fails its
         own check, kept like any other result, so the board and ``check_ok`` show it; nothing
         is sent for it, and every other connection is checked as usual."""
-        if "credentials must be entered again" in why:
+        why = exc.description if isinstance(exc, ProxyError) else str(exc) or type(exc).__name__
+        if isinstance(exc, CredentialsUnusable):
             item = Item("credentials_accepted", "fail", why)
         else:
             item = Item(
@@ -130,7 +131,7 @@ class BackgroundChecks:
                 report = await run_and_keep_check(self.services, listed.connection)
             except Exception as exc:
                 log.exception("background check of %s failed", app_id)
-                await self._unusable(app_id, str(exc) or type(exc).__name__)
+                await self._unusable(app_id, exc)
                 return app_id
         if not report.ok:
             _log_failed(report)

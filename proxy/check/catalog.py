@@ -35,13 +35,13 @@ class Listed:
 
 
 async def every_connection(
-    services: Services, broken: dict[str, str] | None = None
+    services: Services, broken: dict[str, Exception] | None = None
 ) -> list[Listed]:
     """TOML connections, then store ones, by appId; a store record that cannot be built (its
     vendor or district gone) is left out, as the gateway would answer 404 for it. A record
     that fails to load (its secret unreadable, a stored value that no longer validates) is
-    left out too, and named in ``broken`` (appId -> why) when given: one such record never
-    stops the listing of the others."""
+    left out too, and named in ``broken`` (appId -> what was raised) when given: one such record
+    never stops the listing of the others."""
     runtime = services.runtime.current
     out = [Listed(runtime.connections[a], "config") for a in sorted(runtime.connections)]
     after = ""
@@ -61,7 +61,7 @@ async def every_connection(
                     extra={"fields": {"event": "check.broken", "app": record.app_id, "why": why}},
                 )
                 if broken is not None:
-                    broken[record.app_id] = why
+                    broken[record.app_id] = exc
                 continue
             if conn is not None:
                 out.append(Listed(conn, "store"))

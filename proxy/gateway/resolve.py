@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 from proxy.config import Config, ConnectionConfig, DistrictConfig
 from proxy.connections.managed import binding, district_config
-from proxy.errors import ConfigError, ServiceUnavailable, StoreUnavailable
+from proxy.errors import ConfigError, CredentialsUnusable, ServiceUnavailable, StoreUnavailable
 from proxy.gateway.runtime import Connection, Runtime, TokenSourceFactory, make_connection
 from proxy.signing.oauth2 import OAuth2TokenSource
 from proxy.store.base import ConnectionRecord, ConnectionStore, DistrictRecord
@@ -164,7 +164,7 @@ class StoreConnections:
                 extra={"fields": {"event": "store.secret", "app": record.app_id}},
             )
             if exc.reenter:
-                raise ServiceUnavailable(
+                raise CredentialsUnusable(
                     f"connection {record.app_id}: credentials must be entered again"
                 ) from exc
             raise ServiceUnavailable(
