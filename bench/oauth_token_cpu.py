@@ -4,7 +4,8 @@ Starts ``oneroster-proxy serve`` (one process, sqlite store, one vendor with a 4
 ``client_secret``) from ``--repo`` (default: this checkout; give another checkout to compare
 versions), makes ``--calls`` token requests one after another on one keep-alive connection,
 and reads the server's user + system CPU seconds from ``/proc/<pid>/stat`` before and after:
-the figure is the server's CPU per call, whatever the client costs. Best of ``--repeat``.
+the figure is the server's CPU per call, whatever the client costs: the median of ``--repeat``
+rounds, with the lowest and highest.
 Also prints what one config load pays per vendor for the store's client_secret fingerprint,
 as the checkout at ``--repo`` computes it. Nothing is asserted.
 
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,9 +77,9 @@ scopes = ["roster-core.readonly"]
     return path
 
 
-async def _measure(url: str, pid: int, calls: int, repeat: int) -> float:
+async def _measure(url: str, pid: int, calls: int, repeat: int) -> list[float]:
     body = {"grant_type": "client_credentials", "client_id": "acme", "client_secret": SECRET}
-    best = float("inf")
+    rounds: list[float] = []
     async with aiohttp.ClientSession() as session:
         for _ in range(20):  # warm-up
             async with session.post(f"{url}/oauth/token", data=body) as resp:
@@ -87,8 +89,8 @@ async def _measure(url: str, pid: int, calls: int, repeat: int) -> float:
             for _ in range(calls):
                 async with session.post(f"{url}/oauth/token", data=body) as resp:
                     await resp.read()
-            best = min(best, (_cpu(pid) - before) / calls)
-    return best
+            rounds.append((_cpu(pid) - before) / calls)
+    return rounds
 
 
 def _fingerprint_cost(repo: Path) -> str:
@@ -143,7 +145,11 @@ def main() -> None:
             proc.terminate()
             proc.wait(20)
     print(f"code: {args.repo.resolve()}")
-    print(f"POST /oauth/token, server CPU: {per_call * 1e6:8.1f} us per call")
+    mid = statistics.median(per_call)
+    print(
+        f"POST /oauth/token, server CPU: {mid * 1e6:8.1f} us per call (median of {len(per_call)}"
+        f" rounds; {min(per_call) * 1e6:.1f}-{max(per_call) * 1e6:.1f})"
+    )
     print(f"client_secret fingerprint at config load: {_fingerprint_cost(args.repo)} per vendor")
 
 
